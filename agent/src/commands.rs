@@ -1,0 +1,327 @@
+//! The command loop: fetch from this agent's durable consumer, verify, record
+//! in the journal, run (here or in rootd), publish the result, and ack only
+//! after the broker confirmed the result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use bus_schema::catalogue::{self, RunsIn};
+use bus_schema::{
+    codec, now_ms, subjects, ActiveOperation, Command, CommandResult, CommandStatus, OutputLine,
+    Refusal, SignedCommand,
+};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::rootd_client::{self, Outcome};
+use crate::run::Agent;
+use crate::sys;
+
+/// How often a running command tells the broker it is still being worked on
+/// (well inside the consumer's ack wait).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Waits until the control plane has created this agent's consumer.
+async fn wait_for_consumer(agent: &Agent) -> PullConsumer {
+    let name = subjects::agent_consumer(&agent.id);
+    let mut delay = Duration::from_millis(200);
+    let mut told = false;
+    loop {
+        match agent
+            .js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(&name, subjects::CMD_STREAM)
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) => {
+                if !told {
+                    info!(consumer = %name, error = %e, "waiting for the control plane to create this agent's command queue");
+                    told = true;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+pub async fn run_loop(agent: Arc<Agent>) {
+    let consumer = wait_for_consumer(&agent).await;
+    info!("command queue ready");
+    let slots = Arc::new(Semaphore::new(agent.cfg.max_concurrent.max(1)));
+    loop {
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(agent.cfg.max_concurrent.max(1))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "cannot pull commands; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(next) = messages.next().await {
+            match next {
+                Ok(msg) => {
+                    let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+                    let agent = agent.clone();
+                    tokio::spawn(async move {
+                        handle(&agent, msg).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "pull interrupted; resuming");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn handle(agent: &Agent, msg: jetstream::Message) {
+    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1) as u32;
+    let ct = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(codec::CONTENT_TYPE_HEADER))
+        .map(|v| v.as_str().to_string());
+    let signed: SignedCommand = match codec::decode(&msg.payload, ct.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(reason = "malformed", error = %e, "refused command");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    // Nothing is believed, not even the id, before the signature holds.
+    let cmd = match agent.key.open(&signed) {
+        Ok(c) => c,
+        Err(r) => {
+            warn!(reason = r.label(), detail = %r, "refused command");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    if cmd.agent_id != agent.id {
+        let r = Refusal::WrongAgent {
+            addressed: cmd.agent_id.clone(),
+            me: agent.id.clone(),
+        };
+        warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
+        let _ = msg.ack_with(AckKind::Term).await;
+        return;
+    }
+
+    // Seen before? A redelivery (we crashed or the ack was lost) re-sends the
+    // result we have; a fresh delivery of a known id is a replay.
+    let seen = agent.journal.lock().await.get(&cmd.id).cloned();
+    if let Some(entry) = seen {
+        if delivered > 1 {
+            let result = entry.result.unwrap_or_else(|| {
+                result_of(
+                    agent,
+                    &cmd,
+                    delivered,
+                    Outcome::failed(
+                        "interrupted: the agent stopped during the run; not run again so it never runs twice",
+                    ),
+                )
+            });
+            finish(agent, &cmd, result, &msg).await;
+        } else {
+            let r = Refusal::Replayed(cmd.id.clone());
+            warn!(command = %cmd.id, reason = r.label(), "refused command");
+            let _ = msg.ack_with(AckKind::Term).await;
+        }
+        return;
+    }
+
+    let now = now_ms();
+    if cmd.expires_at <= now {
+        let r = Refusal::Expired {
+            expires_at: cmd.expires_at,
+            now,
+        };
+        warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
+        let mut res = result_of(agent, &cmd, delivered, Outcome::rejected(r.to_string()));
+        res.status = CommandStatus::Expired;
+        finish(agent, &cmd, res, &msg).await;
+        return;
+    }
+    if let Err(e) = agent.journal.lock().await.record_seen(&cmd.id, cmd.expires_at) {
+        // Without the journal we cannot promise "never twice": do not run.
+        warn!(command = %cmd.id, error = %e, "journal write failed; leaving the command for redelivery");
+        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+        return;
+    }
+    publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
+
+    let op = ActiveOperation {
+        command_id: cmd.id.clone(),
+        action: cmd.action.clone(),
+        source: cmd.source,
+        started_at: now_ms(),
+    };
+    agent.ops.lock().await.push(op);
+    agent.ops_changed.notify_one();
+
+    let work = execute(agent, &cmd, &signed, delivered);
+    tokio::pin!(work);
+    let outcome = loop {
+        tokio::select! {
+            o = &mut work => break o,
+            _ = tokio::time::sleep(PROGRESS_EVERY) => {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    agent.ops.lock().await.retain(|o| o.command_id != cmd.id);
+    agent.ops_changed.notify_one();
+
+    info!(command = %cmd.id, action = %cmd.action, status = outcome.status.as_str(), summary = %outcome.summary, "command finished");
+    let result = result_of(agent, &cmd, delivered, outcome);
+    finish(agent, &cmd, result, &msg).await;
+}
+
+/// Runs the action where the catalogue says it runs.
+async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered: u32) -> Outcome {
+    let Some(spec) = catalogue::lookup(&cmd.action) else {
+        return Outcome::rejected(format!("unknown action {}", cmd.action));
+    };
+    if let Err(e) = spec.validate(&cmd.params) {
+        return Outcome::rejected(format!("invalid params for {}: {e}", cmd.action));
+    }
+    let timeout = Duration::from_secs(cmd.timeout_secs.max(1) as u64);
+    match spec.runs_in {
+        RunsIn::Agent => {
+            let fut = async {
+                match cmd.action.as_str() {
+                    "sys.ping" => sys::ping(&agent.id),
+                    "sys.info" => sys::info(),
+                    other => Outcome::rejected(format!("the agent has no implementation of {other}")),
+                }
+            };
+            tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or_else(|_| Outcome::failed(format!("timed out after {}s", cmd.timeout_secs)))
+        }
+        RunsIn::Rootd => {
+            publish_state(agent, cmd, delivered, CommandStatus::Running).await;
+            let subject = subjects::output(&agent.id, &cmd.id);
+            let client = agent.client.clone();
+            let command_id = cmd.id.clone();
+            let mut seq = 0u64;
+            let on_line = move |stream, line: String| {
+                seq += 1;
+                let out = OutputLine {
+                    command_id: command_id.clone(),
+                    seq,
+                    stream,
+                    line,
+                    at: now_ms(),
+                };
+                let client = client.clone();
+                let subject = subject.clone();
+                // Output is best effort and must never slow the action.
+                tokio::spawn(async move {
+                    let _ = client.publish(subject, bus_schema::encode(&out).into()).await;
+                });
+            };
+            // rootd enforces the action's timeout itself; this bound only
+            // covers a rootd that stopped answering.
+            let guard = timeout + Duration::from_secs(30);
+            match tokio::time::timeout(guard, rootd_client::run(&agent.cfg.rootd_socket, signed, on_line)).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => Outcome::failed(format!("{e:#}")),
+                Err(_) => Outcome::failed("rootd did not answer in time"),
+            }
+        }
+    }
+}
+
+fn result_of(agent: &Agent, cmd: &Command, attempt: u32, o: Outcome) -> CommandResult {
+    CommandResult {
+        command_id: cmd.id.clone(),
+        agent_id: agent.id.clone(),
+        status: o.status,
+        exit_code: o.exit_code,
+        summary: truncate(o.summary, 4000),
+        data: o.data,
+        attempt,
+        at: now_ms(),
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// An intermediate state; best effort (the final result is what counts).
+async fn publish_state(agent: &Agent, cmd: &Command, attempt: u32, status: CommandStatus) {
+    let r = CommandResult {
+        command_id: cmd.id.clone(),
+        agent_id: agent.id.clone(),
+        status,
+        exit_code: None,
+        summary: String::new(),
+        data: serde_json::Value::Null,
+        attempt,
+        at: now_ms(),
+    };
+    let _ = publish_result(agent, &r).await;
+}
+
+/// Journal the final result, publish it until the broker confirms, then ack
+/// the command. If we die in between, the journal re-sends on start.
+async fn finish(agent: &Agent, cmd: &Command, result: CommandResult, msg: &jetstream::Message) {
+    if let Err(e) = agent.journal.lock().await.record_result(cmd.expires_at, &result) {
+        warn!(command = %cmd.id, error = %e, "journal write failed; publishing anyway");
+    }
+    publish_confirmed(agent, &result).await;
+    if let Err(e) = msg.double_ack().await {
+        // The broker will redeliver; the journal answers with the same result.
+        warn!(command = %cmd.id, error = %e, "ack not confirmed");
+    }
+}
+
+pub async fn publish_confirmed(agent: &Agent, result: &CommandResult) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match publish_result(agent, result).await {
+            Ok(()) => {
+                let _ = agent.journal.lock().await.confirm(&result.command_id);
+                return;
+            }
+            Err(e) => {
+                warn!(command = %result.command_id, error = %e, "result not confirmed by the broker; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn publish_result(agent: &Agent, result: &CommandResult) -> anyhow::Result<()> {
+    let subject = subjects::result(&agent.id, &result.command_id);
+    let ack = agent
+        .js
+        .publish(subject, bus_schema::encode(result).into())
+        .await?;
+    ack.await?;
+    Ok(())
+}

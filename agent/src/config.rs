@@ -1,0 +1,66 @@
+//! The agent's configuration: a TOML file plus `DROVER_AGENT_*` variables.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bus_schema::VerifyingKey;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentConfig {
+    /// NATS server URL(s), comma-separated.
+    #[serde(default = "default_nats")]
+    pub nats_url: String,
+    /// Identity, journal and other state (keep it across upgrades).
+    pub state_dir: PathBuf,
+    /// The control plane's command-signing public key (base64), pinned.
+    pub control_plane_key: String,
+    /// rootd's socket.
+    #[serde(default = "default_socket")]
+    pub rootd_socket: PathBuf,
+    /// Seconds between heartbeats when idle.
+    #[serde(default = "default_interval")]
+    pub heartbeat_secs: u32,
+    /// Seconds between heartbeats while an operation runs.
+    #[serde(default = "default_busy_interval")]
+    pub busy_heartbeat_secs: u32,
+    /// Commands run at the same time.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent: usize,
+}
+
+fn default_nats() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/drover/rootd.sock")
+}
+fn default_interval() -> u32 {
+    30
+}
+fn default_busy_interval() -> u32 {
+    2
+}
+fn default_concurrency() -> usize {
+    4
+}
+
+impl AgentConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut b = config::Config::builder();
+        if let Some(p) = path {
+            b = b.add_source(config::File::from(p));
+        }
+        b = b.add_source(config::Environment::with_prefix("DROVER_AGENT").try_parsing(true));
+        let cfg: Self = b
+            .build()?
+            .try_deserialize()
+            .context("the agent needs at least state_dir and control_plane_key")?;
+        cfg.key()?;
+        Ok(cfg)
+    }
+
+    pub fn key(&self) -> anyhow::Result<VerifyingKey> {
+        VerifyingKey::parse(&self.control_plane_key).context("control_plane_key")
+    }
+}

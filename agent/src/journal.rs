@@ -1,0 +1,164 @@
+//! The agent's journal: every command id it has seen, with the final result
+//! once there is one and whether the broker confirmed that result.
+//!
+//! It is what makes "never run twice" and "never lose a result" hold across a
+//! `kill -9`: an id is written (and fsynced) before the action starts, the
+//! result before it is published, the confirmation after the broker's ack.
+//! On start, results without a confirmation are published again.
+//! Append-only JSON lines, compacted on open.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use bus_schema::CommandResult;
+use serde::{Deserialize, Serialize};
+
+/// How long a finished, confirmed entry is kept after the command's expiry.
+const KEEP_AFTER_EXPIRY_MS: i64 = 60 * 60 * 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub result: Option<CommandResult>,
+    #[serde(default)]
+    pub confirmed: bool,
+}
+
+pub struct Journal {
+    entries: HashMap<String, Entry>,
+    file: std::fs::File,
+}
+
+impl Journal {
+    pub fn open(state_dir: &Path, now_ms: i64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(state_dir)?;
+        let path = state_dir.join("journal.jsonl");
+        let mut entries: HashMap<String, Entry> = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines() {
+                // A torn last line after a crash is skipped, not fatal.
+                if let Ok(e) = serde_json::from_str::<Entry>(line) {
+                    entries.insert(e.id.clone(), e);
+                }
+            }
+        }
+        entries.retain(|_, e| !e.confirmed || e.expires_at + KEEP_AFTER_EXPIRY_MS > now_ms);
+        let tmp = state_dir.join("journal.jsonl.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            for e in entries.values() {
+                writeln!(f, "{}", serde_json::to_string(e)?)?;
+            }
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        Ok(Self { entries, file })
+    }
+
+    fn append(&mut self, e: &Entry, sync: bool) -> std::io::Result<()> {
+        writeln!(self.file, "{}", serde_json::to_string(e)?)?;
+        if sync {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// Written before the action starts.
+    pub fn record_seen(&mut self, id: &str, expires_at: i64) -> std::io::Result<()> {
+        let e = Entry {
+            id: id.to_string(),
+            expires_at,
+            result: None,
+            confirmed: false,
+        };
+        self.append(&e, true)?;
+        self.entries.insert(id.to_string(), e);
+        Ok(())
+    }
+
+    /// Written before the result is published.
+    pub fn record_result(&mut self, expires_at: i64, result: &CommandResult) -> std::io::Result<()> {
+        let e = Entry {
+            id: result.command_id.clone(),
+            expires_at,
+            result: Some(result.clone()),
+            confirmed: false,
+        };
+        self.append(&e, true)?;
+        self.entries.insert(e.id.clone(), e);
+        Ok(())
+    }
+
+    /// The broker has the result. Not fsynced: losing this line only means
+    /// one harmless re-send (the control plane applies a result once).
+    pub fn confirm(&mut self, id: &str) -> std::io::Result<()> {
+        if let Some(mut e) = self.entries.get(id).cloned() {
+            e.confirmed = true;
+            self.append(&e, false)?;
+            self.entries.insert(id.to_string(), e);
+        }
+        Ok(())
+    }
+
+    /// Results the broker never confirmed, oldest first.
+    pub fn unconfirmed(&self) -> Vec<(i64, CommandResult)> {
+        let mut v: Vec<_> = self
+            .entries
+            .values()
+            .filter(|e| !e.confirmed)
+            .filter_map(|e| e.result.clone().map(|r| (e.expires_at, r)))
+            .collect();
+        v.sort_by_key(|(_, r)| r.at);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bus_schema::CommandStatus;
+
+    fn result(id: &str) -> CommandResult {
+        CommandResult {
+            command_id: id.into(),
+            agent_id: "A".into(),
+            status: CommandStatus::Succeeded,
+            exit_code: Some(0),
+            summary: "ok".into(),
+            data: serde_json::Value::Null,
+            attempt: 1,
+            at: 1,
+        }
+    }
+
+    #[test]
+    fn survives_reopen_and_keeps_unconfirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path(), 0).unwrap();
+            j.record_seen("a", 1000).unwrap();
+            j.record_seen("b", 1000).unwrap();
+            j.record_result(1000, &result("a")).unwrap();
+            j.record_result(1000, &result("b")).unwrap();
+            j.confirm("b").unwrap();
+        }
+        let j = Journal::open(dir.path(), 10).unwrap();
+        assert!(j.get("a").is_some() && j.get("b").is_some());
+        let un = j.unconfirmed();
+        assert_eq!(un.len(), 1);
+        assert_eq!(un[0].1.command_id, "a");
+        // Long after expiry, confirmed entries are dropped, unconfirmed kept.
+        drop(j);
+        let j = Journal::open(dir.path(), 1000 + KEEP_AFTER_EXPIRY_MS + 1).unwrap();
+        assert!(j.get("b").is_none());
+        assert!(j.get("a").is_some());
+    }
+}

@@ -1,0 +1,66 @@
+//! `drover-agent`: the unprivileged agent on each host.
+//!
+//! `run.rs` wires the parts: identity ([`identity`]), heartbeats
+//! ([`heartbeat`], [`metrics`]), the command loop ([`commands`]) with its
+//! on-disk journal ([`journal`]), the built-in actions ([`sys`]) and the
+//! client for the root daemon ([`rootd_client`]).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod config;
+mod heartbeat;
+mod identity;
+mod journal;
+mod metrics;
+mod rootd_client;
+mod run;
+mod sys;
+
+/// Drover's agent: heartbeats, metrics and commands for one host, over NATS.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Every key can also be set as
+    /// `DROVER_AGENT_<KEY>` in the environment.
+    #[arg(long, short, env = "DROVER_AGENT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the agent (the default).
+    Run,
+    /// Print this host's agent id (creating the identity if needed) and exit.
+    Id,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cfg = config::AgentConfig::load(cli.config.as_deref()).context("loading agent configuration")?;
+    // A small runtime: the agent is mostly idle and should stay light.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match cli.cmd.unwrap_or(Cmd::Run) {
+        Cmd::Run => rt.block_on(run::run(cfg)),
+        Cmd::Id => {
+            let id = identity::Identity::load_or_create(&cfg.state_dir)?;
+            println!("{}", id.agent_id());
+            Ok(())
+        }
+    }
+}

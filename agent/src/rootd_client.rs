@@ -1,0 +1,85 @@
+//! The agent's side of the rootd socket: send one signed command, relay the
+//! output lines, return the outcome.
+
+use std::path::Path;
+
+use anyhow::Context;
+use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
+use bus_schema::{CommandStatus, OutputStream, SignedCommand};
+use futures::{SinkExt, StreamExt};
+use tokio::net::UnixStream;
+use tokio_util::codec::Framed;
+
+/// How an action ended, wherever it ran.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: CommandStatus,
+    pub exit_code: Option<i32>,
+    pub summary: String,
+    pub data: serde_json::Value,
+}
+
+impl Outcome {
+    pub fn rejected(summary: impl Into<String>) -> Self {
+        Self {
+            status: CommandStatus::Rejected,
+            exit_code: None,
+            summary: summary.into(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    pub fn failed(summary: impl Into<String>) -> Self {
+        Self {
+            status: CommandStatus::Failed,
+            exit_code: None,
+            summary: summary.into(),
+            data: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Sends `signed` to rootd and calls `on_line` for each output line.
+pub async fn run(
+    socket: &Path,
+    signed: &SignedCommand,
+    mut on_line: impl FnMut(OutputStream, String),
+) -> anyhow::Result<Outcome> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connecting to rootd at {}", socket.display()))?;
+    let mut framed = Framed::new(stream, rootd_proto::codec());
+    let req = RootRequest::Run {
+        command: signed.clone(),
+    };
+    framed
+        .send(bytes::Bytes::from(bus_schema::encode(&req)))
+        .await
+        .context("sending the request to rootd")?;
+    while let Some(frame) = framed.next().await {
+        let frame = frame.context("reading from rootd")?;
+        let frame: RootFrame = bus_schema::codec::decode_limited(&frame, None, usize::MAX)
+            .context("rootd sent a frame we cannot read")?;
+        match frame {
+            RootFrame::Started { .. } => {}
+            RootFrame::Output { stream, line } => on_line(stream, line),
+            RootFrame::Done {
+                status,
+                exit_code,
+                summary,
+                data,
+            } => {
+                return Ok(Outcome {
+                    status,
+                    exit_code,
+                    summary,
+                    data,
+                })
+            }
+            RootFrame::Refused { reason, label } => {
+                return Ok(Outcome::rejected(format!("rootd refused ({label}): {reason}")))
+            }
+        }
+    }
+    anyhow::bail!("rootd closed the connection before the action finished")
+}

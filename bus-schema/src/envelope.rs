@@ -1,0 +1,315 @@
+//! The envelopes that travel on the bus. Field names are stable: they are
+//! encoded by name (MessagePack maps), so a JSON publisher can write them too.
+
+use serde::{Deserialize, Serialize};
+
+/// Who started a command: an operator (or their automation), or Drover itself
+/// (scheduled scans, sweeps). Shown in heartbeats and the UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    #[default]
+    User,
+    System,
+}
+
+/// What the control plane asks one agent to do. Signed as a whole: the exact
+/// MessagePack bytes of this struct travel inside [`SignedCommand`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique id (UUIDv7, hyphen-free), also the broker's dedupe id.
+    pub id: String,
+    /// The one agent allowed to run it.
+    pub agent_id: String,
+    /// `module.action`, e.g. `sys.ping`.
+    pub action: String,
+    /// Action parameters, validated against the catalogue before signing.
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Milliseconds since the epoch.
+    pub issued_at: i64,
+    /// After this instant the command must not start.
+    pub expires_at: i64,
+    /// Wall-clock limit for the run itself.
+    pub timeout_secs: u32,
+    /// Operator, token or automation key that asked.
+    pub requested_by: String,
+    pub source: Source,
+    #[serde(default)]
+    pub job_id: Option<String>,
+}
+
+/// A command as it travels: the signed bytes and the control plane's
+/// signature over exactly those bytes (so re-encoding can never break it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedCommand {
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    /// Fingerprint of the signing key, so a verifier can say which key it expected.
+    pub key_id: String,
+}
+
+/// Where a command is in its life. `Queued` exists only in the database; the
+/// rest are reported by the agent (or set by the control plane for
+/// `Expired`/`Cancelled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    Queued,
+    Accepted,
+    Running,
+    Succeeded,
+    Failed,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl CommandStatus {
+    pub const ALL: [CommandStatus; 8] = [
+        Self::Queued,
+        Self::Accepted,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Rejected,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
+    /// A final state never changes again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Rejected | Self::Expired | Self::Cancelled
+        )
+    }
+
+    /// Order used to apply results idempotently: a report never moves a
+    /// command backwards.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Queued => 0,
+            Self::Accepted => 1,
+            Self::Running => 2,
+            _ => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Accepted => "accepted",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// An agent's report about one command, on `drover.res.<agent>.<command>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub command_id: String,
+    pub agent_id: String,
+    pub status: CommandStatus,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// One line for people.
+    #[serde(default)]
+    pub summary: String,
+    /// Structured output of the action (e.g. the package list of `pkg.scan`).
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// How many times the broker delivered the command (1 = first try).
+    #[serde(default)]
+    pub attempt: u32,
+    pub at: i64,
+}
+
+/// Host metrics carried by every heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub cpu_percent: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub load1: f64,
+    pub load5: f64,
+    pub load15: f64,
+    pub uptime_secs: u64,
+}
+
+/// A command the agent is running right now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveOperation {
+    pub command_id: String,
+    pub action: String,
+    pub source: Source,
+    pub started_at: i64,
+}
+
+/// `drover.hb.<agent>`: liveness, metrics, capabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub agent_id: String,
+    pub hostname: String,
+    /// Increases by one per heartbeat since the agent started.
+    pub seq: u64,
+    pub sent_at: i64,
+    /// When the next heartbeat is due, so the control plane can judge liveness.
+    pub interval_secs: u32,
+    #[serde(default)]
+    pub agent_version: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub kernel: String,
+    pub metrics: Metrics,
+    /// Modules this host can run (`sys`, `pkg`, ...).
+    #[serde(default)]
+    pub modules: Vec<String>,
+    #[serde(default)]
+    pub operations: Vec<ActiveOperation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a command's output, on `drover.out.<agent>.<command>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputLine {
+    pub command_id: String,
+    pub seq: u64,
+    pub stream: OutputStream,
+    pub line: String,
+    pub at: i64,
+}
+
+/// Core-NATS events on `drover.evt.>` for UI replicas and automation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Agent {
+        agent_id: String,
+        hostname: String,
+        status: String,
+        last_seen: i64,
+        #[serde(default)]
+        metrics: Option<Metrics>,
+        #[serde(default)]
+        operations: Vec<ActiveOperation>,
+    },
+    Command {
+        command_id: String,
+        agent_id: String,
+        action: String,
+        status: CommandStatus,
+        #[serde(default)]
+        exit_code: Option<i32>,
+        #[serde(default)]
+        summary: String,
+    },
+}
+
+/// Why a message was refused. Also the label operators see counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("agent id {0:?} is not a valid subject token")]
+    BadAgentId(String),
+    #[error("message names agent {inner:?} but arrived on the subject of {subject:?}")]
+    SubjectMismatch { subject: String, inner: String },
+    #[error("field {field} is invalid: {why}")]
+    Field { field: &'static str, why: String },
+}
+
+fn check_token(id: &str) -> Result<(), EnvelopeError> {
+    if crate::subjects::is_valid_token(id) {
+        Ok(())
+    } else {
+        Err(EnvelopeError::BadAgentId(id.to_string()))
+    }
+}
+
+fn check_subject(subject_agent: &str, inner: &str) -> Result<(), EnvelopeError> {
+    if subject_agent == inner {
+        Ok(())
+    } else {
+        Err(EnvelopeError::SubjectMismatch {
+            subject: subject_agent.to_string(),
+            inner: inner.to_string(),
+        })
+    }
+}
+
+impl Heartbeat {
+    /// Checks what serde cannot: the heartbeat belongs to the subject's agent
+    /// and its values are plausible.
+    pub fn validate(&self, subject_agent: &str) -> Result<(), EnvelopeError> {
+        check_token(&self.agent_id)?;
+        check_subject(subject_agent, &self.agent_id)?;
+        if self.hostname.is_empty() || self.hostname.len() > 253 {
+            return Err(EnvelopeError::Field {
+                field: "hostname",
+                why: "must be 1..=253 characters".into(),
+            });
+        }
+        if !(0.0..=100.0 * 1024.0).contains(&self.metrics.cpu_percent) {
+            return Err(EnvelopeError::Field {
+                field: "metrics.cpu_percent",
+                why: format!("{} is out of range", self.metrics.cpu_percent),
+            });
+        }
+        if self.interval_secs == 0 || self.interval_secs > 3600 {
+            return Err(EnvelopeError::Field {
+                field: "interval_secs",
+                why: "must be 1..=3600".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl CommandResult {
+    pub fn validate(
+        &self,
+        subject_agent: &str,
+        subject_command: &str,
+    ) -> Result<(), EnvelopeError> {
+        check_token(&self.agent_id)?;
+        check_subject(subject_agent, &self.agent_id)?;
+        if self.command_id != subject_command {
+            return Err(EnvelopeError::Field {
+                field: "command_id",
+                why: format!("{:?} does not match the subject", self.command_id),
+            });
+        }
+        if self.status == CommandStatus::Queued {
+            return Err(EnvelopeError::Field {
+                field: "status",
+                why: "an agent cannot report `queued`".into(),
+            });
+        }
+        if self.summary.len() > 4096 {
+            return Err(EnvelopeError::Field {
+                field: "summary",
+                why: "longer than 4096 bytes".into(),
+            });
+        }
+        Ok(())
+    }
+}

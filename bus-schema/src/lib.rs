@@ -1,0 +1,26 @@
+//! Drover's wire contract.
+//!
+//! Every other crate speaks to the bus through this one: subject names
+//! ([`subjects`]), the envelopes that travel on them ([`envelope`]), how they
+//! are encoded ([`codec`]), how commands are signed ([`signing`]), the frames
+//! between agent and rootd ([`rootd_proto`]) and the catalogue of actions
+//! ([`catalogue`]). Nothing outside this crate spells a subject string.
+
+pub mod catalogue;
+pub mod codec;
+pub mod envelope;
+pub mod rootd_proto;
+pub mod signing;
+pub mod subjects;
+
+pub use codec::{decode, encode, CodecError, CONTENT_TYPE_JSON, MAX_MESSAGE_BYTES};
+pub use envelope::*;
+pub use signing::{CommandSigner, Refusal, SigningError, VerifyingKey};
+
+/// Milliseconds since the Unix epoch: the one clock format on the wire.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,42 @@
+//! Frames between the agent and rootd on the Unix socket: length-delimited
+//! (4-byte big-endian length), each a MessagePack map. One request per
+//! connection; rootd answers with a stream of frames ending in `Done` or
+//! `Refused`.
+
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+
+use crate::{CommandStatus, OutputStream, SignedCommand};
+
+/// Largest frame either side accepts.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RootRequest {
+    /// Run one signed command. rootd verifies it again.
+    Run { command: SignedCommand },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RootFrame {
+    /// Verified; the action is starting.
+    Started { command_id: String },
+    Output { stream: OutputStream, line: String },
+    Done {
+        status: CommandStatus,
+        exit_code: Option<i32>,
+        summary: String,
+        data: serde_json::Value,
+    },
+    /// Not run, and why.
+    Refused { reason: String, label: String },
+}
+
+/// The framing codec both sides use, with the size limit set.
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
+}

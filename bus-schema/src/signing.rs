@@ -1,0 +1,243 @@
+//! Ed25519 signing of commands by the control plane, and the checks that the
+//! agent and rootd both run before they act on one.
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use ed25519_dalek::{Signer, Verifier};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+use crate::{Command, SignedCommand};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("key file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("key {0} is not a valid Ed25519 key (expected 32 bytes, base64)")]
+    BadKey(String),
+}
+
+/// Why a command was refused. The `label` is what operators see counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("signature does not verify against the pinned control-plane key")]
+    BadSignature,
+    #[error("command body is malformed: {0}")]
+    Malformed(String),
+    #[error("command is addressed to agent {addressed}, this is {me}")]
+    WrongAgent { addressed: String, me: String },
+    #[error("command expired at {expires_at} (now {now})")]
+    Expired { expires_at: i64, now: i64 },
+    #[error("command {0} was already seen (replay)")]
+    Replayed(String),
+    #[error("action {0} is not known here")]
+    UnknownAction(String),
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+}
+
+impl Refusal {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Malformed(_) => "malformed",
+            Refusal::WrongAgent { .. } => "wrong_agent",
+            Refusal::Expired { .. } => "expired",
+            Refusal::Replayed(_) => "replayed",
+            Refusal::UnknownAction(_) => "unknown_action",
+            Refusal::InvalidParams(_) => "invalid_params",
+        }
+    }
+}
+
+/// The control plane's public command-signing key, as the agent and rootd pin it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyingKey(ed25519_dalek::VerifyingKey);
+
+impl VerifyingKey {
+    /// Parses `base64` of the 32 raw key bytes.
+    pub fn parse(text: &str) -> Result<Self, SigningError> {
+        let raw = STANDARD
+            .decode(text.trim())
+            .map_err(|_| SigningError::BadKey(text.trim().to_string()))?;
+        let arr: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| SigningError::BadKey(text.trim().to_string()))?;
+        ed25519_dalek::VerifyingKey::from_bytes(&arr)
+            .map(Self)
+            .map_err(|_| SigningError::BadKey(text.trim().to_string()))
+    }
+
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0.as_bytes())
+    }
+
+    /// `SHA256:<base64>` of the raw key, as people compare it in logs and the UI.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.0.as_bytes())
+    }
+
+    /// Checks the signature, then decodes the body. Nothing in the body is
+    /// trusted before the signature holds.
+    pub fn open(&self, signed: &SignedCommand) -> Result<Command, Refusal> {
+        let sig = ed25519_dalek::Signature::from_slice(&signed.signature)
+            .map_err(|_| Refusal::BadSignature)?;
+        self.0
+            .verify(&signed.body, &sig)
+            .map_err(|_| Refusal::BadSignature)?;
+        rmp_serde::from_slice(&signed.body).map_err(|e| Refusal::Malformed(e.to_string()))
+    }
+
+    /// Everything the agent and rootd check except replay (which needs their
+    /// own memory): signature, addressee, expiry.
+    pub fn verify_for(&self, signed: &SignedCommand, me: &str, now_ms: i64) -> Result<Command, Refusal> {
+        let cmd = self.open(signed)?;
+        if cmd.agent_id != me {
+            return Err(Refusal::WrongAgent {
+                addressed: cmd.agent_id,
+                me: me.to_string(),
+            });
+        }
+        if cmd.expires_at <= now_ms {
+            return Err(Refusal::Expired {
+                expires_at: cmd.expires_at,
+                now: now_ms,
+            });
+        }
+        Ok(cmd)
+    }
+}
+
+/// `SHA256:<unpadded base64>` of some public key bytes.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    )
+}
+
+/// The control plane's signing key. The seed never leaves the control plane's
+/// data directory.
+pub struct CommandSigner {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for CommandSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the seed.
+        write!(f, "CommandSigner({})", self.public().fingerprint())
+    }
+}
+
+impl CommandSigner {
+    pub fn generate() -> Self {
+        Self {
+            key: ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+        }
+    }
+
+    /// Loads the seed file (base64 of 32 bytes).
+    pub fn load(path: &Path) -> Result<Self, SigningError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let raw = STANDARD
+            .decode(text.trim())
+            .map_err(|_| SigningError::BadKey(path.display().to_string()))?;
+        let seed: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| SigningError::BadKey(path.display().to_string()))?;
+        Ok(Self {
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Writes the seed to a new 0600 file; refuses to overwrite.
+    pub fn save_new(&self, path: &Path) -> Result<(), SigningError> {
+        write_secret_file(path, STANDARD.encode(self.key.to_bytes()).as_bytes()).map_err(|source| {
+            SigningError::Io {
+                path: path.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    pub fn public(&self) -> VerifyingKey {
+        VerifyingKey(self.key.verifying_key())
+    }
+
+    pub fn sign(&self, cmd: &Command) -> SignedCommand {
+        let body = crate::encode(cmd);
+        let signature = self.key.sign(&body).to_bytes().to_vec();
+        SignedCommand {
+            body,
+            signature,
+            key_id: self.public().fingerprint(),
+        }
+    }
+}
+
+/// Creates `path` with mode 0600 and writes `bytes`; fails if it exists.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Source;
+
+    fn cmd(agent: &str, expires_at: i64) -> Command {
+        Command {
+            id: "c1".into(),
+            agent_id: agent.into(),
+            action: "sys.ping".into(),
+            params: serde_json::json!({}),
+            issued_at: 0,
+            expires_at,
+            timeout_secs: 10,
+            requested_by: "admin".into(),
+            source: Source::User,
+            job_id: None,
+        }
+    }
+
+    #[test]
+    fn sign_and_verify() {
+        let s = CommandSigner::generate();
+        let signed = s.sign(&cmd("A", 100));
+        assert_eq!(s.public().verify_for(&signed, "A", 50).unwrap().id, "c1");
+        assert!(matches!(s.public().verify_for(&signed, "B", 50), Err(Refusal::WrongAgent { .. })));
+        assert!(matches!(s.public().verify_for(&signed, "A", 100), Err(Refusal::Expired { .. })));
+        let other = CommandSigner::generate();
+        assert_eq!(other.public().verify_for(&signed, "A", 50), Err(Refusal::BadSignature));
+        let mut tampered = signed.clone();
+        let last = tampered.body.len() - 1;
+        tampered.body[last] ^= 1;
+        assert_eq!(s.public().open(&tampered), Err(Refusal::BadSignature));
+    }
+
+    #[test]
+    fn key_text_round_trip() {
+        let s = CommandSigner::generate();
+        let k = VerifyingKey::parse(&s.public().to_base64()).unwrap();
+        assert_eq!(k, s.public());
+        assert!(k.fingerprint().starts_with("SHA256:"));
+        assert!(VerifyingKey::parse("nope").is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Subject, stream and consumer names. The only place they are spelled.
+//!
+//! Agent ids and command ids are embedded as single subject tokens, so they
+//! must never contain `.`, `*`, `>` or whitespace; [`is_valid_token`] checks.
+
+/// Prefix of every Drover subject.
+pub const PREFIX: &str = "drover";
+
+/// Heartbeats: `drover.hb.<agent>`.
+pub const HB_STREAM: &str = "DROVER_HB";
+pub const HB_ALL: &str = "drover.hb.*";
+/// Commands: `drover.cmd.<agent>`.
+pub const CMD_STREAM: &str = "DROVER_CMD";
+pub const CMD_ALL: &str = "drover.cmd.*";
+/// Results: `drover.res.<agent>.<command>`.
+pub const RES_STREAM: &str = "DROVER_RES";
+pub const RES_ALL: &str = "drover.res.*.*";
+/// Output lines: `drover.out.<agent>.<command>`.
+pub const OUT_STREAM: &str = "DROVER_OUT";
+pub const OUT_ALL: &str = "drover.out.*.*";
+/// Job submissions from automation.
+pub const JOBS_STREAM: &str = "DROVER_JOBS";
+pub const JOBS_SUBMIT: &str = "drover.jobs.submit";
+/// Enrolment request/reply.
+pub const ENROLL: &str = "drover.enroll";
+/// Core-NATS events (no stream): `drover.evt.<kind>`.
+pub const EVT_ALL: &str = "drover.evt.>";
+
+/// Durable consumer of the control plane on the heartbeat stream.
+pub const CP_HB_CONSUMER: &str = "control-plane-hb";
+/// Durable consumer of the control plane on the result stream.
+pub const CP_RES_CONSUMER: &str = "control-plane-res";
+
+pub fn heartbeat(agent: &str) -> String {
+    format!("{PREFIX}.hb.{agent}")
+}
+
+pub fn command(agent: &str) -> String {
+    format!("{PREFIX}.cmd.{agent}")
+}
+
+pub fn result(agent: &str, command: &str) -> String {
+    format!("{PREFIX}.res.{agent}.{command}")
+}
+
+pub fn output(agent: &str, command: &str) -> String {
+    format!("{PREFIX}.out.{agent}.{command}")
+}
+
+/// All output of one command, for a live tail.
+pub fn output_of_command(command: &str) -> String {
+    format!("{PREFIX}.out.*.{command}")
+}
+
+/// `drover.evt.agent.<agent>`: an agent's status or metrics changed.
+pub fn agent_event(agent: &str) -> String {
+    format!("{PREFIX}.evt.agent.{agent}")
+}
+
+/// `drover.evt.command.<command>`: a command changed state.
+pub fn command_event(command: &str) -> String {
+    format!("{PREFIX}.evt.command.{command}")
+}
+
+/// Inbox prefix of an agent's connection: replies to its own requests land
+/// here and nowhere another agent can read.
+pub fn inbox_prefix(agent: &str) -> String {
+    format!("_INBOX_{agent}")
+}
+
+/// Name of an agent's durable pull consumer on [`CMD_STREAM`].
+pub fn agent_consumer(agent: &str) -> String {
+    format!("agent-{agent}")
+}
+
+/// What kind of message a subject carries, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    Heartbeat { agent: &'a str },
+    Command { agent: &'a str },
+    Result { agent: &'a str, command: &'a str },
+    Output { agent: &'a str, command: &'a str },
+    JobSubmit,
+    Other,
+}
+
+/// Splits a subject into its Drover meaning.
+pub fn parse(subject: &str) -> Parsed<'_> {
+    let parts: Vec<&str> = subject.split('.').collect();
+    match parts.as_slice() {
+        [PREFIX, "hb", agent] => Parsed::Heartbeat { agent },
+        [PREFIX, "cmd", agent] => Parsed::Command { agent },
+        [PREFIX, "res", agent, command] => Parsed::Result { agent, command },
+        [PREFIX, "out", agent, command] => Parsed::Output { agent, command },
+        [PREFIX, "jobs", "submit"] => Parsed::JobSubmit,
+        _ => Parsed::Other,
+    }
+}
+
+/// An id is safe to embed as one subject token: 1..=128 chars of
+/// `[A-Za-z0-9_-]`.
+pub fn is_valid_token(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_parse() {
+        assert_eq!(
+            parse(&result("A1", "c-2")),
+            Parsed::Result {
+                agent: "A1",
+                command: "c-2"
+            }
+        );
+        assert_eq!(parse(&heartbeat("A1")), Parsed::Heartbeat { agent: "A1" });
+        assert_eq!(parse("drover.hb.a.b"), Parsed::Other);
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(is_valid_token("UABC-12_x"));
+        assert!(!is_valid_token("a.b"));
+        assert!(!is_valid_token("a>"));
+        assert!(!is_valid_token(""));
+    }
+}

@@ -1,0 +1,269 @@
+//! The REST API under `/api/v1`, the event stream, and the page at `/`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    middleware,
+    response::{sse, Html, IntoResponse, Response, Sse},
+    routing::{get, post},
+    Extension, Json, Router,
+};
+use bus_schema::{catalogue, subjects, CommandStatus, Source};
+use futures::{Stream, StreamExt};
+use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{self, Principal};
+use crate::commands::{self, CreateError, NewCommand};
+use crate::db::entities::{agent, command};
+use crate::state::AppState;
+
+/// An error as the API returns it: a status and `{"error": "..."}` that says
+/// what to do next.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> Self {
+        let status = match &e {
+            CreateError::UnknownAgent(_) => StatusCode::NOT_FOUND,
+            CreateError::UnknownAction(_) | CreateError::InvalidParams { .. } | CreateError::BadTimeout => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
+            CreateError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CreateError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/agents", get(list_agents))
+        .route("/agents/{id}", get(get_agent))
+        .route("/agents/{id}/commands", post(create_command).get(agent_commands))
+        .route("/commands/{id}", get(get_command))
+        .route("/actions", get(list_actions))
+        .route("/events", get(events))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", api)
+        .with_state(state)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../ui/index.html"))
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let nats = matches!(state.nats.connection_state(), async_nats::connection::State::Connected);
+    let code = if nats { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "ok": nats, "nats": if nats { "connected" } else { "disconnected" } })))
+}
+
+pub fn agent_json(a: &agent::Model) -> Value {
+    json!({
+        "id": a.id,
+        "hostname": a.hostname,
+        "status": a.status,
+        "first_seen": a.first_seen,
+        "last_seen": a.last_seen,
+        "heartbeat_secs": a.heartbeat_secs,
+        "os": a.os,
+        "kernel": a.kernel,
+        "agent_version": a.agent_version,
+        "metrics": serde_json::from_str::<Value>(&a.metrics).unwrap_or(Value::Null),
+        "modules": serde_json::from_str::<Value>(&a.modules).unwrap_or(Value::Null),
+        "operations": serde_json::from_str::<Value>(&a.operations).unwrap_or(Value::Null),
+        "labels": serde_json::from_str::<Value>(&a.labels).unwrap_or(Value::Null),
+    })
+}
+
+pub fn command_json(c: &command::Model) -> Value {
+    json!({
+        "id": c.id,
+        "agent_id": c.agent_id,
+        "job_id": c.job_id,
+        "action": c.action,
+        "params": serde_json::from_str::<Value>(&c.params).unwrap_or(Value::Null),
+        "status": c.status,
+        "requested_by": c.requested_by,
+        "source": c.source,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "expires_at": c.expires_at,
+        "timeout_secs": c.timeout_secs,
+        "attempts": c.attempts,
+        "exit_code": c.exit_code,
+        "summary": c.summary,
+        "result": c.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        "finished_at": c.finished_at,
+    })
+}
+
+async fn list_agents(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let agents = agent::Entity::find()
+        .order_by_asc(agent::Column::Hostname)
+        .all(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "agents": agents.iter().map(agent_json).collect::<Vec<_>>() })))
+}
+
+async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let a = agent::Entity::find_by_id(id.clone())
+        .one(&state.db)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
+    Ok(Json(agent_json(&a)))
+}
+
+async fn agent_commands(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let cmds = command::Entity::find()
+        .filter(command::Column::AgentId.eq(id))
+        .order_by_desc(command::Column::CreatedAt)
+        .limit(100)
+        .all(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "commands": cmds.iter().map(command_json).collect::<Vec<_>>() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCommand {
+    action: String,
+    #[serde(default)]
+    params: Value,
+    #[serde(default)]
+    timeout_secs: Option<u32>,
+    /// Seconds the command may wait for an offline agent.
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// Wait up to this many seconds for a final state before answering.
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+async fn create_command(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(agent_id): Path<String>,
+    Query(q): Query<WaitQuery>,
+    body: Result<Json<CreateCommand>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {}", e.body_text())))?;
+    // Subscribe before publishing so a fast result cannot slip past a wait.
+    let wait = q.wait.unwrap_or(0).min(300);
+    let created = commands::create(
+        &state,
+        NewCommand {
+            agent_id,
+            action: body.action,
+            params: body.params,
+            timeout_secs: body.timeout_secs,
+            ttl_secs: body.ttl_secs,
+            requested_by: who.name.clone(),
+            source: Source::User,
+            job_id: None,
+        },
+    )
+    .await?;
+    let model = if wait > 0 {
+        wait_final(&state, &created.id, Duration::from_secs(wait)).await?
+    } else {
+        created
+    };
+    Ok((StatusCode::CREATED, Json(command_json(&model))).into_response())
+}
+
+/// Waits for a command's final state (or the deadline), driven by its events.
+async fn wait_final(state: &AppState, id: &str, max: Duration) -> Result<command::Model, ApiError> {
+    let mut sub = state
+        .nats
+        .subscribe(subjects::command_event(id))
+        .await
+        .map_err(ApiError::internal)?;
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        let c = command::Entity::find_by_id(id.to_string())
+            .one(&state.db)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no command {id}")))?;
+        let final_ = CommandStatus::parse(&c.status).map(|s| s.is_final()).unwrap_or(false);
+        if final_ || tokio::time::Instant::now() >= deadline {
+            return Ok(c);
+        }
+        // Any event for it (or the deadline) triggers a re-read.
+        let _ = tokio::time::timeout_at(deadline, sub.next()).await;
+    }
+}
+
+async fn get_command(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let c = wait_final(&state, &id, Duration::from_secs(q.wait.unwrap_or(0).min(300))).await?;
+    Ok(Json(command_json(&c)))
+}
+
+async fn list_actions() -> Json<Value> {
+    Json(json!({ "actions": catalogue::ACTIONS }))
+}
+
+/// Server-sent events: every agent and command change, as JSON.
+async fn events(State(state): State<AppState>) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+    let sub = state.nats.subscribe(bus_schema::subjects::EVT_ALL).await.map_err(ApiError::internal)?;
+    let stream = sub.filter_map(|m| async move {
+        let ev: bus_schema::Event = bus_schema::decode(&m.payload, None).ok()?;
+        let name = match &ev {
+            bus_schema::Event::Agent { .. } => "agent",
+            bus_schema::Event::Command { .. } => "command",
+        };
+        Some(Ok(sse::Event::default().event(name).json_data(&ev).ok()?))
+    });
+    Ok(Sse::new(stream).keep_alive(sse::KeepAlive::new().interval(Duration::from_secs(15))))
+}

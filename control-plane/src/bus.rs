@@ -1,0 +1,150 @@
+//! The broker side of the control plane: connecting, declaring streams and
+//! consumers (idempotently, at every start), and the per-agent command queue.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy},
+    stream::{DiscardPolicy, RetentionPolicy, StorageType},
+};
+use bus_schema::subjects;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Disconnected => warn!("disconnected from NATS; reconnecting"),
+                async_nats::Event::Connected => info!("connected to NATS"),
+                other => info!(event = %other, "NATS event"),
+            }
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+/// Declares every stream Drover uses. Safe to run on every start and from
+/// every replica: an existing stream is updated to this configuration.
+pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Result<()> {
+    let streams = [
+        jetstream::stream::Config {
+            name: subjects::HB_STREAM.into(),
+            description: Some("agent heartbeats and metrics".into()),
+            subjects: vec![subjects::HB_ALL.into()],
+            max_age: Duration::from_secs(600),
+            max_messages_per_subject: 10,
+            storage: StorageType::File,
+            ..Default::default()
+        },
+        jetstream::stream::Config {
+            name: subjects::CMD_STREAM.into(),
+            description: Some("signed commands, one subject and one consumer per agent".into()),
+            subjects: vec![subjects::CMD_ALL.into()],
+            retention: RetentionPolicy::WorkQueue,
+            // The per-agent queue cap is the broker's: a full queue refuses
+            // the publish instead of dropping old work.
+            max_messages_per_subject: cfg.max_pending_per_agent,
+            discard: DiscardPolicy::New,
+            discard_new_per_subject: true,
+            allow_message_ttl: true,
+            max_consumers: cfg.max_agents,
+            duplicate_window: Duration::from_secs(120),
+            storage: StorageType::File,
+            ..Default::default()
+        },
+        jetstream::stream::Config {
+            name: subjects::RES_STREAM.into(),
+            description: Some("command results, signed by agents".into()),
+            subjects: vec![subjects::RES_ALL.into()],
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            storage: StorageType::File,
+            ..Default::default()
+        },
+        jetstream::stream::Config {
+            name: subjects::OUT_STREAM.into(),
+            description: Some("output lines of running commands".into()),
+            subjects: vec![subjects::OUT_ALL.into()],
+            max_age: Duration::from_secs(3 * 24 * 3600),
+            max_bytes: 1 << 30,
+            storage: StorageType::File,
+            ..Default::default()
+        },
+    ];
+    for s in streams {
+        let name = s.name.clone();
+        js.create_or_update_stream(s)
+            .await
+            .with_context(|| format!("declaring stream {name}"))?;
+    }
+    Ok(())
+}
+
+/// The control plane's own consumers, shared by every replica.
+pub async fn control_plane_consumers(
+    js: &jetstream::Context,
+) -> anyhow::Result<(jetstream::consumer::PullConsumer, jetstream::consumer::PullConsumer)> {
+    let hb = js
+        .get_stream(subjects::HB_STREAM)
+        .await?
+        .get_or_create_consumer(
+            subjects::CP_HB_CONSUMER,
+            pull::Config {
+                durable_name: Some(subjects::CP_HB_CONSUMER.into()),
+                // Acking the last message of a batch acks the whole batch.
+                ack_policy: AckPolicy::All,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 50_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("declaring the heartbeat consumer")?;
+    let res = js
+        .get_stream(subjects::RES_STREAM)
+        .await?
+        .get_or_create_consumer(
+            subjects::CP_RES_CONSUMER,
+            pull::Config {
+                durable_name: Some(subjects::CP_RES_CONSUMER.into()),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::All,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 50_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("declaring the result consumer")?;
+    Ok((hb, res))
+}
+
+/// Creates an agent's durable command consumer if it is not there. The agent
+/// itself may only read from it, never create it.
+pub async fn ensure_agent_consumer(js: &jetstream::Context, agent: &str) -> anyhow::Result<()> {
+    let name = subjects::agent_consumer(agent);
+    let stream = js.get_stream_no_info(subjects::CMD_STREAM).await?;
+    stream
+        .get_or_create_consumer::<pull::Config>(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: subjects::command(agent),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 5,
+                max_ack_pending: 8,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("creating command consumer {name}"))?;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! The CLI's view of the API: a small HTTP client with the token attached and
+//! errors turned into sentences.
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, token: String) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn check(&self, resp: reqwest::Response) -> anyhow::Result<Value> {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let msg = body.get("error").and_then(Value::as_str).unwrap_or("no details");
+        bail!("{status}: {msg}")
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the control plane at {}; is `drover serve` (or `drover dev`) running? Set --api or DROVER_API", self.base))?;
+        self.check(resp).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the control plane at {}; is `drover serve` (or `drover dev`) running? Set --api or DROVER_API", self.base))?;
+        self.check(resp).await
+    }
+}
+
+/// `key=value` pairs into a JSON object; values that parse as JSON (numbers,
+/// booleans, arrays) keep their type, anything else is a string.
+pub fn parse_params(pairs: &[String]) -> anyhow::Result<Value> {
+    let mut map = serde_json::Map::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("parameter {p:?} is not key=value");
+        };
+        if k.is_empty() {
+            bail!("parameter {p:?} has an empty key");
+        }
+        let val = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        map.insert(k.to_string(), val);
+    }
+    Ok(Value::Object(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params() {
+        let v = parse_params(&["a=1".into(), "b=x y".into(), "c=true".into()]).unwrap();
+        assert_eq!(v, serde_json::json!({"a": 1, "b": "x y", "c": true}));
+        assert!(parse_params(&["nope".into()]).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! The control plane's configuration: `drover.toml` (or `--config`) plus
+//! `DROVER_*` environment variables, which win.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Signing key, admin token, SQLite file, dev-stack state.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Address of the API and web UI.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_nats")]
+    pub nats_url: String,
+    /// `sqlite://...` (default: `<data_dir>/drover.db`) or `postgres://...`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// An agent is offline after this many missed heartbeats.
+    #[serde(default = "default_missed")]
+    pub offline_after_missed: u32,
+    /// Lifetime of a command that names no expiry.
+    #[serde(default = "default_ttl")]
+    pub command_ttl_secs: u64,
+    /// Commands waiting for one agent before new ones are refused.
+    #[serde(default = "default_pending")]
+    pub max_pending_per_agent: i64,
+    /// Largest number of agents (durable consumers) on the command stream.
+    #[serde(default = "default_max_agents")]
+    pub max_agents: i32,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./drover-data")
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_nats() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+fn default_missed() -> u32 {
+    3
+}
+fn default_ttl() -> u64 {
+    3600
+}
+fn default_pending() -> i64 {
+    100
+}
+fn default_max_agents() -> i32 {
+    20_000
+}
+
+impl Config {
+    /// File first (if given, or `./drover.toml` if present), then `DROVER_*`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut b = config::Config::builder();
+        match path {
+            Some(p) => b = b.add_source(config::File::from(p)),
+            None => b = b.add_source(config::File::with_name("drover").required(false)),
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("DROVER")
+                .try_parsing(true)
+                // Variables of the CLI and of the other binaries are not ours.
+                .ignore_empty(true),
+        );
+        b.build()?
+            .try_deserialize()
+            .context("invalid control-plane configuration")
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("drover.db").display())
+        })
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("signing.key")
+    }
+
+    /// The admin token in clear, for the local CLI only (0600).
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+}

@@ -1,0 +1,117 @@
+//! Tables as sea-orm entities. Times are milliseconds since the epoch;
+//! structured values are JSON text, so SQLite and PostgreSQL read the same.
+
+pub mod agent {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub hostname: String,
+        /// online | offline
+        pub status: String,
+        pub first_seen: i64,
+        pub last_seen: i64,
+        pub last_seq: i64,
+        pub heartbeat_secs: i32,
+        pub os: String,
+        pub kernel: String,
+        pub agent_version: String,
+        /// JSON: the latest `Metrics`.
+        pub metrics: String,
+        /// JSON: modules the host can run.
+        pub modules: String,
+        /// JSON: running operations.
+        pub operations: String,
+        /// JSON object of labels.
+        pub labels: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod metric_sample {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "metric_samples")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub agent_id: String,
+        pub at: i64,
+        pub cpu_percent: f64,
+        pub mem_used: i64,
+        pub mem_total: i64,
+        pub disk_used: i64,
+        pub disk_total: i64,
+        pub load1: f64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod command {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "commands")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub agent_id: String,
+        pub job_id: Option<String>,
+        pub action: String,
+        /// JSON params (secrets masked before they get here).
+        pub params: String,
+        /// A `CommandStatus` string.
+        pub status: String,
+        pub requested_by: String,
+        pub source: String,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub expires_at: i64,
+        pub timeout_secs: i32,
+        pub exit_code: Option<i32>,
+        pub summary: String,
+        /// JSON: the action's structured output.
+        pub result: Option<String>,
+        pub attempts: i32,
+        pub finished_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod api_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub role: String,
+        /// SHA-256 of the token; the token itself is never stored.
+        #[sea_orm(unique)]
+        pub token_hash: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

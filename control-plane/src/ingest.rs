@@ -1,0 +1,383 @@
+//! Consuming what agents send: heartbeats and results. Each loop takes what
+//! the broker has ready (up to a batch), validates every message, applies the
+//! good ones in one transaction, and acks only after the commit. A bad
+//! message is logged with its reason and terminated; the next one is
+//! processed as usual.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use bus_schema::{codec, now_ms, subjects, CommandResult, CommandStatus, Event, Heartbeat};
+use futures::{FutureExt, StreamExt};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
+use tracing::{error, info, warn};
+
+use crate::db::entities::{agent, command, metric_sample};
+use crate::events;
+use crate::state::AppState;
+
+const BATCH: usize = 1000;
+
+/// Waits for one message, then takes whatever else is already there.
+async fn next_batch(
+    stream: &mut jetstream::consumer::pull::Stream,
+    max: usize,
+) -> Option<Vec<jetstream::Message>> {
+    let first = loop {
+        match stream.next().await? {
+            Ok(m) => break m,
+            Err(e) => {
+                warn!(error = %e, "pull interrupted; continuing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let mut out = vec![first];
+    while out.len() < max {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(m))) => out.push(m),
+            _ => break,
+        }
+    }
+    Some(out)
+}
+
+fn content_type(m: &jetstream::Message) -> Option<String> {
+    m.headers
+        .as_ref()
+        .and_then(|h| h.get(codec::CONTENT_TYPE_HEADER))
+        .map(|v| v.as_str().to_string())
+}
+
+/// Decodes and validates one heartbeat; the error says why it is refused.
+pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
+    let subject = m.subject.as_str();
+    let bus_schema::subjects::Parsed::Heartbeat { agent } = subjects::parse(subject) else {
+        return Err(format!("subject {subject} is not a heartbeat subject"));
+    };
+    let hb: Heartbeat = codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
+    hb.validate(agent).map_err(|e| e.to_string())?;
+    Ok(hb)
+}
+
+pub fn parse_result(m: &jetstream::Message) -> Result<CommandResult, String> {
+    let subject = m.subject.as_str();
+    let bus_schema::subjects::Parsed::Result { agent, command } = subjects::parse(subject) else {
+        return Err(format!("subject {subject} is not a result subject"));
+    };
+    let r: CommandResult = codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
+    r.validate(agent, command).map_err(|e| e.to_string())?;
+    Ok(r)
+}
+
+pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
+    loop {
+        let mut stream = match consumer.stream().max_messages_per_batch(BATCH).messages().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot pull heartbeats; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(batch) = next_batch(&mut stream, BATCH).await {
+            let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+            for m in &batch {
+                match parse_heartbeat(m) {
+                    Ok(hb) => {
+                        let newer = latest.get(&hb.agent_id).map(|old| hb.sent_at >= old.sent_at).unwrap_or(true);
+                        if newer {
+                            latest.insert(hb.agent_id.clone(), hb);
+                        }
+                    }
+                    Err(why) => warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat"),
+                }
+            }
+            match apply_heartbeats(&state, latest.into_values().collect()).await {
+                Ok(()) => {
+                    // AckPolicy::All: the last ack covers the whole batch.
+                    if let Some(last) = batch.last() {
+                        let _ = last.ack().await;
+                    }
+                }
+                Err(e) => error!(error = %e, "storing heartbeats failed; they will be redelivered"),
+            }
+        }
+    }
+}
+
+async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Result<()> {
+    if hbs.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let ids: Vec<String> = hbs.iter().map(|h| h.agent_id.clone()).collect();
+    let before: HashMap<String, String> = agent::Entity::find()
+        .select_only()
+        .column(agent::Column::Id)
+        .column(agent::Column::Status)
+        .filter(agent::Column::Id.is_in(ids))
+        .into_tuple::<(String, String)>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .collect();
+
+    let rows: Vec<agent::ActiveModel> = hbs
+        .iter()
+        .map(|h| agent::ActiveModel {
+            id: Set(h.agent_id.clone()),
+            hostname: Set(h.hostname.clone()),
+            status: Set("online".into()),
+            first_seen: Set(now),
+            last_seen: Set(now),
+            last_seq: Set(h.seq as i64),
+            heartbeat_secs: Set(h.interval_secs as i32),
+            os: Set(h.os.clone()),
+            kernel: Set(h.kernel.clone()),
+            agent_version: Set(h.agent_version.clone()),
+            metrics: Set(serde_json::to_string(&h.metrics).unwrap_or_default()),
+            modules: Set(serde_json::to_string(&h.modules).unwrap_or_default()),
+            operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
+            labels: Set("{}".into()),
+        })
+        .collect();
+    let samples: Vec<metric_sample::ActiveModel> = hbs
+        .iter()
+        .map(|h| metric_sample::ActiveModel {
+            agent_id: Set(h.agent_id.clone()),
+            at: Set(h.sent_at),
+            cpu_percent: Set(h.metrics.cpu_percent as f64),
+            mem_used: Set(h.metrics.mem_used_bytes as i64),
+            mem_total: Set(h.metrics.mem_total_bytes as i64),
+            disk_used: Set(h.metrics.disk_used_bytes as i64),
+            disk_total: Set(h.metrics.disk_total_bytes as i64),
+            load1: Set(h.metrics.load1),
+            ..Default::default()
+        })
+        .collect();
+
+    let txn = state.db.begin().await?;
+    // SQLite allows a limited number of bound variables per statement.
+    for chunk in rows.chunks(500) {
+        agent::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(agent::Column::Id)
+                    .update_columns([
+                        agent::Column::Hostname,
+                        agent::Column::Status,
+                        agent::Column::LastSeen,
+                        agent::Column::LastSeq,
+                        agent::Column::HeartbeatSecs,
+                        agent::Column::Os,
+                        agent::Column::Kernel,
+                        agent::Column::AgentVersion,
+                        agent::Column::Metrics,
+                        agent::Column::Modules,
+                        agent::Column::Operations,
+                    ])
+                    .to_owned(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    for chunk in samples.chunks(500) {
+        metric_sample::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+    }
+    txn.commit().await?;
+
+    for h in &hbs {
+        match before.get(&h.agent_id).map(String::as_str) {
+            None => {
+                info!(agent_id = %h.agent_id, hostname = %h.hostname, "new agent");
+                if let Err(e) = crate::commands::ensure_consumer(state, &h.agent_id).await {
+                    warn!(agent_id = %h.agent_id, error = %e, "could not create the agent's command queue");
+                }
+            }
+            Some("online") => {}
+            Some(_) => info!(agent_id = %h.agent_id, "agent back online"),
+        }
+        events::publish(
+            state,
+            &Event::Agent {
+                agent_id: h.agent_id.clone(),
+                hostname: h.hostname.clone(),
+                status: "online".into(),
+                last_seen: now,
+                metrics: Some(h.metrics.clone()),
+                operations: h.operations.clone(),
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+pub async fn result_loop(state: AppState, consumer: PullConsumer) {
+    loop {
+        let mut stream = match consumer.stream().max_messages_per_batch(BATCH).messages().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot pull results; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(batch) = next_batch(&mut stream, BATCH).await {
+            let mut good = Vec::with_capacity(batch.len());
+            for m in batch {
+                match parse_result(&m) {
+                    Ok(r) => good.push((m, r)),
+                    Err(why) => {
+                        warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected result");
+                        let _ = m.ack_with(AckKind::Term).await;
+                    }
+                }
+            }
+            if good.is_empty() {
+                continue;
+            }
+            let results: Vec<CommandResult> = good.iter().map(|(_, r)| r.clone()).collect();
+            match apply_results(&state, &results).await {
+                Ok(changed) => {
+                    // Stored first, acked second: a crash in between means a
+                    // redelivery, which changes nothing.
+                    for (m, _) in &good {
+                        let _ = m.ack().await;
+                    }
+                    for c in changed {
+                        events::publish(&state, &events::of_command(&c)).await;
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "storing results failed; they will be redelivered");
+                    for (m, _) in &good {
+                        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies results idempotently: a command never moves backwards and a final
+/// state never changes. Returns the commands that changed.
+pub async fn apply_results(state: &AppState, results: &[CommandResult]) -> anyhow::Result<Vec<command::Model>> {
+    let ids: Vec<String> = results.iter().map(|r| r.command_id.clone()).collect();
+    let txn = state.db.begin().await?;
+    let mut current: HashMap<String, command::Model> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        for c in command::Entity::find()
+            .filter(command::Column::Id.is_in(chunk.to_vec()))
+            .all(&txn)
+            .await?
+        {
+            current.insert(c.id.clone(), c);
+        }
+    }
+    let mut changed: HashMap<String, command::Model> = HashMap::new();
+    let now = now_ms();
+    for r in results {
+        let Some(c) = changed.get(&r.command_id).or_else(|| current.get(&r.command_id)).cloned() else {
+            warn!(command = %r.command_id, agent_id = %r.agent_id, "result for a command this control plane never issued; ignored");
+            continue;
+        };
+        if c.agent_id != r.agent_id {
+            warn!(command = %r.command_id, from = %r.agent_id, addressed = %c.agent_id, "result from an agent the command was not for; ignored");
+            continue;
+        }
+        let cur = CommandStatus::parse(&c.status).unwrap_or(CommandStatus::Queued);
+        if cur.is_final() || r.status.rank() <= cur.rank() {
+            continue; // duplicate or late: applied once already
+        }
+        let mut am: command::ActiveModel = c.clone().into();
+        am.status = Set(r.status.as_str().into());
+        am.updated_at = Set(now);
+        am.attempts = Set(std::cmp::max(c.attempts, r.attempt as i32));
+        if r.status.is_final() {
+            am.exit_code = Set(r.exit_code);
+            am.summary = Set(r.summary.clone());
+            am.result = Set(Some(serde_json::to_string(&r.data).unwrap_or_default()));
+            am.finished_at = Set(Some(r.at));
+        }
+        let updated = command::Entity::update(am).exec(&txn).await?;
+        changed.insert(updated.id.clone(), updated);
+    }
+    txn.commit().await?;
+    Ok(changed.into_values().collect())
+}
+
+/// Periodic duties: agents that stopped sending heartbeats go offline;
+/// commands nobody fetched before their expiry end `expired`.
+pub async fn sweep_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = sweep_once(&state).await {
+            warn!(error = %e, "sweep failed");
+        }
+    }
+}
+
+/// Grace after expiry before a still-queued command is declared expired, so
+/// a command fetched just before expiry can still report.
+const EXPIRY_GRACE_MS: i64 = 5_000;
+
+async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
+    let now = now_ms();
+    let missed = std::cmp::max(state.cfg.offline_after_missed, 1) as i64;
+    let gone = agent::Entity::find()
+        .filter(agent::Column::Status.eq("online"))
+        .filter(
+            Expr::col(agent::Column::LastSeen)
+                .add(Expr::col(agent::Column::HeartbeatSecs).mul(missed * 1000))
+                .lt(now),
+        )
+        .all(&state.db)
+        .await?;
+    for a in gone {
+        let res = agent::Entity::update_many()
+            .col_expr(agent::Column::Status, Expr::value("offline"))
+            .col_expr(agent::Column::Operations, Expr::value("[]"))
+            .filter(agent::Column::Id.eq(a.id.clone()))
+            .filter(agent::Column::Status.eq("online"))
+            .filter(agent::Column::LastSeen.eq(a.last_seen))
+            .exec(&state.db)
+            .await?;
+        if res.rows_affected == 1 {
+            info!(agent_id = %a.id, missed, "agent offline: heartbeats missed");
+            let mut off = a.clone();
+            off.status = "offline".into();
+            off.operations = "[]".into();
+            events::publish(state, &events::of_agent(&off)).await;
+        }
+    }
+    let expired = command::Entity::find()
+        .filter(command::Column::Status.eq(CommandStatus::Queued.as_str()))
+        .filter(command::Column::ExpiresAt.lt(now - EXPIRY_GRACE_MS))
+        .limit(1000)
+        .all(&state.db)
+        .await?;
+    for c in expired {
+        let res = command::Entity::update_many()
+            .col_expr(command::Column::Status, Expr::value(CommandStatus::Expired.as_str()))
+            .col_expr(command::Column::Summary, Expr::value("expired before the agent fetched it"))
+            .col_expr(command::Column::UpdatedAt, Expr::value(now))
+            .col_expr(command::Column::FinishedAt, Expr::value(now))
+            .filter(command::Column::Id.eq(c.id.clone()))
+            .filter(command::Column::Status.eq(CommandStatus::Queued.as_str()))
+            .exec(&state.db)
+            .await?;
+        if res.rows_affected == 1 {
+            let mut e = c.clone();
+            e.status = CommandStatus::Expired.as_str().into();
+            e.summary = "expired before the agent fetched it".into();
+            events::publish(state, &events::of_command(&e)).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! `drover`: the control plane and the operator's CLI.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use control_plane::{client, config::Config, dev, serve};
+use serde_json::Value;
+
+/// Drover: fleet management over NATS JetStream.
+///
+/// Start everything on one machine with `drover dev`; in production run
+/// `drover init` once, then `drover serve`. The other commands talk to a
+/// running control plane through its API.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML). Defaults to ./drover.toml if present;
+    /// every key can also be set as DROVER_<KEY> (e.g. DROVER_NATS_URL).
+    #[arg(long, short, global = true, env = "DROVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Control-plane URL for the client commands.
+    #[arg(long, global = true, env = "DROVER_API", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// API token for the client commands (default: <data_dir>/admin.token).
+    #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the command-signing key and the admin API token (once).
+    Init,
+    /// Run the control plane: API, web UI, bus consumers.
+    Serve,
+    /// Run the whole stack on this machine: nats-server, control plane, one
+    /// rootd and one agent. Ctrl-C stops everything.
+    Dev {
+        /// Port of the dev nats-server.
+        #[arg(long, default_value_t = 4222)]
+        nats_port: u16,
+        /// Address of the API and web UI.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (database, keys, broker storage).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Heartbeat interval of the local agent.
+        #[arg(long, default_value_t = 5)]
+        heartbeat_secs: u32,
+    },
+    /// Read one message body on stdin and print it as JSON
+    /// (for `nats sub --translate 'drover decode'`).
+    Decode,
+    /// List agents with status, last seen and metrics.
+    Agents {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one command to one agent, e.g. `drover send <agent> sys.ping`.
+    Send {
+        agent: String,
+        /// `module.action`; `drover actions` lists them.
+        action: String,
+        /// Parameters as key=value.
+        params: Vec<String>,
+        /// Seconds to wait for the result (0: return at once).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+        /// Override the action's default timeout, in seconds.
+        #[arg(long)]
+        timeout: Option<u32>,
+    },
+    /// Show one command and its result.
+    Command {
+        id: String,
+        /// Seconds to wait for a final state.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// List the actions agents can run.
+    Actions,
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Decode => return decode(),
+        Cmd::Init | Cmd::Serve | Cmd::Dev { .. } => init_tracing(),
+        _ => {}
+    }
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    match cli.cmd {
+        Cmd::Init => {
+            match serve::init(&cfg).await? {
+                Some(token) => {
+                    println!("Admin API token (shown once; also saved 0600 in {}):", cfg.admin_token_path().display());
+                    println!("{token}");
+                }
+                None => println!("Already initialised; the admin token is in {}", cfg.admin_token_path().display()),
+            }
+            let signer = serve::load_signer(&cfg)?;
+            println!("Command-signing key fingerprint: {}", signer.public().fingerprint());
+            Ok(())
+        }
+        Cmd::Serve => serve::serve(cfg, serve::signal()).await,
+        Cmd::Dev {
+            nats_port,
+            listen,
+            data_dir,
+            heartbeat_secs,
+        } => {
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            dev::run(
+                cfg,
+                dev::DevOptions {
+                    nats_port,
+                    agent_heartbeat_secs: heartbeat_secs,
+                },
+            )
+            .await
+        }
+        Cmd::Decode => unreachable!(),
+        other => {
+            let token = match cli.token {
+                Some(t) => t,
+                None => std::fs::read_to_string(cfg.admin_token_path())
+                    .map(|s| s.trim().to_string())
+                    .with_context(|| {
+                        format!(
+                            "no API token: pass --token, set DROVER_TOKEN, or run where {} exists",
+                            cfg.admin_token_path().display()
+                        )
+                    })?,
+            };
+            let api = client::ApiClient::new(&cli.api, token);
+            client_command(&api, other).await
+        }
+    }
+}
+
+fn decode() -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    std::io::stdin().read_to_end(&mut buf)?;
+    // nats sub gives no headers to a translator: JSON is recognised by shape
+    // (a MessagePack envelope never starts with `{`).
+    let trimmed = buf.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &buf[i..]).unwrap_or(&buf[..]);
+    let ct = trimmed.first().filter(|b| **b == b'{').map(|_| bus_schema::CONTENT_TYPE_JSON);
+    let v = bus_schema::codec::to_json(&buf, ct).context("stdin is not a Drover message (MessagePack or JSON)")?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn fmt_bytes(b: f64) -> String {
+    let gib = b / (1024.0 * 1024.0 * 1024.0);
+    format!("{gib:.1}G")
+}
+
+async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Agents { json } => {
+            let v = api.get("/agents").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            let agents = v["agents"].as_array().cloned().unwrap_or_default();
+            if agents.is_empty() {
+                println!("No agents yet. Start one with `drover dev`, or see the README on enrolling a host.");
+                return Ok(());
+            }
+            println!("{:<58} {:<20} {:<8} {:>6} {:>12} {:>12}  LAST SEEN", "ID", "HOSTNAME", "STATUS", "CPU%", "MEM", "DISK");
+            let now = bus_schema::now_ms();
+            for a in agents {
+                let m = &a["metrics"];
+                let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+                println!(
+                    "{:<58} {:<20} {:<8} {:>6.1} {:>12} {:>12}  {}s ago",
+                    a["id"].as_str().unwrap_or(""),
+                    a["hostname"].as_str().unwrap_or(""),
+                    a["status"].as_str().unwrap_or(""),
+                    f("cpu_percent"),
+                    format!("{}/{}", fmt_bytes(f("mem_used_bytes")), fmt_bytes(f("mem_total_bytes"))),
+                    format!("{}/{}", fmt_bytes(f("disk_used_bytes")), fmt_bytes(f("disk_total_bytes"))),
+                    (now - a["last_seen"].as_i64().unwrap_or(now)) / 1000,
+                );
+            }
+            Ok(())
+        }
+        Cmd::Send {
+            agent,
+            action,
+            params,
+            wait,
+            timeout,
+        } => {
+            let mut body = serde_json::json!({ "action": action, "params": client::parse_params(&params)? });
+            if let Some(t) = timeout {
+                body["timeout_secs"] = Value::from(t);
+            }
+            let v = api.post(&format!("/agents/{agent}/commands?wait={wait}"), &body).await?;
+            print_command(&v);
+            Ok(())
+        }
+        Cmd::Command { id, wait } => {
+            let v = api.get(&format!("/commands/{id}?wait={wait}")).await?;
+            print_command(&v);
+            Ok(())
+        }
+        Cmd::Actions => {
+            let v = api.get("/actions").await?;
+            for a in v["actions"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<16} {:<6} {:>5}s  {}",
+                    a["name"].as_str().unwrap_or(""),
+                    a["runs_in"].as_str().unwrap_or(""),
+                    a["default_timeout_secs"],
+                    a["description"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        _ => unreachable!("server commands are handled in main"),
+    }
+}
+
+fn print_command(v: &Value) {
+    println!("command  {}", v["id"].as_str().unwrap_or(""));
+    println!("agent    {}", v["agent_id"].as_str().unwrap_or(""));
+    println!("action   {}", v["action"].as_str().unwrap_or(""));
+    println!("status   {}", v["status"].as_str().unwrap_or(""));
+    if let Some(code) = v["exit_code"].as_i64() {
+        println!("exit     {code}");
+    }
+    if let Some(s) = v["summary"].as_str().filter(|s| !s.is_empty()) {
+        println!("summary  {s}");
+    }
+    if !v["result"].is_null() {
+        println!("result   {}", serde_json::to_string_pretty(&v["result"]).unwrap_or_default());
+    }
+}

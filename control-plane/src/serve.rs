@@ -1,0 +1,87 @@
+//! `drover serve`: connect, declare, consume, serve HTTP.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_nats::jetstream;
+use bus_schema::CommandSigner;
+use tokio::sync::Mutex;
+use tracing::info;
+
+use crate::config::Config;
+use crate::state::{AppState, Inner};
+
+/// Creates the signing key and the admin token if they do not exist. Returns
+/// the admin token when it was created now (it is shown once).
+pub async fn init(cfg: &Config) -> anyhow::Result<Option<String>> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let key_path = cfg.signing_key_path();
+    if !key_path.exists() {
+        let signer = CommandSigner::generate();
+        signer.save_new(&key_path)?;
+        info!(fingerprint = %signer.public().fingerprint(), "created the command-signing key");
+    }
+    let db = crate::db::connect(&cfg.database_url()).await?;
+    let token_path = cfg.admin_token_path();
+    if token_path.exists() {
+        return Ok(None);
+    }
+    let token = crate::auth::new_token();
+    crate::auth::store_token(&db, "admin", "admin", &token).await?;
+    bus_schema::signing::write_secret_file(&token_path, token.as_bytes())
+        .with_context(|| format!("writing {}", token_path.display()))?;
+    Ok(Some(token))
+}
+
+pub fn load_signer(cfg: &Config) -> anyhow::Result<CommandSigner> {
+    CommandSigner::load(&cfg.signing_key_path())
+        .with_context(|| "no signing key: run `drover init` first (it creates the key and the admin token)".to_string())
+}
+
+pub async fn serve(cfg: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let signer = load_signer(&cfg)?;
+    let db = crate::db::connect(&cfg.database_url()).await?;
+    let nats = crate::bus::connect(&cfg.nats_url, "drover control plane").await?;
+    let js = jetstream::new(nats.clone());
+    crate::bus::ensure_streams(&js, &cfg).await?;
+    let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
+    info!(fingerprint = %signer.public().fingerprint(), "command-signing key");
+
+    let state = AppState(Arc::new(Inner {
+        cfg: cfg.clone(),
+        db,
+        nats,
+        js,
+        signer,
+        consumers: Mutex::new(HashSet::new()),
+    }));
+    let tasks = vec![
+        tokio::spawn(crate::ingest::heartbeat_loop(state.clone(), hb_consumer)),
+        tokio::spawn(crate::ingest::result_loop(state.clone(), res_consumer)),
+        tokio::spawn(crate::ingest::sweep_loop(state.clone())),
+    ];
+
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    info!(url = %format!("http://{}", listener.local_addr()?), "control plane ready");
+    axum::serve(listener, crate::api::router(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    for t in tasks {
+        t.abort();
+    }
+    let _ = state.nats.flush().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

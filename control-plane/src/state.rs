@@ -1,0 +1,32 @@
+//! What every handler and loop shares.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use bus_schema::CommandSigner;
+use sea_orm::DatabaseConnection;
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub cfg: Config,
+    pub db: DatabaseConnection,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub signer: CommandSigner,
+    /// Agents whose command consumer is known to exist (saves a broker round
+    /// trip per command).
+    pub consumers: Mutex<HashSet<String>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

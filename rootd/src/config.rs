@@ -1,0 +1,63 @@
+//! rootd's configuration: a TOML file plus `DROVER_ROOTD_*` variables.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bus_schema::VerifyingKey;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RootdConfig {
+    /// Where the socket lives (created 0660).
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// The only uid allowed to connect (the agent's user).
+    pub agent_uid: u32,
+    /// Group that owns the socket (the agent's group); unset leaves the
+    /// creating process's group.
+    #[serde(default)]
+    pub socket_group: Option<String>,
+    /// The control plane's command-signing public key (base64), pinned.
+    pub control_plane_key: String,
+    /// File holding the local agent's id (written by the agent at first
+    /// start); commands for any other agent are refused.
+    pub agent_id_file: PathBuf,
+    /// rootd's own state: the replay memory.
+    pub state_dir: PathBuf,
+    /// Largest request frame accepted.
+    #[serde(default = "default_max_request")]
+    pub max_request_bytes: usize,
+    /// Seconds between TERM and KILL when an action overruns its timeout.
+    #[serde(default = "default_grace")]
+    pub kill_grace_secs: u64,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/drover/rootd.sock")
+}
+fn default_max_request() -> usize {
+    64 * 1024
+}
+fn default_grace() -> u64 {
+    5
+}
+
+impl RootdConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut b = config::Config::builder();
+        if let Some(p) = path {
+            b = b.add_source(config::File::from(p));
+        }
+        b = b.add_source(config::Environment::with_prefix("DROVER_ROOTD").try_parsing(true));
+        let cfg: Self = b
+            .build()?
+            .try_deserialize()
+            .context("rootd needs agent_uid, control_plane_key, agent_id_file and state_dir")?;
+        cfg.key()?;
+        Ok(cfg)
+    }
+
+    pub fn key(&self) -> anyhow::Result<VerifyingKey> {
+        VerifyingKey::parse(&self.control_plane_key).context("control_plane_key")
+    }
+}

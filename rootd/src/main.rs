@@ -1,0 +1,38 @@
+//! `drover-rootd`: the root daemon beside each agent. See `server.rs` for the
+//! request path and `actions/` for what it can run.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+mod actions;
+mod config;
+mod exec;
+mod replay;
+mod server;
+
+/// Drover's root daemon: runs verified, allow-listed privileged actions for
+/// the local agent over a Unix socket.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Every key can also be set as
+    /// `DROVER_ROOTD_<KEY>` in the environment.
+    #[arg(long, short, env = "DROVER_ROOTD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cfg = config::RootdConfig::load(cli.config.as_deref()).context("loading rootd configuration")?;
+    server::run(cfg).await
+}

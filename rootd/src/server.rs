@@ -1,0 +1,219 @@
+//! The socket: who may connect, what a request must prove, and how the answer
+//! streams back. Every refusal is logged with its reason and answered with a
+//! `Refused` frame.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bus_schema::catalogue::{self, RunsIn};
+use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
+use bus_schema::{now_ms, Command, Refusal, VerifyingKey};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::codec::Framed;
+use tracing::{info, warn};
+
+use crate::actions::{self, Limits};
+use crate::config::RootdConfig;
+use crate::replay::ReplayMemory;
+
+struct Shared {
+    cfg: RootdConfig,
+    key: VerifyingKey,
+    replay: Mutex<ReplayMemory>,
+}
+
+pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
+    let key = cfg.key()?;
+    let replay = ReplayMemory::open(&cfg.state_dir, now_ms())
+        .with_context(|| format!("opening replay memory in {}", cfg.state_dir.display()))?;
+    let listener = bind(&cfg)?;
+    info!(
+        socket = %cfg.socket.display(),
+        agent_uid = cfg.agent_uid,
+        control_plane_key = %key.fingerprint(),
+        "rootd listening"
+    );
+    let shared = Arc::new(Shared {
+        cfg,
+        key,
+        replay: Mutex::new(replay),
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => { warn!(error = %e, "accept failed"); continue; }
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move { handle(shared, stream).await });
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    let _ = std::fs::remove_file(&shared.cfg.socket);
+    info!("rootd stopped");
+    Ok(())
+}
+
+fn bind(cfg: &RootdConfig) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = cfg.socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by a crash would make bind fail.
+    if cfg.socket.exists() {
+        std::fs::remove_file(&cfg.socket)
+            .with_context(|| format!("removing stale socket {}", cfg.socket.display()))?;
+    }
+    let listener = UnixListener::bind(&cfg.socket)
+        .with_context(|| format!("binding {}", cfg.socket.display()))?;
+    std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(group) = &cfg.socket_group {
+        let g = nix::unistd::Group::from_name(group)?
+            .with_context(|| format!("socket_group {group} does not exist"))?;
+        nix::unistd::chown(&cfg.socket, Some(nix::unistd::Uid::from_raw(0)), Some(g.gid))
+            .with_context(|| format!("chown root:{group} {}", cfg.socket.display()))?;
+    }
+    Ok(listener)
+}
+
+async fn handle(shared: Arc<Shared>, stream: UnixStream) {
+    // Who is on the other end, as the kernel says.
+    let peer_uid = match stream.peer_cred() {
+        Ok(c) => c.uid(),
+        Err(e) => {
+            warn!(error = %e, "refused: could not read peer credentials");
+            return;
+        }
+    };
+    let mut framed = Framed::new(stream, rootd_proto::codec());
+    if peer_uid != shared.cfg.agent_uid {
+        warn!(peer_uid, expected = shared.cfg.agent_uid, "refused: peer is not the agent's user");
+        refuse(&mut framed, "peer_uid", format!("uid {peer_uid} may not use rootd")).await;
+        return;
+    }
+    let frame = match tokio::time::timeout(Duration::from_secs(10), framed.next()).await {
+        Ok(Some(Ok(f))) => f,
+        Ok(Some(Err(e))) => {
+            warn!(error = %e, "refused: unreadable request frame");
+            refuse(&mut framed, "malformed", format!("unreadable frame: {e}")).await;
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            warn!("refused: no request within 10s");
+            return;
+        }
+    };
+    if frame.len() > shared.cfg.max_request_bytes {
+        warn!(size = frame.len(), limit = shared.cfg.max_request_bytes, "refused: request too large");
+        refuse(
+            &mut framed,
+            "too_large",
+            format!("request of {} bytes exceeds {}", frame.len(), shared.cfg.max_request_bytes),
+        )
+        .await;
+        return;
+    }
+    let request: RootRequest = match rmp_decode(&frame) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "refused: malformed request");
+            refuse(&mut framed, "malformed", e).await;
+            return;
+        }
+    };
+    let RootRequest::Run { command } = request;
+    let cmd = match admit(&shared, &command).await {
+        Ok(c) => c,
+        Err(r) => {
+            warn!(reason = r.label(), detail = %r, "refused command");
+            refuse(&mut framed, r.label(), r.to_string()).await;
+            return;
+        }
+    };
+    info!(command = %cmd.id, action = %cmd.action, requested_by = %cmd.requested_by, "running");
+    if framed
+        .send(encode_frame(&RootFrame::Started {
+            command_id: cmd.id.clone(),
+        }))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel(256);
+    let limits = Limits {
+        timeout: Duration::from_secs(cmd.timeout_secs.max(1) as u64),
+        grace: Duration::from_secs(shared.cfg.kill_grace_secs),
+    };
+    let run = actions::run(&cmd, &limits, &tx);
+    tokio::pin!(run);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            Some((stream, line)) = rx.recv() => {
+                // The agent may have gone; the action still finishes.
+                let _ = framed.send(encode_frame(&RootFrame::Output { stream, line })).await;
+            }
+        }
+    };
+    while let Ok((stream, line)) = rx.try_recv() {
+        let _ = framed.send(encode_frame(&RootFrame::Output { stream, line })).await;
+    }
+    info!(command = %cmd.id, status = outcome.status.as_str(), summary = %outcome.summary, "finished");
+    let _ = framed
+        .send(encode_frame(&RootFrame::Done {
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            summary: outcome.summary,
+            data: outcome.data,
+        }))
+        .await;
+}
+
+/// The second, independent check: signature, addressee, expiry, replay, and
+/// that the action belongs to rootd with valid params.
+async fn admit(shared: &Shared, signed: &bus_schema::SignedCommand) -> Result<Command, Refusal> {
+    let me = std::fs::read_to_string(&shared.cfg.agent_id_file)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Refusal::Malformed(format!("agent id file unreadable: {e}")))?;
+    let cmd = shared.key.verify_for(signed, &me, now_ms())?;
+    let spec = catalogue::lookup(&cmd.action)
+        .filter(|s| s.runs_in == RunsIn::Rootd)
+        .ok_or_else(|| Refusal::UnknownAction(cmd.action.clone()))?;
+    spec.validate(&cmd.params).map_err(Refusal::InvalidParams)?;
+    let fresh = shared
+        .replay
+        .lock()
+        .await
+        .first_sight(&cmd.id, cmd.expires_at)
+        .map_err(|e| Refusal::Malformed(format!("replay memory: {e}")))?;
+    if !fresh {
+        return Err(Refusal::Replayed(cmd.id));
+    }
+    Ok(cmd)
+}
+
+fn rmp_decode(frame: &[u8]) -> Result<RootRequest, String> {
+    bus_schema::codec::decode_limited(frame, None, usize::MAX).map_err(|e| e.to_string())
+}
+
+fn encode_frame(f: &RootFrame) -> bytes::Bytes {
+    bytes::Bytes::from(bus_schema::encode(f))
+}
+
+async fn refuse(framed: &mut Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>, label: &str, reason: String) {
+    let _ = framed
+        .send(encode_frame(&RootFrame::Refused {
+            reason,
+            label: label.to_string(),
+        }))
+        .await;
+}
