@@ -31,7 +31,10 @@ async fn wait_for_consumer(agent: &Agent) -> PullConsumer {
     loop {
         match agent
             .js
-            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(&name, subjects::CMD_STREAM)
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                &name,
+                subjects::CMD_STREAM,
+            )
             .await
         {
             Ok(c) => return c,
@@ -156,10 +159,17 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
         finish(agent, &cmd, res, &msg).await;
         return;
     }
-    if let Err(e) = agent.journal.lock().await.record_seen(&cmd.id, cmd.expires_at) {
+    if let Err(e) = agent
+        .journal
+        .lock()
+        .await
+        .record_seen(&cmd.id, cmd.expires_at)
+    {
         // Without the journal we cannot promise "never twice": do not run.
         warn!(command = %cmd.id, error = %e, "journal write failed; leaving the command for redelivery");
-        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+            .await;
         return;
     }
     publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
@@ -206,12 +216,16 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                 match cmd.action.as_str() {
                     "sys.ping" => sys::ping(&agent.id),
                     "sys.info" => sys::info(),
-                    other => Outcome::rejected(format!("the agent has no implementation of {other}")),
+                    other => {
+                        Outcome::rejected(format!("the agent has no implementation of {other}"))
+                    }
                 }
             };
             tokio::time::timeout(timeout, fut)
                 .await
-                .unwrap_or_else(|_| Outcome::failed(format!("timed out after {}s", cmd.timeout_secs)))
+                .unwrap_or_else(|_| {
+                    Outcome::failed(format!("timed out after {}s", cmd.timeout_secs))
+                })
         }
         RunsIn::Rootd => {
             publish_state(agent, cmd, delivered, CommandStatus::Running).await;
@@ -232,13 +246,20 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                 let subject = subject.clone();
                 // Output is best effort and must never slow the action.
                 tokio::spawn(async move {
-                    let _ = client.publish(subject, bus_schema::encode(&out).into()).await;
+                    let _ = client
+                        .publish(subject, bus_schema::encode(&out).into())
+                        .await;
                 });
             };
             // rootd enforces the action's timeout itself; this bound only
             // covers a rootd that stopped answering.
             let guard = timeout + Duration::from_secs(30);
-            match tokio::time::timeout(guard, rootd_client::run(&agent.cfg.rootd_socket, signed, on_line)).await {
+            match tokio::time::timeout(
+                guard,
+                rootd_client::run(&agent.cfg.rootd_socket, signed, on_line),
+            )
+            .await
+            {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => Outcome::failed(format!("{e:#}")),
                 Err(_) => Outcome::failed("rootd did not answer in time"),
@@ -289,7 +310,12 @@ async fn publish_state(agent: &Agent, cmd: &Command, attempt: u32, status: Comma
 /// Journal the final result, publish it until the broker confirms, then ack
 /// the command. If we die in between, the journal re-sends on start.
 async fn finish(agent: &Agent, cmd: &Command, result: CommandResult, msg: &jetstream::Message) {
-    if let Err(e) = agent.journal.lock().await.record_result(cmd.expires_at, &result) {
+    if let Err(e) = agent
+        .journal
+        .lock()
+        .await
+        .record_result(cmd.expires_at, &result)
+    {
         warn!(command = %cmd.id, error = %e, "journal write failed; publishing anyway");
     }
     publish_confirmed(agent, &result).await;

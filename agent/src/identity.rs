@@ -29,7 +29,10 @@ impl Identity {
         // The public id, for rootd and for people; not a secret.
         let id_path = state_dir.join("agent.id");
         let id = key.public_key();
-        if std::fs::read_to_string(&id_path).map(|s| s.trim() != id).unwrap_or(true) {
+        if std::fs::read_to_string(&id_path)
+            .map(|s| s.trim() != id)
+            .unwrap_or(true)
+        {
             std::fs::write(&id_path, format!("{id}\n"))
                 .with_context(|| format!("writing {}", id_path.display()))?;
         }

@@ -85,7 +85,11 @@ impl Journal {
     }
 
     /// Written before the result is published.
-    pub fn record_result(&mut self, expires_at: i64, result: &CommandResult) -> std::io::Result<()> {
+    pub fn record_result(
+        &mut self,
+        expires_at: i64,
+        result: &CommandResult,
+    ) -> std::io::Result<()> {
         let e = Entry {
             id: result.command_id.clone(),
             expires_at,

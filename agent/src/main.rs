@@ -49,7 +49,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let cfg = config::AgentConfig::load(cli.config.as_deref()).context("loading agent configuration")?;
+    let cfg =
+        config::AgentConfig::load(cli.config.as_deref()).context("loading agent configuration")?;
     // A small runtime: the agent is mostly idle and should stay light.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -77,7 +77,9 @@ pub async fn run(
                 })
             }
             RootFrame::Refused { reason, label } => {
-                return Ok(Outcome::rejected(format!("rootd refused ({label}): {reason}")))
+                return Ok(Outcome::rejected(format!(
+                    "rootd refused ({label}): {reason}"
+                )))
             }
         }
     }

@@ -63,7 +63,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // Results from before a crash that the broker never confirmed.
     let pending = agent.journal.lock().await.unconfirmed();
     if !pending.is_empty() {
-        info!(count = pending.len(), "re-sending unconfirmed results from the journal");
+        info!(
+            count = pending.len(),
+            "re-sending unconfirmed results from the journal"
+        );
         for (_, r) in pending {
             crate::commands::publish_confirmed(&agent, &r).await;
         }

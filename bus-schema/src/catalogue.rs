@@ -47,7 +47,9 @@ fn typed<T: DeserializeOwned>(params: &serde_json::Value) -> Result<(), String> 
     } else {
         params.clone()
     };
-    serde_json::from_value::<T>(v).map(|_| ()).map_err(|e| e.to_string())
+    serde_json::from_value::<T>(v)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 pub const ACTIONS: &[ActionSpec] = &[
@@ -67,7 +69,8 @@ pub const ACTIONS: &[ActionSpec] = &[
     },
     ActionSpec {
         name: "pkg.scan",
-        description: "List upgradable packages with current and candidate version and a security flag.",
+        description:
+            "List upgradable packages with current and candidate version and a security flag.",
         runs_in: RunsIn::Rootd,
         default_timeout_secs: 300,
         validate: typed::<NoParams>,

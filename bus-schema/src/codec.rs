@@ -34,12 +34,19 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// True when a `Content-Type` value asks for JSON.
 pub fn is_json(content_type: Option<&str>) -> bool {
     content_type
-        .map(|ct| ct.trim().to_ascii_lowercase().starts_with(CONTENT_TYPE_JSON))
+        .map(|ct| {
+            ct.trim()
+                .to_ascii_lowercase()
+                .starts_with(CONTENT_TYPE_JSON)
+        })
         .unwrap_or(false)
 }
 
 /// Decodes one message body, enforcing [`MAX_MESSAGE_BYTES`].
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], content_type: Option<&str>) -> Result<T, CodecError> {
+pub fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> Result<T, CodecError> {
     decode_limited(bytes, content_type, MAX_MESSAGE_BYTES)
 }
 
@@ -125,8 +132,14 @@ mod tests {
     #[test]
     fn rejects_oversized_empty_and_wrong_types() {
         let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(decode::<Heartbeat>(&big, None), Err(CodecError::TooLarge { .. })));
-        assert!(matches!(decode::<Heartbeat>(&[], None), Err(CodecError::Empty)));
+        assert!(matches!(
+            decode::<Heartbeat>(&big, None),
+            Err(CodecError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode::<Heartbeat>(&[], None),
+            Err(CodecError::Empty)
+        ));
         let wrong = serde_json::json!({"agent_id": 5, "hostname": "h"});
         assert!(decode::<Heartbeat>(&encode(&wrong), None).is_err());
     }

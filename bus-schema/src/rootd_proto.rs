@@ -22,8 +22,13 @@ pub enum RootRequest {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RootFrame {
     /// Verified; the action is starting.
-    Started { command_id: String },
-    Output { stream: OutputStream, line: String },
+    Started {
+        command_id: String,
+    },
+    Output {
+        stream: OutputStream,
+        line: String,
+    },
     Done {
         status: CommandStatus,
         exit_code: Option<i32>,
@@ -31,7 +36,10 @@ pub enum RootFrame {
         data: serde_json::Value,
     },
     /// Not run, and why.
-    Refused { reason: String, label: String },
+    Refused {
+        reason: String,
+        label: String,
+    },
 }
 
 /// The framing codec both sides use, with the size limit set.

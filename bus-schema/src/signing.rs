@@ -92,7 +92,12 @@ impl VerifyingKey {
 
     /// Everything the agent and rootd check except replay (which needs their
     /// own memory): signature, addressee, expiry.
-    pub fn verify_for(&self, signed: &SignedCommand, me: &str, now_ms: i64) -> Result<Command, Refusal> {
+    pub fn verify_for(
+        &self,
+        signed: &SignedCommand,
+        me: &str,
+        now_ms: i64,
+    ) -> Result<Command, Refusal> {
         let cmd = self.open(signed)?;
         if cmd.agent_id != me {
             return Err(Refusal::WrongAgent {
@@ -222,10 +227,19 @@ mod tests {
         let s = CommandSigner::generate();
         let signed = s.sign(&cmd("A", 100));
         assert_eq!(s.public().verify_for(&signed, "A", 50).unwrap().id, "c1");
-        assert!(matches!(s.public().verify_for(&signed, "B", 50), Err(Refusal::WrongAgent { .. })));
-        assert!(matches!(s.public().verify_for(&signed, "A", 100), Err(Refusal::Expired { .. })));
+        assert!(matches!(
+            s.public().verify_for(&signed, "B", 50),
+            Err(Refusal::WrongAgent { .. })
+        ));
+        assert!(matches!(
+            s.public().verify_for(&signed, "A", 100),
+            Err(Refusal::Expired { .. })
+        ));
         let other = CommandSigner::generate();
-        assert_eq!(other.public().verify_for(&signed, "A", 50), Err(Refusal::BadSignature));
+        assert_eq!(
+            other.public().verify_for(&signed, "A", 50),
+            Err(Refusal::BadSignature)
+        );
         let mut tampered = signed.clone();
         let last = tampered.body.len() - 1;
         tampered.body[last] ^= 1;

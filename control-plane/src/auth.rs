@@ -51,7 +51,11 @@ pub async fn store_token(
     Ok(())
 }
 
-pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -89,7 +89,10 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
 /// The control plane's own consumers, shared by every replica.
 pub async fn control_plane_consumers(
     js: &jetstream::Context,
-) -> anyhow::Result<(jetstream::consumer::PullConsumer, jetstream::consumer::PullConsumer)> {
+) -> anyhow::Result<(
+    jetstream::consumer::PullConsumer,
+    jetstream::consumer::PullConsumer,
+)> {
     let hb = js
         .get_stream(subjects::HB_STREAM)
         .await?

@@ -25,7 +25,10 @@ impl ApiClient {
         if status.is_success() {
             return Ok(body);
         }
-        let msg = body.get("error").and_then(Value::as_str).unwrap_or("no details");
+        let msg = body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no details");
         bail!("{status}: {msg}")
     }
 

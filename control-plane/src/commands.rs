@@ -49,25 +49,38 @@ pub async fn ensure_consumer(state: &AppState, agent_id: &str) -> anyhow::Result
 }
 
 pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model, CreateError> {
-    let spec = catalogue::lookup(&req.action).ok_or_else(|| CreateError::UnknownAction(req.action.clone()))?;
-    spec.validate(&req.params).map_err(|why| CreateError::InvalidParams {
-        action: req.action.clone(),
-        why,
-    })?;
+    let spec = catalogue::lookup(&req.action)
+        .ok_or_else(|| CreateError::UnknownAction(req.action.clone()))?;
+    spec.validate(&req.params)
+        .map_err(|why| CreateError::InvalidParams {
+            action: req.action.clone(),
+            why,
+        })?;
     let timeout = req.timeout_secs.unwrap_or(spec.default_timeout_secs);
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
     }
-    if agent::Entity::find_by_id(req.agent_id.clone()).one(&state.db).await?.is_none() {
+    if agent::Entity::find_by_id(req.agent_id.clone())
+        .one(&state.db)
+        .await?
+        .is_none()
+    {
         return Err(CreateError::UnknownAgent(req.agent_id));
     }
     let now = now_ms();
-    let ttl = req.ttl_secs.unwrap_or(state.cfg.command_ttl_secs).clamp(1, 30 * 86_400);
+    let ttl = req
+        .ttl_secs
+        .unwrap_or(state.cfg.command_ttl_secs)
+        .clamp(1, 30 * 86_400);
     let cmd = Command {
         id: uuid::Uuid::now_v7().simple().to_string(),
         agent_id: req.agent_id.clone(),
         action: req.action.clone(),
-        params: if req.params.is_null() { serde_json::json!({}) } else { req.params },
+        params: if req.params.is_null() {
+            serde_json::json!({})
+        } else {
+            req.params
+        },
         issued_at: now,
         expires_at: now + (ttl as i64) * 1000,
         timeout_secs: timeout,
@@ -97,7 +110,12 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         attempts: Set(0),
         finished_at: Set(None),
     };
-    let model = command::Entity::insert(row).exec_with_returning(&state.db).await?;
+    let model = {
+        let _turn = state.writer.lock().await;
+        command::Entity::insert(row)
+            .exec_with_returning(&state.db)
+            .await?
+    };
 
     if let Err(e) = publish(state, &cmd, ttl).await {
         // The row exists; end it now in its one final state.
@@ -107,6 +125,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         am.summary = Set(summary);
         am.finished_at = Set(Some(now_ms()));
         am.updated_at = Set(now_ms());
+        let _turn = state.writer.lock().await;
         command::Entity::update(am).exec(&state.db).await?;
         return Err(e);
     }
@@ -133,7 +152,10 @@ async fn publish(state: &AppState, cmd: &Command, ttl_secs: u64) -> Result<(), C
         Err(e) => {
             let text = e.to_string();
             if text.contains("maximum messages per subject") {
-                Err(CreateError::QueueFull(cmd.agent_id.clone(), state.cfg.max_pending_per_agent))
+                Err(CreateError::QueueFull(
+                    cmd.agent_id.clone(),
+                    state.cfg.max_pending_per_agent,
+                ))
             } else {
                 Err(CreateError::Broker(text))
             }

@@ -56,7 +56,12 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
             return Ok(p);
         }
     }
-    which(name).ok_or_else(|| anyhow::anyhow!("{name} not found next to {} or on PATH; build it with `cargo build --workspace`", exe.display()))
+    which(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{name} not found next to {} or on PATH; build it with `cargo build --workspace`",
+            exe.display()
+        )
+    })
 }
 
 /// Spawns a child that dies with us.
@@ -75,7 +80,10 @@ fn spawn(mut cmd: Command, what: &str) -> anyhow::Result<Child> {
 /// Asks a child to stop (TERM), then kills it after `grace`.
 pub async fn stop_child(child: &mut Child, what: &str, grace: Duration) {
     if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         match tokio::time::timeout(grace, child.wait()).await {
             Ok(_) => info!("{what} stopped"),
             Err(_) => {
@@ -86,11 +94,17 @@ pub async fn stop_child(child: &mut Child, what: &str, grace: Duration) {
     }
 }
 
-async fn wait_port(port: u16, max: Duration) -> anyhow::Result<()> {
+async fn wait_port(child: &mut Child, port: u16, max: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + max;
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("nats-server exited at start ({status})");
         }
         if tokio::time::Instant::now() >= deadline {
             bail!("nats-server did not accept connections on 127.0.0.1:{port} within {max:?}");
@@ -145,7 +159,7 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(data.join("nats-server.log"))?);
     let mut nats = spawn(nats, "nats-server")?;
-    if let Err(e) = wait_port(opts.nats_port, Duration::from_secs(15)).await {
+    if let Err(e) = wait_port(&mut nats, opts.nats_port, Duration::from_secs(15)).await {
         let _ = nats.kill().await;
         return Err(e).context(format!("see {}", data.join("nats-server.log").display()));
     }

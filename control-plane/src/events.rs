@@ -11,7 +11,11 @@ pub async fn publish(state: &AppState, ev: &Event) {
         Event::Agent { agent_id, .. } => subjects::agent_event(agent_id),
         Event::Command { command_id, .. } => subjects::command_event(command_id),
     };
-    if let Err(e) = state.nats.publish(subject, bus_schema::encode(ev).into()).await {
+    if let Err(e) = state
+        .nats
+        .publish(subject, bus_schema::encode(ev).into())
+        .await
+    {
         tracing::debug!(error = %e, "event not published");
     }
 }
@@ -32,7 +36,8 @@ pub fn of_command(c: &command::Model) -> Event {
         command_id: c.id.clone(),
         agent_id: c.agent_id.clone(),
         action: c.action.clone(),
-        status: bus_schema::CommandStatus::parse(&c.status).unwrap_or(bus_schema::CommandStatus::Queued),
+        status: bus_schema::CommandStatus::parse(&c.status)
+            .unwrap_or(bus_schema::CommandStatus::Queued),
         exit_code: c.exit_code,
         summary: c.summary.clone(),
     }

@@ -59,7 +59,8 @@ pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
     let bus_schema::subjects::Parsed::Heartbeat { agent } = subjects::parse(subject) else {
         return Err(format!("subject {subject} is not a heartbeat subject"));
     };
-    let hb: Heartbeat = codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
+    let hb: Heartbeat =
+        codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
     hb.validate(agent).map_err(|e| e.to_string())?;
     Ok(hb)
 }
@@ -69,14 +70,20 @@ pub fn parse_result(m: &jetstream::Message) -> Result<CommandResult, String> {
     let bus_schema::subjects::Parsed::Result { agent, command } = subjects::parse(subject) else {
         return Err(format!("subject {subject} is not a result subject"));
     };
-    let r: CommandResult = codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
+    let r: CommandResult =
+        codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
     r.validate(agent, command).map_err(|e| e.to_string())?;
     Ok(r)
 }
 
 pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
     loop {
-        let mut stream = match consumer.stream().max_messages_per_batch(BATCH).messages().await {
+        let mut stream = match consumer
+            .stream()
+            .max_messages_per_batch(BATCH)
+            .messages()
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot pull heartbeats; retrying");
@@ -89,12 +96,17 @@ pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
             for m in &batch {
                 match parse_heartbeat(m) {
                     Ok(hb) => {
-                        let newer = latest.get(&hb.agent_id).map(|old| hb.sent_at >= old.sent_at).unwrap_or(true);
+                        let newer = latest
+                            .get(&hb.agent_id)
+                            .map(|old| hb.sent_at >= old.sent_at)
+                            .unwrap_or(true);
                         if newer {
                             latest.insert(hb.agent_id.clone(), hb);
                         }
                     }
-                    Err(why) => warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat"),
+                    Err(why) => {
+                        warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat")
+                    }
                 }
             }
             match apply_heartbeats(&state, latest.into_values().collect()).await {
@@ -161,6 +173,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         })
         .collect();
 
+    let _turn = state.writer.lock().await;
     let txn = state.db.begin().await?;
     // SQLite allows a limited number of bound variables per statement.
     for chunk in rows.chunks(500) {
@@ -186,7 +199,9 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             .await?;
     }
     for chunk in samples.chunks(500) {
-        metric_sample::Entity::insert_many(chunk.to_vec()).exec(&txn).await?;
+        metric_sample::Entity::insert_many(chunk.to_vec())
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
 
@@ -219,7 +234,12 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
 
 pub async fn result_loop(state: AppState, consumer: PullConsumer) {
     loop {
-        let mut stream = match consumer.stream().max_messages_per_batch(BATCH).messages().await {
+        let mut stream = match consumer
+            .stream()
+            .max_messages_per_batch(BATCH)
+            .messages()
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot pull results; retrying");
@@ -266,8 +286,12 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
 
 /// Applies results idempotently: a command never moves backwards and a final
 /// state never changes. Returns the commands that changed.
-pub async fn apply_results(state: &AppState, results: &[CommandResult]) -> anyhow::Result<Vec<command::Model>> {
+pub async fn apply_results(
+    state: &AppState,
+    results: &[CommandResult],
+) -> anyhow::Result<Vec<command::Model>> {
     let ids: Vec<String> = results.iter().map(|r| r.command_id.clone()).collect();
+    let _turn = state.writer.lock().await;
     let txn = state.db.begin().await?;
     let mut current: HashMap<String, command::Model> = HashMap::new();
     for chunk in ids.chunks(500) {
@@ -282,7 +306,11 @@ pub async fn apply_results(state: &AppState, results: &[CommandResult]) -> anyho
     let mut changed: HashMap<String, command::Model> = HashMap::new();
     let now = now_ms();
     for r in results {
-        let Some(c) = changed.get(&r.command_id).or_else(|| current.get(&r.command_id)).cloned() else {
+        let Some(c) = changed
+            .get(&r.command_id)
+            .or_else(|| current.get(&r.command_id))
+            .cloned()
+        else {
             warn!(command = %r.command_id, agent_id = %r.agent_id, "result for a command this control plane never issued; ignored");
             continue;
         };
@@ -340,6 +368,7 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         .all(&state.db)
         .await?;
     for a in gone {
+        let _turn = state.writer.lock().await;
         let res = agent::Entity::update_many()
             .col_expr(agent::Column::Status, Expr::value("offline"))
             .col_expr(agent::Column::Operations, Expr::value("[]"))
@@ -363,9 +392,16 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         .all(&state.db)
         .await?;
     for c in expired {
+        let _turn = state.writer.lock().await;
         let res = command::Entity::update_many()
-            .col_expr(command::Column::Status, Expr::value(CommandStatus::Expired.as_str()))
-            .col_expr(command::Column::Summary, Expr::value("expired before the agent fetched it"))
+            .col_expr(
+                command::Column::Status,
+                Expr::value(CommandStatus::Expired.as_str()),
+            )
+            .col_expr(
+                command::Column::Summary,
+                Expr::value("expired before the agent fetched it"),
+            )
             .col_expr(command::Column::UpdatedAt, Expr::value(now))
             .col_expr(command::Column::FinishedAt, Expr::value(now))
             .filter(command::Column::Id.eq(c.id.clone()))

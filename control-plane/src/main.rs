@@ -21,7 +21,12 @@ struct Cli {
     #[arg(long, short, global = true, env = "DROVER_CONFIG")]
     config: Option<PathBuf>,
     /// Control-plane URL for the client commands.
-    #[arg(long, global = true, env = "DROVER_API", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_API",
+        default_value = "http://127.0.0.1:8080"
+    )]
     api: String,
     /// API token for the client commands (default: <data_dir>/admin.token).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
@@ -109,13 +114,22 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Init => {
             match serve::init(&cfg).await? {
                 Some(token) => {
-                    println!("Admin API token (shown once; also saved 0600 in {}):", cfg.admin_token_path().display());
+                    println!(
+                        "Admin API token (shown once; also saved 0600 in {}):",
+                        cfg.admin_token_path().display()
+                    );
                     println!("{token}");
                 }
-                None => println!("Already initialised; the admin token is in {}", cfg.admin_token_path().display()),
+                None => println!(
+                    "Already initialised; the admin token is in {}",
+                    cfg.admin_token_path().display()
+                ),
             }
             let signer = serve::load_signer(&cfg)?;
-            println!("Command-signing key fingerprint: {}", signer.public().fingerprint());
+            println!(
+                "Command-signing key fingerprint: {}",
+                signer.public().fingerprint()
+            );
             Ok(())
         }
         Cmd::Serve => serve::serve(cfg, serve::signal()).await,
@@ -164,9 +178,17 @@ fn decode() -> anyhow::Result<()> {
     std::io::stdin().read_to_end(&mut buf)?;
     // nats sub gives no headers to a translator: JSON is recognised by shape
     // (a MessagePack envelope never starts with `{`).
-    let trimmed = buf.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &buf[i..]).unwrap_or(&buf[..]);
-    let ct = trimmed.first().filter(|b| **b == b'{').map(|_| bus_schema::CONTENT_TYPE_JSON);
-    let v = bus_schema::codec::to_json(&buf, ct).context("stdin is not a Drover message (MessagePack or JSON)")?;
+    let trimmed = buf
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &buf[i..])
+        .unwrap_or(&buf[..]);
+    let ct = trimmed
+        .first()
+        .filter(|b| **b == b'{')
+        .map(|_| bus_schema::CONTENT_TYPE_JSON);
+    let v = bus_schema::codec::to_json(&buf, ct)
+        .context("stdin is not a Drover message (MessagePack or JSON)")?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }
@@ -189,7 +211,10 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                 println!("No agents yet. Start one with `drover dev`, or see the README on enrolling a host.");
                 return Ok(());
             }
-            println!("{:<58} {:<20} {:<8} {:>6} {:>12} {:>12}  LAST SEEN", "ID", "HOSTNAME", "STATUS", "CPU%", "MEM", "DISK");
+            println!(
+                "{:<58} {:<20} {:<8} {:>6} {:>12} {:>12}  LAST SEEN",
+                "ID", "HOSTNAME", "STATUS", "CPU%", "MEM", "DISK"
+            );
             let now = bus_schema::now_ms();
             for a in agents {
                 let m = &a["metrics"];
@@ -200,8 +225,16 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                     a["hostname"].as_str().unwrap_or(""),
                     a["status"].as_str().unwrap_or(""),
                     f("cpu_percent"),
-                    format!("{}/{}", fmt_bytes(f("mem_used_bytes")), fmt_bytes(f("mem_total_bytes"))),
-                    format!("{}/{}", fmt_bytes(f("disk_used_bytes")), fmt_bytes(f("disk_total_bytes"))),
+                    format!(
+                        "{}/{}",
+                        fmt_bytes(f("mem_used_bytes")),
+                        fmt_bytes(f("mem_total_bytes"))
+                    ),
+                    format!(
+                        "{}/{}",
+                        fmt_bytes(f("disk_used_bytes")),
+                        fmt_bytes(f("disk_total_bytes"))
+                    ),
                     (now - a["last_seen"].as_i64().unwrap_or(now)) / 1000,
                 );
             }
@@ -214,11 +247,14 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             wait,
             timeout,
         } => {
-            let mut body = serde_json::json!({ "action": action, "params": client::parse_params(&params)? });
+            let mut body =
+                serde_json::json!({ "action": action, "params": client::parse_params(&params)? });
             if let Some(t) = timeout {
                 body["timeout_secs"] = Value::from(t);
             }
-            let v = api.post(&format!("/agents/{agent}/commands?wait={wait}"), &body).await?;
+            let v = api
+                .post(&format!("/agents/{agent}/commands?wait={wait}"), &body)
+                .await?;
             print_command(&v);
             Ok(())
         }
@@ -256,6 +292,9 @@ fn print_command(v: &Value) {
         println!("summary  {s}");
     }
     if !v["result"].is_null() {
-        println!("result   {}", serde_json::to_string_pretty(&v["result"]).unwrap_or_default());
+        println!(
+            "result   {}",
+            serde_json::to_string_pretty(&v["result"]).unwrap_or_default()
+        );
     }
 }

@@ -36,11 +36,16 @@ pub async fn init(cfg: &Config) -> anyhow::Result<Option<String>> {
 }
 
 pub fn load_signer(cfg: &Config) -> anyhow::Result<CommandSigner> {
-    CommandSigner::load(&cfg.signing_key_path())
-        .with_context(|| "no signing key: run `drover init` first (it creates the key and the admin token)".to_string())
+    CommandSigner::load(&cfg.signing_key_path()).with_context(|| {
+        "no signing key: run `drover init` first (it creates the key and the admin token)"
+            .to_string()
+    })
 }
 
-pub async fn serve(cfg: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let signer = load_signer(&cfg)?;
     let db = crate::db::connect(&cfg.database_url()).await?;
     let nats = crate::bus::connect(&cfg.nats_url, "drover control plane").await?;
@@ -56,6 +61,7 @@ pub async fn serve(cfg: Config, shutdown: impl std::future::Future<Output = ()> 
         js,
         signer,
         consumers: Mutex::new(HashSet::new()),
+        writer: Mutex::new(()),
     }));
     let tasks = vec![
         tokio::spawn(crate::ingest::heartbeat_loop(state.clone(), hb_consumer)),
@@ -79,7 +85,8 @@ pub async fn serve(cfg: Config, shutdown: impl std::future::Future<Output = ()> 
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

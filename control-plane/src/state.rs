@@ -22,6 +22,10 @@ pub struct Inner {
     /// Agents whose command consumer is known to exist (saves a broker round
     /// trip per command).
     pub consumers: Mutex<HashSet<String>>,
+    /// Held around multi-statement write transactions. SQLite has one writer,
+    /// and a deferred transaction that reads before it writes fails with
+    /// "database is locked" instead of waiting; taking turns here avoids it.
+    pub writer: Mutex<()>,
 }
 
 impl std::ops::Deref for AppState {

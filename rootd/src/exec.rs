@@ -37,7 +37,10 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

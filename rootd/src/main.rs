@@ -27,12 +27,12 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let cfg = config::RootdConfig::load(cli.config.as_deref()).context("loading rootd configuration")?;
+    let cfg =
+        config::RootdConfig::load(cli.config.as_deref()).context("loading rootd configuration")?;
     server::run(cfg).await
 }

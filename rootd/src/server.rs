@@ -77,8 +77,12 @@ fn bind(cfg: &RootdConfig) -> anyhow::Result<UnixListener> {
     if let Some(group) = &cfg.socket_group {
         let g = nix::unistd::Group::from_name(group)?
             .with_context(|| format!("socket_group {group} does not exist"))?;
-        nix::unistd::chown(&cfg.socket, Some(nix::unistd::Uid::from_raw(0)), Some(g.gid))
-            .with_context(|| format!("chown root:{group} {}", cfg.socket.display()))?;
+        nix::unistd::chown(
+            &cfg.socket,
+            Some(nix::unistd::Uid::from_raw(0)),
+            Some(g.gid),
+        )
+        .with_context(|| format!("chown root:{group} {}", cfg.socket.display()))?;
     }
     Ok(listener)
 }
@@ -94,8 +98,17 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
     };
     let mut framed = Framed::new(stream, rootd_proto::codec());
     if peer_uid != shared.cfg.agent_uid {
-        warn!(peer_uid, expected = shared.cfg.agent_uid, "refused: peer is not the agent's user");
-        refuse(&mut framed, "peer_uid", format!("uid {peer_uid} may not use rootd")).await;
+        warn!(
+            peer_uid,
+            expected = shared.cfg.agent_uid,
+            "refused: peer is not the agent's user"
+        );
+        refuse(
+            &mut framed,
+            "peer_uid",
+            format!("uid {peer_uid} may not use rootd"),
+        )
+        .await;
         return;
     }
     let frame = match tokio::time::timeout(Duration::from_secs(10), framed.next()).await {
@@ -112,11 +125,19 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
         }
     };
     if frame.len() > shared.cfg.max_request_bytes {
-        warn!(size = frame.len(), limit = shared.cfg.max_request_bytes, "refused: request too large");
+        warn!(
+            size = frame.len(),
+            limit = shared.cfg.max_request_bytes,
+            "refused: request too large"
+        );
         refuse(
             &mut framed,
             "too_large",
-            format!("request of {} bytes exceeds {}", frame.len(), shared.cfg.max_request_bytes),
+            format!(
+                "request of {} bytes exceeds {}",
+                frame.len(),
+                shared.cfg.max_request_bytes
+            ),
         )
         .await;
         return;
@@ -165,7 +186,9 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
         }
     };
     while let Ok((stream, line)) = rx.try_recv() {
-        let _ = framed.send(encode_frame(&RootFrame::Output { stream, line })).await;
+        let _ = framed
+            .send(encode_frame(&RootFrame::Output { stream, line }))
+            .await;
     }
     info!(command = %cmd.id, status = outcome.status.as_str(), summary = %outcome.summary, "finished");
     let _ = framed
@@ -209,7 +232,11 @@ fn encode_frame(f: &RootFrame) -> bytes::Bytes {
     bytes::Bytes::from(bus_schema::encode(f))
 }
 
-async fn refuse(framed: &mut Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>, label: &str, reason: String) {
+async fn refuse(
+    framed: &mut Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>,
+    label: &str,
+    reason: String,
+) {
     let _ = framed
         .send(encode_frame(&RootFrame::Refused {
             reason,

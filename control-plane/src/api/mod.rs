@@ -45,7 +45,10 @@ impl ApiError {
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )
     }
 }
 
@@ -59,9 +62,9 @@ impl From<CreateError> for ApiError {
     fn from(e: CreateError) -> Self {
         let status = match &e {
             CreateError::UnknownAgent(_) => StatusCode::NOT_FOUND,
-            CreateError::UnknownAction(_) | CreateError::InvalidParams { .. } | CreateError::BadTimeout => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            CreateError::UnknownAction(_)
+            | CreateError::InvalidParams { .. }
+            | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
             CreateError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             CreateError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,11 +77,17 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/agents", get(list_agents))
         .route("/agents/{id}", get(get_agent))
-        .route("/agents/{id}/commands", post(create_command).get(agent_commands))
+        .route(
+            "/agents/{id}/commands",
+            post(create_command).get(agent_commands),
+        )
         .route("/commands/{id}", get(get_command))
         .route("/actions", get(list_actions))
         .route("/events", get(events))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
@@ -91,9 +100,19 @@ async fn index() -> Html<&'static str> {
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let nats = matches!(state.nats.connection_state(), async_nats::connection::State::Connected);
-    let code = if nats { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "ok": nats, "nats": if nats { "connected" } else { "disconnected" } })))
+    let nats = matches!(
+        state.nats.connection_state(),
+        async_nats::connection::State::Connected
+    );
+    let code = if nats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({ "ok": nats, "nats": if nats { "connected" } else { "disconnected" } })),
+    )
 }
 
 pub fn agent_json(a: &agent::Model) -> Value {
@@ -142,10 +161,15 @@ async fn list_agents(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
         .all(&state.db)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "agents": agents.iter().map(agent_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "agents": agents.iter().map(agent_json).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_agent(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let a = agent::Entity::find_by_id(id.clone())
         .one(&state.db)
         .await
@@ -154,7 +178,10 @@ async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Res
     Ok(Json(agent_json(&a)))
 }
 
-async fn agent_commands(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn agent_commands(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     use sea_orm::{ColumnTrait, QueryFilter};
     let cmds = command::Entity::find()
         .filter(command::Column::AgentId.eq(id))
@@ -163,7 +190,9 @@ async fn agent_commands(State(state): State<AppState>, Path(id): Path<String>) -
         .all(&state.db)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "commands": cmds.iter().map(command_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "commands": cmds.iter().map(command_json).collect::<Vec<_>>() }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +222,12 @@ async fn create_command(
     Query(q): Query<WaitQuery>,
     body: Result<Json<CreateCommand>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {}", e.body_text())))?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })?;
     // Subscribe before publishing so a fast result cannot slip past a wait.
     let wait = q.wait.unwrap_or(0).min(300);
     let created = commands::create(
@@ -232,7 +266,9 @@ async fn wait_final(state: &AppState, id: &str, max: Duration) -> Result<command
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("no command {id}")))?;
-        let final_ = CommandStatus::parse(&c.status).map(|s| s.is_final()).unwrap_or(false);
+        let final_ = CommandStatus::parse(&c.status)
+            .map(|s| s.is_final())
+            .unwrap_or(false);
         if final_ || tokio::time::Instant::now() >= deadline {
             return Ok(c);
         }
@@ -246,7 +282,12 @@ async fn get_command(
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let c = wait_final(&state, &id, Duration::from_secs(q.wait.unwrap_or(0).min(300))).await?;
+    let c = wait_final(
+        &state,
+        &id,
+        Duration::from_secs(q.wait.unwrap_or(0).min(300)),
+    )
+    .await?;
     Ok(Json(command_json(&c)))
 }
 
@@ -255,8 +296,14 @@ async fn list_actions() -> Json<Value> {
 }
 
 /// Server-sent events: every agent and command change, as JSON.
-async fn events(State(state): State<AppState>) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
-    let sub = state.nats.subscribe(bus_schema::subjects::EVT_ALL).await.map_err(ApiError::internal)?;
+async fn events(
+    State(state): State<AppState>,
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+    let sub = state
+        .nats
+        .subscribe(bus_schema::subjects::EVT_ALL)
+        .await
+        .map_err(ApiError::internal)?;
     let stream = sub.filter_map(|m| async move {
         let ev: bus_schema::Event = bus_schema::decode(&m.payload, None).ok()?;
         let name = match &ev {

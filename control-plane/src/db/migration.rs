@@ -12,8 +12,13 @@ impl MigratorTrait for Migrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
 struct M0001Initial;
+
+impl MigrationName for M0001Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
 
 #[derive(DeriveIden)]
 enum Agents {
@@ -164,8 +169,14 @@ impl MigrationTrait for M0001Initial {
         )
         .await?;
         for (name, cols) in [
-            ("idx_commands_agent_created", vec![Commands::AgentId, Commands::CreatedAt]),
-            ("idx_commands_status_expires", vec![Commands::Status, Commands::ExpiresAt]),
+            (
+                "idx_commands_agent_created",
+                vec![Commands::AgentId, Commands::CreatedAt],
+            ),
+            (
+                "idx_commands_status_expires",
+                vec![Commands::Status, Commands::ExpiresAt],
+            ),
             ("idx_commands_job", vec![Commands::JobId]),
         ] {
             let mut idx = Index::create();

