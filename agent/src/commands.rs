@@ -100,6 +100,7 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
         Ok(s) => s,
         Err(e) => {
             warn!(reason = "malformed", error = %e, "refused command");
+            report_refusal(agent, &Refusal::Malformed(e.to_string())).await;
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         }
@@ -109,6 +110,7 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
         Ok(c) => c,
         Err(r) => {
             warn!(reason = r.label(), detail = %r, "refused command");
+            report_refusal(agent, &r).await;
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         }
@@ -119,6 +121,7 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
             me: agent.id.clone(),
         };
         warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
+        report_refusal(agent, &r).await;
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     }
@@ -142,6 +145,7 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
         } else {
             let r = Refusal::Replayed(cmd.id.clone());
             warn!(command = %cmd.id, reason = r.label(), "refused command");
+            report_refusal(agent, &r).await;
             let _ = msg.ack_with(AckKind::Term).await;
         }
         return;
@@ -154,6 +158,7 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
             now,
         };
         warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
+        report_refusal(agent, &r).await;
         let mut res = result_of(agent, &cmd, delivered, Outcome::rejected(r.to_string()));
         res.status = CommandStatus::Expired;
         finish(agent, &cmd, res, &msg).await;
@@ -342,12 +347,39 @@ pub async fn publish_confirmed(agent: &Agent, result: &CommandResult) {
     }
 }
 
+/// Results travel signed with the agent's key; the control plane checks them
+/// against the agent id (which is that key).
 async fn publish_result(agent: &Agent, result: &CommandResult) -> anyhow::Result<()> {
     let subject = subjects::result(&agent.id, &result.command_id);
+    let signed = bus_schema::enroll::sign_result(agent.identity.key(), result);
     let ack = agent
         .js
-        .publish(subject, bus_schema::encode(result).into())
+        .publish(subject, bus_schema::encode(&signed).into())
         .await?;
     ack.await?;
     Ok(())
+}
+
+/// Tells the control plane (security overview) that a command was refused.
+async fn report_refusal(agent: &Agent, r: &Refusal) {
+    let report = bus_schema::enroll::RefusalReport {
+        agent_id: agent.id.clone(),
+        reason: r.label().to_string(),
+        detail: truncate(r.to_string(), 1000),
+        at: now_ms(),
+    };
+    let signed = bus_schema::enroll::agent_sign(agent.identity.key(), &report);
+    match agent
+        .js
+        .publish(
+            subjects::refusal(&agent.id),
+            bus_schema::encode(&signed).into(),
+        )
+        .await
+    {
+        Ok(ack) => {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ack).await;
+        }
+        Err(e) => warn!(error = %e, "refusal report not sent"),
+    }
 }

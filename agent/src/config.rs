@@ -13,8 +13,21 @@ pub struct AgentConfig {
     pub nats_url: String,
     /// Identity, journal and other state (keep it across upgrades).
     pub state_dir: PathBuf,
-    /// The control plane's command-signing public key (base64), pinned.
-    pub control_plane_key: String,
+    /// The control plane's command-signing public key (base64). Optional: when
+    /// unset, the key the control plane sends at enrolment is pinned (trust
+    /// on first use); when set, enrolment must return this key.
+    #[serde(default)]
+    pub control_plane_key: Option<String>,
+    /// Registration token for the first start (`drover tokens create`).
+    #[serde(default)]
+    pub enroll_token: Option<String>,
+    /// Credentials file of the enrolment-only NATS user (`enroll.creds`).
+    #[serde(default)]
+    pub enroll_creds: Option<PathBuf>,
+    /// Where the machine-id is read (default `/etc/machine-id`, then
+    /// `/var/lib/dbus/machine-id`).
+    #[serde(default)]
+    pub machine_id_file: Option<PathBuf>,
     /// rootd's socket.
     #[serde(default = "default_socket")]
     pub rootd_socket: PathBuf,
@@ -55,12 +68,15 @@ impl AgentConfig {
         let cfg: Self = b
             .build()?
             .try_deserialize()
-            .context("the agent needs at least state_dir and control_plane_key")?;
-        cfg.key()?;
+            .context("the agent needs at least state_dir")?;
+        cfg.configured_key()?;
         Ok(cfg)
     }
 
-    pub fn key(&self) -> anyhow::Result<VerifyingKey> {
-        VerifyingKey::parse(&self.control_plane_key).context("control_plane_key")
+    pub fn configured_key(&self) -> anyhow::Result<Option<VerifyingKey>> {
+        self.control_plane_key
+            .as_deref()
+            .map(|k| VerifyingKey::parse(k).context("control_plane_key"))
+            .transpose()
     }
 }

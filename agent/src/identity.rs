@@ -42,4 +42,8 @@ impl Identity {
     pub fn agent_id(&self) -> String {
         self.key.public_key()
     }
+
+    pub fn key(&self) -> &KeyPair {
+        &self.key
+    }
 }

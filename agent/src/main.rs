@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config;
+mod enroll;
 mod heartbeat;
 mod identity;
 mod journal;

@@ -16,6 +16,8 @@ use bus_schema::ActiveOperation;
 /// Everything the loops share.
 pub struct Agent {
     pub id: String,
+    /// The host's nkey: signs results and refusal reports.
+    pub identity: Identity,
     pub cfg: AgentConfig,
     pub key: VerifyingKey,
     pub client: async_nats::Client,
@@ -28,29 +30,49 @@ pub struct Agent {
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let identity = Identity::load_or_create(&cfg.state_dir)?;
     let id = identity.agent_id();
-    let key = cfg.key()?;
+    let enrolment = crate::enroll::ensure(&cfg, &identity).await?;
+    let key = enrolment.control_plane_key;
     let journal = Journal::open(&cfg.state_dir, bus_schema::now_ms())
         .with_context(|| format!("opening the journal in {}", cfg.state_dir.display()))?;
     info!(agent_id = %id, control_plane_key = %key.fingerprint(), nats = %cfg.nats_url, "agent starting");
 
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("drover-agent {id}"))
-        .custom_inbox_prefix(subjects::inbox_prefix(&id))
-        .retry_on_initial_connect()
-        .event_callback(|event| async move {
+    // The broker refusing our credentials (revoked, or never valid) ends the
+    // agent: retrying forever would only fill the logs.
+    let (refused_tx, mut refused_rx) = tokio::sync::mpsc::channel::<String>(1);
+    let signer = std::sync::Arc::new(nkeys::KeyPair::from_seed(&identity.key().seed()?)?);
+    let client = async_nats::ConnectOptions::with_jwt(enrolment.user_jwt.clone(), move |nonce| {
+        let signer = signer.clone();
+        async move { signer.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
+    .name(format!("drover-agent {id}"))
+    .custom_inbox_prefix(subjects::inbox_prefix(&id))
+    .retry_on_initial_connect()
+    .event_callback(move |event| {
+        let refused_tx = refused_tx.clone();
+        async move {
             match event {
                 async_nats::Event::Connected => info!("connected to NATS"),
                 async_nats::Event::Disconnected => warn!("disconnected from NATS; reconnecting"),
+                async_nats::Event::ServerError(async_nats::ServerError::AuthorizationViolation) => {
+                    let _ = refused_tx.try_send("authorization violation".to_string());
+                }
+                async_nats::Event::ServerError(async_nats::ServerError::Other(e))
+                    if e.to_ascii_lowercase().contains("revoked") =>
+                {
+                    let _ = refused_tx.try_send(e);
+                }
                 other => info!(event = %other, "NATS event"),
             }
-        })
-        .connect(&cfg.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
+        }
+    })
+    .connect(&cfg.nats_url)
+    .await
+    .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
     let js = jetstream::new(client.clone());
 
     let agent = Arc::new(Agent {
         id,
+        identity,
         cfg,
         key,
         client,
@@ -76,9 +98,21 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let cmds = tokio::spawn(crate::commands::run_loop(agent.clone()));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut refused = None;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        why = refused_rx.recv() => refused = why,
+    }
+    if let Some(why) = refused {
+        cmds.abort();
+        hb.abort();
+        tracing::error!(
+            reason = %why,
+            "the broker refused this agent's credentials (the agent was probably revoked); stopping without retrying. \
+             To bring the host back, remove the state directory and enrol it again with a new registration token."
+        );
+        std::process::exit(78);
     }
     info!("agent stopping");
     cmds.abort();

@@ -8,6 +8,7 @@
 
 pub mod catalogue;
 pub mod codec;
+pub mod enroll;
 pub mod envelope;
 pub mod rootd_proto;
 pub mod signing;

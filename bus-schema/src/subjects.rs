@@ -15,6 +15,8 @@ pub const CMD_ALL: &str = "drover.cmd.*";
 /// Results: `drover.res.<agent>.<command>`.
 pub const RES_STREAM: &str = "DROVER_RES";
 pub const RES_ALL: &str = "drover.res.*.*";
+/// Refusal reports of agents: `drover.sec.<agent>` (kept in [`RES_STREAM`]).
+pub const SEC_ALL: &str = "drover.sec.*";
 /// Output lines: `drover.out.<agent>.<command>`.
 pub const OUT_STREAM: &str = "DROVER_OUT";
 pub const OUT_ALL: &str = "drover.out.*.*";
@@ -23,6 +25,8 @@ pub const JOBS_STREAM: &str = "DROVER_JOBS";
 pub const JOBS_SUBMIT: &str = "drover.jobs.submit";
 /// Enrolment request/reply.
 pub const ENROLL: &str = "drover.enroll";
+/// Inbox prefix of the shared enrolment-only user.
+pub const ENROLL_INBOX_PREFIX: &str = "_INBOX_enroll";
 /// Core-NATS events (no stream): `drover.evt.<kind>`.
 pub const EVT_ALL: &str = "drover.evt.>";
 
@@ -41,6 +45,10 @@ pub fn command(agent: &str) -> String {
 
 pub fn result(agent: &str, command: &str) -> String {
     format!("{PREFIX}.res.{agent}.{command}")
+}
+
+pub fn refusal(agent: &str) -> String {
+    format!("{PREFIX}.sec.{agent}")
 }
 
 pub fn output(agent: &str, command: &str) -> String {
@@ -80,6 +88,7 @@ pub enum Parsed<'a> {
     Command { agent: &'a str },
     Result { agent: &'a str, command: &'a str },
     Output { agent: &'a str, command: &'a str },
+    Refusal { agent: &'a str },
     JobSubmit,
     Other,
 }
@@ -92,6 +101,7 @@ pub fn parse(subject: &str) -> Parsed<'_> {
         [PREFIX, "cmd", agent] => Parsed::Command { agent },
         [PREFIX, "res", agent, command] => Parsed::Result { agent, command },
         [PREFIX, "out", agent, command] => Parsed::Output { agent, command },
+        [PREFIX, "sec", agent] => Parsed::Refusal { agent },
         [PREFIX, "jobs", "submit"] => Parsed::JobSubmit,
         _ => Parsed::Other,
     }

@@ -14,8 +14,19 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+pub async fn connect(
+    url: &str,
+    name: &str,
+    creds: &std::path::Path,
+) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::with_credentials_file(creds)
+        .await
+        .with_context(|| {
+            format!(
+                "reading NATS credentials {} (made by `drover init`)",
+                creds.display()
+            )
+        })?
         .name(name)
         .retry_on_initial_connect()
         .event_callback(|event| async move {
@@ -28,6 +39,20 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
         .connect(url)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+/// Waits until a client is connected (it connects in the background), so the
+/// first request does not race the handshake.
+pub async fn wait_connected(client: &async_nats::Client, max: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + max;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("not connected to NATS after {max:?}; is nats-server running, and are the credentials valid?");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.flush().await.context("first round trip to NATS")?;
+    Ok(())
 }
 
 /// Declares every stream Drover uses. Safe to run on every start and from
@@ -62,7 +87,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
         jetstream::stream::Config {
             name: subjects::RES_STREAM.into(),
             description: Some("command results, signed by agents".into()),
-            subjects: vec![subjects::RES_ALL.into()],
+            subjects: vec![subjects::RES_ALL.into(), subjects::SEC_ALL.into()],
             max_age: Duration::from_secs(7 * 24 * 3600),
             storage: StorageType::File,
             ..Default::default()

@@ -18,6 +18,8 @@ pub enum CreateError {
     UnknownAction(String),
     #[error("invalid params for {action}: {why}")]
     InvalidParams { action: String, why: String },
+    #[error("agent {0} is {1}; commands go only to approved agents")]
+    AgentNotActive(String, String),
     #[error("timeout_secs must be between 1 and 86400")]
     BadTimeout,
     #[error("the queue of agent {0} is full ({1} commands waiting); wait for it to drain or cancel some")]

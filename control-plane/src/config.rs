@@ -87,6 +87,26 @@ impl Config {
         self.data_dir.join("signing.key")
     }
 
+    /// The control plane's NATS credentials (written by `drover init`).
+    pub fn nats_creds_path(&self) -> PathBuf {
+        self.data_dir.join("control-plane.creds")
+    }
+
+    /// A system-account user, for pushing account updates (revocations).
+    pub fn sys_creds_path(&self) -> PathBuf {
+        self.data_dir.join("sys.creds")
+    }
+
+    /// The enrolment-only user's credentials, handed to new agents.
+    pub fn enroll_creds_path(&self) -> PathBuf {
+        self.data_dir.join("enroll.creds")
+    }
+
+    /// The nats-server configuration `drover init` writes (operator mode).
+    pub fn nats_conf_path(&self) -> PathBuf {
+        self.data_dir.join("nats-config").join("nats.conf")
+    }
+
     /// The admin token in clear, for the local CLI only (0600).
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")

@@ -144,9 +144,8 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
     };
     let signer = crate::serve::load_signer(&cfg)?;
 
-    // 1. The broker.
-    let conf = data.join("nats.conf");
-    write(&conf, DEV_CONF)?;
+    // 1. The broker, in operator mode with the configuration `init` wrote.
+    let conf = cfg.nats_conf_path();
     let mut nats = Command::new(&nats_bin);
     nats.arg("-c")
         .arg(&conf)
@@ -177,6 +176,25 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
 
     // 3. rootd and the agent, as the current user in dev mode.
     let agent_dir = data.join("agent");
+    // A one-use, auto-approved registration token for the local agent's
+    // first start (an enrolled agent does not need it).
+    let enroll_token = if agent_dir.join("agent.jwt").exists() {
+        String::new()
+    } else {
+        let db = crate::db::connect(&cfg.database_url()).await?;
+        let (_, secret) = crate::tokens::create(
+            &db,
+            crate::tokens::NewToken {
+                uses: 1,
+                expires_in_secs: 3600,
+                labels: [("env".to_string(), "dev".to_string())].into(),
+                auto_approve: true,
+                created_by: "drover dev".into(),
+            },
+        )
+        .await?;
+        secret
+    };
     let socket = data.join("run").join("rootd.sock");
     let key_b64 = signer.public().to_base64();
     let uid = nix::unistd::getuid().as_raw();
@@ -195,12 +213,14 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
     write(
         &agent_toml,
         &format!(
-            "nats_url = {}\nstate_dir = {}\ncontrol_plane_key = {}\nrootd_socket = {}\nheartbeat_secs = {}\n",
+            "nats_url = {}\nstate_dir = {}\ncontrol_plane_key = {}\nrootd_socket = {}\nheartbeat_secs = {}\nenroll_token = {}\nenroll_creds = {}\n",
             toml_str(&cfg.nats_url),
             toml_str(&agent_dir.display().to_string()),
             toml_str(&key_b64),
             toml_str(&socket.display().to_string()),
             opts.agent_heartbeat_secs,
+            toml_str(&enroll_token),
+            toml_str(&cfg.enroll_creds_path().display().to_string()),
         ),
     )?;
     let mut rootd = Command::new(&rootd_bin);
@@ -222,18 +242,39 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
     println!("  Ctrl-C stops everything.");
     println!();
 
-    let outcome = tokio::select! {
-        _ = crate::serve::signal() => { info!("stopping the dev stack"); Ok(()) }
-        r = &mut server => Err(anyhow::anyhow!("control plane stopped: {:?}", r)),
-        s = agent.wait() => Err(anyhow::anyhow!("drover-agent exited: {s:?}")),
-        s = rootd.wait() => Err(anyhow::anyhow!("drover-rootd exited: {s:?}")),
-        s = nats.wait() => Err(anyhow::anyhow!("nats-server exited: {s:?}; see {}", data.join("nats-server.log").display())),
+    let mut server_done = false;
+    let (mut agent_up, mut rootd_up) = (true, true);
+    // The agent may end on purpose (revoked, enrolment rejected); the stack
+    // stays up so the operator can look at why.
+    let outcome = loop {
+        tokio::select! {
+            _ = crate::serve::signal() => { info!("stopping the dev stack"); break Ok(()) }
+            r = &mut server => {
+                server_done = true;
+                break match r {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("the control plane stopped")),
+                    Ok(Err(e)) => Err(e.context("the control plane stopped")),
+                    Err(e) => Err(anyhow::anyhow!("the control plane crashed: {e}")),
+                };
+            }
+            s = agent.wait(), if agent_up => {
+                agent_up = false;
+                warn!("drover-agent exited ({s:?}); the rest of the stack keeps running");
+            }
+            s = rootd.wait(), if rootd_up => {
+                rootd_up = false;
+                warn!("drover-rootd exited ({s:?}); the rest of the stack keeps running");
+            }
+            s = nats.wait() => break Err(anyhow::anyhow!("nats-server exited: {s:?}; see {}", data.join("nats-server.log").display())),
+        }
     };
     let grace = Duration::from_secs(5);
     stop_child(&mut agent, "drover-agent", grace).await;
     stop_child(&mut rootd, "drover-rootd", grace).await;
     let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(grace, &mut server).await;
+    if !server_done {
+        let _ = tokio::time::timeout(grace, &mut server).await;
+    }
     stop_child(&mut nats, "nats-server", Duration::from_secs(10)).await;
     outcome
 }

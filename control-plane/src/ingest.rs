@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use bus_schema::enroll::{agent_open, AgentSignatureError, AgentSigned, RefusalReport};
 use bus_schema::{codec, now_ms, subjects, CommandResult, CommandStatus, Event, Heartbeat};
 use futures::{FutureExt, StreamExt};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -16,7 +17,7 @@ use sea_orm::{
 };
 use tracing::{error, info, warn};
 
-use crate::db::entities::{agent, command, metric_sample};
+use crate::db::entities::{agent, command, metric_sample, refusal};
 use crate::events;
 use crate::state::AppState;
 
@@ -65,15 +66,86 @@ pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
     Ok(hb)
 }
 
-pub fn parse_result(m: &jetstream::Message) -> Result<CommandResult, String> {
+/// What arrives on the result stream.
+pub enum Report {
+    Result(CommandResult),
+    Refusal(RefusalReport),
+}
+
+/// Why a message on the result stream was refused.
+pub struct Rejection {
+    pub label: &'static str,
+    pub agent: String,
+    pub why: String,
+}
+
+impl Rejection {
+    fn new(label: &'static str, agent: &str, why: String) -> Self {
+        Self {
+            label,
+            agent: agent.to_string(),
+            why,
+        }
+    }
+}
+
+/// Decodes, checks the agent's signature (the agent id is its public key) and
+/// validates one message of the result stream.
+pub fn parse_report(m: &jetstream::Message) -> Result<Report, Rejection> {
     let subject = m.subject.as_str();
-    let bus_schema::subjects::Parsed::Result { agent, command } = subjects::parse(subject) else {
-        return Err(format!("subject {subject} is not a result subject"));
+    let (agent, command) = match subjects::parse(subject) {
+        subjects::Parsed::Result { agent, command } => (agent, Some(command)),
+        subjects::Parsed::Refusal { agent } => (agent, None),
+        _ => {
+            return Err(Rejection::new(
+                "malformed",
+                "",
+                format!("subject {subject} is not a result subject"),
+            ))
+        }
     };
-    let r: CommandResult =
-        codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
-    r.validate(agent, command).map_err(|e| e.to_string())?;
-    Ok(r)
+    let signed: AgentSigned = codec::decode(&m.payload, content_type(m).as_deref())
+        .map_err(|e| Rejection::new("malformed", agent, e.to_string()))?;
+    let label = |e: &AgentSignatureError| match e {
+        AgentSignatureError::Malformed(_) => "malformed",
+        _ => "bad_signature",
+    };
+    match command {
+        Some(command) => {
+            let r: CommandResult = agent_open(agent, &signed)
+                .map_err(|e| Rejection::new(label(&e), agent, e.to_string()))?;
+            r.validate(agent, command)
+                .map_err(|e| Rejection::new("malformed", agent, e.to_string()))?;
+            Ok(Report::Result(r))
+        }
+        None => {
+            let r: RefusalReport = agent_open(agent, &signed)
+                .map_err(|e| Rejection::new(label(&e), agent, e.to_string()))?;
+            if r.agent_id != agent || r.reason.len() > 64 {
+                return Err(Rejection::new(
+                    "malformed",
+                    agent,
+                    "refusal report does not match its subject".into(),
+                ));
+            }
+            Ok(Report::Refusal(r))
+        }
+    }
+}
+
+async fn record_refusal(state: &AppState, agent: &str, source: &str, reason: &str, detail: &str) {
+    let row = refusal::ActiveModel {
+        at: Set(now_ms()),
+        agent_id: Set(agent.to_string()),
+        source: Set(source.to_string()),
+        reason: Set(reason.to_string()),
+        detail: Set(detail.chars().take(1000).collect()),
+        ..Default::default()
+    };
+    let _turn = state.writer.lock().await;
+    if let Err(e) = refusal::Entity::insert(row).exec(&state.db).await {
+        warn!(error = %e, "could not record a refusal");
+    }
 }
 
 pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
@@ -139,12 +211,32 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         .into_iter()
         .collect();
 
+    // Only enrolled, approved agents have a row to update. The broker's
+    // permissions already keep others off these subjects; this is the
+    // second line.
+    let (hbs, strangers): (Vec<Heartbeat>, Vec<Heartbeat>) = hbs.into_iter().partition(|h| {
+        matches!(
+            before.get(&h.agent_id).map(String::as_str),
+            Some("online" | "offline")
+        )
+    });
+    for h in &strangers {
+        warn!(agent_id = %h.agent_id, status = ?before.get(&h.agent_id), "rejected heartbeat: agent is not enrolled and approved");
+    }
+    if hbs.is_empty() {
+        return Ok(());
+    }
     let rows: Vec<agent::ActiveModel> = hbs
         .iter()
         .map(|h| agent::ActiveModel {
             id: Set(h.agent_id.clone()),
             hostname: Set(h.hostname.clone()),
             status: Set("online".into()),
+            machine_id: Set(String::new()),
+            facts: Set("{}".into()),
+            token_id: sea_orm::ActiveValue::NotSet,
+            approved_by: sea_orm::ActiveValue::NotSet,
+            revoked_at: sea_orm::ActiveValue::NotSet,
             first_seen: Set(now),
             last_seen: Set(now),
             last_seq: Set(h.seq as i64),
@@ -193,6 +285,8 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
                         agent::Column::Modules,
                         agent::Column::Operations,
                     ])
+                    // Never bring a revoked (or pending) agent back to life.
+                    .action_and_where(agent::Column::Status.is_in(["online", "offline"]))
                     .to_owned(),
             )
             .exec(&txn)
@@ -206,15 +300,8 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     txn.commit().await?;
 
     for h in &hbs {
-        match before.get(&h.agent_id).map(String::as_str) {
-            None => {
-                info!(agent_id = %h.agent_id, hostname = %h.hostname, "new agent");
-                if let Err(e) = crate::commands::ensure_consumer(state, &h.agent_id).await {
-                    warn!(agent_id = %h.agent_id, error = %e, "could not create the agent's command queue");
-                }
-            }
-            Some("online") => {}
-            Some(_) => info!(agent_id = %h.agent_id, "agent back online"),
+        if before.get(&h.agent_id).map(String::as_str) == Some("offline") {
+            info!(agent_id = %h.agent_id, hostname = %h.hostname, "agent online");
         }
         events::publish(
             state,
@@ -250,10 +337,24 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
         while let Some(batch) = next_batch(&mut stream, BATCH).await {
             let mut good = Vec::with_capacity(batch.len());
             for m in batch {
-                match parse_result(&m) {
-                    Ok(r) => good.push((m, r)),
-                    Err(why) => {
-                        warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected result");
+                match parse_report(&m) {
+                    Ok(Report::Result(r)) => good.push((m, r)),
+                    Ok(Report::Refusal(r)) => {
+                        record_refusal(&state, &r.agent_id, "agent", &r.reason, &r.detail).await;
+                        let _ = m.ack().await;
+                    }
+                    Err(rej) => {
+                        warn!(subject = %m.subject, bytes = m.payload.len(), label = rej.label, reason = %rej.why, "rejected result");
+                        if rej.label == "bad_signature" {
+                            record_refusal(
+                                &state,
+                                &rej.agent,
+                                "control-plane",
+                                rej.label,
+                                &rej.why,
+                            )
+                            .await;
+                        }
                         let _ = m.ack_with(AckKind::Term).await;
                     }
                 }

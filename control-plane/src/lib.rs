@@ -6,6 +6,9 @@
 //! - [`commands`]: issuing signed commands;
 //! - [`api`]: REST API, event stream, web page;
 //! - [`auth`]: API tokens;
+//! - [`nats_auth`]: the broker's trust chain (operator, accounts, user JWTs);
+//! - [`enroll`], [`tokens`], [`trust`]: enrolment, registration tokens,
+//!   approve / reject / revoke and the security overview;
 //! - [`db`]: entities and migrations;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
 //! - [`client`]: the CLI's HTTP client.
@@ -18,7 +21,11 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod enroll;
 pub mod events;
 pub mod ingest;
+pub mod nats_auth;
 pub mod serve;
 pub mod state;
+pub mod tokens;
+pub mod trust;

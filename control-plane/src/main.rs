@@ -60,8 +60,22 @@ enum Cmd {
     /// Read one message body on stdin and print it as JSON
     /// (for `nats sub --translate 'drover decode'`).
     Decode,
-    /// List agents with status, last seen and metrics.
+    /// List agents (status, last seen, metrics), or approve, reject, revoke one.
     Agents {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<AgentsCmd>,
+    },
+    /// Registration tokens for enrolling hosts.
+    Tokens {
+        #[command(subcommand)]
+        action: TokensCmd,
+    },
+    /// Signing key, broker trust, refused commands, binding conflicts,
+    /// revoked and pending agents.
+    Security {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -89,6 +103,40 @@ enum Cmd {
     },
     /// List the actions agents can run.
     Actions,
+}
+
+#[derive(Subcommand, Debug)]
+enum AgentsCmd {
+    /// Let a pending agent in: it receives its credentials at its next try.
+    Approve { id: String },
+    /// Refuse a pending agent.
+    Reject { id: String },
+    /// Cut an agent off: the broker closes its connection at once and refuses
+    /// it from now on; its queued commands are cancelled.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCmd {
+    /// Make a token (shown once). Hosts enrol with it until it expires or is used up.
+    Create {
+        /// How many hosts may enrol with it.
+        #[arg(long, default_value_t = 1)]
+        uses: i32,
+        /// Lifetime: 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// Labels given to hosts enrolled with it (key=value, repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Approve hosts at once instead of waiting for `drover agents approve`.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token so no more hosts can enrol with it.
+    Revoke { id: String },
 }
 
 fn init_tracing() {
@@ -200,7 +248,72 @@ fn fmt_bytes(b: f64) -> String {
 
 async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Agents { json } => {
+        Cmd::Agents {
+            action: Some(action),
+            ..
+        } => {
+            let (verb, id) = match &action {
+                AgentsCmd::Approve { id } => ("approve", id),
+                AgentsCmd::Reject { id } => ("reject", id),
+                AgentsCmd::Revoke { id } => ("revoke", id),
+            };
+            let v = api
+                .post(&format!("/agents/{id}/{verb}"), &serde_json::json!({}))
+                .await?;
+            println!(
+                "agent {} is now {}",
+                id,
+                v["status"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Cmd::Tokens { action } => tokens_command(api, action).await,
+        Cmd::Security { json } => {
+            let v = api.get("/security").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "Command-signing key   {}",
+                v["signing_key"]["fingerprint"].as_str().unwrap_or("")
+            );
+            println!(
+                "Broker                {} mode, {} resolver, account {}",
+                v["broker"]["mode"].as_str().unwrap_or(""),
+                v["broker"]["resolver"].as_str().unwrap_or(""),
+                v["broker"]["account"].as_str().unwrap_or("")
+            );
+            println!("\nRefused commands and results:");
+            let refused = v["refused"].as_array().cloned().unwrap_or_default();
+            if refused.is_empty() {
+                println!("  none");
+            }
+            for r in refused {
+                println!(
+                    "  {:<14} {:<16} {}",
+                    r["source"].as_str().unwrap_or(""),
+                    r["reason"].as_str().unwrap_or(""),
+                    r["count"]
+                );
+            }
+            for (title, key) in [
+                ("Machine-binding conflicts", "binding_conflicts"),
+                ("Revoked agents", "revoked_agents"),
+                (
+                    "Pending agents (drover agents approve <id>)",
+                    "pending_agents",
+                ),
+            ] {
+                let list = v[key].as_array().cloned().unwrap_or_default();
+                println!("\n{title}: {}", list.len());
+                for item in list {
+                    println!("  {item}");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Agents { json, action: None } => {
             let v = api.get("/agents").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -277,6 +390,65 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             Ok(())
         }
         _ => unreachable!("server commands are handled in main"),
+    }
+}
+
+async fn tokens_command(api: &client::ApiClient, action: TokensCmd) -> anyhow::Result<()> {
+    match action {
+        TokensCmd::Create {
+            uses,
+            expires,
+            labels,
+            auto_approve,
+        } => {
+            let mut map = serde_json::Map::new();
+            for l in labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .with_context(|| format!("label {l:?} is not key=value"))?;
+                map.insert(k.into(), Value::String(v.into()));
+            }
+            let v = api
+                .post(
+                    "/tokens",
+                    &serde_json::json!({"uses": uses, "expires": expires, "labels": map, "auto_approve": auto_approve}),
+                )
+                .await?;
+            println!("Registration token (shown once; put it in the agent's enroll_token):");
+            println!("{}", v["token"].as_str().unwrap_or(""));
+            println!(
+                "id {}  uses {}  expires {}  auto-approve {}",
+                v["id"].as_str().unwrap_or(""),
+                uses,
+                expires,
+                auto_approve
+            );
+            Ok(())
+        }
+        TokensCmd::List => {
+            let v = api.get("/tokens").await?;
+            println!(
+                "{:<14} {:<9} {:>9}  {:<13} LABELS",
+                "ID", "STATE", "USES", "AUTO-APPROVE"
+            );
+            for t in v["tokens"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<14} {:<9} {:>4}/{:<4}  {:<13} {}",
+                    t["id"].as_str().unwrap_or(""),
+                    t["state"].as_str().unwrap_or(""),
+                    t["uses"],
+                    t["uses_allowed"],
+                    t["auto_approve"],
+                    t["labels"]
+                );
+            }
+            Ok(())
+        }
+        TokensCmd::Revoke { id } => {
+            api.delete(&format!("/tokens/{id}")).await?;
+            println!("token {id} revoked");
+            Ok(())
+        }
     }
 }
 

@@ -23,6 +23,25 @@ pub async fn init(cfg: &Config) -> anyhow::Result<Option<String>> {
         signer.save_new(&key_path)?;
         info!(fingerprint = %signer.public().fingerprint(), "created the command-signing key");
     }
+    // The broker's trust chain and the configuration that makes nats-server
+    // enforce it.
+    let auth = crate::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
+    let conf = cfg.nats_conf_path();
+    let resolver = auth.resolver_conf(&cfg.data_dir.join("nats-resolver"))?;
+    std::fs::create_dir_all(conf.parent().expect("conf has a parent"))?;
+    std::fs::write(conf.with_file_name("resolver.conf"), &resolver)?;
+    std::fs::write(
+        &conf,
+        format!(
+            "{}
+# Operator mode (drover init):
+include \"resolver.conf\"\n",
+            crate::dev::DEV_CONF
+        ),
+    )?;
+    auth.control_plane_creds(&cfg.nats_creds_path())?;
+    auth.system_creds(&cfg.sys_creds_path())?;
+    auth.enroll_creds(&cfg.enroll_creds_path())?;
     let db = crate::db::connect(&cfg.database_url()).await?;
     let token_path = cfg.admin_token_path();
     if token_path.exists() {
@@ -48,7 +67,21 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let signer = load_signer(&cfg)?;
     let db = crate::db::connect(&cfg.database_url()).await?;
-    let nats = crate::bus::connect(&cfg.nats_url, "drover control plane").await?;
+    let auth = crate::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
+    let nats = crate::bus::connect(
+        &cfg.nats_url,
+        "drover control plane",
+        &cfg.nats_creds_path(),
+    )
+    .await?;
+    let sys = crate::bus::connect(
+        &cfg.nats_url,
+        "drover control plane (system)",
+        &cfg.sys_creds_path(),
+    )
+    .await?;
+    crate::bus::wait_connected(&nats, std::time::Duration::from_secs(30)).await?;
+    crate::bus::wait_connected(&sys, std::time::Duration::from_secs(30)).await?;
     let js = jetstream::new(nats.clone());
     crate::bus::ensure_streams(&js, &cfg).await?;
     let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
@@ -60,10 +93,17 @@ pub async fn serve(
         nats,
         js,
         signer,
+        auth,
+        sys,
         consumers: Mutex::new(HashSet::new()),
         writer: Mutex::new(()),
     }));
+    // The broker's revocation list follows the database at every start.
+    crate::trust::push_revocations(&state)
+        .await
+        .context("pushing the account to the broker")?;
     let tasks = vec![
+        tokio::spawn(crate::enroll::serve(state.clone())),
         tokio::spawn(crate::ingest::heartbeat_loop(state.clone(), hb_consumer)),
         tokio::spawn(crate::ingest::result_loop(state.clone(), res_consumer)),
         tokio::spawn(crate::ingest::sweep_loop(state.clone())),

@@ -19,6 +19,10 @@ pub struct Inner {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     pub signer: CommandSigner,
+    /// Keys and JWTs of the broker's trust chain.
+    pub auth: crate::nats_auth::NatsAuth,
+    /// A system-account connection, for account updates.
+    pub sys: async_nats::Client,
     /// Agents whose command consumer is known to exist (saves a broker round
     /// trip per command).
     pub consumers: Mutex<HashSet<String>>,

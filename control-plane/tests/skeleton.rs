@@ -9,7 +9,7 @@ use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
 use bus_schema::{
     Command, CommandResult, CommandSigner, CommandStatus, Heartbeat, Metrics, SignedCommand, Source,
 };
-use common::Stack;
+use common::{wait_for, Stack};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 
@@ -19,7 +19,11 @@ async fn ping_and_rootd_action_round_trip_and_heartbeat_is_stored() {
     let host = stack.start_host("h1").await;
 
     // Heartbeat: online, real metrics, modules.
-    let agent = stack.wait_online(&host.id).await;
+    let agent = wait_for("metrics", Duration::from_secs(20), || async {
+        let a = stack.wait_online(&host.id).await;
+        (a["metrics"]["mem_total_bytes"].as_u64().unwrap_or(0) > 0).then_some(a)
+    })
+    .await;
     assert!(
         agent["metrics"]["mem_total_bytes"].as_u64().unwrap() > 0,
         "metrics stored: {agent}"
@@ -157,9 +161,18 @@ fn heartbeat(agent: &str) -> Heartbeat {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
     let stack = Stack::start().await;
-    let nc = stack.nats.client().await;
-    let agent = "FAKE1";
-    let hb_subject = bus_schema::subjects::heartbeat(agent);
+    let mut host = stack.start_host("h1").await;
+    // Only our messages reach its subjects from here on.
+    host.agent.stop();
+    let agent = host.id.clone();
+    let agent_key = nkeys::KeyPair::from_seed(
+        std::fs::read_to_string(host.state_dir.join("agent.seed"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let nc = stack.client().await;
+    let hb_subject = bus_schema::subjects::heartbeat(&agent);
 
     let mut json_headers = async_nats::HeaderMap::new();
     json_headers.insert("Content-Type", "application/json");
@@ -189,14 +202,21 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
     nc.publish_with_headers(
         hb_subject.clone(),
         json_headers.clone(),
-        serde_json::to_vec(&heartbeat(agent)).unwrap().into(),
+        serde_json::to_vec(&heartbeat(&agent)).unwrap().into(),
     )
     .await
     .unwrap();
     nc.flush().await.unwrap();
 
-    let a = stack.wait_online(agent).await;
-    assert_eq!(a["hostname"], "fake-host");
+    wait_for(
+        "the good heartbeat after the bad ones",
+        Duration::from_secs(20),
+        || async {
+            let (_, a) = stack.get(&format!("/agents/{agent}")).await;
+            (a["hostname"] == "fake-host").then_some(())
+        },
+    )
+    .await;
     let log = Stack::wait_log(&stack.cp, "arrived on the subject").await;
     let rejected: Vec<&str> = log
         .lines()
@@ -217,7 +237,7 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         "a heartbeat on another agent's subject changes nothing"
     );
 
-    // Results: a real command for the fake agent, then bad results, then a good one.
+    // Results: a real command for the agent, then bad results, then a good one.
     let (code, created) = stack
         .post(
             &format!("/agents/{agent}/commands"),
@@ -226,10 +246,10 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         .await;
     assert_eq!(code, 201, "{created}");
     let cmd = created["id"].as_str().unwrap().to_string();
-    let res_subject = bus_schema::subjects::result(agent, &cmd);
+    let res_subject = bus_schema::subjects::result(&agent, &cmd);
     let good = CommandResult {
         command_id: cmd.clone(),
-        agent_id: agent.into(),
+        agent_id: agent.clone(),
         status: CommandStatus::Succeeded,
         exit_code: Some(0),
         summary: "first".into(),
@@ -237,14 +257,14 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         attempt: 1,
         at: bus_schema::now_ms(),
     };
+    let sign =
+        |r: &CommandResult| bus_schema::encode(&bus_schema::enroll::sign_result(&agent_key, r));
     let mut mismatched = good.clone();
     mismatched.command_id = "another".into();
+    let forger = nkeys::KeyPair::new_user();
+    let forged = bus_schema::encode(&bus_schema::enroll::sign_result(&forger, &good));
     let js = async_nats::jetstream::new(nc.clone());
-    for bad in [
-        b"\x00\x01".to_vec(),
-        big.clone(),
-        bus_schema::encode(&mismatched),
-    ] {
+    for bad in [b"\x00\x01".to_vec(), big.clone(), sign(&mismatched), forged] {
         js.publish(res_subject.clone(), bad.into())
             .await
             .unwrap()
@@ -256,7 +276,7 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         .unwrap()
         .await
         .unwrap();
-    js.publish(res_subject.clone(), bus_schema::encode(&good).into())
+    js.publish(res_subject.clone(), sign(&good).into())
         .await
         .unwrap()
         .await
@@ -269,15 +289,24 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         log.lines()
             .filter(|l| l.contains("rejected result"))
             .count(),
-        4,
+        5,
         "{log}"
     );
+    assert!(log.contains("signature does not verify"), "{log}");
+    let (_, sec) = stack.get("/security").await;
+    let forged_count = sec["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "control-plane" && r["reason"] == "bad_signature")
+        .map(|r| r["count"].as_i64().unwrap());
+    assert_eq!(forged_count, Some(1), "{sec}");
 
     // A duplicate (or a different later report) for a final command changes nothing.
     let mut dup = good.clone();
     dup.summary = "second".into();
     dup.status = CommandStatus::Failed;
-    js.publish(res_subject.clone(), bus_schema::encode(&dup).into())
+    js.publish(res_subject.clone(), sign(&dup).into())
         .await
         .unwrap()
         .await
@@ -293,8 +322,8 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
     let mut m = good.clone();
     m.command_id = marker.clone();
     js.publish(
-        bus_schema::subjects::result(agent, &marker),
-        bus_schema::encode(&m).into(),
+        bus_schema::subjects::result(&agent, &marker),
+        sign(&m).into(),
     )
     .await
     .unwrap()
@@ -357,7 +386,7 @@ async fn forged_commands_are_refused_by_the_agent_and_by_rootd() {
     let real = stack.signer();
 
     // On the bus: a forged signature, and a genuine command for another agent.
-    let js = async_nats::jetstream::new(stack.nats.client().await);
+    let js = async_nats::jetstream::new(stack.client().await);
     let forged = forger.sign(&command(&host.id, 60_000));
     js.publish(
         bus_schema::subjects::command(&host.id),

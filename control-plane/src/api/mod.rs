@@ -17,6 +17,8 @@ use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod trust;
+
 use crate::auth::{self, Principal};
 use crate::commands::{self, CreateError, NewCommand};
 use crate::db::entities::{agent, command};
@@ -66,6 +68,7 @@ impl From<CreateError> for ApiError {
             | CreateError::InvalidParams { .. }
             | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
+            CreateError::AgentNotActive(..) => StatusCode::CONFLICT,
             CreateError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             CreateError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -83,6 +86,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/commands/{id}", get(get_command))
         .route("/actions", get(list_actions))
+        .route("/tokens", post(trust::create_token).get(trust::list_tokens))
+        .route("/tokens/{id}", axum::routing::delete(trust::revoke_token))
+        .route("/agents/{id}/approve", post(trust::approve))
+        .route("/agents/{id}/reject", post(trust::reject))
+        .route("/agents/{id}/revoke", post(trust::revoke))
+        .route("/security", get(trust::security))
         .route("/events", get(events))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -120,6 +129,10 @@ pub fn agent_json(a: &agent::Model) -> Value {
         "id": a.id,
         "hostname": a.hostname,
         "status": a.status,
+        "machine_id": a.machine_id,
+        "facts": serde_json::from_str::<Value>(&a.facts).unwrap_or(Value::Null),
+        "approved_by": a.approved_by,
+        "revoked_at": a.revoked_at,
         "first_seen": a.first_seen,
         "last_seen": a.last_seen,
         "heartbeat_secs": a.heartbeat_secs,

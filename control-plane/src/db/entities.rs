@@ -8,10 +8,19 @@ pub mod agent {
     #[sea_orm(table_name = "agents")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
+        /// The agent's public nkey; also what its results are verified with.
         pub id: String,
         pub hostname: String,
-        /// online | offline
+        /// pending | online | offline | rejected | revoked
         pub status: String,
+        /// Bound at enrolment; the same machine under another key is refused.
+        pub machine_id: String,
+        /// JSON facts sent at enrolment (os, kernel, arch, ...).
+        pub facts: String,
+        /// Registration token used, if any.
+        pub token_id: Option<String>,
+        pub approved_by: Option<String>,
+        pub revoked_at: Option<i64>,
         pub first_seen: i64,
         pub last_seen: i64,
         pub last_seq: i64,
@@ -108,6 +117,83 @@ pub mod api_token {
         #[sea_orm(unique)]
         pub token_hash: String,
         pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod registration_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "registration_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// SHA-256 of the token; the token is shown once and never stored.
+        #[sea_orm(unique)]
+        pub token_hash: String,
+        pub uses_allowed: i32,
+        pub uses: i32,
+        pub expires_at: i64,
+        /// JSON object of labels given to agents enrolled with it.
+        pub labels: String,
+        pub auto_approve: bool,
+        pub revoked: bool,
+        pub created_at: i64,
+        pub created_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod binding_conflict {
+    use sea_orm::entity::prelude::*;
+
+    /// An enrolment refused because key and machine-id did not match what is
+    /// on record. Listed for operators.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "binding_conflicts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: i64,
+        /// machine_id_taken | key_on_other_machine
+        pub kind: String,
+        pub public_key: String,
+        pub machine_id: String,
+        pub hostname: String,
+        pub existing_agent_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod refusal {
+    use sea_orm::entity::prelude::*;
+
+    /// A command or result refused by an agent or by the control plane.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refusals")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: i64,
+        pub agent_id: String,
+        /// agent | control-plane
+        pub source: String,
+        /// A `Refusal::label()`.
+        pub reason: String,
+        pub detail: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

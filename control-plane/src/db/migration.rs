@@ -26,6 +26,11 @@ enum Agents {
     Id,
     Hostname,
     Status,
+    MachineId,
+    Facts,
+    TokenId,
+    ApprovedBy,
+    RevokedAt,
     FirstSeen,
     LastSeen,
     LastSeq,
@@ -85,6 +90,44 @@ enum ApiTokens {
     CreatedAt,
 }
 
+#[derive(DeriveIden)]
+enum RegistrationTokens {
+    Table,
+    Id,
+    TokenHash,
+    UsesAllowed,
+    Uses,
+    ExpiresAt,
+    Labels,
+    AutoApprove,
+    Revoked,
+    CreatedAt,
+    CreatedBy,
+}
+
+#[derive(DeriveIden)]
+enum BindingConflicts {
+    Table,
+    Id,
+    At,
+    Kind,
+    PublicKey,
+    MachineId,
+    Hostname,
+    ExistingAgentId,
+}
+
+#[derive(DeriveIden)]
+enum Refusals {
+    Table,
+    Id,
+    At,
+    AgentId,
+    Source,
+    Reason,
+    Detail,
+}
+
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for M0001Initial {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -95,6 +138,11 @@ impl MigrationTrait for M0001Initial {
                 .col(string(Agents::Id).primary_key())
                 .col(string(Agents::Hostname))
                 .col(string(Agents::Status))
+                .col(string(Agents::MachineId))
+                .col(text(Agents::Facts))
+                .col(string_null(Agents::TokenId))
+                .col(string_null(Agents::ApprovedBy))
+                .col(big_integer_null(Agents::RevokedAt))
                 .col(big_integer(Agents::FirstSeen))
                 .col(big_integer(Agents::LastSeen))
                 .col(big_integer(Agents::LastSeq))
@@ -195,6 +243,59 @@ impl MigrationTrait for M0001Initial {
                 .col(string(ApiTokens::Role))
                 .col(string_uniq(ApiTokens::TokenHash))
                 .col(big_integer(ApiTokens::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("idx_agents_machine_id")
+                .table(Agents::Table)
+                .col(Agents::MachineId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(RegistrationTokens::Table)
+                .if_not_exists()
+                .col(string(RegistrationTokens::Id).primary_key())
+                .col(string_uniq(RegistrationTokens::TokenHash))
+                .col(integer(RegistrationTokens::UsesAllowed))
+                .col(integer(RegistrationTokens::Uses))
+                .col(big_integer(RegistrationTokens::ExpiresAt))
+                .col(text(RegistrationTokens::Labels))
+                .col(boolean(RegistrationTokens::AutoApprove))
+                .col(boolean(RegistrationTokens::Revoked))
+                .col(big_integer(RegistrationTokens::CreatedAt))
+                .col(string(RegistrationTokens::CreatedBy))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(BindingConflicts::Table)
+                .if_not_exists()
+                .col(big_pk_auto(BindingConflicts::Id))
+                .col(big_integer(BindingConflicts::At))
+                .col(string(BindingConflicts::Kind))
+                .col(string(BindingConflicts::PublicKey))
+                .col(string(BindingConflicts::MachineId))
+                .col(string(BindingConflicts::Hostname))
+                .col(string(BindingConflicts::ExistingAgentId))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Refusals::Table)
+                .if_not_exists()
+                .col(big_pk_auto(Refusals::Id))
+                .col(big_integer(Refusals::At))
+                .col(string(Refusals::AgentId))
+                .col(string(Refusals::Source))
+                .col(string(Refusals::Reason))
+                .col(text(Refusals::Detail))
                 .to_owned(),
         )
         .await?;

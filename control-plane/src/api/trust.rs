@@ -1,0 +1,157 @@
+//! Routes for enrolment and trust: registration tokens, approve / reject /
+//! revoke agents, the security overview.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Extension, Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::auth::Principal;
+use crate::state::AppState;
+use crate::tokens::{self, NewToken};
+use crate::trust::{self, TrustError};
+
+impl From<TrustError> for ApiError {
+    fn from(e: TrustError) -> Self {
+        let status = match &e {
+            TrustError::UnknownAgent(_) => StatusCode::NOT_FOUND,
+            TrustError::WrongState { .. } => StatusCode::CONFLICT,
+            TrustError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TrustError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// How many agents may enrol with it.
+    #[serde(default = "one")]
+    uses: i32,
+    /// `24h`, `90m`, `7d` or seconds.
+    #[serde(default = "day")]
+    expires: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    auto_approve: bool,
+}
+
+fn one() -> i32 {
+    1
+}
+fn day() -> String {
+    "24h".into()
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<CreateToken>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })?;
+    if !(1..=100_000).contains(&body.uses) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "uses must be between 1 and 100000",
+        ));
+    }
+    let secs = tokens::parse_duration_secs(&body.expires)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    for (k, v) in &body.labels {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        };
+        if !ok(k) || !ok(v) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("label {k}={v}: keys and values are 1..=64 of [A-Za-z0-9-_./]"),
+            ));
+        }
+    }
+    let (model, secret) = tokens::create(
+        &state.db,
+        NewToken {
+            uses: body.uses,
+            expires_in_secs: secs,
+            labels: body.labels,
+            auto_approve: body.auto_approve,
+            created_by: who.name,
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let mut v = tokens::token_json(&model);
+    // The only time the secret is ever shown.
+    v["token"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let list = tokens::list(&state.db).await.map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "tokens": list.iter().map(tokens::token_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if tokens::revoke(&state.db, &id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(Json(json!({ "id": id, "state": "revoked" })))
+    } else {
+        Err(ApiError::not_found(format!(
+            "no registration token {id}; list them with `drover tokens list`"
+        )))
+    }
+}
+
+pub async fn approve(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    trust::approve(&state, &id, &who.name).await?;
+    Ok(Json(json!({ "id": id, "status": "approved" })))
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    trust::reject(&state, &id, &who.name).await?;
+    Ok(Json(json!({ "id": id, "status": "rejected" })))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    trust::revoke(&state, &id, &who.name).await?;
+    Ok(Json(json!({ "id": id, "status": "revoked" })))
+}
+
+pub async fn security(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(trust::overview(&state).await?))
+}

@@ -1,0 +1,253 @@
+//! Enrolment on `drover.enroll`: a new agent presents a registration token,
+//! its public key and its machine-id, signed with that key. The answer is
+//! approved (with the agent's NATS credentials), pending (an operator must
+//! approve) or rejected, always with the command-signing key to pin.
+
+use std::time::Duration;
+
+use bus_schema::enroll::{agent_open, AgentSigned, EnrollClaim, EnrollReply, EnrollStatus};
+use bus_schema::{codec, now_ms, subjects};
+use futures::StreamExt;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use tracing::{info, warn};
+
+use crate::db::entities::{agent, binding_conflict};
+use crate::state::AppState;
+use crate::tokens;
+
+/// Claims older (or newer) than this are refused: a captured request cannot
+/// be replayed later.
+const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+pub async fn serve(state: AppState) {
+    loop {
+        let mut sub = match state
+            .nats
+            .queue_subscribe(subjects::ENROLL, "control-plane".into())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot listen for enrolments; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(msg) = sub.next().await {
+            let Some(reply_to) = msg.reply.clone() else {
+                continue;
+            };
+            let reply = handle(&state, &msg.payload).await;
+            if let Err(e) = state
+                .nats
+                .publish(reply_to, bus_schema::encode(&reply).into())
+                .await
+            {
+                warn!(error = %e, "enrolment reply not sent");
+            }
+        }
+    }
+}
+
+fn reply(
+    state: &AppState,
+    status: EnrollStatus,
+    message: impl Into<String>,
+    user_jwt: Option<String>,
+) -> EnrollReply {
+    let key = state.signer.public();
+    EnrollReply {
+        status,
+        message: message.into(),
+        user_jwt,
+        control_plane_key: key.to_base64(),
+        control_plane_fingerprint: key.fingerprint(),
+    }
+}
+
+fn valid_machine_id(s: &str) -> bool {
+    (8..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+pub async fn handle(state: &AppState, payload: &[u8]) -> EnrollReply {
+    let rejected = |why: String| {
+        warn!(reason = %why, "enrolment refused");
+        reply(state, EnrollStatus::Rejected, why, None)
+    };
+    let signed: AgentSigned = match codec::decode(payload, None) {
+        Ok(s) => s,
+        Err(e) => return rejected(format!("malformed enrolment request: {e}")),
+    };
+    // The claim names its own key; the signature must hold under that key.
+    let unverified: EnrollClaim = match rmp_serde::from_slice(&signed.body) {
+        Ok(c) => c,
+        Err(e) => return rejected(format!("malformed enrolment claim: {e}")),
+    };
+    let claim: EnrollClaim = match agent_open(&unverified.public_key, &signed) {
+        Ok(c) => c,
+        Err(e) => return rejected(e.to_string()),
+    };
+    if !claim.public_key.starts_with('U') {
+        return rejected("the key must be a NATS user nkey (U...)".into());
+    }
+    if (now_ms() - claim.at).abs() > MAX_CLOCK_SKEW_MS {
+        return rejected(
+            "the claim's time is more than 5 minutes off; check the host's clock".into(),
+        );
+    }
+    if !valid_machine_id(&claim.machine_id) {
+        return rejected("machine-id must be 8..=128 characters of [0-9a-zA-Z-]".into());
+    }
+    if claim.hostname.is_empty() || claim.hostname.len() > 253 {
+        return rejected("hostname must be 1..=253 characters".into());
+    }
+    match decide(state, &claim).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "enrolment failed");
+            reply(
+                state,
+                EnrollStatus::Pending,
+                "the control plane could not record the enrolment; retrying",
+                None,
+            )
+        }
+    }
+}
+
+async fn record_conflict(
+    state: &AppState,
+    kind: &str,
+    claim: &EnrollClaim,
+    existing: &str,
+) -> anyhow::Result<()> {
+    binding_conflict::Entity::insert(binding_conflict::ActiveModel {
+        at: Set(now_ms()),
+        kind: Set(kind.into()),
+        public_key: Set(claim.public_key.clone()),
+        machine_id: Set(claim.machine_id.clone()),
+        hostname: Set(claim.hostname.clone()),
+        existing_agent_id: Set(existing.into()),
+        ..Default::default()
+    })
+    .exec(&state.db)
+    .await?;
+    Ok(())
+}
+
+async fn approved(state: &AppState, agent_id: &str, message: &str) -> anyhow::Result<EnrollReply> {
+    crate::commands::ensure_consumer(state, agent_id).await?;
+    let jwt = state.auth.agent_user_jwt(agent_id)?;
+    Ok(reply(state, EnrollStatus::Approved, message, Some(jwt)))
+}
+
+async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollReply> {
+    let _turn = state.writer.lock().await;
+    let txn = state.db.begin().await?;
+    if let Some(a) = agent::Entity::find_by_id(claim.public_key.clone())
+        .one(&txn)
+        .await?
+    {
+        txn.commit().await?;
+        drop(_turn);
+        if a.machine_id != claim.machine_id {
+            record_conflict(state, "key_on_other_machine", claim, &a.id).await?;
+            warn!(agent_id = %a.id, bound = %a.machine_id, presented = %claim.machine_id, "enrolment refused: known key from another machine");
+            return Ok(reply(
+                state,
+                EnrollStatus::Rejected,
+                format!("this key is bound to another machine (agent {}); a copied identity is not accepted", a.id),
+                None,
+            ));
+        }
+        return match a.status.as_str() {
+            "pending" => Ok(reply(state, EnrollStatus::Pending, format!("waiting for an operator: drover agents approve {}", a.id), None)),
+            "rejected" => Ok(reply(state, EnrollStatus::Rejected, "an operator rejected this agent", None)),
+            "revoked" => Ok(reply(
+                state,
+                EnrollStatus::Rejected,
+                "this agent was revoked; remove its state directory to make a new identity, then enrol again",
+                None,
+            )),
+            _ => approved(state, &a.id, "approved").await,
+        };
+    }
+    let holder = agent::Entity::find()
+        .filter(agent::Column::MachineId.eq(claim.machine_id.clone()))
+        .filter(agent::Column::Status.is_not_in(["revoked", "rejected"]))
+        .one(&txn)
+        .await?;
+    if let Some(h) = holder {
+        txn.commit().await?;
+        drop(_turn);
+        record_conflict(state, "machine_id_taken", claim, &h.id).await?;
+        warn!(existing = %h.id, presented = %claim.public_key, machine_id = %claim.machine_id, "enrolment refused: machine-id already enrolled under another key");
+        return Ok(reply(
+            state,
+            EnrollStatus::Rejected,
+            format!(
+                "machine-id {} is already enrolled as agent {}; if the host was rebuilt, revoke that agent first (drover agents revoke {})",
+                claim.machine_id, h.id, h.id
+            ),
+            None,
+        ));
+    }
+    let token = match tokens::consume(&txn, &claim.token).await? {
+        Ok(t) => t,
+        Err(refusal) => {
+            txn.rollback().await?;
+            warn!(reason = %refusal, hostname = %claim.hostname, "enrolment refused");
+            return Ok(reply(
+                state,
+                EnrollStatus::Rejected,
+                refusal.to_string(),
+                None,
+            ));
+        }
+    };
+    let now = now_ms();
+    let status = if token.auto_approve {
+        "offline"
+    } else {
+        "pending"
+    };
+    agent::Entity::insert(agent::ActiveModel {
+        id: Set(claim.public_key.clone()),
+        hostname: Set(claim.hostname.clone()),
+        status: Set(status.into()),
+        machine_id: Set(claim.machine_id.clone()),
+        facts: Set(claim.facts.to_string()),
+        token_id: Set(Some(token.id.clone())),
+        approved_by: Set(token.auto_approve.then(|| format!("token:{}", token.id))),
+        revoked_at: Set(None),
+        first_seen: Set(now),
+        last_seen: Set(now),
+        last_seq: Set(0),
+        heartbeat_secs: Set(30),
+        os: Set(claim.facts["os"].as_str().unwrap_or("").into()),
+        kernel: Set(claim.facts["kernel"].as_str().unwrap_or("").into()),
+        agent_version: Set(claim.facts["agent_version"].as_str().unwrap_or("").into()),
+        metrics: Set("{}".into()),
+        modules: Set("[]".into()),
+        operations: Set("[]".into()),
+        labels: Set(token.labels.clone()),
+    })
+    .exec(&txn)
+    .await?;
+    txn.commit().await?;
+    drop(_turn);
+    info!(agent_id = %claim.public_key, hostname = %claim.hostname, token = %token.id, status, "agent enrolled");
+    if token.auto_approve {
+        approved(state, &claim.public_key, "approved by token policy").await
+    } else {
+        Ok(reply(
+            state,
+            EnrollStatus::Pending,
+            format!(
+                "waiting for an operator: drover agents approve {}",
+                claim.public_key
+            ),
+            None,
+        ))
+    }
+}

@@ -1,0 +1,287 @@
+//! The broker's trust chain: operator → accounts → users, as NATS JWTs made
+//! with `nats-jwt-rs` and signed with nkeys.
+//!
+//! - The **operator** signs two accounts: `SYS` (the server's system account)
+//!   and `DROVER` (everything of ours, JetStream enabled).
+//! - `DROVER` has a **scoped signing key** for agents. Users it signs get the
+//!   scope's permission template, filled in with the user's name (= the
+//!   agent id): their own subjects, their own consumer, their own inbox.
+//! - The control plane's user and the enrolment-only user are signed by the
+//!   account key itself; the enrolment user may only ask `drover.enroll`.
+//! - Revoking an agent re-signs `DROVER` with the agent in its revocation
+//!   list and pushes it to the full resolver (`$SYS.REQ.CLAIMS.UPDATE`).
+//!
+//! Seeds live in `<data_dir>/nats-auth/` (0600). `drover init` writes the
+//! server's resolver configuration to `<data_dir>/nats-config/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use bus_schema::subjects;
+use indexmap::IndexSet;
+use nats_jwt_rs::account::{Account, JetStreamLimits};
+use nats_jwt_rs::operator::Operator;
+use nats_jwt_rs::types::{Permission, Permissions, ScopeType, SigningKey, UserScope};
+use nats_jwt_rs::user::{User, UserPermissionLimits};
+use nkeys::KeyPair;
+use serde_json::json;
+
+pub struct NatsAuth {
+    dir: PathBuf,
+    operator: KeyPair,
+    sys_account: KeyPair,
+    account: KeyPair,
+    agent_signer: KeyPair,
+}
+
+fn load_or_create(path: &Path, make: fn() -> KeyPair) -> anyhow::Result<KeyPair> {
+    match std::fs::read_to_string(path) {
+        Ok(seed) => KeyPair::from_seed(seed.trim())
+            .with_context(|| format!("{} is not an nkey seed", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let kp = make();
+            bus_schema::signing::write_secret_file(path, kp.seed()?.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(kp)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// A `.creds` file as nats-server tools and async-nats read it.
+pub fn creds(jwt: &str, seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n"
+    )
+}
+
+fn allow(list: &[String]) -> Permission {
+    Permission {
+        allow: list.to_vec(),
+        deny: vec![],
+    }
+}
+
+/// What an agent may do, as a template over its user name (its id).
+pub fn agent_permissions(name: &str) -> Permissions {
+    let cmd = subjects::CMD_STREAM;
+    let consumer = subjects::agent_consumer(name);
+    Permissions {
+        publish: allow(&[
+            subjects::heartbeat(name),
+            format!("{}.>", subjects::result(name, "*").trim_end_matches(".*")),
+            format!("{}.>", subjects::output(name, "*").trim_end_matches(".*")),
+            subjects::refusal(name),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{cmd}.{consumer}"),
+            format!("$JS.API.CONSUMER.INFO.{cmd}.{consumer}"),
+            format!("$JS.ACK.{cmd}.{consumer}.>"),
+        ]),
+        subscribe: allow(&[format!("{}.>", subjects::inbox_prefix(name))]),
+        resp: None,
+    }
+}
+
+impl NatsAuth {
+    /// Loads the keys, creating any that are missing.
+    pub fn load_or_init(data_dir: &Path) -> anyhow::Result<Self> {
+        let dir = data_dir.join("nats-auth");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            operator: load_or_create(&dir.join("operator.nk"), KeyPair::new_operator)?,
+            sys_account: load_or_create(&dir.join("sys-account.nk"), KeyPair::new_account)?,
+            account: load_or_create(&dir.join("account.nk"), KeyPair::new_account)?,
+            agent_signer: load_or_create(&dir.join("agent-signer.nk"), KeyPair::new_account)?,
+            dir,
+        })
+    }
+
+    pub fn account_public_key(&self) -> String {
+        self.account.public_key()
+    }
+
+    fn operator_jwt(&self) -> anyhow::Result<String> {
+        let mut c = Operator::new_claims("drover".into(), self.operator.public_key());
+        c.nats.system_account = Some(self.sys_account.public_key());
+        c.encode(&self.operator)
+    }
+
+    fn sys_account_jwt(&self) -> anyhow::Result<String> {
+        Account::new_claims("SYS".into(), self.sys_account.public_key()).encode(&self.operator)
+    }
+
+    /// The DROVER account, with the agents' scoped key and `revoked`
+    /// (agent id, unix seconds) in its revocation list.
+    pub fn account_jwt(&self, revoked: &[(String, i64)]) -> anyhow::Result<String> {
+        let mut c = Account::new_claims("DROVER".into(), self.account.public_key());
+        if let Some(limits) = c.nats.limits.as_mut() {
+            limits.jetstream = Some(JetStreamLimits {
+                memory_storage: Some(-1),
+                disk_storage: Some(-1),
+                streams: Some(-1),
+                consumer: Some(-1),
+                max_ack_pending: Some(-1),
+                mem_max_stream_bytes: Some(0),
+                disk_max_stream_bytes: Some(0),
+                max_bytes_required: Some(false),
+            });
+        }
+        let mut keys = IndexSet::new();
+        keys.insert(SigningKey {
+            key: self.agent_signer.public_key(),
+            scope: Some(UserScope {
+                kind: ScopeType::UserScope,
+                key: self.agent_signer.public_key(),
+                role: Some("agent".into()),
+                template: Some(UserPermissionLimits {
+                    permissions: agent_permissions("{{name()}}"),
+                    ..Default::default()
+                }),
+                description: Some("Drover agents: own subjects, own consumer, own inbox".into()),
+            }),
+        });
+        c.nats.signing_keys = Some(keys);
+        if !revoked.is_empty() {
+            let map: BTreeMap<String, u64> = revoked
+                .iter()
+                .map(|(k, at)| (k.clone(), (*at).max(0) as u64))
+                .collect();
+            c.nats.revocations = Some(map);
+        }
+        c.encode(&self.operator)
+    }
+
+    fn user_jwt(
+        &self,
+        name: &str,
+        user: &KeyPair,
+        signer: &KeyPair,
+        perms: Option<Permissions>,
+        scoped: bool,
+    ) -> anyhow::Result<String> {
+        let mut c = User::new_claims(name.into(), user.public_key());
+        if scoped {
+            // A scoped key's users carry no permissions of their own.
+            c.nats.permissions = UserPermissionLimits {
+                permissions: Permissions::default(),
+                limits: None,
+                bearer_token: None,
+                allowed_connection_types: None,
+            };
+        } else if let Some(p) = perms {
+            c.nats.permissions.permissions = p;
+        }
+        if scoped {
+            // Signed by a signing key, not the account itself: say whose.
+            c.nats.issuer_account = Some(self.account.public_key());
+        }
+        c.encode(signer)
+    }
+
+    /// The agent's user JWT: name = agent id = its public nkey, signed by the
+    /// scoped key, so the template confines it.
+    pub fn agent_user_jwt(&self, agent_id: &str) -> anyhow::Result<String> {
+        let user = KeyPair::from_public_key(agent_id).context("agent id is not a public nkey")?;
+        self.user_jwt(agent_id, &user, &self.agent_signer, None, true)
+    }
+
+    /// Writes a creds file for a user of ours (seed kept in `nats-auth/`).
+    fn write_creds(
+        &self,
+        out: &Path,
+        seed_name: &str,
+        make_jwt: impl Fn(&KeyPair) -> anyhow::Result<String>,
+    ) -> anyhow::Result<()> {
+        let kp = load_or_create(&self.dir.join(seed_name), KeyPair::new_user)?;
+        let text = creds(&make_jwt(&kp)?, &kp.seed()?);
+        let _ = std::fs::remove_file(out);
+        bus_schema::signing::write_secret_file(out, text.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))
+    }
+
+    /// The control plane's own user: unrestricted in DROVER.
+    pub fn control_plane_creds(&self, out: &Path) -> anyhow::Result<()> {
+        self.write_creds(out, "control-plane-user.nk", |kp| {
+            self.user_jwt("control-plane", kp, &self.account, None, false)
+        })
+    }
+
+    /// The shared enrolment-only user: may ask `drover.enroll`, nothing else.
+    pub fn enroll_creds(&self, out: &Path) -> anyhow::Result<()> {
+        self.write_creds(out, "enroll-user.nk", |kp| {
+            self.user_jwt(
+                "enroll",
+                kp,
+                &self.account,
+                Some(Permissions {
+                    publish: allow(&[subjects::ENROLL.to_string()]),
+                    subscribe: allow(&[format!("{}.>", subjects::ENROLL_INBOX_PREFIX)]),
+                    resp: None,
+                }),
+                false,
+            )
+        })
+    }
+
+    /// A system-account user, for pushing account updates.
+    pub fn system_creds(&self, out: &Path) -> anyhow::Result<()> {
+        self.write_creds(out, "sys-user.nk", |kp| {
+            self.user_jwt("sys", kp, &self.sys_account, None, false)
+        })
+    }
+
+    /// The server-side configuration: operator, system account, full
+    /// resolver with both accounts preloaded.
+    pub fn resolver_conf(&self, resolver_dir: &Path) -> anyhow::Result<String> {
+        Ok(format!(
+            "# Written by `drover init`: operator mode with a full resolver.\n\
+             operator: {}\n\
+             system_account: {}\n\
+             resolver: {{\n  type: full\n  dir: {}\n  allow_delete: false\n  interval: \"2m\"\n}}\n\
+             resolver_preload: {{\n  {}: {}\n  {}: {}\n}}\n",
+            self.operator_jwt()?,
+            self.sys_account.public_key(),
+            json!(resolver_dir.display().to_string()),
+            self.sys_account.public_key(),
+            self.sys_account_jwt()?,
+            self.account.public_key(),
+            self.account_jwt(&[])?,
+        ))
+    }
+
+    /// Pushes the DROVER account (with its revocations) to the resolver.
+    pub async fn push_account(
+        &self,
+        sys: &async_nats::Client,
+        revoked: &[(String, i64)],
+    ) -> anyhow::Result<()> {
+        let jwt = self.account_jwt(revoked)?;
+        let reply = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            sys.request("$SYS.REQ.CLAIMS.UPDATE", jwt.into_bytes().into()),
+        )
+        .await
+        .context("the broker did not answer the account update")??;
+        let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        if let Some(err) = v.get("error") {
+            bail!("the broker refused the account update: {err}");
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self) -> serde_json::Value {
+        json!({
+            "mode": "operator",
+            "resolver": "full",
+            "operator": self.operator.public_key(),
+            "system_account": self.sys_account.public_key(),
+            "account": self.account.public_key(),
+            "agent_signing_key": self.agent_signer.public_key(),
+        })
+    }
+}

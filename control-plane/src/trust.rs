@@ -1,0 +1,194 @@
+//! Operator decisions about agents: approve, reject, revoke. Revoking pushes
+//! the revocation to the broker (the agent's connection closes at once and
+//! reconnection is refused), removes its command queue and cancels what was
+//! waiting for it.
+
+use bus_schema::{now_ms, subjects, CommandStatus};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::db::entities::{agent, binding_conflict, command, refusal};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("no agent {0}")]
+    UnknownAgent(String),
+    #[error("agent {id} is {status}; only a {wanted} agent can be {verb}")]
+    WrongState {
+        id: String,
+        status: String,
+        wanted: &'static str,
+        verb: &'static str,
+    },
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("broker: {0}")]
+    Broker(String),
+}
+
+async fn set_status(
+    state: &AppState,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    approved_by: Option<&str>,
+) -> Result<bool, TrustError> {
+    let _turn = state.writer.lock().await;
+    let mut q = agent::Entity::update_many()
+        .col_expr(agent::Column::Status, Expr::value(to))
+        .filter(agent::Column::Id.eq(id))
+        .filter(agent::Column::Status.is_in(from.iter().copied()));
+    if let Some(by) = approved_by {
+        q = q.col_expr(agent::Column::ApprovedBy, Expr::value(by));
+    }
+    if to == "revoked" {
+        q = q.col_expr(agent::Column::RevokedAt, Expr::value(now_ms()));
+    }
+    Ok(q.exec(&state.db).await?.rows_affected == 1)
+}
+
+async fn current(state: &AppState, id: &str) -> Result<agent::Model, TrustError> {
+    agent::Entity::find_by_id(id.to_string())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| TrustError::UnknownAgent(id.into()))
+}
+
+pub async fn approve(state: &AppState, id: &str, by: &str) -> Result<(), TrustError> {
+    let a = current(state, id).await?;
+    if !set_status(state, id, &["pending"], "offline", Some(by)).await? {
+        return Err(TrustError::WrongState {
+            id: id.into(),
+            status: a.status,
+            wanted: "pending",
+            verb: "approved",
+        });
+    }
+    crate::commands::ensure_consumer(state, id)
+        .await
+        .map_err(|e| TrustError::Broker(format!("{e:#}")))?;
+    info!(agent_id = %id, by, "agent approved");
+    Ok(())
+}
+
+pub async fn reject(state: &AppState, id: &str, by: &str) -> Result<(), TrustError> {
+    let a = current(state, id).await?;
+    if !set_status(state, id, &["pending"], "rejected", None).await? {
+        return Err(TrustError::WrongState {
+            id: id.into(),
+            status: a.status,
+            wanted: "pending",
+            verb: "rejected",
+        });
+    }
+    info!(agent_id = %id, by, "agent rejected");
+    Ok(())
+}
+
+pub async fn revoke(state: &AppState, id: &str, by: &str) -> Result<(), TrustError> {
+    let a = current(state, id).await?;
+    if !set_status(
+        state,
+        id,
+        &["pending", "online", "offline"],
+        "revoked",
+        None,
+    )
+    .await?
+    {
+        return Err(TrustError::WrongState {
+            id: id.into(),
+            status: a.status,
+            wanted: "pending, online or offline",
+            verb: "revoked",
+        });
+    }
+    warn!(agent_id = %id, by, "agent revoked");
+    // 1. The broker: the account's revocation list, pushed to the resolver.
+    push_revocations(state).await?;
+    // 2. Its queue and what waited in it.
+    let stream = state
+        .js
+        .get_stream(subjects::CMD_STREAM)
+        .await
+        .map_err(|e| TrustError::Broker(e.to_string()))?;
+    let _ = stream.delete_consumer(&subjects::agent_consumer(id)).await;
+    let _ = stream.purge().filter(subjects::command(id)).await;
+    state.consumers.lock().await.remove(id);
+    let _turn = state.writer.lock().await;
+    command::Entity::update_many()
+        .col_expr(
+            command::Column::Status,
+            Expr::value(CommandStatus::Cancelled.as_str()),
+        )
+        .col_expr(
+            command::Column::Summary,
+            Expr::value("cancelled: the agent was revoked"),
+        )
+        .col_expr(command::Column::UpdatedAt, Expr::value(now_ms()))
+        .col_expr(command::Column::FinishedAt, Expr::value(now_ms()))
+        .filter(command::Column::AgentId.eq(id))
+        .filter(command::Column::Status.is_in(["queued", "accepted", "running"]))
+        .exec(&state.db)
+        .await?;
+    Ok(())
+}
+
+/// Re-signs the account with every revoked agent listed and pushes it.
+pub async fn push_revocations(state: &AppState) -> Result<(), TrustError> {
+    let revoked: Vec<(String, Option<i64>)> = agent::Entity::find()
+        .select_only()
+        .column(agent::Column::Id)
+        .column(agent::Column::RevokedAt)
+        .filter(agent::Column::Status.eq("revoked"))
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    let list: Vec<(String, i64)> = revoked
+        .into_iter()
+        .map(|(id, at)| (id, at.unwrap_or_else(now_ms) / 1000))
+        .collect();
+    state
+        .auth
+        .push_account(&state.sys, &list)
+        .await
+        .map_err(|e| TrustError::Broker(format!("{e:#}")))
+}
+
+/// `GET /api/v1/security` and `drover security`.
+pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
+    let refused: Vec<(String, String, i64)> = refusal::Entity::find()
+        .select_only()
+        .column(refusal::Column::Source)
+        .column(refusal::Column::Reason)
+        .column_as(refusal::Column::Id.count(), "n")
+        .group_by(refusal::Column::Source)
+        .group_by(refusal::Column::Reason)
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    let conflicts = binding_conflict::Entity::find().all(&state.db).await?;
+    let revoked = agent::Entity::find()
+        .filter(agent::Column::Status.eq("revoked"))
+        .all(&state.db)
+        .await?;
+    let pending = agent::Entity::find()
+        .filter(agent::Column::Status.eq("pending"))
+        .all(&state.db)
+        .await?;
+    let key = state.signer.public();
+    Ok(json!({
+        "signing_key": { "fingerprint": key.fingerprint(), "public_key": key.to_base64() },
+        "broker": state.auth.describe(),
+        "refused": refused.iter().map(|(source, reason, n)| json!({"source": source, "reason": reason, "count": n})).collect::<Vec<_>>(),
+        "binding_conflicts": conflicts.iter().map(|c| json!({
+            "at": c.at, "kind": c.kind, "public_key": c.public_key, "machine_id": c.machine_id,
+            "hostname": c.hostname, "existing_agent_id": c.existing_agent_id,
+        })).collect::<Vec<_>>(),
+        "revoked_agents": revoked.iter().map(|a| json!({"id": a.id, "hostname": a.hostname, "revoked_at": a.revoked_at})).collect::<Vec<_>>(),
+        "pending_agents": pending.iter().map(|a| json!({"id": a.id, "hostname": a.hostname, "machine_id": a.machine_id, "first_seen": a.first_seen})).collect::<Vec<_>>(),
+    }))
+}
