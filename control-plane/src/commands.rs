@@ -62,12 +62,16 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
     }
-    if agent::Entity::find_by_id(req.agent_id.clone())
+    match agent::Entity::find_by_id(req.agent_id.clone())
         .one(&state.db)
         .await?
-        .is_none()
     {
-        return Err(CreateError::UnknownAgent(req.agent_id));
+        None => return Err(CreateError::UnknownAgent(req.agent_id)),
+        // Pending, rejected and revoked agents get nothing.
+        Some(a) if a.status != "online" && a.status != "offline" => {
+            return Err(CreateError::AgentNotActive(a.id, a.status))
+        }
+        Some(_) => {}
     }
     let now = now_ms();
     let ttl = req

@@ -407,6 +407,57 @@ async fn forged_commands_are_refused_by_the_agent_and_by_rootd() {
     .await
     .unwrap();
     Stack::wait_log(&host.agent, "reason=\"wrong_agent\"").await;
+    // Genuine but expired; then one genuine command delivered twice.
+    let mut stale = command(&host.id, -1_000);
+    stale.action = "sys.ping".into();
+    js.publish(
+        bus_schema::subjects::command(&host.id),
+        bus_schema::encode(&real.sign(&stale)).into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    Stack::wait_log(&host.agent, "reason=\"expired\"").await;
+    let mut once = command(&host.id, 60_000);
+    once.action = "sys.ping".into();
+    let once = real.sign(&once);
+    for _ in 0..2 {
+        js.publish(
+            bus_schema::subjects::command(&host.id),
+            bus_schema::encode(&once).into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    Stack::wait_log(&host.agent, "reason=\"replayed\"").await;
+    let ran = host
+        .agent
+        .log_text()
+        .matches(&format!("command={}", real_id(&once)))
+        .count();
+    assert_eq!(
+        ran, 2,
+        "logged once when run and once when the replay was refused"
+    );
+    // The agent's refusals reach the security overview.
+    wait_for("refusals counted", Duration::from_secs(20), || async {
+        let (_, sec) = stack.get("/security").await;
+        let reasons: Vec<String> = sec["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["source"] == "agent")
+            .map(|r| r["reason"].as_str().unwrap().to_string())
+            .collect();
+        ["bad_signature", "wrong_agent", "expired", "replayed"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r))
+            .then_some(())
+    })
+    .await;
 
     // Straight to rootd's socket, bypassing the agent.
     assert_eq!(
@@ -440,6 +491,14 @@ async fn forged_commands_are_refused_by_the_agent_and_by_rootd() {
     assert_eq!(
         refused_label(&ask_rootd(&host.socket, &tampered).await),
         "bad_signature"
+    );
+
+    // An oversized request is refused before it is even decoded.
+    let mut huge = command(&host.id, 60_000);
+    huge.params = json!({"padding": "x".repeat(100 * 1024)});
+    assert_eq!(
+        refused_label(&ask_rootd(&host.socket, &real.sign(&huge)).await),
+        "too_large"
     );
 
     // A genuine command runs once; the same bytes again are a replay.
