@@ -44,6 +44,15 @@ test: deps
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
 
+# Fleet-scale numbers (fan-out, latency, ingest, memory) with real processes; minutes, not seconds.
+bench: deps
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    ulimit -n "$(ulimit -Hn)"
+    cargo build --release --workspace
+    cargo test --release -p control-plane --test bench -- --ignored --nocapture
+
 # Format the code.
 fmt:
     cargo fmt --all

@@ -19,6 +19,7 @@ mod journal;
 mod metrics;
 mod rootd_client;
 mod run;
+mod simulate;
 mod sys;
 
 /// Drover's agent: heartbeats, metrics and commands for one host, over NATS.
@@ -39,6 +40,8 @@ enum Cmd {
     Run,
     /// Print this host's agent id (creating the identity if needed) and exit.
     Id,
+    /// Run N light virtual agents in this process, for load tests.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +53,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Cmd::Simulate(args)) = cli.cmd {
+        // Many connections: a bigger runtime, and no config file needed.
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return rt.block_on(simulate::run(args));
+    }
     let cfg =
         config::AgentConfig::load(cli.config.as_deref()).context("loading agent configuration")?;
     // A small runtime: the agent is mostly idle and should stay light.
@@ -59,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::Run => rt.block_on(run::run(cfg)),
+        Cmd::Simulate(_) => unreachable!("handled above"),
         Cmd::Id => {
             let id = identity::Identity::load_or_create(&cfg.state_dir)?;
             println!("{}", id.agent_id());

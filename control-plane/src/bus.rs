@@ -154,6 +154,20 @@ pub async fn control_plane_consumers(
     Ok((hb, res))
 }
 
+/// Agents whose command consumer exists on the broker.
+pub async fn existing_agent_consumers(js: &jetstream::Context) -> anyhow::Result<Vec<String>> {
+    use futures::StreamExt;
+    let stream = js.get_stream_no_info(subjects::CMD_STREAM).await?;
+    let mut names = stream.consumer_names();
+    let mut out = Vec::new();
+    while let Some(n) = names.next().await {
+        if let Some(agent) = n?.strip_prefix("agent-") {
+            out.push(agent.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Creates an agent's durable command consumer if it is not there. The agent
 /// itself may only read from it, never create it.
 pub async fn ensure_agent_consumer(js: &jetstream::Context, agent: &str) -> anyhow::Result<()> {

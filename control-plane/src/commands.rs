@@ -1,20 +1,30 @@
-//! Issuing commands: validate against the catalogue, write the row, sign,
-//! publish to the agent's queue on the broker. The row is written first, so a
+//! Issuing commands: validate against the catalogue, write the rows, sign,
+//! publish to each agent's queue on the broker. Rows are written first, so a
 //! command the broker holds is always one the database knows.
+//!
+//! One path serves a single command and a job's fan-out: [`validate`] once,
+//! then [`issue`] for any number of agents (rows inserted in one
+//! transaction, publishes acknowledged in windows).
 
 use std::time::Duration;
 
+use async_nats::jetstream::context::PublishAckFuture;
 use bus_schema::{catalogue, now_ms, subjects, Command, CommandStatus, Source};
-use sea_orm::{ActiveValue::Set, EntityTrait};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use tracing::warn;
 
 use crate::db::entities::{agent, command};
 use crate::state::AppState;
+
+/// Publishes awaited together: the broker stalls past ~5000 outstanding acks.
+const PUBLISH_WINDOW: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     #[error("no agent {0}; list agents with `drover agents`")]
     UnknownAgent(String),
-    #[error("unknown action {0}; list actions with GET /api/v1/actions")]
+    #[error("unknown action {0}; list actions with `drover actions`")]
     UnknownAction(String),
     #[error("invalid params for {action}: {why}")]
     InvalidParams { action: String, why: String },
@@ -28,6 +38,17 @@ pub enum CreateError {
     Broker(String),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+}
+
+/// What to run, independent of where.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub action: String,
+    pub params: serde_json::Value,
+    pub timeout_secs: u32,
+    pub ttl_secs: u64,
+    pub requested_by: String,
+    pub source: Source,
 }
 
 pub struct NewCommand {
@@ -50,22 +71,49 @@ pub async fn ensure_consumer(state: &AppState, agent_id: &str) -> anyhow::Result
     Ok(())
 }
 
-pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model, CreateError> {
-    let spec = catalogue::lookup(&req.action)
-        .ok_or_else(|| CreateError::UnknownAction(req.action.clone()))?;
-    spec.validate(&req.params)
-        .map_err(|why| CreateError::InvalidParams {
-            action: req.action.clone(),
-            why,
-        })?;
-    let timeout = req.timeout_secs.unwrap_or(spec.default_timeout_secs);
+/// Checks an action and its params against the catalogue and fills in the
+/// defaults.
+pub fn validate(
+    state: &AppState,
+    action: &str,
+    params: serde_json::Value,
+    timeout_secs: Option<u32>,
+    ttl_secs: Option<u64>,
+    requested_by: &str,
+    source: Source,
+) -> Result<CommandSpec, CreateError> {
+    let spec = catalogue::lookup(action).ok_or_else(|| CreateError::UnknownAction(action.into()))?;
+    let params = if params.is_null() { serde_json::json!({}) } else { params };
+    spec.validate(&params).map_err(|why| CreateError::InvalidParams {
+        action: action.into(),
+        why,
+    })?;
+    let timeout = timeout_secs.unwrap_or(spec.default_timeout_secs);
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
     }
-    match agent::Entity::find_by_id(req.agent_id.clone())
-        .one(&state.db)
-        .await?
-    {
+    Ok(CommandSpec {
+        action: action.into(),
+        params,
+        timeout_secs: timeout,
+        ttl_secs: ttl_secs.unwrap_or(state.cfg.command_ttl_secs).clamp(1, 30 * 86_400),
+        requested_by: requested_by.into(),
+        source,
+    })
+}
+
+/// One command to one agent.
+pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model, CreateError> {
+    let spec = validate(
+        state,
+        &req.action,
+        req.params,
+        req.timeout_secs,
+        req.ttl_secs,
+        &req.requested_by,
+        req.source,
+    )?;
+    match agent::Entity::find_by_id(req.agent_id.clone()).one(&state.db).await? {
         None => return Err(CreateError::UnknownAgent(req.agent_id)),
         // Pending, rejected and revoked agents get nothing.
         Some(a) if a.status != "online" && a.status != "offline" => {
@@ -73,98 +121,159 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         }
         Some(_) => {}
     }
-    let now = now_ms();
-    let ttl = req
-        .ttl_secs
-        .unwrap_or(state.cfg.command_ttl_secs)
-        .clamp(1, 30 * 86_400);
-    let cmd = Command {
-        id: uuid::Uuid::now_v7().simple().to_string(),
-        agent_id: req.agent_id.clone(),
-        action: req.action.clone(),
-        params: if req.params.is_null() {
-            serde_json::json!({})
-        } else {
-            req.params
-        },
-        issued_at: now,
-        expires_at: now + (ttl as i64) * 1000,
-        timeout_secs: timeout,
-        requested_by: req.requested_by.clone(),
-        source: req.source,
-        job_id: req.job_id.clone(),
-    };
-    let row = command::ActiveModel {
-        id: Set(cmd.id.clone()),
-        agent_id: Set(cmd.agent_id.clone()),
-        job_id: Set(cmd.job_id.clone()),
-        action: Set(cmd.action.clone()),
-        params: Set(cmd.params.to_string()),
-        status: Set(CommandStatus::Queued.as_str().into()),
-        requested_by: Set(cmd.requested_by.clone()),
-        source: Set(match cmd.source {
-            Source::User => "user".into(),
-            Source::System => "system".into(),
-        }),
-        created_at: Set(now),
-        updated_at: Set(now),
-        expires_at: Set(cmd.expires_at),
-        timeout_secs: Set(timeout as i32),
-        exit_code: Set(None),
-        summary: Set(String::new()),
-        result: Set(None),
-        attempts: Set(0),
-        finished_at: Set(None),
-    };
-    let model = {
-        let _turn = state.writer.lock().await;
-        command::Entity::insert(row)
-            .exec_with_returning(&state.db)
-            .await?
-    };
-
-    if let Err(e) = publish(state, &cmd, ttl).await {
-        // The row exists; end it now in its one final state.
-        let summary = e.to_string();
-        let mut am: command::ActiveModel = model.clone().into();
-        am.status = Set(CommandStatus::Rejected.as_str().into());
-        am.summary = Set(summary);
-        am.finished_at = Set(Some(now_ms()));
-        am.updated_at = Set(now_ms());
-        let _turn = state.writer.lock().await;
-        command::Entity::update(am).exec(&state.db).await?;
-        return Err(e);
+    let mut issued = issue(state, &spec, std::slice::from_ref(&req.agent_id), req.job_id).await?;
+    let (model, err) = issued.pop().expect("one agent, one command");
+    match err {
+        Some(e) => Err(e),
+        None => Ok(model),
     }
-    Ok(model)
 }
 
-async fn publish(state: &AppState, cmd: &Command, ttl_secs: u64) -> Result<(), CreateError> {
+fn source_str(s: Source) -> &'static str {
+    match s {
+        Source::User => "user",
+        Source::System => "system",
+    }
+}
+
+/// Issues `spec` to every agent in `agents` (already checked to be active).
+/// Each returned command carries the error that ended it, if publishing
+/// failed (it is then stored `rejected`).
+pub async fn issue(
+    state: &AppState,
+    spec: &CommandSpec,
+    agents: &[String],
+    job_id: Option<String>,
+) -> Result<Vec<(command::Model, Option<CreateError>)>, CreateError> {
+    let now = now_ms();
+    let cmds: Vec<Command> = agents
+        .iter()
+        .map(|a| Command {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            agent_id: a.clone(),
+            action: spec.action.clone(),
+            params: spec.params.clone(),
+            issued_at: now,
+            expires_at: now + (spec.ttl_secs as i64) * 1000,
+            timeout_secs: spec.timeout_secs,
+            requested_by: spec.requested_by.clone(),
+            source: spec.source,
+            job_id: job_id.clone(),
+        })
+        .collect();
+    let models: Vec<command::Model> = cmds
+        .iter()
+        .map(|c| command::Model {
+            id: c.id.clone(),
+            agent_id: c.agent_id.clone(),
+            job_id: c.job_id.clone(),
+            action: c.action.clone(),
+            params: c.params.to_string(),
+            status: CommandStatus::Queued.as_str().into(),
+            requested_by: c.requested_by.clone(),
+            source: source_str(c.source).into(),
+            created_at: now,
+            updated_at: now,
+            expires_at: c.expires_at,
+            timeout_secs: c.timeout_secs as i32,
+            exit_code: None,
+            summary: String::new(),
+            result: None,
+            attempts: 0,
+            finished_at: None,
+            stream_seq: None,
+        })
+        .collect();
+    {
+        let _turn = state.writer.lock().await;
+        let txn = state.db.begin().await?;
+        for chunk in models.chunks(500) {
+            let rows: Vec<command::ActiveModel> = chunk.iter().cloned().map(Into::into).collect();
+            command::Entity::insert_many(rows).exec(&txn).await?;
+        }
+        txn.commit().await?;
+    }
+
+    // Publish in windows; remember each command's stream sequence.
+    let mut outcomes: Vec<Result<u64, CreateError>> = Vec::with_capacity(cmds.len());
+    for window in cmds.chunks(PUBLISH_WINDOW) {
+        let mut pending: Vec<Result<PublishAckFuture, CreateError>> = Vec::with_capacity(window.len());
+        for cmd in window {
+            pending.push(send(state, cmd, spec.ttl_secs).await);
+        }
+        for (cmd, p) in window.iter().zip(pending) {
+            let r = match p {
+                Ok(ack) => match ack.await {
+                    Ok(a) => Ok(a.sequence),
+                    Err(e) => Err(publish_error(state, &cmd.agent_id, e.to_string())),
+                },
+                Err(e) => Err(e),
+            };
+            outcomes.push(r);
+        }
+    }
+
+    let mut out = Vec::with_capacity(models.len());
+    let _turn = state.writer.lock().await;
+    let txn = state.db.begin().await?;
+    for (mut m, r) in models.into_iter().zip(outcomes) {
+        match r {
+            Ok(seq) => {
+                command::Entity::update_many()
+                    .col_expr(command::Column::StreamSeq, Expr::value(seq as i64))
+                    .filter(command::Column::Id.eq(m.id.clone()))
+                    .exec(&txn)
+                    .await?;
+                m.stream_seq = Some(seq as i64);
+                out.push((m, None));
+            }
+            Err(e) => {
+                // The row exists; end it now in its one final state.
+                let t = now_ms();
+                command::Entity::update_many()
+                    .col_expr(command::Column::Status, Expr::value(CommandStatus::Rejected.as_str()))
+                    .col_expr(command::Column::Summary, Expr::value(e.to_string()))
+                    .col_expr(command::Column::FinishedAt, Expr::value(t))
+                    .col_expr(command::Column::UpdatedAt, Expr::value(t))
+                    .filter(command::Column::Id.eq(m.id.clone()))
+                    .exec(&txn)
+                    .await?;
+                warn!(command = %m.id, agent_id = %m.agent_id, error = %e, "command not queued");
+                m.status = CommandStatus::Rejected.as_str().into();
+                m.summary = e.to_string();
+                m.finished_at = Some(t);
+                out.push((m, Some(e)));
+            }
+        }
+    }
+    txn.commit().await?;
+    Ok(out)
+}
+
+fn publish_error(state: &AppState, agent: &str, text: String) -> CreateError {
+    if text.contains("maximum messages per subject") {
+        CreateError::QueueFull(agent.into(), state.cfg.max_pending_per_agent)
+    } else {
+        CreateError::Broker(text)
+    }
+}
+
+/// Signs and sends one command; the returned future resolves to the
+/// broker's acknowledgement.
+async fn send(state: &AppState, cmd: &Command, ttl_secs: u64) -> Result<PublishAckFuture, CreateError> {
     ensure_consumer(state, &cmd.agent_id)
         .await
         .map_err(|e| CreateError::Broker(format!("{e:#}")))?;
     let signed = state.signer.sign(cmd);
     let publish = async_nats::jetstream::message::PublishMessage::build()
         .payload(bus_schema::encode(&signed).into())
+        // Broker-side dedupe if we ever send it twice.
         .message_id(&cmd.id)
         // The broker drops it at expiry if the agent never came back.
         .ttl(Duration::from_secs(ttl_secs));
-    let ack = state
+    state
         .js
         .send_publish(subjects::command(&cmd.agent_id), publish)
         .await
-        .map_err(|e| CreateError::Broker(e.to_string()))?;
-    match ack.await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("maximum messages per subject") {
-                Err(CreateError::QueueFull(
-                    cmd.agent_id.clone(),
-                    state.cfg.max_pending_per_agent,
-                ))
-            } else {
-                Err(CreateError::Broker(text))
-            }
-        }
-    }
+        .map_err(|e| CreateError::Broker(e.to_string()))
 }

@@ -24,6 +24,7 @@ pub mod dev;
 pub mod enroll;
 pub mod events;
 pub mod ingest;
+pub mod jobs;
 pub mod nats_auth;
 pub mod serve;
 pub mod state;

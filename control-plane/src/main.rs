@@ -94,6 +94,33 @@ enum Cmd {
         #[arg(long)]
         timeout: Option<u32>,
     },
+    /// Run an action on every agent a selector matches, with live progress
+    /// and a per-host summary, e.g.
+    /// `drover run label:env=prod,host:web-* pkg.scan` or `drover run all sys.ping`.
+    ///
+    /// Selector terms (comma-separated, all must hold; ids are alternatives):
+    /// all, id:<agent>, label:<k>=<v>, host:<glob>, os:<name>, fact:<k>=<v>.
+    Run {
+        selector: String,
+        /// `module.action`; `drover actions` lists them.
+        action: String,
+        /// Parameters as key=value.
+        params: Vec<String>,
+        /// Seconds to follow the job (0: submit and return).
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+        /// Submitting again with the same key returns the same job.
+        #[arg(long)]
+        key: Option<String>,
+        /// Override the action's default timeout, in seconds.
+        #[arg(long)]
+        timeout: Option<u32>,
+        /// Seconds a command may wait for an offline host.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// List recent jobs, or show one with per-host results.
+    Jobs { id: Option<String> },
     /// Show one command and its result.
     Command {
         id: String,
@@ -376,6 +403,49 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             print_command(&v);
             Ok(())
         }
+        Cmd::Run {
+            selector,
+            action,
+            params,
+            wait,
+            key,
+            timeout,
+            ttl,
+        } => {
+            let sel = control_plane::jobs::Selector::parse(&selector)?;
+            let body = serde_json::json!({
+                "selector": sel, "action": action, "params": client::parse_params(&params)?,
+                "timeout_secs": timeout, "ttl_secs": ttl, "idempotency_key": key,
+            });
+            let job = api.post("/jobs", &body).await?;
+            let id = job["id"].as_str().unwrap_or("").to_string();
+            eprintln!("job {id}: {} on {} hosts", job["action"].as_str().unwrap_or(""), job["target_count"]);
+            if wait == 0 {
+                println!("{id}");
+                return Ok(());
+            }
+            follow_job(api, &id, std::time::Duration::from_secs(wait)).await
+        }
+        Cmd::Jobs { id: Some(id) } => {
+            let v = api.get(&format!("/jobs/{id}")).await?;
+            print_job(api, &v).await
+        }
+        Cmd::Jobs { id: None } => {
+            let v = api.get("/jobs").await?;
+            println!("{:<34} {:<14} {:>7} {:>9} {:>7}  DONE", "ID", "ACTION", "TARGETS", "SUCCEEDED", "FAILED");
+            for j in v["jobs"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<34} {:<14} {:>7} {:>9} {:>7}  {}",
+                    j["id"].as_str().unwrap_or(""),
+                    j["action"].as_str().unwrap_or(""),
+                    j["target_count"],
+                    j["counts"]["succeeded"],
+                    j["counts"]["failed"],
+                    j["done"]
+                );
+            }
+            Ok(())
+        }
         Cmd::Actions => {
             let v = api.get("/actions").await?;
             for a in v["actions"].as_array().cloned().unwrap_or_default() {
@@ -450,6 +520,74 @@ async fn tokens_command(api: &client::ApiClient, action: TokensCmd) -> anyhow::R
             Ok(())
         }
     }
+}
+
+/// Follows a job with a progress bar until every host answered or `max`.
+async fn follow_job(api: &client::ApiClient, id: &str, max: std::time::Duration) -> anyhow::Result<()> {
+    let first = api.get(&format!("/jobs/{id}")).await?;
+    let bar = indicatif::ProgressBar::new(first["target_count"].as_u64().unwrap_or(0));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let deadline = std::time::Instant::now() + max;
+    let last = loop {
+        let v = api.get(&format!("/jobs/{id}")).await?;
+        let c = &v["counts"];
+        bar.set_position(c["finished"].as_u64().unwrap_or(0));
+        bar.set_message(format!(
+            "ok {} failed {} running {} pending {} offline {} expired {}",
+            c["succeeded"], c["failed"], c["running"], c["pending"], c["offline"], c["expired"]
+        ));
+        if v["done"].as_bool().unwrap_or(false) || std::time::Instant::now() >= deadline {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    bar.finish_and_clear();
+    print_job(api, &last).await?;
+    let c = &last["counts"];
+    let bad = c["failed"].as_i64().unwrap_or(0) + c["expired"].as_i64().unwrap_or(0);
+    if !last["done"].as_bool().unwrap_or(false) {
+        anyhow::bail!("stopped following after {max:?}; `drover jobs {id}` shows it later");
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} hosts did not succeed");
+    }
+    Ok(())
+}
+
+async fn print_job(api: &client::ApiClient, v: &Value) -> anyhow::Result<()> {
+    let id = v["id"].as_str().unwrap_or("");
+    let hosts = api.get(&format!("/jobs/{id}/hosts")).await?;
+    let list = hosts["hosts"].as_array().cloned().unwrap_or_default();
+    println!("{:<24} {:<10} {:>4}  SUMMARY", "HOST", "STATUS", "EXIT");
+    for h in list.iter().take(50) {
+        println!(
+            "{:<24} {:<10} {:>4}  {}",
+            h["hostname"].as_str().unwrap_or("?"),
+            h["status"].as_str().unwrap_or(""),
+            h["exit_code"].as_i64().map(|c| c.to_string()).unwrap_or_default(),
+            h["summary"].as_str().unwrap_or("")
+        );
+    }
+    if list.len() > 50 {
+        println!("… and {} more (`drover jobs {id}` with --api JSON: GET /api/v1/jobs/{id}/hosts)", list.len() - 50);
+    }
+    let c = &v["counts"];
+    println!(
+        "\njob {id}: {} targets — {} succeeded, {} failed, {} running, {} pending, {} offline, {} expired",
+        v["target_count"], c["succeeded"], c["failed"], c["running"], c["pending"], c["offline"], c["expired"]
+    );
+    let silent = v["not_answered"].as_array().cloned().unwrap_or_default();
+    if !silent.is_empty() {
+        println!("not answered yet ({}):", silent.len());
+        for s in silent.iter().take(20) {
+            println!("  {} ({}, {})", s["hostname"].as_str().unwrap_or("?"), s["agent_id"].as_str().unwrap_or(""), s["agent_status"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
 }
 
 fn print_command(v: &Value) {

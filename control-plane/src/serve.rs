@@ -87,6 +87,8 @@ pub async fn serve(
     let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
     info!(fingerprint = %signer.public().fingerprint(), "command-signing key");
 
+    // Known queues, so a fan-out does not ask the broker once per agent.
+    let known_queues: HashSet<String> = crate::bus::existing_agent_consumers(&js).await?.into_iter().collect();
     let state = AppState(Arc::new(Inner {
         cfg: cfg.clone(),
         db,
@@ -95,7 +97,7 @@ pub async fn serve(
         signer,
         auth,
         sys,
-        consumers: Mutex::new(HashSet::new()),
+        consumers: Mutex::new(known_queues),
         writer: Mutex::new(()),
     }));
     // The broker's revocation list follows the database at every start.

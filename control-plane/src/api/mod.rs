@@ -17,6 +17,7 @@ use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod jobs;
 mod trust;
 
 use crate::auth::{self, Principal};
@@ -92,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{id}/reject", post(trust::reject))
         .route("/agents/{id}/revoke", post(trust::revoke))
         .route("/security", get(trust::security))
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/preview", post(jobs::preview))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/hosts", get(jobs::hosts))
         .route("/events", get(events))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -165,6 +170,7 @@ pub fn command_json(c: &command::Model) -> Value {
         "summary": c.summary,
         "result": c.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
         "finished_at": c.finished_at,
+        "stream_seq": c.stream_seq,
     })
 }
 

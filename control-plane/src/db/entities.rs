@@ -95,6 +95,9 @@ pub mod command {
         pub result: Option<String>,
         pub attempts: i32,
         pub finished_at: Option<i64>,
+        /// Sequence of the command's message in `DROVER_CMD` (to cancel it
+        /// while it still waits there).
+        pub stream_seq: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -194,6 +197,34 @@ pub mod refusal {
         /// A `Refusal::label()`.
         pub reason: String,
         pub detail: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod job {
+    use sea_orm::entity::prelude::*;
+
+    /// One action fanned out to every agent a selector matched.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "jobs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The same key returns the same job.
+        #[sea_orm(unique)]
+        pub idempotency_key: Option<String>,
+        pub action: String,
+        pub params: String,
+        /// JSON `Selector`.
+        pub selector: String,
+        pub target_count: i32,
+        pub requested_by: String,
+        pub source: String,
+        pub created_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

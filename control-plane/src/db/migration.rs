@@ -78,6 +78,21 @@ enum Commands {
     Result,
     Attempts,
     FinishedAt,
+    StreamSeq,
+}
+
+#[derive(DeriveIden)]
+enum Jobs {
+    Table,
+    Id,
+    IdempotencyKey,
+    Action,
+    Params,
+    Selector,
+    TargetCount,
+    RequestedBy,
+    Source,
+    CreatedAt,
 }
 
 #[derive(DeriveIden)]
@@ -213,6 +228,7 @@ impl MigrationTrait for M0001Initial {
                 .col(text_null(Commands::Result))
                 .col(integer(Commands::Attempts))
                 .col(big_integer_null(Commands::FinishedAt))
+                .col(big_integer_null(Commands::StreamSeq))
                 .to_owned(),
         )
         .await?;
@@ -243,6 +259,22 @@ impl MigrationTrait for M0001Initial {
                 .col(string(ApiTokens::Role))
                 .col(string_uniq(ApiTokens::TokenHash))
                 .col(big_integer(ApiTokens::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Jobs::Table)
+                .if_not_exists()
+                .col(string(Jobs::Id).primary_key())
+                .col(string_null(Jobs::IdempotencyKey).unique_key())
+                .col(string(Jobs::Action))
+                .col(text(Jobs::Params))
+                .col(text(Jobs::Selector))
+                .col(integer(Jobs::TargetCount))
+                .col(string(Jobs::RequestedBy))
+                .col(string(Jobs::Source))
+                .col(big_integer(Jobs::CreatedAt))
                 .to_owned(),
         )
         .await?;

@@ -1,0 +1,275 @@
+//! `drover-agent simulate --count N`: N light virtual agents in one process,
+//! for load tests. Each has its own identity (nkey), enrols through the real
+//! enrolment path, keeps its own NATS connection with its own credentials,
+//! pulls from its own durable consumer, verifies every command's signature,
+//! answers `sys.ping` and `sys.info` with signed results, and sends
+//! heartbeats. What it skips: rootd, the on-disk journal, real metrics.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use bus_schema::enroll::{agent_sign, sign_result, EnrollClaim, EnrollReply, EnrollStatus};
+use bus_schema::{
+    codec, now_ms, subjects, CommandResult, CommandStatus, Heartbeat, Metrics, SignedCommand, VerifyingKey,
+};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// How many virtual agents.
+    #[arg(long, default_value_t = 100)]
+    pub count: usize,
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// A registration token with at least `count` uses (auto-approve).
+    #[arg(long, env = "DROVER_SIM_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The enrolment-only credentials file (`enroll.creds`).
+    #[arg(long)]
+    pub enroll_creds: PathBuf,
+    /// Seconds between heartbeats of each virtual agent.
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat_secs: u32,
+    /// Hostname prefix; agent i is `<prefix>-<i>`.
+    #[arg(long, default_value = "sim")]
+    pub prefix: String,
+    /// Enrolments in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub parallel: usize,
+    /// Write the enrolled agent ids here, one a line, when all are up.
+    #[arg(long)]
+    pub ids_file: Option<PathBuf>,
+}
+
+struct Virtual {
+    id: String,
+    hostname: String,
+    key: nkeys::KeyPair,
+    cp_key: VerifyingKey,
+    client: async_nats::Client,
+    js: jetstream::Context,
+}
+
+/// Counters printed every few seconds.
+#[derive(Default)]
+struct Stats {
+    commands: AtomicU64,
+    heartbeats: AtomicU64,
+    refused: AtomicU64,
+}
+
+async fn enrol(args: &SimulateArgs, enroll: &async_nats::Client, i: usize) -> anyhow::Result<(nkeys::KeyPair, String, VerifyingKey)> {
+    let key = nkeys::KeyPair::new_user();
+    let hostname = format!("{}-{i}", args.prefix);
+    let claim = EnrollClaim {
+        token: args.token.clone(),
+        public_key: key.public_key(),
+        machine_id: uuid::Uuid::new_v4().simple().to_string(),
+        hostname: hostname.clone(),
+        facts: serde_json::json!({"os": "simulated", "kernel": "sim", "arch": "x86_64", "agent_version": env!("CARGO_PKG_VERSION")}),
+        at: now_ms(),
+    };
+    let signed = agent_sign(&key, &claim);
+    for attempt in 0..20u32 {
+        match tokio::time::timeout(Duration::from_secs(30), enroll.request(subjects::ENROLL, bus_schema::encode(&signed).into())).await {
+            Ok(Ok(m)) => {
+                let r: EnrollReply = bus_schema::decode(&m.payload, None)?;
+                let cp_key = VerifyingKey::parse(&r.control_plane_key)?;
+                return match (r.status, r.user_jwt) {
+                    (EnrollStatus::Approved, Some(jwt)) => Ok((key, jwt, cp_key)),
+                    (s, _) => anyhow::bail!("virtual agent {hostname}: enrolment {s:?}: {}", r.message),
+                };
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1))).await,
+        }
+    }
+    anyhow::bail!("virtual agent {hostname}: no answer to enrolment")
+}
+
+async fn connect(args: &SimulateArgs, key: &nkeys::KeyPair, jwt: String) -> anyhow::Result<async_nats::Client> {
+    let signer = Arc::new(nkeys::KeyPair::from_seed(&key.seed()?)?);
+    let id = key.public_key();
+    async_nats::ConnectOptions::with_jwt(jwt, move |nonce| {
+        let signer = signer.clone();
+        async move { signer.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
+    .name(format!("drover-agent simulated {id}"))
+    .custom_inbox_prefix(subjects::inbox_prefix(&id))
+    .retry_on_initial_connect()
+    .connect(&args.nats_url)
+    .await
+    .context("connecting a virtual agent")
+}
+
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let enroll = async_nats::ConnectOptions::with_credentials_file(&args.enroll_creds)
+        .await?
+        .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
+        .connect(&args.nats_url)
+        .await?;
+    let started = std::time::Instant::now();
+    let gate = Arc::new(Semaphore::new(args.parallel.max(1)));
+    let mut tasks = Vec::with_capacity(args.count);
+    for i in 0..args.count {
+        let permit = gate.clone().acquire_owned().await?;
+        let args = args.clone();
+        let enroll = enroll.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let (key, jwt, cp_key) = enrol(&args, &enroll, i).await?;
+            let client = connect(&args, &key, jwt).await?;
+            let js = jetstream::new(client.clone());
+            anyhow::Ok(Virtual {
+                id: key.public_key(),
+                hostname: format!("{}-{i}", args.prefix),
+                key,
+                cp_key,
+                client,
+                js,
+            })
+        }));
+    }
+    let mut agents = Vec::with_capacity(args.count);
+    for t in tasks {
+        agents.push(Arc::new(t.await??));
+    }
+    info!(count = agents.len(), secs = started.elapsed().as_secs_f64(), "virtual agents enrolled and connected");
+    if let Some(path) = &args.ids_file {
+        let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+        std::fs::write(path, ids.join("\n") + "\n")?;
+    }
+
+    let stats = Arc::new(Stats::default());
+    for (n, a) in agents.iter().enumerate() {
+        tokio::spawn(heartbeats(a.clone(), args.heartbeat_secs, n, stats.clone()));
+        tokio::spawn(commands(a.clone(), stats.clone()));
+    }
+    println!("ready {}", agents.len());
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => info!(
+                commands = stats.commands.load(Ordering::Relaxed),
+                heartbeats = stats.heartbeats.load(Ordering::Relaxed),
+                refused = stats.refused.load(Ordering::Relaxed),
+                "virtual fleet"
+            ),
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    for a in &agents {
+        let _ = a.client.flush().await;
+    }
+    Ok(())
+}
+
+async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
+    // Spread the fleet's heartbeats over the interval.
+    let offset = Duration::from_millis(((n as u64) * 7919) % (every.max(1) as u64 * 1000));
+    tokio::time::sleep(offset).await;
+    let subject = subjects::heartbeat(&a.id);
+    let mut seq = 0u64;
+    loop {
+        seq += 1;
+        let hb = Heartbeat {
+            agent_id: a.id.clone(),
+            hostname: a.hostname.clone(),
+            seq,
+            sent_at: now_ms(),
+            interval_secs: every.max(1),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            os: "simulated".into(),
+            kernel: "sim".into(),
+            metrics: Metrics {
+                cpu_percent: (seq % 100) as f32,
+                mem_used_bytes: 1 << 30,
+                mem_total_bytes: 4 << 30,
+                disk_used_bytes: 10 << 30,
+                disk_total_bytes: 40 << 30,
+                load1: 0.1,
+                load5: 0.1,
+                load15: 0.1,
+                uptime_secs: seq * every as u64,
+            },
+            modules: vec!["sys".into()],
+            operations: vec![],
+        };
+        if a.client.publish(subject.clone(), bus_schema::encode(&hb).into()).await.is_ok() {
+            stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_secs(every.max(1) as u64)).await;
+    }
+}
+
+async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
+    let name = subjects::agent_consumer(&a.id);
+    let consumer: PullConsumer = loop {
+        match a.js.get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(&name, subjects::CMD_STREAM).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    loop {
+        let Ok(mut msgs) = consumer
+            .stream()
+            .max_messages_per_batch(4)
+            .heartbeat(Duration::from_secs(15))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(Ok(msg)) = msgs.next().await {
+            let attempt = msg.info().map(|i| i.delivered).unwrap_or(1) as u32;
+            let signed: Result<SignedCommand, _> = codec::decode(&msg.payload, None);
+            let cmd = match signed.ok().and_then(|s| a.cp_key.verify_for(&s, &a.id, now_ms()).ok()) {
+                Some(c) => c,
+                None => {
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    let _ = msg.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            let (status, summary, data) = match cmd.action.as_str() {
+                "sys.ping" => (CommandStatus::Succeeded, "pong".to_string(), serde_json::json!({"agent_id": a.id, "at": now_ms()})),
+                "sys.info" => (
+                    CommandStatus::Succeeded,
+                    format!("{} — simulated", a.hostname),
+                    serde_json::json!({"hostname": a.hostname, "os": "simulated"}),
+                ),
+                other => (CommandStatus::Rejected, format!("a simulated agent cannot run {other}"), serde_json::Value::Null),
+            };
+            let result = CommandResult {
+                command_id: cmd.id.clone(),
+                agent_id: a.id.clone(),
+                status,
+                exit_code: Some(0),
+                summary,
+                data,
+                attempt,
+                at: now_ms(),
+            };
+            let body = bus_schema::encode(&sign_result(&a.key, &result));
+            let subject = subjects::result(&a.id, &cmd.id);
+            match a.js.publish(subject, body.into()).await {
+                Ok(ack) => {
+                    if ack.await.is_ok() {
+                        let _ = msg.ack().await;
+                        stats.commands.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => warn!(error = %e, "virtual agent could not publish a result"),
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Routes for jobs: submit (idempotent), preview a selector, live status,
+//! per-host results.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Extension, Json,
+};
+use bus_schema::Source;
+use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::auth::Principal;
+use crate::db::entities::job;
+use crate::jobs::{self, JobError, NewJob, Selector};
+use crate::state::AppState;
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Create(c) => c.into(),
+            JobError::Db(d) => ApiError::internal(d),
+            other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        }
+    }
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<NewJob>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {}", e.body_text())))?;
+    let (j, created) = jobs::submit(&state, req, &who.name, Source::User).await?;
+    let view = jobs::view(&state, &j).await.map_err(ApiError::internal)?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
+}
+
+pub async fn preview(State(state): State<AppState>, Json(sel): Json<Selector>) -> Result<Json<Value>, ApiError> {
+    sel.check().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let t = jobs::targets(&state, &sel).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "count": t.len(), "sample": t.iter().take(20).map(|a| json!({"id": a.id, "hostname": a.hostname, "status": a.status})).collect::<Vec<_>>() })))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let js = job::Entity::find()
+        .order_by_desc(job::Column::CreatedAt)
+        .limit(100)
+        .all(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(js.len());
+    for j in &js {
+        out.push(jobs::view(&state, j).await.map_err(ApiError::internal)?);
+    }
+    Ok(Json(json!({ "jobs": out })))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<job::Model, ApiError> {
+    job::Entity::find_by_id(id.to_string())
+        .one(&state.db)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let j = find(&state, &id).await?;
+    Ok(Json(jobs::view(&state, &j).await.map_err(ApiError::internal)?))
+}
+
+pub async fn hosts(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    find(&state, &id).await?;
+    Ok(Json(jobs::hosts(&state, &id).await.map_err(ApiError::internal)?))
+}

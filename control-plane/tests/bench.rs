@@ -1,0 +1,237 @@
+//! `just bench`: fleet-scale numbers with real processes. Ignored by `just
+//! test` (it takes minutes); run with
+//! `cargo test --release -p control-plane --test bench -- --ignored --nocapture`.
+//! `DROVER_BENCH_SIZES=100,1000` picks the fleet sizes (default
+//! 100,1000,10000), `DROVER_BENCH_RUNS` the fan-out repetitions (default 3).
+//!
+//! For each size N it starts a fresh stack (nats-server in operator mode,
+//! `drover serve`, one real agent + rootd) and N virtual agents
+//! (`drover-agent simulate`), then measures:
+//! - fan-out: time from submitting a `sys.ping` job to every result stored
+//!   (median and worst of the runs);
+//! - single-command latency to the real agent, p50/p99 (create → result
+//!   stored, through the API's `?wait`);
+//! - heartbeat ingest: heartbeats/s from publish to committed in SQLite;
+//! - RSS of nats-server, the control plane, the real agent and rootd.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{wait_for, Proc, Stack};
+use serde_json::json;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+struct Row {
+    n: usize,
+    fanout_median: f64,
+    fanout_worst: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    ingest_per_s: f64,
+    rss_nats: u64,
+    rss_cp: u64,
+    rss_agent: u64,
+    rss_rootd: u64,
+}
+
+async fn online_count(stack: &Stack) -> usize {
+    let (_, v) = stack.get("/agents").await;
+    v["agents"].as_array().map(|a| a.iter().filter(|x| x["status"] == "online").count()).unwrap_or(0)
+}
+
+async fn one_size(n: usize, runs: usize) -> Row {
+    let stack = Stack::start().await;
+    let host = stack.start_host("real").await;
+
+    // The virtual fleet.
+    let token = stack.token(n as i32 + 10, "2h", true).await;
+    let ids_file = stack.tmp.path().join("sim-ids");
+    let mut cmd = Command::new(common::bin("drover-agent"));
+    cmd.args(["simulate", "--count", &n.to_string(), "--nats-url", &stack.nats.url(), "--heartbeat-secs", "30"])
+        .arg("--enroll-creds")
+        .arg(stack.data_dir.join("enroll.creds"))
+        .arg("--ids-file")
+        .arg(&ids_file)
+        .env("DROVER_SIM_TOKEN", &token);
+    let sim = Proc::spawn("drover-agent simulate", cmd, stack.tmp.path().join("simulate.log"));
+    let t0 = Instant::now();
+    let budget = Duration::from_secs(120 + n as u64 / 20);
+    wait_for("the virtual fleet to be ready", budget, || async { sim.log_text().contains("ready ").then_some(()) }).await;
+    wait_for("every virtual agent online", budget, || async {
+        (online_count(&stack).await > n).then_some(())
+    })
+    .await;
+    eprintln!("[{n}] fleet up in {:.1}s", t0.elapsed().as_secs_f64());
+
+    // Fan-out.
+    let mut times = Vec::new();
+    for r in 0..runs {
+        let start = Instant::now();
+        let (code, job) = stack
+            .post("/jobs", &json!({"selector": {"all": true}, "action": "sys.ping", "idempotency_key": format!("bench-{n}-{r}")}))
+            .await;
+        assert_eq!(code, 201, "{job}");
+        let id = job["id"].as_str().unwrap().to_string();
+        let done = wait_for("the fan-out to finish", Duration::from_secs(300), || async {
+            let (_, v) = stack.get(&format!("/jobs/{id}")).await;
+            v["done"].as_bool().unwrap_or(false).then_some(v)
+        })
+        .await;
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(done["counts"]["succeeded"].as_u64().unwrap() as usize, n + 1, "{done}");
+        eprintln!("[{n}] fan-out run {r}: {secs:.3}s");
+        times.push(secs);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+
+    // Single-command latency to the real agent.
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let start = Instant::now();
+        let (code, c) = stack
+            .post(&format!("/agents/{}/commands?wait=5", host.id), &json!({"action": "sys.ping"}))
+            .await;
+        assert_eq!(code, 201);
+        assert_eq!(c["status"], "succeeded", "{c}");
+        lat.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+
+    // Heartbeat ingest: a burst on the virtual agents' subjects, timed until
+    // the control plane's consumer has committed and acked all of it.
+    let ids: Vec<String> = std::fs::read_to_string(&ids_file).unwrap().lines().map(str::to_string).collect();
+    let nc = stack.client().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let hb_consumer = js
+        .get_stream(bus_schema::subjects::HB_STREAM)
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(bus_schema::subjects::CP_HB_CONSUMER)
+        .await
+        .unwrap();
+    let burst = 50_000usize;
+    let start = Instant::now();
+    let mut acks = Vec::with_capacity(1000);
+    for i in 0..burst {
+        let id = &ids[i % ids.len()];
+        let hb = bus_schema::Heartbeat {
+            agent_id: id.clone(),
+            hostname: format!("sim-burst-{}", i % ids.len()),
+            seq: 1_000 + i as u64,
+            sent_at: bus_schema::now_ms(),
+            interval_secs: 30,
+            agent_version: "bench".into(),
+            os: "simulated".into(),
+            kernel: "sim".into(),
+            metrics: Default::default(),
+            modules: vec!["sys".into()],
+            operations: vec![],
+        };
+        acks.push(js.publish(bus_schema::subjects::heartbeat(id), bus_schema::encode(&hb).into()).await.unwrap());
+        if acks.len() == 1000 {
+            for a in acks.drain(..) {
+                a.await.unwrap();
+            }
+        }
+    }
+    for a in acks.drain(..) {
+        a.await.unwrap();
+    }
+    wait_for("heartbeats ingested", Duration::from_secs(300), || {
+        let mut c = hb_consumer.clone();
+        async move {
+            let info = c.info().await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+    let ingest = burst as f64 / start.elapsed().as_secs_f64();
+
+    // Let the agent settle, then memory.
+    let row = Row {
+        n,
+        fanout_median: pct(&times, 0.5),
+        fanout_worst: *times.last().unwrap(),
+        p50_ms: pct(&lat, 0.5),
+        p99_ms: pct(&lat, 0.99),
+        ingest_per_s: ingest,
+        rss_nats: rss_kib(stack.nats.proc.pid()),
+        rss_cp: rss_kib(stack.cp.pid()),
+        rss_agent: rss_kib(host.agent.pid()),
+        rss_rootd: rss_kib(host.rootd.pid()),
+    };
+    drop(sim);
+    row
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with `just bench`"]
+async fn fleet_benchmark() {
+    let sizes: Vec<usize> = std::env::var("DROVER_BENCH_SIZES")
+        .unwrap_or_else(|_| "100,1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let runs: usize = std::env::var("DROVER_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut rows = Vec::new();
+    for n in sizes {
+        rows.push(one_size(n, runs).await);
+    }
+    println!();
+    println!("| agents | fan-out median | fan-out worst | single p50 | single p99 | heartbeats/s | RSS nats-server | RSS control plane | RSS agent | RSS rootd |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.3} s | {:.3} s | {:.1} ms | {:.1} ms | {:.0} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            r.n,
+            r.fanout_median,
+            r.fanout_worst,
+            r.p50_ms,
+            r.p99_ms,
+            r.ingest_per_s,
+            r.rss_nats as f64 / 1024.0,
+            r.rss_cp as f64 / 1024.0,
+            r.rss_agent as f64 / 1024.0,
+            r.rss_rootd as f64 / 1024.0
+        );
+    }
+    println!();
+    for r in &rows {
+        let target = match r.n {
+            n if n <= 1000 => Some(1.0),
+            n if n <= 10_000 => Some(5.0),
+            _ => None,
+        };
+        if let Some(t) = target {
+            println!(
+                "fan-out {} agents: worst {:.3}s vs target {t}s: {}",
+                r.n,
+                r.fanout_worst,
+                if r.fanout_worst < t { "met" } else { "MISSED" }
+            );
+        }
+        println!("single command p99 {:.1} ms vs 25 ms: {}", r.p99_ms, if r.p99_ms < 25.0 { "met" } else { "MISSED" });
+        println!("heartbeat ingest {:.0}/s vs 10000/s: {}", r.ingest_per_s, if r.ingest_per_s >= 10_000.0 { "met" } else { "MISSED" });
+        println!("agent RSS {:.1} MiB vs 10 MiB: {}", r.rss_agent as f64 / 1024.0, if r.rss_agent <= 10 * 1024 { "met" } else { "MISSED" });
+    }
+}
