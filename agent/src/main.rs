@@ -55,7 +55,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Cmd::Simulate(args)) = cli.cmd {
         // Many connections: a bigger runtime, and no config file needed.
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         return rt.block_on(simulate::run(args));
     }
     let cfg =

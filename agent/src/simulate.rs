@@ -14,7 +14,8 @@ use anyhow::Context;
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use bus_schema::enroll::{agent_sign, sign_result, EnrollClaim, EnrollReply, EnrollStatus};
 use bus_schema::{
-    codec, now_ms, subjects, CommandResult, CommandStatus, Heartbeat, Metrics, SignedCommand, VerifyingKey,
+    codec, now_ms, subjects, CommandResult, CommandStatus, Heartbeat, Metrics, SignedCommand,
+    VerifyingKey,
 };
 use futures::StreamExt;
 use tokio::sync::Semaphore;
@@ -64,7 +65,11 @@ struct Stats {
     refused: AtomicU64,
 }
 
-async fn enrol(args: &SimulateArgs, enroll: &async_nats::Client, i: usize) -> anyhow::Result<(nkeys::KeyPair, String, VerifyingKey)> {
+async fn enrol(
+    args: &SimulateArgs,
+    enroll: &async_nats::Client,
+    i: usize,
+) -> anyhow::Result<(nkeys::KeyPair, String, VerifyingKey)> {
     let key = nkeys::KeyPair::new_user();
     let hostname = format!("{}-{i}", args.prefix);
     let claim = EnrollClaim {
@@ -77,13 +82,20 @@ async fn enrol(args: &SimulateArgs, enroll: &async_nats::Client, i: usize) -> an
     };
     let signed = agent_sign(&key, &claim);
     for attempt in 0..20u32 {
-        match tokio::time::timeout(Duration::from_secs(30), enroll.request(subjects::ENROLL, bus_schema::encode(&signed).into())).await {
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            enroll.request(subjects::ENROLL, bus_schema::encode(&signed).into()),
+        )
+        .await
+        {
             Ok(Ok(m)) => {
                 let r: EnrollReply = bus_schema::decode(&m.payload, None)?;
                 let cp_key = VerifyingKey::parse(&r.control_plane_key)?;
                 return match (r.status, r.user_jwt) {
                     (EnrollStatus::Approved, Some(jwt)) => Ok((key, jwt, cp_key)),
-                    (s, _) => anyhow::bail!("virtual agent {hostname}: enrolment {s:?}: {}", r.message),
+                    (s, _) => {
+                        anyhow::bail!("virtual agent {hostname}: enrolment {s:?}: {}", r.message)
+                    }
                 };
             }
             _ => tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1))).await,
@@ -92,7 +104,11 @@ async fn enrol(args: &SimulateArgs, enroll: &async_nats::Client, i: usize) -> an
     anyhow::bail!("virtual agent {hostname}: no answer to enrolment")
 }
 
-async fn connect(args: &SimulateArgs, key: &nkeys::KeyPair, jwt: String) -> anyhow::Result<async_nats::Client> {
+async fn connect(
+    args: &SimulateArgs,
+    key: &nkeys::KeyPair,
+    jwt: String,
+) -> anyhow::Result<async_nats::Client> {
     let signer = Arc::new(nkeys::KeyPair::from_seed(&key.seed()?)?);
     let id = key.public_key();
     async_nats::ConnectOptions::with_jwt(jwt, move |nonce| {
@@ -139,7 +155,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     for t in tasks {
         agents.push(Arc::new(t.await??));
     }
-    info!(count = agents.len(), secs = started.elapsed().as_secs_f64(), "virtual agents enrolled and connected");
+    info!(
+        count = agents.len(),
+        secs = started.elapsed().as_secs_f64(),
+        "virtual agents enrolled and connected"
+    );
     if let Some(path) = &args.ids_file {
         let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
         std::fs::write(path, ids.join("\n") + "\n")?;
@@ -202,7 +222,11 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             modules: vec!["sys".into()],
             operations: vec![],
         };
-        if a.client.publish(subject.clone(), bus_schema::encode(&hb).into()).await.is_ok() {
+        if a.client
+            .publish(subject.clone(), bus_schema::encode(&hb).into())
+            .await
+            .is_ok()
+        {
             stats.heartbeats.fetch_add(1, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_secs(every.max(1) as u64)).await;
@@ -212,7 +236,14 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
 async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
     let name = subjects::agent_consumer(&a.id);
     let consumer: PullConsumer = loop {
-        match a.js.get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(&name, subjects::CMD_STREAM).await {
+        match a
+            .js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                &name,
+                subjects::CMD_STREAM,
+            )
+            .await
+        {
             Ok(c) => break c,
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -232,7 +263,10 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
         while let Some(Ok(msg)) = msgs.next().await {
             let attempt = msg.info().map(|i| i.delivered).unwrap_or(1) as u32;
             let signed: Result<SignedCommand, _> = codec::decode(&msg.payload, None);
-            let cmd = match signed.ok().and_then(|s| a.cp_key.verify_for(&s, &a.id, now_ms()).ok()) {
+            let cmd = match signed
+                .ok()
+                .and_then(|s| a.cp_key.verify_for(&s, &a.id, now_ms()).ok())
+            {
                 Some(c) => c,
                 None => {
                     stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -241,13 +275,21 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
                 }
             };
             let (status, summary, data) = match cmd.action.as_str() {
-                "sys.ping" => (CommandStatus::Succeeded, "pong".to_string(), serde_json::json!({"agent_id": a.id, "at": now_ms()})),
+                "sys.ping" => (
+                    CommandStatus::Succeeded,
+                    "pong".to_string(),
+                    serde_json::json!({"agent_id": a.id, "at": now_ms()}),
+                ),
                 "sys.info" => (
                     CommandStatus::Succeeded,
                     format!("{} — simulated", a.hostname),
                     serde_json::json!({"hostname": a.hostname, "os": "simulated"}),
                 ),
-                other => (CommandStatus::Rejected, format!("a simulated agent cannot run {other}"), serde_json::Value::Null),
+                other => (
+                    CommandStatus::Rejected,
+                    format!("a simulated agent cannot run {other}"),
+                    serde_json::Value::Null,
+                ),
             };
             let result = CommandResult {
                 command_id: cmd.id.clone(),

@@ -82,12 +82,18 @@ pub fn validate(
     requested_by: &str,
     source: Source,
 ) -> Result<CommandSpec, CreateError> {
-    let spec = catalogue::lookup(action).ok_or_else(|| CreateError::UnknownAction(action.into()))?;
-    let params = if params.is_null() { serde_json::json!({}) } else { params };
-    spec.validate(&params).map_err(|why| CreateError::InvalidParams {
-        action: action.into(),
-        why,
-    })?;
+    let spec =
+        catalogue::lookup(action).ok_or_else(|| CreateError::UnknownAction(action.into()))?;
+    let params = if params.is_null() {
+        serde_json::json!({})
+    } else {
+        params
+    };
+    spec.validate(&params)
+        .map_err(|why| CreateError::InvalidParams {
+            action: action.into(),
+            why,
+        })?;
     let timeout = timeout_secs.unwrap_or(spec.default_timeout_secs);
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
@@ -96,7 +102,9 @@ pub fn validate(
         action: action.into(),
         params,
         timeout_secs: timeout,
-        ttl_secs: ttl_secs.unwrap_or(state.cfg.command_ttl_secs).clamp(1, 30 * 86_400),
+        ttl_secs: ttl_secs
+            .unwrap_or(state.cfg.command_ttl_secs)
+            .clamp(1, 30 * 86_400),
         requested_by: requested_by.into(),
         source,
     })
@@ -113,7 +121,10 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         &req.requested_by,
         req.source,
     )?;
-    match agent::Entity::find_by_id(req.agent_id.clone()).one(&state.db).await? {
+    match agent::Entity::find_by_id(req.agent_id.clone())
+        .one(&state.db)
+        .await?
+    {
         None => return Err(CreateError::UnknownAgent(req.agent_id)),
         // Pending, rejected and revoked agents get nothing.
         Some(a) if a.status != "online" && a.status != "offline" => {
@@ -121,7 +132,13 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         }
         Some(_) => {}
     }
-    let mut issued = issue(state, &spec, std::slice::from_ref(&req.agent_id), req.job_id).await?;
+    let mut issued = issue(
+        state,
+        &spec,
+        std::slice::from_ref(&req.agent_id),
+        req.job_id,
+    )
+    .await?;
     let (model, err) = issued.pop().expect("one agent, one command");
     match err {
         Some(e) => Err(e),
@@ -197,7 +214,8 @@ pub async fn issue(
     // Publish in windows; remember each command's stream sequence.
     let mut outcomes: Vec<Result<u64, CreateError>> = Vec::with_capacity(cmds.len());
     for window in cmds.chunks(PUBLISH_WINDOW) {
-        let mut pending: Vec<Result<PublishAckFuture, CreateError>> = Vec::with_capacity(window.len());
+        let mut pending: Vec<Result<PublishAckFuture, CreateError>> =
+            Vec::with_capacity(window.len());
         for cmd in window {
             pending.push(send(state, cmd, spec.ttl_secs).await);
         }
@@ -231,7 +249,10 @@ pub async fn issue(
                 // The row exists; end it now in its one final state.
                 let t = now_ms();
                 command::Entity::update_many()
-                    .col_expr(command::Column::Status, Expr::value(CommandStatus::Rejected.as_str()))
+                    .col_expr(
+                        command::Column::Status,
+                        Expr::value(CommandStatus::Rejected.as_str()),
+                    )
                     .col_expr(command::Column::Summary, Expr::value(e.to_string()))
                     .col_expr(command::Column::FinishedAt, Expr::value(t))
                     .col_expr(command::Column::UpdatedAt, Expr::value(t))
@@ -260,7 +281,11 @@ fn publish_error(state: &AppState, agent: &str, text: String) -> CreateError {
 
 /// Signs and sends one command; the returned future resolves to the
 /// broker's acknowledgement.
-async fn send(state: &AppState, cmd: &Command, ttl_secs: u64) -> Result<PublishAckFuture, CreateError> {
+async fn send(
+    state: &AppState,
+    cmd: &Command,
+    ttl_secs: u64,
+) -> Result<PublishAckFuture, CreateError> {
     ensure_consumer(state, &cmd.agent_id)
         .await
         .map_err(|e| CreateError::Broker(format!("{e:#}")))?;
@@ -276,4 +301,72 @@ async fn send(state: &AppState, cmd: &Command, ttl_secs: u64) -> Result<PublishA
         .send_publish(subjects::command(&cmd.agent_id), publish)
         .await
         .map_err(|e| CreateError::Broker(e.to_string()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no command {0}")]
+    Unknown(String),
+    #[error("command {0} is already {1}")]
+    Final(String, String),
+    #[error("command {0} is {1}: the agent has it; cancelling a running command is not supported yet, its timeout ends it")]
+    Taken(String, String),
+    #[error("broker: {0}")]
+    Broker(String),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Cancels a command that still waits in its agent's queue: its message is
+/// deleted from the stream, then the row ends `cancelled`.
+pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<command::Model, CancelError> {
+    let c = command::Entity::find_by_id(id.to_string())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| CancelError::Unknown(id.into()))?;
+    let status = CommandStatus::parse(&c.status).unwrap_or(CommandStatus::Queued);
+    if status.is_final() {
+        return Err(CancelError::Final(c.id, c.status));
+    }
+    if status != CommandStatus::Queued {
+        return Err(CancelError::Taken(c.id, c.status));
+    }
+    if let Some(seq) = c.stream_seq {
+        let stream = state
+            .js
+            .get_stream_no_info(subjects::CMD_STREAM)
+            .await
+            .map_err(|e| CancelError::Broker(e.to_string()))?;
+        // Gone already means the agent fetched it (or it expired).
+        if stream.delete_message(seq as u64).await.is_err() {
+            return Err(CancelError::Taken(c.id, "being fetched".into()));
+        }
+    }
+    let t = now_ms();
+    let summary = format!("cancelled by {by}");
+    let _turn = state.writer.lock().await;
+    let res = command::Entity::update_many()
+        .col_expr(
+            command::Column::Status,
+            Expr::value(CommandStatus::Cancelled.as_str()),
+        )
+        .col_expr(command::Column::Summary, Expr::value(summary.clone()))
+        .col_expr(command::Column::FinishedAt, Expr::value(t))
+        .col_expr(command::Column::UpdatedAt, Expr::value(t))
+        .filter(command::Column::Id.eq(id))
+        .filter(command::Column::Status.eq(CommandStatus::Queued.as_str()))
+        .exec(&state.db)
+        .await?;
+    drop(_turn);
+    let now = command::Entity::find_by_id(id.to_string())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| CancelError::Unknown(id.into()))?;
+    if res.rows_affected == 1 {
+        crate::events::publish(state, &crate::events::of_command(&now)).await;
+        tracing::info!(command = %id, by, "command cancelled");
+        Ok(now)
+    } else {
+        Err(CancelError::Taken(now.id, now.status))
+    }
 }

@@ -4,9 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bus_schema::{now_ms, CommandStatus, Source};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -50,7 +48,10 @@ impl Selector {
     pub fn parse(text: &str) -> Result<Self, SelectorError> {
         let mut s = Selector::default();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let kv = |v: &str| v.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()));
+            let kv = |v: &str| {
+                v.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            };
             match term.split_once(':') {
                 None if term == "all" || term == "*" => s.all = true,
                 Some(("id", v)) => s.agents.push(v.to_string()),
@@ -74,7 +75,12 @@ impl Selector {
     }
 
     pub fn check(&self) -> Result<(), SelectorError> {
-        if !self.all && self.agents.is_empty() && self.labels.is_empty() && self.hostname.is_none() && self.facts.is_empty() {
+        if !self.all
+            && self.agents.is_empty()
+            && self.labels.is_empty()
+            && self.hostname.is_none()
+            && self.facts.is_empty()
+        {
             return Err(SelectorError::Empty);
         }
         if let Some(h) = &self.hostname {
@@ -94,7 +100,8 @@ impl Selector {
             }
         }
         if !self.labels.is_empty() {
-            let labels: BTreeMap<String, String> = serde_json::from_str(&a.labels).unwrap_or_default();
+            let labels: BTreeMap<String, String> =
+                serde_json::from_str(&a.labels).unwrap_or_default();
             if !self.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                 return false;
             }
@@ -103,9 +110,15 @@ impl Selector {
             let facts: Value = serde_json::from_str(&a.facts).unwrap_or(Value::Null);
             let ok = self.facts.iter().all(|(k, v)| {
                 let v = v.to_lowercase();
-                let fact = facts.get(k).map(|f| f.as_str().map(str::to_string).unwrap_or_else(|| f.to_string()));
+                let fact = facts.get(k).map(|f| {
+                    f.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| f.to_string())
+                });
                 let os = (k == "os").then(|| a.os.clone());
-                fact.into_iter().chain(os).any(|f| f.to_lowercase().contains(&v))
+                fact.into_iter()
+                    .chain(os)
+                    .any(|f| f.to_lowercase().contains(&v))
             });
             if !ok {
                 return false;
@@ -116,7 +129,10 @@ impl Selector {
 }
 
 /// Approved agents the selector matches, by id.
-pub async fn targets(state: &AppState, sel: &Selector) -> Result<Vec<agent::Model>, sea_orm::DbErr> {
+pub async fn targets(
+    state: &AppState,
+    sel: &Selector,
+) -> Result<Vec<agent::Model>, sea_orm::DbErr> {
     let mut q = agent::Entity::find().filter(agent::Column::Status.is_in(["online", "offline"]));
     if !sel.agents.is_empty() {
         q = q.filter(agent::Column::Id.is_in(sel.agents.clone()));
@@ -156,7 +172,12 @@ pub enum JobError {
 }
 
 /// Creates a job, or returns the existing one with the same key (`false`).
-pub async fn submit(state: &AppState, req: NewJob, requested_by: &str, source: Source) -> Result<(job::Model, bool), JobError> {
+pub async fn submit(
+    state: &AppState,
+    req: NewJob,
+    requested_by: &str,
+    source: Source,
+) -> Result<(job::Model, bool), JobError> {
     if let Some(k) = &req.idempotency_key {
         if k.is_empty() || k.len() > 128 || k.chars().any(|c| c.is_control()) {
             return Err(JobError::BadKey);
@@ -170,7 +191,15 @@ pub async fn submit(state: &AppState, req: NewJob, requested_by: &str, source: S
         }
     }
     req.selector.check()?;
-    let spec = commands::validate(state, &req.action, req.params, req.timeout_secs, req.ttl_secs, requested_by, source)?;
+    let spec = commands::validate(
+        state,
+        &req.action,
+        req.params,
+        req.timeout_secs,
+        req.ttl_secs,
+        requested_by,
+        source,
+    )?;
     let targets = targets(state, &req.selector).await?;
     if targets.is_empty() {
         return Err(JobError::NoTargets);
@@ -191,13 +220,19 @@ pub async fn submit(state: &AppState, req: NewJob, requested_by: &str, source: S
     };
     let inserted = {
         let _turn = state.writer.lock().await;
-        job::Entity::insert(row).exec_with_returning(&state.db).await
+        job::Entity::insert(row)
+            .exec_with_returning(&state.db)
+            .await
     };
     let j = match inserted {
         Ok(j) => j,
         // Two submissions with one key at once: the other one won.
         Err(e) => match &req.idempotency_key {
-            Some(k) => match job::Entity::find().filter(job::Column::IdempotencyKey.eq(k.clone())).one(&state.db).await? {
+            Some(k) => match job::Entity::find()
+                .filter(job::Column::IdempotencyKey.eq(k.clone()))
+                .one(&state.db)
+                .await?
+            {
                 Some(j) => return Ok((j, false)),
                 None => return Err(e.into()),
             },
@@ -221,7 +256,8 @@ pub async fn view(state: &AppState, j: &job::Model) -> Result<Value, sea_orm::Db
         .into_tuple()
         .all(&state.db)
         .await?;
-    let mut counts: BTreeMap<&'static str, i64> = CommandStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    let mut counts: BTreeMap<&'static str, i64> =
+        CommandStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let mut open: Vec<(String, String)> = Vec::new();
     for (id, agent_id, status) in &cmds {
         let s = CommandStatus::parse(status).unwrap_or(CommandStatus::Queued);
@@ -241,7 +277,10 @@ pub async fn view(state: &AppState, j: &job::Model) -> Result<Value, sea_orm::Db
             hosts.insert(a.id.clone(), (a.hostname, a.status));
         }
     }
-    let offline = open.iter().filter(|(a, _)| hosts.get(a).map(|h| h.1 != "online").unwrap_or(true)).count();
+    let offline = open
+        .iter()
+        .filter(|(a, _)| hosts.get(a).map(|h| h.1 != "online").unwrap_or(true))
+        .count();
     let not_answered: Vec<Value> = open
         .iter()
         .take(1000)
@@ -350,7 +389,13 @@ mod tests {
         assert!(!s.matches(&web) && s.matches(&db));
         assert!(Selector::parse("all").unwrap().matches(&web));
         assert_eq!(Selector::parse(""), Err(SelectorError::Empty));
-        assert!(matches!(Selector::parse("color:red"), Err(SelectorError::Term(_))));
-        assert!(matches!(Selector::parse("host:[x"), Err(SelectorError::Glob(_))));
+        assert!(matches!(
+            Selector::parse("color:red"),
+            Err(SelectorError::Term(_))
+        ));
+        assert!(matches!(
+            Selector::parse("host:[x"),
+            Err(SelectorError::Glob(_))
+        ));
     }
 }

@@ -128,6 +128,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
+    /// Cancel a command that still waits in its agent's queue.
+    Cancel { id: String },
     /// List the actions agents can run.
     Actions,
 }
@@ -419,7 +421,11 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             });
             let job = api.post("/jobs", &body).await?;
             let id = job["id"].as_str().unwrap_or("").to_string();
-            eprintln!("job {id}: {} on {} hosts", job["action"].as_str().unwrap_or(""), job["target_count"]);
+            eprintln!(
+                "job {id}: {} on {} hosts",
+                job["action"].as_str().unwrap_or(""),
+                job["target_count"]
+            );
             if wait == 0 {
                 println!("{id}");
                 return Ok(());
@@ -432,7 +438,10 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         }
         Cmd::Jobs { id: None } => {
             let v = api.get("/jobs").await?;
-            println!("{:<34} {:<14} {:>7} {:>9} {:>7}  DONE", "ID", "ACTION", "TARGETS", "SUCCEEDED", "FAILED");
+            println!(
+                "{:<34} {:<14} {:>7} {:>9} {:>7}  DONE",
+                "ID", "ACTION", "TARGETS", "SUCCEEDED", "FAILED"
+            );
             for j in v["jobs"].as_array().cloned().unwrap_or_default() {
                 println!(
                     "{:<34} {:<14} {:>7} {:>9} {:>7}  {}",
@@ -444,6 +453,13 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                     j["done"]
                 );
             }
+            Ok(())
+        }
+        Cmd::Cancel { id } => {
+            let v = api
+                .post(&format!("/commands/{id}/cancel"), &serde_json::json!({}))
+                .await?;
+            print_command(&v);
             Ok(())
         }
         Cmd::Actions => {
@@ -523,13 +539,19 @@ async fn tokens_command(api: &client::ApiClient, action: TokensCmd) -> anyhow::R
 }
 
 /// Follows a job with a progress bar until every host answered or `max`.
-async fn follow_job(api: &client::ApiClient, id: &str, max: std::time::Duration) -> anyhow::Result<()> {
+async fn follow_job(
+    api: &client::ApiClient,
+    id: &str,
+    max: std::time::Duration,
+) -> anyhow::Result<()> {
     let first = api.get(&format!("/jobs/{id}")).await?;
     let bar = indicatif::ProgressBar::new(first["target_count"].as_u64().unwrap_or(0));
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let deadline = std::time::Instant::now() + max;
     let last = loop {
@@ -568,12 +590,18 @@ async fn print_job(api: &client::ApiClient, v: &Value) -> anyhow::Result<()> {
             "{:<24} {:<10} {:>4}  {}",
             h["hostname"].as_str().unwrap_or("?"),
             h["status"].as_str().unwrap_or(""),
-            h["exit_code"].as_i64().map(|c| c.to_string()).unwrap_or_default(),
+            h["exit_code"]
+                .as_i64()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             h["summary"].as_str().unwrap_or("")
         );
     }
     if list.len() > 50 {
-        println!("… and {} more (`drover jobs {id}` with --api JSON: GET /api/v1/jobs/{id}/hosts)", list.len() - 50);
+        println!(
+            "… and {} more (`drover jobs {id}` with --api JSON: GET /api/v1/jobs/{id}/hosts)",
+            list.len() - 50
+        );
     }
     let c = &v["counts"];
     println!(
@@ -584,7 +612,12 @@ async fn print_job(api: &client::ApiClient, v: &Value) -> anyhow::Result<()> {
     if !silent.is_empty() {
         println!("not answered yet ({}):", silent.len());
         for s in silent.iter().take(20) {
-            println!("  {} ({}, {})", s["hostname"].as_str().unwrap_or("?"), s["agent_id"].as_str().unwrap_or(""), s["agent_status"].as_str().unwrap_or(""));
+            println!(
+                "  {} ({}, {})",
+                s["hostname"].as_str().unwrap_or("?"),
+                s["agent_id"].as_str().unwrap_or(""),
+                s["agent_status"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(())

@@ -88,7 +88,10 @@ pub async fn serve(
     info!(fingerprint = %signer.public().fingerprint(), "command-signing key");
 
     // Known queues, so a fan-out does not ask the broker once per agent.
-    let known_queues: HashSet<String> = crate::bus::existing_agent_consumers(&js).await?.into_iter().collect();
+    let known_queues: HashSet<String> = crate::bus::existing_agent_consumers(&js)
+        .await?
+        .into_iter()
+        .collect();
     let state = AppState(Arc::new(Inner {
         cfg: cfg.clone(),
         db,

@@ -31,16 +31,36 @@ pub async fn submit(
     Extension(who): Extension<Principal>,
     body: Result<Json<NewJob>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })?;
     let (j, created) = jobs::submit(&state, req, &who.name, Source::User).await?;
     let view = jobs::view(&state, &j).await.map_err(ApiError::internal)?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(view)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(view),
+    ))
 }
 
-pub async fn preview(State(state): State<AppState>, Json(sel): Json<Selector>) -> Result<Json<Value>, ApiError> {
-    sel.check().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let t = jobs::targets(&state, &sel).await.map_err(ApiError::internal)?;
-    Ok(Json(json!({ "count": t.len(), "sample": t.iter().take(20).map(|a| json!({"id": a.id, "hostname": a.hostname, "status": a.status})).collect::<Vec<_>>() })))
+pub async fn preview(
+    State(state): State<AppState>,
+    Json(sel): Json<Selector>,
+) -> Result<Json<Value>, ApiError> {
+    sel.check()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let t = jobs::targets(&state, &sel)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "count": t.len(), "sample": t.iter().take(20).map(|a| json!({"id": a.id, "hostname": a.hostname, "status": a.status})).collect::<Vec<_>>() }),
+    ))
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -65,12 +85,22 @@ async fn find(state: &AppState, id: &str) -> Result<job::Model, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let j = find(&state, &id).await?;
-    Ok(Json(jobs::view(&state, &j).await.map_err(ApiError::internal)?))
+    Ok(Json(
+        jobs::view(&state, &j).await.map_err(ApiError::internal)?,
+    ))
 }
 
-pub async fn hosts(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn hosts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     find(&state, &id).await?;
-    Ok(Json(jobs::hosts(&state, &id).await.map_err(ApiError::internal)?))
+    Ok(Json(
+        jobs::hosts(&state, &id).await.map_err(ApiError::internal)?,
+    ))
 }

@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
             post(create_command).get(agent_commands),
         )
         .route("/commands/{id}", get(get_command))
+        .route("/commands/{id}/cancel", post(cancel_command))
         .route("/actions", get(list_actions))
         .route("/tokens", post(trust::create_token).get(trust::list_tokens))
         .route("/tokens/{id}", axum::routing::delete(trust::revoke_token))
@@ -308,6 +309,26 @@ async fn get_command(
     )
     .await?;
     Ok(Json(command_json(&c)))
+}
+
+async fn cancel_command(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::commands::CancelError;
+    match commands::cancel(&state, &id, &who.name).await {
+        Ok(c) => Ok(Json(command_json(&c))),
+        Err(e @ CancelError::Unknown(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ (CancelError::Final(..) | CancelError::Taken(..))) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e @ CancelError::Broker(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
+        Err(CancelError::Db(e)) => Err(ApiError::internal(e)),
+    }
 }
 
 async fn list_actions() -> Json<Value> {

@@ -1,0 +1,302 @@
+//! Delivery with real processes: jobs and fan-out, hosts that do not answer,
+//! expiry, the per-agent queue cap, cancel, and what happens when the agent
+//! is killed or the broker goes away mid-command.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{wait_for, Nats, Stack};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_fans_out_and_names_the_hosts_that_did_not_answer() {
+    let stack = Stack::start().await;
+    let a = stack.start_host("a").await;
+    let b = stack.start_host("b").await;
+    let mut c = stack.start_host("c").await;
+    c.agent.stop();
+    // C goes offline after three missed heartbeats (1 s apart here).
+    wait_for("C offline", Duration::from_secs(30), || async {
+        let (_, v) = stack.get(&format!("/agents/{}", c.id)).await;
+        (v["status"] == "offline").then_some(())
+    })
+    .await;
+
+    let body = json!({"selector": {"all": true}, "action": "sys.ping", "idempotency_key": "ping-everyone"});
+    let (code, job) = stack.post("/jobs", &body).await;
+    assert_eq!(code, 201, "{job}");
+    assert_eq!(job["target_count"], 3);
+    let id = job["id"].as_str().unwrap().to_string();
+    // The same key is the same job.
+    let (code, again) = stack.post("/jobs", &body).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["id"], id.as_str());
+
+    let partial = wait_for("A and B to answer", Duration::from_secs(30), || async {
+        let (_, v) = stack.get(&format!("/jobs/{id}")).await;
+        (v["counts"]["succeeded"] == 2).then_some(v)
+    })
+    .await;
+    assert_eq!(partial["done"], false);
+    assert_eq!(partial["counts"]["offline"], 1, "{partial}");
+    assert_eq!(partial["counts"]["pending"], 1, "{partial}");
+    let silent = partial["not_answered"].as_array().unwrap();
+    assert_eq!(silent.len(), 1);
+    assert_eq!(silent[0]["agent_id"], c.id.as_str());
+
+    // C comes back; the broker kept its command.
+    c.agent = Stack::spawn_agent(&c.agent_toml, &c.dir);
+    let done = wait_for("the job to finish", Duration::from_secs(30), || async {
+        let (_, v) = stack.get(&format!("/jobs/{id}")).await;
+        v["done"].as_bool().unwrap().then_some(v)
+    })
+    .await;
+    assert_eq!(done["counts"]["succeeded"], 3, "{done}");
+    let (_, hosts) = stack.get(&format!("/jobs/{id}/hosts")).await;
+    let ids: Vec<&str> = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["agent_id"].as_str().unwrap())
+        .collect();
+    for h in [&a.id, &b.id, &c.id] {
+        assert!(ids.contains(&h.as_str()));
+    }
+
+    // Selectors: a label every agent has (dev tokens label nothing here), a
+    // hostname glob that matches none, and the preview.
+    let (code, v) = stack
+        .post(
+            "/jobs",
+            &json!({"selector": {"hostname": "no-such-*"}, "action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(code, 422, "{v}");
+    let (code, v) = stack
+        .post("/jobs", &json!({"selector": {}, "action": "sys.ping"}))
+        .await;
+    assert_eq!(code, 422, "an empty selector is refused: {v}");
+    let (code, v) = stack
+        .post("/jobs/preview", &json!({"agents": [a.id, b.id]}))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(v["count"], 2);
+
+    // The CLI: a progress bar on a terminal, a per-host summary always.
+    let out = Command::new(common::bin("drover"))
+        .args([
+            "run",
+            &format!("id:{},id:{}", a.id, b.id),
+            "sys.ping",
+            "--wait",
+            "60",
+        ])
+        .env("DROVER_API", &stack.base)
+        .env("DROVER_TOKEN", &stack.token)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "drover run failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.matches("succeeded").count(),
+        3,
+        "two hosts and the total line:\n{text}"
+    );
+    assert!(text.contains("pong"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_for_a_host_that_stays_away_expires_and_never_runs() {
+    let stack = Stack::start().await;
+    let mut h = stack.start_host("h").await;
+    h.agent.stop();
+    let (code, c) = stack
+        .post(
+            &format!("/agents/{}/commands", h.id),
+            &json!({"action": "sys.ping", "ttl_secs": 1}),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let v = stack.wait_final(&id, Duration::from_secs(30)).await;
+    assert_eq!(v["status"], "expired", "{v}");
+    // Back again: the broker dropped the message at its TTL, so nothing runs.
+    h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
+    stack.wait_online(&h.id).await;
+    // A later command proves the agent has drained its queue.
+    let (_, later) = stack
+        .post(
+            &format!("/agents/{}/commands?wait=20", h.id),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(later["status"], "succeeded");
+    assert!(
+        !h.agent.log_text().contains(&id),
+        "the expired command never reached the agent"
+    );
+    let (_, v) = stack.get(&format!("/commands/{id}")).await;
+    assert_eq!(v["status"], "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_more_work_with_a_clear_error() {
+    let stack = Stack::start().await;
+    let mut h = stack.start_host("h").await;
+    h.agent.stop();
+    for i in 0..100 {
+        let (code, v) = stack
+            .post(
+                &format!("/agents/{}/commands", h.id),
+                &json!({"action": "sys.ping"}),
+            )
+            .await;
+        assert_eq!(code, 201, "command {i}: {v}");
+    }
+    let (code, v) = stack
+        .post(
+            &format!("/agents/{}/commands", h.id),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(code, 429, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("is full"), "{v}");
+    // The refused one is recorded in its one final state.
+    let (_, cmds) = stack.get(&format!("/agents/{}/commands", h.id)).await;
+    let rejected = cmds["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "rejected")
+        .count();
+    assert_eq!(rejected, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_command_can_be_cancelled() {
+    let stack = Stack::start().await;
+    let mut h = stack.start_host("h").await;
+    h.agent.stop();
+    let (_, c) = stack
+        .post(
+            &format!("/agents/{}/commands", h.id),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let (code, v) = stack
+        .post(&format!("/commands/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "cancelled");
+    let (code, v) = stack
+        .post(&format!("/commands/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(code, 409, "a final command cannot be cancelled again: {v}");
+    h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
+    let (_, later) = stack
+        .post(
+            &format!("/agents/{}/commands?wait=20", h.id),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(later["status"], "succeeded");
+    assert!(
+        !h.agent.log_text().contains(&id),
+        "the cancelled command never reached the agent"
+    );
+}
+
+/// Counts how often rootd started a command: its effect, one log line per run.
+fn runs_in_rootd(h: &common::Host, id: &str) -> usize {
+    h.rootd
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("running") && l.contains(&format!("command={id}")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_command_never_runs_it_twice() {
+    let stack = Stack::start().await;
+    let mut h = stack.start_host("h").await;
+    let (_, c) = stack
+        .post(
+            &format!("/agents/{}/commands", h.id),
+            &json!({"action": "pkg.scan"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    // The heartbeat names the running operation and who started it.
+    let op = wait_for(
+        "the heartbeat to show the operation",
+        Duration::from_secs(30),
+        || async {
+            let (_, a) = stack.get(&format!("/agents/{}", h.id)).await;
+            a["operations"].as_array().and_then(|o| o.first().cloned())
+        },
+    )
+    .await;
+    assert_eq!(op["command_id"], id.as_str());
+    assert_eq!(op["source"], "user");
+    wait_for("rootd to start the scan", Duration::from_secs(30), || {
+        let n = runs_in_rootd(&h, &id);
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    h.agent.kill9();
+    h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
+    let v = stack.wait_final(&id, Duration::from_secs(120)).await;
+    // Either the result was out before the kill, or the journal turned the
+    // redelivery into an "interrupted" report; never a second run.
+    assert!(
+        v["status"] == "succeeded" || v["summary"].as_str().unwrap().contains("interrupted"),
+        "{v}"
+    );
+    assert_eq!(runs_in_rootd(&h, &id), 1, "ran exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_finished_during_an_outage_survives_a_crash_and_arrives_once() {
+    let mut stack = Stack::start().await;
+    let mut h = stack.start_host("h").await;
+    let (_, c) = stack
+        .post(
+            &format!("/agents/{}/commands", h.id),
+            &json!({"action": "pkg.scan"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    wait_for("rootd to start the scan", Duration::from_secs(30), || {
+        let n = runs_in_rootd(&h, &id);
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    // The broker goes away while the scan runs; the agent finishes, cannot
+    // get its result confirmed, and is then killed.
+    let port = stack.nats.port;
+    let conf = stack.data_dir.join("nats-config").join("nats.conf");
+    let dir = stack.nats.dir.clone();
+    stack.nats.proc.stop();
+    Stack::wait_log(&h.agent, "result not confirmed by the broker").await;
+    let journal = std::fs::read_to_string(h.state_dir.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains(&id) && journal.contains("succeeded"),
+        "the result is journaled: {journal}"
+    );
+    h.agent.kill9();
+
+    stack.nats = Nats::start_on(&dir, &conf, port).await;
+    h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
+    let v = stack.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let log = h.agent.log_text();
+    assert!(log.contains("re-sending unconfirmed results"), "{log}");
+    assert_eq!(runs_in_rootd(&h, &id), 1, "ran exactly once");
+}
