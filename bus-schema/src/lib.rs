@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod codec;
 pub mod enroll;
 pub mod envelope;
+pub mod jobs;
 pub mod rootd_proto;
 pub mod signing;
 pub mod subjects;

@@ -23,6 +23,8 @@ pub const OUT_ALL: &str = "drover.out.*.*";
 /// Job submissions from automation.
 pub const JOBS_STREAM: &str = "DROVER_JOBS";
 pub const JOBS_SUBMIT: &str = "drover.jobs.submit";
+/// Durable consumer of the control plane on the job stream.
+pub const CP_JOBS_CONSUMER: &str = "control-plane-jobs";
 /// Enrolment request/reply.
 pub const ENROLL: &str = "drover.enroll";
 /// Inbox prefix of the shared enrolment-only user.

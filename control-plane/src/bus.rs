@@ -154,6 +154,9 @@ pub async fn control_plane_consumers(
     Ok((hb, res))
 }
 
+/// Deliveries of one command before the broker gives up on it.
+pub const MAX_DELIVER: i64 = 5;
+
 /// Agents whose command consumer exists on the broker.
 pub async fn existing_agent_consumers(js: &jetstream::Context) -> anyhow::Result<Vec<String>> {
     use futures::StreamExt;
@@ -180,8 +183,17 @@ pub async fn ensure_agent_consumer(js: &jetstream::Context, agent: &str) -> anyh
                 durable_name: Some(name.clone()),
                 filter_subject: subjects::command(agent),
                 ack_policy: AckPolicy::Explicit,
+                // Redelivery with backoff, then give up (the control plane
+                // hears the advisory and ends the command `failed`). A
+                // running command's progress acks keep it from redelivery.
                 ack_wait: Duration::from_secs(30),
-                max_deliver: 5,
+                max_deliver: MAX_DELIVER,
+                backoff: vec![
+                    Duration::from_secs(30),
+                    Duration::from_secs(60),
+                    Duration::from_secs(120),
+                    Duration::from_secs(300),
+                ],
                 max_ack_pending: 8,
                 ..Default::default()
             },

@@ -133,7 +133,13 @@ pub fn parse_report(m: &jetstream::Message) -> Result<Report, Rejection> {
     }
 }
 
-async fn record_refusal(state: &AppState, agent: &str, source: &str, reason: &str, detail: &str) {
+pub async fn record_refusal(
+    state: &AppState,
+    agent: &str,
+    source: &str,
+    reason: &str,
+    detail: &str,
+) {
     let row = refusal::ActiveModel {
         at: Set(now_ms()),
         agent_id: Set(agent.to_string()),
@@ -452,9 +458,63 @@ pub async fn sweep_loop(state: AppState) {
     }
 }
 
+/// The broker's word that it gave up redelivering a command: end it
+/// `failed`, once.
+pub async fn max_deliveries_loop(state: AppState) {
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+        subjects::CMD_STREAM
+    );
+    let mut sub = match state.nats.subscribe(subject).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for max-delivery advisories");
+            return;
+        }
+    };
+    while let Some(m) = sub.next().await {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+        let (Some(consumer), Some(seq)) = (v["consumer"].as_str(), v["stream_seq"].as_i64()) else {
+            continue;
+        };
+        let Some(agent) = consumer.strip_prefix("agent-") else {
+            continue;
+        };
+        let deliveries = v["deliveries"].as_i64().unwrap_or(0);
+        let now = now_ms();
+        let summary =
+            format!("gave up after {deliveries} deliveries: the agent never reported a result");
+        let _turn = state.writer.lock().await;
+        let res = command::Entity::update_many()
+            .col_expr(
+                command::Column::Status,
+                Expr::value(CommandStatus::Failed.as_str()),
+            )
+            .col_expr(command::Column::Summary, Expr::value(summary.clone()))
+            .col_expr(command::Column::Attempts, Expr::value(deliveries))
+            .col_expr(command::Column::UpdatedAt, Expr::value(now))
+            .col_expr(command::Column::FinishedAt, Expr::value(now))
+            .filter(command::Column::AgentId.eq(agent))
+            .filter(command::Column::StreamSeq.eq(seq))
+            .filter(command::Column::Status.is_in(["queued", "accepted", "running"]))
+            .exec(&state.db)
+            .await;
+        drop(_turn);
+        if let Ok(r) = res {
+            if r.rows_affected > 0 {
+                warn!(agent_id = %agent, stream_seq = seq, deliveries, "command failed: redelivery gave up");
+            }
+        }
+    }
+}
+
 /// Grace after expiry before a still-queued command is declared expired, so
 /// a command fetched just before expiry can still report.
 const EXPIRY_GRACE_MS: i64 = 5_000;
+
+/// Grace after expiry plus timeout before a taken command with no result is
+/// declared failed.
+const SILENT_GRACE_MS: i64 = 60_000;
 
 async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
     let now = now_ms();
@@ -484,6 +544,40 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
             off.status = "offline".into();
             off.operations = "[]".into();
             events::publish(state, &events::of_agent(&off)).await;
+        }
+    }
+    // Backstop: taken but never finished, long past expiry plus run time
+    // (the host died with it). Ends in one final state all the same.
+    let silent = command::Entity::find()
+        .filter(command::Column::Status.is_in(["accepted", "running"]))
+        .filter(
+            Expr::col(command::Column::ExpiresAt)
+                .add(Expr::col(command::Column::TimeoutSecs).mul(1000))
+                .add(SILENT_GRACE_MS)
+                .lt(now),
+        )
+        .limit(1000)
+        .all(&state.db)
+        .await?;
+    for c in silent {
+        let _turn = state.writer.lock().await;
+        let res = command::Entity::update_many()
+            .col_expr(
+                command::Column::Status,
+                Expr::value(CommandStatus::Failed.as_str()),
+            )
+            .col_expr(
+                command::Column::Summary,
+                Expr::value("no result: the agent took the command and never reported back"),
+            )
+            .col_expr(command::Column::UpdatedAt, Expr::value(now))
+            .col_expr(command::Column::FinishedAt, Expr::value(now))
+            .filter(command::Column::Id.eq(c.id.clone()))
+            .filter(command::Column::Status.is_in(["accepted", "running"]))
+            .exec(&state.db)
+            .await?;
+        if res.rows_affected == 1 {
+            warn!(command = %c.id, agent_id = %c.agent_id, "command failed: no result after expiry and timeout");
         }
     }
     let expired = command::Entity::find()

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod automation;
 pub mod bus;
 pub mod client;
 pub mod commands;

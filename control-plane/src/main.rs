@@ -128,6 +128,11 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
+    /// Keys automation signs `drover.jobs.submit` messages with, bound to a role.
+    Automation {
+        #[command(subcommand)]
+        action: AutomationCmd,
+    },
     /// Cancel a command that still waits in its agent's queue.
     Cancel { id: String },
     /// List the actions agents can run.
@@ -142,6 +147,25 @@ enum AgentsCmd {
     Reject { id: String },
     /// Cut an agent off: the broker closes its connection at once and refuses
     /// it from now on; its queued commands are cancelled.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum AutomationCmd {
+    /// Make a new key pair here and print it (the seed is shown once; keep it
+    /// with the automation, give the control plane only the public key).
+    Keygen,
+    /// Register a public key under a name and a role (operator or admin may submit jobs).
+    Add {
+        name: String,
+        #[arg(long, default_value = "operator")]
+        role: String,
+        #[arg(long)]
+        public_key: String,
+    },
+    /// List registered keys.
+    List,
+    /// Revoke a key: its submissions are refused from now on.
     Revoke { id: String },
 }
 
@@ -232,6 +256,18 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Cmd::Decode => unreachable!(),
+        Cmd::Automation {
+            action: AutomationCmd::Keygen,
+        } => {
+            let k = bus_schema::jobs::AutomationKey::generate();
+            println!("seed (secret, shown once): {}", k.seed_base64());
+            println!("public key:                {}", k.public_base64());
+            println!(
+                "register it: drover automation add <name> --role operator --public-key {}",
+                k.public_base64()
+            );
+            Ok(())
+        }
         other => {
             let token = match cli.token {
                 Some(t) => t,
@@ -454,6 +490,46 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                 );
             }
             Ok(())
+        }
+        Cmd::Automation { action } => {
+            match action {
+                AutomationCmd::Add {
+                    name,
+                    role,
+                    public_key,
+                } => {
+                    let v = api
+                    .post("/automation-keys", &serde_json::json!({"name": name, "role": role, "public_key": public_key}))
+                    .await?;
+                    println!(
+                        "automation key {} ({}) registered as {}",
+                        v["name"].as_str().unwrap_or(""),
+                        v["fingerprint"].as_str().unwrap_or(""),
+                        v["role"].as_str().unwrap_or("")
+                    );
+                    Ok(())
+                }
+                AutomationCmd::List => {
+                    let v = api.get("/automation-keys").await?;
+                    for k in v["keys"].as_array().cloned().unwrap_or_default() {
+                        println!(
+                            "{:<14} {:<20} {:<9} {} {}",
+                            k["id"].as_str().unwrap_or(""),
+                            k["name"].as_str().unwrap_or(""),
+                            k["role"].as_str().unwrap_or(""),
+                            k["fingerprint"].as_str().unwrap_or(""),
+                            if k["revoked"] == true { "revoked" } else { "" }
+                        );
+                    }
+                    Ok(())
+                }
+                AutomationCmd::Revoke { id } => {
+                    api.delete(&format!("/automation-keys/{id}")).await?;
+                    println!("automation key {id} revoked");
+                    Ok(())
+                }
+                AutomationCmd::Keygen => unreachable!("handled without the API"),
+            }
         }
         Cmd::Cancel { id } => {
             let v = api

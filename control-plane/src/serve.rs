@@ -85,6 +85,9 @@ pub async fn serve(
     let js = jetstream::new(nats.clone());
     crate::bus::ensure_streams(&js, &cfg).await?;
     let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
+    let jobs_consumer = crate::automation::consumer(&js)
+        .await
+        .context("declaring the job stream")?;
     info!(fingerprint = %signer.public().fingerprint(), "command-signing key");
 
     // Known queues, so a fan-out does not ask the broker once per agent.
@@ -112,6 +115,8 @@ pub async fn serve(
         tokio::spawn(crate::ingest::heartbeat_loop(state.clone(), hb_consumer)),
         tokio::spawn(crate::ingest::result_loop(state.clone(), res_consumer)),
         tokio::spawn(crate::ingest::sweep_loop(state.clone())),
+        tokio::spawn(crate::ingest::max_deliveries_loop(state.clone())),
+        tokio::spawn(crate::automation::submit_loop(state.clone(), jobs_consumer)),
     ];
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

@@ -300,3 +300,106 @@ async fn a_result_finished_during_an_outage_survives_a_crash_and_arrives_once() 
     assert!(log.contains("re-sending unconfirmed results"), "{log}");
     assert_eq!(runs_in_rootd(&h, &id), 1, "ran exactly once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automation_submits_signed_jobs_on_the_bus() {
+    use bus_schema::jobs::{AutomationKey, JobSubmission};
+    let stack = Stack::start().await;
+    let h = stack.start_host("h").await;
+    let ci = AutomationKey::generate();
+    let (code, v) = stack
+        .post(
+            "/automation-keys",
+            &json!({"name": "ci", "role": "operator", "public_key": ci.public_base64()}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let watcher = AutomationKey::generate();
+    stack
+        .post(
+            "/automation-keys",
+            &json!({"name": "watcher", "role": "viewer", "public_key": watcher.public_base64()}),
+        )
+        .await;
+    let forger = AutomationKey::generate();
+
+    let job = |key: &str| JobSubmission {
+        selector: json!({"agents": [h.id]}),
+        action: "sys.ping".into(),
+        params: json!({}),
+        timeout_secs: None,
+        ttl_secs: None,
+        idempotency_key: key.into(),
+        issued_at: bus_schema::now_ms(),
+        expires_at: bus_schema::now_ms() + 60_000,
+    };
+    let js = async_nats::jetstream::new(stack.client().await);
+    let send = |signed: bus_schema::jobs::SignedJob| {
+        let js = js.clone();
+        async move {
+            js.publish(
+                bus_schema::subjects::JOBS_SUBMIT,
+                bus_schema::encode(&signed).into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+    };
+    // Twice the same submission (as a retrying automation would): one job.
+    send(ci.sign(&job("deploy-42"))).await;
+    send(ci.sign(&job("deploy-42"))).await;
+    // Refused: a viewer's key, and a key nobody registered (with ci's name on it).
+    send(watcher.sign(&job("viewer-try"))).await;
+    let mut forged = forger.sign(&job("forged-try"));
+    forged.key_id = ci.sign(&job("x")).key_id;
+    send(forged).await;
+    // A marker after them: once it is in, the others were handled.
+    send(ci.sign(&job("marker"))).await;
+
+    let jobs = wait_for("the marker job", Duration::from_secs(30), || async {
+        let (_, v) = stack.get("/jobs").await;
+        let list = v["jobs"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .any(|j| j["idempotency_key"] == "marker")
+            .then_some(list)
+    })
+    .await;
+    let keys: Vec<&str> = jobs
+        .iter()
+        .map(|j| j["idempotency_key"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        keys.iter().filter(|k| **k == "deploy-42").count(),
+        1,
+        "{keys:?}"
+    );
+    assert!(
+        !keys.contains(&"viewer-try") && !keys.contains(&"forged-try"),
+        "{keys:?}"
+    );
+    let deploy = jobs
+        .iter()
+        .find(|j| j["idempotency_key"] == "deploy-42")
+        .unwrap();
+    assert_eq!(deploy["requested_by"], "automation:ci");
+    let id = deploy["id"].as_str().unwrap().to_string();
+    let done = wait_for("the job to finish", Duration::from_secs(30), || async {
+        let (_, v) = stack.get(&format!("/jobs/{id}")).await;
+        v["done"].as_bool().unwrap().then_some(v)
+    })
+    .await;
+    assert_eq!(done["counts"]["succeeded"], 1);
+    let (_, sec) = stack.get("/security").await;
+    let reasons: Vec<&str> = sec["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"forbidden") && reasons.contains(&"bad_signature"),
+        "{sec}"
+    );
+}

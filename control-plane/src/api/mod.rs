@@ -94,6 +94,14 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{id}/reject", post(trust::reject))
         .route("/agents/{id}/revoke", post(trust::revoke))
         .route("/security", get(trust::security))
+        .route(
+            "/automation-keys",
+            post(trust::add_automation_key).get(trust::list_automation_keys),
+        )
+        .route(
+            "/automation-keys/{id}",
+            axum::routing::delete(trust::revoke_automation_key),
+        )
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/preview", post(jobs::preview))
         .route("/jobs/{id}", get(jobs::get))

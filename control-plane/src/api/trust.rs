@@ -152,6 +152,55 @@ pub async fn revoke(
     Ok(Json(json!({ "id": id, "status": "revoked" })))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddKey {
+    name: String,
+    role: String,
+    public_key: String,
+}
+
+pub async fn add_automation_key(
+    State(state): State<AppState>,
+    Json(body): Json<AddKey>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::automation::{self, KeyError};
+    match automation::add(&state, &body.name, &body.role, &body.public_key).await {
+        Ok(k) => Ok((StatusCode::CREATED, Json(automation::key_json(&k)))),
+        Err(KeyError::Db(e)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("could not add the key (name or key already registered?): {e}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
+    }
+}
+
+pub async fn list_automation_keys(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let keys = crate::automation::list(&state)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "keys": keys.iter().map(crate::automation::key_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn revoke_automation_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if crate::automation::revoke(&state, &id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(Json(json!({ "id": id, "revoked": true })))
+    } else {
+        Err(ApiError::not_found(format!("no automation key {id}")))
+    }
+}
+
 pub async fn security(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(trust::overview(&state).await?))
 }

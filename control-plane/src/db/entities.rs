@@ -232,3 +232,31 @@ pub mod job {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod automation_key {
+    use sea_orm::entity::prelude::*;
+
+    /// An Ed25519 public key automation signs job submissions with, bound to
+    /// a role.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "automation_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        #[sea_orm(unique)]
+        pub name: String,
+        /// operator | admin | viewer
+        pub role: String,
+        pub public_key: String,
+        /// `SHA256:...` of the key, as submissions name it.
+        #[sea_orm(unique)]
+        pub fingerprint: String,
+        pub revoked: bool,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -82,6 +82,18 @@ enum Commands {
 }
 
 #[derive(DeriveIden)]
+enum AutomationKeys {
+    Table,
+    Id,
+    Name,
+    Role,
+    PublicKey,
+    Fingerprint,
+    Revoked,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
 enum Jobs {
     Table,
     Id,
@@ -259,6 +271,20 @@ impl MigrationTrait for M0001Initial {
                 .col(string(ApiTokens::Role))
                 .col(string_uniq(ApiTokens::TokenHash))
                 .col(big_integer(ApiTokens::CreatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(AutomationKeys::Table)
+                .if_not_exists()
+                .col(string(AutomationKeys::Id).primary_key())
+                .col(string_uniq(AutomationKeys::Name))
+                .col(string(AutomationKeys::Role))
+                .col(string(AutomationKeys::PublicKey))
+                .col(string_uniq(AutomationKeys::Fingerprint))
+                .col(boolean(AutomationKeys::Revoked))
+                .col(big_integer(AutomationKeys::CreatedAt))
                 .to_owned(),
         )
         .await?;
