@@ -188,16 +188,31 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
     agent.ops.lock().await.push(op);
     agent.ops_changed.notify_one();
 
+    let stop = tokio_util::sync::CancellationToken::new();
+    agent
+        .running
+        .lock()
+        .unwrap()
+        .insert(cmd.id.clone(), stop.clone());
     let work = execute(agent, &cmd, &signed, delivered);
     tokio::pin!(work);
     let outcome = loop {
         tokio::select! {
             o = &mut work => break o,
+            // Dropping the work closes rootd's socket, which stops the
+            // process group there.
+            _ = stop.cancelled() => break Outcome {
+                status: CommandStatus::Cancelled,
+                exit_code: None,
+                summary: "cancelled while running".into(),
+                data: serde_json::Value::Null,
+            },
             _ = tokio::time::sleep(PROGRESS_EVERY) => {
                 let _ = msg.ack_with(AckKind::Progress).await;
             }
         }
     };
+    agent.running.lock().unwrap().remove(&cmd.id);
     agent.ops.lock().await.retain(|o| o.command_id != cmd.id);
     agent.ops_changed.notify_one();
 
@@ -221,6 +236,29 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                 match cmd.action.as_str() {
                     "sys.ping" => sys::ping(&agent.id),
                     "sys.info" => sys::info(),
+                    "sys.cancel" => {
+                        let target = cmd.params["command_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        match agent.running.lock().unwrap().get(&target) {
+                            Some(t) => {
+                                t.cancel();
+                                Outcome {
+                                    status: CommandStatus::Succeeded,
+                                    exit_code: Some(0),
+                                    summary: format!("stopped {target}"),
+                                    data: serde_json::json!({"command_id": target, "was_running": true}),
+                                }
+                            }
+                            None => Outcome {
+                                status: CommandStatus::Succeeded,
+                                exit_code: Some(0),
+                                summary: format!("{target} is not running here"),
+                                data: serde_json::json!({"command_id": target, "was_running": false}),
+                            },
+                        }
+                    }
                     other => {
                         Outcome::rejected(format!("the agent has no implementation of {other}"))
                     }

@@ -25,6 +25,9 @@ pub struct Agent {
     pub journal: Mutex<Journal>,
     pub ops: Mutex<Vec<ActiveOperation>>,
     pub ops_changed: Notify,
+    /// Running commands, by id, with the switch that stops each.
+    pub running:
+        std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
 }
 
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
@@ -80,6 +83,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         journal: Mutex::new(journal),
         ops: Mutex::new(Vec::new()),
         ops_changed: Notify::new(),
+        running: Default::default(),
     });
 
     // Results from before a crash that the broker never confirmed.

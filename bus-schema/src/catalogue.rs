@@ -40,6 +40,14 @@ impl ActionSpec {
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
+/// Params of `sys.cancel`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    /// The running command to stop.
+    pub command_id: String,
+}
+
 fn typed<T: DeserializeOwned>(params: &serde_json::Value) -> Result<(), String> {
     // `null` means "no params" for every action.
     let v = if params.is_null() {
@@ -66,6 +74,14 @@ pub const ACTIONS: &[ActionSpec] = &[
         runs_in: RunsIn::Agent,
         default_timeout_secs: 30,
         validate: typed::<NoParams>,
+    },
+    ActionSpec {
+        name: "sys.cancel",
+        description:
+            "Stop a command that is running on this agent (its process group in rootd too).",
+        runs_in: RunsIn::Agent,
+        default_timeout_secs: 10,
+        validate: typed::<CancelParams>,
     },
     ActionSpec {
         name: "pkg.scan",

@@ -309,17 +309,33 @@ pub enum CancelError {
     Unknown(String),
     #[error("command {0} is already {1}")]
     Final(String, String),
-    #[error("command {0} is {1}: the agent has it; cancelling a running command is not supported yet, its timeout ends it")]
+    #[error("command {0} is {1}: the agent has just taken it; try again in a moment")]
     Taken(String, String),
+    #[error(transparent)]
+    Create(#[from] CreateError),
     #[error("broker: {0}")]
     Broker(String),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
 }
 
-/// Cancels a command that still waits in its agent's queue: its message is
-/// deleted from the stream, then the row ends `cancelled`.
-pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<command::Model, CancelError> {
+/// What a cancel did.
+pub enum Cancelled {
+    /// It was still queued: removed from the broker, now `cancelled`.
+    Queued(command::Model),
+    /// It was running: `sys.cancel` went to the agent, which will report
+    /// the command `cancelled`.
+    Signalled {
+        command: command::Model,
+        cancel_command: command::Model,
+    },
+}
+
+/// Cancels a command. Still waiting in its agent's queue: its message is
+/// deleted from the stream, then the row ends `cancelled`. Already taken:
+/// a `sys.cancel` goes to the agent, which stops it (and rootd's process
+/// group) and reports it `cancelled`.
+pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, CancelError> {
     let c = command::Entity::find_by_id(id.to_string())
         .one(&state.db)
         .await?
@@ -329,7 +345,25 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<command::Mod
         return Err(CancelError::Final(c.id, c.status));
     }
     if status != CommandStatus::Queued {
-        return Err(CancelError::Taken(c.id, c.status));
+        let cancel_command = create(
+            state,
+            NewCommand {
+                agent_id: c.agent_id.clone(),
+                action: "sys.cancel".into(),
+                params: serde_json::json!({ "command_id": c.id }),
+                timeout_secs: None,
+                ttl_secs: Some(60),
+                requested_by: by.into(),
+                source: Source::User,
+                job_id: None,
+            },
+        )
+        .await?;
+        tracing::info!(command = %id, by, "cancel sent to the agent");
+        return Ok(Cancelled::Signalled {
+            command: c,
+            cancel_command,
+        });
     }
     if let Some(seq) = c.stream_seq {
         let stream = state
@@ -365,7 +399,7 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<command::Mod
     if res.rows_affected == 1 {
         crate::events::publish(state, &crate::events::of_command(&now)).await;
         tracing::info!(command = %id, by, "command cancelled");
-        Ok(now)
+        Ok(Cancelled::Queued(now))
     } else {
         Err(CancelError::Taken(now.id, now.status))
     }

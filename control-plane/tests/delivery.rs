@@ -218,7 +218,7 @@ fn runs_in_rootd(h: &common::Host, id: &str) -> usize {
     h.rootd
         .log_text()
         .lines()
-        .filter(|l| l.contains("running") && l.contains(&format!("command={id}")))
+        .filter(|l| l.contains("server: running ") && l.contains(&format!("command={id}")))
         .count()
 }
 
@@ -402,4 +402,39 @@ async fn automation_submits_signed_jobs_on_the_bus() {
         reasons.contains(&"forbidden") && reasons.contains(&"bad_signature"),
         "{sec}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_command_can_be_cancelled() {
+    let stack = Stack::start().await;
+    let h = stack.start_host("h").await;
+    let (_, c) = stack
+        .post(
+            &format!("/agents/{}/commands", h.id),
+            &json!({"action": "pkg.scan"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    wait_for("the scan to run", Duration::from_secs(30), || async {
+        let (_, v) = stack.get(&format!("/commands/{id}")).await;
+        (v["status"] == "running").then_some(())
+    })
+    .await;
+    let (code, v) = stack
+        .post(&format!("/commands/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let cancel_id = v["cancel_command"].as_str().unwrap().to_string();
+    let cancel = stack.wait_final(&cancel_id, Duration::from_secs(30)).await;
+    assert_eq!(cancel["status"], "succeeded", "{cancel}");
+    let done = stack.wait_final(&id, Duration::from_secs(60)).await;
+    // The scan is short (about a second); if it won the race the cancel says
+    // so. Either way the command has one final state and ran once.
+    if cancel["result"]["was_running"] == true {
+        assert_eq!(done["status"], "cancelled", "{done}");
+        Stack::wait_log(&h.rootd, "the agent hung up; stopping the action").await;
+    } else {
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    assert_eq!(runs_in_rootd(&h, &id), 1);
 }

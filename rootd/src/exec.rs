@@ -18,6 +18,8 @@ pub struct Finished {
     /// `None` when it was killed by a signal.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
+    /// Stopped because the agent cancelled the command or hung up.
+    pub cancelled: bool,
     /// Every stdout line, for actions that parse their output.
     pub stdout: Vec<String>,
 }
@@ -30,6 +32,7 @@ pub struct Program<'a> {
     pub env: &'a [(&'a str, &'a str)],
     pub timeout: Duration,
     pub grace: Duration,
+    pub cancel: &'a tokio_util::sync::CancellationToken,
 }
 
 pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
@@ -73,19 +76,27 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
         }
     });
 
-    let (status, timed_out) = match tokio::time::timeout(p.timeout, child.wait()).await {
-        Ok(status) => (status?, false),
-        Err(_) => {
+    // Ends at exit, at the deadline, or when the agent cancels (or goes away).
+    let stopped = tokio::select! {
+        status = child.wait() => Ok(status?),
+        _ = tokio::time::sleep(p.timeout) => Err(false),
+        _ = p.cancel.cancelled() => Err(true),
+    };
+    let mut cancelled = false;
+    let (status, timed_out) = match stopped {
+        Ok(status) => (status, false),
+        Err(by_cancel) => {
+            cancelled = by_cancel;
             if let Some(pg) = pgid {
                 let _ = killpg(pg, Signal::SIGTERM);
             }
             match tokio::time::timeout(p.grace, child.wait()).await {
-                Ok(status) => (status?, true),
+                Ok(status) => (status?, !by_cancel),
                 Err(_) => {
                     if let Some(pg) = pgid {
                         let _ = killpg(pg, Signal::SIGKILL);
                     }
-                    (child.wait().await?, true)
+                    (child.wait().await?, !by_cancel)
                 }
             }
         }
@@ -101,6 +112,7 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
     Ok(Finished {
         exit_code: status.code(),
         timed_out,
+        cancelled,
         stdout,
     })
 }
@@ -118,6 +130,7 @@ mod tests {
                 env: &[],
                 timeout: Duration::from_secs(10),
                 grace: Duration::from_secs(1),
+                cancel: &Default::default(),
             },
             &tx,
         )
@@ -144,6 +157,7 @@ mod tests {
                 env: &[],
                 timeout: Duration::from_millis(200),
                 grace: Duration::from_millis(200),
+                cancel: &Default::default(),
             },
             &tx,
         )
@@ -151,5 +165,29 @@ mod tests {
         .unwrap();
         assert!(f.timed_out);
         assert_eq!(f.exit_code, None);
+    }
+
+    #[tokio::test]
+    async fn cancel_kills_the_whole_group() {
+        let (tx, _rx) = mpsc::channel(16);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c2.cancel();
+        });
+        let f = run(
+            Program {
+                argv: &["/bin/sh", "-c", "sleep 30 & sleep 30"],
+                env: &[],
+                timeout: Duration::from_secs(60),
+                grace: Duration::from_millis(200),
+                cancel: &cancel,
+            },
+            &tx,
+        )
+        .await
+        .unwrap();
+        assert!(f.cancelled && !f.timed_out);
     }
 }

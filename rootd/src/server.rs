@@ -173,25 +173,36 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
     let limits = Limits {
         timeout: Duration::from_secs(cmd.timeout_secs.max(1) as u64),
         grace: Duration::from_secs(shared.cfg.kill_grace_secs),
+        cancel: tokio_util::sync::CancellationToken::new(),
     };
+    // The agent hanging up means "stop": it cancelled the command, or it died
+    // and will never report this run (its journal will not run it again).
+    let (mut sink, mut from_agent) = framed.split();
     let run = actions::run(&cmd, &limits, &tx);
     tokio::pin!(run);
+    let mut hung_up = false;
     let outcome = loop {
         tokio::select! {
             outcome = &mut run => break outcome,
             Some((stream, line)) = rx.recv() => {
-                // The agent may have gone; the action still finishes.
-                let _ = framed.send(encode_frame(&RootFrame::Output { stream, line })).await;
+                let _ = sink.send(encode_frame(&RootFrame::Output { stream, line })).await;
+            }
+            next = from_agent.next(), if !hung_up => {
+                if next.is_none() || matches!(next, Some(Err(_))) {
+                    hung_up = true;
+                    warn!(command = %cmd.id, "the agent hung up; stopping the action");
+                    limits.cancel.cancel();
+                }
             }
         }
     };
     while let Ok((stream, line)) = rx.try_recv() {
-        let _ = framed
+        let _ = sink
             .send(encode_frame(&RootFrame::Output { stream, line }))
             .await;
     }
     info!(command = %cmd.id, status = outcome.status.as_str(), summary = %outcome.summary, "finished");
-    let _ = framed
+    let _ = sink
         .send(encode_frame(&RootFrame::Done {
             status: outcome.status,
             exit_code: outcome.exit_code,

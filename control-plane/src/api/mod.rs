@@ -323,10 +323,19 @@ async fn cancel_command(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    use crate::commands::CancelError;
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::commands::{CancelError, Cancelled};
     match commands::cancel(&state, &id, &who.name).await {
-        Ok(c) => Ok(Json(command_json(&c))),
+        Ok(Cancelled::Queued(c)) => Ok((StatusCode::OK, Json(command_json(&c)))),
+        Ok(Cancelled::Signalled {
+            command,
+            cancel_command,
+        }) => {
+            let mut v = command_json(&command);
+            v["cancel_command"] = Value::String(cancel_command.id);
+            Ok((StatusCode::ACCEPTED, Json(v)))
+        }
+        Err(CancelError::Create(e)) => Err(e.into()),
         Err(e @ CancelError::Unknown(_)) => Err(ApiError::not_found(e.to_string())),
         Err(e @ (CancelError::Final(..) | CancelError::Taken(..))) => {
             Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))

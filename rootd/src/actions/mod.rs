@@ -33,6 +33,8 @@ impl Outcome {
 pub struct Limits {
     pub timeout: Duration,
     pub grace: Duration,
+    /// Fired when the agent cancels the command or hangs up.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Runs one verified command. The caller has already checked signature,

@@ -41,6 +41,7 @@ pub async fn scan(limits: &Limits, sink: &LineSink) -> Outcome {
             env: &[("DEBIAN_FRONTEND", "noninteractive")],
             timeout: limits.timeout,
             grace: limits.grace,
+            cancel: &limits.cancel,
         },
         sink,
     )
@@ -49,6 +50,14 @@ pub async fn scan(limits: &Limits, sink: &LineSink) -> Outcome {
         Ok(f) => f,
         Err(e) => return Outcome::failed(format!("could not start apt-get: {e}")),
     };
+    if finished.cancelled {
+        return Outcome {
+            status: CommandStatus::Cancelled,
+            exit_code: finished.exit_code,
+            summary: "cancelled while running; the process group was stopped".into(),
+            data: json!(null),
+        };
+    }
     if finished.timed_out {
         return Outcome {
             status: CommandStatus::Failed,
