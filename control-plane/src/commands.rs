@@ -326,8 +326,8 @@ pub enum Cancelled {
     /// It was running: `sys.cancel` went to the agent, which will report
     /// the command `cancelled`.
     Signalled {
-        command: command::Model,
-        cancel_command: command::Model,
+        command: Box<command::Model>,
+        cancel_command: Box<command::Model>,
     },
 }
 
@@ -361,8 +361,8 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
         .await?;
         tracing::info!(command = %id, by, "cancel sent to the agent");
         return Ok(Cancelled::Signalled {
-            command: c,
-            cancel_command,
+            command: Box::new(c),
+            cancel_command: Box::new(cancel_command),
         });
     }
     if let Some(seq) = c.stream_seq {
