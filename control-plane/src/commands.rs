@@ -322,7 +322,7 @@ pub enum CancelError {
 /// What a cancel did.
 pub enum Cancelled {
     /// It was still queued: removed from the broker, now `cancelled`.
-    Queued(command::Model),
+    Queued(Box<command::Model>),
     /// It was running: `sys.cancel` went to the agent, which will report
     /// the command `cancelled`.
     Signalled {
@@ -399,7 +399,7 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
     if res.rows_affected == 1 {
         crate::events::publish(state, &crate::events::of_command(&now)).await;
         tracing::info!(command = %id, by, "command cancelled");
-        Ok(Cancelled::Queued(now))
+        Ok(Cancelled::Queued(Box::new(now)))
     } else {
         Err(CancelError::Taken(now.id, now.status))
     }
