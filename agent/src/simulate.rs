@@ -3,7 +3,13 @@
 //! enrolment path, keeps its own NATS connection with its own credentials,
 //! pulls from its own durable consumer, verifies every command's signature,
 //! answers `sys.ping` and `sys.info` with signed results, and sends
-//! heartbeats. What it skips: rootd, the on-disk journal, real metrics.
+//! heartbeats. What it skips: rootd and real metrics.
+//!
+//! With `--state-dir`, each virtual agent keeps its identity, credentials
+//! and journal on disk (`<dir>/<i>/`) like a real agent, so the process can
+//! be killed and restarted without re-enrolling, and never runs a command
+//! twice; each execution appends the command id to `<dir>/<i>/executions`,
+//! the effect the chaos test counts.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +52,9 @@ pub struct SimulateArgs {
     /// Write the enrolled agent ids here, one a line, when all are up.
     #[arg(long)]
     pub ids_file: Option<PathBuf>,
+    /// Keep identities, credentials and journals here (reused on restart).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 struct Virtual {
@@ -55,6 +64,39 @@ struct Virtual {
     cp_key: VerifyingKey,
     client: async_nats::Client,
     js: jetstream::Context,
+    /// Per-agent journal and effect file, when `--state-dir` is given.
+    journal: Option<tokio::sync::Mutex<crate::journal::Journal>>,
+    dir: Option<PathBuf>,
+}
+
+/// Loads a virtual agent's saved identity, or enrols it and saves it.
+async fn identity(
+    args: &SimulateArgs,
+    enroll: &async_nats::Client,
+    i: usize,
+) -> anyhow::Result<(nkeys::KeyPair, String, VerifyingKey)> {
+    let Some(root) = &args.state_dir else {
+        return enrol(args, enroll, i).await;
+    };
+    let dir = root.join(i.to_string());
+    if let (Ok(seed), Ok(jwt), Ok(key)) = (
+        std::fs::read_to_string(dir.join("agent.seed")),
+        std::fs::read_to_string(dir.join("agent.jwt")),
+        std::fs::read_to_string(dir.join("control-plane.key")),
+    ) {
+        return Ok((
+            nkeys::KeyPair::from_seed(seed.trim())?,
+            jwt,
+            VerifyingKey::parse(&key)?,
+        ));
+    }
+    let (key, jwt, cp) = enrol(args, enroll, i).await?;
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("agent.jwt"), &jwt)?;
+    std::fs::write(dir.join("control-plane.key"), cp.to_base64())?;
+    // Last: its presence means the others are complete.
+    bus_schema::signing::write_secret_file(&dir.join("agent.seed"), key.seed()?.as_bytes())?;
+    Ok((key, jwt, cp))
 }
 
 /// Counters printed every few seconds.
@@ -138,17 +180,35 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let enroll = enroll.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            let (key, jwt, cp_key) = enrol(&args, &enroll, i).await?;
+            let (key, jwt, cp_key) = identity(&args, &enroll, i).await?;
             let client = connect(&args, &key, jwt).await?;
             let js = jetstream::new(client.clone());
-            anyhow::Ok(Virtual {
+            let dir = args.state_dir.as_ref().map(|d| d.join(i.to_string()));
+            let journal = match &dir {
+                Some(d) => Some(tokio::sync::Mutex::new(crate::journal::Journal::open(
+                    d,
+                    now_ms(),
+                )?)),
+                None => None,
+            };
+            let v = Virtual {
                 id: key.public_key(),
                 hostname: format!("{}-{i}", args.prefix),
                 key,
                 cp_key,
                 client,
                 js,
-            })
+                journal,
+                dir,
+            };
+            // Results from before a crash that the broker never confirmed.
+            if let Some(j) = &v.journal {
+                let pending = j.lock().await.unconfirmed();
+                for (_, r) in pending {
+                    publish_confirmed(&v, &r).await;
+                }
+            }
+            anyhow::Ok(v)
         }));
     }
     let mut agents = Vec::with_capacity(args.count);
@@ -274,6 +334,32 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
                     continue;
                 }
             };
+            // The journal's rule, as in the real agent: a known id is never
+            // run again; its stored result (or "interrupted") is re-sent.
+            if let Some(j) = &a.journal {
+                let seen = j.lock().await.get(&cmd.id).cloned();
+                if let Some(entry) = seen {
+                    let result = entry.result.unwrap_or_else(|| CommandResult {
+                        command_id: cmd.id.clone(),
+                        agent_id: a.id.clone(),
+                        status: CommandStatus::Failed,
+                        exit_code: None,
+                        summary: "interrupted: the agent stopped during the run; not run again so it never runs twice".into(),
+                        data: serde_json::Value::Null,
+                        attempt,
+                        at: now_ms(),
+                    });
+                    publish_confirmed(&a, &result).await;
+                    let _ = msg.double_ack().await;
+                    continue;
+                }
+                if j.lock().await.record_seen(&cmd.id, cmd.expires_at).is_err() {
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                        .await;
+                    continue;
+                }
+            }
             let (status, summary, data) = match cmd.action.as_str() {
                 "sys.ping" => (
                     CommandStatus::Succeeded,
@@ -291,6 +377,17 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
                     serde_json::Value::Null,
                 ),
             };
+            // The effect: one line per execution.
+            if let Some(d) = &a.dir {
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(d.join("executions"))
+                {
+                    let _ = writeln!(f, "{}", cmd.id);
+                }
+            }
             let result = CommandResult {
                 command_id: cmd.id.clone(),
                 agent_id: a.id.clone(),
@@ -301,17 +398,34 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
                 attempt,
                 at: now_ms(),
             };
-            let body = bus_schema::encode(&sign_result(&a.key, &result));
-            let subject = subjects::result(&a.id, &cmd.id);
-            match a.js.publish(subject, body.into()).await {
-                Ok(ack) => {
-                    if ack.await.is_ok() {
-                        let _ = msg.ack().await;
-                        stats.commands.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Err(e) => warn!(error = %e, "virtual agent could not publish a result"),
+            if let Some(j) = &a.journal {
+                let _ = j.lock().await.record_result(cmd.expires_at, &result);
+            }
+            publish_confirmed(&a, &result).await;
+            if msg.double_ack().await.is_ok() {
+                stats.commands.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// Publishes a signed result until the broker confirms it, then marks it
+/// confirmed in the journal.
+async fn publish_confirmed(a: &Virtual, result: &CommandResult) {
+    let body = bus_schema::encode(&sign_result(&a.key, result));
+    let subject = subjects::result(&a.id, &result.command_id);
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..1000 {
+        if let Ok(ack) = a.js.publish(subject.clone(), body.clone().into()).await {
+            if ack.await.is_ok() {
+                if let Some(j) = &a.journal {
+                    let _ = j.lock().await.confirm(&result.command_id);
+                }
+                return;
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    warn!(command = %result.command_id, "virtual agent gave up publishing a result; it stays in the journal");
 }

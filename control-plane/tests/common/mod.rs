@@ -261,7 +261,7 @@ impl Stack {
         stack
     }
 
-    fn spawn_cp(data_dir: &Path, nats_url: &str, port: u16) -> Proc {
+    pub fn spawn_cp(data_dir: &Path, nats_url: &str, port: u16) -> Proc {
         let mut cmd = Command::new(bin("drover"));
         cmd.arg("serve")
             .env("DROVER_DATA_DIR", data_dir)
