@@ -146,6 +146,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
 
     // Single-command latency to the real agent.
     let mut lat = Vec::new();
+    let mut failed_singles = 0usize;
     for _ in 0..200 {
         let start = Instant::now();
         let (code, c) = stack
@@ -154,9 +155,16 @@ async fn one_size(n: usize, runs: usize) -> Row {
                 &json!({"action": "sys.ping"}),
             )
             .await;
-        assert_eq!(code, 201);
-        assert_eq!(c["status"], "succeeded", "{c}");
-        lat.push(start.elapsed().as_secs_f64() * 1000.0);
+        if code == 201 && c["status"] == "succeeded" {
+            lat.push(start.elapsed().as_secs_f64() * 1000.0);
+        } else {
+            // Reported, not hidden: a saturated broker refuses or times out.
+            failed_singles += 1;
+            eprintln!("[{n}] single command failed: HTTP {code} {c}");
+        }
+    }
+    if failed_singles > 0 {
+        eprintln!("[{n}] {failed_singles} of 200 single commands failed");
     }
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
 
