@@ -33,7 +33,7 @@ async fn wait_for_consumer(agent: &Agent) -> PullConsumer {
             .js
             .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
                 &name,
-                subjects::CMD_STREAM,
+                subjects::cmd_stream(&agent.id),
             )
             .await
         {

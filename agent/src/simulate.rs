@@ -300,7 +300,7 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
             .js
             .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
                 &name,
-                subjects::CMD_STREAM,
+                subjects::cmd_stream(&a.id),
             )
             .await
         {

@@ -9,9 +9,13 @@ pub const PREFIX: &str = "drover";
 /// Heartbeats: `drover.hb.<agent>`.
 pub const HB_STREAM: &str = "DROVER_HB";
 pub const HB_ALL: &str = "drover.hb.*";
-/// Commands: `drover.cmd.<agent>`.
-pub const CMD_STREAM: &str = "DROVER_CMD";
-pub const CMD_ALL: &str = "drover.cmd.*";
+/// Commands: `drover.cmd.<shard>.<agent>`, in one of [`CMD_SHARDS`] streams
+/// `DROVER_CMD_<shard>`. Sharding keeps the number of consumers per stream
+/// (one per agent) low: a publish costs the broker work per consumer of its
+/// stream (see docs/architecture.md, "The command path at scale").
+pub const CMD_SHARDS: u32 = 16;
+/// Prefix of the command streams' names.
+pub const CMD_STREAM_PREFIX: &str = "DROVER_CMD_";
 /// Results: `drover.res.<agent>.<command>`.
 pub const RES_STREAM: &str = "DROVER_RES";
 pub const RES_ALL: &str = "drover.res.*.*";
@@ -41,8 +45,31 @@ pub fn heartbeat(agent: &str) -> String {
     format!("{PREFIX}.hb.{agent}")
 }
 
+/// The command shard of an agent: FNV-1a of its id, stable everywhere.
+pub fn cmd_shard(agent: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in agent.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % CMD_SHARDS
+}
+
+/// The stream that holds an agent's commands.
+pub fn cmd_stream(agent: &str) -> String {
+    format!("{CMD_STREAM_PREFIX}{:02}", cmd_shard(agent))
+}
+
+/// Name and subject filter of shard `k`'s stream.
+pub fn cmd_stream_of_shard(k: u32) -> (String, String) {
+    (
+        format!("{CMD_STREAM_PREFIX}{k:02}"),
+        format!("{PREFIX}.cmd.{k:02}.*"),
+    )
+}
+
 pub fn command(agent: &str) -> String {
-    format!("{PREFIX}.cmd.{agent}")
+    format!("{PREFIX}.cmd.{:02}.{agent}", cmd_shard(agent))
 }
 
 pub fn result(agent: &str, command: &str) -> String {
@@ -78,7 +105,7 @@ pub fn inbox_prefix(agent: &str) -> String {
     format!("_INBOX_{agent}")
 }
 
-/// Name of an agent's durable pull consumer on [`CMD_STREAM`].
+/// Name of an agent's durable pull consumer on its command stream.
 pub fn agent_consumer(agent: &str) -> String {
     format!("agent-{agent}")
 }
@@ -100,7 +127,7 @@ pub fn parse(subject: &str) -> Parsed<'_> {
     let parts: Vec<&str> = subject.split('.').collect();
     match parts.as_slice() {
         [PREFIX, "hb", agent] => Parsed::Heartbeat { agent },
-        [PREFIX, "cmd", agent] => Parsed::Command { agent },
+        [PREFIX, "cmd", _shard, agent] => Parsed::Command { agent },
         [PREFIX, "res", agent, command] => Parsed::Result { agent, command },
         [PREFIX, "out", agent, command] => Parsed::Output { agent, command },
         [PREFIX, "sec", agent] => Parsed::Refusal { agent },
@@ -133,6 +160,14 @@ mod tests {
             }
         );
         assert_eq!(parse(&heartbeat("A1")), Parsed::Heartbeat { agent: "A1" });
+        assert_eq!(parse(&command("A1")), Parsed::Command { agent: "A1" });
+        let shards: std::collections::HashSet<u32> =
+            (0..1000).map(|i| cmd_shard(&format!("U{i}"))).collect();
+        assert_eq!(
+            shards.len(),
+            CMD_SHARDS as usize,
+            "ids spread over every shard"
+        );
         assert_eq!(parse("drover.hb.a.b"), Parsed::Other);
     }
 

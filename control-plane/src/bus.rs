@@ -69,22 +69,6 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             ..Default::default()
         },
         jetstream::stream::Config {
-            name: subjects::CMD_STREAM.into(),
-            description: Some("signed commands, one subject and one consumer per agent".into()),
-            subjects: vec![subjects::CMD_ALL.into()],
-            retention: RetentionPolicy::WorkQueue,
-            // The per-agent queue cap is the broker's: a full queue refuses
-            // the publish instead of dropping old work.
-            max_messages_per_subject: cfg.max_pending_per_agent,
-            discard: DiscardPolicy::New,
-            discard_new_per_subject: true,
-            allow_message_ttl: true,
-            max_consumers: cfg.max_agents,
-            duplicate_window: Duration::from_secs(120),
-            storage: StorageType::File,
-            ..Default::default()
-        },
-        jetstream::stream::Config {
             name: subjects::RES_STREAM.into(),
             description: Some("command results, signed by agents".into()),
             subjects: vec![subjects::RES_ALL.into(), subjects::SEC_ALL.into()],
@@ -102,7 +86,27 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             ..Default::default()
         },
     ];
-    for s in streams {
+    // The command shards: one subject and one consumer per agent each.
+    let shards = (0..subjects::CMD_SHARDS).map(|k| {
+        let (name, filter) = subjects::cmd_stream_of_shard(k);
+        jetstream::stream::Config {
+            name,
+            description: Some("signed commands, one subject and one consumer per agent".into()),
+            subjects: vec![filter],
+            retention: RetentionPolicy::WorkQueue,
+            // The per-agent queue cap is the broker's: a full queue refuses
+            // the publish instead of dropping old work.
+            max_messages_per_subject: cfg.max_pending_per_agent,
+            discard: DiscardPolicy::New,
+            discard_new_per_subject: true,
+            allow_message_ttl: true,
+            max_consumers: cfg.max_agents,
+            duplicate_window: Duration::from_secs(120),
+            storage: StorageType::File,
+            ..Default::default()
+        }
+    });
+    for s in streams.into_iter().chain(shards) {
         let name = s.name.clone();
         js.create_or_update_stream(s)
             .await
@@ -160,12 +164,16 @@ pub const MAX_DELIVER: i64 = 5;
 /// Agents whose command consumer exists on the broker.
 pub async fn existing_agent_consumers(js: &jetstream::Context) -> anyhow::Result<Vec<String>> {
     use futures::StreamExt;
-    let stream = js.get_stream_no_info(subjects::CMD_STREAM).await?;
-    let mut names = stream.consumer_names();
     let mut out = Vec::new();
-    while let Some(n) = names.next().await {
-        if let Some(agent) = n?.strip_prefix("agent-") {
-            out.push(agent.to_string());
+    for k in 0..subjects::CMD_SHARDS {
+        let stream = js
+            .get_stream_no_info(subjects::cmd_stream_of_shard(k).0)
+            .await?;
+        let mut names = stream.consumer_names();
+        while let Some(n) = names.next().await {
+            if let Some(agent) = n?.strip_prefix("agent-") {
+                out.push(agent.to_string());
+            }
         }
     }
     Ok(out)
@@ -175,7 +183,7 @@ pub async fn existing_agent_consumers(js: &jetstream::Context) -> anyhow::Result
 /// itself may only read from it, never create it.
 pub async fn ensure_agent_consumer(js: &jetstream::Context, agent: &str) -> anyhow::Result<()> {
     let name = subjects::agent_consumer(agent);
-    let stream = js.get_stream_no_info(subjects::CMD_STREAM).await?;
+    let stream = js.get_stream_no_info(subjects::cmd_stream(agent)).await?;
     stream
         .get_or_create_consumer::<pull::Config>(
             &name,

@@ -368,7 +368,7 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
     if let Some(seq) = c.stream_seq {
         let stream = state
             .js
-            .get_stream_no_info(subjects::CMD_STREAM)
+            .get_stream_no_info(subjects::cmd_stream(&c.agent_id))
             .await
             .map_err(|e| CancelError::Broker(e.to_string()))?;
         // Gone already means the agent fetched it (or it expired).

@@ -461,10 +461,8 @@ pub async fn sweep_loop(state: AppState) {
 /// The broker's word that it gave up redelivering a command: end it
 /// `failed`, once.
 pub async fn max_deliveries_loop(state: AppState) {
-    let subject = format!(
-        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
-        subjects::CMD_STREAM
-    );
+    // Every command shard; the consumer name says which agent.
+    let subject = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*".to_string();
     let mut sub = match state.nats.subscribe(subject).await {
         Ok(s) => s,
         Err(e) => {

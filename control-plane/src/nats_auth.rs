@@ -70,7 +70,10 @@ fn allow(list: &[String]) -> Permission {
 
 /// What an agent may do, as a template over its user name (its id).
 pub fn agent_permissions(name: &str) -> Permissions {
-    let cmd = subjects::CMD_STREAM;
+    // Any command stream, but only the consumer named after this agent: the
+    // consumer name carries the identity, so the shard need not be in the
+    // template.
+    let cmd = "*";
     let consumer = subjects::agent_consumer(name);
     Permissions {
         publish: allow(&[

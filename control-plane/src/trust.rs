@@ -112,7 +112,7 @@ pub async fn revoke(state: &AppState, id: &str, by: &str) -> Result<(), TrustErr
     // 2. Its queue and what waited in it.
     let stream = state
         .js
-        .get_stream(subjects::CMD_STREAM)
+        .get_stream(subjects::cmd_stream(id))
         .await
         .map_err(|e| TrustError::Broker(e.to_string()))?;
     let _ = stream.delete_consumer(&subjects::agent_consumer(id)).await;

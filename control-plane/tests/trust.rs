@@ -96,10 +96,16 @@ async fn the_broker_confines_each_agent_to_its_own_subjects() {
     for api in [
         format!(
             "$JS.API.CONSUMER.MSG.NEXT.{}.{consumer}",
-            subjects::CMD_STREAM
+            subjects::cmd_stream(&b.id)
         ),
-        format!("$JS.API.CONSUMER.INFO.{}.{consumer}", subjects::CMD_STREAM),
-        format!("$JS.ACK.{}.{consumer}.1.1.1.1.0", subjects::CMD_STREAM),
+        format!(
+            "$JS.API.CONSUMER.INFO.{}.{consumer}",
+            subjects::cmd_stream(&b.id)
+        ),
+        format!(
+            "$JS.ACK.{}.{consumer}.1.1.1.1.0",
+            subjects::cmd_stream(&b.id)
+        ),
     ] {
         ca.publish(api.clone(), "{}".into()).await.unwrap();
         wait_denied(&events, &api).await;
@@ -170,12 +176,13 @@ async fn revoking_an_agent_cuts_it_off_and_the_others_keep_working() {
     );
     // Its queue is gone from the broker.
     let js = async_nats::jetstream::new(stack.client().await);
-    let stream = js.get_stream(subjects::CMD_STREAM).await.unwrap();
-    assert!(stream
+    let stream_a = js.get_stream(subjects::cmd_stream(&a.id)).await.unwrap();
+    assert!(stream_a
         .consumer_info(subjects::agent_consumer(&a.id))
         .await
         .is_err());
-    assert!(stream
+    let stream_b = js.get_stream(subjects::cmd_stream(&b.id)).await.unwrap();
+    assert!(stream_b
         .consumer_info(subjects::agent_consumer(&b.id))
         .await
         .is_ok());
