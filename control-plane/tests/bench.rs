@@ -16,10 +16,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Proc, Stack};
+use common::{wait_for, Stack};
 use serde_json::json;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -69,26 +68,8 @@ async fn one_size(n: usize, runs: usize) -> Row {
     // The virtual fleet.
     let token = stack.token(n as i32 + 10, "2h", true).await;
     let ids_file = stack.tmp.path().join("sim-ids");
-    let mut cmd = Command::new(common::bin("drover-agent"));
-    cmd.args([
-        "simulate",
-        "--count",
-        &n.to_string(),
-        "--nats-url",
-        &stack.nats.url(),
-        "--heartbeat-secs",
-        "30",
-    ])
-    .arg("--enroll-creds")
-    .arg(stack.data_dir.join("enroll.creds"))
-    .arg("--ids-file")
-    .arg(&ids_file)
-    .env("DROVER_SIM_TOKEN", &token);
-    let sim = Proc::spawn(
-        "drover-agent simulate",
-        cmd,
-        stack.tmp.path().join("simulate.log"),
-    );
+    let extra = [std::ffi::OsStr::new("--ids-file"), ids_file.as_os_str()];
+    let sim = stack.spawn_simulate(n, &token, 30, &extra, "simulate.log");
     let t0 = Instant::now();
     let budget = Duration::from_secs(120 + n as u64 / 20);
     wait_for("the virtual fleet to be ready", budget, || async {
@@ -110,15 +91,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
             .await;
         assert_eq!(code, 201, "{job}");
         let id = job["id"].as_str().unwrap().to_string();
-        let done = wait_for(
-            "the fan-out to finish",
-            Duration::from_secs(300),
-            || async {
-                let (_, v) = stack.get(&format!("/jobs/{id}")).await;
-                v["done"].as_bool().unwrap_or(false).then_some(v)
-            },
-        )
-        .await;
+        let done = stack.wait_job_done(&id, Duration::from_secs(300)).await;
         let secs = start.elapsed().as_secs_f64();
         let ok = done["counts"]["succeeded"].as_u64().unwrap() as usize;
         eprintln!(

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{wait_for, Nats, Proc, Stack};
@@ -17,22 +16,8 @@ use serde_json::json;
 const AGENTS: usize = 1000;
 
 fn simulate(stack: &Stack, token: &str, state: &std::path::Path, log: &str) -> Proc {
-    let mut cmd = Command::new(common::bin("drover-agent"));
-    cmd.args([
-        "simulate",
-        "--count",
-        &AGENTS.to_string(),
-        "--nats-url",
-        &stack.nats.url(),
-        "--heartbeat-secs",
-        "2",
-    ])
-    .arg("--enroll-creds")
-    .arg(stack.data_dir.join("enroll.creds"))
-    .arg("--state-dir")
-    .arg(state)
-    .env("DROVER_SIM_TOKEN", token);
-    Proc::spawn("drover-agent simulate", cmd, stack.tmp.path().join(log))
+    let extra = [std::ffi::OsStr::new("--state-dir"), state.as_os_str()];
+    stack.spawn_simulate(AGENTS, token, 2, &extra, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,11 +78,7 @@ async fn a_thousand_commands_survive_agent_kill_broker_and_control_plane_restart
 
     // 4. The agents come back with their identities and journals.
     fleet = simulate(&stack, &token, &state, "simulate-2.log");
-    let done = wait_for("every command to end", Duration::from_secs(600), || async {
-        let (_, v) = stack.get(&format!("/jobs/{id}")).await;
-        v["done"].as_bool().unwrap_or(false).then_some(v)
-    })
-    .await;
+    let done = stack.wait_job_done(&id, Duration::from_secs(600)).await;
     drop(fleet);
 
     // Exactly one final state each, none lost.

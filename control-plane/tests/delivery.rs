@@ -48,11 +48,7 @@ async fn a_job_fans_out_and_names_the_hosts_that_did_not_answer() {
 
     // C comes back; the broker kept its command.
     c.agent = Stack::spawn_agent(&c.agent_toml, &c.dir);
-    let done = wait_for("the job to finish", Duration::from_secs(30), || async {
-        let (_, v) = stack.get(&format!("/jobs/{id}")).await;
-        v["done"].as_bool().unwrap().then_some(v)
-    })
-    .await;
+    let done = stack.wait_job_done(&id, Duration::from_secs(30)).await;
     assert_eq!(done["counts"]["succeeded"], 3, "{done}");
     let (_, hosts) = stack.get(&format!("/jobs/{id}/hosts")).await;
     let ids: Vec<&str> = hosts["hosts"]
@@ -130,13 +126,7 @@ async fn a_command_for_a_host_that_stays_away_expires_and_never_runs() {
     h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
     stack.wait_online(&h.id).await;
     // A later command proves the agent has drained its queue.
-    let (_, later) = stack
-        .post(
-            &format!("/agents/{}/commands?wait=20", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
-    assert_eq!(later["status"], "succeeded");
+    assert_eq!(stack.ping(&h.id).await["status"], "succeeded");
     assert!(
         !h.agent.log_text().contains(&id),
         "the expired command never reached the agent"
@@ -200,13 +190,7 @@ async fn a_queued_command_can_be_cancelled() {
         .await;
     assert_eq!(code, 409, "a final command cannot be cancelled again: {v}");
     h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
-    let (_, later) = stack
-        .post(
-            &format!("/agents/{}/commands?wait=20", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
-    assert_eq!(later["status"], "succeeded");
+    assert_eq!(stack.ping(&h.id).await["status"], "succeeded");
     assert!(
         !h.agent.log_text().contains(&id),
         "the cancelled command never reached the agent"
@@ -385,11 +369,7 @@ async fn automation_submits_signed_jobs_on_the_bus() {
         .unwrap();
     assert_eq!(deploy["requested_by"], "automation:ci");
     let id = deploy["id"].as_str().unwrap().to_string();
-    let done = wait_for("the job to finish", Duration::from_secs(30), || async {
-        let (_, v) = stack.get(&format!("/jobs/{id}")).await;
-        v["done"].as_bool().unwrap().then_some(v)
-    })
-    .await;
+    let done = stack.wait_job_done(&id, Duration::from_secs(30)).await;
     assert_eq!(done["counts"]["succeeded"], 1);
     let (_, sec) = stack.get("/security").await;
     let reasons: Vec<&str> = sec["refused"]

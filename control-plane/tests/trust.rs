@@ -55,19 +55,6 @@ async fn wait_denied(events: &Arc<Mutex<Vec<String>>>, subject: &str) {
     .await;
 }
 
-async fn ping(stack: &Stack, agent: &str) -> serde_json::Value {
-    let (code, c) = stack
-        .post(
-            &format!("/agents/{agent}/commands?wait=20"),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{c}");
-    stack
-        .wait_final(c["id"].as_str().unwrap(), Duration::from_secs(30))
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_confines_each_agent_to_its_own_subjects() {
     let stack = Stack::start().await;
@@ -120,8 +107,8 @@ async fn the_broker_confines_each_agent_to_its_own_subjects() {
         "its own subject is allowed"
     );
     // B never noticed.
-    assert_eq!(ping(&stack, &b.id).await["status"], "succeeded");
-    assert_eq!(ping(&stack, &a.id).await["status"], "succeeded");
+    assert_eq!(stack.ping(&b.id).await["status"], "succeeded");
+    assert_eq!(stack.ping(&a.id).await["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +151,7 @@ async fn revoking_an_agent_cuts_it_off_and_the_others_keep_working() {
         )
         .await;
     assert_eq!(code, 409, "{v}");
-    assert_eq!(ping(&stack, &b.id).await["status"], "succeeded");
+    assert_eq!(stack.ping(&b.id).await["status"], "succeeded");
     let (_, sec) = stack.get("/security").await;
     assert!(
         sec["revoked_agents"]
@@ -297,7 +284,7 @@ async fn machine_binding_conflicts_are_refused_and_listed() {
         "{sec}"
     );
     // A itself is unharmed.
-    assert_eq!(ping(&stack, &a.id).await["status"], "succeeded");
+    assert_eq!(stack.ping(&a.id).await["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +321,7 @@ async fn an_agent_waits_for_approval_unless_its_token_says_otherwise() {
         .await;
     assert_eq!(code, 200, "{v}");
     stack.wait_online(&h.id).await;
-    assert_eq!(ping(&stack, &h.id).await["status"], "succeeded");
+    assert_eq!(stack.ping(&h.id).await["status"], "succeeded");
     let log = h.agent.log_text();
     assert!(
         log.contains("pinned the control plane's command-signing key"),

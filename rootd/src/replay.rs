@@ -4,10 +4,9 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct ReplayMemory {
-    path: PathBuf,
     seen: HashMap<String, i64>,
     file: std::fs::File,
 }
@@ -39,7 +38,7 @@ impl ReplayMemory {
         }
         std::fs::rename(&tmp, &path)?;
         let file = std::fs::OpenOptions::new().append(true).open(&path)?;
-        Ok(Self { path, seen, file })
+        Ok(Self { seen, file })
     }
 
     /// Records `id`; false if it was already there (a replay).
@@ -51,11 +50,6 @@ impl ReplayMemory {
         self.file.sync_data()?;
         self.seen.insert(id.to_string(), expires_at);
         Ok(true)
-    }
-
-    #[allow(dead_code)]
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -79,7 +73,7 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
-    fn tempfile_dir() -> PathBuf {
+    fn tempfile_dir() -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("rootd-replay-{}", std::process::id()));
         std::fs::remove_dir_all(&d).ok();
         d

@@ -256,7 +256,6 @@ async fn create_command(
             format!("invalid request body: {}", e.body_text()),
         )
     })?;
-    // Subscribe before publishing so a fast result cannot slip past a wait.
     let wait = q.wait.unwrap_or(0).min(300);
     let created = commands::create(
         &state,

@@ -442,6 +442,54 @@ impl Stack {
         .await
     }
 
+    /// A `sys.ping` to `agent`, waited for until it is final.
+    pub async fn ping(&self, agent: &str) -> Value {
+        let (code, c) = self
+            .post(
+                &format!("/agents/{agent}/commands?wait=20"),
+                &serde_json::json!({"action": "sys.ping"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{c}");
+        self.wait_final(c["id"].as_str().unwrap(), Duration::from_secs(30))
+            .await
+    }
+
+    /// Waits until every command of a job is final; returns the job view.
+    pub async fn wait_job_done(&self, id: &str, max: Duration) -> Value {
+        wait_for(&format!("job {id} to finish"), max, || async {
+            let (_, v) = self.get(&format!("/jobs/{id}")).await;
+            v["done"].as_bool().unwrap_or(false).then_some(v)
+        })
+        .await
+    }
+
+    /// `drover-agent simulate` with `count` virtual agents enrolling with
+    /// `token`; `extra` adds flags (`--state-dir`, `--ids-file`, ...).
+    pub fn spawn_simulate(
+        &self,
+        count: usize,
+        token: &str,
+        heartbeat_secs: u32,
+        extra: &[&std::ffi::OsStr],
+        log: &str,
+    ) -> Proc {
+        let mut cmd = Command::new(bin("drover-agent"));
+        cmd.args([
+            "simulate",
+            "--count",
+            &count.to_string(),
+            "--nats-url",
+            &self.nats.url(),
+        ])
+        .args(["--heartbeat-secs", &heartbeat_secs.to_string()])
+        .arg("--enroll-creds")
+        .arg(self.data_dir.join("enroll.creds"))
+        .args(extra)
+        .env("DROVER_SIM_TOKEN", token);
+        Proc::spawn("drover-agent simulate", cmd, self.tmp.path().join(log))
+    }
+
     /// Waits until a command reaches a final state.
     pub async fn wait_final(&self, id: &str, max: Duration) -> Value {
         wait_for(&format!("command {id} to finish"), max, || async {
