@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use crate::journal::Claim;
 use crate::rootd_client::{self, Outcome};
 use crate::run::Agent;
 use crate::sys;
@@ -128,54 +129,55 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
 
     // Seen before? A redelivery (we crashed or the ack was lost) re-sends the
     // result we have; a fresh delivery of a known id is a replay.
-    let seen = agent.journal.lock().await.get(&cmd.id).cloned();
-    if let Some(entry) = seen {
-        if delivered > 1 {
-            let result = entry.result.unwrap_or_else(|| {
-                result_of(
-                    agent,
-                    &cmd,
-                    delivered,
-                    Outcome::failed(
-                        "interrupted: the agent stopped during the run; not run again so it never runs twice",
-                    ),
-                )
-            });
-            finish(agent, &cmd, result, &msg).await;
-        } else {
-            let r = Refusal::Replayed(cmd.id.clone());
-            warn!(command = %cmd.id, reason = r.label(), "refused command");
-            report_refusal(agent, &r).await;
-            let _ = msg.ack_with(AckKind::Term).await;
-        }
-        return;
-    }
-
     let now = now_ms();
-    if cmd.expires_at <= now {
-        let r = Refusal::Expired {
-            expires_at: cmd.expires_at,
-            now,
-        };
-        warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
-        report_refusal(agent, &r).await;
-        let mut res = result_of(agent, &cmd, delivered, Outcome::rejected(r.to_string()));
-        res.status = CommandStatus::Expired;
-        finish(agent, &cmd, res, &msg).await;
-        return;
-    }
-    if let Err(e) = agent
+    let claim = agent
         .journal
         .lock()
         .await
-        .record_seen(&cmd.id, cmd.expires_at)
-    {
-        // Without the journal we cannot promise "never twice": do not run.
-        warn!(command = %cmd.id, error = %e, "journal write failed; leaving the command for redelivery");
-        let _ = msg
-            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-            .await;
-        return;
+        .claim(&cmd.id, cmd.expires_at, now);
+    match claim {
+        Ok(Claim::Fresh) => {}
+        Ok(Claim::Seen(entry)) => {
+            if delivered > 1 {
+                let result = entry.result.unwrap_or_else(|| {
+                    result_of(
+                        agent,
+                        &cmd,
+                        delivered,
+                        Outcome::failed(
+                            "interrupted: the agent stopped during the run; not run again so it never runs twice",
+                        ),
+                    )
+                });
+                finish(agent, &cmd, result, &msg).await;
+            } else {
+                let r = Refusal::Replayed(cmd.id.clone());
+                warn!(command = %cmd.id, reason = r.label(), "refused command");
+                report_refusal(agent, &r).await;
+                let _ = msg.ack_with(AckKind::Term).await;
+            }
+            return;
+        }
+        Ok(Claim::Expired) => {
+            let r = Refusal::Expired {
+                expires_at: cmd.expires_at,
+                now,
+            };
+            warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
+            report_refusal(agent, &r).await;
+            let mut res = result_of(agent, &cmd, delivered, Outcome::rejected(r.to_string()));
+            res.status = CommandStatus::Expired;
+            finish(agent, &cmd, res, &msg).await;
+            return;
+        }
+        Err(e) => {
+            // Without the journal we cannot promise "never twice": do not run.
+            warn!(command = %cmd.id, error = %e, "journal write failed; leaving the command for redelivery");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                .await;
+            return;
+        }
     }
     publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
 

@@ -27,6 +27,17 @@ pub struct Entry {
     pub confirmed: bool,
 }
 
+/// What [`Journal::claim`] decided for one delivery.
+#[derive(Debug)]
+pub enum Claim {
+    /// Never seen: recorded, run it.
+    Fresh,
+    /// Seen before (run, running or interrupted): never run again.
+    Seen(Entry),
+    /// Not seen, but past its expiry: do not start it.
+    Expired,
+}
+
 pub struct Journal {
     entries: HashMap<String, Entry>,
     file: std::fs::File,
@@ -67,12 +78,24 @@ impl Journal {
         Ok(())
     }
 
-    pub fn get(&self, id: &str) -> Option<&Entry> {
-        self.entries.get(id)
+    /// Decide, in one step, whether this delivery may run: a known id is
+    /// never run again, an expired one is not started, and a fresh one is
+    /// written down (fsynced) before it is allowed to run. One step because
+    /// two deliveries of the same command can be handled concurrently; a
+    /// separate look-then-record would let both run.
+    pub fn claim(&mut self, id: &str, expires_at: i64, now_ms: i64) -> std::io::Result<Claim> {
+        if let Some(e) = self.entries.get(id) {
+            return Ok(Claim::Seen(e.clone()));
+        }
+        if expires_at <= now_ms {
+            return Ok(Claim::Expired);
+        }
+        self.record_seen(id, expires_at)?;
+        Ok(Claim::Fresh)
     }
 
     /// Written before the action starts.
-    pub fn record_seen(&mut self, id: &str, expires_at: i64) -> std::io::Result<()> {
+    fn record_seen(&mut self, id: &str, expires_at: i64) -> std::io::Result<()> {
         let e = Entry {
             id: id.to_string(),
             expires_at,
@@ -154,15 +177,32 @@ mod tests {
             j.record_result(1000, &result("b")).unwrap();
             j.confirm("b").unwrap();
         }
-        let j = Journal::open(dir.path(), 10).unwrap();
-        assert!(j.get("a").is_some() && j.get("b").is_some());
+        let mut j = Journal::open(dir.path(), 10).unwrap();
+        assert!(matches!(j.claim("a", 1000, 10).unwrap(), Claim::Seen(_)));
+        assert!(matches!(j.claim("b", 1000, 10).unwrap(), Claim::Seen(_)));
         let un = j.unconfirmed();
         assert_eq!(un.len(), 1);
         assert_eq!(un[0].1.command_id, "a");
         // Long after expiry, confirmed entries are dropped, unconfirmed kept.
         drop(j);
-        let j = Journal::open(dir.path(), 1000 + KEEP_AFTER_EXPIRY_MS + 1).unwrap();
-        assert!(j.get("b").is_none());
-        assert!(j.get("a").is_some());
+        let now = 1000 + KEEP_AFTER_EXPIRY_MS + 1;
+        let mut j = Journal::open(dir.path(), now).unwrap();
+        assert!(matches!(j.claim("a", 1000, now).unwrap(), Claim::Seen(_)));
+        assert!(matches!(j.claim("b", 1000, now).unwrap(), Claim::Expired));
+    }
+
+    #[test]
+    fn claim_lets_a_command_run_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 0).unwrap();
+        assert!(matches!(j.claim("x", 100, 0).unwrap(), Claim::Fresh));
+        // The second delivery of the same id, even while the first still
+        // runs, is never Fresh.
+        assert!(matches!(j.claim("x", 100, 1).unwrap(), Claim::Seen(_)));
+        assert!(matches!(j.claim("y", 100, 100).unwrap(), Claim::Expired));
+        assert!(
+            matches!(j.claim("y", 100, 100).unwrap(), Claim::Expired),
+            "expired ids are not recorded"
+        );
     }
 }

@@ -337,8 +337,8 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
             // The journal's rule, as in the real agent: a known id is never
             // run again; its stored result (or "interrupted") is re-sent.
             if let Some(j) = &a.journal {
-                let seen = j.lock().await.get(&cmd.id).cloned();
-                if let Some(entry) = seen {
+                let claim = j.lock().await.claim(&cmd.id, cmd.expires_at, now_ms());
+                if let Ok(crate::journal::Claim::Seen(entry)) = claim {
                     let result = entry.result.unwrap_or_else(|| CommandResult {
                         command_id: cmd.id.clone(),
                         agent_id: a.id.clone(),
@@ -353,7 +353,7 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
                     let _ = msg.double_ack().await;
                     continue;
                 }
-                if j.lock().await.record_seen(&cmd.id, cmd.expires_at).is_err() {
+                if claim.is_err() {
                     let _ = msg
                         .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
                         .await;
