@@ -10,18 +10,32 @@ use bus_schema::{subjects, Heartbeat};
 use crate::metrics::{self, Collector};
 use crate::run::Agent;
 
-/// Modules this host can run now: the agent's own, plus rootd's when its
-/// socket is there.
-pub fn modules(agent: &Agent) -> Vec<String> {
-    let rootd_up = agent.cfg.rootd_socket.exists();
+/// How often rootd is asked again which modules it can run (a package
+/// install can add one, e.g. `mariadb`).
+const CAPABILITIES_EVERY: Duration = Duration::from_secs(60);
+
+/// Modules this host can run now: the agent's own, plus what rootd says it
+/// can run (nothing when rootd does not answer).
+pub fn modules(rootd_modules: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for a in catalogue::ACTIONS {
-        let available = a.runs_in == RunsIn::Agent || rootd_up;
-        if available && !out.iter().any(|m| m == a.module()) {
-            out.push(a.module().to_string());
+    for a in catalogue::all() {
+        let m = a.module();
+        let available = a.runs_in == RunsIn::Agent || rootd_modules.iter().any(|r| r == m);
+        if available && !out.iter().any(|x| x == m) {
+            out.push(m.to_string());
         }
     }
     out
+}
+
+async fn ask_rootd(agent: &Agent) -> Vec<String> {
+    match crate::rootd_client::capabilities(&agent.cfg.rootd_socket).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "rootd capabilities unavailable");
+            Vec::new()
+        }
+    }
 }
 
 pub async fn run_loop(agent: Arc<Agent>) {
@@ -31,7 +45,13 @@ pub async fn run_loop(agent: Arc<Agent>) {
     let kernel = metrics::kernel();
     let subject = subjects::heartbeat(&agent.id);
     let mut seq = 0u64;
+    let mut rootd_modules = ask_rootd(&agent).await;
+    let mut asked = tokio::time::Instant::now();
     loop {
+        if asked.elapsed() >= CAPABILITIES_EVERY {
+            rootd_modules = ask_rootd(&agent).await;
+            asked = tokio::time::Instant::now();
+        }
         let operations = agent.ops.lock().await.clone();
         let interval = if operations.is_empty() {
             agent.cfg.heartbeat_secs
@@ -50,7 +70,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             os: os.clone(),
             kernel: kernel.clone(),
             metrics: collector.sample(),
-            modules: modules(&agent),
+            modules: modules(&rootd_modules),
             operations,
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced

@@ -81,7 +81,43 @@ pub async fn run(
                     "rootd refused ({label}): {reason}"
                 )))
             }
+            RootFrame::Capabilities { .. } => {
+                anyhow::bail!("rootd answered a run request with its capabilities")
+            }
         }
     }
     anyhow::bail!("rootd closed the connection before the action finished")
+}
+
+/// The modules rootd can run on this host now.
+pub async fn capabilities(socket: &Path) -> anyhow::Result<Vec<String>> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connecting to rootd at {}", socket.display()))?;
+    let mut framed = Framed::new(stream, rootd_proto::codec());
+    framed
+        .send(bytes::Bytes::from(bus_schema::encode(
+            &RootRequest::Capabilities,
+        )))
+        .await
+        .context("asking rootd for its capabilities")?;
+    let frame = framed
+        .next()
+        .await
+        .context("rootd closed the connection")?
+        .context("reading from rootd")?;
+    match bus_schema::codec::decode_limited(&frame, None, usize::MAX)
+        .context("rootd sent a frame we cannot read")?
+    {
+        RootFrame::Capabilities { modules, missing } => {
+            for (m, why) in missing {
+                tracing::debug!(module = %m, reason = %why, "rootd module unavailable");
+            }
+            Ok(modules)
+        }
+        RootFrame::Refused { reason, label } => {
+            anyhow::bail!("rootd refused ({label}): {reason}")
+        }
+        other => anyhow::bail!("unexpected answer from rootd: {other:?}"),
+    }
 }

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod enroll;
 pub mod envelope;
 pub mod jobs;
+pub mod manifest;
 pub mod rootd_proto;
 pub mod signing;
 pub mod subjects;

@@ -16,6 +16,9 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 pub enum RootRequest {
     /// Run one signed command. rootd verifies it again.
     Run { command: SignedCommand },
+    /// Which modules rootd can run on this host now (answered with one
+    /// `Capabilities` frame). Needs no signature: it changes nothing.
+    Capabilities,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +37,11 @@ pub enum RootFrame {
         exit_code: Option<i32>,
         summary: String,
         data: serde_json::Value,
+    },
+    /// The modules rootd can run here, and why each missing one is missing.
+    Capabilities {
+        modules: Vec<String>,
+        missing: Vec<(String, String)>,
     },
     /// Not run, and why.
     Refused {

@@ -30,6 +30,37 @@ pub struct RootdConfig {
     /// Seconds between TERM and KILL when an action overruns its timeout.
     #[serde(default = "default_grace")]
     pub kill_grace_secs: u64,
+    /// systemd units the `service` module may touch (`nginx` and
+    /// `nginx.service` both match `nginx`). Empty: none.
+    #[serde(default)]
+    pub service_allow_list: Vec<String>,
+    /// Where the app manifests live (`<dir>/<id>/manifest.yml`).
+    #[serde(default = "default_manifests")]
+    pub manifests_dir: PathBuf,
+    /// Where the apps' state is kept (what was installed, with which inputs
+    /// minus secrets).
+    #[serde(default)]
+    pub apps_state_dir: Option<PathBuf>,
+    /// The local MariaDB server's Unix socket.
+    #[serde(default = "default_mariadb_socket")]
+    pub mariadb_socket: PathBuf,
+    /// The nftables table Drover keeps its rules in (family inet).
+    #[serde(default = "default_nft_table")]
+    pub nft_table: String,
+    /// Run `nft` inside this network namespace (`ip netns exec <ns> nft ...`);
+    /// for tests, which must not touch the host's firewall.
+    #[serde(default)]
+    pub nft_netns: Option<String>,
+}
+
+fn default_manifests() -> PathBuf {
+    PathBuf::from("/usr/share/drover/manifests")
+}
+fn default_mariadb_socket() -> PathBuf {
+    PathBuf::from("/run/mysqld/mysqld.sock")
+}
+fn default_nft_table() -> String {
+    "drover".into()
 }
 
 fn default_socket() -> PathBuf {

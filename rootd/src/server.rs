@@ -150,7 +150,16 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
             return;
         }
     };
-    let RootRequest::Run { command } = request;
+    let command = match request {
+        RootRequest::Run { command } => command,
+        RootRequest::Capabilities => {
+            let (modules, missing) = actions::capabilities(&shared.cfg);
+            let _ = framed
+                .send(encode_frame(&RootFrame::Capabilities { modules, missing }))
+                .await;
+            return;
+        }
+    };
     let cmd = match admit(&shared, &command).await {
         Ok(c) => c,
         Err(r) => {
@@ -178,7 +187,12 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
     // The agent hanging up means "stop": it cancelled the command, or it died
     // and will never report this run (its journal will not run it again).
     let (mut sink, mut from_agent) = framed.split();
-    let run = actions::run(&cmd, &limits, &tx);
+    let ctx = actions::Ctx {
+        cfg: &shared.cfg,
+        limits: &limits,
+        sink: &tx,
+    };
+    let run = actions::run(&cmd, &ctx);
     tokio::pin!(run);
     let mut hung_up = false;
     let outcome = loop {

@@ -348,7 +348,7 @@ async fn cancel_command(
 }
 
 async fn list_actions() -> Json<Value> {
-    Json(json!({ "actions": catalogue::ACTIONS }))
+    Json(json!({ "actions": catalogue::all().iter().map(|a| a.view()).collect::<Vec<_>>() }))
 }
 
 /// Server-sent events: every agent and command change, as JSON.

@@ -321,9 +321,15 @@ impl Stack {
     /// A host: its own rootd and agent, as the current user (dev mode),
     /// enrolled with an auto-approved token and its own machine-id.
     pub async fn start_host(&self, name: &str) -> Host {
+        self.start_host_configured(name, "").await
+    }
+
+    /// Like [`Stack::start_host`], with extra lines for rootd's TOML
+    /// configuration (allow-lists, manifest directory, sockets).
+    pub async fn start_host_configured(&self, name: &str, rootd_extra: &str) -> Host {
         let token = self.token(1, "1h", true).await;
         let host = self
-            .start_host_with(name, &token, &random_machine_id())
+            .spawn_host(name, &token, &random_machine_id(), rootd_extra)
             .await;
         self.wait_online(&host.id).await;
         host
@@ -332,6 +338,16 @@ impl Stack {
     /// A host with the given token and machine-id; does not wait for
     /// enrolment to succeed.
     pub async fn start_host_with(&self, name: &str, token: &str, machine_id: &str) -> Host {
+        self.spawn_host(name, token, machine_id, "").await
+    }
+
+    async fn spawn_host(
+        &self,
+        name: &str,
+        token: &str,
+        machine_id: &str,
+        rootd_extra: &str,
+    ) -> Host {
         let dir = self.tmp.path().join(name);
         let state_dir = dir.join("agent");
         let socket = dir.join("rootd.sock");
@@ -341,7 +357,7 @@ impl Stack {
         std::fs::write(
             &rootd_toml,
             format!(
-                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n",
+                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n{rootd_extra}\n",
                 socket,
                 nix::unistd::getuid().as_raw(),
                 key,

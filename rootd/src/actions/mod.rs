@@ -1,14 +1,22 @@
-//! The privileged actions rootd can run. Each takes typed, validated params
-//! and returns an [`Outcome`]; none passes operator input through a shell.
+//! The privileged actions rootd can run, one module per file. Each takes
+//! params already checked by the catalogue (parsed again into its typed
+//! struct here) and returns an [`Outcome`]; none passes operator input
+//! through a shell.
 
 use std::time::Duration;
 
+use bus_schema::catalogue::Params;
 use bus_schema::{Command, CommandStatus};
 use serde_json::Value;
 
+use crate::config::RootdConfig;
 use crate::exec::LineSink;
 
+pub mod app;
+pub mod firewall;
+pub mod mariadb;
 pub mod pkg;
+pub mod service;
 
 /// What an action reports back.
 #[derive(Debug)]
@@ -28,6 +36,24 @@ impl Outcome {
             data: Value::Null,
         }
     }
+
+    pub fn rejected(summary: impl Into<String>) -> Self {
+        Self {
+            status: CommandStatus::Rejected,
+            exit_code: None,
+            summary: summary.into(),
+            data: Value::Null,
+        }
+    }
+
+    pub fn succeeded(summary: impl Into<String>, data: Value) -> Self {
+        Self {
+            status: CommandStatus::Succeeded,
+            exit_code: Some(0),
+            summary: summary.into(),
+            data,
+        }
+    }
 }
 
 pub struct Limits {
@@ -37,11 +63,82 @@ pub struct Limits {
     pub cancel: tokio_util::sync::CancellationToken,
 }
 
+/// Everything an action may use.
+pub struct Ctx<'a> {
+    pub cfg: &'a RootdConfig,
+    pub limits: &'a Limits,
+    pub sink: &'a LineSink,
+}
+
+/// The typed params of a command, checked again (the catalogue's rules).
+pub fn params<P: Params>(cmd: &Command) -> Result<P, Outcome> {
+    bus_schema::catalogue::parse::<P>(&cmd.params)
+        .map_err(|e| Outcome::rejected(format!("invalid params: {e}")))
+}
+
 /// Runs one verified command. The caller has already checked signature,
 /// addressee, expiry, replay, and that the catalogue puts it in rootd.
-pub async fn run(cmd: &Command, limits: &Limits, sink: &LineSink) -> Outcome {
-    match cmd.action.as_str() {
-        "pkg.scan" => pkg::scan(limits, sink).await,
-        other => Outcome::failed(format!("rootd has no implementation of {other}")),
+pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
+    let module = cmd.action.split('.').next().unwrap_or_default();
+    if let Err(why) = available(module, ctx.cfg) {
+        return Outcome::rejected(format!(
+            "module {module} is not available on this host: {why}"
+        ));
     }
+    match module {
+        "pkg" => pkg::run(cmd, ctx).await,
+        "service" => service::run(cmd, ctx).await,
+        "firewall" => firewall::run(cmd, ctx).await,
+        "mariadb" => mariadb::run(cmd, ctx).await,
+        "app" => app::run(cmd, ctx).await,
+        _ => Outcome::failed(format!("rootd has no implementation of {}", cmd.action)),
+    }
+}
+
+/// Whether a module can run on this host, and if not, why (shown to the
+/// operator as is).
+pub fn available(module: &str, cfg: &RootdConfig) -> Result<(), String> {
+    match module {
+        "pkg" => pkg::available(),
+        "service" => service::available(cfg),
+        "firewall" => firewall::available(cfg),
+        "mariadb" => mariadb::available(cfg),
+        "app" => app::available(cfg),
+        other => Err(format!("rootd does not know module {other}")),
+    }
+}
+
+/// The rootd modules of the catalogue that can run here, and the reasons
+/// the others cannot.
+pub fn capabilities(cfg: &RootdConfig) -> (Vec<String>, Vec<(String, String)>) {
+    let mut ok = Vec::new();
+    let mut missing = Vec::new();
+    for m in bus_schema::catalogue::modules() {
+        let in_rootd = bus_schema::catalogue::all()
+            .iter()
+            .any(|a| a.module() == m && a.runs_in == bus_schema::catalogue::RunsIn::Rootd);
+        if !in_rootd {
+            continue;
+        }
+        match available(m, cfg) {
+            Ok(()) => ok.push(m.to_string()),
+            Err(why) => missing.push((m.to_string(), why)),
+        }
+    }
+    (ok, missing)
+}
+
+/// A program by name in the usual system directories.
+pub fn which(prog: &str) -> Option<std::path::PathBuf> {
+    [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join(prog))
+    .find(|p| p.exists())
 }

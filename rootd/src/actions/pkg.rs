@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Limits, Outcome};
-use crate::exec::{self, LineSink, Program};
-use bus_schema::CommandStatus;
+use super::{which, Ctx, Outcome};
+use crate::exec::{self, Program};
+use bus_schema::{Command, CommandStatus};
 
 /// One upgradable package.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,16 +18,23 @@ pub struct Upgradable {
     pub security: bool,
 }
 
-fn which(prog: &str) -> bool {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| std::path::Path::new(d).join(prog).exists())
+pub fn available() -> Result<(), String> {
+    if which("apt-get").is_some() {
+        Ok(())
+    } else {
+        Err("no supported package manager found (apt-get)".into())
+    }
 }
 
-pub async fn scan(limits: &Limits, sink: &LineSink) -> Outcome {
-    if !which("apt-get") {
-        return Outcome::failed("no supported package manager found (apt-get)");
+pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
+    match cmd.action.as_str() {
+        "pkg.scan" => scan(ctx).await,
+        other => Outcome::failed(format!("{other} is not implemented yet")),
     }
+}
+
+pub async fn scan(ctx: &Ctx<'_>) -> Outcome {
+    let (limits, sink) = (ctx.limits, ctx.sink);
     let argv = [
         "apt-get",
         "--simulate",

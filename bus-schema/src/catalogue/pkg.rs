@@ -1,0 +1,46 @@
+//! `pkg`: the package manager (apt or dnf).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{check_package, ActionSpec, NoParams, Params, RunsIn};
+
+/// Params of `pkg.install` and `pkg.upgrade`: named packages only, never
+/// "everything".
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesParams {
+    /// Package names, 1 to 50 of them.
+    pub packages: Vec<String>,
+}
+impl Params for PackagesParams {
+    fn check(&self) -> Result<(), String> {
+        if self.packages.is_empty() || self.packages.len() > 50 {
+            return Err("packages: name 1 to 50 packages".into());
+        }
+        self.packages.iter().try_for_each(|p| check_package(p))
+    }
+}
+
+pub fn specs() -> Vec<ActionSpec> {
+    vec![
+        ActionSpec::new::<NoParams>(
+            "pkg.scan",
+            "List upgradable packages with current and candidate version and a security flag.",
+            RunsIn::Rootd,
+            300,
+        ),
+        ActionSpec::new::<PackagesParams>(
+            "pkg.install",
+            "Install the named packages (non-interactive).",
+            RunsIn::Rootd,
+            900,
+        ),
+        ActionSpec::new::<PackagesParams>(
+            "pkg.upgrade",
+            "Upgrade the named, already installed packages to their candidate version.",
+            RunsIn::Rootd,
+            900,
+        ),
+    ]
+}
