@@ -34,8 +34,19 @@ up: deps build
     export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
     exec ./target/debug/drover dev
 
+# What the module and browser tests need (MariaDB, nftables, Chromium...):
+# every script in scripts/test-deps/, each idempotent.
+test-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for f in scripts/test-deps/[0-9a-z]*.sh; do
+        [[ "$(basename "$f")" == lib.sh ]] && continue
+        echo "== $f"
+        bash "$f"
+    done
+
 # Format check, lints, then every test (real nats-server, real processes).
-test: deps
+test: deps test-deps
     #!/usr/bin/env bash
     set -euo pipefail
     export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
