@@ -7,6 +7,7 @@ use bus_schema::VerifyingKey;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[allow(dead_code)] // TEMP: read by the service/firewall/mariadb modules as they land
 pub struct RootdConfig {
     /// Where the socket lives (created 0660).
     #[serde(default = "default_socket")]

@@ -17,6 +17,7 @@ use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod apps;
 mod jobs;
 mod trust;
 
@@ -69,7 +70,9 @@ impl From<CreateError> for ApiError {
             | CreateError::InvalidParams { .. }
             | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
-            CreateError::AgentNotActive(..) => StatusCode::CONFLICT,
+            CreateError::AgentNotActive(..) | CreateError::ModuleUnavailable { .. } => {
+                StatusCode::CONFLICT
+            }
             CreateError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             CreateError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -106,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/preview", post(jobs::preview))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/hosts", get(jobs::hosts))
+        .merge(apps::routes())
         .route("/events", get(events))
         .layer(middleware::from_fn_with_state(
             state.clone(),
