@@ -569,7 +569,8 @@ fn write_systemctl_double(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf
              for a in \"$@\"; do printf '%s|' \"$a\"; done >> {log:?}\n\
              echo >> {log:?}\n\
              case \"$1\" in\n\
-             show) printf 'ActiveState=active\\nSubState=running\\nUnitFileState=enabled\\nActiveEnterTimestamp=Tue 2026-11-24 10:00:00 UTC\\n' ;;\n\
+             show) [ \"$5\" = ghost ] && {{ printf 'LoadState=not-found\\nActiveState=inactive\\nSubState=dead\\nUnitFileState=\\nActiveEnterTimestamp=\\n'; exit 0; }}\n\
+                   printf 'LoadState=loaded\\nActiveState=active\\nSubState=running\\nUnitFileState=enabled\\nActiveEnterTimestamp=Tue 2026-11-24 10:00:00 UTC\\n' ;;\n\
              stop) echo 'Failed to stop nginx.service: Unit nginx.service not loaded.' >&2; exit 5 ;;\n\
              esac\n"
         ),
@@ -597,7 +598,7 @@ async fn service_actions_build_safe_systemctl_argv() {
         .start_host_configured(
             "sd",
             &format!(
-                "systemctl = {:?}\nsystemd_run_dir = {:?}\nservice_allow_list = [\"nginx\", \"redis-server.service\"]",
+                "systemctl = {:?}\nsystemd_run_dir = {:?}\nservice_allow_list = [\"nginx\", \"redis-server.service\", \"ghost\"]",
                 prog,
                 dir.join("run-systemd-system")
             ),
@@ -621,7 +622,7 @@ async fn service_actions_build_safe_systemctl_argv() {
     assert_eq!(
         argv_log(),
         "start|--|nginx|\n\
-         show|-p|ActiveState,SubState,UnitFileState,ActiveEnterTimestamp|--|nginx|\n"
+         show|-p|LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp|--|nginx|\n"
     );
     let r = &done["result"];
     assert_eq!(r["active"], true, "{done}");
@@ -642,7 +643,7 @@ async fn service_actions_build_safe_systemctl_argv() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         argv_log(),
-        "show|-p|ActiveState,SubState,UnitFileState,ActiveEnterTimestamp|--|nginx.service|\n"
+        "show|-p|LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp|--|nginx.service|\n"
     );
     assert_eq!(done["result"]["active_state"], "active");
     assert_eq!(done["result"]["unit_file_state"], "enabled");
@@ -653,6 +654,15 @@ async fn service_actions_build_safe_systemctl_argv() {
             .contains("active (running)"),
         "{done}"
     );
+
+    // An allow-listed unit that is not installed: said so, not "inactive".
+    let done = run(&stack, &host, "service.status", json!({"unit": "ghost"}), t).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["summary"].as_str().unwrap().contains("does not exist"),
+        "{done}"
+    );
+    assert_eq!(done["result"]["load_state"], "not-found");
 
     // Each verb maps to its systemctl verb.
     for (action, verb) in [

@@ -14,7 +14,7 @@ use super::{params, which, Ctx, Outcome, Runner};
 use crate::config::RootdConfig;
 
 /// The properties `status` asks for.
-const PROPERTIES: &str = "ActiveState,SubState,UnitFileState,ActiveEnterTimestamp";
+const PROPERTIES: &str = "LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp";
 
 /// The `systemctl` program rootd uses.
 fn systemctl(cfg: &RootdConfig) -> Option<PathBuf> {
@@ -56,6 +56,8 @@ pub fn allowed(allow_list: &[String], unit: &str) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct UnitStatus {
     pub unit: String,
+    /// `loaded`, `not-found`, `masked`...
+    pub load_state: String,
     /// `active`, `inactive`, `failed`, `activating`...
     pub active_state: String,
     /// `running`, `dead`, `exited`...
@@ -82,6 +84,7 @@ pub fn parse_show(unit: &str, lines: &[String]) -> UnitStatus {
         };
         let v = v.trim().to_string();
         match k.trim() {
+            "LoadState" => s.load_state = v,
             "ActiveState" => s.active_state = v,
             "SubState" => s.sub_state = v,
             "UnitFileState" => s.unit_file_state = v,
@@ -165,6 +168,12 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
         };
     }
     let st = parse_show(unit, &ran.stdout);
+    if st.load_state == "not-found" {
+        return Outcome {
+            data: json!(st),
+            ..Outcome::failed(format!("unit {unit} does not exist on this host"))
+        };
+    }
     let state = format!(
         "{} ({}), {}",
         st.active_state,
@@ -203,6 +212,7 @@ mod tests {
     fn parses_show_output() {
         let lines: Vec<String> = [
             "SubState=running",
+            "LoadState=loaded",
             "ActiveState=active",
             "UnitFileState=enabled",
             "ActiveEnterTimestamp=Tue 2026-11-24 10:00:00 UTC",
@@ -213,6 +223,7 @@ mod tests {
         let s = parse_show("nginx", &lines);
         assert!(s.active && s.enabled);
         assert_eq!(s.sub_state, "running");
+        assert_eq!(s.load_state, "loaded");
         assert_eq!(s.since.as_deref(), Some("Tue 2026-11-24 10:00:00 UTC"));
         let lines: Vec<String> = [
             "ActiveState=inactive",
