@@ -350,13 +350,33 @@ fn installed_version(pkg: &str) -> Option<String> {
     status.starts_with("ii").then(|| version.to_string())
 }
 
+/// Purges a package, waiting for the dpkg lock if someone holds it.
+fn purge(pkg: &str) -> std::process::Output {
+    Command::new("apt-get")
+        .args([
+            "-o",
+            "DPkg::Lock::Timeout=120",
+            "purge",
+            "-y",
+            "-qq",
+            "--",
+            pkg,
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .unwrap()
+}
+
 /// Removes the test package when the test ends, even on failure.
 struct RemovePkg(&'static str);
 impl Drop for RemovePkg {
     fn drop(&mut self) {
-        let _ = Command::new("dpkg").args(["--purge", self.0]).output();
+        let _ = purge(self.0);
     }
 }
+
+/// The pkg tests take turns: one of them holds the dpkg lock on purpose.
+static PKG_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pkg_scan_install_upgrade_with_apt() {
@@ -364,8 +384,9 @@ async fn pkg_scan_install_upgrade_with_apt() {
         println!("SKIPPED pkg test: apt-get is not installed (the test uses Debian packages)");
         return;
     }
+    let _turn = PKG_TURN.lock().await;
     // Start from "not installed".
-    let out = sh(&["dpkg", "--purge", PKG]);
+    let out = purge(PKG);
     assert!(
         out.status.success(),
         "{}",
@@ -452,12 +473,20 @@ async fn pkg_install_reports_a_held_dpkg_lock_instead_of_hanging() {
         println!("SKIPPED pkg lock test: apt-get is not installed");
         return;
     }
+    let _turn = PKG_TURN.lock().await;
     let stack = Stack::start().await;
     let host = stack
         .start_host_configured("lock", "apt_lock_timeout_secs = 2")
         .await;
     // Another "package manager": holds dpkg's frontend lock the way apt and
     // dpkg take it (an fcntl lock), for at most 60 s.
+    struct Holder(std::process::Child);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut holder = std::process::Command::new("python3")
         .args([
             "-c",
@@ -469,10 +498,11 @@ async fn pkg_install_reports_a_held_dpkg_lock_instead_of_hanging() {
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
+        .map(Holder)
         .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()),
         &mut line,
     )
     .unwrap();
@@ -485,8 +515,7 @@ async fn pkg_install_reports_a_held_dpkg_lock_instead_of_hanging() {
         Duration::from_secs(60),
     )
     .await;
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
         done["summary"]
@@ -504,6 +533,9 @@ fn systemd_is_pid1() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// The modules the agent's heartbeat reports. The agent asks rootd at start
+/// and then every 60 s, so a rootd that was slow to bind under load shows up
+/// within a minute: the waits below allow 90 s.
 async fn modules(stack: &Stack, host: &Host) -> Vec<String> {
     let (code, v) = stack.get(&format!("/agents/{}", host.id)).await;
     assert_eq!(code, 200, "{v}");
@@ -525,7 +557,7 @@ async fn service_module_without_systemd_is_reported_and_refused() {
         .await;
     let mods = wait_for(
         "rootd modules in the heartbeat",
-        Duration::from_secs(20),
+        Duration::from_secs(90),
         || async {
             let m = modules(&stack, &host).await;
             m.contains(&"pkg".to_string()).then_some(m)
@@ -606,7 +638,7 @@ async fn service_actions_build_safe_systemctl_argv() {
         .await;
     let mods = wait_for(
         "service in the heartbeat",
-        Duration::from_secs(20),
+        Duration::from_secs(90),
         || async {
             let m = modules(&stack, &host).await;
             m.contains(&"service".to_string()).then_some(m)
