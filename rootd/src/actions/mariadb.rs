@@ -55,27 +55,32 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
             "db_create" => {
                 let p = super::params::<DbParams>(cmd)?;
                 let mut c = connect(ctx).await?;
-                db_create(&mut c, ctx, &p.name).await
+                let r = db_create(&mut c, ctx, &p.name).await;
+                finish(c, r).await
             }
             "db_drop" => {
                 let p = super::params::<DbParams>(cmd)?;
                 let mut c = connect(ctx).await?;
-                db_drop(&mut c, ctx, &p.name).await
+                let r = db_drop(&mut c, ctx, &p.name).await;
+                finish(c, r).await
             }
             "user_create" => {
                 let p = super::params::<UserCreateParams>(cmd)?;
                 let mut c = connect(ctx).await?;
-                user_create(&mut c, ctx, &p).await
+                let r = user_create(&mut c, ctx, &p).await;
+                finish(c, r).await
             }
             "user_drop" => {
                 let p = super::params::<UserParams>(cmd)?;
                 let mut c = connect(ctx).await?;
-                user_drop(&mut c, ctx, &p.user).await
+                let r = user_drop(&mut c, ctx, &p.user).await;
+                finish(c, r).await
             }
             "list" => {
                 super::params::<NoParams>(cmd)?;
                 let mut c = connect(ctx).await?;
-                list(&mut c).await
+                let r = list(&mut c).await;
+                finish(c, r).await
             }
             _ => Err(Outcome::failed(format!(
                 "rootd has no implementation of {}",
@@ -102,6 +107,12 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
 
 type Step<T> = Result<T, Outcome>;
 
+/// Closes the connection politely (a failure to do so changes nothing).
+async fn finish(c: Conn, r: Step<Outcome>) -> Step<Outcome> {
+    let _ = c.disconnect().await;
+    r
+}
+
 async fn connect(ctx: &Ctx<'_>) -> Step<Conn> {
     let socket = ctx.cfg.mariadb_socket.to_string_lossy().into_owned();
     let opts = OptsBuilder::default()
@@ -109,8 +120,14 @@ async fn connect(ctx: &Ctx<'_>) -> Step<Conn> {
         .prefer_socket(false)
         .user(Some("root"));
     let mut conn = Conn::new(opts).await.map_err(|e| {
+        let hint = match &e {
+            mysql_async::Error::Server(s) if s.code == 1698 || s.code == 1045 => {
+                " (MariaDB's root must accept unix_socket authentication, and rootd must run as the system's root)"
+            }
+            _ => "",
+        };
         Outcome::failed(scrub(
-            &format!("cannot connect to MariaDB at {socket} as root over its socket: {e}"),
+            &format!("cannot connect to MariaDB at {socket} as root over its socket: {e}{hint}"),
             &[],
         ))
     })?;
