@@ -184,6 +184,11 @@ fn succeeded(v: &Value) {
 }
 
 async fn ask_rootd(socket: &Path, signed: &SignedCommand) -> RootFrame {
+    ask_rootd_all(socket, signed).await.pop().unwrap()
+}
+
+/// Every frame rootd sends for one request, the final one last.
+async fn ask_rootd_all(socket: &Path, signed: &SignedCommand) -> Vec<RootFrame> {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let mut framed = tokio_util::codec::Framed::new(stream, rootd_proto::codec());
     framed
@@ -192,12 +197,14 @@ async fn ask_rootd(socket: &Path, signed: &SignedCommand) -> RootFrame {
         })))
         .await
         .unwrap();
+    let mut frames = Vec::new();
     loop {
         let f = framed.next().await.expect("rootd answers").unwrap();
         let frame: RootFrame = bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap();
-        match frame {
-            RootFrame::Started { .. } | RootFrame::Output { .. } => continue,
-            other => return other,
+        let last = !matches!(frame, RootFrame::Started { .. } | RootFrame::Output { .. });
+        frames.push(frame);
+        if last {
+            return frames;
         }
     }
 }
@@ -393,6 +400,72 @@ async fn databases_and_users_on_a_real_mariadb_server() {
         .as_user("rep_user", &rep_pw, "SELECT x FROM shop.secrets")
         .unwrap_err();
     assert!(denied.contains("denied"), "{denied}");
+
+    // Straight to rootd: what it streams and answers for a user_create holds
+    // the statements it ran, with the password nowhere.
+    let direct_pw = format!("Direct-{}-pw", &tag[..12]);
+    let frames = ask_rootd_all(
+        &host.socket,
+        &signed_command(
+            &stack,
+            &host.id,
+            "mariadb.user_create",
+            json!({"user": "direct_user", "password": direct_pw, "database": "shop", "template": "readonly"}),
+        ),
+    )
+    .await;
+    let lines: Vec<&str> = frames
+        .iter()
+        .filter_map(|f| match f {
+            RootFrame::Output { line, .. } => Some(line.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("CREATE USER `direct_user`@`localhost`"))
+            && lines.contains(&"GRANT SELECT ON `shop`.* TO `direct_user`@`localhost`"),
+        "{lines:?}"
+    );
+    match frames.last().unwrap() {
+        RootFrame::Done {
+            status,
+            summary,
+            data,
+            ..
+        } => {
+            assert_eq!(status.as_str(), "succeeded", "{summary}");
+            assert!(!summary.contains(&tag[..12]) && !data.to_string().contains(&tag[..12]));
+        }
+        other => panic!("{other:?}"),
+    }
+    let direct_hash = db
+        .root("SELECT authentication_string FROM mysql.user WHERE User = 'direct_user'")
+        .unwrap();
+    assert_eq!(direct_hash.len(), 41, "{direct_hash}");
+    for f in &frames {
+        let f = format!("{f:?}");
+        assert!(!f.contains(&tag[..12]) && !f.contains(&direct_hash), "{f}");
+    }
+    assert_eq!(
+        db.as_user(
+            "direct_user",
+            &direct_pw,
+            "SELECT COUNT(*) FROM shop.orders"
+        )
+        .unwrap(),
+        "1"
+    );
+    succeeded(
+        &run(
+            &stack,
+            &host,
+            "mariadb.user_drop",
+            json!({"user": "direct_user"}),
+        )
+        .await,
+    );
 
     // An existing user is refused and left exactly as it was.
     let c = run(
@@ -618,7 +691,7 @@ async fn databases_and_users_on_a_real_mariadb_server() {
     // Results and summaries (from rootd) never carry them.
     let (_, cmds) = stack.get(&format!("/agents/{}/commands", host.id)).await;
     let cmds = cmds["commands"].as_array().unwrap();
-    assert_eq!(cmds.len(), 14, "only the valid commands were created");
+    assert_eq!(cmds.len(), 15, "only the valid commands were created");
     for c in cmds {
         let shown = format!("{} {}", c["summary"], c["result"]);
         for s in &secrets {
