@@ -752,6 +752,150 @@ async fn the_control_plane_never_keeps_the_password() {
     }
 }
 
+/// A `mariadb` client session held open, to hold a lock.
+struct Session {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    out: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Session {
+    fn open(db: &MariaDb) -> Self {
+        let mut child = tokio::process::Command::new(program("mariadb"))
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", db.socket.display()))
+            .args([
+                "--user=root",
+                "--batch",
+                "--skip-column-names",
+                "--unbuffered",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            child.stdout.take().unwrap(),
+        ));
+        Self { child, stdin, out }
+    }
+
+    /// Runs `sql`, then waits (with a deadline) until the session has done it.
+    async fn run(&mut self, sql: &str) {
+        use tokio::io::AsyncWriteExt;
+        let marker = format!("done-{}", uuid::Uuid::new_v4().simple());
+        self.stdin
+            .write_all(format!("{sql};\nSELECT '{marker}';\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(l) = self.out.next_line().await.unwrap() {
+                if l == marker {
+                    return;
+                }
+            }
+            panic!("the mariadb session ended");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the mariadb session did not run {sql:?}"));
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn drops_in_progress(db: &MariaDb) -> String {
+    db.root("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'DROP DATABASE%'")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_stuck_on_a_lock_is_killed_at_the_timeout_and_on_cancel() {
+    let stack = Stack::start().await;
+    let db = MariaDb::start(&stack.tmp.path().join("mariadb")).await;
+    let host = stack
+        .start_host_configured("h1", &format!("mariadb_socket = {:?}", db.socket))
+        .await;
+    succeeded(&run(&stack, &host, "mariadb.db_create", json!({"name": "shop"})).await);
+    db.root("CREATE TABLE shop.orders (id INT); INSERT INTO shop.orders VALUES (1)")
+        .unwrap();
+    // DROP DATABASE waits for the metadata lock this session holds.
+    let mut locker = Session::open(&db);
+    locker.run("LOCK TABLES shop.orders WRITE").await;
+
+    // Timeout: the command ends, and the server forgets the DROP.
+    let (code, c) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "mariadb.db_drop", "params": {"name": "shop"}, "timeout_secs": 2}),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+    let done = stack
+        .wait_final(c["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let summary = done["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("did not finish within") && summary.contains("were killed"),
+        "{done}"
+    );
+    wait_for(
+        "the killed DROP to leave the server",
+        Duration::from_secs(20),
+        || async { (drops_in_progress(&db) == "0").then_some(()) },
+    )
+    .await;
+
+    // Cancel: once the DROP is waiting on the server.
+    let (code, c) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "mariadb.db_drop", "params": {"name": "shop"}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    wait_for(
+        "the DROP to wait on the server",
+        Duration::from_secs(30),
+        || async { (drops_in_progress(&db) == "1").then_some(()) },
+    )
+    .await;
+    let (code, v) = stack
+        .post(&format!("/commands/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let done = stack.wait_final(&id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    Stack::wait_log(
+        &host.rootd,
+        "cancelled; the MariaDB connection and its statement were killed",
+    )
+    .await;
+    wait_for(
+        "the cancelled DROP to leave the server",
+        Duration::from_secs(20),
+        || async { (drops_in_progress(&db) == "0").then_some(()) },
+    )
+    .await;
+
+    // With the lock gone nothing is left to drop the database.
+    locker.run("UNLOCK TABLES").await;
+    assert!(db.databases().lines().any(|l| l == "shop"));
+    assert_eq!(db.root("SELECT COUNT(*) FROM shop.orders").unwrap(), "1");
+    // And it can still be dropped normally.
+    succeeded(&run(&stack, &host, "mariadb.db_drop", json!({"name": "shop"})).await);
+    assert!(!db.databases().lines().any(|l| l == "shop"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_without_a_mariadb_socket_rejects_mariadb_commands() {
     let stack = Stack::start().await;

@@ -18,7 +18,9 @@
 //! drop it first", so a mistyped name cannot reset a live password.
 
 use std::os::unix::fs::FileTypeExt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use bus_schema::catalogue::mariadb::{
     DbParams, Template, UserCreateParams, UserParams, SYSTEM_DATABASES, SYSTEM_USERS,
@@ -50,35 +52,38 @@ pub fn available(cfg: &RootdConfig) -> Result<(), String> {
 
 pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
     let action = cmd.action.strip_prefix("mariadb.").unwrap_or_default();
+    // The server's id of this command's connection, to stop it on timeout or
+    // cancel (0: not connected yet).
+    let conn_id = AtomicU32::new(0);
     let work = async {
         match action {
             "db_create" => {
                 let p = super::params::<DbParams>(cmd)?;
-                let mut c = connect(ctx).await?;
+                let mut c = connect(ctx, &conn_id).await?;
                 let r = db_create(&mut c, ctx, &p.name).await;
                 finish(c, r).await
             }
             "db_drop" => {
                 let p = super::params::<DbParams>(cmd)?;
-                let mut c = connect(ctx).await?;
+                let mut c = connect(ctx, &conn_id).await?;
                 let r = db_drop(&mut c, ctx, &p.name).await;
                 finish(c, r).await
             }
             "user_create" => {
                 let p = super::params::<UserCreateParams>(cmd)?;
-                let mut c = connect(ctx).await?;
+                let mut c = connect(ctx, &conn_id).await?;
                 let r = user_create(&mut c, ctx, &p).await;
                 finish(c, r).await
             }
             "user_drop" => {
                 let p = super::params::<UserParams>(cmd)?;
-                let mut c = connect(ctx).await?;
+                let mut c = connect(ctx, &conn_id).await?;
                 let r = user_drop(&mut c, ctx, &p.user).await;
                 finish(c, r).await
             }
             "list" => {
                 super::params::<NoParams>(cmd)?;
-                let mut c = connect(ctx).await?;
+                let mut c = connect(ctx, &conn_id).await?;
                 let r = list(&mut c).await;
                 finish(c, r).await
             }
@@ -88,21 +93,53 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
             ))),
         }
     };
-    // Dropping the work future closes the connection; a statement already
-    // sent still completes on the server.
-    let result = tokio::select! {
-        r = work => r,
-        _ = tokio::time::sleep(ctx.limits.timeout) => Err(Outcome::failed(format!(
+    let stopped = tokio::select! {
+        r = work => return r.unwrap_or_else(|o| o),
+        _ = tokio::time::sleep(ctx.limits.timeout) => Outcome::failed(format!(
             "MariaDB did not finish within {:?}", ctx.limits.timeout
-        ))),
-        _ = ctx.limits.cancel.cancelled() => Err(Outcome {
+        )),
+        _ = ctx.limits.cancel.cancelled() => Outcome {
             status: CommandStatus::Cancelled,
             exit_code: None,
-            summary: "cancelled; the MariaDB connection was closed".into(),
+            summary: "cancelled".into(),
             data: Value::Null,
-        }),
+        },
     };
-    result.unwrap_or_else(|o| o)
+    // The work (and its connection) is dropped, but a statement the server
+    // already has would still run to its end (say, once a lock it waits for
+    // is released): kill that connection from a new one.
+    let mut out = stopped;
+    let id = conn_id.load(Ordering::SeqCst);
+    if id != 0 {
+        let killed = tokio::time::timeout(Duration::from_secs(10), kill(ctx, id)).await;
+        match killed {
+            Ok(Ok(())) => out
+                .summary
+                .push_str("; the MariaDB connection and its statement were killed"),
+            Ok(Err(e)) => out.summary.push_str(&format!(
+                "; killing the MariaDB connection failed, its statement may still complete: {e}"
+            )),
+            Err(_) => out.summary.push_str(
+                "; killing the MariaDB connection timed out, its statement may still complete",
+            ),
+        }
+    }
+    out
+}
+
+/// `KILL CONNECTION` of a connection rootd opened, from a new one.
+async fn kill(ctx: &Ctx<'_>, id: u32) -> Result<(), String> {
+    let mut c = connect(ctx, &AtomicU32::new(0))
+        .await
+        .map_err(|o| o.summary)?;
+    let r = c.query_drop(format!("KILL CONNECTION {id}")).await;
+    let _ = c.disconnect().await;
+    match r {
+        Ok(()) => Ok(()),
+        // Unknown thread id: it had ended already.
+        Err(mysql_async::Error::Server(e)) if e.code == 1094 => Ok(()),
+        Err(e) => Err(scrub(&e.to_string(), &[])),
+    }
 }
 
 type Step<T> = Result<T, Outcome>;
@@ -113,7 +150,7 @@ async fn finish(c: Conn, r: Step<Outcome>) -> Step<Outcome> {
     r
 }
 
-async fn connect(ctx: &Ctx<'_>) -> Step<Conn> {
+async fn connect(ctx: &Ctx<'_>, id: &AtomicU32) -> Step<Conn> {
     let socket = ctx.cfg.mariadb_socket.to_string_lossy().into_owned();
     let opts = OptsBuilder::default()
         .socket(Some(socket.clone()))
@@ -131,6 +168,7 @@ async fn connect(ctx: &Ctx<'_>) -> Step<Conn> {
             &[],
         ))
     })?;
+    id.store(conn.id(), Ordering::SeqCst);
     // Keep this session's statements (the bound password included) out of
     // the general query log.
     conn.query_drop("SET SESSION sql_log_off = 1")
