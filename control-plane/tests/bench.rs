@@ -241,7 +241,25 @@ async fn one_size(n: usize, runs: usize) -> Row {
         ingest_per_s: ingest,
         rss_nats: rss_kib(stack.nats.proc.pid()),
         rss_cp: rss_kib(stack.cp.pid()),
-        rss_agent: rss_kib(host.agent.pid()),
+        rss_agent: {
+            // Where the agent's memory is: its own (anon) or mapped binary (file).
+            let status = std::fs::read_to_string(format!("/proc/{}/status", host.agent.pid()))
+                .unwrap_or_default();
+            let pick = |k: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(k))
+                    .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+                    .unwrap_or_default()
+            };
+            eprintln!(
+                "[{n}] agent RSS: anon {} KiB, file {} KiB, threads {}",
+                pick("RssAnon:"),
+                pick("RssFile:"),
+                pick("Threads:")
+            );
+            rss_kib(host.agent.pid())
+        },
         rss_rootd: rss_kib(host.rootd.pid()),
     };
     drop(sim);
