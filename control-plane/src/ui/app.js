@@ -135,7 +135,13 @@ function connect() {
     });
   }
 }
-if ($("#banner")) connect();
+if ($("#banner")) {
+  connect();
+  // A page kept in the back/forward cache must not keep its stream open
+  // (browsers allow few connections per host); reopen it when shown again.
+  window.addEventListener("pagehide", () => { if (es) es.close(); });
+  window.addEventListener("pageshow", (e) => { if (e.persisted) { connect(); scheduleRefresh(0); } });
+}
 
 // ------------------------------------------------- generic forms/buttons
 
@@ -208,6 +214,7 @@ function wireButtons() {
 }
 
 function toast(msg, bad) {
+  if (bad) document.body.dataset.lastError = msg;
   const t = el("div", { class: "toast" + (bad ? " bad" : ""), text: msg });
   document.body.append(t);
   setTimeout(() => t.remove(), bad ? 7000 : 2500);

@@ -661,11 +661,23 @@ fn chart(title: &str, pts: &[(i64, f64, f64, f64)], since: i64, until: i64) -> S
             h / 2.0
         )
     } else {
+        // The latest value of each series as a dot (also shows a lone sample).
+        let last = pts.last().expect("not empty");
+        let x = ((last.0 as f64 * bucket_ms - since as f64) / span * w).clamp(0.0, w);
+        let dot = |cls: &str, v: f64| {
+            format!(
+                "<circle class=\"{cls}\" cx=\"{x:.1}\" cy=\"{:.1}\" r=\"2.5\"/>",
+                h - (v.clamp(0.0, 100.0) / 100.0 * h)
+            )
+        };
         format!(
-            "<polyline class=\"l-cpu\" points=\"{}\"/><polyline class=\"l-mem\" points=\"{}\"/><polyline class=\"l-disk\" points=\"{}\"/>",
+            "<polyline class=\"l-cpu\" points=\"{}\"/><polyline class=\"l-mem\" points=\"{}\"/><polyline class=\"l-disk\" points=\"{}\"/>{}{}{}",
             line(|p| p.1, bucket_ms),
             line(|p| p.2, bucket_ms),
-            line(|p| p.3, bucket_ms)
+            line(|p| p.3, bucket_ms),
+            dot("d-cpu", last.1),
+            dot("d-mem", last.2),
+            dot("d-disk", last.3),
         )
     };
     format!(
