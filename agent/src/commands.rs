@@ -278,22 +278,24 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             let client = agent.client.clone();
             let command_id = cmd.id.clone();
             let mut seq = 0u64;
+            // One publisher task keeps the lines in order; output is best
+            // effort and must never slow the action, hence unbounded.
+            let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<OutputLine>();
+            tokio::spawn(async move {
+                while let Some(out) = lines_rx.recv().await {
+                    let _ = client
+                        .publish(subject.clone(), bus_schema::encode(&out).into())
+                        .await;
+                }
+            });
             let on_line = move |stream, line: String| {
                 seq += 1;
-                let out = OutputLine {
+                let _ = lines_tx.send(OutputLine {
                     command_id: command_id.clone(),
                     seq,
                     stream,
                     line,
                     at: now_ms(),
-                };
-                let client = client.clone();
-                let subject = subject.clone();
-                // Output is best effort and must never slow the action.
-                tokio::spawn(async move {
-                    let _ = client
-                        .publish(subject, bus_schema::encode(&out).into())
-                        .await;
                 });
             };
             // rootd enforces the action's timeout itself; this bound only

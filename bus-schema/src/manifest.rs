@@ -632,6 +632,46 @@ idempotent: true
         assert_eq!(masked["admin_password"], MASK);
     }
 
+    /// The installers shipped in `manifests/` all load, and their scripts
+    /// are at least valid bash.
+    #[test]
+    fn shipped_manifests_load_and_scripts_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        let (good, bad) = load_all(&root);
+        assert!(bad.is_empty(), "{bad:?}");
+        let ids: Vec<&str> = good.iter().map(|m| m.id.as_str()).collect();
+        for want in [
+            "nginx",
+            "mariadb",
+            "redis",
+            "docker",
+            "postgresql",
+            "caddy",
+            "node-exporter",
+        ] {
+            assert!(ids.contains(&want), "{want} in {ids:?}");
+        }
+        for m in &good {
+            let (_, dir) = load(&root, &m.id).unwrap();
+            let mut scripts = vec![m.scripts.install.clone()];
+            scripts.extend(m.scripts.uninstall.clone());
+            for s in scripts {
+                let p = script_path(&dir, &s).unwrap();
+                let out = std::process::Command::new("bash")
+                    .arg("-n")
+                    .arg(&p)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    p.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
     #[test]
     fn ids_and_scripts_cannot_leave_the_directory() {
         let root = tempfile::tempdir().unwrap();

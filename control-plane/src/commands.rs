@@ -30,6 +30,12 @@ pub enum CreateError {
     InvalidParams { action: String, why: String },
     #[error("agent {0} is {1}; commands go only to approved agents")]
     AgentNotActive(String, String),
+    #[error("agent {agent} cannot run {module} actions ({why}); see the modules in `drover agents {agent}`")]
+    ModuleUnavailable {
+        agent: String,
+        module: String,
+        why: String,
+    },
     #[error("timeout_secs must be between 1 and 86400")]
     BadTimeout,
     #[error("the queue of agent {0} is full ({1} commands waiting); wait for it to drain or cancel some")]
@@ -44,7 +50,10 @@ pub enum CreateError {
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
     pub action: String,
+    /// What the agent gets (signed): secrets in clear.
     pub params: serde_json::Value,
+    /// What is stored, logged and shown: secrets masked.
+    pub shown_params: serde_json::Value,
     pub timeout_secs: u32,
     pub ttl_secs: u64,
     pub requested_by: String,
@@ -94,13 +103,42 @@ pub fn validate(
             action: action.into(),
             why,
         })?;
-    let timeout = timeout_secs.unwrap_or(spec.default_timeout_secs);
+    let mut default_timeout = spec.default_timeout_secs;
+    let shown_params = if action == "app.install" {
+        // The manifest says which inputs are valid and which are secret.
+        let p: catalogue::app::InstallParams =
+            catalogue::parse(&params).map_err(|why| CreateError::InvalidParams {
+                action: action.into(),
+                why,
+            })?;
+        let (m, _) = bus_schema::manifest::load(&state.cfg.manifests_dir, &p.app).map_err(|e| {
+            CreateError::InvalidParams {
+                action: action.into(),
+                why: e.to_string(),
+            }
+        })?;
+        m.check_inputs(&p.inputs)
+            .map_err(|errs| CreateError::InvalidParams {
+                action: action.into(),
+                why: errs
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+        default_timeout = m.timeout_secs;
+        serde_json::json!({ "app": p.app, "inputs": m.mask(&p.inputs) })
+    } else {
+        spec.mask(&params)
+    };
+    let timeout = timeout_secs.unwrap_or(default_timeout);
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
     }
     Ok(CommandSpec {
         action: action.into(),
         params,
+        shown_params,
         timeout_secs: timeout,
         ttl_secs: ttl_secs
             .unwrap_or(state.cfg.command_ttl_secs)
@@ -130,7 +168,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         Some(a) if a.status != "online" && a.status != "offline" => {
             return Err(CreateError::AgentNotActive(a.id, a.status))
         }
-        Some(_) => {}
+        Some(a) => check_module(&a, &spec.action)?,
     }
     let mut issued = issue(
         state,
@@ -144,6 +182,22 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         Some(e) => Err(e),
         None => Ok(model),
     }
+}
+
+/// Refuses an action whose module the agent said it cannot run. An agent
+/// that has not reported its modules yet (never seen) gets the command: it
+/// waits in its queue and the agent or rootd refuses it if need be.
+pub fn check_module(a: &agent::Model, action: &str) -> Result<(), CreateError> {
+    let module = action.split('.').next().unwrap_or_default();
+    let reported: Vec<String> = serde_json::from_str(&a.modules).unwrap_or_default();
+    if reported.is_empty() || reported.iter().any(|m| m == module) {
+        return Ok(());
+    }
+    Err(CreateError::ModuleUnavailable {
+        agent: a.id.clone(),
+        module: module.into(),
+        why: format!("the host reports only: {}", reported.join(", ")),
+    })
 }
 
 fn source_str(s: Source) -> &'static str {
@@ -185,7 +239,7 @@ pub async fn issue(
             agent_id: c.agent_id.clone(),
             job_id: c.job_id.clone(),
             action: c.action.clone(),
-            params: c.params.to_string(),
+            params: spec.shown_params.to_string(),
             status: CommandStatus::Queued.as_str().into(),
             requested_by: c.requested_by.clone(),
             source: source_str(c.source).into(),

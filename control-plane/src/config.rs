@@ -31,6 +31,14 @@ pub struct Config {
     /// Largest number of agents (durable consumers) on the command stream.
     #[serde(default = "default_max_agents")]
     pub max_agents: i32,
+    /// The app manifests (`<dir>/<id>/manifest.yml`): the catalogue the
+    /// API and UI show, and what `app.install` params are checked against.
+    #[serde(default = "default_manifests")]
+    pub manifests_dir: PathBuf,
+}
+
+fn default_manifests() -> PathBuf {
+    PathBuf::from("./manifests")
 }
 
 fn default_data_dir() -> PathBuf {

@@ -205,17 +205,20 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
         secret
     };
     let socket = data.join("run").join("rootd.sock");
+    // rootd reads the same manifests the control plane shows.
+    let manifests = std::path::absolute(&cfg.manifests_dir).unwrap_or(cfg.manifests_dir.clone());
     let key_b64 = signer.public().to_base64();
     let uid = nix::unistd::getuid().as_raw();
     let rootd_toml = data.join("rootd.toml");
     write(
         &rootd_toml,
         &format!(
-            "socket = {}\nagent_uid = {uid}\ncontrol_plane_key = {}\nagent_id_file = {}\nstate_dir = {}\n",
+            "socket = {}\nagent_uid = {uid}\ncontrol_plane_key = {}\nagent_id_file = {}\nstate_dir = {}\nmanifests_dir = {}\nservice_allow_list = [\"nginx\", \"mariadb\", \"redis-server\", \"postgresql\", \"caddy\", \"docker\", \"prometheus-node-exporter\"]\n",
             toml_str(&socket.display().to_string()),
             toml_str(&key_b64),
             toml_str(&agent_dir.join("agent.id").display().to_string()),
             toml_str(&data.join("rootd").display().to_string()),
+            toml_str(&manifests.display().to_string()),
         ),
     )?;
     let agent_toml = data.join("agent.toml");

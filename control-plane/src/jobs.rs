@@ -208,7 +208,7 @@ pub async fn submit(
         id: Set(uuid::Uuid::now_v7().simple().to_string()),
         idempotency_key: Set(req.idempotency_key.clone()),
         action: Set(spec.action.clone()),
-        params: Set(spec.params.to_string()),
+        params: Set(spec.shown_params.to_string()),
         selector: Set(serde_json::to_string(&req.selector).unwrap_or_default()),
         target_count: Set(targets.len() as i32),
         requested_by: Set(requested_by.into()),

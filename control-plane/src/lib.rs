@@ -30,6 +30,7 @@ pub mod events;
 pub mod ingest;
 pub mod jobs;
 pub mod nats_auth;
+pub mod output;
 pub mod serve;
 pub mod state;
 pub mod tokens;

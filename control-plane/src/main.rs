@@ -156,8 +156,47 @@ enum Cmd {
     },
     /// Cancel a command that still waits in its agent's queue.
     Cancel { id: String },
-    /// List the actions agents can run.
-    Actions,
+    /// List the actions agents can run, or show one with its params schema.
+    Actions { name: Option<String> },
+    /// The output of a command (live from the broker); `--follow` keeps
+    /// printing until the command ends.
+    Logs {
+        command: String,
+        /// Keep printing new lines until the command reaches a final state.
+        #[arg(long, short)]
+        follow: bool,
+        /// Give up following after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_wait: u64,
+    },
+    /// The app catalogue (from the manifests): list, show a form, install.
+    Apps {
+        #[command(subcommand)]
+        action: Option<AppsCmd>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AppsCmd {
+    /// List the apps.
+    List,
+    /// Show an app's inputs (its install form).
+    Show { id: String },
+    /// Install an app on every host a selector matches, e.g.
+    /// `drover apps install nginx host:web-* server_name=example.org`.
+    /// Inputs are key=value; `key=@/path` reads the value from a file, so a
+    /// password never has to be on the command line.
+    Install {
+        id: String,
+        selector: String,
+        inputs: Vec<String>,
+        /// Seconds to follow the job (0: submit and return).
+        #[arg(long, default_value_t = 1800)]
+        wait: u64,
+        /// Submitting again with the same key returns the same job.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -777,11 +816,26 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             print_command(&v);
             Ok(())
         }
-        Cmd::Actions => {
+        Cmd::Actions { name: Some(name) } => {
+            let v = api.get("/actions").await?;
+            let a = v["actions"]
+                .as_array()
+                .and_then(|all| all.iter().find(|a| a["name"] == name.as_str()).cloned())
+                .with_context(|| format!("no action {name}; `drover actions` lists them"))?;
+            println!("{}", serde_json::to_string_pretty(&a)?);
+            Ok(())
+        }
+        Cmd::Logs {
+            command,
+            follow,
+            max_wait,
+        } => follow_logs(api, &command, follow, max_wait).await,
+        Cmd::Apps { action } => apps_command(api, action.unwrap_or(AppsCmd::List)).await,
+        Cmd::Actions { name: None } => {
             let v = api.get("/actions").await?;
             for a in v["actions"].as_array().cloned().unwrap_or_default() {
                 println!(
-                    "{:<16} {:<6} {:>5}s  {}",
+                    "{:<22} {:<6} {:>5}s  {}",
                     a["name"].as_str().unwrap_or(""),
                     a["runs_in"].as_str().unwrap_or(""),
                     a["default_timeout_secs"],
@@ -791,6 +845,148 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             Ok(())
         }
         _ => unreachable!("server commands are handled in main"),
+    }
+}
+
+/// Prints a command's output; with `follow`, polls for new lines until the
+/// command is final (or `max_wait` passes).
+async fn follow_logs(
+    api: &client::ApiClient,
+    id: &str,
+    follow: bool,
+    max_wait: u64,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(max_wait);
+    let mut after = 0u64;
+    loop {
+        let v = api
+            .get(&format!("/commands/{id}/output?after={after}"))
+            .await?;
+        for l in v["lines"].as_array().cloned().unwrap_or_default() {
+            after = after.max(l["seq"].as_u64().unwrap_or(after));
+            let line = l["line"].as_str().unwrap_or("");
+            if l["stream"] == "stderr" {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+        let done = v["final"].as_bool().unwrap_or(false);
+        if done || !follow {
+            if follow {
+                let c = api.get(&format!("/commands/{id}")).await?;
+                eprintln!(
+                    "-- {}: {}",
+                    c["status"].as_str().unwrap_or("?"),
+                    c["summary"].as_str().unwrap_or("")
+                );
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("command {id} still running after {max_wait}s; run `drover logs {id} --follow` again");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+async fn apps_command(api: &client::ApiClient, action: AppsCmd) -> anyhow::Result<()> {
+    match action {
+        AppsCmd::List => {
+            let v = api.get("/apps").await?;
+            for a in v["apps"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<16} {:<8} {:<10} {}",
+                    a["id"].as_str().unwrap_or(""),
+                    a["version"].as_str().unwrap_or(""),
+                    a["category"].as_str().unwrap_or(""),
+                    a["description"].as_str().unwrap_or("")
+                );
+            }
+            for e in v["invalid"].as_array().cloned().unwrap_or_default() {
+                eprintln!("skipped: {}", e.as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
+        AppsCmd::Show { id } => {
+            let a = api.get(&format!("/apps/{id}")).await?;
+            println!(
+                "{} {} — {}",
+                a["name"].as_str().unwrap_or(""),
+                a["version"].as_str().unwrap_or(""),
+                a["description"].as_str().unwrap_or("")
+            );
+            for i in a["inputs"].as_array().cloned().unwrap_or_default() {
+                let mut notes = Vec::new();
+                if i["required"] == true {
+                    notes.push("required".to_string());
+                }
+                if !i["default"].is_null() {
+                    notes.push(format!("default {}", i["default"]));
+                }
+                if let Some(vals) = i["allowed_values"].as_array().filter(|v| !v.is_empty()) {
+                    let vals: Vec<&str> = vals.iter().filter_map(|v| v.as_str()).collect();
+                    notes.push(format!("one of {}", vals.join("|")));
+                }
+                if !i["visible_if"].as_object().is_none_or(|o| o.is_empty()) {
+                    notes.push(format!("only if {}", i["visible_if"]));
+                }
+                if i["sensitive"] == true {
+                    notes.push("secret: pass key=@file".into());
+                }
+                println!(
+                    "  {:<20} {:<9} {}  {}",
+                    i["name"].as_str().unwrap_or(""),
+                    i["type"].as_str().unwrap_or(""),
+                    i["label"].as_str().unwrap_or(""),
+                    if notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("({})", notes.join(", "))
+                    }
+                );
+            }
+            Ok(())
+        }
+        AppsCmd::Install {
+            id,
+            selector,
+            inputs,
+            wait,
+            key,
+        } => {
+            let sel = control_plane::jobs::Selector::parse(&selector)?;
+            let mut resolved = Vec::with_capacity(inputs.len());
+            for kv in inputs {
+                match kv.split_once("=@") {
+                    Some((k, path)) => {
+                        let v = std::fs::read_to_string(path)
+                            .with_context(|| format!("reading the value of {k} from {path}"))?;
+                        resolved.push(format!("{k}={}", v.trim_end_matches(['\n', '\r'])));
+                    }
+                    None => resolved.push(kv),
+                }
+            }
+            let mut inputs = client::parse_params(&resolved)?;
+            // Inputs are typed by the manifest; send every value as given.
+            if let Value::Object(m) = &mut inputs {
+                for v in m.values_mut() {
+                    if let Value::Number(n) = v {
+                        *v = Value::String(n.to_string());
+                    }
+                }
+            }
+            let body =
+                serde_json::json!({"selector": sel, "inputs": inputs, "idempotency_key": key});
+            let job = api.post(&format!("/apps/{id}/install"), &body).await?;
+            let jid = job["id"].as_str().unwrap_or("").to_string();
+            eprintln!("job {jid}: install {id} on {} hosts", job["target_count"]);
+            if wait == 0 {
+                println!("{jid}");
+                return Ok(());
+            }
+            follow_job(api, &jid, std::time::Duration::from_secs(wait)).await
+        }
     }
 }
 

@@ -6,7 +6,11 @@ use anyhow::Context;
 use bus_schema::VerifyingKey;
 use serde::Deserialize;
 
+// Some settings belong to modules not implemented on this branch
+// (mariadb, app); unread until they are.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Deserialize)]
+#[allow(dead_code)] // TEMP: read by the service/firewall/mariadb modules as they land
 pub struct RootdConfig {
     /// Where the socket lives (created 0660).
     #[serde(default = "default_socket")]
@@ -34,6 +38,14 @@ pub struct RootdConfig {
     /// `nginx.service` both match `nginx`). Empty: none.
     #[serde(default)]
     pub service_allow_list: Vec<String>,
+    /// The `systemctl` program; found in the usual system directories when
+    /// unset. Tests point it at a test double.
+    #[serde(default)]
+    pub systemctl: Option<PathBuf>,
+    /// The directory whose existence says systemd runs as PID 1 (what
+    /// `sd_booted()` checks). Only tests change it.
+    #[serde(default = "default_systemd_run_dir")]
+    pub systemd_run_dir: PathBuf,
     /// Where the app manifests live (`<dir>/<id>/manifest.yml`).
     #[serde(default = "default_manifests")]
     pub manifests_dir: PathBuf,
@@ -51,13 +63,23 @@ pub struct RootdConfig {
     /// for tests, which must not touch the host's firewall.
     #[serde(default)]
     pub nft_netns: Option<String>,
+    /// Seconds apt-get waits for the dpkg lock another package manager holds
+    /// before it gives up (`-o DPkg::Lock::Timeout=`).
+    #[serde(default = "default_apt_lock_timeout")]
+    pub apt_lock_timeout_secs: u32,
 }
 
+fn default_systemd_run_dir() -> PathBuf {
+    PathBuf::from("/run/systemd/system")
+}
 fn default_manifests() -> PathBuf {
     PathBuf::from("/usr/share/drover/manifests")
 }
 fn default_mariadb_socket() -> PathBuf {
     PathBuf::from("/run/mysqld/mysqld.sock")
+}
+fn default_apt_lock_timeout() -> u32 {
+    60
 }
 fn default_nft_table() -> String {
     "drover".into()

@@ -6,6 +6,32 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_ident, ActionSpec, NoParams, Params, RunsIn};
 
+/// The server's own databases: no action creates, drops or grants on them.
+pub const SYSTEM_DATABASES: [&str; 4] =
+    ["information_schema", "mysql", "performance_schema", "sys"];
+
+/// Accounts the server itself needs (`mariadb.sys` cannot pass the name
+/// pattern anyway): no action creates or drops them.
+pub const SYSTEM_USERS: [&str; 4] = ["root", "mysql", "mariadb.sys", "PUBLIC"];
+
+/// A database name that is allowed and is not one of [`SYSTEM_DATABASES`].
+pub fn check_database(field: &str, s: &str) -> Result<(), String> {
+    check_ident(field, s)?;
+    if SYSTEM_DATABASES.iter().any(|d| d.eq_ignore_ascii_case(s)) {
+        return Err(format!("{field} {s:?} is a system database"));
+    }
+    Ok(())
+}
+
+/// A user name that is allowed and is not one of [`SYSTEM_USERS`].
+pub fn check_user(field: &str, s: &str) -> Result<(), String> {
+    check_ident(field, s)?;
+    if SYSTEM_USERS.iter().any(|u| u.eq_ignore_ascii_case(s)) {
+        return Err(format!("{field} {s:?} is a system account"));
+    }
+    Ok(())
+}
+
 /// Params of `mariadb.db_create` and `mariadb.db_drop`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -15,7 +41,7 @@ pub struct DbParams {
 }
 impl Params for DbParams {
     fn check(&self) -> Result<(), String> {
-        check_ident("name", &self.name)
+        check_database("name", &self.name)
     }
 }
 
@@ -39,7 +65,9 @@ impl Template {
     }
 }
 
-/// Params of `mariadb.user_create`.
+/// Params of `mariadb.user_create`. A user that already exists at
+/// `localhost` is not touched: the action fails with "user exists; drop it
+/// first" (so a typo can never reset a live application's password).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreateParams {
@@ -56,8 +84,8 @@ pub struct UserCreateParams {
 }
 impl Params for UserCreateParams {
     fn check(&self) -> Result<(), String> {
-        check_ident("user", &self.user)?;
-        check_ident("database", &self.database)?;
+        check_user("user", &self.user)?;
+        check_database("database", &self.database)?;
         let n = self.password.chars().count();
         if !(12..=128).contains(&n) {
             return Err("password must be 12 to 128 characters".into());
@@ -86,7 +114,7 @@ pub struct UserParams {
 }
 impl Params for UserParams {
     fn check(&self) -> Result<(), String> {
-        check_ident("user", &self.user)
+        check_user("user", &self.user)
     }
 }
 
@@ -106,7 +134,7 @@ pub fn specs() -> Vec<ActionSpec> {
         ),
         ActionSpec::new::<UserCreateParams>(
             "mariadb.user_create",
-            "Create a user at localhost with a privilege template (app, readonly, reporting).",
+            "Create a user at localhost with a privilege template (app, readonly, reporting); an existing user is refused.",
             RunsIn::Rootd,
             60,
         )
@@ -124,4 +152,57 @@ pub fn specs() -> Vec<ActionSpec> {
             60,
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::parse;
+    use serde_json::json;
+
+    #[test]
+    fn system_names_and_hostile_names_are_refused() {
+        for bad in [
+            "mysql",
+            "MySQL",
+            "information_schema",
+            "sys",
+            "x; DROP DATABASE mysql",
+            "a`b",
+            "../x",
+            "",
+        ] {
+            assert!(parse::<DbParams>(&json!({"name": bad})).is_err(), "{bad:?}");
+        }
+        assert!(parse::<DbParams>(&json!({"name": "a".repeat(65)})).is_err());
+        parse::<DbParams>(&json!({"name": "shop_db"})).unwrap();
+        for bad in ["root", "ROOT", "mysql", "PUBLIC", "a'b"] {
+            assert!(
+                parse::<UserParams>(&json!({"user": bad})).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_create_rules() {
+        let ok = json!({"user": "app", "password": "correct horse battery", "database": "shop", "template": "app"});
+        parse::<UserCreateParams>(&ok).unwrap();
+        let mut v = ok.clone();
+        v["password"] = json!("short");
+        assert!(parse::<UserCreateParams>(&v).is_err());
+        let mut v = ok.clone();
+        v["database"] = json!("mysql");
+        assert!(parse::<UserCreateParams>(&v).is_err());
+        let mut v = ok.clone();
+        v["template"] = json!("reporting");
+        assert!(
+            parse::<UserCreateParams>(&v).is_err(),
+            "reporting needs tables"
+        );
+        v["tables"] = json!(["orders"]);
+        parse::<UserCreateParams>(&v).unwrap();
+        v["tables"] = json!(["orders; --"]);
+        assert!(parse::<UserCreateParams>(&v).is_err());
+    }
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod accounts;
+mod apps;
 mod jobs;
 mod trust;
 
@@ -71,7 +72,9 @@ impl From<CreateError> for ApiError {
             | CreateError::InvalidParams { .. }
             | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
-            CreateError::AgentNotActive(..) => StatusCode::CONFLICT,
+            CreateError::AgentNotActive(..) | CreateError::ModuleUnavailable { .. } => {
+                StatusCode::CONFLICT
+            }
             CreateError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             CreateError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -108,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/preview", post(jobs::preview))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/hosts", get(jobs::hosts))
+        .merge(apps::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

@@ -219,8 +219,23 @@ pub struct Host {
     pub dir: PathBuf,
 }
 
+/// The installers shipped in the repository's `manifests/`.
+pub fn repo_manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests")
+        .canonicalize()
+        .unwrap()
+}
+
 impl Stack {
+    /// The whole control side, showing the repository's app manifests.
     pub async fn start() -> Self {
+        Self::start_with_manifests(&repo_manifests()).await
+    }
+
+    /// Like [`Stack::start`], with the control plane reading app manifests
+    /// from `manifests` (rootd gets its own setting per host).
+    pub async fn start_with_manifests(manifests: &Path) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("drover-test-")
             .tempdir()
@@ -236,6 +251,8 @@ impl Stack {
             "drover init failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        // spawn_cp (also used to restart the control plane) finds it here.
+        std::os::unix::fs::symlink(manifests, data_dir.join("manifests")).unwrap();
         let nats = Nats::start(
             &tmp.path().join("nats"),
             &data_dir.join("nats-config").join("nats.conf"),
@@ -266,7 +283,8 @@ impl Stack {
         cmd.arg("serve")
             .env("DROVER_DATA_DIR", data_dir)
             .env("DROVER_NATS_URL", nats_url)
-            .env("DROVER_LISTEN", format!("127.0.0.1:{port}"));
+            .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DROVER_MANIFESTS_DIR", data_dir.join("manifests"));
         Proc::spawn("drover serve", cmd, data_dir.join("control-plane.log"))
     }
 
