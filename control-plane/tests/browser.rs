@@ -359,7 +359,6 @@ async fn operator_console_end_to_end() {
         .unwrap();
     wait_css(c, "#job-live[data-done=\"true\"]").await;
     wait_text(c, "#job-hosts", "succeeded").await;
-    shot(c, "job").await;
     c.goto(&format!("{base}/jobs")).await.unwrap();
     wait_css(c, "#jobs").await;
     wait_text(c, "#preview", "1 host matches").await;
@@ -416,6 +415,10 @@ async fn operator_console_end_to_end() {
         assert_eq!(j["action"], "app.install", "{j}");
         let done = stack.wait_job_done(&job_id, Duration::from_secs(60)).await;
         assert_eq!(done["counts"]["succeeded"], 1, "{done}");
+        // The page follows the job live, with the script's output tail.
+        wait_css(c, "#job-live[data-done=\"true\"]").await;
+        wait_text(c, "#job-hosts", "installing hello: hello").await;
+        shot(c, "job").await;
         // The secret went to the agent, never into the trail or the job.
         let (_, audit) = stack.get("/audit?action=app&limit=100").await;
         assert!(audit.to_string().contains("app.install"), "{audit}");

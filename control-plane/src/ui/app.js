@@ -77,10 +77,13 @@ function scheduleRefresh(delay) {
   if (refreshTimer) return;
   refreshTimer = setTimeout(refreshLive, delay === undefined ? 600 : delay);
 }
+let refreshAgain = false;
 async function refreshLive() {
   refreshTimer = null;
   const regions = $$("[data-live]");
-  if (!regions.length || refreshing) return;
+  if (!regions.length) return;
+  // One at a time; a change seen meanwhile triggers one more.
+  if (refreshing) { refreshAgain = true; return; }
   refreshing = true;
   try {
     const r = await fetch(location.href, { credentials: "same-origin" });
@@ -95,10 +98,12 @@ async function refreshLive() {
     wireButtons();
     wireForms();
     wireCancelJob();
+    fillTails();
   } catch (e) {
     // The banner shows connectivity; the next event retries.
   } finally {
     refreshing = false;
+    if (refreshAgain) { refreshAgain = false; scheduleRefresh(300); }
   }
 }
 
@@ -351,10 +356,27 @@ function renderResult(box, c) {
   if (!final) box.append(el("p", { class: "mut", text: "Waiting for the agent…" }));
 }
 
+/// The command's output lines (from the broker), appended as they come.
+async function loadOutput(id, state) {
+  const r = await api("GET", "/api/v1/commands/" + encodeURIComponent(id) + "/output?after=" + (state.after || 0));
+  if (!r.ok) return;
+  for (const l of r.data.lines || []) {
+    state.lines.push(l.line);
+    state.after = Math.max(state.after || 0, l.seq);
+  }
+}
+
 function watchCommand(id, box) {
+  const out = { after: 0, lines: [] };
   const load = async () => {
     const r = await api("GET", "/api/v1/commands/" + encodeURIComponent(id));
-    if (r.ok) renderResult(box, r.data);
+    if (!r.ok) return;
+    await loadOutput(id, out);
+    renderResult(box, r.data);
+    if (out.lines.length) {
+      box.append(el("div", { class: "mut small", text: "Output" }),
+        el("pre", { class: "out", id: "run-output", text: out.lines.slice(-200).join("\n") }));
+    }
   };
   on("command", (ev) => { if ((ev.command_id || ev.id) === id) load(); });
   load();
@@ -431,6 +453,19 @@ async function initJobs() {
     if (!r.ok) { showError(form, r.data.error || "failed"); return; }
     location.href = "/jobs/" + encodeURIComponent(r.data.id);
   });
+}
+
+/// Output tails of the first rows of a job page.
+async function fillTails() {
+  const rows = $$("#job-hosts tr[data-command]").slice(0, 25);
+  for (const tr of rows) {
+    const pre = $("pre.tail", tr);
+    if (!pre || pre.dataset.filled) continue;
+    pre.dataset.filled = "1";
+    const out = { after: 0, lines: [] };
+    await loadOutput(tr.dataset.command, out);
+    if (out.lines.length) pre.textContent = out.lines.slice(-8).join("\n");
+  }
 }
 
 function wireCancelJob() {
@@ -606,6 +641,7 @@ updateTimes();
 wireForms();
 wireButtons();
 wireCancelJob();
+fillTails();
 // What makes each page's live regions stale.
 const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],

@@ -1021,8 +1021,9 @@ async fn job_page(
             })
             .unwrap_or_default();
         rows.push_str(&format!(
-            "<tr><td><a href=\"/agents/{aid}\">{host}</a></td><td>{pill}</td><td>{exit}</td><td class=\"sum\">{sum}</td><td><pre class=\"tail\">{tail}</pre></td></tr>",
+            "<tr data-command=\"{cid}\"><td><a href=\"/agents/{aid}\">{host}</a></td><td>{pill}</td><td>{exit}</td><td class=\"sum\">{sum}</td><td><pre class=\"tail\">{tail}</pre></td></tr>",
             aid = esc(&h.agent_id),
+            cid = esc(&h.id),
             host = esc(names.get(&h.agent_id).map(String::as_str).unwrap_or(&h.agent_id)),
             pill = pill(&h.status),
             exit = h.exit_code.map(|e| e.to_string()).unwrap_or_default(),
