@@ -195,6 +195,14 @@ async fn failed_logins_are_rate_limited_per_user_and_address() {
     // ... for that user only.
     let r = stack.login_form("otto", PW, "").await;
     assert_eq!(r.status().as_u16(), 303);
+    // A password typed into the user field never reaches the trail.
+    let r = stack
+        .login_form("correct-horse-typed-as-name", "x", "")
+        .await;
+    assert_eq!(r.status().as_u16(), 401);
+    let (_, all) = stack.get("/audit?limit=1000").await;
+    assert!(!all.to_string().contains("correct-horse"), "{all}");
+    assert!(all.to_string().contains("(unknown user)"), "{all}");
     let (_, v) = stack.get("/audit?action=login").await;
     let actions: Vec<&str> = v["entries"]
         .as_array()
@@ -202,7 +210,7 @@ async fn failed_logins_are_rate_limited_per_user_and_address() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions.iter().filter(|a| **a == "login.failed").count(), 5);
+    assert_eq!(actions.iter().filter(|a| **a == "login.failed").count(), 6);
     assert!(actions.contains(&"login.limited"));
     assert!(actions.contains(&"login"));
 }

@@ -242,7 +242,13 @@ struct NextQuery {
 fn safe_next(n: Option<&str>) -> String {
     match n {
         // Only local paths: never redirect elsewhere after login.
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p.into()
+        }
         _ => "/fleet".into(),
     }
 }
@@ -287,8 +293,17 @@ async fn login(State(state): State<AppState>, req: axum::extract::Request) -> Re
     let fail = |status: StatusCode, msg: &str, need_code: bool| {
         (status, login_html(&next, Some(msg), &name, need_code)).into_response()
     };
-    // The name as given is user input: keep it short in the trail.
-    let actor: String = name.chars().take(64).collect();
+    let u = match auth::find_user(&state.db, &name).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(e),
+    };
+    // Only known names go into the trail: people type passwords into the
+    // user field by mistake.
+    let actor: String = if u.is_some() {
+        name.clone()
+    } else {
+        "(unknown user)".into()
+    };
     if auth::login_limited(&name, &ip) {
         let _ = audit::record(
             &state.db,
@@ -301,23 +316,20 @@ async fn login(State(state): State<AppState>, req: axum::extract::Request) -> Re
             false,
         );
     }
-    let u = match auth::find_user(&state.db, &name).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(e),
-    };
     // Verify against a dummy hash for unknown names: same time either way.
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0lNmSq1sCd7EiWmsNB9p6cVl8n5O4yA1Cj9xBfJxk6Y";
+    static DUMMY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| auth::hash_password(&auth::random_hex(16)));
     let pw_ok = auth::verify_password(
         u.as_ref()
             .map(|u| u.password_hash.as_str())
-            .unwrap_or(DUMMY),
+            .unwrap_or(DUMMY.as_str()),
         &password,
     ) && u.is_some();
     let record_fail = |reason: &'static str| {
         let db = state.db.clone();
-        let (actor, ip) = (actor.clone(), ip.clone());
+        let (actor, ip, name) = (actor.clone(), ip.clone(), name.clone());
         async move {
-            auth::login_failed(&actor, &ip);
+            auth::login_failed(&name, &ip);
             let _ = audit::record(
                 &db,
                 audit::Entry::new(
