@@ -121,7 +121,8 @@ function connect() {
     $("#banner").hidden = true;
     if (live) { live.textContent = "live"; live.className = "live ok"; }
     backoff = 1000;
-    if (wasDown) scheduleRefresh(0);
+    // Whatever changed before the stream was (re)connected: fetch it now.
+    scheduleRefresh(wasDown ? 0 : 200);
   };
   es.onerror = () => {
     es.close();
