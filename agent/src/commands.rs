@@ -366,9 +366,11 @@ async fn finish(agent: &Agent, cmd: &Command, result: CommandResult, msg: &jetst
         warn!(command = %cmd.id, error = %e, "journal write failed; publishing anyway");
     }
     publish_confirmed(agent, &result).await;
-    if let Err(e) = msg.double_ack().await {
-        // The broker will redeliver; the journal answers with the same result.
-        warn!(command = %cmd.id, error = %e, "ack not confirmed");
+    // A plain ack, not a confirmed one: if it is lost the broker redelivers
+    // and the journal answers with the same result, so waiting for the
+    // broker's confirmation would only cost a round trip per command.
+    if let Err(e) = msg.ack().await {
+        warn!(command = %cmd.id, error = %e, "ack not sent; the broker will redeliver");
     }
 }
 

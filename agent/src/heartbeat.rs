@@ -28,12 +28,14 @@ pub fn modules(rootd_modules: &[String]) -> Vec<String> {
     out
 }
 
-async fn ask_rootd(agent: &Agent) -> Vec<String> {
+/// rootd's modules, or `None` when it does not answer (not started yet, or
+/// restarting): then it is asked again at the next heartbeat.
+async fn ask_rootd(agent: &Agent) -> Option<Vec<String>> {
     match crate::rootd_client::capabilities(&agent.cfg.rootd_socket).await {
-        Ok(m) => m,
+        Ok(m) => Some(m),
         Err(e) => {
             tracing::debug!(error = %e, "rootd capabilities unavailable");
-            Vec::new()
+            None
         }
     }
 }
@@ -48,7 +50,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
     let mut rootd_modules = ask_rootd(&agent).await;
     let mut asked = tokio::time::Instant::now();
     loop {
-        if asked.elapsed() >= CAPABILITIES_EVERY {
+        if rootd_modules.is_none() || asked.elapsed() >= CAPABILITIES_EVERY {
             rootd_modules = ask_rootd(&agent).await;
             asked = tokio::time::Instant::now();
         }
@@ -70,7 +72,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             os: os.clone(),
             kernel: kernel.clone(),
             metrics: collector.sample(),
-            modules: modules(&rootd_modules),
+            modules: modules(rootd_modules.as_deref().unwrap_or_default()),
             operations,
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced

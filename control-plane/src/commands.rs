@@ -255,6 +255,7 @@ pub async fn issue(
             stream_seq: None,
         })
         .collect();
+    let t0 = std::time::Instant::now();
     {
         let _turn = state.writer.lock().await;
         let txn = state.db.begin().await?;
@@ -265,6 +266,7 @@ pub async fn issue(
         txn.commit().await?;
     }
 
+    let t_insert = t0.elapsed();
     // Publish in windows; remember each command's stream sequence.
     let mut outcomes: Vec<Result<u64, CreateError>> = Vec::with_capacity(cmds.len());
     for window in cmds.chunks(PUBLISH_WINDOW) {
@@ -285,6 +287,7 @@ pub async fn issue(
         }
     }
 
+    let t_publish = t0.elapsed() - t_insert;
     let mut out = Vec::with_capacity(models.len());
     let _turn = state.writer.lock().await;
     let txn = state.db.begin().await?;
@@ -322,6 +325,15 @@ pub async fn issue(
         }
     }
     txn.commit().await?;
+    if out.len() >= 100 {
+        tracing::info!(
+            commands = out.len(),
+            insert_ms = t_insert.as_millis() as u64,
+            publish_ms = t_publish.as_millis() as u64,
+            seq_update_ms = (t0.elapsed() - t_insert - t_publish).as_millis() as u64,
+            "issued"
+        );
+    }
     Ok(out)
 }
 

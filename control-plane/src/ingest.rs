@@ -370,7 +370,14 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
                 continue;
             }
             let results: Vec<CommandResult> = good.iter().map(|(_, r)| r.clone()).collect();
-            match apply_results(&state, &results).await {
+            let t0 = std::time::Instant::now();
+            let applied = apply_results(&state, &results).await;
+            tracing::debug!(
+                results = results.len(),
+                apply_ms = t0.elapsed().as_millis() as u64,
+                "result batch"
+            );
+            match applied {
                 Ok(changed) => {
                     // Stored first, acked second: a crash in between means a
                     // redelivery, which changes nothing.

@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod nats_auth;
 pub mod output;
+pub mod queues;
 pub mod serve;
 pub mod state;
 pub mod tokens;

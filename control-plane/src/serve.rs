@@ -149,6 +149,7 @@ pub async fn serve(
         tokio::spawn(crate::ingest::sweep_loop(state.clone())),
         tokio::spawn(crate::ingest::max_deliveries_loop(state.clone())),
         tokio::spawn(crate::automation::submit_loop(state.clone(), jobs_consumer)),
+        tokio::spawn(crate::queues::keeper_loop(state.clone())),
     ];
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

@@ -32,6 +32,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) / ticks)
+        })
+        .unwrap_or(0.0)
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -85,6 +99,12 @@ async fn one_size(n: usize, runs: usize) -> Row {
     // Fan-out.
     let mut times = Vec::new();
     for r in 0..runs {
+        let procs = [
+            ("nats-server", stack.nats.proc.pid()),
+            ("control plane", stack.cp.pid()),
+            ("simulated agents", sim.pid()),
+        ];
+        let cpu_before: Vec<f64> = procs.iter().map(|(_, p)| cpu_secs(*p)).collect();
         let start = Instant::now();
         let (code, job) = stack
             .post("/jobs", &json!({"selector": {"all": true}, "action": "sys.ping", "idempotency_key": format!("bench-{n}-{r}")}))
@@ -98,6 +118,13 @@ async fn one_size(n: usize, runs: usize) -> Row {
             "[{n}] fan-out run {r}: {secs:.3}s, {ok}/{} succeeded",
             n + 1
         );
+        // Where the time went: CPU seconds per process during the run.
+        let cpu: Vec<String> = procs
+            .iter()
+            .zip(&cpu_before)
+            .map(|((name, pid), before)| format!("{name} {:.2}s", cpu_secs(*pid) - before))
+            .collect();
+        eprintln!("[{n}] fan-out run {r}: CPU {}", cpu.join(", "));
         if ok != n + 1 {
             // Say why, then go on measuring: a benchmark reports, it does not hide.
             let (_, hosts) = stack.get(&format!("/jobs/{id}/hosts")).await;

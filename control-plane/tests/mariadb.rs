@@ -701,13 +701,8 @@ async fn databases_and_users_on_a_real_mariadb_server() {
 }
 
 /// The control plane's side of keeping a password secret: its log, the API's
-/// command JSON (params included) and its SQLite files. Masking sensitive
-/// params there is the control plane's job, in progress separately; until it
-/// masks `password` before storing, logging or showing a command, this test
-/// fails (the password is in the API's `params` and in the database file),
-/// hence ignored. Run it with `--ignored`.
+/// command JSON (params masked) and its SQLite files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the control plane to mask sensitive params (in progress by the lead)"]
 async fn the_control_plane_never_keeps_the_password() {
     let stack = Stack::start().await;
     let db = MariaDb::start(&stack.tmp.path().join("mariadb")).await;

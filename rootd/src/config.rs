@@ -6,11 +6,7 @@ use anyhow::Context;
 use bus_schema::VerifyingKey;
 use serde::Deserialize;
 
-// Some settings belong to modules not implemented on this branch
-// (mariadb, app); unread until they are.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Deserialize)]
-#[allow(dead_code)] // TEMP: read by the service/firewall/mariadb modules as they land
 pub struct RootdConfig {
     /// Where the socket lives (created 0660).
     #[serde(default = "default_socket")]

@@ -87,7 +87,10 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
-            .env("RUST_LOG", "info,async_nats=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("DROVER_TEST_LOG").unwrap_or_else(|_| "info,async_nats=warn".into()),
+            )
             .env("NO_COLOR", "1");
         // Keep the developer's own settings out of the processes under test.
         for (k, _) in std::env::vars() {
@@ -236,8 +239,10 @@ impl Stack {
     /// Like [`Stack::start`], with the control plane reading app manifests
     /// from `manifests` (rootd gets its own setting per host).
     pub async fn start_with_manifests(manifests: &Path) -> Self {
+        // DROVER_TEST_KEEP=1 keeps the directory (logs, database) to look at.
         let tmp = tempfile::Builder::new()
             .prefix("drover-test-")
+            .disable_cleanup(std::env::var_os("DROVER_TEST_KEEP").is_some())
             .tempdir()
             .unwrap();
         let data_dir = tmp.path().join("cp");

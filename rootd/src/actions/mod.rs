@@ -46,7 +46,6 @@ impl Outcome {
         }
     }
 
-    #[allow(dead_code)] // TEMP: used by the modules as they land
     pub fn succeeded(summary: impl Into<String>, data: Value) -> Self {
         Self {
             status: CommandStatus::Succeeded,
