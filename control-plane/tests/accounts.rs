@@ -460,3 +460,39 @@ async fn fleet_page_stays_fast_with_ten_thousand_agents() {
     assert!(html.contains("web-09999"));
     assert!(html.contains("page 200 of 200"));
 }
+
+/// Approving an agent needs an admin; the approval is in the trail with who
+/// did it and from where.
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_need_an_admin_and_are_audited() {
+    let stack = Stack::start().await;
+    stack.add_user("olga", "operator", PW);
+    stack.add_user("ada", "admin", PW);
+    let token = stack.token(1, "1h", false).await;
+    let host = stack
+        .start_host_with("h1", &token, &random_machine_id())
+        .await;
+    wait_for(
+        "the agent to be pending",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = stack.get(&format!("/agents/{}", host.id)).await;
+            (v["status"] == "pending").then_some(())
+        },
+    )
+    .await;
+    let path = format!("/api/v1/agents/{}/approve", host.id);
+    let op = stack.login("olga", PW).await;
+    let (code, _) = op.send(Method::POST, &path, None, true).await;
+    assert_eq!(code, 403);
+    let admin = stack.login("ada", PW).await;
+    let (code, v) = admin.send(Method::POST, &path, None, true).await;
+    assert_eq!(code, 200, "{v}");
+    stack.wait_online(&host.id).await;
+    let (_, v) = stack.get("/audit?action=agent").await;
+    let e = &v["entries"][0];
+    assert_eq!(e["action"], "agent.approve", "{v}");
+    assert_eq!(e["actor"], "ada");
+    assert_eq!(e["target"], host.id.as_str());
+    assert_eq!(e["ip"], "127.0.0.1");
+}
