@@ -496,3 +496,51 @@ async fn approvals_need_an_admin_and_are_audited() {
     assert_eq!(e["target"], host.id.as_str());
     assert_eq!(e["ip"], "127.0.0.1");
 }
+
+/// A session ends after an hour without requests, and after 12 hours in any
+/// case; the database holds only a hash of the cookie.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_expire_when_idle_or_old() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let stack = Stack::start().await;
+    stack.add_user("vic", "viewer", PW);
+    let db = stack.db().await;
+    let a = stack.login("vic", PW).await;
+    let b = stack.login("vic", PW).await;
+    let token = a.cookie.trim_start_matches("drover_session=").to_string();
+    let rows = control_plane::db::entities::session::Entity::find()
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows
+        .iter()
+        .all(|s| s.id != token && s.csrf_token.len() == 64));
+    assert!(rows
+        .iter()
+        .any(|s| s.id == control_plane::auth::hash_token(&token)));
+    // Idle for over an hour: gone.
+    db.execute_unprepared(&format!(
+        "UPDATE sessions SET last_seen = last_seen - 3700000 WHERE id = '{}'",
+        control_plane::auth::hash_token(&token)
+    ))
+    .await
+    .unwrap();
+    let (code, _) = a.send(Method::GET, "/api/v1/agents", None, false).await;
+    assert_eq!(code, 401);
+    // Older than 12 hours, however active: gone too.
+    let (code, _) = b.send(Method::GET, "/api/v1/agents", None, false).await;
+    assert_eq!(code, 200);
+    db.execute_unprepared("UPDATE sessions SET expires_at = 1")
+        .await
+        .unwrap();
+    let (code, _) = b.send(Method::GET, "/api/v1/agents", None, false).await;
+    assert_eq!(code, 401);
+    assert_eq!(
+        control_plane::db::entities::session::Entity::find()
+            .count(&db)
+            .await
+            .unwrap(),
+        0
+    );
+}
