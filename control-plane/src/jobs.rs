@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bus_schema::{now_ms, CommandStatus, Source};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -247,49 +250,92 @@ pub async fn submit(
 
 /// A job with live counts and the hosts that have not answered.
 pub async fn view(state: &AppState, j: &job::Model) -> Result<Value, sea_orm::DbErr> {
-    let cmds: Vec<(String, String, String)> = command::Entity::find()
+    // Counted in SQL, never loaded row by row: the jobs page and
+    // `drover run` ask for this while 10,000 results stream in.
+    let by_status: Vec<(String, i64)> = command::Entity::find()
         .select_only()
-        .column(command::Column::Id)
-        .column(command::Column::AgentId)
         .column(command::Column::Status)
+        .column_as(command::Column::Id.count(), "n")
         .filter(command::Column::JobId.eq(j.id.clone()))
+        .group_by(command::Column::Status)
         .into_tuple()
         .all(&state.db)
         .await?;
     let mut counts: BTreeMap<&'static str, i64> =
         CommandStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    let mut open: Vec<(String, String)> = Vec::new();
-    for (id, agent_id, status) in &cmds {
+    let mut open_count = 0i64;
+    let mut total = 0i64;
+    for (status, n) in &by_status {
         let s = CommandStatus::parse(status).unwrap_or(CommandStatus::Queued);
-        *counts.entry(s.as_str()).or_default() += 1;
+        *counts.entry(s.as_str()).or_default() += n;
+        total += n;
         if !s.is_final() {
-            open.push((agent_id.clone(), id.clone()));
+            open_count += n;
         }
     }
-    let open_ids: Vec<String> = open.iter().map(|(a, _)| a.clone()).collect();
+    let finals: Vec<&'static str> = CommandStatus::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    let open_of_job = || {
+        sea_orm::sea_query::Query::select()
+            .column(command::Column::AgentId)
+            .from(command::Entity)
+            .and_where(command::Column::JobId.eq(j.id.clone()))
+            .and_where(command::Column::Status.is_not_in(finals.clone()))
+            .to_owned()
+    };
+    // Hosts of unfinished commands that are not online right now.
+    let offline = if open_count == 0 {
+        0
+    } else {
+        agent::Entity::find()
+            .filter(agent::Column::Status.ne("online"))
+            .filter(agent::Column::Id.in_subquery(open_of_job()))
+            .count(&state.db)
+            .await? as i64
+    };
+    // The first 1,000 hosts that have not answered, with their names.
+    let open: Vec<(String, String)> = if open_count == 0 {
+        Vec::new()
+    } else {
+        command::Entity::find()
+            .select_only()
+            .column(command::Column::AgentId)
+            .column(command::Column::Id)
+            .filter(command::Column::JobId.eq(j.id.clone()))
+            .filter(command::Column::Status.is_not_in(finals.clone()))
+            .order_by_asc(command::Column::AgentId)
+            .limit(1000)
+            .into_tuple()
+            .all(&state.db)
+            .await?
+    };
     let mut hosts: HashMap<String, (String, String)> = HashMap::new();
-    for chunk in open_ids.chunks(500) {
-        for a in agent::Entity::find()
-            .filter(agent::Column::Id.is_in(chunk.to_vec()))
+    for chunk in open.chunks(500) {
+        let ids: Vec<String> = chunk.iter().map(|(a, _)| a.clone()).collect();
+        for (id, hostname, status) in agent::Entity::find()
+            .select_only()
+            .column(agent::Column::Id)
+            .column(agent::Column::Hostname)
+            .column(agent::Column::Status)
+            .filter(agent::Column::Id.is_in(ids))
+            .into_tuple::<(String, String, String)>()
             .all(&state.db)
             .await?
         {
-            hosts.insert(a.id.clone(), (a.hostname, a.status));
+            hosts.insert(id, (hostname, status));
         }
     }
-    let offline = open
-        .iter()
-        .filter(|(a, _)| hosts.get(a).map(|h| h.1 != "online").unwrap_or(true))
-        .count();
     let not_answered: Vec<Value> = open
         .iter()
-        .take(1000)
         .map(|(a, c)| {
             let (hostname, status) = hosts.get(a).cloned().unwrap_or_default();
             json!({"agent_id": a, "hostname": hostname, "agent_status": status, "command_id": c})
         })
         .collect();
-    let finished = cmds.len() - open.len();
+    let finished = total - open_count;
     Ok(json!({
         "id": j.id,
         "action": j.action,
@@ -310,7 +356,7 @@ pub async fn view(state: &AppState, j: &job::Model) -> Result<Value, sea_orm::Db
             "offline": offline,
             "finished": finished,
         },
-        "done": open.is_empty(),
+        "done": open_count == 0,
         "not_answered": not_answered,
     }))
 }

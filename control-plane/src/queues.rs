@@ -20,7 +20,7 @@ use crate::db::entities::agent;
 use crate::state::AppState;
 
 /// How often the consumer count is compared with the approved agents.
-const CHECK_EVERY: Duration = Duration::from_secs(3);
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Consumer declarations in flight at once while repairing.
 const PARALLEL: usize = 32;
 
