@@ -219,7 +219,25 @@ async fn handle(state: &AppState, payload: &[u8], ct: Option<&str>) {
     .await
     {
         Ok((j, created)) => {
-            info!(job = %j.id, key = %key.name, created, "job submitted on the bus")
+            info!(job = %j.id, key = %key.name, created, "job submitted on the bus");
+            if created {
+                // The trail, as for jobs created over the API (params masked).
+                let params = serde_json::from_str(&j.params).unwrap_or_default();
+                let masked = bus_schema::catalogue::lookup(&j.action)
+                    .map(|a| a.mask(&params))
+                    .unwrap_or_else(|| serde_json::Value::String("***".into()));
+                let _ = crate::audit::record(
+                    &state.db,
+                    crate::audit::Entry::new(
+                        &j.requested_by,
+                        "job.create",
+                        &j.id,
+                        "bus",
+                        serde_json::json!({"action": j.action, "selector": serde_json::from_str::<serde_json::Value>(&j.selector).unwrap_or_default(), "params": masked, "target_count": j.target_count}),
+                    ),
+                )
+                .await;
+            }
         }
         Err(e) => refuse(state, &key.name, "invalid_params", e.to_string()).await,
     }

@@ -142,6 +142,15 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
             .trim()
             .to_string(),
     };
+    // The first web UI admin; in dev mode its password is kept 0600 in the
+    // data directory so every start can print it.
+    let pw_path = data.join("admin.password");
+    if let Some(pw) = crate::serve::init_admin_user(&cfg, None).await? {
+        bus_schema::signing::write_secret_file(&pw_path, pw.as_bytes())?;
+    }
+    let admin_password = std::fs::read_to_string(&pw_path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "(set with `drover users passwd admin`)".into());
     let signer = crate::serve::load_signer(&cfg)?;
 
     // 1. The broker, in operator mode with the configuration `init` wrote.
@@ -236,7 +245,7 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
     let url = format!("http://{}", cfg.listen);
     println!();
     println!("  Drover dev stack is up.");
-    println!("  Web UI:       {url}/#token={token}");
+    println!("  Web UI:       {url}/   (user admin, password {admin_password})");
     println!("  API:          {url}/api/v1   (Authorization: Bearer <token>)");
     println!("  Admin token:  {token}");
     println!("  NATS:         {}", cfg.nats_url);

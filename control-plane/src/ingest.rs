@@ -258,6 +258,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         .collect();
     let samples: Vec<metric_sample::ActiveModel> = hbs
         .iter()
+        .filter(|h| sample_due(&h.agent_id, h.sent_at))
         .map(|h| metric_sample::ActiveModel {
             agent_id: Set(h.agent_id.clone()),
             at: Set(h.sent_at),
@@ -616,4 +617,22 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Metric history (the UI's charts) keeps at most one sample per agent per
+/// minute, however often agents report.
+const SAMPLE_EVERY_MS: i64 = 60_000;
+
+fn sample_due(agent_id: &str, at: i64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static LAST: LazyLock<Mutex<HashMap<String, i64>>> = LazyLock::new(Default::default);
+    let mut last = LAST.lock().expect("sample map");
+    match last.get(agent_id) {
+        Some(t) if at - *t < SAMPLE_EVERY_MS && at >= *t => false,
+        _ => {
+            last.insert(agent_id.to_string(), at);
+            true
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! - [`ingest`]: heartbeats and results into the database, liveness sweeps;
 //! - [`commands`]: issuing signed commands;
 //! - [`api`]: REST API, event stream, web page;
-//! - [`auth`]: API tokens;
+//! - [`auth`]: API tokens, users, sessions, roles, CSRF — one gate for every route;
+//! - [`audit`]: the hash-chained audit trail;
+//! - [`ui`]: the web UI's server-rendered pages and embedded assets;
 //! - [`nats_auth`]: the broker's trust chain (operator, accounts, user JWTs);
 //! - [`enroll`], [`tokens`], [`trust`]: enrolment, registration tokens,
 //!   approve / reject / revoke and the security overview;
@@ -14,6 +16,7 @@
 //! - [`client`]: the CLI's HTTP client.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod automation;
 pub mod bus;
@@ -33,3 +36,4 @@ pub mod serve;
 pub mod state;
 pub mod tokens;
 pub mod trust;
+pub mod ui;

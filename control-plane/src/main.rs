@@ -37,8 +37,29 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Create the command-signing key and the admin API token (once).
-    Init,
+    /// Create the command-signing key, the bootstrap admin API token and the
+    /// first web UI admin `admin` (once). The admin's password is generated
+    /// and printed once, unless given with --admin-password-file.
+    Init {
+        /// A file holding the first admin's password (12+ characters).
+        #[arg(long)]
+        admin_password_file: Option<PathBuf>,
+    },
+    /// Web UI accounts (run on the control-plane host; they use its database).
+    Users {
+        #[command(subcommand)]
+        action: UsersCmd,
+    },
+    /// API tokens for automation, each bound to a role.
+    ApiTokens {
+        #[command(subcommand)]
+        action: ApiTokensCmd,
+    },
+    /// The hash-chained audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
     /// Run the control plane: API, web UI, bus consumers.
     Serve,
     /// Run the whole stack on this machine: nats-server, control plane, one
@@ -179,6 +200,54 @@ enum AppsCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum UsersCmd {
+    /// Add a user. The password is asked for on the terminal, or read from
+    /// --password-file, or from DROVER_NEW_PASSWORD (for scripts) — never
+    /// from the command line.
+    Add {
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List users.
+    List,
+    /// Change a user's role (their sessions end).
+    SetRole { name: String, role: String },
+    /// Set a new password (asked for, or --password-file / DROVER_NEW_PASSWORD).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Remove a user (their sessions end).
+    Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiTokensCmd {
+    /// Make a token bound to a role (shown once).
+    Create {
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Walk the chain; report the first edited or deleted entry (exit 1).
+    Verify,
+}
+
+#[derive(Subcommand, Debug)]
 enum AgentsCmd {
     /// Let a pending agent in: it receives its credentials at its next try.
     Approve { id: String },
@@ -246,12 +315,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Decode => return decode(),
-        Cmd::Init | Cmd::Serve | Cmd::Dev { .. } => init_tracing(),
+        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => init_tracing(),
         _ => {}
     }
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.cmd {
-        Cmd::Init => {
+        Cmd::Init {
+            admin_password_file,
+        } => {
+            let given = match admin_password_file {
+                Some(p) => Some(read_password_file(&p)?),
+                None => None,
+            };
             match serve::init(&cfg).await? {
                 Some(token) => {
                     println!(
@@ -265,12 +340,36 @@ async fn main() -> anyhow::Result<()> {
                     cfg.admin_token_path().display()
                 ),
             }
+            match serve::init_admin_user(&cfg, given).await? {
+                Some(pw) => {
+                    println!("Web UI user `admin` created; its password (shown once):");
+                    println!("{pw}");
+                }
+                None => println!("Web UI users exist already (`drover users list`)."),
+            }
+            println!("The admin API token is for set-up; give automation its own token: `drover api-tokens create <name> --role operator`.");
             let signer = serve::load_signer(&cfg)?;
             println!(
                 "Command-signing key fingerprint: {}",
                 signer.public().fingerprint()
             );
             Ok(())
+        }
+        Cmd::Users { action } => users_command(&cfg, action).await,
+        Cmd::Audit {
+            action: AuditCmd::Verify,
+        } => {
+            let db = control_plane::db::connect(&cfg.database_url()).await?;
+            match control_plane::audit::verify(&db).await? {
+                control_plane::audit::Verdict::Intact { rows, head } => {
+                    println!("audit trail intact: {rows} entries; head hash {head}");
+                    Ok(())
+                }
+                control_plane::audit::Verdict::Broken { id, reason } => {
+                    eprintln!("audit trail BROKEN at entry {id}: {reason}");
+                    std::process::exit(1);
+                }
+            }
         }
         Cmd::Serve => serve::serve(cfg, serve::signal()).await,
         Cmd::Dev {
@@ -325,6 +424,114 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+fn read_password_file(p: &std::path::Path) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A new password: from a file, DROVER_NEW_PASSWORD, or the terminal
+/// (asked twice, not echoed). Never from argv.
+fn new_password(file: Option<PathBuf>) -> anyhow::Result<String> {
+    if let Some(f) = file {
+        return read_password_file(&f);
+    }
+    if let Ok(p) = std::env::var("DROVER_NEW_PASSWORD") {
+        return Ok(p);
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no password: use --password-file, DROVER_NEW_PASSWORD, or run on a terminal"
+        );
+    }
+    let ask = |prompt: &str| -> anyhow::Result<String> {
+        eprint!("{prompt}");
+        // Echo off while typing; stty runs without a shell.
+        let _ = std::process::Command::new("stty").arg("-echo").status();
+        let mut line = String::new();
+        let r = std::io::stdin().read_line(&mut line);
+        let _ = std::process::Command::new("stty").arg("echo").status();
+        eprintln!();
+        r?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let a = ask("New password: ")?;
+    let b = ask("Again: ")?;
+    if a != b {
+        anyhow::bail!("the passwords differ");
+    }
+    Ok(a)
+}
+
+fn local_actor() -> String {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()));
+    format!("cli:{who}")
+}
+
+async fn users_command(cfg: &Config, action: UsersCmd) -> anyhow::Result<()> {
+    use control_plane::{audit, auth};
+    let db = control_plane::db::connect(&cfg.database_url()).await?;
+    let record = |action: &'static str, target: String, detail: Value| {
+        let db = db.clone();
+        async move {
+            audit::record(
+                &db,
+                audit::Entry::new(&local_actor(), action, &target, "local", detail),
+            )
+            .await
+        }
+    };
+    match action {
+        UsersCmd::Add {
+            name,
+            role,
+            password_file,
+        } => {
+            let pw = new_password(password_file)?;
+            auth::add_user(&db, &name, &role, &pw).await?;
+            record("user.add", name.clone(), serde_json::json!({"role": role})).await?;
+            println!("user {name} added as {role}");
+        }
+        UsersCmd::List => {
+            println!("{:<24} {:<9} 2FA", "NAME", "ROLE");
+            for u in auth::list_users(&db).await? {
+                println!(
+                    "{:<24} {:<9} {}",
+                    u.name,
+                    u.role,
+                    if u.totp_secret.is_some() { "on" } else { "off" }
+                );
+            }
+        }
+        UsersCmd::SetRole { name, role } => {
+            auth::set_role(&db, &name, &role).await?;
+            record("user.role", name.clone(), serde_json::json!({"role": role})).await?;
+            println!("user {name} is now {role}");
+        }
+        UsersCmd::Passwd {
+            name,
+            password_file,
+        } => {
+            let u = auth::find_user(&db, &name)
+                .await?
+                .with_context(|| format!("no user {name:?}"))?;
+            let pw = new_password(password_file)?;
+            auth::set_password(&db, &u.id, &pw).await?;
+            auth::end_sessions_of(&db, &u.id).await?;
+            record("user.password", name.clone(), serde_json::json!({})).await?;
+            println!("password of {name} changed");
+        }
+        UsersCmd::Remove { name } => {
+            auth::remove_user(&db, &name).await?;
+            record("user.remove", name.clone(), serde_json::json!({})).await?;
+            println!("user {name} removed");
+        }
+    }
+    Ok(())
+}
+
 fn decode() -> anyhow::Result<()> {
     let mut buf = Vec::new();
     std::io::stdin().read_to_end(&mut buf)?;
@@ -372,6 +579,38 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             Ok(())
         }
         Cmd::Tokens { action } => tokens_command(api, action).await,
+        Cmd::ApiTokens { action } => match action {
+            ApiTokensCmd::Create { name, role } => {
+                let v = api
+                    .post(
+                        "/api-tokens",
+                        &serde_json::json!({"name": name, "role": role}),
+                    )
+                    .await?;
+                println!("API token {name} ({role}), shown once:");
+                println!("{}", v["token"].as_str().unwrap_or(""));
+                println!("id {}", v["id"].as_str().unwrap_or(""));
+                Ok(())
+            }
+            ApiTokensCmd::List => {
+                let v = api.get("/api-tokens").await?;
+                println!("{:<34} {:<24} ROLE", "ID", "NAME");
+                for t in v["tokens"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<34} {:<24} {}",
+                        t["id"].as_str().unwrap_or(""),
+                        t["name"].as_str().unwrap_or(""),
+                        t["role"].as_str().unwrap_or("")
+                    );
+                }
+                Ok(())
+            }
+            ApiTokensCmd::Revoke { id } => {
+                api.delete(&format!("/api-tokens/{id}")).await?;
+                println!("API token {id} revoked");
+                Ok(())
+            }
+        },
         Cmd::Security { json } => {
             let v = api.get("/security").await?;
             if json {

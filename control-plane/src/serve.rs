@@ -54,6 +54,38 @@ include \"resolver.conf\"\n",
     Ok(Some(token))
 }
 
+/// Creates the first web UI admin (`admin`) when there are no users yet.
+/// The password comes from `password` (e.g. `--admin-password-file`) or is
+/// generated; a generated one is returned so it can be shown once.
+pub async fn init_admin_user(
+    cfg: &Config,
+    password: Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let db = crate::db::connect(&cfg.database_url()).await?;
+    if !crate::auth::list_users(&db).await?.is_empty() {
+        return Ok(None);
+    }
+    let (pw, generated) = match password {
+        Some(p) => (p, false),
+        None => (crate::auth::generate_password(), true),
+    };
+    crate::auth::add_user(&db, "admin", "admin", &pw)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first admin: {e}"))?;
+    crate::audit::record(
+        &db,
+        crate::audit::Entry::new(
+            "drover init",
+            "user.add",
+            "admin",
+            "local",
+            serde_json::json!({"role": "admin"}),
+        ),
+    )
+    .await?;
+    Ok(generated.then_some(pw))
+}
+
 pub fn load_signer(cfg: &Config) -> anyhow::Result<CommandSigner> {
     CommandSigner::load(&cfg.signing_key_path()).with_context(|| {
         "no signing key: run `drover init` first (it creates the key and the admin token)"
@@ -124,9 +156,13 @@ pub async fn serve(
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     info!(url = %format!("http://{}", listener.local_addr()?), "control plane ready");
-    axum::serve(listener, crate::api::router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        crate::api::router(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     for t in tasks {
         t.abort();
     }

@@ -1,4 +1,5 @@
-//! The REST API under `/api/v1`, the event stream, and the page at `/`.
+//! The REST API under `/api/v1`, the event stream; the web UI's pages come
+//! from [`crate::ui`]. Every route passes [`auth::guard`] (roles, CSRF, audit).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
     middleware,
-    response::{sse, Html, IntoResponse, Response, Sse},
+    response::{sse, IntoResponse, Response, Sse},
     routing::{get, post},
     Extension, Json, Router,
 };
@@ -17,6 +18,7 @@ use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod accounts;
 mod apps;
 mod jobs;
 mod trust;
@@ -111,22 +113,34 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/hosts", get(jobs::hosts))
         .merge(apps::routes())
         .route("/events", get(events))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+        .route("/audit", get(accounts::audit_list))
+        .route("/users", get(accounts::list_users).post(accounts::add_user))
+        .route("/users/{id}", axum::routing::delete(accounts::remove_user))
+        .route("/users/{id}/role", post(accounts::set_role))
+        .route(
+            "/api-tokens",
+            get(accounts::list_api_tokens).post(accounts::create_api_token),
+        )
+        .route(
+            "/api-tokens/{id}",
+            axum::routing::delete(accounts::revoke_api_token),
+        )
+        .route("/account/password", post(accounts::change_password))
+        .route(
+            "/account/totp",
+            post(accounts::totp_start).delete(accounts::totp_disable),
+        )
+        .route("/account/totp/confirm", post(accounts::totp_confirm));
+    // One gate for every page and API route: authentication, the role each
+    // route needs, CSRF for browser sessions, the audit trail.
     Router::new()
-        .route("/", get(index))
-        .route("/healthz", get(healthz))
+        .merge(crate::ui::routes())
         .nest("/api/v1", api)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("../ui/index.html"))
-}
-
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let nats = matches!(
         state.nats.connection_state(),
         async_nats::connection::State::Connected

@@ -260,3 +260,83 @@ pub mod automation_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    /// A person who logs in to the web UI.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        #[sea_orm(unique)]
+        pub name: String,
+        /// admin | operator | viewer
+        pub role: String,
+        /// argon2id PHC string.
+        pub password_hash: String,
+        /// Base32 TOTP secret once enabled (required at login).
+        pub totp_secret: Option<String>,
+        /// A secret shown to the user but not yet confirmed with a code.
+        pub totp_pending: Option<String>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod session {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        /// SHA-256 of the cookie's token; the token itself is never stored.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub user_id: String,
+        /// Sent back in `X-CSRF-Token` (or the `csrf` form field).
+        pub csrf_token: String,
+        pub ip: String,
+        pub created_at: i64,
+        pub last_seen: i64,
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit_log {
+    use sea_orm::entity::prelude::*;
+
+    /// One operator action. Append-only; `hash` = sha256(prev_hash || row).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i64,
+        pub at: i64,
+        pub actor: String,
+        pub action: String,
+        pub target: String,
+        pub ip: String,
+        /// JSON, secrets masked.
+        pub detail: String,
+        #[sea_orm(unique)]
+        pub prev_hash: String,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

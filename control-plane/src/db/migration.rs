@@ -8,7 +8,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002Accounts)]
     }
 }
 
@@ -354,6 +354,132 @@ impl MigrationTrait for M0001Initial {
                 .col(string(Refusals::Source))
                 .col(string(Refusals::Reason))
                 .col(text(Refusals::Detail))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Web UI accounts, sessions and the hash-chained audit trail.
+struct M0002Accounts;
+
+impl MigrationName for M0002Accounts {
+    fn name(&self) -> &str {
+        "m0002_accounts"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+    Name,
+    Role,
+    PasswordHash,
+    TotpSecret,
+    TotpPending,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Sessions {
+    Table,
+    Id,
+    UserId,
+    CsrfToken,
+    Ip,
+    CreatedAt,
+    LastSeen,
+    ExpiresAt,
+}
+
+#[derive(DeriveIden)]
+enum AuditLog {
+    Table,
+    Id,
+    At,
+    Actor,
+    Action,
+    Target,
+    Ip,
+    Detail,
+    PrevHash,
+    Hash,
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for M0002Accounts {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Users::Table)
+                .if_not_exists()
+                .col(string(Users::Id).primary_key())
+                .col(string_uniq(Users::Name))
+                .col(string(Users::Role))
+                .col(string(Users::PasswordHash))
+                .col(string_null(Users::TotpSecret))
+                .col(string_null(Users::TotpPending))
+                .col(big_integer(Users::CreatedAt))
+                .col(big_integer(Users::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Sessions::Table)
+                .if_not_exists()
+                .col(string(Sessions::Id).primary_key())
+                .col(string(Sessions::UserId))
+                .col(string(Sessions::CsrfToken))
+                .col(string(Sessions::Ip))
+                .col(big_integer(Sessions::CreatedAt))
+                .col(big_integer(Sessions::LastSeen))
+                .col(big_integer(Sessions::ExpiresAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(AuditLog::Table)
+                .if_not_exists()
+                // Ids are assigned by the writer (previous + 1), so a gap
+                // means a deleted row.
+                .col(big_integer(AuditLog::Id).primary_key())
+                .col(big_integer(AuditLog::At))
+                .col(string(AuditLog::Actor))
+                .col(string(AuditLog::Action))
+                .col(string(AuditLog::Target))
+                .col(string(AuditLog::Ip))
+                .col(text(AuditLog::Detail))
+                // Unique: two writers can never both extend the same row.
+                .col(string_uniq(AuditLog::PrevHash))
+                .col(string(AuditLog::Hash))
+                .to_owned(),
+        )
+        .await?;
+        for (name, col) in [
+            ("idx_audit_at", AuditLog::At),
+            ("idx_audit_actor", AuditLog::Actor),
+        ] {
+            m.create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(name)
+                    .table(AuditLog::Table)
+                    .col(col)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("idx_agents_hostname")
+                .table(Agents::Table)
+                .col(Agents::Hostname)
                 .to_owned(),
         )
         .await?;
