@@ -20,6 +20,10 @@ use crate::rootd_client::{self, Outcome};
 use crate::run::Agent;
 use crate::sys;
 
+/// How long a cancel for a command not yet seen is remembered: the longest
+/// a command may wait in its queue.
+const PRECANCEL_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
+
 /// How often a running command tells the broker it is still being worked on
 /// (well inside the consumer's ack wait).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -137,6 +141,18 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
         .claim(&cmd.id, cmd.expires_at, now);
     match claim {
         Ok(Claim::Fresh) => {}
+        Ok(Claim::Seen(entry)) if entry.precancelled => {
+            let mut res = result_of(
+                agent,
+                &cmd,
+                delivered,
+                Outcome::rejected("cancelled before it started; not run"),
+            );
+            res.status = CommandStatus::Cancelled;
+            info!(command = %cmd.id, "cancelled before it started");
+            finish(agent, &cmd, res, &msg).await;
+            return;
+        }
         Ok(Claim::Seen(entry)) => {
             if delivered > 1 {
                 let result = entry.result.unwrap_or_else(|| {
@@ -243,7 +259,8 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                             .as_str()
                             .unwrap_or_default()
                             .to_string();
-                        match agent.running.lock().unwrap().get(&target) {
+                        let running = agent.running.lock().unwrap().get(&target).cloned();
+                        match running {
                             Some(t) => {
                                 t.cancel();
                                 Outcome {
@@ -253,12 +270,27 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                                     data: serde_json::json!({"command_id": target, "was_running": true}),
                                 }
                             }
-                            None => Outcome {
-                                status: CommandStatus::Succeeded,
-                                exit_code: Some(0),
-                                summary: format!("{target} is not running here"),
-                                data: serde_json::json!({"command_id": target, "was_running": false}),
-                            },
+                            None => {
+                                // Not running: maybe not fetched yet. Remember
+                                // it, so that if it comes it ends `cancelled`
+                                // without running.
+                                let remembered = agent
+                                    .journal
+                                    .lock()
+                                    .await
+                                    .precancel(&target, now_ms() + PRECANCEL_KEEP_MS)
+                                    .unwrap_or(false);
+                                Outcome {
+                                    status: CommandStatus::Succeeded,
+                                    exit_code: Some(0),
+                                    summary: if remembered {
+                                        format!("{target} is not running here; it will not start")
+                                    } else {
+                                        format!("{target} already finished here")
+                                    },
+                                    data: serde_json::json!({"command_id": target, "was_running": false}),
+                                }
+                            }
                         }
                     }
                     other => {

@@ -25,6 +25,10 @@ pub struct Entry {
     pub result: Option<CommandResult>,
     #[serde(default)]
     pub confirmed: bool,
+    /// Cancelled before it arrived: when it comes, it ends `cancelled`
+    /// without running.
+    #[serde(default)]
+    pub precancelled: bool,
 }
 
 /// What [`Journal::claim`] decided for one delivery.
@@ -94,6 +98,24 @@ impl Journal {
         Ok(Claim::Fresh)
     }
 
+    /// Remembers a cancel for a command not seen yet. Returns false when the
+    /// command is already known (running or done: nothing to remember).
+    pub fn precancel(&mut self, id: &str, keep_until: i64) -> std::io::Result<bool> {
+        if self.entries.contains_key(id) {
+            return Ok(false);
+        }
+        let e = Entry {
+            id: id.to_string(),
+            expires_at: keep_until,
+            result: None,
+            confirmed: true,
+            precancelled: true,
+        };
+        self.append(&e, true)?;
+        self.entries.insert(id.to_string(), e);
+        Ok(true)
+    }
+
     /// Written before the action starts.
     fn record_seen(&mut self, id: &str, expires_at: i64) -> std::io::Result<()> {
         let e = Entry {
@@ -101,6 +123,7 @@ impl Journal {
             expires_at,
             result: None,
             confirmed: false,
+            precancelled: false,
         };
         self.append(&e, true)?;
         self.entries.insert(id.to_string(), e);
@@ -118,6 +141,7 @@ impl Journal {
             expires_at,
             result: Some(result.clone()),
             confirmed: false,
+            precancelled: false,
         };
         self.append(&e, true)?;
         self.entries.insert(e.id.clone(), e);
@@ -189,6 +213,23 @@ mod tests {
         let mut j = Journal::open(dir.path(), now).unwrap();
         assert!(matches!(j.claim("a", 1000, now).unwrap(), Claim::Seen(_)));
         assert!(matches!(j.claim("b", 1000, now).unwrap(), Claim::Expired));
+    }
+
+    #[test]
+    fn a_cancel_before_arrival_is_remembered_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path(), 0).unwrap();
+            assert!(j.precancel("c", 1_000).unwrap());
+            assert!(matches!(j.claim("x", 100, 0).unwrap(), Claim::Fresh));
+            assert!(
+                !j.precancel("x", 1_000).unwrap(),
+                "known ids are not precancelled"
+            );
+        }
+        let mut j = Journal::open(dir.path(), 1).unwrap();
+        assert!(matches!(j.claim("c", 100, 1).unwrap(), Claim::Seen(e) if e.precancelled));
+        assert!(j.unconfirmed().is_empty(), "nothing to re-send");
     }
 
     #[test]

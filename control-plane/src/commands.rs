@@ -375,8 +375,6 @@ pub enum CancelError {
     Unknown(String),
     #[error("command {0} is already {1}")]
     Final(String, String),
-    #[error("command {0} is {1}: the agent has just taken it; try again in a moment")]
-    Taken(String, String),
     #[error(transparent)]
     Create(#[from] CreateError),
     #[error("broker: {0}")]
@@ -410,8 +408,10 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
     if status.is_final() {
         return Err(CancelError::Final(c.id, c.status));
     }
-    if status != CommandStatus::Queued {
-        let cancel_command = create(
+    // A `sys.cancel` to the agent: it stops the command if it runs, and
+    // remembers the id so that a copy it already fetched never starts.
+    let signal = || async {
+        create(
             state,
             NewCommand {
                 agent_id: c.agent_id.clone(),
@@ -424,23 +424,33 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
                 job_id: None,
             },
         )
-        .await?;
+        .await
+    };
+    let signalled = |cancel_command: command::Model| {
         tracing::info!(command = %id, by, "cancel sent to the agent");
-        return Ok(Cancelled::Signalled {
-            command: Box::new(c),
+        Ok(Cancelled::Signalled {
+            command: Box::new(c.clone()),
             cancel_command: Box::new(cancel_command),
-        });
+        })
+    };
+    if status != CommandStatus::Queued {
+        return signalled(signal().await?);
     }
-    if let Some(seq) = c.stream_seq {
-        let stream = state
-            .js
-            .get_stream_no_info(subjects::cmd_stream(&c.agent_id))
-            .await
-            .map_err(|e| CancelError::Broker(e.to_string()))?;
-        // Gone already means the agent fetched it (or it expired).
-        if stream.delete_message(seq as u64).await.is_err() {
-            return Err(CancelError::Taken(c.id, "being fetched".into()));
+    // The database may not know yet that the agent took it: a message the
+    // broker no longer has was fetched (and acked), so stop it where it is.
+    let deleted = match c.stream_seq {
+        Some(seq) => {
+            let stream = state
+                .js
+                .get_stream_no_info(subjects::cmd_stream(&c.agent_id))
+                .await
+                .map_err(|e| CancelError::Broker(e.to_string()))?;
+            stream.delete_message(seq as u64).await.is_ok()
         }
+        None => false,
+    };
+    if !deleted {
+        return signalled(signal().await?);
     }
     let t = now_ms();
     let summary = format!("cancelled by {by}");
@@ -465,8 +475,14 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
     if res.rows_affected == 1 {
         crate::events::publish(state, &crate::events::of_command(&now)).await;
         tracing::info!(command = %id, by, "command cancelled");
+        // The agent may have fetched it just before the delete (a work
+        // queue keeps a message until it is acked): tell it too, so it
+        // never starts it. Best effort: the row is already final.
+        if let Err(e) = signal().await {
+            tracing::debug!(command = %id, error = %e, "no sys.cancel after a queued cancel");
+        }
         Ok(Cancelled::Queued(Box::new(now)))
     } else {
-        Err(CancelError::Taken(now.id, now.status))
+        signalled(signal().await?)
     }
 }

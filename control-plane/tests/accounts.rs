@@ -397,9 +397,10 @@ async fn first_admin_from_init_and_totp() {
 }
 
 /// The fleet page filters, sorts, counts and pages in SQL: with 10,000
-/// agents it renders one page quickly, with the right counts.
+/// agents it renders one page of 50 with the right counts. (How long that
+/// takes is printed, not asserted: tests do not time things.)
 #[tokio::test(flavor = "multi_thread")]
-async fn fleet_page_stays_fast_with_ten_thousand_agents() {
+async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
     use control_plane::db::entities::agent;
     use sea_orm::{ActiveValue::Set, EntityTrait};
     let stack = Stack::start().await;
@@ -447,13 +448,13 @@ async fn fleet_page_stays_fast_with_ten_thousand_agents() {
         }
     };
     let (html, took) = get("").await;
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    eprintln!("fleet page, 10,000 agents: {took:?}");
     assert!(html.contains("<b>10000</b><span>all agents</span>"));
     assert!(html.contains("id=\"count-online\"><b>9000</b>"));
     assert!(html.contains("10000 agents · page 1 of 200"));
     assert_eq!(html.matches("<tr data-id=").count(), 50);
     let (html, took) = get("?q=web-099&status=offline&sort=last_seen&dir=desc").await;
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    eprintln!("fleet page, search + filter + sort: {took:?}");
     // web-09900, 09910, ..., 09990: 10 offline hosts match.
     assert!(html.contains("10 agents · page 1 of 1"), "{html}");
     let (html, _) = get("?page=200").await;

@@ -918,13 +918,41 @@ async fn a_host_without_a_mariadb_socket_rejects_mariadb_commands() {
             .contains(&json!("mariadb")),
         "{agent}"
     );
-    let c = run(&stack, &host, "mariadb.db_create", json!({"name": "shop"})).await;
-    assert_eq!(c["status"], "rejected", "{c}");
-    let summary = c["summary"].as_str().unwrap();
+    // The control plane refuses at once: the host said it cannot.
+    let (code, v) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "mariadb.db_create", "params": {"name": "shop"}}),
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
     assert!(
-        summary.contains("no MariaDB server socket at")
-            && summary.contains(&missing.display().to_string())
-            && summary.contains("set mariadb_socket"),
-        "{c}"
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run mariadb actions"),
+        "{v}"
     );
+    // And rootd refuses too, with the reason, when asked directly (as it
+    // would be by an agent whose host has not reported its modules yet).
+    let signed = signed_command(
+        &stack,
+        &host.id,
+        "mariadb.db_create",
+        json!({"name": "shop"}),
+    );
+    match ask_rootd(&host.socket, &signed).await {
+        RootFrame::Done {
+            status, summary, ..
+        } => {
+            assert_eq!(status, bus_schema::CommandStatus::Rejected);
+            assert!(
+                summary.contains("no MariaDB server socket at")
+                    && summary.contains(&missing.display().to_string())
+                    && summary.contains("set mariadb_socket"),
+                "{summary}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -572,20 +572,36 @@ async fn service_module_without_systemd_is_reported_and_refused() {
         return;
     }
     assert!(!mods.contains(&"service".to_string()), "{mods:?}");
-    let done = run(
-        &stack,
-        &host,
-        "service.status",
-        json!({"unit": "nginx"}),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(done["status"], "rejected", "{done}");
-    let summary = done["summary"].as_str().unwrap();
+    // The control plane refuses at once: the host said it cannot.
+    let (code, v) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "service.status", "params": {"unit": "nginx"}}),
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
     assert!(
-        summary.contains("service") && summary.contains("systemd is not running as PID 1"),
-        "{done}"
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run service actions"),
+        "{v}"
     );
+    // rootd refuses too, with its reason, when asked directly.
+    let signed =
+        common::signed_command(&stack, &host.id, "service.status", json!({"unit": "nginx"}));
+    match common::ask_rootd(&host.socket, &signed).await {
+        bus_schema::rootd_proto::RootFrame::Done {
+            status, summary, ..
+        } => {
+            assert_eq!(status, bus_schema::CommandStatus::Rejected);
+            assert!(
+                summary.contains("service") && summary.contains("systemd is not running as PID 1"),
+                "{summary}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A stand-in for `systemctl`: it records its argv, one invocation a line,

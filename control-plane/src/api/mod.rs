@@ -354,9 +354,7 @@ async fn cancel_command(
         }
         Err(CancelError::Create(e)) => Err(e.into()),
         Err(e @ CancelError::Unknown(_)) => Err(ApiError::not_found(e.to_string())),
-        Err(e @ (CancelError::Final(..) | CancelError::Taken(..))) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
+        Err(e @ CancelError::Final(..)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
         Err(e @ CancelError::Broker(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             e.to_string(),

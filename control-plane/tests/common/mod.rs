@@ -688,3 +688,51 @@ impl Stack {
             .unwrap()
     }
 }
+
+/// A genuine command for `agent`, signed with the control plane's key, that
+/// expires in a minute: for talking to rootd directly, past the agent.
+pub fn signed_command(
+    stack: &Stack,
+    agent: &str,
+    action: &str,
+    params: Value,
+) -> bus_schema::SignedCommand {
+    let now = bus_schema::now_ms();
+    stack.signer().sign(&bus_schema::Command {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        agent_id: agent.into(),
+        action: action.into(),
+        params,
+        issued_at: now,
+        expires_at: now + 60_000,
+        timeout_secs: 30,
+        requested_by: "test".into(),
+        source: bus_schema::Source::User,
+        job_id: None,
+    })
+}
+
+/// Sends one request to rootd's socket and returns its last frame (`Done` or
+/// `Refused`).
+pub async fn ask_rootd(
+    socket: &Path,
+    signed: &bus_schema::SignedCommand,
+) -> bus_schema::rootd_proto::RootFrame {
+    use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
+    use futures::{SinkExt, StreamExt};
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let mut framed = tokio_util::codec::Framed::new(stream, rootd_proto::codec());
+    framed
+        .send(bytes::Bytes::from(bus_schema::encode(&RootRequest::Run {
+            command: signed.clone(),
+        })))
+        .await
+        .unwrap();
+    loop {
+        let f = framed.next().await.expect("rootd answers").unwrap();
+        match bus_schema::codec::decode_limited::<RootFrame>(&f, None, usize::MAX).unwrap() {
+            RootFrame::Started { .. } | RootFrame::Output { .. } => continue,
+            other => return other,
+        }
+    }
+}
