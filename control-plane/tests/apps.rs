@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
-use bus_schema::{Command as Cmd, SignedCommand, Source};
-use common::{bin, repo_manifests, wait_for, Host, Stack};
-use futures::{SinkExt, StreamExt};
+use bus_schema::rootd_proto::RootFrame;
+use bus_schema::SignedCommand;
+use common::{ask_rootd, bin, repo_manifests, wait_for, Host, Stack};
 use serde_json::{json, Value};
 
 const SECRET: &str = "s3cret-Value-never-shown";
@@ -107,38 +106,8 @@ async fn install_and_wait(
     stack.get(&format!("/commands/{cid}")).await.1
 }
 
-async fn ask_rootd(socket: &Path, signed: &SignedCommand) -> RootFrame {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let mut framed = tokio_util::codec::Framed::new(stream, rootd_proto::codec());
-    framed
-        .send(bytes::Bytes::from(bus_schema::encode(&RootRequest::Run {
-            command: signed.clone(),
-        })))
-        .await
-        .unwrap();
-    loop {
-        let f = framed.next().await.expect("rootd answers").unwrap();
-        match bus_schema::codec::decode_limited::<RootFrame>(&f, None, usize::MAX).unwrap() {
-            RootFrame::Started { .. } | RootFrame::Output { .. } => continue,
-            other => return other,
-        }
-    }
-}
-
 fn signed_install(stack: &Stack, agent: &str, params: Value) -> SignedCommand {
-    let now = bus_schema::now_ms();
-    stack.signer().sign(&Cmd {
-        id: uuid::Uuid::now_v7().simple().to_string(),
-        agent_id: agent.into(),
-        action: "app.install".into(),
-        params,
-        issued_at: now,
-        expires_at: now + 60_000,
-        timeout_secs: 30,
-        requested_by: "test".into(),
-        source: Source::User,
-        job_id: None,
-    })
+    common::signed_command(stack, agent, "app.install", params)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
+use bus_schema::rootd_proto::RootFrame;
 use bus_schema::{
     Command, CommandResult, CommandSigner, CommandStatus, Heartbeat, Metrics, SignedCommand, Source,
 };
-use common::{wait_for, Stack};
-use futures::{SinkExt, StreamExt};
+use common::{ask_rootd, wait_for, Stack};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,25 +347,6 @@ fn command(agent: &str, expires_in_ms: i64) -> Command {
         requested_by: "test".into(),
         source: Source::User,
         job_id: None,
-    }
-}
-
-async fn ask_rootd(socket: &std::path::Path, signed: &SignedCommand) -> RootFrame {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let mut framed = tokio_util::codec::Framed::new(stream, rootd_proto::codec());
-    framed
-        .send(bytes::Bytes::from(bus_schema::encode(&RootRequest::Run {
-            command: signed.clone(),
-        })))
-        .await
-        .unwrap();
-    loop {
-        let f = framed.next().await.expect("rootd answers").unwrap();
-        let frame: RootFrame = bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap();
-        match frame {
-            RootFrame::Started { .. } | RootFrame::Output { .. } => continue,
-            other => return other,
-        }
     }
 }
 
