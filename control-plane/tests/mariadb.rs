@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
-use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
-use bus_schema::{Command, SignedCommand, Source};
-use common::{wait_for, Host, Stack};
-use futures::{SinkExt, StreamExt};
+use bus_schema::rootd_proto::RootFrame;
+use common::{ask_rootd, ask_rootd_all, signed_command, wait_for, Host, Stack};
 use serde_json::{json, Value};
 
 /// A private MariaDB server; stopped (and its data removed with the stack's
@@ -181,48 +179,6 @@ async fn run(stack: &Stack, host: &Host, action: &str, params: Value) -> Value {
 
 fn succeeded(v: &Value) {
     assert_eq!(v["status"], "succeeded", "{v}");
-}
-
-async fn ask_rootd(socket: &Path, signed: &SignedCommand) -> RootFrame {
-    ask_rootd_all(socket, signed).await.pop().unwrap()
-}
-
-/// Every frame rootd sends for one request, the final one last.
-async fn ask_rootd_all(socket: &Path, signed: &SignedCommand) -> Vec<RootFrame> {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let mut framed = tokio_util::codec::Framed::new(stream, rootd_proto::codec());
-    framed
-        .send(bytes::Bytes::from(bus_schema::encode(&RootRequest::Run {
-            command: signed.clone(),
-        })))
-        .await
-        .unwrap();
-    let mut frames = Vec::new();
-    loop {
-        let f = framed.next().await.expect("rootd answers").unwrap();
-        let frame: RootFrame = bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap();
-        let last = !matches!(frame, RootFrame::Started { .. } | RootFrame::Output { .. });
-        frames.push(frame);
-        if last {
-            return frames;
-        }
-    }
-}
-
-fn signed_command(stack: &Stack, agent: &str, action: &str, params: Value) -> SignedCommand {
-    let now = bus_schema::now_ms();
-    stack.signer().sign(&Command {
-        id: uuid::Uuid::now_v7().simple().to_string(),
-        agent_id: agent.into(),
-        action: action.into(),
-        params,
-        issued_at: now,
-        expires_at: now + 60_000,
-        timeout_secs: 60,
-        requested_by: "test".into(),
-        source: Source::User,
-        job_id: None,
-    })
 }
 
 /// Every file under `dir`, as bytes, with its path.

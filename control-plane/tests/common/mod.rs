@@ -705,7 +705,7 @@ pub fn signed_command(
         params,
         issued_at: now,
         expires_at: now + 60_000,
-        timeout_secs: 30,
+        timeout_secs: 60,
         requested_by: "test".into(),
         source: bus_schema::Source::User,
         job_id: None,
@@ -718,6 +718,14 @@ pub async fn ask_rootd(
     socket: &Path,
     signed: &bus_schema::SignedCommand,
 ) -> bus_schema::rootd_proto::RootFrame {
+    ask_rootd_all(socket, signed).await.pop().unwrap()
+}
+
+/// Every frame rootd sends for one request, the final one last.
+pub async fn ask_rootd_all(
+    socket: &Path,
+    signed: &bus_schema::SignedCommand,
+) -> Vec<bus_schema::rootd_proto::RootFrame> {
     use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
     use futures::{SinkExt, StreamExt};
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
@@ -728,11 +736,14 @@ pub async fn ask_rootd(
         })))
         .await
         .unwrap();
+    let mut frames = Vec::new();
     loop {
         let f = framed.next().await.expect("rootd answers").unwrap();
-        match bus_schema::codec::decode_limited::<RootFrame>(&f, None, usize::MAX).unwrap() {
-            RootFrame::Started { .. } | RootFrame::Output { .. } => continue,
-            other => return other,
+        let frame: RootFrame = bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap();
+        let last = !matches!(frame, RootFrame::Started { .. } | RootFrame::Output { .. });
+        frames.push(frame);
+        if last {
+            return frames;
         }
     }
 }
