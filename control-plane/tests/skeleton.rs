@@ -412,15 +412,33 @@ async fn forged_commands_are_refused_by_the_agent_and_by_rootd() {
         .await
         .unwrap();
     }
-    Stack::wait_log(&host.agent, "reason=\"replayed\"").await;
-    let ran = host
-        .agent
-        .log_text()
-        .matches(&format!("command={}", real_id(&once)))
-        .count();
+    // The two deliveries are handled concurrently, so the replay refusal may be
+    // logged before the first run finishes: wait for both, then count each.
+    let once_id = format!("command={}", real_id(&once));
+    let count = |log: &str, what: &str| {
+        log.lines()
+            .filter(|l| l.contains(&once_id) && l.contains(what))
+            .count()
+    };
+    let log = wait_for(
+        "one run and one replay refusal",
+        Duration::from_secs(20),
+        || async {
+            let log = host.agent.log_text();
+            (count(&log, "command finished") >= 1 && count(&log, "reason=\"replayed\"") >= 1)
+                .then_some(log)
+        },
+    )
+    .await;
     assert_eq!(
-        ran, 2,
-        "logged once when run and once when the replay was refused"
+        count(&log, "command finished"),
+        1,
+        "ran exactly once: {log}"
+    );
+    assert_eq!(
+        count(&log, "reason=\"replayed\""),
+        1,
+        "replay refused once: {log}"
     );
     // The agent's refusals reach the security overview.
     wait_for("refusals counted", Duration::from_secs(20), || async {
