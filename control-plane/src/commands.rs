@@ -289,16 +289,13 @@ pub async fn issue(
 
     let t_publish = t0.elapsed() - t_insert;
     let mut out = Vec::with_capacity(models.len());
+    let mut seqs: Vec<Vec<sea_orm::Value>> = Vec::with_capacity(models.len());
     let _turn = state.writer.lock().await;
     let txn = state.db.begin().await?;
     for (mut m, r) in models.into_iter().zip(outcomes) {
         match r {
             Ok(seq) => {
-                command::Entity::update_many()
-                    .col_expr(command::Column::StreamSeq, Expr::value(seq as i64))
-                    .filter(command::Column::Id.eq(m.id.clone()))
-                    .exec(&txn)
-                    .await?;
+                seqs.push(vec![m.id.clone().into(), (seq as i64).into()]);
                 m.stream_seq = Some(seq as i64);
                 out.push((m, None));
             }
@@ -324,6 +321,13 @@ pub async fn issue(
             }
         }
     }
+    crate::db::bulk::update_by_key::<command::Entity, _>(
+        &txn,
+        command::Column::Id,
+        &[command::Column::StreamSeq],
+        seqs,
+    )
+    .await?;
     txn.commit().await?;
     if out.len() >= 100 {
         tracing::info!(

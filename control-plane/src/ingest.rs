@@ -384,6 +384,7 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
                     for (m, _) in &good {
                         let _ = m.ack().await;
                     }
+                    state.results_stored.send_modify(|n| *n += 1);
                     for c in changed {
                         events::publish(&state, &events::of_command(&c)).await;
                     }
@@ -437,19 +438,51 @@ pub async fn apply_results(
         if cur.is_final() || r.status.rank() <= cur.rank() {
             continue; // duplicate or late: applied once already
         }
-        let mut am: command::ActiveModel = c.clone().into();
-        am.status = Set(r.status.as_str().into());
-        am.updated_at = Set(now);
-        am.attempts = Set(std::cmp::max(c.attempts, r.attempt as i32));
+        let mut updated = c;
+        updated.status = r.status.as_str().into();
+        updated.updated_at = now;
+        updated.attempts = std::cmp::max(updated.attempts, r.attempt as i32);
         if r.status.is_final() {
-            am.exit_code = Set(r.exit_code);
-            am.summary = Set(r.summary.clone());
-            am.result = Set(Some(serde_json::to_string(&r.data).unwrap_or_default()));
-            am.finished_at = Set(Some(r.at));
+            updated.exit_code = r.exit_code;
+            updated.summary = r.summary.clone();
+            updated.result = Some(serde_json::to_string(&r.data).unwrap_or_default());
+            updated.finished_at = Some(r.at);
         }
-        let updated = command::Entity::update(am).exec(&txn).await?;
         changed.insert(updated.id.clone(), updated);
     }
+    // Decided above against the rows as read in this transaction, under the
+    // writer's turn; written back in a few statements, not one per result.
+    use command::Column as C;
+    let rows: Vec<Vec<sea_orm::Value>> = changed
+        .values()
+        .map(|c| {
+            vec![
+                c.id.clone().into(),
+                c.status.clone().into(),
+                c.updated_at.into(),
+                c.attempts.into(),
+                c.exit_code.into(),
+                c.summary.clone().into(),
+                c.result.clone().into(),
+                c.finished_at.into(),
+            ]
+        })
+        .collect();
+    crate::db::bulk::update_by_key::<command::Entity, _>(
+        &txn,
+        C::Id,
+        &[
+            C::Status,
+            C::UpdatedAt,
+            C::Attempts,
+            C::ExitCode,
+            C::Summary,
+            C::Result,
+            C::FinishedAt,
+        ],
+        rows,
+    )
+    .await?;
     txn.commit().await?;
     Ok(changed.into_values().collect())
 }

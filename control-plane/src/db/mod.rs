@@ -1,6 +1,7 @@
 //! Storage: sea-orm entities and migrations. SQLite (WAL) by default,
 //! PostgreSQL by URL; the code path is the same.
 
+pub mod bulk;
 pub mod entities;
 pub mod migration;
 
