@@ -361,6 +361,41 @@ pub async fn view(state: &AppState, j: &job::Model) -> Result<Value, sea_orm::Db
     }))
 }
 
+/// How many of a job's commands have not reached a final state, counted
+/// from the (job_id, status) index alone.
+pub async fn open_count(state: &AppState, job_id: &str) -> Result<u64, sea_orm::DbErr> {
+    let open: Vec<&'static str> = CommandStatus::ALL
+        .iter()
+        .filter(|s| !s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    command::Entity::find()
+        .filter(command::Column::JobId.eq(job_id))
+        .filter(command::Column::Status.is_in(open))
+        .count(&state.db)
+        .await
+}
+
+/// Waits until every command of the job is final, or `max` passes. Re-counts
+/// when this replica stores results, and at least every second for what it
+/// does not see (another replica's results, expiry, cancel).
+pub async fn wait_done(
+    state: &AppState,
+    job_id: &str,
+    max: std::time::Duration,
+) -> Result<(), sea_orm::DbErr> {
+    let deadline = tokio::time::Instant::now() + max;
+    let mut stored = state.results_stored.subscribe();
+    for _ in 0..1_000_000 {
+        if open_count(state, job_id).await? == 0 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let next = deadline.min(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+        let _ = tokio::time::timeout_at(next, stored.changed()).await;
+    }
+    Ok(())
+}
+
 /// Per-host results of a job.
 pub async fn hosts(state: &AppState, job_id: &str) -> Result<Value, sea_orm::DbErr> {
     let cmds = command::Entity::find()

@@ -137,6 +137,7 @@ pub async fn serve(
         sys,
         consumers: Mutex::new(known_queues),
         writer: Mutex::new(()),
+        results_stored: tokio::sync::watch::Sender::new(0),
     }));
     // The broker's revocation list follows the database at every start.
     crate::trust::push_revocations(&state)

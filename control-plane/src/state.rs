@@ -30,6 +30,9 @@ pub struct Inner {
     /// and a deferred transaction that reads before it writes fails with
     /// "database is locked" instead of waiting; taking turns here avoids it.
     pub writer: Mutex<()>,
+    /// Bumped after each batch of results is stored, so waiters (a job's
+    /// `?wait=`) re-check then instead of polling the database.
+    pub results_stored: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::ops::Deref for AppState {

@@ -2,7 +2,7 @@
 //! per-host results.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     Extension, Json,
 };
@@ -85,11 +85,25 @@ async fn find(state: &AppState, id: &str) -> Result<job::Model, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
+#[derive(serde::Deserialize)]
+pub struct JobWait {
+    /// Answer once every host has answered, or after this many seconds
+    /// (at most 300), whichever comes first.
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<JobWait>,
 ) -> Result<Json<Value>, ApiError> {
     let j = find(&state, &id).await?;
+    if let Some(secs) = q.wait.filter(|s| *s > 0) {
+        jobs::wait_done(&state, &id, std::time::Duration::from_secs(secs.min(300)))
+            .await
+            .map_err(ApiError::internal)?;
+    }
     Ok(Json(
         jobs::view(&state, &j).await.map_err(ApiError::internal)?,
     ))

@@ -8,7 +8,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002Accounts)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002Accounts),
+            Box::new(M0003JobStatusIndex),
+        ]
     }
 }
 
@@ -484,5 +488,41 @@ impl MigrationTrait for M0002Accounts {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// A job's open commands counted from the index alone: waiting on a
+/// 10,000-host job (`GET /jobs/<id>?wait=`) re-counts them after every result
+/// batch.
+struct M0003JobStatusIndex;
+
+impl MigrationName for M0003JobStatusIndex {
+    fn name(&self) -> &str {
+        "m0003_job_status_index"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for M0003JobStatusIndex {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("idx_commands_job_status")
+                .table(Commands::Table)
+                .col(Commands::JobId)
+                .col(Commands::Status)
+                .to_owned(),
+        )
+        .await?;
+        // The new index leads with job_id, so it serves every job lookup.
+        m.drop_index(
+            Index::drop()
+                .if_exists()
+                .name("idx_commands_job")
+                .table(Commands::Table)
+                .to_owned(),
+        )
+        .await
     }
 }
