@@ -355,7 +355,34 @@ impl Stack {
             .spawn_host(name, &token, &random_machine_id(), rootd_extra)
             .await;
         self.wait_online(&host.id).await;
+        self.wait_rootd_modules(&host).await;
         host
+    }
+
+    /// Waits until the agent's heartbeat lists every module rootd says it can
+    /// run. The agent asks rootd before each heartbeat until rootd answers,
+    /// so a rootd that was slow to bind under load makes the first
+    /// heartbeats (and with them "online") carry the agent's own modules
+    /// only, and the control plane refuses rootd actions with a 409 until a
+    /// later heartbeat. Returns the agent as the API shows it.
+    pub async fn wait_rootd_modules(&self, host: &Host) -> Value {
+        let want = rootd_modules(&host.socket).await;
+        wait_for(
+            &format!("agent {} to report rootd's modules {want:?}", host.id),
+            // rootd answered above, so the next heartbeat (1 s) should carry
+            // them; an agent that already had an answer asks again only
+            // every 60 s.
+            Duration::from_secs(90),
+            || async {
+                let (code, v) = self.get(&format!("/agents/{}", host.id)).await;
+                let reported = v["modules"].as_array().cloned().unwrap_or_default();
+                let all = want
+                    .iter()
+                    .all(|m| reported.iter().any(|r| r.as_str() == Some(m.as_str())));
+                (code == 200 && all).then_some(v)
+            },
+        )
+        .await
     }
 
     /// A host with the given token and machine-id; does not wait for
@@ -721,29 +748,66 @@ pub async fn ask_rootd(
     ask_rootd_all(socket, signed).await.pop().unwrap()
 }
 
+/// How long a direct request to rootd may take before the test fails instead
+/// of hanging: the slowest action asked directly is a real `pkg.scan`.
+const ROOTD_ANSWER_WITHIN: Duration = Duration::from_secs(300);
+
 /// Every frame rootd sends for one request, the final one last.
 pub async fn ask_rootd_all(
     socket: &Path,
     signed: &bus_schema::SignedCommand,
 ) -> Vec<bus_schema::rootd_proto::RootFrame> {
-    use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
+    use bus_schema::rootd_proto::{RootFrame, RootRequest};
     use futures::{SinkExt, StreamExt};
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let mut framed = tokio_util::codec::Framed::new(stream, rootd_proto::codec());
+    let mut framed = rootd_connection(socket).await;
     framed
         .send(bytes::Bytes::from(bus_schema::encode(&RootRequest::Run {
             command: signed.clone(),
         })))
         .await
         .unwrap();
-    let mut frames = Vec::new();
-    loop {
-        let f = framed.next().await.expect("rootd answers").unwrap();
-        let frame: RootFrame = bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap();
-        let last = !matches!(frame, RootFrame::Started { .. } | RootFrame::Output { .. });
-        frames.push(frame);
-        if last {
-            return frames;
+    let frames = async {
+        let mut frames = Vec::new();
+        loop {
+            let f = framed.next().await.expect("rootd answers").unwrap();
+            let frame: RootFrame = bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap();
+            let last = !matches!(frame, RootFrame::Started { .. } | RootFrame::Output { .. });
+            frames.push(frame);
+            if last {
+                return frames;
+            }
         }
+    };
+    tokio::time::timeout(ROOTD_ANSWER_WITHIN, frames)
+        .await
+        .unwrap_or_else(|_| panic!("rootd did not finish answering within {ROOTD_ANSWER_WITHIN:?}"))
+}
+
+/// The modules rootd can run on this host now, asked the way the agent asks.
+pub async fn rootd_modules(socket: &Path) -> Vec<String> {
+    use bus_schema::rootd_proto::{RootFrame, RootRequest};
+    use futures::{SinkExt, StreamExt};
+    let mut framed = rootd_connection(socket).await;
+    framed
+        .send(bytes::Bytes::from(bus_schema::encode(
+            &RootRequest::Capabilities,
+        )))
+        .await
+        .unwrap();
+    let f = tokio::time::timeout(Duration::from_secs(20), framed.next())
+        .await
+        .expect("rootd answers a capabilities request within 20 s")
+        .expect("rootd answers")
+        .unwrap();
+    match bus_schema::codec::decode_limited(&f, None, usize::MAX).unwrap() {
+        RootFrame::Capabilities { modules, .. } => modules,
+        other => panic!("rootd answered a capabilities request with {other:?}"),
     }
+}
+
+async fn rootd_connection(
+    socket: &Path,
+) -> tokio_util::codec::Framed<tokio::net::UnixStream, tokio_util::codec::LengthDelimitedCodec> {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    tokio_util::codec::Framed::new(stream, bus_schema::rootd_proto::codec())
 }
