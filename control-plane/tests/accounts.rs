@@ -419,7 +419,11 @@ async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
             first_seen: Set(now),
             last_seen: Set(now - i as i64),
             last_seq: Set(0),
-            heartbeat_secs: Set(5),
+            // The control plane's sweep marks an online agent offline once
+            // `heartbeat_secs * 3` passes without a heartbeat: with 5 s the
+            // oldest rows (last seen up to 10 s before `now`) went offline
+            // 5 s into the test and changed the counts asserted below.
+            heartbeat_secs: Set(3600),
             os: Set("linux".into()),
             kernel: Set("6".into()),
             agent_version: Set("0".into()),
