@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -248,28 +249,70 @@ async fn an_agent_killed_mid_command_never_runs_it_twice() {
     assert_eq!(runs_in_rootd(&h, &id), 1, "ran exactly once");
 }
 
+/// An app whose install script runs until the test creates `gate`: an
+/// action that is certainly still running when the test acts, and that
+/// finishes when the test says so.
+fn gated_manifests(root: &Path, gate: &Path) -> PathBuf {
+    let dir = root.join("manifests");
+    std::fs::create_dir_all(dir.join("gated")).unwrap();
+    std::fs::write(
+        dir.join("gated/manifest.yml"),
+        "id: gated\nname: Gated\nversion: \"0.1\"\ndescription: Runs until the test opens its gate.\ncategory: test\ninputs: []\nscripts: { install: install.sh }\ntimeout_secs: 300\nidempotent: true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("gated/install.sh"),
+        format!(
+            // At most 300 s, so that a failed test leaves no endless loop behind.
+            "#!/bin/sh\ni=0\nwhile [ ! -e {gate:?} ]; do\n  i=$((i + 1)); [ $i -gt 3000 ] && exit 1\n  sleep 0.1\ndone\necho opened\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// A stack and host that can run the `gated` app; the path is its gate.
+async fn gated_stack() -> (tempfile::TempDir, PathBuf, Stack, common::Host) {
+    let tmp = tempfile::tempdir().unwrap();
+    let gate = tmp.path().join("gate");
+    let manifests = gated_manifests(tmp.path(), &gate);
+    let stack = Stack::start_with_manifests(&manifests).await;
+    let h = stack
+        .start_host_configured("h", &format!("manifests_dir = {manifests:?}"))
+        .await;
+    (tmp, gate, stack, h)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_finished_during_an_outage_survives_a_crash_and_arrives_once() {
-    let mut stack = Stack::start().await;
-    let mut h = stack.start_host("h").await;
-    let (_, c) = stack
+    // The action runs until the broker is gone: with a real action (a scan
+    // of a few seconds) the result could be confirmed before the broker
+    // stopped on a slow machine, and then there is no outage to survive.
+    let (_tmp, gate, mut stack, mut h) = gated_stack().await;
+    let (code, c) = stack
         .post(
             &format!("/agents/{}/commands", h.id),
-            &json!({"action": "pkg.scan"}),
+            &json!({"action": "app.install", "params": {"app": "gated", "inputs": {}}}),
         )
         .await;
+    assert_eq!(code, 201, "{c}");
     let id = c["id"].as_str().unwrap().to_string();
-    wait_for("rootd to start the scan", Duration::from_secs(30), || {
-        let n = runs_in_rootd(&h, &id);
-        async move { (n == 1).then_some(()) }
-    })
+    wait_for(
+        "rootd to start the install",
+        Duration::from_secs(30),
+        || {
+            let n = runs_in_rootd(&h, &id);
+            async move { (n == 1).then_some(()) }
+        },
+    )
     .await;
-    // The broker goes away while the scan runs; the agent finishes, cannot
-    // get its result confirmed, and is then killed.
+    // The broker goes away while the action runs; then the action finishes,
+    // the agent cannot get its result confirmed, and is killed.
     let port = stack.nats.port;
     let conf = stack.data_dir.join("nats-config").join("nats.conf");
     let dir = stack.nats.dir.clone();
     stack.nats.proc.stop();
+    std::fs::write(&gate, "").unwrap();
     Stack::wait_log(&h.agent, "result not confirmed by the broker").await;
     let journal = std::fs::read_to_string(h.state_dir.join("journal.jsonl")).unwrap();
     assert!(
@@ -388,16 +431,19 @@ async fn automation_submits_signed_jobs_on_the_bus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_command_can_be_cancelled() {
-    let stack = Stack::start().await;
-    let h = stack.start_host("h").await;
-    let (_, c) = stack
+    // The gate never opens: the action runs until the cancel stops it (a
+    // real scan could finish before the cancel arrived, or as the agent hung
+    // up, and leave nothing running to cancel).
+    let (_tmp, _gate, stack, h) = gated_stack().await;
+    let (code, c) = stack
         .post(
             &format!("/agents/{}/commands", h.id),
-            &json!({"action": "pkg.scan"}),
+            &json!({"action": "app.install", "params": {"app": "gated", "inputs": {}}}),
         )
         .await;
+    assert_eq!(code, 201, "{c}");
     let id = c["id"].as_str().unwrap().to_string();
-    wait_for("the scan to run", Duration::from_secs(30), || async {
+    wait_for("the install to run", Duration::from_secs(30), || async {
         let (_, v) = stack.get(&format!("/commands/{id}")).await;
         (v["status"] == "running").then_some(())
     })
@@ -409,14 +455,9 @@ async fn a_running_command_can_be_cancelled() {
     let cancel_id = v["cancel_command"].as_str().unwrap().to_string();
     let cancel = stack.wait_final(&cancel_id, Duration::from_secs(30)).await;
     assert_eq!(cancel["status"], "succeeded", "{cancel}");
+    assert_eq!(cancel["result"]["was_running"], true, "{cancel}");
     let done = stack.wait_final(&id, Duration::from_secs(60)).await;
-    // The scan is short (about a second); if it won the race the cancel says
-    // so. Either way the command has one final state and ran once.
-    if cancel["result"]["was_running"] == true {
-        assert_eq!(done["status"], "cancelled", "{done}");
-        Stack::wait_log(&h.rootd, "the agent hung up; stopping the action").await;
-    } else {
-        assert_eq!(done["status"], "succeeded", "{done}");
-    }
+    assert_eq!(done["status"], "cancelled", "{done}");
+    Stack::wait_log(&h.rootd, "the agent hung up; stopping the action").await;
     assert_eq!(runs_in_rootd(&h, &id), 1);
 }
