@@ -37,9 +37,16 @@ impl MariaDb {
         std::fs::create_dir_all(dir).unwrap();
         let data = dir.join("data");
         let socket = dir.join("mysqld.sock");
+        // Its own temporary directory: bootstraps that share /tmp at the
+        // same time (the tests run in parallel) can fail with "Could not
+        // remove temporary table '/tmp/#sql-temptable-...'" and "Unknown
+        // table 'mysql.tmp_user_sys'"; with a directory each they do not.
+        let tmpdir = dir.join("tmp");
+        std::fs::create_dir_all(&tmpdir).unwrap();
         let install = Proc::new(program("mariadb-install-db"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()))
             .args([
                 "--auth-root-authentication-method=socket",
                 "--user=root",
@@ -60,6 +67,7 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()))
             .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
             .arg(format!("--log-error={}", dir.join("error.log").display()))
             .arg("--general-log")
