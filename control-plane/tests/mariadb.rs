@@ -828,6 +828,20 @@ async fn a_statement_stuck_on_a_lock_is_killed_at_the_timeout_and_on_cancel() {
         || async { (drops_in_progress(&db) == "1").then_some(()) },
     )
     .await;
+    // The control plane learns that the command runs from the agent's
+    // intermediate report, which can arrive after the DROP reached the
+    // server; until then it takes the command for queued and answers the
+    // cancel with 200 (deleted from the queue) instead of 202 (sent to the
+    // agent). Wait for what the 202 depends on.
+    wait_for(
+        "the control plane to see the DROP running",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = stack.get(&format!("/commands/{id}")).await;
+            (v["status"] == "running").then_some(())
+        },
+    )
+    .await;
     let (code, v) = stack
         .post(&format!("/commands/{id}/cancel"), &json!({}))
         .await;
