@@ -377,6 +377,7 @@ async fn rootd_refuses_a_peer_under_another_uid() {
     let client = r#"
 import socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(30)
 s.connect(sys.argv[1])
 head = s.recv(4)
 n = struct.unpack(">I", head)[0]
