@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishAckFuture;
 use bus_schema::{catalogue, now_ms, subjects, Command, CommandStatus, Source};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tracing::warn;
 
 use crate::db::entities::{agent, command};
@@ -258,7 +258,7 @@ pub async fn issue(
     let t0 = std::time::Instant::now();
     {
         let _turn = state.writer.lock().await;
-        let txn = state.db.begin().await?;
+        let txn = crate::db::begin_write(&state.db).await?;
         for chunk in models.chunks(500) {
             let rows: Vec<command::ActiveModel> = chunk.iter().cloned().map(Into::into).collect();
             command::Entity::insert_many(rows).exec(&txn).await?;
@@ -291,7 +291,7 @@ pub async fn issue(
     let mut out = Vec::with_capacity(models.len());
     let mut seqs: Vec<Vec<sea_orm::Value>> = Vec::with_capacity(models.len());
     let _turn = state.writer.lock().await;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     for (mut m, r) in models.into_iter().zip(outcomes) {
         match r {
             Ok(seq) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bus_schema::enroll::{agent_open, AgentSigned, EnrollClaim, EnrollReply, EnrollStatus};
 use bus_schema::{codec, now_ms, subjects};
 use futures::StreamExt;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use tracing::{info, warn};
 
 use crate::db::entities::{agent, binding_conflict};
@@ -143,7 +143,7 @@ async fn approved(state: &AppState, agent_id: &str, message: &str) -> anyhow::Re
 
 async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollReply> {
     let _turn = state.writer.lock().await;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     if let Some(a) = agent::Entity::find_by_id(claim.public_key.clone())
         .one(&txn)
         .await?

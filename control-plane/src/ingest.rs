@@ -12,9 +12,7 @@ use bus_schema::enroll::{agent_open, AgentSignatureError, AgentSigned, RefusalRe
 use bus_schema::{codec, now_ms, subjects, CommandResult, CommandStatus, Event, Heartbeat};
 use futures::{FutureExt, StreamExt};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tracing::{error, info, warn};
 
 use crate::db::entities::{agent, command, metric_sample, refusal};
@@ -273,7 +271,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         .collect();
 
     let _turn = state.writer.lock().await;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     // SQLite allows a limited number of bound variables per statement.
     for chunk in rows.chunks(500) {
         agent::Entity::insert_many(chunk.to_vec())
@@ -408,7 +406,7 @@ pub async fn apply_results(
 ) -> anyhow::Result<Vec<command::Model>> {
     let ids: Vec<String> = results.iter().map(|r| r.command_id.clone()).collect();
     let _turn = state.writer.lock().await;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let mut current: HashMap<String, command::Model> = HashMap::new();
     for chunk in ids.chunks(500) {
         for c in command::Entity::find()

@@ -38,6 +38,23 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// at BEGIN (IMMEDIATE), waiting up to the busy timeout: a deferred
+/// transaction that reads first fails outright with SQLITE_BUSY_SNAPSHOT
+/// ("database is locked", code 517) when another connection commits between
+/// its read and its first write, and no busy timeout helps then. PostgreSQL
+/// ignores the mode.
+pub async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// A database URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
