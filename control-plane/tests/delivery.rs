@@ -46,8 +46,15 @@ async fn a_job_fans_out_and_names_the_hosts_that_did_not_answer() {
     let silent = partial["not_answered"].as_array().unwrap();
     assert_eq!(silent.len(), 1);
     assert_eq!(silent[0]["agent_id"], c.id.as_str());
+    // A long poll on a job that cannot finish yet answers at its deadline,
+    // still not done.
+    let (code, waited) = stack.get(&format!("/jobs/{id}?wait=1")).await;
+    assert_eq!(code, 200);
+    assert_eq!(waited["done"], false, "{waited}");
+    assert_eq!(waited["counts"]["pending"], 1, "{waited}");
 
-    // C comes back; the broker kept its command.
+    // C comes back; the broker kept its command. The long poll answers once
+    // it has (wait_job_done uses `?wait=`).
     c.agent = Stack::spawn_agent(&c.agent_toml, &c.dir);
     let done = stack.wait_job_done(&id, Duration::from_secs(30)).await;
     assert_eq!(done["counts"]["succeeded"], 3, "{done}");

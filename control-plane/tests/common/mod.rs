@@ -522,9 +522,11 @@ impl Stack {
     }
 
     /// Waits until every command of a job is final; returns the job view.
+    /// Waits for every host of the job to answer: long polls of
+    /// `GET /jobs/<id>?wait=`, which answer when the job is done.
     pub async fn wait_job_done(&self, id: &str, max: Duration) -> Value {
         wait_for(&format!("job {id} to finish"), max, || async {
-            let (_, v) = self.get(&format!("/jobs/{id}")).await;
+            let (_, v) = self.get(&format!("/jobs/{id}?wait=5")).await;
             v["done"].as_bool().unwrap_or(false).then_some(v)
         })
         .await
