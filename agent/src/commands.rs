@@ -27,6 +27,10 @@ const PRECANCEL_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 /// How often a running command tells the broker it is still being worked on
 /// (well inside the consumer's ack wait).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// Output lines published but not yet confirmed by the broker, at most.
+const OUTPUT_ACKS_IN_FLIGHT: usize = 256;
+/// How long a finished action's result waits for its output to be stored.
+const OUTPUT_FLUSH_WITHIN: Duration = Duration::from_secs(10);
 
 /// Waits until the control plane has created this agent's consumer.
 async fn wait_for_consumer(agent: &Agent) -> PullConsumer {
@@ -307,17 +311,31 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
         RunsIn::Rootd => {
             publish_state(agent, cmd, delivered, CommandStatus::Running).await;
             let subject = subjects::output(&agent.id, &cmd.id);
-            let client = agent.client.clone();
+            let js = agent.js.clone();
             let command_id = cmd.id.clone();
             let mut seq = 0u64;
-            // One publisher task keeps the lines in order; output is best
-            // effort and must never slow the action, hence unbounded.
+            // One publisher task keeps the lines in order; output must never
+            // slow the action, hence unbounded. The broker's acks are
+            // collected, and awaited (bounded) before the result goes out:
+            // a command that reads final then has all its lines stored.
             let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<OutputLine>();
-            tokio::spawn(async move {
+            let publisher = tokio::spawn(async move {
+                let mut acks = std::collections::VecDeque::new();
                 while let Some(out) = lines_rx.recv().await {
-                    let _ = client
+                    if let Ok(ack) = js
                         .publish(subject.clone(), bus_schema::encode(&out).into())
-                        .await;
+                        .await
+                    {
+                        acks.push_back(ack);
+                    }
+                    while acks.len() > OUTPUT_ACKS_IN_FLIGHT {
+                        if let Some(a) = acks.pop_front() {
+                            let _ = a.await;
+                        }
+                    }
+                }
+                for a in acks {
+                    let _ = a.await;
                 }
             });
             let on_line = move |stream, line: String| {
@@ -333,7 +351,7 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             // rootd enforces the action's timeout itself; this bound only
             // covers a rootd that stopped answering.
             let guard = timeout + Duration::from_secs(30);
-            match tokio::time::timeout(
+            let outcome = match tokio::time::timeout(
                 guard,
                 rootd_client::run(&agent.cfg.rootd_socket, signed, on_line),
             )
@@ -342,7 +360,12 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => Outcome::failed(format!("{e:#}")),
                 Err(_) => Outcome::failed("rootd did not answer in time"),
-            }
+            };
+            // `on_line` (and with it the sender) is gone; the publisher ends
+            // once its lines are confirmed. Bounded: a broker outage must not
+            // hold the result, which has its own retries.
+            let _ = tokio::time::timeout(OUTPUT_FLUSH_WITHIN, publisher).await;
+            outcome
         }
     }
 }

@@ -266,25 +266,22 @@ async fn inputs_reach_the_script_as_plain_values_and_secrets_stay_masked() {
         bus_schema::catalogue::MASK,
         "{c}"
     );
-    // Output lines travel apart from the result (core publishes the broker
-    // stores as they come), so the command can be final before its last
-    // lines are readable: wait for the lines the assertions below (and
-    // `drover logs`, which stops at the final state) rely on.
-    let out = wait_for("every output line", Duration::from_secs(20), || async {
-        let (_, o) = stack.get(&format!("/commands/{cid}/output")).await;
-        let lines: Vec<String> = o["lines"]
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .filter_map(|x| x["line"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let has = |p: &str| lines.iter().any(|l| l.starts_with(p));
-        (has("line 1 of 2") && has("line 2 of 2") && has("the secret is") && has("to stderr:"))
-            .then_some(o)
-    })
-    .await;
+    // The agent has the broker confirm every output line before it sends
+    // the result, so a final command already has all its lines: no wait.
+    let (_, out) = stack.get(&format!("/commands/{cid}/output")).await;
+    assert_eq!(out["final"], true, "{out}");
+    let lines: Vec<&str> = out["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["line"].as_str())
+        .collect();
+    for prefix in ["line 1 of 2", "line 2 of 2", "the secret is", "to stderr:"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(prefix)),
+            "{prefix:?} stored before the result: {out}"
+        );
+    }
     let text = out.to_string();
     assert!(text.contains("the secret is ********"), "{text}");
     assert!(!text.contains(SECRET));
