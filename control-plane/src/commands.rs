@@ -440,20 +440,28 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
     if status != CommandStatus::Queued {
         return signalled(signal().await?);
     }
-    // The database may not know yet that the agent took it: a message the
-    // broker no longer has was fetched (and acked), so stop it where it is.
-    let deleted = match c.stream_seq {
-        Some(seq) => {
-            let stream = state
-                .js
-                .get_stream_no_info(subjects::cmd_stream(&c.agent_id))
-                .await
-                .map_err(|e| CancelError::Broker(e.to_string()))?;
-            stream.delete_message(seq as u64).await.is_ok()
-        }
-        None => false,
+    // The database may not know yet that the agent took it. A work queue
+    // keeps a fetched message until it is acked, so a successful delete
+    // alone does not prove the agent never got it: its consumer's delivered
+    // sequence does. Delivered before or during the delete means it may run
+    // (or have run): then the agent stops it and reports the truth.
+    let Some(seq) = c.stream_seq.map(|s| s as u64) else {
+        return signalled(signal().await?);
     };
-    if !deleted {
+    let stream = state
+        .js
+        .get_stream_no_info(subjects::cmd_stream(&c.agent_id))
+        .await
+        .map_err(|e| CancelError::Broker(e.to_string()))?;
+    let consumer = subjects::agent_consumer(&c.agent_id);
+    let delivered = || async {
+        stream
+            .consumer_info(&consumer)
+            .await
+            .map(|i| i.delivered.stream_sequence >= seq)
+            .unwrap_or(true) // unknown: assume the agent may have it
+    };
+    if delivered().await || stream.delete_message(seq).await.is_err() || delivered().await {
         return signalled(signal().await?);
     }
     let t = now_ms();

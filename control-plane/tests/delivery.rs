@@ -207,6 +207,70 @@ async fn a_queued_command_can_be_cancelled() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_fetched_but_not_yet_reported_is_not_declared_cancelled() {
+    // The window between an agent fetching a command and its first report,
+    // held open: the agent is stopped and the test fetches from the agent's
+    // own consumer, without acking, as the agent would.
+    let stack = Stack::start().await;
+    let mut h = stack.start_host("h").await;
+    h.agent.stop();
+    let (_, c) = stack
+        .post(
+            &format!("/agents/{}/commands", h.id),
+            &json!({"action": "sys.ping"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let js = async_nats::jetstream::new(stack.client().await);
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(bus_schema::subjects::cmd_stream(&h.id))
+        .await
+        .unwrap()
+        .get_consumer(&bus_schema::subjects::agent_consumer(&h.id))
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let taken = batch
+        .next()
+        .await
+        .expect("the command is delivered")
+        .unwrap();
+    assert!(taken.info().unwrap().delivered >= 1);
+
+    let (code, v) = stack
+        .post(&format!("/commands/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        code, 202,
+        "the agent has it: the cancel goes to the agent: {v}"
+    );
+    let (_, now) = stack.get(&format!("/commands/{id}")).await;
+    assert_eq!(now["status"], "queued", "not declared cancelled: {now}");
+
+    // The fetcher lets go (as the broker would after the ack wait); the real
+    // agent gets the command again and the sys.cancel. Whichever it handles
+    // first, the command ends in one final state that says what happened.
+    taken
+        .ack_with(async_nats::jetstream::AckKind::Nak(None))
+        .await
+        .unwrap();
+    drop(batch);
+    h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
+    let (_, end) = stack.get(&format!("/commands/{id}?wait=60")).await;
+    assert!(
+        ["cancelled", "succeeded"].contains(&end["status"].as_str().unwrap_or("")),
+        "{end}"
+    );
+}
+
 /// Counts how often rootd started a command: its effect, one log line per run.
 fn runs_in_rootd(h: &common::Host, id: &str) -> usize {
     h.rootd
