@@ -10,9 +10,9 @@ use bus_schema::{subjects, Heartbeat};
 use crate::metrics::{self, Collector};
 use crate::run::Agent;
 
-/// How often rootd is asked again which modules it can run (a package
-/// install can add one, e.g. `mariadb`).
-const CAPABILITIES_EVERY: Duration = Duration::from_secs(60);
+/// How long rootd may take to say which modules it can run (a few stat
+/// calls): a hung rootd must not hold the heartbeat.
+const CAPABILITIES_WITHIN: Duration = Duration::from_secs(5);
 
 /// Modules this host can run now: the agent's own, plus what rootd says it
 /// can run (nothing when rootd does not answer).
@@ -28,15 +28,25 @@ pub fn modules(rootd_modules: &[String]) -> Vec<String> {
     out
 }
 
-/// rootd's modules, or `None` when it does not answer (not started yet, or
-/// restarting): then it is asked again at the next heartbeat.
-async fn ask_rootd(agent: &Agent) -> Option<Vec<String>> {
-    match crate::rootd_client::capabilities(&agent.cfg.rootd_socket).await {
-        Ok(m) => Some(m),
-        Err(e) => {
+/// rootd's modules, or why it does not answer (not started yet, or
+/// restarting): then it is asked again at the next heartbeat, and the
+/// heartbeat says why, so the control plane can tell the operator.
+async fn ask_rootd(agent: &Agent) -> Result<Vec<String>, String> {
+    let asked = tokio::time::timeout(
+        CAPABILITIES_WITHIN,
+        crate::rootd_client::capabilities(&agent.cfg.rootd_socket),
+    )
+    .await;
+    match asked {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "rootd capabilities unavailable");
-            None
+            Err(format!("{e:#}"))
         }
+        Err(_) => Err(format!(
+            "rootd did not answer within {}s",
+            CAPABILITIES_WITHIN.as_secs()
+        )),
     }
 }
 
@@ -47,13 +57,10 @@ pub async fn run_loop(agent: Arc<Agent>) {
     let kernel = metrics::kernel();
     let subject = subjects::heartbeat(&agent.id);
     let mut seq = 0u64;
-    let mut rootd_modules = ask_rootd(&agent).await;
-    let mut asked = tokio::time::Instant::now();
     loop {
-        if rootd_modules.is_none() || asked.elapsed() >= CAPABILITIES_EVERY {
-            rootd_modules = ask_rootd(&agent).await;
-            asked = tokio::time::Instant::now();
-        }
+        // Asked before every heartbeat (it is a few stat calls in rootd): a
+        // module installed since, or a rootd that stopped, shows at once.
+        let rootd_modules = ask_rootd(&agent).await;
         let operations = agent.ops.lock().await.clone();
         let interval = if operations.is_empty() {
             agent.cfg.heartbeat_secs
@@ -74,6 +81,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             metrics: collector.sample(),
             modules: modules(rootd_modules.as_deref().unwrap_or_default()),
             operations,
+            rootd_error: rootd_modules.as_ref().err().cloned(),
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced
         // by the next one, so no ack is awaited.

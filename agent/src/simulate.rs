@@ -281,6 +281,7 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             },
             modules: vec!["sys".into()],
             operations: vec![],
+            rootd_error: None,
         };
         if a.client
             .publish(subject.clone(), bus_schema::encode(&hb).into())

@@ -109,6 +109,7 @@ mod tests {
                 source: Source::System,
                 started_at: 1,
             }],
+            rootd_error: None,
         }
     }
 

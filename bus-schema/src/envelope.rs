@@ -181,6 +181,10 @@ pub struct Heartbeat {
     pub modules: Vec<String>,
     #[serde(default)]
     pub operations: Vec<ActiveOperation>,
+    /// Why rootd did not answer the agent's last question, when it did not:
+    /// its modules are then unknown, not absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootd_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -193,6 +193,20 @@ pub fn check_module(a: &agent::Model, action: &str) -> Result<(), CreateError> {
     if reported.is_empty() || reported.iter().any(|m| m == module) {
         return Ok(());
     }
+    // Not "absent" when rootd did not answer: say so, and what to do.
+    let in_rootd = bus_schema::catalogue::lookup(action)
+        .is_some_and(|s| s.runs_in == bus_schema::catalogue::RunsIn::Rootd);
+    if let (true, Some(err)) = (in_rootd, &a.rootd_error) {
+        return Err(CreateError::ModuleUnavailable {
+            agent: a.id.clone(),
+            module: module.into(),
+            why: format!(
+                "drover-rootd on {} is not answering its agent ({err}); start it there \
+                 (systemctl start drover-rootd), then try again",
+                a.hostname
+            ),
+        });
+    }
     Err(CreateError::ModuleUnavailable {
         agent: a.id.clone(),
         module: module.into(),

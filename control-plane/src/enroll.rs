@@ -231,6 +231,7 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
         modules: Set("[]".into()),
         operations: Set("[]".into()),
         labels: Set(token.labels.clone()),
+        rootd_error: Set(None),
     })
     .exec(&txn)
     .await?;

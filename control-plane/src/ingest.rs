@@ -252,6 +252,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             modules: Set(serde_json::to_string(&h.modules).unwrap_or_default()),
             operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
             labels: Set("{}".into()),
+            rootd_error: Set(h.rootd_error.as_ref().map(|e| truncate_chars(e, 500))),
         })
         .collect();
     let samples: Vec<metric_sample::ActiveModel> = hbs
@@ -289,6 +290,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
                         agent::Column::Metrics,
                         agent::Column::Modules,
                         agent::Column::Operations,
+                        agent::Column::RootdError,
                     ])
                     // Never bring a revoked (or pending) agent back to life.
                     .action_and_where(agent::Column::Status.is_in(["online", "offline"]))
@@ -666,4 +668,9 @@ fn sample_due(agent_id: &str, at: i64) -> bool {
             true
         }
     }
+}
+
+/// At most `max` characters of an agent-supplied text.
+fn truncate_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
 }

@@ -455,6 +455,7 @@ mod tests {
             modules: "[]".into(),
             operations: "[]".into(),
             labels: labels.into(),
+            rootd_error: None,
         }
     }
 

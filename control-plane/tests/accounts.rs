@@ -430,6 +430,7 @@ async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
             metrics: Set(r#"{"cpu_percent":12.5,"mem_used_bytes":1,"mem_total_bytes":4,"disk_used_bytes":1,"disk_total_bytes":2}"#.into()),
             modules: Set("[]".into()),
             operations: Set("[]".into()),
+            rootd_error: Set(None),
             labels: Set(format!(r#"{{"rack":"r{}"}}"#, i % 40)),
         })
         .collect();

@@ -206,6 +206,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
             metrics: Default::default(),
             modules: vec!["sys".into()],
             operations: vec![],
+            rootd_error: None,
         };
         acks.push(
             js.publish(

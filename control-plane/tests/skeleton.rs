@@ -154,6 +154,7 @@ fn heartbeat(agent: &str) -> Heartbeat {
         },
         modules: vec!["sys".into()],
         operations: vec![],
+        rootd_error: None,
     }
 }
 
@@ -355,6 +356,39 @@ fn refused_label(f: &RootFrame) -> &str {
         RootFrame::Refused { label, .. } => label,
         _ => "",
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_rootd_stopped_says_so_and_rootd_actions_are_refused_with_why() {
+    let stack = Stack::start().await;
+    let mut host = stack.start_host("h1").await;
+    let (_, a) = stack.get(&format!("/agents/{}", host.id)).await;
+    assert!(a["rootd_error"].is_null(), "{a}");
+    host.rootd.stop();
+    let a = wait_for(
+        "the heartbeat to say rootd is gone",
+        Duration::from_secs(30),
+        || async {
+            let (_, a) = stack.get(&format!("/agents/{}", host.id)).await;
+            a["rootd_error"].is_string().then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(a["modules"], json!(["sys"]), "{a}");
+    let (code, body) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "pkg.scan"}),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    let why = body["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("drover-rootd") && why.contains("not answering") && why.contains("start"),
+        "says why and what to do: {body}"
+    );
+    // The agent's own actions still run.
+    assert_eq!(stack.ping(&host.id).await["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,6 +173,7 @@ pub fn agent_json(a: &agent::Model) -> Value {
         "agent_version": a.agent_version,
         "metrics": serde_json::from_str::<Value>(&a.metrics).unwrap_or(Value::Null),
         "modules": serde_json::from_str::<Value>(&a.modules).unwrap_or(Value::Null),
+        "rootd_error": a.rootd_error,
         "operations": serde_json::from_str::<Value>(&a.operations).unwrap_or(Value::Null),
         "labels": serde_json::from_str::<Value>(&a.labels).unwrap_or(Value::Null),
     })

@@ -36,6 +36,9 @@ pub mod agent {
         pub operations: String,
         /// JSON object of labels.
         pub labels: String,
+        /// Why rootd did not answer the agent, from its last heartbeat
+        /// (`None` when it did): rootd's modules are then unknown.
+        pub rootd_error: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

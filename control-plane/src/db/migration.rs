@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002Accounts),
             Box::new(M0003JobStatusIndex),
+            Box::new(M0004RootdError),
         ]
     }
 }
@@ -521,6 +522,35 @@ impl MigrationTrait for M0003JobStatusIndex {
                 .if_exists()
                 .name("idx_commands_job")
                 .table(Commands::Table)
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// The agent's last word on rootd, when rootd did not answer it.
+struct M0004RootdError;
+
+impl MigrationName for M0004RootdError {
+    fn name(&self) -> &str {
+        "m0004_rootd_error"
+    }
+}
+
+#[derive(DeriveIden)]
+enum AgentsRootd {
+    #[sea_orm(iden = "agents")]
+    Table,
+    RootdError,
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for M0004RootdError {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(AgentsRootd::Table)
+                .add_column(text_null(AgentsRootd::RootdError))
                 .to_owned(),
         )
         .await

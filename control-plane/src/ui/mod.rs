@@ -795,6 +795,12 @@ async fn agent_page(
                 esc(x.as_str().unwrap_or(""))
             )
         })
+        .chain(a.rootd_error.iter().map(|e| {
+            format!(
+                "<p class=\"form-error\">rootd is not answering this agent ({}): its modules are unknown until it does. Start <code>drover-rootd</code> on the host.</p>",
+                esc(e)
+            )
+        }))
         .collect();
     // Services: the latest service listing this agent answered, if any.
     let services = cmds
