@@ -220,6 +220,9 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
     tokio::pin!(work);
     let outcome = loop {
         tokio::select! {
+            // In this order: an action that finished as the cancel arrived
+            // reports what it did, never "cancelled while running".
+            biased;
             o = &mut work => break o,
             // Dropping the work closes rootd's socket, which stops the
             // process group there.
