@@ -194,23 +194,19 @@ pub fn check_module(a: &agent::Model, action: &str) -> Result<(), CreateError> {
         return Ok(());
     }
     // Not "absent" when rootd did not answer: say so, and what to do.
-    let in_rootd = bus_schema::catalogue::lookup(action)
-        .is_some_and(|s| s.runs_in == bus_schema::catalogue::RunsIn::Rootd);
-    if let (true, Some(err)) = (in_rootd, &a.rootd_error) {
-        return Err(CreateError::ModuleUnavailable {
-            agent: a.id.clone(),
-            module: module.into(),
-            why: format!(
-                "drover-rootd on {} is not answering its agent ({err}); start it there \
-                 (systemctl start drover-rootd), then try again",
-                a.hostname
-            ),
-        });
-    }
+    let in_rootd = catalogue::lookup(action).is_some_and(|s| s.runs_in == catalogue::RunsIn::Rootd);
+    let why = match (&a.rootd_error, in_rootd) {
+        (Some(err), true) => format!(
+            "drover-rootd on {} is not answering its agent ({err}); start it there \
+             (systemctl start drover-rootd), then try again",
+            a.hostname
+        ),
+        _ => format!("the host reports only: {}", reported.join(", ")),
+    };
     Err(CreateError::ModuleUnavailable {
         agent: a.id.clone(),
         module: module.into(),
-        why: format!("the host reports only: {}", reported.join(", ")),
+        why,
     })
 }
 

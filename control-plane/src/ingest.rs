@@ -252,7 +252,10 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             modules: Set(serde_json::to_string(&h.modules).unwrap_or_default()),
             operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
             labels: Set("{}".into()),
-            rootd_error: Set(h.rootd_error.as_ref().map(|e| truncate_chars(e, 500))),
+            rootd_error: Set(h
+                .rootd_error
+                .as_ref()
+                .map(|e| e.chars().take(500).collect())),
         })
         .collect();
     let samples: Vec<metric_sample::ActiveModel> = hbs
@@ -668,9 +671,4 @@ fn sample_due(agent_id: &str, at: i64) -> bool {
             true
         }
     }
-}
-
-/// At most `max` characters of an agent-supplied text.
-fn truncate_chars(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }

@@ -176,8 +176,8 @@ async fn a_full_queue_refuses_more_work_with_a_clear_error() {
     assert_eq!(rejected, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queued_command_can_be_cancelled() {
+/// A stack whose one host's agent is stopped, and a `sys.ping` queued for it.
+async fn ping_queued_for_a_stopped_agent() -> (Stack, common::Host, String) {
     let stack = Stack::start().await;
     let mut h = stack.start_host("h").await;
     h.agent.stop();
@@ -188,6 +188,12 @@ async fn a_queued_command_can_be_cancelled() {
         )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
+    (stack, h, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_command_can_be_cancelled() {
+    let (stack, mut h, id) = ping_queued_for_a_stopped_agent().await;
     let (code, v) = stack
         .post(&format!("/commands/{id}/cancel"), &json!({}))
         .await;
@@ -212,16 +218,7 @@ async fn a_command_fetched_but_not_yet_reported_is_not_declared_cancelled() {
     // The window between an agent fetching a command and its first report,
     // held open: the agent is stopped and the test fetches from the agent's
     // own consumer, without acking, as the agent would.
-    let stack = Stack::start().await;
-    let mut h = stack.start_host("h").await;
-    h.agent.stop();
-    let (_, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
-    let id = c["id"].as_str().unwrap().to_string();
+    let (stack, mut h, id) = ping_queued_for_a_stopped_agent().await;
     let js = async_nats::jetstream::new(stack.client().await);
     let consumer: async_nats::jetstream::consumer::PullConsumer = js
         .get_stream(bus_schema::subjects::cmd_stream(&h.id))
