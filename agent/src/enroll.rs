@@ -3,14 +3,24 @@
 //! through the enrolment-only NATS user. Approved, it keeps its NATS user JWT
 //! and pins the control plane's command-signing key; pending, it asks again
 //! until an operator decides; rejected, it stops and says why.
+//!
+//! Every enrolling host shares one broker user and so can read every
+//! enrolment inbox: the claim names a one-off curve key, the control plane
+//! seals its answer to it, and [`ask`] takes only an answer that opens with
+//! that key and names this claim, skipping anything else that lands on the
+//! inbox. This module does not decide anything about the host's identity
+//! beyond enrolment (`identity`) or run commands.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bus_schema::enroll::{agent_sign, EnrollClaim, EnrollReply, EnrollStatus};
+use bus_schema::enroll::{
+    agent_sign, open_answer, AnswerError, EnrollClaim, EnrollReply, EnrollStatus,
+};
 use bus_schema::{subjects, VerifyingKey};
-use tracing::{info, warn};
+use futures::StreamExt;
+use tracing::{debug, info, warn};
 
 use crate::config::AgentConfig;
 use crate::identity::Identity;
@@ -45,6 +55,67 @@ pub fn machine_id(cfg: &AgentConfig) -> anyhow::Result<String> {
         }
     }
     bail!("no machine-id found (tried {candidates:?}); systemd-machine-id-setup creates one")
+}
+
+/// Why [`ask`] came back without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("the enrolment request could not be sent: {0}")]
+    Publish(String),
+    #[error("the enrolment inbox subscription ended")]
+    Closed,
+    #[error("the control plane could not read the enrolment request: {0}")]
+    Unreadable(String),
+    #[error("no answer to the enrolment request within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Most messages looked at on the inbox for one request before giving up on
+/// it (the rest are someone else's or noise).
+const MAX_SKIPPED: usize = 1000;
+
+/// Sends one signed claim on `drover.enroll` with `inbox` (which `sub` is
+/// subscribed to) as the reply subject, and waits up to `within` for the
+/// answer to it: sealed to `reply_key` and naming this claim's agent id and
+/// time. Anything else on the inbox is skipped.
+pub async fn ask(
+    client: &async_nats::Client,
+    inbox: &str,
+    sub: &mut async_nats::Subscriber,
+    claim: &EnrollClaim,
+    key: &nkeys::KeyPair,
+    reply_key: &nkeys::XKey,
+    within: Duration,
+) -> Result<EnrollReply, AskError> {
+    let signed = agent_sign(key, claim);
+    client
+        .publish_with_reply(
+            subjects::ENROLL,
+            inbox.to_string(),
+            bus_schema::encode(&signed).into(),
+        )
+        .await
+        .map_err(|e| AskError::Publish(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut unreadable = None;
+    for _ in 0..MAX_SKIPPED {
+        let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(AskError::Closed),
+            Err(_) => break,
+        };
+        match open_answer(&msg.payload, reply_key, &claim.public_key, claim.at) {
+            Ok(reply) => return Ok(reply),
+            // Not sealed, so not proof it answers us: keep waiting, and
+            // say it if nothing better comes.
+            Err(AnswerError::Unreadable(m)) => unreadable = Some(m),
+            Err(e) => debug!(error = %e, "skipped a message on the enrolment inbox"),
+        }
+    }
+    Err(match unreadable {
+        Some(m) => AskError::Unreadable(m),
+        None => AskError::Timeout(within),
+    })
 }
 
 /// Loads the enrolment from the state directory, or enrols now.
@@ -92,6 +163,14 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
         .await
         .with_context(|| format!("connecting to NATS at {} for enrolment", cfg.nats_url))?;
 
+    // One inbox and one curve key for this enrolment; every attempt names
+    // both, and its own time.
+    let inbox = client.new_inbox();
+    let mut sub = client
+        .subscribe(inbox.clone())
+        .await
+        .context("subscribing to the enrolment inbox")?;
+    let reply_key = bus_schema::enroll::new_reply_key();
     let mut delay = Duration::from_secs(1);
     let mut told_pending = false;
     loop {
@@ -107,30 +186,38 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
                 "agent_version": env!("CARGO_PKG_VERSION"),
             }),
             at: bus_schema::now_ms(),
+            reply_key: reply_key.public_key(),
         };
-        let signed = agent_sign(id.key(), &claim);
-        let answer = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.request(subjects::ENROLL, bus_schema::encode(&signed).into()),
+        let within = Duration::from_secs(10);
+        let reply = match ask(
+            &client,
+            &inbox,
+            &mut sub,
+            &claim,
+            id.key(),
+            &reply_key,
+            within,
         )
-        .await;
-        let reply: EnrollReply = match answer {
-            Ok(Ok(m)) => match bus_schema::decode(&m.payload, None) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "unreadable enrolment reply; retrying");
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
-            },
-            Ok(Err(e)) => {
-                warn!(error = %e, "enrolment request failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+        .await
+        {
+            Ok(r) => r,
+            Err(e @ AskError::Timeout(_)) => {
+                warn!(error = %e, "retrying");
                 continue;
             }
-            Err(_) => {
-                warn!("no answer to the enrolment request within 10s; retrying");
+            Err(AskError::Closed) => {
+                warn!("the enrolment inbox subscription ended; subscribing again");
+                sub = client
+                    .subscribe(inbox.clone())
+                    .await
+                    .context("subscribing to the enrolment inbox")?;
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
                 continue;
             }
         };

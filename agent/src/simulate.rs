@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
-use bus_schema::enroll::{agent_sign, sign_result, EnrollClaim, EnrollReply, EnrollStatus};
+use bus_schema::enroll::{sign_result, EnrollClaim, EnrollStatus};
 use bus_schema::{
     codec, now_ms, subjects, CommandResult, CommandStatus, Heartbeat, Metrics, SignedCommand,
     VerifyingKey,
@@ -121,17 +121,32 @@ async fn enrol(
         hostname: hostname.clone(),
         facts: serde_json::json!({"os": "simulated", "kernel": "sim", "arch": "x86_64", "agent_version": env!("CARGO_PKG_VERSION")}),
         at: now_ms(),
+        reply_key: String::new(),
     };
-    let signed = agent_sign(&key, &claim);
+    let reply_key = bus_schema::enroll::new_reply_key();
+    let inbox = enroll.new_inbox();
+    let mut sub = enroll
+        .subscribe(inbox.clone())
+        .await
+        .context("subscribing to the enrolment inbox")?;
     for attempt in 0..20u32 {
-        match tokio::time::timeout(
+        let claim = EnrollClaim {
+            at: now_ms(),
+            reply_key: reply_key.public_key(),
+            ..claim.clone()
+        };
+        match crate::enroll::ask(
+            enroll,
+            &inbox,
+            &mut sub,
+            &claim,
+            &key,
+            &reply_key,
             Duration::from_secs(30),
-            enroll.request(subjects::ENROLL, bus_schema::encode(&signed).into()),
         )
         .await
         {
-            Ok(Ok(m)) => {
-                let r: EnrollReply = bus_schema::decode(&m.payload, None)?;
+            Ok(r) => {
                 let cp_key = VerifyingKey::parse(&r.control_plane_key)?;
                 return match (r.status, r.user_jwt) {
                     (EnrollStatus::Approved, Some(jwt)) => Ok((key, jwt, cp_key)),
@@ -140,7 +155,10 @@ async fn enrol(
                     }
                 };
             }
-            _ => tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1))).await,
+            Err(e) => {
+                warn!(error = %e, "virtual agent {hostname}: enrolment attempt failed");
+                tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1))).await
+            }
         }
     }
     anyhow::bail!("virtual agent {hostname}: no answer to enrolment")

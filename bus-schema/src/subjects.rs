@@ -31,8 +31,12 @@ pub const JOBS_SUBMIT: &str = "drover.jobs.submit";
 pub const CP_JOBS_CONSUMER: &str = "control-plane-jobs";
 /// Enrolment request/reply.
 pub const ENROLL: &str = "drover.enroll";
-/// Inbox prefix of the shared enrolment-only user.
+/// Inbox prefix of the shared enrolment-only user. The enrolment responder
+/// answers only on subjects under it ([`is_enroll_inbox`]), and its broker
+/// user may publish nowhere else.
 pub const ENROLL_INBOX_PREFIX: &str = "_INBOX_enroll";
+/// Longest reply subject the enrolment responder answers on, in bytes.
+pub const MAX_REPLY_SUBJECT: usize = 256;
 /// Core-NATS events (no stream): `drover.evt.<kind>`.
 pub const EVT_ALL: &str = "drover.evt.>";
 
@@ -103,6 +107,19 @@ pub fn command_event(command: &str) -> String {
 /// here and nowhere another agent can read.
 pub fn inbox_prefix(agent: &str) -> String {
     format!("_INBOX_{agent}")
+}
+
+/// Whether `subject` is a concrete subject under [`ENROLL_INBOX_PREFIX`]:
+/// `_INBOX_enroll.` followed by one or more tokens of `[A-Za-z0-9_-]`, at
+/// most [`MAX_REPLY_SUBJECT`] bytes. Anything else (another subject, a
+/// look-alike prefix such as `_INBOX_enrollment.x`, a wildcard, an empty
+/// token) is not a place the enrolment responder may answer.
+pub fn is_enroll_inbox(subject: &str) -> bool {
+    subject.len() <= MAX_REPLY_SUBJECT
+        && subject
+            .strip_prefix(ENROLL_INBOX_PREFIX)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| rest.split('.').all(is_valid_token))
 }
 
 /// Name of an agent's durable pull consumer on its command stream.
@@ -177,5 +194,32 @@ mod tests {
         assert!(!is_valid_token("a.b"));
         assert!(!is_valid_token("a>"));
         assert!(!is_valid_token(""));
+    }
+
+    #[test]
+    fn enroll_inboxes() {
+        assert!(is_enroll_inbox("_INBOX_enroll.abc"));
+        assert!(is_enroll_inbox("_INBOX_enroll.Nuid123.7"));
+        for bad in [
+            "_INBOX_enroll",
+            "_INBOX_enroll.",
+            "_INBOX_enroll..x",
+            "_INBOX_enroll.x.",
+            "_INBOX_enroll.*",
+            "_INBOX_enroll.>",
+            "_INBOX_enroll.a b",
+            "_INBOX_enrollment.x",
+            "_INBOX_x.y",
+            "drover.cmd.07.UABC",
+            "drover.hb.UABC",
+            "drover.jobs.submit",
+        ] {
+            assert!(
+                !is_enroll_inbox(bad),
+                "{bad:?} must not be an enrolment inbox"
+            );
+        }
+        let long = format!("{ENROLL_INBOX_PREFIX}.{}", "a".repeat(MAX_REPLY_SUBJECT));
+        assert!(!is_enroll_inbox(&long));
     }
 }

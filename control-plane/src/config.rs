@@ -110,6 +110,13 @@ impl Config {
         self.data_dir.join("enroll.creds")
     }
 
+    /// The enrolment responder's credentials: it may publish only on
+    /// enrolment inboxes (written by `drover init`, or by `drover serve` when
+    /// missing).
+    pub fn enroll_responder_creds_path(&self) -> PathBuf {
+        self.data_dir.join("enroll-responder.creds")
+    }
+
     /// The nats-server configuration `drover init` writes (operator mode).
     pub fn nats_conf_path(&self) -> PathBuf {
         self.data_dir.join("nats-config").join("nats.conf")

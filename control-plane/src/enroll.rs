@@ -1,15 +1,26 @@
 //! Enrolment on `drover.enroll`: a new agent presents a registration token,
-//! its public key and its machine-id, signed with that key. The answer is
-//! approved (with the agent's NATS credentials), pending (an operator must
-//! approve) or rejected, always with the command-signing key to pin.
+//! its public key, its machine-id and a one-off curve key, signed with its
+//! key. The answer is approved (with the agent's NATS credentials), pending
+//! (an operator must approve) or rejected, always with the command-signing
+//! key to pin, and sealed to the claim's curve key.
+//!
+//! The responder runs on its own broker connection, as a user that may
+//! publish only under the enrolment inbox prefix: a reply subject is chosen
+//! by the requester, so the control plane's unrestricted user never answers
+//! one. It also checks the subject itself ([`subjects::is_enroll_inbox`]) and
+//! drops, counts and (rate-limited, at debug) logs anything else. It does not
+//! own the users' permissions (`nats_auth`) or the token rules (`tokens`).
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bus_schema::enroll::{agent_open, AgentSigned, EnrollClaim, EnrollReply, EnrollStatus};
+use bus_schema::enroll::{
+    agent_open, seal_reply, AgentSigned, EnrollAnswer, EnrollClaim, EnrollReply, EnrollStatus,
+};
 use bus_schema::{codec, now_ms, subjects};
 use futures::StreamExt;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::db::entities::{agent, binding_conflict};
 use crate::state::AppState;
@@ -19,10 +30,45 @@ use crate::tokens;
 /// be replayed later.
 const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
-pub async fn serve(state: AppState) {
+/// Requests dropped unanswered since this process started: no reply subject,
+/// or one outside the enrolment inbox prefix.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// When a drop was last logged (ms since the epoch).
+static LAST_DROP_LOG: AtomicI64 = AtomicI64::new(0);
+/// At most one drop log line per this many milliseconds.
+const DROP_LOG_EVERY_MS: i64 = 10_000;
+
+/// Enrolment requests this process dropped unanswered because their reply
+/// subject was missing or outside the enrolment inbox prefix (shown by
+/// `GET /api/v1/security`).
+pub fn dropped_requests() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+fn drop_request(reply_to: Option<&str>) {
+    let total = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = now_ms();
+    let last = LAST_DROP_LOG.load(Ordering::Relaxed);
+    if now - last >= DROP_LOG_EVERY_MS
+        && LAST_DROP_LOG
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        // The subject is the requester's choice: bounded and escaped.
+        let shown: Option<String> = reply_to.map(|s| s.chars().take(80).collect());
+        debug!(
+            reply_to = ?shown,
+            dropped_total = total,
+            "enrolment request dropped: its reply subject is not an enrolment inbox"
+        );
+    }
+}
+
+/// Answers enrolment requests on `responder`, a connection as the
+/// enrolment responder's user (`nats_auth::NatsAuth::enroll_responder_creds`).
+pub async fn serve(state: AppState, responder: async_nats::Client) {
     loop {
-        let mut sub = match state
-            .nats
+        let mut sub = match responder
             .queue_subscribe(subjects::ENROLL, "control-plane".into())
             .await
         {
@@ -34,13 +80,16 @@ pub async fn serve(state: AppState) {
             }
         };
         while let Some(msg) = sub.next().await {
-            let Some(reply_to) = msg.reply.clone() else {
-                continue;
+            let reply_to = match msg.reply {
+                Some(r) if subjects::is_enroll_inbox(&r) => r,
+                other => {
+                    drop_request(other.as_deref());
+                    continue;
+                }
             };
-            let reply = handle(&state, &msg.payload).await;
-            if let Err(e) = state
-                .nats
-                .publish(reply_to, bus_schema::encode(&reply).into())
+            let answer = answer(&state, &msg.payload).await;
+            if let Err(e) = responder
+                .publish(reply_to, bus_schema::encode(&answer).into())
                 .await
             {
                 warn!(error = %e, "enrolment reply not sent");
@@ -51,6 +100,7 @@ pub async fn serve(state: AppState) {
 
 fn reply(
     state: &AppState,
+    claim: &EnrollClaim,
     status: EnrollStatus,
     message: impl Into<String>,
     user_jwt: Option<String>,
@@ -62,6 +112,8 @@ fn reply(
         user_jwt,
         control_plane_key: key.to_base64(),
         control_plane_fingerprint: key.fingerprint(),
+        agent_id: claim.public_key.clone(),
+        claim_at: claim.at,
     }
 }
 
@@ -69,23 +121,48 @@ fn valid_machine_id(s: &str) -> bool {
     (8..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-pub async fn handle(state: &AppState, payload: &[u8]) -> EnrollReply {
+/// The answer to one request: the reply sealed to the claim's reply key, or
+/// (when the request cannot be read far enough to find that key) why not.
+pub async fn answer(state: &AppState, payload: &[u8]) -> EnrollAnswer {
+    let claim = match read_claim(payload) {
+        Ok(c) => c,
+        Err(why) => {
+            warn!(reason = %why, "enrolment refused");
+            return EnrollAnswer::Unreadable { message: why };
+        }
+    };
+    let reply = handle(state, &claim).await;
+    seal_reply(&reply, &claim.reply_key).unwrap_or_else(|e| {
+        warn!(error = %e, "enrolment reply not sealed");
+        EnrollAnswer::Unreadable {
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Decodes the signed claim, checks its signature under the key it names and
+/// its reply key. Nothing is stored before this holds.
+fn read_claim(payload: &[u8]) -> Result<EnrollClaim, String> {
+    let signed: AgentSigned =
+        codec::decode(payload, None).map_err(|e| format!("malformed enrolment request: {e}"))?;
+    // The claim names its own key; the signature must hold under that key.
+    let unverified: EnrollClaim = rmp_serde::from_slice(&signed.body)
+        .map_err(|e| format!("malformed enrolment claim: {e}"))?;
+    let claim: EnrollClaim =
+        agent_open(&unverified.public_key, &signed).map_err(|e| e.to_string())?;
+    if nkeys::XKey::from_public_key(&claim.reply_key).is_err() {
+        return Err(
+            "the claim's reply_key must be a curve public key (X...) to seal the answer to; upgrade the agent"
+                .into(),
+        );
+    }
+    Ok(claim)
+}
+
+async fn handle(state: &AppState, claim: &EnrollClaim) -> EnrollReply {
     let rejected = |why: String| {
         warn!(reason = %why, "enrolment refused");
-        reply(state, EnrollStatus::Rejected, why, None)
-    };
-    let signed: AgentSigned = match codec::decode(payload, None) {
-        Ok(s) => s,
-        Err(e) => return rejected(format!("malformed enrolment request: {e}")),
-    };
-    // The claim names its own key; the signature must hold under that key.
-    let unverified: EnrollClaim = match rmp_serde::from_slice(&signed.body) {
-        Ok(c) => c,
-        Err(e) => return rejected(format!("malformed enrolment claim: {e}")),
-    };
-    let claim: EnrollClaim = match agent_open(&unverified.public_key, &signed) {
-        Ok(c) => c,
-        Err(e) => return rejected(e.to_string()),
+        reply(state, claim, EnrollStatus::Rejected, why, None)
     };
     if !claim.public_key.starts_with('U') {
         return rejected("the key must be a NATS user nkey (U...)".into());
@@ -101,12 +178,13 @@ pub async fn handle(state: &AppState, payload: &[u8]) -> EnrollReply {
     if claim.hostname.is_empty() || claim.hostname.len() > 253 {
         return rejected("hostname must be 1..=253 characters".into());
     }
-    match decide(state, &claim).await {
+    match decide(state, claim).await {
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "enrolment failed");
             reply(
                 state,
+                claim,
                 EnrollStatus::Pending,
                 "the control plane could not record the enrolment; retrying",
                 None,
@@ -135,10 +213,21 @@ async fn record_conflict(
     Ok(())
 }
 
-async fn approved(state: &AppState, agent_id: &str, message: &str) -> anyhow::Result<EnrollReply> {
+async fn approved(
+    state: &AppState,
+    claim: &EnrollClaim,
+    message: &str,
+) -> anyhow::Result<EnrollReply> {
+    let agent_id = &claim.public_key;
     crate::commands::ensure_consumer(state, agent_id).await?;
     let jwt = state.auth.agent_user_jwt(agent_id)?;
-    Ok(reply(state, EnrollStatus::Approved, message, Some(jwt)))
+    Ok(reply(
+        state,
+        claim,
+        EnrollStatus::Approved,
+        message,
+        Some(jwt),
+    ))
 }
 
 async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollReply> {
@@ -155,21 +244,23 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
             warn!(agent_id = %a.id, bound = %a.machine_id, presented = %claim.machine_id, "enrolment refused: known key from another machine");
             return Ok(reply(
                 state,
+                claim,
                 EnrollStatus::Rejected,
                 format!("this key is bound to another machine (agent {}); a copied identity is not accepted", a.id),
                 None,
             ));
         }
         return match a.status.as_str() {
-            "pending" => Ok(reply(state, EnrollStatus::Pending, format!("waiting for an operator: drover agents approve {}", a.id), None)),
-            "rejected" => Ok(reply(state, EnrollStatus::Rejected, "an operator rejected this agent", None)),
+            "pending" => Ok(reply(state, claim, EnrollStatus::Pending, format!("waiting for an operator: drover agents approve {}", a.id), None)),
+            "rejected" => Ok(reply(state, claim, EnrollStatus::Rejected, "an operator rejected this agent", None)),
             "revoked" => Ok(reply(
                 state,
+                claim,
                 EnrollStatus::Rejected,
                 "this agent was revoked; remove its state directory to make a new identity, then enrol again",
                 None,
             )),
-            _ => approved(state, &a.id, "approved").await,
+            _ => approved(state, claim, "approved").await,
         };
     }
     let holder = agent::Entity::find()
@@ -184,6 +275,7 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
         warn!(existing = %h.id, presented = %claim.public_key, machine_id = %claim.machine_id, "enrolment refused: machine-id already enrolled under another key");
         return Ok(reply(
             state,
+            claim,
             EnrollStatus::Rejected,
             format!(
                 "machine-id {} is already enrolled as agent {}; if the host was rebuilt, revoke that agent first (drover agents revoke {})",
@@ -199,6 +291,7 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
             warn!(reason = %refusal, hostname = %claim.hostname, "enrolment refused");
             return Ok(reply(
                 state,
+                claim,
                 EnrollStatus::Rejected,
                 refusal.to_string(),
                 None,
@@ -239,10 +332,11 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
     drop(_turn);
     info!(agent_id = %claim.public_key, hostname = %claim.hostname, token = %token.id, status, "agent enrolled");
     if token.auto_approve {
-        approved(state, &claim.public_key, "approved by token policy").await
+        approved(state, claim, "approved by token policy").await
     } else {
         Ok(reply(
             state,
+            claim,
             EnrollStatus::Pending,
             format!(
                 "waiting for an operator: drover agents approve {}",

@@ -627,6 +627,10 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                 v["broker"]["resolver"].as_str().unwrap_or(""),
                 v["broker"]["account"].as_str().unwrap_or("")
             );
+            println!(
+                "Enrolment requests    {} dropped since start (reply subject not an enrolment inbox)",
+                v["enrolment"]["dropped_requests"].as_u64().unwrap_or(0)
+            );
             println!("\nRefused commands and results:");
             let refused = v["refused"].as_array().cloned().unwrap_or_default();
             if refused.is_empty() {

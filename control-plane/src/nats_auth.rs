@@ -8,6 +8,10 @@
 //!   agent id): their own subjects, their own consumer, their own inbox.
 //! - The control plane's user and the enrolment-only user are signed by the
 //!   account key itself; the enrolment user may only ask `drover.enroll`.
+//! - The enrolment responder has a user of its own, also signed by the
+//!   account key: it may listen on `drover.enroll` and publish only under the
+//!   enrolment inbox prefix, so a reply subject a requester names can never
+//!   make the broker carry the control plane's words anywhere else.
 //! - Revoking an agent re-signs `DROVER` with the agent in its revocation
 //!   list and pushes it to the full resolver (`$SYS.REQ.CLAIMS.UPDATE`).
 //!
@@ -86,6 +90,16 @@ pub fn agent_permissions(name: &str) -> Permissions {
             format!("$JS.ACK.{cmd}.{consumer}.>"),
         ]),
         subscribe: allow(&[format!("{}.>", subjects::inbox_prefix(name))]),
+        resp: None,
+    }
+}
+
+/// What the enrolment responder may do: hear requests, answer on enrolment
+/// inboxes — nothing else.
+pub fn enroll_responder_permissions() -> Permissions {
+    Permissions {
+        publish: allow(&[format!("{}.>", subjects::ENROLL_INBOX_PREFIX)]),
+        subscribe: allow(&[subjects::ENROLL.to_string()]),
         resp: None,
     }
 }
@@ -226,6 +240,23 @@ impl NatsAuth {
                     subscribe: allow(&[format!("{}.>", subjects::ENROLL_INBOX_PREFIX)]),
                     resp: None,
                 }),
+                false,
+            )
+        })
+    }
+
+    /// The enrolment responder's user: may subscribe to `drover.enroll` and
+    /// publish only under the enrolment inbox prefix (`_INBOX_enroll.>`), and
+    /// has no response permission (which would let it answer on any reply
+    /// subject). The control plane answers enrolment requests as this user,
+    /// never as its unrestricted one.
+    pub fn enroll_responder_creds(&self, out: &Path) -> anyhow::Result<()> {
+        self.write_creds(out, "enroll-responder-user.nk", |kp| {
+            self.user_jwt(
+                "enroll-responder",
+                kp,
+                &self.account,
+                Some(enroll_responder_permissions()),
                 false,
             )
         })

@@ -42,6 +42,7 @@ include \"resolver.conf\"\n",
     auth.control_plane_creds(&cfg.nats_creds_path())?;
     auth.system_creds(&cfg.sys_creds_path())?;
     auth.enroll_creds(&cfg.enroll_creds_path())?;
+    auth.enroll_responder_creds(&cfg.enroll_responder_creds_path())?;
     let db = crate::db::connect(&cfg.database_url()).await?;
     let token_path = cfg.admin_token_path();
     if token_path.exists() {
@@ -112,8 +113,22 @@ pub async fn serve(
         &cfg.sys_creds_path(),
     )
     .await?;
+    // Enrolment requests are answered on a connection of their own, as a
+    // user that may publish only on enrolment inboxes (an installation made
+    // before that user existed gets its credentials now).
+    let responder_creds = cfg.enroll_responder_creds_path();
+    if !responder_creds.exists() {
+        auth.enroll_responder_creds(&responder_creds)?;
+    }
+    let responder = crate::bus::connect(
+        &cfg.nats_url,
+        "drover control plane (enrolment responder)",
+        &responder_creds,
+    )
+    .await?;
     crate::bus::wait_connected(&nats, std::time::Duration::from_secs(30)).await?;
     crate::bus::wait_connected(&sys, std::time::Duration::from_secs(30)).await?;
+    crate::bus::wait_connected(&responder, std::time::Duration::from_secs(30)).await?;
     let js = jetstream::new(nats.clone());
     crate::bus::ensure_streams(&js, &cfg).await?;
     let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
@@ -144,7 +159,7 @@ pub async fn serve(
         .await
         .context("pushing the account to the broker")?;
     let tasks = vec![
-        tokio::spawn(crate::enroll::serve(state.clone())),
+        tokio::spawn(crate::enroll::serve(state.clone(), responder)),
         tokio::spawn(crate::ingest::heartbeat_loop(state.clone(), hb_consumer)),
         tokio::spawn(crate::ingest::result_loop(state.clone(), res_consumer)),
         tokio::spawn(crate::ingest::sweep_loop(state.clone())),

@@ -183,6 +183,7 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
     Ok(json!({
         "signing_key": { "fingerprint": key.fingerprint(), "public_key": key.to_base64() },
         "broker": state.auth.describe(),
+        "enrolment": { "dropped_requests": crate::enroll::dropped_requests() },
         "refused": refused.iter().map(|(source, reason, n)| json!({"source": source, "reason": reason, "count": n})).collect::<Vec<_>>(),
         "binding_conflicts": conflicts.iter().map(|c| json!({
             "at": c.at, "kind": c.kind, "public_key": c.public_key, "machine_id": c.machine_id,
