@@ -1,6 +1,8 @@
 //! The command loop: fetch from this agent's durable consumer, verify, record
-//! in the journal, run (here or in rootd), publish the result, and ack only
-//! after the broker confirmed the result.
+//! in the journal, wait for a free slot (keeping the delivery alive), run
+//! (here or in rootd), publish the result, and ack only after the broker
+//! confirmed the result. A redelivery of a command the journal knows is
+//! answered from the journal, never run again and never called a replay.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +26,15 @@ use crate::sys;
 /// a command may wait in its queue.
 const PRECANCEL_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// How often a running command tells the broker it is still being worked on
-/// (well inside the consumer's ack wait).
+/// How often a waiting or running command tells the broker it is still being
+/// worked on, at most; a third of the consumer's ack wait when that is
+/// shorter.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// The least interval between progress acks.
+const PROGRESS_AT_LEAST: Duration = Duration::from_millis(200);
+/// What the journal says of a command it saw start but never end.
+pub const INTERRUPTED: &str =
+    "interrupted: the agent stopped while it ran; not run again so it never runs twice";
 /// Output lines published but not yet confirmed by the broker, at most.
 const OUTPUT_ACKS_IN_FLIGHT: usize = 256;
 /// How long a finished action's result waits for its output to be stored.
@@ -59,9 +67,20 @@ async fn wait_for_consumer(agent: &Agent) -> PullConsumer {
     }
 }
 
+/// How often to send progress acks: well inside the consumer's ack wait.
+fn progress_interval(ack_wait: Duration) -> Duration {
+    (ack_wait / 3).clamp(PROGRESS_AT_LEAST, PROGRESS_EVERY)
+}
+
 pub async fn run_loop(agent: Arc<Agent>) {
     let consumer = wait_for_consumer(&agent).await;
-    info!("command queue ready");
+    let progress_every = progress_interval(consumer.cached_info().config.ack_wait);
+    info!(
+        progress_every_ms = progress_every.as_millis() as u64,
+        "command queue ready"
+    );
+    // Slots bound the actions that run through rootd; the agent's own
+    // actions (ping, info, cancel) are instant and never wait behind them.
     let slots = Arc::new(Semaphore::new(agent.cfg.max_concurrent.max(1)));
     loop {
         let mut messages = match consumer
@@ -81,12 +100,14 @@ pub async fn run_loop(agent: Arc<Agent>) {
         };
         while let Some(next) = messages.next().await {
             match next {
+                // Every delivery is taken in hand at once: accepted, then
+                // kept alive with progress acks while it waits for a slot.
+                // The consumer's max_ack_pending bounds how many are held.
                 Ok(msg) => {
-                    let permit = slots.clone().acquire_owned().await.expect("semaphore open");
                     let agent = agent.clone();
+                    let slots = slots.clone();
                     tokio::spawn(async move {
-                        handle(&agent, msg).await;
-                        drop(permit);
+                        handle(&agent, msg, &slots, progress_every).await;
                     });
                 }
                 Err(e) => {
@@ -98,8 +119,29 @@ pub async fn run_loop(agent: Arc<Agent>) {
     }
 }
 
-async fn handle(agent: &Agent, msg: jetstream::Message) {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1) as u32;
+/// Removes a command from the ones in hand when its handling ends, however
+/// it ends.
+struct InHand<'a> {
+    agent: &'a Agent,
+    id: String,
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        self.agent.running.lock().unwrap().remove(&self.id);
+    }
+}
+
+async fn handle(
+    agent: &Agent,
+    msg: jetstream::Message,
+    slots: &Arc<Semaphore>,
+    progress_every: Duration,
+) {
+    let (delivered, stream_seq) = match msg.info() {
+        Ok(i) => (i.delivered as u32, Some(i.stream_sequence)),
+        Err(_) => (1, None),
+    };
     let ct = msg
         .headers
         .as_ref()
@@ -135,14 +177,16 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
         return;
     }
 
-    // Seen before? A redelivery (we crashed or the ack was lost) re-sends the
-    // result we have; a fresh delivery of a known id is a replay.
+    // Seen before? A redelivery (the ack was lost, the broker restarted, we
+    // crashed) is answered from the journal; the command in another message
+    // is a replay.
     let now = now_ms();
-    let claim = agent
-        .journal
-        .lock()
-        .await
-        .claim(&cmd.id, cmd.expires_at, now);
+    let claim =
+        agent
+            .journal
+            .lock()
+            .await
+            .claim(&cmd.id, cmd.expires_at, now, stream_seq, delivered);
     match claim {
         Ok(Claim::Fresh) => {}
         Ok(Claim::Seen(entry)) if entry.precancelled => {
@@ -158,24 +202,7 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
             return;
         }
         Ok(Claim::Seen(entry)) => {
-            if delivered > 1 {
-                let result = entry.result.unwrap_or_else(|| {
-                    result_of(
-                        agent,
-                        &cmd,
-                        delivered,
-                        Outcome::failed(
-                            "interrupted: the agent stopped during the run; not run again so it never runs twice",
-                        ),
-                    )
-                });
-                finish(agent, &cmd, result, &msg).await;
-            } else {
-                let r = Refusal::Replayed(cmd.id.clone());
-                warn!(command = %cmd.id, reason = r.label(), "refused command");
-                report_refusal(agent, &r).await;
-                let _ = msg.ack_with(AckKind::Term).await;
-            }
+            seen_again(agent, &cmd, entry, delivered, stream_seq, &msg).await;
             return;
         }
         Ok(Claim::Expired) => {
@@ -199,7 +226,53 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
             return;
         }
     }
+    // In hand from here on (waiting or running): a cancel stops it, and a
+    // redelivery of it is neither run nor reported.
+    let stop = tokio_util::sync::CancellationToken::new();
+    agent
+        .running
+        .lock()
+        .unwrap()
+        .insert(cmd.id.clone(), stop.clone());
+    let _in_hand = InHand {
+        agent,
+        id: cmd.id.clone(),
+    };
     publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
+
+    // Wait for a slot, keeping the delivery alive: an accepted command that
+    // waits is not a lost one.
+    let needs_slot = catalogue::lookup(&cmd.action).is_some_and(|s| s.runs_in == RunsIn::Rootd);
+    let mut _permit = None;
+    if needs_slot {
+        let acquire = slots.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                biased;
+                p = &mut acquire => {
+                    _permit = Some(p.expect("semaphore open"));
+                    break;
+                }
+                _ = stop.cancelled() => {
+                    let mut res = result_of(
+                        agent,
+                        &cmd,
+                        delivered,
+                        Outcome::rejected("cancelled before it started; not run"),
+                    );
+                    res.status = CommandStatus::Cancelled;
+                    info!(command = %cmd.id, "cancelled while waiting for a free slot");
+                    finish(agent, &cmd, res, &msg).await;
+                    return;
+                }
+                _ = tokio::time::sleep(progress_every) => {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                    info!(command = %cmd.id, "waiting for a free slot; delivery kept alive");
+                }
+            }
+        }
+    }
 
     let op = ActiveOperation {
         command_id: cmd.id.clone(),
@@ -210,12 +283,6 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
     agent.ops.lock().await.push(op);
     agent.ops_changed.notify_one();
 
-    let stop = tokio_util::sync::CancellationToken::new();
-    agent
-        .running
-        .lock()
-        .unwrap()
-        .insert(cmd.id.clone(), stop.clone());
     let work = execute(agent, &cmd, &signed, delivered);
     tokio::pin!(work);
     let outcome = loop {
@@ -232,18 +299,91 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
                 summary: "cancelled while running".into(),
                 data: serde_json::Value::Null,
             },
-            _ = tokio::time::sleep(PROGRESS_EVERY) => {
+            _ = tokio::time::sleep(progress_every) => {
                 let _ = msg.ack_with(AckKind::Progress).await;
             }
         }
     };
-    agent.running.lock().unwrap().remove(&cmd.id);
     agent.ops.lock().await.retain(|o| o.command_id != cmd.id);
     agent.ops_changed.notify_one();
 
     info!(command = %cmd.id, action = %cmd.action, status = outcome.status.as_str(), summary = %outcome.summary, "command finished");
     let result = result_of(agent, &cmd, delivered, outcome);
     finish(agent, &cmd, result, &msg).await;
+}
+
+/// A delivery of a command the journal already knows. The same message
+/// again (the broker redelivered it: an ack lost, a broker restart, a slow
+/// run) is normal: a result in the journal is sent again; a command still in
+/// hand here is left to the delivery that has it; one an earlier run of the
+/// agent started and never finished is reported interrupted. The command in
+/// a different message is a replay and is refused.
+async fn seen_again(
+    agent: &Agent,
+    cmd: &Command,
+    entry: crate::journal::Entry,
+    delivered: u32,
+    stream_seq: Option<u64>,
+    msg: &jetstream::Message,
+) {
+    let same_message = match (entry.stream_seq, stream_seq) {
+        (Some(known), Some(now)) => known == now,
+        // Journals from before the stream sequence was kept.
+        _ => delivered > 1,
+    };
+    if !same_message {
+        let r = Refusal::Replayed(cmd.id.clone());
+        warn!(command = %cmd.id, reason = r.label(), stream_seq = ?stream_seq, first_stream_seq = ?entry.stream_seq, "refused command");
+        report_refusal(agent, &r).await;
+        let _ = msg.ack_with(AckKind::Term).await;
+        return;
+    }
+    if let Some(result) = entry.result {
+        info!(command = %cmd.id, delivered, "redelivered; sending its result again");
+        finish(agent, cmd, result, msg).await;
+        return;
+    }
+    if agent.running.lock().unwrap().contains_key(&cmd.id) {
+        // The delivery in hand acks it when done; this one only keeps it
+        // alive.
+        info!(command = %cmd.id, delivered, "redelivered while still in hand here; the first delivery reports it");
+        let _ = msg.ack_with(AckKind::Progress).await;
+        return;
+    }
+    let result = result_of(agent, cmd, delivered, Outcome::failed(INTERRUPTED));
+    info!(command = %cmd.id, delivered, "redelivered after the agent stopped while it ran; reporting it interrupted");
+    finish(agent, cmd, result, msg).await;
+}
+
+/// Reports, at start, the commands the journal saw start and never end: the
+/// agent stopped while they ran. Each gets a journaled `failed` result
+/// ([`INTERRUPTED`]), published until the broker confirms it. Returns how
+/// many there were.
+pub async fn report_interrupted(agent: &Agent) -> usize {
+    let entries = agent.journal.lock().await.interrupted();
+    for e in &entries {
+        let result = CommandResult {
+            command_id: e.id.clone(),
+            agent_id: agent.id.clone(),
+            status: CommandStatus::Failed,
+            exit_code: None,
+            summary: INTERRUPTED.into(),
+            data: serde_json::Value::Null,
+            attempt: e.delivered.max(1),
+            at: now_ms(),
+        };
+        warn!(command = %e.id, "the agent stopped while this command ran; reporting it interrupted");
+        if let Err(err) = agent
+            .journal
+            .lock()
+            .await
+            .record_result(e.expires_at, &result)
+        {
+            warn!(command = %e.id, error = %err, "journal write failed; publishing anyway");
+        }
+        publish_confirmed(agent, &result).await;
+    }
+    entries.len()
 }
 
 /// Runs the action where the catalogue says it runs.
