@@ -119,6 +119,19 @@ pub async fn run_loop(agent: Arc<Agent>) {
     }
 }
 
+/// Takes a command in hand, unless a delivery of it already is: returns the
+/// switch that cancels it, or `None`. One step under one lock, so two
+/// deliveries handled at once never both run it.
+fn take_in_hand(agent: &Agent, id: &str) -> Option<tokio_util::sync::CancellationToken> {
+    let mut running = agent.running.lock().unwrap();
+    if running.contains_key(id) {
+        return None;
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    running.insert(id.to_string(), stop.clone());
+    Some(stop)
+}
+
 /// Removes a command from the ones in hand when its handling ends, however
 /// it ends.
 struct InHand<'a> {
@@ -187,8 +200,12 @@ async fn handle(
             .lock()
             .await
             .claim(&cmd.id, cmd.expires_at, now, stream_seq, delivered);
-    match claim {
-        Ok(Claim::Fresh) => {}
+    let stop = match claim {
+        Ok(Claim::Fresh) => match take_in_hand(agent, &cmd.id) {
+            Some(stop) => stop,
+            // A redelivery got here first and took it; it runs it.
+            None => return,
+        },
         Ok(Claim::Seen(entry)) if entry.precancelled => {
             let mut res = result_of(
                 agent,
@@ -202,8 +219,10 @@ async fn handle(
             return;
         }
         Ok(Claim::Seen(entry)) => {
-            seen_again(agent, &cmd, entry, delivered, stream_seq, &msg).await;
-            return;
+            match seen_again(agent, &cmd, entry, delivered, stream_seq, &msg).await {
+                Some(stop) => stop,
+                None => return,
+            }
         }
         Ok(Claim::Expired) => {
             let r = Refusal::Expired {
@@ -225,15 +244,9 @@ async fn handle(
                 .await;
             return;
         }
-    }
+    };
     // In hand from here on (waiting or running): a cancel stops it, and a
     // redelivery of it is neither run nor reported.
-    let stop = tokio_util::sync::CancellationToken::new();
-    agent
-        .running
-        .lock()
-        .unwrap()
-        .insert(cmd.id.clone(), stop.clone());
     let _in_hand = InHand {
         agent,
         id: cmd.id.clone(),
@@ -274,6 +287,15 @@ async fn handle(
         }
     }
 
+    // From here on a stop of the agent leaves it interrupted, never run
+    // again; without that mark written, it does not start.
+    if let Err(e) = agent.journal.lock().await.mark_started(&cmd.id) {
+        warn!(command = %cmd.id, error = %e, "journal write failed; leaving the command for redelivery");
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+            .await;
+        return;
+    }
     let op = ActiveOperation {
         command_id: cmd.id.clone(),
         action: cmd.action.clone(),
@@ -316,8 +338,9 @@ async fn handle(
 /// again (the broker redelivered it: an ack lost, a broker restart, a slow
 /// run) is normal: a result in the journal is sent again; a command still in
 /// hand here is left to the delivery that has it; one an earlier run of the
-/// agent started and never finished is reported interrupted. The command in
-/// a different message is a replay and is refused.
+/// agent took but never started runs now (returns its cancel switch); one it
+/// started and never finished is reported interrupted. The command in a
+/// different message is a replay and is refused.
 async fn seen_again(
     agent: &Agent,
     cmd: &Command,
@@ -325,7 +348,7 @@ async fn seen_again(
     delivered: u32,
     stream_seq: Option<u64>,
     msg: &jetstream::Message,
-) {
+) -> Option<tokio_util::sync::CancellationToken> {
     let same_message = match (entry.stream_seq, stream_seq) {
         (Some(known), Some(now)) => known == now,
         // Journals from before the stream sequence was kept.
@@ -336,23 +359,30 @@ async fn seen_again(
         warn!(command = %cmd.id, reason = r.label(), stream_seq = ?stream_seq, first_stream_seq = ?entry.stream_seq, "refused command");
         report_refusal(agent, &r).await;
         let _ = msg.ack_with(AckKind::Term).await;
-        return;
+        return None;
     }
     if let Some(result) = entry.result {
         info!(command = %cmd.id, delivered, "redelivered; sending its result again");
         finish(agent, cmd, result, msg).await;
-        return;
+        return None;
+    }
+    if !entry.started {
+        if let Some(stop) = take_in_hand(agent, &cmd.id) {
+            info!(command = %cmd.id, delivered, "redelivered; it never started here, so it runs now");
+            return Some(stop);
+        }
     }
     if agent.running.lock().unwrap().contains_key(&cmd.id) {
         // The delivery in hand acks it when done; this one only keeps it
         // alive.
         info!(command = %cmd.id, delivered, "redelivered while still in hand here; the first delivery reports it");
         let _ = msg.ack_with(AckKind::Progress).await;
-        return;
+        return None;
     }
     let result = result_of(agent, cmd, delivered, Outcome::failed(INTERRUPTED));
     info!(command = %cmd.id, delivered, "redelivered after the agent stopped while it ran; reporting it interrupted");
     finish(agent, cmd, result, msg).await;
+    None
 }
 
 /// Reports, at start, the commands the journal saw start and never end: the
@@ -421,12 +451,14 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                                 // Not running: maybe not fetched yet. Remember
                                 // it, so that if it comes it ends `cancelled`
                                 // without running.
-                                let remembered = agent
-                                    .journal
-                                    .lock()
-                                    .await
-                                    .precancel(&target, now_ms() + PRECANCEL_KEEP_MS)
-                                    .unwrap_or(false);
+                                let remembered = {
+                                    let mut j = agent.journal.lock().await;
+                                    // Taken by an earlier run of the agent
+                                    // but never started: it will not start.
+                                    j.precancel_waiting(&target).unwrap_or(false)
+                                        || j.precancel(&target, now_ms() + PRECANCEL_KEEP_MS)
+                                            .unwrap_or(false)
+                                };
                                 Outcome {
                                     status: CommandStatus::Succeeded,
                                     exit_code: Some(0),

@@ -37,6 +37,16 @@ pub struct Entry {
     /// The broker's delivery count of the delivery that ran it (0: unknown).
     #[serde(default)]
     pub delivered: u32,
+    /// The action was started (written, fsynced, just before it starts). A
+    /// command taken but still waiting for a slot when the agent stopped
+    /// was never started and may run on its redelivery. Entries older than
+    /// this field count as started.
+    #[serde(default = "started_unknown")]
+    pub started: bool,
+}
+
+fn started_unknown() -> bool {
+    true
 }
 
 /// What [`Journal::claim`] decided for one delivery.
@@ -131,10 +141,38 @@ impl Journal {
             precancelled: true,
             stream_seq: None,
             delivered: 0,
+            started: false,
         };
         self.append(&e, true)?;
         self.entries.insert(id.to_string(), e);
         Ok(true)
+    }
+
+    /// Taken but never started (nor finished): a cancel still applies.
+    /// Returns false when there is no such entry.
+    pub fn precancel_waiting(&mut self, id: &str) -> std::io::Result<bool> {
+        let Some(mut e) = self.entries.get(id).cloned() else {
+            return Ok(false);
+        };
+        if e.started || e.result.is_some() {
+            return Ok(false);
+        }
+        e.precancelled = true;
+        e.confirmed = true;
+        self.append(&e, true)?;
+        self.entries.insert(id.to_string(), e);
+        Ok(true)
+    }
+
+    /// Written (fsynced) just before the action starts: from here on, an
+    /// agent that stops leaves the command interrupted, never run again.
+    pub fn mark_started(&mut self, id: &str) -> std::io::Result<()> {
+        if let Some(mut e) = self.entries.get(id).cloned() {
+            e.started = true;
+            self.append(&e, true)?;
+            self.entries.insert(id.to_string(), e);
+        }
+        Ok(())
     }
 
     /// Written before the action starts.
@@ -153,6 +191,7 @@ impl Journal {
             precancelled: false,
             stream_seq,
             delivered,
+            started: false,
         };
         self.append(&e, true)?;
         self.entries.insert(id.to_string(), e);
@@ -174,6 +213,7 @@ impl Journal {
             precancelled: false,
             stream_seq: seen.and_then(|e| e.stream_seq),
             delivered: seen.map(|e| e.delivered).unwrap_or(0),
+            started: seen.map(|e| e.started).unwrap_or(true),
         };
         self.append(&e, true)?;
         self.entries.insert(e.id.clone(), e);
@@ -191,13 +231,13 @@ impl Journal {
         Ok(())
     }
 
-    /// Commands started (recorded by [`Journal::claim`]) that never got a
+    /// Commands started ([`Journal::mark_started`]) that never got a
     /// result: an earlier run of the agent stopped while they ran.
     pub fn interrupted(&self) -> Vec<Entry> {
         let mut v: Vec<Entry> = self
             .entries
             .values()
-            .filter(|e| e.result.is_none() && !e.precancelled)
+            .filter(|e| e.started && e.result.is_none() && !e.precancelled)
             .cloned()
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
@@ -303,8 +343,15 @@ mod tests {
                 j.claim("r", 100, 0, Some(9), 1).unwrap(),
                 Claim::Fresh
             ));
+            j.mark_started("r").unwrap();
             assert!(matches!(
                 j.claim("d", 100, 0, Some(10), 1).unwrap(),
+                Claim::Fresh
+            ));
+            j.mark_started("d").unwrap();
+            // Taken, still waiting for a slot: not started, not interrupted.
+            assert!(matches!(
+                j.claim("w", 100, 0, Some(12), 1).unwrap(),
                 Claim::Fresh
             ));
             j.record_result(100, &result("d")).unwrap();
@@ -323,6 +370,16 @@ mod tests {
             panic!("d is known");
         };
         assert_eq!(d.stream_seq, Some(10), "a result keeps its delivery");
+        let mut j = Journal::open(dir.path(), 1).unwrap();
+        let Ok(Claim::Seen(w)) = j.claim("w", 100, 1, Some(12), 2) else {
+            panic!("w is known");
+        };
+        assert!(!w.started && w.result.is_none(), "{w:?}");
+        assert!(
+            j.precancel_waiting("w").unwrap(),
+            "a waiting one can be cancelled"
+        );
+        assert!(!j.precancel_waiting("r").unwrap(), "a started one cannot");
     }
 
     #[test]

@@ -227,32 +227,70 @@ async fn commands_waiting_for_a_free_slot_are_kept_alive_not_interrupted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_reports_what_it_was_running_at_once() {
-    let (_tmp, _gate, stack, mut h) = gated_stack(&[]).await;
-    let id = gated(&stack, &h, json!({})).await;
-    wait_started(&h, &id).await;
+    // A short ack wait, so the command that was only waiting is redelivered
+    // soon after the restart.
+    let (_tmp, gate, stack, mut h) = gated_stack(&[("DROVER_COMMAND_ACK_WAIT_SECS", "2")]).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(gated(&stack, &h, json!({})).await);
+    }
+    // Four run (the agent's default), the fifth waits for a slot.
+    let running = wait_for("four installs running", Duration::from_secs(60), || {
+        let r: Vec<String> = ids
+            .iter()
+            .filter(|id| runs_in_rootd(&h, id) == 1)
+            .cloned()
+            .collect();
+        async move { (r.len() == 4).then_some(r) }
+    })
+    .await;
+    let waiting = ids.iter().find(|id| !running.contains(id)).unwrap().clone();
+    wait_for("the fifth waiting", Duration::from_secs(30), || {
+        let n = agent_lines(&h, &waiting, "waiting for a free slot");
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
     h.agent.kill9();
-    // rootd stops the action when its agent hangs up.
+    // rootd stops the actions when its agent hangs up.
     Stack::wait_log(&h.rootd, "the agent hung up; stopping the action").await;
     h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
-    let v = stack.wait_final(&id, Duration::from_secs(120)).await;
-    assert_eq!(v["status"], "failed", "{v}");
-    assert!(
-        v["summary"]
-            .as_str()
-            .unwrap()
-            .contains("the agent stopped while it ran"),
-        "{v}"
-    );
-    assert_eq!(v["outcome_source"], "reported", "the host said so: {v}");
-    // Reported from the journal at start, not after a redelivery.
-    assert_eq!(v["attempts"], 1, "{v}");
+    for id in &running {
+        let v = stack.wait_final(id, Duration::from_secs(120)).await;
+        assert_eq!(v["status"], "failed", "{v}");
+        assert!(
+            v["summary"]
+                .as_str()
+                .unwrap()
+                .contains("the agent stopped while it ran"),
+            "{v}"
+        );
+        assert_eq!(v["outcome_source"], "reported", "the host said so: {v}");
+        // Reported from the journal at start, not after a redelivery.
+        assert_eq!(v["attempts"], 1, "{v}");
+        assert_eq!(
+            agent_lines(&h, id, "reporting it interrupted"),
+            1,
+            "{}",
+            h.agent.log_text()
+        );
+        assert_eq!(runs_in_rootd(&h, id), 1, "never run again");
+    }
+    // The one that never started is not called interrupted: it runs now.
+    wait_for("the waiting one to run", Duration::from_secs(60), || {
+        let n = runs_in_rootd(&h, &waiting);
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    std::fs::write(&gate, "").unwrap();
+    let v = stack.wait_final(&waiting, Duration::from_secs(60)).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(runs_in_rootd(&h, &waiting), 1, "ran exactly once");
     assert_eq!(
-        agent_lines(&h, &id, "reporting it interrupted"),
+        agent_lines(&h, &waiting, "it never started here, so it runs now"),
         1,
         "{}",
         h.agent.log_text()
     );
-    assert_eq!(runs_in_rootd(&h, &id), 1, "never run again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
