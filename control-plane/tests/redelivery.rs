@@ -146,7 +146,13 @@ async fn a_late_result_replaces_the_inferred_failure_and_both_are_shown() {
     assert_eq!(v["exit_code"], 0, "{v}");
     assert_eq!(runs_in_rootd(&h, &id), 1, "ran exactly once");
 
-    // The UI's command history shows the replaced inference too.
+    // So do the CLI and the UI's command history.
+    let out = stack.drover(&["command", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("replaced the inferred failed"),
+        "{text}"
+    );
     stack.add_user("ops", "viewer", "a long enough password");
     let session = stack.login("ops", "a long enough password").await;
     let (code, html) = session.get_html(&format!("/agents/{}", h.id)).await;
