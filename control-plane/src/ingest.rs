@@ -616,6 +616,11 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         .await?;
         if ended {
             warn!(command = %c.id, agent_id = %c.agent_id, "command failed (inferred): no result after expiry and timeout");
+            let mut f = c.clone();
+            f.status = CommandStatus::Failed.as_str().into();
+            f.summary = NO_RESULT.into();
+            f.outcome_source = Some(crate::ledger::Source::Inferred.as_str().into());
+            events::publish(state, &events::of_command(&f)).await;
         }
     }
     let expired = command::Entity::find()

@@ -307,6 +307,13 @@ mod tests {
         let open = row("o", "running");
         assert_eq!(judge(&open, CommandStatus::Accepted), Verdict::Ignore);
         assert_eq!(judge(&open, CommandStatus::Succeeded), Verdict::Advance);
+        // "Expired" with no word from the agent, though it had fetched it.
+        let mut e = row("e", "expired");
+        e.outcome_source = Some("inferred".into());
+        e.inferred_status = Some("expired".into());
+        assert_eq!(judge(&e, CommandStatus::Running), Verdict::Ignore);
+        assert!(apply_reported(&mut e, &report(CommandStatus::Succeeded), 9));
+        assert_eq!(outcome_json(&e)["replaced_inferred"]["status"], "expired");
         let mut cp = row("p", "cancelled");
         cp.outcome_source = Some("control_plane".into());
         assert_eq!(judge(&cp, CommandStatus::Succeeded), Verdict::Replace);
