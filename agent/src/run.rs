@@ -89,7 +89,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
 
     // Commands that were running when the agent stopped: reported now, from
     // the journal, not left for a sweep to guess at.
-    let interrupted = crate::commands::report_interrupted(&agent).await;
+    let interrupted = crate::redelivery::report_interrupted(&agent).await;
     if interrupted > 0 {
         info!(
             count = interrupted,
