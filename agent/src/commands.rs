@@ -1,6 +1,8 @@
 //! The command loop: fetch from this agent's durable consumer, verify, record
-//! in the journal, run (here or in rootd), publish the result, and ack only
-//! after the broker confirmed the result.
+//! in the journal, wait for a free slot (keeping the delivery alive), run
+//! (here or in rootd), publish the result, and ack only after the broker
+//! confirmed the result. A redelivery of a command the journal knows is
+//! answered from the journal, never run again and never called a replay.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::journal::Claim;
+use crate::redelivery::{seen_again, take_in_hand, InHand};
 use crate::rootd_client::{self, Outcome};
 use crate::run::Agent;
 use crate::sys;
@@ -24,9 +27,12 @@ use crate::sys;
 /// a command may wait in its queue.
 const PRECANCEL_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// How often a running command tells the broker it is still being worked on
-/// (well inside the consumer's ack wait).
+/// How often a waiting or running command tells the broker it is still being
+/// worked on, at most; a third of the consumer's ack wait when that is
+/// shorter.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// The least interval between progress acks.
+const PROGRESS_AT_LEAST: Duration = Duration::from_millis(200);
 /// Output lines published but not yet confirmed by the broker, at most.
 const OUTPUT_ACKS_IN_FLIGHT: usize = 256;
 /// How long a finished action's result waits for its output to be stored.
@@ -59,9 +65,20 @@ async fn wait_for_consumer(agent: &Agent) -> PullConsumer {
     }
 }
 
+/// How often to send progress acks: well inside the consumer's ack wait.
+fn progress_interval(ack_wait: Duration) -> Duration {
+    (ack_wait / 3).clamp(PROGRESS_AT_LEAST, PROGRESS_EVERY)
+}
+
 pub async fn run_loop(agent: Arc<Agent>) {
     let consumer = wait_for_consumer(&agent).await;
-    info!("command queue ready");
+    let progress_every = progress_interval(consumer.cached_info().config.ack_wait);
+    info!(
+        progress_every_ms = progress_every.as_millis() as u64,
+        "command queue ready"
+    );
+    // Slots bound the actions that run through rootd; the agent's own
+    // actions (ping, info, cancel) are instant and never wait behind them.
     let slots = Arc::new(Semaphore::new(agent.cfg.max_concurrent.max(1)));
     loop {
         let mut messages = match consumer
@@ -81,12 +98,14 @@ pub async fn run_loop(agent: Arc<Agent>) {
         };
         while let Some(next) = messages.next().await {
             match next {
+                // Every delivery is taken in hand at once: accepted, then
+                // kept alive with progress acks while it waits for a slot.
+                // The consumer's max_ack_pending bounds how many are held.
                 Ok(msg) => {
-                    let permit = slots.clone().acquire_owned().await.expect("semaphore open");
                     let agent = agent.clone();
+                    let slots = slots.clone();
                     tokio::spawn(async move {
-                        handle(&agent, msg).await;
-                        drop(permit);
+                        handle(&agent, msg, &slots, progress_every).await;
                     });
                 }
                 Err(e) => {
@@ -98,8 +117,16 @@ pub async fn run_loop(agent: Arc<Agent>) {
     }
 }
 
-async fn handle(agent: &Agent, msg: jetstream::Message) {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1) as u32;
+async fn handle(
+    agent: &Agent,
+    msg: jetstream::Message,
+    slots: &Arc<Semaphore>,
+    progress_every: Duration,
+) {
+    let (delivered, stream_seq) = match msg.info() {
+        Ok(i) => (i.delivered as u32, Some(i.stream_sequence)),
+        Err(_) => (1, None),
+    };
     let ct = msg
         .headers
         .as_ref()
@@ -135,16 +162,22 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
         return;
     }
 
-    // Seen before? A redelivery (we crashed or the ack was lost) re-sends the
-    // result we have; a fresh delivery of a known id is a replay.
+    // Seen before? A redelivery (the ack was lost, the broker restarted, we
+    // crashed) is answered from the journal; the command in another message
+    // is a replay.
     let now = now_ms();
-    let claim = agent
-        .journal
-        .lock()
-        .await
-        .claim(&cmd.id, cmd.expires_at, now);
-    match claim {
-        Ok(Claim::Fresh) => {}
+    let claim =
+        agent
+            .journal
+            .lock()
+            .await
+            .claim(&cmd.id, cmd.expires_at, now, stream_seq, delivered);
+    let stop = match claim {
+        Ok(Claim::Fresh) => match take_in_hand(agent, &cmd.id) {
+            Some(stop) => stop,
+            // A redelivery got here first and took it; it runs it.
+            None => return,
+        },
         Ok(Claim::Seen(entry)) if entry.precancelled => {
             let mut res = result_of(
                 agent,
@@ -158,25 +191,10 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
             return;
         }
         Ok(Claim::Seen(entry)) => {
-            if delivered > 1 {
-                let result = entry.result.unwrap_or_else(|| {
-                    result_of(
-                        agent,
-                        &cmd,
-                        delivered,
-                        Outcome::failed(
-                            "interrupted: the agent stopped during the run; not run again so it never runs twice",
-                        ),
-                    )
-                });
-                finish(agent, &cmd, result, &msg).await;
-            } else {
-                let r = Refusal::Replayed(cmd.id.clone());
-                warn!(command = %cmd.id, reason = r.label(), "refused command");
-                report_refusal(agent, &r).await;
-                let _ = msg.ack_with(AckKind::Term).await;
+            match seen_again(agent, &cmd, entry, delivered, stream_seq, &msg).await {
+                Some(stop) => stop,
+                None => return,
             }
-            return;
         }
         Ok(Claim::Expired) => {
             let r = Refusal::Expired {
@@ -198,9 +216,58 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
                 .await;
             return;
         }
-    }
+    };
+    // In hand from here on (waiting or running): a cancel stops it, and a
+    // redelivery of it is neither run nor reported.
+    let _in_hand = InHand {
+        agent,
+        id: cmd.id.clone(),
+    };
     publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
 
+    // Wait for a slot, keeping the delivery alive: an accepted command that
+    // waits is not a lost one.
+    let needs_slot = catalogue::lookup(&cmd.action).is_some_and(|s| s.runs_in == RunsIn::Rootd);
+    let mut _permit = None;
+    if needs_slot {
+        let acquire = slots.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                biased;
+                p = &mut acquire => {
+                    _permit = Some(p.expect("semaphore open"));
+                    break;
+                }
+                _ = stop.cancelled() => {
+                    let mut res = result_of(
+                        agent,
+                        &cmd,
+                        delivered,
+                        Outcome::rejected("cancelled before it started; not run"),
+                    );
+                    res.status = CommandStatus::Cancelled;
+                    info!(command = %cmd.id, "cancelled while waiting for a free slot");
+                    finish(agent, &cmd, res, &msg).await;
+                    return;
+                }
+                _ = tokio::time::sleep(progress_every) => {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                    info!(command = %cmd.id, "waiting for a free slot; delivery kept alive");
+                }
+            }
+        }
+    }
+
+    // From here on a stop of the agent leaves it interrupted, never run
+    // again; without that mark written, it does not start.
+    if let Err(e) = agent.journal.lock().await.mark_started(&cmd.id) {
+        warn!(command = %cmd.id, error = %e, "journal write failed; leaving the command for redelivery");
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+            .await;
+        return;
+    }
     let op = ActiveOperation {
         command_id: cmd.id.clone(),
         action: cmd.action.clone(),
@@ -210,12 +277,6 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
     agent.ops.lock().await.push(op);
     agent.ops_changed.notify_one();
 
-    let stop = tokio_util::sync::CancellationToken::new();
-    agent
-        .running
-        .lock()
-        .unwrap()
-        .insert(cmd.id.clone(), stop.clone());
     let work = execute(agent, &cmd, &signed, delivered);
     tokio::pin!(work);
     let outcome = loop {
@@ -232,12 +293,11 @@ async fn handle(agent: &Agent, msg: jetstream::Message) {
                 summary: "cancelled while running".into(),
                 data: serde_json::Value::Null,
             },
-            _ = tokio::time::sleep(PROGRESS_EVERY) => {
+            _ = tokio::time::sleep(progress_every) => {
                 let _ = msg.ack_with(AckKind::Progress).await;
             }
         }
     };
-    agent.running.lock().unwrap().remove(&cmd.id);
     agent.ops.lock().await.retain(|o| o.command_id != cmd.id);
     agent.ops_changed.notify_one();
 
@@ -281,12 +341,14 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                                 // Not running: maybe not fetched yet. Remember
                                 // it, so that if it comes it ends `cancelled`
                                 // without running.
-                                let remembered = agent
-                                    .journal
-                                    .lock()
-                                    .await
-                                    .precancel(&target, now_ms() + PRECANCEL_KEEP_MS)
-                                    .unwrap_or(false);
+                                let remembered = {
+                                    let mut j = agent.journal.lock().await;
+                                    // Taken by an earlier run of the agent
+                                    // but never started: it will not start.
+                                    j.precancel_waiting(&target).unwrap_or(false)
+                                        || j.precancel(&target, now_ms() + PRECANCEL_KEEP_MS)
+                                            .unwrap_or(false)
+                                };
                                 Outcome {
                                     status: CommandStatus::Succeeded,
                                     exit_code: Some(0),
@@ -373,7 +435,7 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
     }
 }
 
-fn result_of(agent: &Agent, cmd: &Command, attempt: u32, o: Outcome) -> CommandResult {
+pub(crate) fn result_of(agent: &Agent, cmd: &Command, attempt: u32, o: Outcome) -> CommandResult {
     CommandResult {
         command_id: cmd.id.clone(),
         agent_id: agent.id.clone(),
@@ -414,7 +476,12 @@ async fn publish_state(agent: &Agent, cmd: &Command, attempt: u32, status: Comma
 
 /// Journal the final result, publish it until the broker confirms, then ack
 /// the command. If we die in between, the journal re-sends on start.
-async fn finish(agent: &Agent, cmd: &Command, result: CommandResult, msg: &jetstream::Message) {
+pub(crate) async fn finish(
+    agent: &Agent,
+    cmd: &Command,
+    result: CommandResult,
+    msg: &jetstream::Message,
+) {
     if let Err(e) = agent
         .journal
         .lock()
@@ -463,7 +530,7 @@ async fn publish_result(agent: &Agent, result: &CommandResult) -> anyhow::Result
 }
 
 /// Tells the control plane (security overview) that a command was refused.
-async fn report_refusal(agent: &Agent, r: &Refusal) {
+pub(crate) async fn report_refusal(agent: &Agent, r: &Refusal) {
     let report = bus_schema::enroll::RefusalReport {
         agent_id: agent.id.clone(),
         reason: r.label().to_string(),

@@ -29,6 +29,24 @@ pub struct Entry {
     /// without running.
     #[serde(default)]
     pub precancelled: bool,
+    /// The stream sequence of the message that carried the command: a later
+    /// delivery of the same message is a redelivery; the same command in
+    /// another message is a replay. `None` in entries older than this field.
+    #[serde(default)]
+    pub stream_seq: Option<u64>,
+    /// The broker's delivery count of the delivery that ran it (0: unknown).
+    #[serde(default)]
+    pub delivered: u32,
+    /// The action was started (written, fsynced, just before it starts). A
+    /// command taken but still waiting for a slot when the agent stopped
+    /// was never started and may run on its redelivery. Entries older than
+    /// this field count as started.
+    #[serde(default = "started_unknown")]
+    pub started: bool,
+}
+
+fn started_unknown() -> bool {
+    true
 }
 
 /// What [`Journal::claim`] decided for one delivery.
@@ -87,14 +105,25 @@ impl Journal {
     /// written down (fsynced) before it is allowed to run. One step because
     /// two deliveries of the same command can be handled concurrently; a
     /// separate look-then-record would let both run.
-    pub fn claim(&mut self, id: &str, expires_at: i64, now_ms: i64) -> std::io::Result<Claim> {
+    ///
+    /// `stream_seq` and `delivered` describe the delivery (the broker's
+    /// stream sequence and delivery count), kept to tell a later redelivery
+    /// from a replay.
+    pub fn claim(
+        &mut self,
+        id: &str,
+        expires_at: i64,
+        now_ms: i64,
+        stream_seq: Option<u64>,
+        delivered: u32,
+    ) -> std::io::Result<Claim> {
         if let Some(e) = self.entries.get(id) {
             return Ok(Claim::Seen(e.clone()));
         }
         if expires_at <= now_ms {
             return Ok(Claim::Expired);
         }
-        self.record_seen(id, expires_at)?;
+        self.record_seen(id, expires_at, stream_seq, delivered)?;
         Ok(Claim::Fresh)
     }
 
@@ -110,20 +139,59 @@ impl Journal {
             result: None,
             confirmed: true,
             precancelled: true,
+            stream_seq: None,
+            delivered: 0,
+            started: false,
         };
         self.append(&e, true)?;
         self.entries.insert(id.to_string(), e);
         Ok(true)
     }
 
+    /// Taken but never started (nor finished): a cancel still applies.
+    /// Returns false when there is no such entry.
+    pub fn precancel_waiting(&mut self, id: &str) -> std::io::Result<bool> {
+        let Some(mut e) = self.entries.get(id).cloned() else {
+            return Ok(false);
+        };
+        if e.started || e.result.is_some() {
+            return Ok(false);
+        }
+        e.precancelled = true;
+        e.confirmed = true;
+        self.append(&e, true)?;
+        self.entries.insert(id.to_string(), e);
+        Ok(true)
+    }
+
+    /// Written (fsynced) just before the action starts: from here on, an
+    /// agent that stops leaves the command interrupted, never run again.
+    pub fn mark_started(&mut self, id: &str) -> std::io::Result<()> {
+        if let Some(mut e) = self.entries.get(id).cloned() {
+            e.started = true;
+            self.append(&e, true)?;
+            self.entries.insert(id.to_string(), e);
+        }
+        Ok(())
+    }
+
     /// Written before the action starts.
-    fn record_seen(&mut self, id: &str, expires_at: i64) -> std::io::Result<()> {
+    fn record_seen(
+        &mut self,
+        id: &str,
+        expires_at: i64,
+        stream_seq: Option<u64>,
+        delivered: u32,
+    ) -> std::io::Result<()> {
         let e = Entry {
             id: id.to_string(),
             expires_at,
             result: None,
             confirmed: false,
             precancelled: false,
+            stream_seq,
+            delivered,
+            started: false,
         };
         self.append(&e, true)?;
         self.entries.insert(id.to_string(), e);
@@ -136,12 +204,16 @@ impl Journal {
         expires_at: i64,
         result: &CommandResult,
     ) -> std::io::Result<()> {
+        let seen = self.entries.get(&result.command_id);
         let e = Entry {
             id: result.command_id.clone(),
             expires_at,
             result: Some(result.clone()),
             confirmed: false,
             precancelled: false,
+            stream_seq: seen.and_then(|e| e.stream_seq),
+            delivered: seen.map(|e| e.delivered).unwrap_or(0),
+            started: seen.map(|e| e.started).unwrap_or(true),
         };
         self.append(&e, true)?;
         self.entries.insert(e.id.clone(), e);
@@ -157,6 +229,19 @@ impl Journal {
             self.entries.insert(id.to_string(), e);
         }
         Ok(())
+    }
+
+    /// Commands started ([`Journal::mark_started`]) that never got a
+    /// result: an earlier run of the agent stopped while they ran.
+    pub fn interrupted(&self) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.started && e.result.is_none() && !e.precancelled)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
     }
 
     /// Results the broker never confirmed, oldest first.
@@ -195,15 +280,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut j = Journal::open(dir.path(), 0).unwrap();
-            j.record_seen("a", 1000).unwrap();
-            j.record_seen("b", 1000).unwrap();
+            j.record_seen("a", 1000, Some(1), 1).unwrap();
+            j.record_seen("b", 1000, Some(2), 1).unwrap();
             j.record_result(1000, &result("a")).unwrap();
             j.record_result(1000, &result("b")).unwrap();
             j.confirm("b").unwrap();
         }
         let mut j = Journal::open(dir.path(), 10).unwrap();
-        assert!(matches!(j.claim("a", 1000, 10).unwrap(), Claim::Seen(_)));
-        assert!(matches!(j.claim("b", 1000, 10).unwrap(), Claim::Seen(_)));
+        assert!(matches!(
+            j.claim("a", 1000, 10, Some(7), 1).unwrap(),
+            Claim::Seen(_)
+        ));
+        assert!(matches!(
+            j.claim("b", 1000, 10, Some(7), 1).unwrap(),
+            Claim::Seen(_)
+        ));
         let un = j.unconfirmed();
         assert_eq!(un.len(), 1);
         assert_eq!(un[0].1.command_id, "a");
@@ -211,8 +302,14 @@ mod tests {
         drop(j);
         let now = 1000 + KEEP_AFTER_EXPIRY_MS + 1;
         let mut j = Journal::open(dir.path(), now).unwrap();
-        assert!(matches!(j.claim("a", 1000, now).unwrap(), Claim::Seen(_)));
-        assert!(matches!(j.claim("b", 1000, now).unwrap(), Claim::Expired));
+        assert!(matches!(
+            j.claim("a", 1000, now, Some(7), 1).unwrap(),
+            Claim::Seen(_)
+        ));
+        assert!(matches!(
+            j.claim("b", 1000, now, Some(7), 1).unwrap(),
+            Claim::Expired
+        ));
     }
 
     #[test]
@@ -221,28 +318,90 @@ mod tests {
         {
             let mut j = Journal::open(dir.path(), 0).unwrap();
             assert!(j.precancel("c", 1_000).unwrap());
-            assert!(matches!(j.claim("x", 100, 0).unwrap(), Claim::Fresh));
+            assert!(matches!(
+                j.claim("x", 100, 0, Some(7), 1).unwrap(),
+                Claim::Fresh
+            ));
             assert!(
                 !j.precancel("x", 1_000).unwrap(),
                 "known ids are not precancelled"
             );
         }
         let mut j = Journal::open(dir.path(), 1).unwrap();
-        assert!(matches!(j.claim("c", 100, 1).unwrap(), Claim::Seen(e) if e.precancelled));
+        assert!(
+            matches!(j.claim("c", 100, 1, Some(7), 1).unwrap(), Claim::Seen(e) if e.precancelled)
+        );
         assert!(j.unconfirmed().is_empty(), "nothing to re-send");
+    }
+
+    #[test]
+    fn a_started_command_without_result_is_interrupted_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut j = Journal::open(dir.path(), 0).unwrap();
+            assert!(matches!(
+                j.claim("r", 100, 0, Some(9), 1).unwrap(),
+                Claim::Fresh
+            ));
+            j.mark_started("r").unwrap();
+            assert!(matches!(
+                j.claim("d", 100, 0, Some(10), 1).unwrap(),
+                Claim::Fresh
+            ));
+            j.mark_started("d").unwrap();
+            // Taken, still waiting for a slot: not started, not interrupted.
+            assert!(matches!(
+                j.claim("w", 100, 0, Some(12), 1).unwrap(),
+                Claim::Fresh
+            ));
+            j.record_result(100, &result("d")).unwrap();
+            j.precancel("p", 100).unwrap();
+        }
+        let j = Journal::open(dir.path(), 1).unwrap();
+        let i = j.interrupted();
+        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i[0].id, "r");
+        assert_eq!(i[0].stream_seq, Some(9), "the delivery is remembered");
+        let Some(Claim::Seen(d)) = Journal::open(dir.path(), 1)
+            .unwrap()
+            .claim("d", 100, 1, Some(11), 1)
+            .ok()
+        else {
+            panic!("d is known");
+        };
+        assert_eq!(d.stream_seq, Some(10), "a result keeps its delivery");
+        let mut j = Journal::open(dir.path(), 1).unwrap();
+        let Ok(Claim::Seen(w)) = j.claim("w", 100, 1, Some(12), 2) else {
+            panic!("w is known");
+        };
+        assert!(!w.started && w.result.is_none(), "{w:?}");
+        assert!(
+            j.precancel_waiting("w").unwrap(),
+            "a waiting one can be cancelled"
+        );
+        assert!(!j.precancel_waiting("r").unwrap(), "a started one cannot");
     }
 
     #[test]
     fn claim_lets_a_command_run_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 0).unwrap();
-        assert!(matches!(j.claim("x", 100, 0).unwrap(), Claim::Fresh));
+        assert!(matches!(
+            j.claim("x", 100, 0, Some(7), 1).unwrap(),
+            Claim::Fresh
+        ));
         // The second delivery of the same id, even while the first still
         // runs, is never Fresh.
-        assert!(matches!(j.claim("x", 100, 1).unwrap(), Claim::Seen(_)));
-        assert!(matches!(j.claim("y", 100, 100).unwrap(), Claim::Expired));
+        assert!(matches!(
+            j.claim("x", 100, 1, Some(7), 1).unwrap(),
+            Claim::Seen(_)
+        ));
+        assert!(matches!(
+            j.claim("y", 100, 100, Some(7), 1).unwrap(),
+            Claim::Expired
+        ));
         assert!(
-            matches!(j.claim("y", 100, 100).unwrap(), Claim::Expired),
+            matches!(j.claim("y", 100, 100, Some(7), 1).unwrap(), Claim::Expired),
             "expired ids are not recorded"
         );
     }

@@ -17,6 +17,7 @@ mod heartbeat;
 mod identity;
 mod journal;
 mod metrics;
+mod redelivery;
 mod rootd_client;
 mod run;
 mod simulate;

@@ -25,7 +25,8 @@ pub struct Agent {
     pub journal: Mutex<Journal>,
     pub ops: Mutex<Vec<ActiveOperation>>,
     pub ops_changed: Notify,
-    /// Running commands, by id, with the switch that stops each.
+    /// Commands in hand (accepted and waiting for a slot, or running), by
+    /// id, with the switch that stops each.
     pub running:
         std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
 }
@@ -86,6 +87,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         running: Default::default(),
     });
 
+    // Commands that were running when the agent stopped: reported now, from
+    // the journal, not left for a sweep to guess at.
+    let interrupted = crate::redelivery::report_interrupted(&agent).await;
+    if interrupted > 0 {
+        info!(
+            count = interrupted,
+            "reported commands interrupted by the agent's stop"
+        );
+    }
     // Results from before a crash that the broker never confirmed.
     let pending = agent.journal.lock().await.unconfirmed();
     if !pending.is_empty() {

@@ -356,7 +356,11 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
             // The journal's rule, as in the real agent: a known id is never
             // run again; its stored result (or "interrupted") is re-sent.
             if let Some(j) = &a.journal {
-                let claim = j.lock().await.claim(&cmd.id, cmd.expires_at, now_ms());
+                let seq = msg.info().ok().map(|i| i.stream_sequence);
+                let claim = j
+                    .lock()
+                    .await
+                    .claim(&cmd.id, cmd.expires_at, now_ms(), seq, attempt);
                 if let Ok(crate::journal::Claim::Seen(entry)) = claim {
                     let result = entry.result.unwrap_or_else(|| CommandResult {
                         command_id: cmd.id.clone(),

@@ -181,7 +181,12 @@ pub async fn existing_agent_consumers(js: &jetstream::Context) -> anyhow::Result
 
 /// Creates an agent's durable command consumer if it is not there. The agent
 /// itself may only read from it, never create it.
-pub async fn ensure_agent_consumer(js: &jetstream::Context, agent: &str) -> anyhow::Result<()> {
+/// `ack_wait` is [`crate::config::Config::command_ack_wait`].
+pub async fn ensure_agent_consumer(
+    js: &jetstream::Context,
+    agent: &str,
+    ack_wait: Duration,
+) -> anyhow::Result<()> {
     let name = subjects::agent_consumer(agent);
     let stream = js.get_stream_no_info(subjects::cmd_stream(agent)).await?;
     stream
@@ -194,14 +199,9 @@ pub async fn ensure_agent_consumer(js: &jetstream::Context, agent: &str) -> anyh
                 // Redelivery with backoff, then give up (the control plane
                 // hears the advisory and ends the command `failed`). A
                 // running command's progress acks keep it from redelivery.
-                ack_wait: Duration::from_secs(30),
+                ack_wait,
                 max_deliver: MAX_DELIVER,
-                backoff: vec![
-                    Duration::from_secs(30),
-                    Duration::from_secs(60),
-                    Duration::from_secs(120),
-                    Duration::from_secs(300),
-                ],
+                backoff: vec![ack_wait, ack_wait * 2, ack_wait * 4, ack_wait * 10],
                 max_ack_pending: 8,
                 // State in the broker's memory: a file per consumer cost a
                 // state-file rewrite per delivery and ack (two thirds of the

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;
 use bus_schema::{catalogue, now_ms, subjects, Command, CommandStatus, Source};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::EntityTrait;
 use tracing::warn;
 
 use crate::db::entities::{agent, command};
@@ -75,7 +74,7 @@ pub async fn ensure_consumer(state: &AppState, agent_id: &str) -> anyhow::Result
     if state.consumers.lock().await.contains(agent_id) {
         return Ok(());
     }
-    crate::bus::ensure_agent_consumer(&state.js, agent_id).await?;
+    crate::bus::ensure_agent_consumer(&state.js, agent_id, state.cfg.command_ack_wait()).await?;
     state.consumers.lock().await.insert(agent_id.to_string());
     Ok(())
 }
@@ -263,6 +262,10 @@ pub async fn issue(
             attempts: 0,
             finished_at: None,
             stream_seq: None,
+            outcome_source: None,
+            inferred_status: None,
+            inferred_summary: None,
+            inferred_at: None,
         })
         .collect();
     let t0 = std::time::Instant::now();
@@ -312,21 +315,25 @@ pub async fn issue(
             Err(e) => {
                 // The row exists; end it now in its one final state.
                 let t = now_ms();
-                command::Entity::update_many()
-                    .col_expr(
-                        command::Column::Status,
-                        Expr::value(CommandStatus::Rejected.as_str()),
-                    )
-                    .col_expr(command::Column::Summary, Expr::value(e.to_string()))
-                    .col_expr(command::Column::FinishedAt, Expr::value(t))
-                    .col_expr(command::Column::UpdatedAt, Expr::value(t))
-                    .filter(command::Column::Id.eq(m.id.clone()))
-                    .exec(&txn)
-                    .await?;
+                let why = e.to_string();
+                crate::ledger::end_one_unreported(
+                    &txn,
+                    &m.id,
+                    &[CommandStatus::Queued.as_str()],
+                    &crate::ledger::Ending {
+                        status: CommandStatus::Rejected,
+                        summary: &why,
+                        source: crate::ledger::Source::ControlPlane,
+                        attempts: None,
+                    },
+                    t,
+                )
+                .await?;
                 warn!(command = %m.id, agent_id = %m.agent_id, error = %e, "command not queued");
                 m.status = CommandStatus::Rejected.as_str().into();
-                m.summary = e.to_string();
+                m.summary = why;
                 m.finished_at = Some(t);
+                m.outcome_source = Some(crate::ledger::Source::ControlPlane.as_str().into());
                 out.push((m, Some(e)));
             }
         }
@@ -477,24 +484,27 @@ pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, C
     let t = now_ms();
     let summary = format!("cancelled by {by}");
     let _turn = state.writer.lock().await;
-    let res = command::Entity::update_many()
-        .col_expr(
-            command::Column::Status,
-            Expr::value(CommandStatus::Cancelled.as_str()),
-        )
-        .col_expr(command::Column::Summary, Expr::value(summary.clone()))
-        .col_expr(command::Column::FinishedAt, Expr::value(t))
-        .col_expr(command::Column::UpdatedAt, Expr::value(t))
-        .filter(command::Column::Id.eq(id))
-        .filter(command::Column::Status.eq(CommandStatus::Queued.as_str()))
-        .exec(&state.db)
-        .await?;
+    // Removed from its queue before any delivery: the control plane's own
+    // decision, not a guess (a host's report would still replace it).
+    let ended = crate::ledger::end_one_unreported(
+        &state.db,
+        id,
+        &[CommandStatus::Queued.as_str()],
+        &crate::ledger::Ending {
+            status: CommandStatus::Cancelled,
+            summary: &summary,
+            source: crate::ledger::Source::ControlPlane,
+            attempts: None,
+        },
+        t,
+    )
+    .await?;
     drop(_turn);
     let now = command::Entity::find_by_id(id.to_string())
         .one(&state.db)
         .await?
         .ok_or_else(|| CancelError::Unknown(id.into()))?;
-    if res.rows_affected == 1 {
+    if ended {
         crate::events::publish(state, &crate::events::of_command(&now)).await;
         tracing::info!(command = %id, by, "command cancelled");
         // The agent may have fetched it just before the delete (a work

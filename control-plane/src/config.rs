@@ -35,6 +35,22 @@ pub struct Config {
     /// API and UI show, and what `app.install` params are checked against.
     #[serde(default = "default_manifests")]
     pub manifests_dir: PathBuf,
+    /// Seconds after a taken command's expiry plus timeout before, with no
+    /// result, it is inferred `failed` (its host's report still replaces it).
+    #[serde(default = "default_silent_grace")]
+    pub silent_grace_secs: u64,
+    /// The command consumers' ack wait, seconds: a fetched command not
+    /// acked (or kept alive by progress acks) within it is redelivered.
+    /// Redelivery backs off from it (1, 2, 4, 10 times).
+    #[serde(default = "default_ack_wait")]
+    pub command_ack_wait_secs: u64,
+}
+
+fn default_silent_grace() -> u64 {
+    60
+}
+fn default_ack_wait() -> u64 {
+    30
 }
 
 fn default_manifests() -> PathBuf {
@@ -89,6 +105,11 @@ impl Config {
                 self.data_dir.join("drover.db").display()
             )
         })
+    }
+
+    /// [`Config::command_ack_wait_secs`], at least 1 s.
+    pub fn command_ack_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.command_ack_wait_secs.max(1))
     }
 
     pub fn signing_key_path(&self) -> PathBuf {

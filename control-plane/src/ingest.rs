@@ -12,7 +12,7 @@ use bus_schema::enroll::{agent_open, AgentSignatureError, AgentSigned, RefusalRe
 use bus_schema::{codec, now_ms, subjects, CommandResult, CommandStatus, Event, Heartbeat};
 use futures::{FutureExt, StreamExt};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 use tracing::{error, info, warn};
 
 use crate::db::entities::{agent, command, metric_sample, refusal};
@@ -403,8 +403,10 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
     }
 }
 
-/// Applies results idempotently: a command never moves backwards and a final
-/// state never changes. Returns the commands that changed.
+/// Applies results idempotently by the rule of `crate::ledger`: a command
+/// never moves backwards, a reported final state never changes, and an
+/// inferred one is replaced by the host's final report. Returns the
+/// commands that changed.
 pub async fn apply_results(
     state: &AppState,
     results: &[CommandResult],
@@ -437,19 +439,11 @@ pub async fn apply_results(
             warn!(command = %r.command_id, from = %r.agent_id, addressed = %c.agent_id, "result from an agent the command was not for; ignored");
             continue;
         }
-        let cur = CommandStatus::parse(&c.status).unwrap_or(CommandStatus::Queued);
-        if cur.is_final() || r.status.rank() <= cur.rank() {
-            continue; // duplicate or late: applied once already
-        }
+        // Never backwards; a reported final state never changes; an
+        // inferred one gives way to the host's final report, once.
         let mut updated = c;
-        updated.status = r.status.as_str().into();
-        updated.updated_at = now;
-        updated.attempts = std::cmp::max(updated.attempts, r.attempt as i32);
-        if r.status.is_final() {
-            updated.exit_code = r.exit_code;
-            updated.summary = r.summary.clone();
-            updated.result = Some(serde_json::to_string(&r.data).unwrap_or_default());
-            updated.finished_at = Some(r.at);
+        if !crate::ledger::apply_reported(&mut updated, r, now) {
+            continue; // duplicate or late: applied once already
         }
         changed.insert(updated.id.clone(), updated);
     }
@@ -468,6 +462,7 @@ pub async fn apply_results(
                 c.summary.clone().into(),
                 c.result.clone().into(),
                 c.finished_at.into(),
+                c.outcome_source.clone().into(),
             ]
         })
         .collect();
@@ -482,6 +477,7 @@ pub async fn apply_results(
             C::Summary,
             C::Result,
             C::FinishedAt,
+            C::OutcomeSource,
         ],
         rows,
     )
@@ -527,24 +523,25 @@ pub async fn max_deliveries_loop(state: AppState) {
         let summary =
             format!("gave up after {deliveries} deliveries: the agent never reported a result");
         let _turn = state.writer.lock().await;
-        let res = command::Entity::update_many()
-            .col_expr(
-                command::Column::Status,
-                Expr::value(CommandStatus::Failed.as_str()),
-            )
-            .col_expr(command::Column::Summary, Expr::value(summary.clone()))
-            .col_expr(command::Column::Attempts, Expr::value(deliveries))
-            .col_expr(command::Column::UpdatedAt, Expr::value(now))
-            .col_expr(command::Column::FinishedAt, Expr::value(now))
-            .filter(command::Column::AgentId.eq(agent))
-            .filter(command::Column::StreamSeq.eq(seq))
-            .filter(command::Column::Status.is_in(["queued", "accepted", "running"]))
-            .exec(&state.db)
-            .await;
+        let res = crate::ledger::end_unreported(
+            &state.db,
+            Condition::all()
+                .add(command::Column::AgentId.eq(agent))
+                .add(command::Column::StreamSeq.eq(seq)),
+            &crate::ledger::OPEN,
+            &crate::ledger::Ending {
+                status: CommandStatus::Failed,
+                summary: &summary,
+                source: crate::ledger::Source::Inferred,
+                attempts: Some(deliveries),
+            },
+            now,
+        )
+        .await;
         drop(_turn);
         if let Ok(r) = res {
-            if r.rows_affected > 0 {
-                warn!(agent_id = %agent, stream_seq = seq, deliveries, "command failed: redelivery gave up");
+            if r > 0 {
+                warn!(agent_id = %agent, stream_seq = seq, deliveries, "command failed (inferred): redelivery gave up");
             }
         }
     }
@@ -554,9 +551,10 @@ pub async fn max_deliveries_loop(state: AppState) {
 /// a command fetched just before expiry can still report.
 const EXPIRY_GRACE_MS: i64 = 5_000;
 
-/// Grace after expiry plus timeout before a taken command with no result is
-/// declared failed.
-const SILENT_GRACE_MS: i64 = 60_000;
+/// The inferred outcomes of the sweep (a host's report replaces them).
+const NO_RESULT: &str = "no result: the agent took the command and never reported back";
+const NOT_FETCHED: &str =
+    "expired: no word from the agent before its expiry (inferred: it may still report)";
 
 async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
     let now = now_ms();
@@ -595,7 +593,7 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         .filter(
             Expr::col(command::Column::ExpiresAt)
                 .add(Expr::col(command::Column::TimeoutSecs).mul(1000))
-                .add(SILENT_GRACE_MS)
+                .add(state.cfg.silent_grace_secs as i64 * 1000)
                 .lt(now),
         )
         .limit(1000)
@@ -603,23 +601,26 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         .await?;
     for c in silent {
         let _turn = state.writer.lock().await;
-        let res = command::Entity::update_many()
-            .col_expr(
-                command::Column::Status,
-                Expr::value(CommandStatus::Failed.as_str()),
-            )
-            .col_expr(
-                command::Column::Summary,
-                Expr::value("no result: the agent took the command and never reported back"),
-            )
-            .col_expr(command::Column::UpdatedAt, Expr::value(now))
-            .col_expr(command::Column::FinishedAt, Expr::value(now))
-            .filter(command::Column::Id.eq(c.id.clone()))
-            .filter(command::Column::Status.is_in(["accepted", "running"]))
-            .exec(&state.db)
-            .await?;
-        if res.rows_affected == 1 {
-            warn!(command = %c.id, agent_id = %c.agent_id, "command failed: no result after expiry and timeout");
+        let ended = crate::ledger::end_one_unreported(
+            &state.db,
+            &c.id,
+            &["accepted", "running"],
+            &crate::ledger::Ending {
+                status: CommandStatus::Failed,
+                summary: NO_RESULT,
+                source: crate::ledger::Source::Inferred,
+                attempts: None,
+            },
+            now,
+        )
+        .await?;
+        if ended {
+            warn!(command = %c.id, agent_id = %c.agent_id, "command failed (inferred): no result after expiry and timeout");
+            let mut f = c.clone();
+            f.status = CommandStatus::Failed.as_str().into();
+            f.summary = NO_RESULT.into();
+            f.outcome_source = Some(crate::ledger::Source::Inferred.as_str().into());
+            events::publish(state, &events::of_command(&f)).await;
         }
     }
     let expired = command::Entity::find()
@@ -630,25 +631,24 @@ async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         .await?;
     for c in expired {
         let _turn = state.writer.lock().await;
-        let res = command::Entity::update_many()
-            .col_expr(
-                command::Column::Status,
-                Expr::value(CommandStatus::Expired.as_str()),
-            )
-            .col_expr(
-                command::Column::Summary,
-                Expr::value("expired before the agent fetched it"),
-            )
-            .col_expr(command::Column::UpdatedAt, Expr::value(now))
-            .col_expr(command::Column::FinishedAt, Expr::value(now))
-            .filter(command::Column::Id.eq(c.id.clone()))
-            .filter(command::Column::Status.eq(CommandStatus::Queued.as_str()))
-            .exec(&state.db)
-            .await?;
-        if res.rows_affected == 1 {
+        let ended = crate::ledger::end_one_unreported(
+            &state.db,
+            &c.id,
+            &[CommandStatus::Queued.as_str()],
+            &crate::ledger::Ending {
+                status: CommandStatus::Expired,
+                summary: NOT_FETCHED,
+                source: crate::ledger::Source::Inferred,
+                attempts: None,
+            },
+            now,
+        )
+        .await?;
+        if ended {
             let mut e = c.clone();
             e.status = CommandStatus::Expired.as_str().into();
-            e.summary = "expired before the agent fetched it".into();
+            e.summary = NOT_FETCHED.into();
+            e.outcome_source = Some(crate::ledger::Source::Inferred.as_str().into());
             events::publish(state, &events::of_command(&e)).await;
         }
     }

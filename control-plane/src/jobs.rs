@@ -427,6 +427,8 @@ pub async fn hosts(state: &AppState, job_id: &str) -> Result<Value, sea_orm::DbE
         "summary": c.summary,
         "attempts": c.attempts,
         "finished_at": c.finished_at,
+        "outcome_source": c.outcome_source,
+        "replaced_inferred": crate::ledger::outcome_json(c)["replaced_inferred"],
     })).collect::<Vec<_>>() }))
 }
 

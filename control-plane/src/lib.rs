@@ -29,6 +29,7 @@ pub mod enroll;
 pub mod events;
 pub mod ingest;
 pub mod jobs;
+pub mod ledger;
 pub mod nats_auth;
 pub mod output;
 pub mod queues;

@@ -1149,6 +1149,17 @@ fn print_command(v: &Value) {
     if let Some(s) = v["summary"].as_str().filter(|s| !s.is_empty()) {
         println!("summary  {s}");
     }
+    match (v["outcome_source"].as_str(), &v["replaced_inferred"]) {
+        (Some("inferred"), _) => {
+            println!("decided  inferred by the control plane (no report from the host yet)")
+        }
+        (_, Value::Object(r)) => println!(
+            "replaced the host's report replaced the inferred {} ({})",
+            r.get("status").and_then(Value::as_str).unwrap_or(""),
+            r.get("summary").and_then(Value::as_str).unwrap_or("")
+        ),
+        _ => {}
+    }
     if !v["result"].is_null() {
         println!(
             "result   {}",

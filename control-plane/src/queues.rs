@@ -83,7 +83,7 @@ pub async fn repair(state: &AppState) -> anyhow::Result<usize> {
     );
     let made: Vec<String> = futures::stream::iter(missing)
         .map(|a| async move {
-            match crate::bus::ensure_agent_consumer(&state.js, &a).await {
+            match crate::bus::ensure_agent_consumer(&state.js, &a, state.cfg.command_ack_wait()).await {
                 Ok(()) => Some(a),
                 Err(e) => {
                     warn!(agent_id = %a, error = %format!("{e:#}"), "cannot declare the command queue");

@@ -119,21 +119,21 @@ pub async fn revoke(state: &AppState, id: &str, by: &str) -> Result<(), TrustErr
     let _ = stream.purge().filter(subjects::command(id)).await;
     state.consumers.lock().await.remove(id);
     let _turn = state.writer.lock().await;
-    command::Entity::update_many()
-        .col_expr(
-            command::Column::Status,
-            Expr::value(CommandStatus::Cancelled.as_str()),
-        )
-        .col_expr(
-            command::Column::Summary,
-            Expr::value("cancelled: the agent was revoked"),
-        )
-        .col_expr(command::Column::UpdatedAt, Expr::value(now_ms()))
-        .col_expr(command::Column::FinishedAt, Expr::value(now_ms()))
-        .filter(command::Column::AgentId.eq(id))
-        .filter(command::Column::Status.is_in(["queued", "accepted", "running"]))
-        .exec(&state.db)
-        .await?;
+    // The agent may have run some of them: inferred, so a result it had
+    // already sent still replaces this.
+    crate::ledger::end_unreported(
+        &state.db,
+        sea_orm::Condition::all().add(command::Column::AgentId.eq(id)),
+        &crate::ledger::OPEN,
+        &crate::ledger::Ending {
+            status: CommandStatus::Cancelled,
+            summary: "cancelled: the agent was revoked",
+            source: crate::ledger::Source::Inferred,
+            attempts: None,
+        },
+        now_ms(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -199,6 +199,9 @@ pub fn command_json(c: &command::Model) -> Value {
         "result": c.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
         "finished_at": c.finished_at,
         "stream_seq": c.stream_seq,
+        // Who decided the final state, and what a host's report replaced.
+        "outcome_source": c.outcome_source,
+        "replaced_inferred": crate::ledger::outcome_json(c)["replaced_inferred"],
     })
 }
 

@@ -81,6 +81,10 @@ mod tests {
             attempts: 0,
             finished_at: None,
             stream_seq: None,
+            outcome_source: None,
+            inferred_status: None,
+            inferred_summary: None,
+            inferred_at: None,
         }
     }
 

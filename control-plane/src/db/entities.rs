@@ -101,6 +101,18 @@ pub mod command {
         /// Sequence of the command's message in `DROVER_CMD` (to cancel it
         /// while it still waits there).
         pub stream_seq: Option<i64>,
+        /// Who decided the final state (`crate::ledger::Source`):
+        /// `reported` (the host), `inferred` (the control plane's guess:
+        /// expired, no result, gave up), `control_plane` (never delivered:
+        /// refused by the broker, cancelled while queued). `None` while
+        /// open, and for rows older than m0009.
+        pub outcome_source: Option<String>,
+        /// The control plane's own final state and reason, kept after a
+        /// host's report replaced them.
+        pub inferred_status: Option<String>,
+        pub inferred_summary: Option<String>,
+        /// When the control plane decided it, ms since the epoch.
+        pub inferred_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

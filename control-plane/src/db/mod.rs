@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod entities;
+pub mod m0009_outcome_source;
 pub mod migration;
 
 use std::time::Duration;

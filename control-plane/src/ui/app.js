@@ -353,6 +353,12 @@ function renderResult(box, c) {
       c.exit_code !== null && c.exit_code !== undefined ? el("span", { class: "mut", text: " exit " + c.exit_code }) : null),
   );
   if (c.summary) box.append(el("p", { class: "summary", text: c.summary }));
+  if (c.outcome_source === "inferred") {
+    box.append(el("p", { class: "mut small inferred", text: "Inferred by the control plane (no report from the host yet); the host's own result replaces it if it arrives." }));
+  }
+  if (c.replaced_inferred) {
+    box.append(el("p", { class: "mut small replaced", text: "The host's report replaced the inferred outcome " + c.replaced_inferred.status + " (" + (c.replaced_inferred.summary || "") + ")." }));
+  }
   if (c.result !== null && c.result !== undefined) box.append(el("pre", { class: "out", text: JSON.stringify(c.result, null, 2) }));
   if (!final) box.append(el("p", { class: "mut", text: "Waiting for the agent…" }));
 }

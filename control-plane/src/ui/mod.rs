@@ -720,6 +720,22 @@ fn facts_table(v: &Value) -> String {
     o
 }
 
+/// After a command's summary: "inferred" when the control plane decided its
+/// outcome without the host's report, or what the host's report replaced.
+fn outcome_note(c: &command::Model) -> String {
+    match (c.outcome_source.as_deref(), c.inferred_status.as_deref()) {
+        (Some("inferred"), _) => {
+            " <span class=\"src src-inferred\" title=\"decided by the control plane without a report from the host; the host's own result replaces it if it arrives\">inferred</span>".into()
+        }
+        (Some("reported"), Some(was)) => format!(
+            "<div class=\"replaced mut small\">the host's report replaced the inferred outcome {} ({})</div>",
+            pill(was),
+            esc(c.inferred_summary.as_deref().unwrap_or("")),
+        ),
+        _ => String::new(),
+    }
+}
+
 fn commands_table(cmds: &[command::Model], show_agent: bool) -> String {
     if cmds.is_empty() {
         return "<div class=\"empty small\">No commands yet.</div>".into();
@@ -739,7 +755,7 @@ fn commands_table(cmds: &[command::Model], show_agent: bool) -> String {
             src = esc(&c.source),
             pill = pill(&c.status),
             exit = c.exit_code.map(|e| e.to_string()).unwrap_or_default(),
-            sum = esc(&c.summary),
+            sum = esc(&c.summary) + &outcome_note(c),
         ));
     }
     o.push_str("</tbody></table>");
@@ -1045,7 +1061,7 @@ async fn job_page(
             host = esc(names.get(&h.agent_id).map(String::as_str).unwrap_or(&h.agent_id)),
             pill = pill(&h.status),
             exit = h.exit_code.map(|e| e.to_string()).unwrap_or_default(),
-            sum = esc(&h.summary),
+            sum = esc(&h.summary) + &outcome_note(h),
             tail = esc(&tail),
         ));
     }

@@ -813,3 +813,37 @@ async fn rootd_connection(
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     tokio_util::codec::Framed::new(stream, bus_schema::rootd_proto::codec())
 }
+
+// ------------------------------------------------- restarts with settings
+
+impl Stack {
+    /// Restarts the control plane (same data directory, port and broker)
+    /// with extra `DROVER_*` settings in its environment, and waits until it
+    /// is healthy.
+    pub async fn restart_cp_with(&mut self, env: &[(&str, &str)]) {
+        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        self.cp.stop();
+        let mut cmd = Command::new(bin("drover"));
+        cmd.arg("serve")
+            .env("DROVER_DATA_DIR", &self.data_dir)
+            .env("DROVER_NATS_URL", self.nats.url())
+            .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DROVER_MANIFESTS_DIR", self.data_dir.join("manifests"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.cp = Proc::spawn("drover serve", cmd, self.data_dir.join("control-plane.log"));
+        self.wait_healthy().await;
+    }
+
+    /// Stops nats-server (gracefully) and returns what starts it again on
+    /// the same port with the same storage.
+    pub fn stop_nats(&mut self) -> (PathBuf, PathBuf, u16) {
+        self.nats.proc.stop();
+        (
+            self.nats.dir.clone(),
+            self.data_dir.join("nats-config").join("nats.conf"),
+            self.nats.port,
+        )
+    }
+}
