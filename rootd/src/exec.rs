@@ -1,6 +1,12 @@
 //! Running a program for an action: argv only (never a shell), its own process
 //! group, output streamed line by line, a deadline enforced with TERM and then
 //! KILL to the whole group.
+//!
+//! Output is bytes, not text: [`LineReader`] splits it at `\n` (at most
+//! [`MAX_LINE_BYTES`] a line) and decodes each line lossily, so a Latin-1
+//! or otherwise invalid line shows U+FFFD where it is invalid and never
+//! stops the reader (a stopped reader closes the pipe, and the child dies
+//! of SIGPIPE halfway through). Parsing the lines is the actions' job.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,7 +14,7 @@ use std::time::Duration;
 use bus_schema::OutputStream;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
@@ -22,6 +28,89 @@ pub struct Finished {
     pub cancelled: bool,
     /// Every stdout line, for actions that parse their output.
     pub stdout: Vec<String>,
+    /// The last [`STDERR_TAIL`] non-blank stderr lines, for a summary.
+    pub stderr_tail: Vec<String>,
+}
+
+/// Longest line passed on, in bytes; a longer one comes in pieces of at
+/// most this size (nothing is dropped). Keeps every frame to the agent and
+/// every message on the bus far below their limits.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// How many stderr lines [`Finished::stderr_tail`] keeps.
+pub const STDERR_TAIL: usize = 3;
+
+/// Lines of a child's output, read as bytes and decoded lossily.
+pub struct LineReader<R> {
+    inner: BufReader<R>,
+    max: usize,
+    /// The start of a UTF-8 sequence cut by a split, for the next piece.
+    carry: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    /// Lines of at most `max` bytes (at least 4).
+    pub fn new(inner: R, max: usize) -> Self {
+        Self {
+            inner: BufReader::new(inner),
+            max: max.max(4),
+            carry: Vec::new(),
+        }
+    }
+
+    /// The next line without its `\n` (or `\r\n`); invalid UTF-8 becomes
+    /// U+FFFD. A line longer than the maximum comes back in pieces, cut
+    /// before a UTF-8 sequence that straddles the cut. `None` at the end of
+    /// the output or on a read error (the reader cannot go on either way).
+    pub async fn next_line(&mut self) -> Option<String> {
+        let mut buf = std::mem::take(&mut self.carry);
+        while let Ok(avail) = self.inner.fill_buf().await {
+            if avail.is_empty() {
+                break;
+            }
+            let room = self.max.saturating_sub(buf.len());
+            let window = &avail[..avail.len().min(room)];
+            if let Some(i) = window.iter().position(|&b| b == b'\n') {
+                buf.extend_from_slice(&window[..i]);
+                self.inner.consume(i + 1);
+                if buf.last() == Some(&b'\r') {
+                    buf.pop();
+                }
+                return Some(String::from_utf8_lossy(&buf).into_owned());
+            }
+            let n = window.len();
+            buf.extend_from_slice(window);
+            self.inner.consume(n);
+            if buf.len() >= self.max {
+                let keep = cut_sequence_len(&buf);
+                if keep < buf.len() {
+                    self.carry = buf.split_off(buf.len() - keep);
+                }
+                return Some(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+        // End of output: what is left is the last line (without `\n`).
+        (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+/// How many bytes at the end of `buf` are the start of a UTF-8 sequence
+/// that is not complete yet (0 when none).
+fn cut_sequence_len(buf: &[u8]) -> usize {
+    for back in 1..=3.min(buf.len()) {
+        let b = buf[buf.len() - back];
+        if b & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
 }
 
 /// Lines of output as they come, for the agent's live stream.
@@ -60,9 +149,9 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
 
     let out_sink = sink.clone();
     let out_task = tokio::spawn(async move {
-        let mut lines = BufReader::new(stdout).lines();
+        let mut lines = LineReader::new(stdout, MAX_LINE_BYTES);
         let mut all = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
+        while let Some(line) = lines.next_line().await {
             let _ = out_sink.send((OutputStream::Stdout, line.clone())).await;
             all.push(line);
         }
@@ -70,10 +159,18 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
     });
     let err_sink = sink.clone();
     let err_task = tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let mut lines = LineReader::new(stderr, MAX_LINE_BYTES);
+        let mut tail = std::collections::VecDeque::with_capacity(STDERR_TAIL + 1);
+        while let Some(line) = lines.next_line().await {
+            if !line.trim().is_empty() {
+                tail.push_back(line.clone());
+                if tail.len() > STDERR_TAIL {
+                    tail.pop_front();
+                }
+            }
             let _ = err_sink.send((OutputStream::Stderr, line)).await;
         }
+        Vec::from(tail)
     });
 
     // Ends at exit, at the deadline, or when the agent cancels (or goes away).
@@ -108,12 +205,17 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
         .ok()
         .and_then(|r| r.ok())
         .unwrap_or_default();
-    let _ = tokio::time::timeout(Duration::from_secs(2), err_task).await;
+    let stderr_tail = tokio::time::timeout(Duration::from_secs(2), err_task)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
     Ok(Finished {
         exit_code: status.code(),
         timed_out,
         cancelled,
         stdout,
+        stderr_tail,
     })
 }
 
@@ -145,6 +247,65 @@ mod tests {
             got.push(l);
         }
         assert!(got.contains(&(OutputStream::Stderr, "two".to_string())));
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_never_stops_the_reader() {
+        let (tx, mut rx) = mpsc::channel(4096);
+        // Latin-1 and bytes that are never UTF-8, on both streams, then
+        // more output: a reader that stopped would leave the child to die
+        // of SIGPIPE on its next write.
+        let f = run(
+            Program {
+                argv: &[
+                    "/bin/sh",
+                    "-c",
+                    "printf 'caf\\351 \\377\\376\\n'; printf 'caf\\351 err\\n' >&2; \
+                     i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done; \
+                     echo done >&2",
+                ],
+                env: &[],
+                timeout: Duration::from_secs(20),
+                grace: Duration::from_secs(1),
+                cancel: &Default::default(),
+            },
+            &tx,
+        )
+        .await
+        .unwrap();
+        drop(tx);
+        assert_eq!(f.exit_code, Some(0));
+        assert_eq!(f.stdout.len(), 2001);
+        assert_eq!(f.stdout[0], "caf\u{fffd} \u{fffd}\u{fffd}");
+        assert_eq!(f.stdout[2000], "line 1999");
+        assert_eq!(f.stderr_tail, vec!["caf\u{fffd} err", "done"]);
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 2003);
+    }
+
+    #[tokio::test]
+    async fn long_lines_come_in_bounded_pieces() {
+        // 10 bytes, then "é" (2 bytes) straddling the cut at 11, then a
+        // line without a final newline.
+        let input: &[u8] = b"0123456789\xc3\xa9abc\r\nlast";
+        let mut r = LineReader::new(input, 11);
+        assert_eq!(r.next_line().await.as_deref(), Some("0123456789"));
+        assert_eq!(r.next_line().await.as_deref(), Some("\u{e9}abc"));
+        assert_eq!(r.next_line().await.as_deref(), Some("last"));
+        assert_eq!(r.next_line().await, None);
+        let big = vec![b'x'; 3 * MAX_LINE_BYTES + 5];
+        let mut r = LineReader::new(&big[..], MAX_LINE_BYTES);
+        let mut sizes = Vec::new();
+        while let Some(l) = r.next_line().await {
+            sizes.push(l.len());
+        }
+        assert_eq!(
+            sizes,
+            vec![MAX_LINE_BYTES, MAX_LINE_BYTES, MAX_LINE_BYTES, 5]
+        );
     }
 
     #[tokio::test]
