@@ -11,10 +11,20 @@
 //! A dpkg lock held by another package manager makes apt-get wait
 //! `apt_lock_timeout_secs` and then fail; that is reported as "another
 //! package manager is running; try again", never a hang.
+//!
+//! Names are the operator's, in the manager's own syntax (apt `NAME=VERSION`
+//! and `NAME:ARCH`, dnf `NAME-VERSION` and `NAME.ARCH`; the other manager's
+//! form is refused with the right spelling). Every installed state counts as
+//! installed: dpkg `ii`, `hi` (held) and triggers pending; unpacked or
+//! half-configured packages are reported as such; a held package is shown
+//! (`held: true`) and never upgraded behind the operator's back. When dnf
+//! resolves a name to another package (`vim` provided by `vim-enhanced`),
+//! the result names the package that was installed.
 
 use std::collections::BTreeMap;
 
 use bus_schema::catalogue::pkg::PackagesParams;
+use bus_schema::catalogue::{parse_package, PackageSpec};
 use bus_schema::Command;
 use serde::Serialize;
 use serde_json::json;
@@ -30,16 +40,68 @@ pub struct Upgradable {
     pub candidate: String,
     pub origin: String,
     pub security: bool,
+    /// On hold: an upgrade leaves it until the hold is released.
+    pub held: bool,
 }
 
 /// One named package of an install or upgrade: its version before and
 /// after (`None`: not installed).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
+    /// As the operator wrote it (with any pin or arch).
     pub name: String,
+    /// The package that is installed under that name, when there is one;
+    /// differs from `name` when dnf resolved a provide (`vim` →
+    /// `vim-enhanced`) and drops any pin or arch.
+    pub package: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
     pub changed: bool,
+    /// The package is on hold (dpkg selection `hold`): upgrades leave it.
+    pub held: bool,
+    /// dpkg's status abbreviation after the action (`ii`, `hi`, `iU`...);
+    /// `None` with rpm or when not installed.
+    pub state: Option<String>,
+}
+
+/// One installed (or partly installed) package as the package database
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Installed {
+    /// The package's own name.
+    pub package: String,
+    pub arch: String,
+    /// With its epoch when it has one (`1:3.0.15-1`).
+    pub version: String,
+    /// dpkg selection `hold`.
+    pub held: bool,
+    /// dpkg's status abbreviation without the trailing blank; empty for rpm.
+    pub state: String,
+    /// Fully installed (dpkg `i`, or triggers awaited/pending); false for
+    /// unpacked, half-configured and half-installed packages.
+    pub complete: bool,
+    /// Found as the provider of this name (dnf `vim` → `vim-enhanced`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provides: Option<String>,
+}
+
+impl Installed {
+    /// What an incomplete dpkg state means, for a summary.
+    pub fn incomplete_reason(&self) -> Option<String> {
+        if self.complete {
+            return None;
+        }
+        let what = match self.state.chars().nth(1) {
+            Some('U') => "unpacked but not configured",
+            Some('F') => "half-configured (its configuration failed)",
+            Some('H') => "half-installed (its unpacking failed)",
+            _ => "not completely installed",
+        };
+        Some(format!(
+            "{} is {what} (dpkg state {}); `dpkg --configure -a` or pkg.install finishes it",
+            self.package, self.state
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +147,14 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
                 Ok(p) => p,
                 Err(o) => return o,
             };
-            change(mgr, cmd.action == "pkg.install", &p.packages, ctx).await
+            let mut specs = Vec::with_capacity(p.packages.len());
+            for raw in &p.packages {
+                match parse_package(raw).and_then(|s| check_form(mgr, raw, &s).map(|()| s)) {
+                    Ok(s) => specs.push((raw.clone(), s)),
+                    Err(e) => return Outcome::rejected(format!("{e}; nothing was changed")),
+                }
+            }
+            change(mgr, cmd.action == "pkg.install", &specs, ctx).await
         }
         other => Outcome::failed(format!("rootd has no implementation of {other}")),
     }
@@ -103,24 +172,80 @@ pub fn apt_lock_held(stderr: &[String]) -> bool {
     })
 }
 
+/// Whether a spec is written in `mgr`'s own syntax; the error gives the
+/// right spelling.
+pub fn check_form(mgr: Manager, raw: &str, spec: &PackageSpec) -> Result<(), String> {
+    match mgr {
+        Manager::Apt if spec.dnf_epoch => Err(format!(
+            "package {raw:?} is written the dnf way (NAME-EPOCH:VERSION); \
+             this host uses apt, which pins a version as NAME=VERSION (e.g. pkg=1:2.0-3)"
+        )),
+        Manager::Dnf if spec.version.is_some() => Err(format!(
+            "package {raw:?} is written the apt way (NAME=VERSION); this host uses dnf, \
+             which pins a version as NAME-VERSION (e.g. {}-{})",
+            spec.name,
+            spec.version.as_deref().unwrap_or_default()
+        )),
+        Manager::Dnf if spec.arch.is_some() => Err(format!(
+            "package {raw:?} is written the apt way (NAME:ARCH); this host uses dnf, \
+             which names an architecture as NAME.ARCH (e.g. {}.{})",
+            spec.name,
+            spec.arch.as_deref().unwrap_or_default()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How to release a hold, per manager.
+fn unhold_hint(mgr: Manager, name: &str) -> String {
+    match mgr {
+        Manager::Apt => format!("`apt-mark unhold {name}`"),
+        Manager::Dnf => format!("`dnf versionlock delete {name}`"),
+    }
+}
+
 /// Installs or upgrades the named packages.
-async fn change(mgr: Manager, install: bool, pkgs: &[String], ctx: &Ctx<'_>) -> Outcome {
+async fn change(
+    mgr: Manager,
+    install: bool,
+    specs: &[(String, PackageSpec)],
+    ctx: &Ctx<'_>,
+) -> Outcome {
     let runner = Runner::new(ctx);
-    let before = match versions(mgr, pkgs, &runner).await {
+    let before = match versions(mgr, specs, &runner).await {
         Ok(v) => v,
         Err(o) => return o,
     };
+    let mut held: Vec<&Installed> = before.values().flatten().filter(|i| i.held).collect();
+    held.sort_by(|a, b| a.package.cmp(&b.package));
+    held.dedup_by(|a, b| a.package == b.package);
     if !install {
-        let missing: Vec<&str> = pkgs
+        let missing: Vec<&str> = specs
             .iter()
-            .filter(|p| before.get(p.as_str()).is_none_or(|v| v.is_none()))
-            .map(|p| p.as_str())
+            .filter(|(raw, _)| before.get(raw).is_none_or(|v| v.is_none()))
+            .map(|(raw, _)| raw.as_str())
             .collect();
+        let mut why = Vec::new();
         if !missing.is_empty() {
-            return Outcome::failed(format!(
-                "not installed, so not upgraded: {} (use pkg.install); nothing was changed",
+            why.push(format!(
+                "not installed, so not upgraded: {} (use pkg.install)",
                 missing.join(", ")
             ));
+        }
+        for h in &held {
+            why.push(format!(
+                "{} is held at {}, so it is not upgraded; release the hold with {} and upgrade again",
+                h.package,
+                h.version,
+                unhold_hint(mgr, &h.package)
+            ));
+        }
+        if !why.is_empty() {
+            let changes = changes_of(specs, &before, &before);
+            return Outcome {
+                data: json!({ "manager": mgr.name(), "packages": changes }),
+                ..Outcome::failed(format!("{}; nothing was changed", why.join("; ")))
+            };
         }
     }
     let lock_timeout = format!("DPkg::Lock::Timeout={}", ctx.cfg.apt_lock_timeout_secs);
@@ -142,7 +267,7 @@ async fn change(mgr: Manager, install: bool, pkgs: &[String], ctx: &Ctx<'_>) -> 
         ]);
     }
     argv.push("--");
-    argv.extend(pkgs.iter().map(|s| s.as_str()));
+    argv.extend(specs.iter().map(|(raw, _)| raw.as_str()));
     let env = if mgr == Manager::Apt { APT_ENV } else { &[] };
     let ran = match runner.run(&argv, env, true).await {
         Ok(r) => r,
@@ -156,116 +281,242 @@ async fn change(mgr: Manager, install: bool, pkgs: &[String], ctx: &Ctx<'_>) -> 
                 ctx.cfg.apt_lock_timeout_secs
             )
         } else {
-            format!("{} {verb} failed: {}", argv[0], ran.error_tail())
+            let mut s = format!("{} {verb} failed: {}", argv[0], ran.error_tail());
+            for h in &held {
+                s.push_str(&format!(
+                    "; {} is held (release it with {})",
+                    h.package,
+                    unhold_hint(mgr, &h.package)
+                ));
+            }
+            s
         };
         return Outcome {
             exit_code: ran.exit_code,
             ..Outcome::failed(summary)
         };
     }
-    let after = match versions(mgr, pkgs, &runner).await {
+    let after = match versions(mgr, specs, &runner).await {
         Ok(v) => v,
         Err(o) => return o,
     };
-    let changes: Vec<Change> = pkgs
+    let changes = changes_of(specs, &before, &after);
+    let data = json!({ "manager": mgr.name(), "packages": changes });
+    let absent: Vec<&str> = specs
         .iter()
-        .map(|p| {
-            let b = before.get(p.as_str()).cloned().flatten();
-            let a = after.get(p.as_str()).cloned().flatten();
-            Change {
-                name: p.clone(),
-                changed: a != b,
-                before: b,
-                after: a,
-            }
-        })
-        .collect();
-    let absent: Vec<&str> = changes
-        .iter()
-        .filter(|c| c.after.is_none())
-        .map(|c| c.name.as_str())
+        .filter(|(raw, _)| after.get(raw).is_none_or(|v| v.is_none()))
+        .map(|(raw, _)| raw.as_str())
         .collect();
     if !absent.is_empty() {
-        return Outcome::failed(format!(
-            "{} reported success but these are not installed: {}",
-            argv[0],
-            absent.join(", ")
-        ));
+        return Outcome {
+            data,
+            ..Outcome::failed(format!(
+                "{} reported success but these are not installed: {}",
+                argv[0],
+                absent.join(", ")
+            ))
+        };
+    }
+    let mut partial: Vec<String> = after
+        .values()
+        .flatten()
+        .filter_map(Installed::incomplete_reason)
+        .collect();
+    partial.sort();
+    partial.dedup();
+    if !partial.is_empty() {
+        return Outcome {
+            data,
+            ..Outcome::failed(format!(
+                "{} reported success but {}",
+                argv[0],
+                partial.join("; ")
+            ))
+        };
     }
     let changed = changes.iter().filter(|c| c.changed).count();
-    let summary = format!(
+    let mut summary = format!(
         "{verb}: {changed} changed, {} already {}",
         changes.len() - changed,
         if install { "installed" } else { "up to date" }
     );
-    Outcome::succeeded(
-        summary,
-        json!({ "manager": mgr.name(), "packages": changes }),
-    )
+    let held: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.held)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !held.is_empty() {
+        summary.push_str(&format!("; held: {}", held.join(", ")));
+    }
+    for inst in after.values().flatten() {
+        if let Some(name) = &inst.provides {
+            summary.push_str(&format!("; {name} is provided by {}", inst.package));
+        }
+    }
+    Outcome::succeeded(summary, data)
 }
 
-/// Installed version of each package (`None`: not installed).
+/// The per-package report of an install or upgrade.
+fn changes_of(
+    specs: &[(String, PackageSpec)],
+    before: &BTreeMap<String, Option<Installed>>,
+    after: &BTreeMap<String, Option<Installed>>,
+) -> Vec<Change> {
+    specs
+        .iter()
+        .map(|(raw, _)| {
+            let b = before.get(raw).cloned().flatten();
+            let a = after.get(raw).cloned().flatten();
+            let now = a.as_ref().or(b.as_ref());
+            Change {
+                name: raw.clone(),
+                package: now.map(|i| i.package.clone()),
+                changed: a.as_ref().map(|i| &i.version) != b.as_ref().map(|i| &i.version),
+                held: now.is_some_and(|i| i.held),
+                state: a
+                    .as_ref()
+                    .map(|i| i.state.clone())
+                    .filter(|s| !s.is_empty()),
+                before: b.map(|i| i.version),
+                after: a.map(|i| i.version),
+            }
+        })
+        .collect()
+}
+
+/// dpkg-query's format: name, arch, status abbreviation, version.
+const DPKG_FORMAT: &str = "-f=${Package}\t${Architecture}\t${db:Status-Abbrev}\t${Version}\n";
+
+/// rpm's format: name, arch, [epoch:]version-release.
+const RPM_FORMAT: &str = "%{NAME}\t%{ARCH}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n";
+
+/// The installed package behind each spec (`None`: not installed), keyed
+/// by the spec as written.
 async fn versions(
     mgr: Manager,
-    pkgs: &[String],
+    specs: &[(String, PackageSpec)],
     runner: &Runner<'_>,
-) -> Result<BTreeMap<String, Option<String>>, Outcome> {
-    let mut argv: Vec<&str> = match mgr {
-        Manager::Apt => vec![
-            "dpkg-query",
-            "-W",
-            "-f=${Package}\t${db:Status-Abbrev}\t${Version}\n",
-            "--",
-        ],
-        Manager::Dnf => vec![
-            "rpm",
-            "-q",
-            "--qf",
-            "%{NAME}\t%{VERSION}-%{RELEASE}\n",
-            "--",
-        ],
-    };
-    argv.extend(pkgs.iter().map(|s| s.as_str()));
-    // Both exit non-zero when a package is not installed; what they print
-    // for the others is still right.
-    let ran = runner.run(&argv, &[], false).await?;
-    let found = match mgr {
-        Manager::Apt => parse_dpkg_query(&ran.stdout),
-        Manager::Dnf => parse_rpm_q(&ran.stdout),
-    };
-    Ok(pkgs
-        .iter()
-        .map(|p| (p.clone(), found.get(p).cloned()))
-        .collect())
+) -> Result<BTreeMap<String, Option<Installed>>, Outcome> {
+    match mgr {
+        Manager::Apt => {
+            let mut names: Vec<&str> = specs.iter().map(|(_, s)| s.name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            let mut argv = vec!["dpkg-query", "-W", DPKG_FORMAT, "--"];
+            argv.extend(names);
+            // Exits non-zero when a name is unknown; what it prints for the
+            // others is still right.
+            let ran = runner.run(&argv, &[], false).await?;
+            let found = parse_dpkg_query(&ran.stdout);
+            Ok(specs
+                .iter()
+                .map(|(raw, s)| {
+                    let hit = found
+                        .iter()
+                        .find(|i| {
+                            i.package == s.name
+                                && s.arch
+                                    .as_ref()
+                                    .is_none_or(|a| *a == i.arch || i.arch == "all")
+                        })
+                        .cloned();
+                    (raw.clone(), hit)
+                })
+                .collect())
+        }
+        Manager::Dnf => {
+            let mut out = BTreeMap::new();
+            for (raw, _) in specs {
+                // The name as rpm knows it (`glibc.i686`, `bash-5.2.15`),
+                // else the package that provides it (`vim`: vim-enhanced).
+                let mut hit = None;
+                for by_provide in [false, true] {
+                    let mut argv = vec!["rpm", "-q"];
+                    if by_provide {
+                        argv.push("--whatprovides");
+                    }
+                    argv.extend(["--qf", RPM_FORMAT, "--", raw.as_str()]);
+                    let ran = runner.run(&argv, &[], false).await?;
+                    hit = parse_rpm_q(&ran.stdout).into_iter().next();
+                    if let Some(h) = hit.as_mut() {
+                        if by_provide {
+                            h.provides = Some(raw.clone());
+                        }
+                        break;
+                    }
+                }
+                out.insert(raw.clone(), hit);
+            }
+            Ok(out)
+        }
+    }
 }
 
-/// `name\tii \tversion` lines: installed packages only.
-pub fn parse_dpkg_query(lines: &[String]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+/// `name\tarch\tabbrev\tversion` lines of dpkg-query: the packages that
+/// are installed at least in part (not `un`, `rc`...).
+pub fn parse_dpkg_query(lines: &[String]) -> Vec<Installed> {
+    let mut out = Vec::new();
     for l in lines {
-        let mut f = l.split('\t');
-        let (Some(name), Some(status), Some(version)) = (f.next(), f.next(), f.next()) else {
+        let f: Vec<&str> = l.split('\t').collect();
+        let [name, arch, status, version] = f[..] else {
             continue;
         };
-        if status.starts_with("ii") && !version.is_empty() {
-            out.entry(name.to_string())
-                .or_insert_with(|| version.to_string());
+        let mut c = status.chars();
+        let (Some(want), Some(state)) = (c.next(), c.next()) else {
+            continue;
+        };
+        let complete = matches!(state, 'i' | 'W' | 't');
+        let present = complete || matches!(state, 'U' | 'F' | 'H');
+        if !present || version.is_empty() {
+            continue;
         }
+        out.push(Installed {
+            package: name.to_string(),
+            arch: arch.to_string(),
+            version: version.to_string(),
+            held: want == 'h',
+            state: status.trim_end().to_string(),
+            complete,
+            provides: None,
+        });
     }
     out
 }
 
-/// `name\tversion-release` lines (rpm prints "package x is not installed"
-/// without a tab for the others).
-pub fn parse_rpm_q(lines: &[String]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for l in lines {
-        if let Some((name, version)) = l.split_once('\t') {
-            out.entry(name.to_string())
-                .or_insert_with(|| version.to_string());
-        }
-    }
-    out
+/// `name\tarch\tversion` lines of rpm (it prints "package x is not
+/// installed" without a tab for the others). rpm lists installed packages
+/// only.
+pub fn parse_rpm_q(lines: &[String]) -> Vec<Installed> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let [name, arch, version] = f[..] else {
+                return None;
+            };
+            Some(Installed {
+                package: name.to_string(),
+                arch: arch.to_string(),
+                version: version.to_string(),
+                held: false,
+                state: String::new(),
+                complete: true,
+                provides: None,
+            })
+        })
+        .collect()
+}
+
+/// The held packages (dpkg selection `hold`, installed at least in part).
+async fn held_apt(runner: &Runner<'_>) -> Result<Vec<String>, Outcome> {
+    let ran = runner
+        .run(&["dpkg-query", "-W", DPKG_FORMAT], &[], false)
+        .await?;
+    Ok(parse_dpkg_query(&ran.stdout)
+        .into_iter()
+        .filter(|i| i.held)
+        .map(|i| i.package)
+        .collect())
 }
 
 pub async fn scan(mgr: Manager, ctx: &Ctx<'_>) -> Outcome {
@@ -296,10 +547,34 @@ pub async fn scan(mgr: Manager, ctx: &Ctx<'_>) -> Outcome {
             Err(o) => return o,
         },
     };
+    // dnf's holds (versionlock, a plugin) are not read.
+    let held = match mgr {
+        Manager::Apt => match held_apt(&runner).await {
+            Ok(h) => h,
+            Err(o) => return o,
+        },
+        Manager::Dnf => Vec::new(),
+    };
+    let pkgs: Vec<Upgradable> = pkgs
+        .into_iter()
+        .map(|p| Upgradable {
+            held: held.contains(&p.name),
+            ..p
+        })
+        .collect();
     let security = pkgs.iter().filter(|p| p.security).count();
+    let mut summary = format!("{} upgradable, {} security", pkgs.len(), security);
+    if !held.is_empty() {
+        summary.push_str(&format!(
+            ", {} held ({}; not upgraded until released with {})",
+            held.len(),
+            held.join(", "),
+            unhold_hint(mgr, "NAME")
+        ));
+    }
     Outcome::succeeded(
-        format!("{} upgradable, {} security", pkgs.len(), security),
-        json!({ "manager": mgr.name(), "upgradable": pkgs }),
+        summary,
+        json!({ "manager": mgr.name(), "upgradable": pkgs, "held": held }),
     )
 }
 
@@ -334,15 +609,13 @@ async fn scan_dnf(runner: &Runner<'_>) -> Result<Vec<Upgradable>, Outcome> {
         return Err(failed_run("dnf updateinfo list --security", &sec));
     }
     let names: Vec<String> = updates.iter().map(|u| u.0.clone()).collect();
-    let mut argv = vec![
-        "rpm",
-        "-q",
-        "--qf",
-        "%{NAME}\t%{VERSION}-%{RELEASE}\n",
-        "--",
-    ];
+    let mut argv = vec!["rpm", "-q", "--qf", RPM_FORMAT, "--"];
     argv.extend(names.iter().map(|s| s.as_str()));
-    let current = parse_rpm_q(&runner.run(&argv, &[], false).await?.stdout);
+    let current: BTreeMap<String, String> =
+        parse_rpm_q(&runner.run(&argv, &[], false).await?.stdout)
+            .into_iter()
+            .map(|i| (i.package, i.version))
+            .collect();
     Ok(updates
         .into_iter()
         .map(|(name, candidate, origin)| Upgradable {
@@ -351,6 +624,7 @@ async fn scan_dnf(runner: &Runner<'_>) -> Result<Vec<Upgradable>, Outcome> {
             name,
             candidate,
             origin,
+            held: false,
         })
         .collect())
 }
@@ -418,6 +692,7 @@ pub fn parse_apt_inst(line: &str) -> Option<Upgradable> {
         candidate,
         origin,
         security,
+        held: false,
     })
 }
 
@@ -450,26 +725,64 @@ mod tests {
     #[test]
     fn parses_dpkg_query() {
         let v = parse_dpkg_query(&lines(&[
-            "libc6\tii \t2.36-9+deb12u14",
-            "hello\trc \t2.10-3",
-            "libc6\tii \t2.36-9+deb12u14",
+            "libc6\tamd64\tii \t2.36-9+deb12u14",
+            "hello\tamd64\trc \t2.10-3",
+            "held\tall\thi \t1:1.0-1",
+            "half\tamd64\tiU \t1.0",
+            "failed\tamd64\tiF \t1.0",
+            "trig\tamd64\tit \t1.0",
+            "gone\tamd64\tun \t",
             "garbage",
         ]));
-        assert_eq!(v.get("libc6").map(String::as_str), Some("2.36-9+deb12u14"));
-        assert!(
-            !v.contains_key("hello"),
-            "removed, config left: not installed"
+        let names: Vec<&str> = v.iter().map(|i| i.package.as_str()).collect();
+        assert_eq!(
+            names,
+            ["libc6", "held", "half", "failed", "trig"],
+            "rc, un: not installed"
         );
+        assert_eq!(v[0].version, "2.36-9+deb12u14");
+        assert!(v[0].complete && !v[0].held);
+        assert!(v[1].complete && v[1].held && v[1].state == "hi");
+        assert!(!v[2].complete);
+        assert!(v[2]
+            .incomplete_reason()
+            .unwrap()
+            .contains("unpacked but not configured"));
+        assert!(v[3]
+            .incomplete_reason()
+            .unwrap()
+            .contains("half-configured"));
+        assert!(v[4].complete);
     }
 
     #[test]
     fn parses_rpm_q() {
         let v = parse_rpm_q(&lines(&[
-            "bash\t5.2.15-5.fc39",
+            "bash\tx86_64\t5.2.15-5.fc39",
             "package nosuch is not installed",
+            "openssl-libs\tx86_64\t1:3.1.4-3.fc39",
         ]));
-        assert_eq!(v.get("bash").map(String::as_str), Some("5.2.15-5.fc39"));
-        assert_eq!(v.len(), 1);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].version, "5.2.15-5.fc39");
+        assert_eq!(v[1].version, "1:3.1.4-3.fc39");
+    }
+
+    #[test]
+    fn each_manager_gets_its_own_spelling() {
+        let form = |m, s: &str| check_form(m, s, &parse_package(s).unwrap());
+        form(Manager::Apt, "pkg=1:2.0-3").unwrap();
+        form(Manager::Apt, "libc6:i386").unwrap();
+        form(Manager::Dnf, "glibc.i686").unwrap();
+        form(Manager::Dnf, "vim-enhanced-2:9.0.1-1.fc39").unwrap();
+        assert!(form(Manager::Dnf, "pkg=1.2-3")
+            .unwrap_err()
+            .contains("pkg-1.2-3"));
+        assert!(form(Manager::Dnf, "glibc:i686")
+            .unwrap_err()
+            .contains("glibc.i686"));
+        assert!(form(Manager::Apt, "vim-2:9.0-1")
+            .unwrap_err()
+            .contains("NAME=VERSION"));
     }
 
     #[test]
