@@ -2,11 +2,12 @@
 //! group, output streamed line by line, a deadline enforced with TERM and then
 //! KILL to the whole group.
 //!
-//! Output is bytes, not text: [`LineReader`] splits it at `\n` (at most
-//! [`MAX_LINE_BYTES`] a line) and decodes each line lossily, so a Latin-1
-//! or otherwise invalid line shows U+FFFD where it is invalid and never
-//! stops the reader (a stopped reader closes the pipe, and the child dies
-//! of SIGPIPE halfway through). Parsing the lines is the actions' job.
+//! Output is bytes, not text: [`LineReader`] splits it at `\n` and decodes
+//! each line lossily, so a Latin-1 or otherwise invalid line shows U+FFFD
+//! where it is invalid and never stops the reader (a stopped reader closes
+//! the pipe, and the child dies of SIGPIPE halfway through). The live
+//! stream gets lines of at most [`MAX_LINE_BYTES`] (longer ones in pieces);
+//! [`Finished::stdout`] keeps whole lines for the actions' parsers.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -26,7 +27,8 @@ pub struct Finished {
     pub timed_out: bool,
     /// Stopped because the agent cancelled the command or hung up.
     pub cancelled: bool,
-    /// Every stdout line, for actions that parse their output.
+    /// Every stdout line, whole however long, for actions that parse their
+    /// output.
     pub stdout: Vec<String>,
     /// The last [`STDERR_TAIL`] non-blank stderr lines, for a summary.
     pub stderr_tail: Vec<String>,
@@ -58,11 +60,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// The next line without its `\n` (or `\r\n`); invalid UTF-8 becomes
-    /// U+FFFD. A line longer than the maximum comes back in pieces, cut
-    /// before a UTF-8 sequence that straddles the cut. `None` at the end of
-    /// the output or on a read error (the reader cannot go on either way).
-    pub async fn next_line(&mut self) -> Option<String> {
+    /// The next piece of output: a line without its `\n` (or `\r\n`), or
+    /// part of a line longer than the maximum, cut before a UTF-8 sequence
+    /// that straddles the cut; the flag says whether it ends its line.
+    /// Invalid UTF-8 becomes U+FFFD. `None` at the end of the output or on
+    /// a read error (the reader cannot go on either way).
+    pub async fn next_piece(&mut self) -> Option<(String, bool)> {
         let mut buf = std::mem::take(&mut self.carry);
         while let Ok(avail) = self.inner.fill_buf().await {
             if avail.is_empty() {
@@ -76,7 +79,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 if buf.last() == Some(&b'\r') {
                     buf.pop();
                 }
-                return Some(String::from_utf8_lossy(&buf).into_owned());
+                return Some((String::from_utf8_lossy(&buf).into_owned(), true));
             }
             let n = window.len();
             buf.extend_from_slice(window);
@@ -86,11 +89,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 if keep < buf.len() {
                     self.carry = buf.split_off(buf.len() - keep);
                 }
-                return Some(String::from_utf8_lossy(&buf).into_owned());
+                return Some((String::from_utf8_lossy(&buf).into_owned(), false));
             }
         }
         // End of output: what is left is the last line (without `\n`).
-        (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+        (!buf.is_empty()).then(|| (String::from_utf8_lossy(&buf).into_owned(), true))
+    }
+
+    /// [`Self::next_piece`] without the flag.
+    pub async fn next_line(&mut self) -> Option<String> {
+        self.next_piece().await.map(|(text, _)| text)
     }
 }
 
@@ -149,11 +157,20 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
 
     let out_sink = sink.clone();
     let out_task = tokio::spawn(async move {
+        // The live stream gets bounded pieces; the actions parse whole
+        // lines (`nft -j` prints its JSON as one line of any length).
         let mut lines = LineReader::new(stdout, MAX_LINE_BYTES);
         let mut all = Vec::new();
-        while let Some(line) = lines.next_line().await {
-            let _ = out_sink.send((OutputStream::Stdout, line.clone())).await;
-            all.push(line);
+        let mut whole = String::new();
+        while let Some((piece, ends)) = lines.next_piece().await {
+            whole.push_str(&piece);
+            if ends {
+                all.push(std::mem::take(&mut whole));
+            }
+            let _ = out_sink.send((OutputStream::Stdout, piece)).await;
+        }
+        if !whole.is_empty() {
+            all.push(whole);
         }
         all
     });
@@ -306,6 +323,37 @@ mod tests {
             sizes,
             vec![MAX_LINE_BYTES, MAX_LINE_BYTES, MAX_LINE_BYTES, 5]
         );
+    }
+
+    #[tokio::test]
+    async fn a_long_stdout_line_is_kept_whole_for_parsing() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let f = run(
+            Program {
+                argv: &[
+                    "/bin/sh",
+                    "-c",
+                    "head -c 100000 /dev/zero | tr '\\0' x; echo; echo after",
+                ],
+                env: &[],
+                timeout: Duration::from_secs(20),
+                grace: Duration::from_secs(1),
+                cancel: &Default::default(),
+            },
+            &tx,
+        )
+        .await
+        .unwrap();
+        drop(tx);
+        assert_eq!(f.exit_code, Some(0));
+        assert_eq!(f.stdout.len(), 2);
+        assert_eq!(f.stdout[0], "x".repeat(100_000));
+        let mut pieces = Vec::new();
+        while let Some((_, l)) = rx.recv().await {
+            pieces.push(l.len());
+        }
+        assert!(pieces.iter().all(|&n| n <= MAX_LINE_BYTES), "{pieces:?}");
+        assert_eq!(pieces.iter().sum::<usize>(), 100_000 + "after".len());
     }
 
     #[tokio::test]
