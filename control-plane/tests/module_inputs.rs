@@ -4,11 +4,10 @@
 //! and half-installed packages, version pins and arch suffixes, and systemd
 //! template units and escaped names.
 //!
-//! Not covered here: dnf (no RPM system in the test environment; its
-//! parsing and spelling rules are rootd unit tests). `systemctl` is a test
-//! double where systemd is not PID 1 (as in `modules_sys.rs`); apt-get and
-//! dpkg are the real ones, acting on a throw-away package built by the test
-//! (needs root, no network).
+//! `systemctl` is a test double (as in `modules_sys.rs`), and so are dnf
+//! and rpm (no RPM system here; rootd's `pkg_programs_dir` points at them);
+//! apt-get and dpkg are the real ones, acting on a throw-away package the
+//! test builds (needs root, no network). Not here: the rest of each module.
 
 mod common;
 
@@ -486,4 +485,106 @@ async fn held_half_installed_and_pinned_packages_with_real_dpkg() {
             "{bad}: {body}"
         );
     }
+}
+
+/// dnf and rpm test doubles (no RPM system here): `vim` is provided by
+/// `vim-enhanced`, the only package dnf can install; rpm answers `-q` and
+/// `-q --whatprovides` from what was installed. Records dnf's argv.
+fn dnf_doubles(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let state = dir.join("vim-enhanced.installed");
+    let log = dir.join("dnf-argv.log");
+    write_exe(
+        &dir.join("dnf"),
+        &format!(
+            "#!/bin/sh\n\
+             echo \"$*\" >> {log:?}\n\
+             case \"$1\" in\n\
+             install) shift 2; [ \"$1\" = -- ] && shift\n\
+               for p in \"$@\"; do case \"$p\" in\n\
+                 vim|vim-enhanced) touch {state:?}; echo 'Installing: vim-enhanced x86_64 2:9.0.2081-1.fc39' ;;\n\
+                 *) echo \"No match for argument: $p\" >&2; exit 1 ;;\n\
+               esac; done; echo 'Complete!' ;;\n\
+             upgrade) echo 'Nothing to do.' ;;\n\
+             esac\n"
+        ),
+    );
+    write_exe(
+        &dir.join("rpm"),
+        &format!(
+            "#!/bin/sh\n\
+             by=name; [ \"$2\" = --whatprovides ] && by=provide\n\
+             for last; do :; done\n\
+             if [ -e {state:?} ]; then\n\
+               if [ \"$last\" = vim-enhanced ] || [ \"$last\" = vim-enhanced.x86_64 ] || \
+                  {{ [ \"$last\" = vim ] && [ $by = provide ]; }}; then\n\
+                 printf 'vim-enhanced\\tx86_64\\t2:9.0.2081-1.fc39\\n'; exit 0\n\
+               fi\n\
+             fi\n\
+             if [ $by = provide ]; then echo \"no package provides $last\"; else echo \"package $last is not installed\"; fi\n\
+             exit 1\n"
+        ),
+    );
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnf_spelling_and_provides_are_reported() {
+    let stack = Stack::start().await;
+    let dir = stack.tmp.path().join("dnf-doubles");
+    let log = dnf_doubles(&dir);
+    let host = stack
+        .start_host_configured("dnf", &format!("pkg_programs_dir = {dir:?}"))
+        .await;
+    let t = Duration::from_secs(60);
+    let argv = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // apt's spelling on a dnf host: refused with dnf's, dnf never runs.
+    for (spec, right) in [
+        ("vim=9.0.2081", "vim-9.0.2081"),
+        ("glibc:i686", "glibc.i686"),
+    ] {
+        let done = run(&stack, &host, "pkg.install", json!({"packages": [spec]}), t).await;
+        assert_eq!(done["status"], "rejected", "{done}");
+        assert!(summary(&done).contains(right), "{spec}: {done}");
+    }
+    assert_eq!(argv(), "");
+
+    // `vim` resolves to vim-enhanced: installed, and said so.
+    let done = run(
+        &stack,
+        &host,
+        "pkg.install",
+        json!({"packages": ["vim"]}),
+        t,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["manager"], "dnf", "{done}");
+    let p = &done["result"]["packages"][0];
+    assert_eq!(p["name"], "vim", "{done}");
+    assert_eq!(p["package"], "vim-enhanced", "{done}");
+    assert_eq!(p["after"], "2:9.0.2081-1.fc39", "{done}");
+    assert_eq!(p["changed"], true, "{done}");
+    assert!(
+        summary(&done).contains("vim is provided by vim-enhanced"),
+        "{done}"
+    );
+    assert_eq!(argv(), "install -y -- vim\n");
+
+    // dnf's own spellings pass, as argv after `--`.
+    let done = run(
+        &stack,
+        &host,
+        "pkg.upgrade",
+        json!({"packages": ["vim", "vim-enhanced.x86_64"]}),
+        t,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        argv().ends_with("upgrade -y -- vim vim-enhanced.x86_64\n"),
+        "{}",
+        argv()
+    );
 }

@@ -63,6 +63,11 @@ pub struct RootdConfig {
     /// before it gives up (`-o DPkg::Lock::Timeout=`).
     #[serde(default = "default_apt_lock_timeout")]
     pub apt_lock_timeout_secs: u32,
+    /// Where the `pkg` module finds apt-get, dpkg-query, dnf and rpm (only
+    /// there) instead of the system directories. Only tests set it, to use
+    /// test doubles.
+    #[serde(default)]
+    pub pkg_programs_dir: Option<PathBuf>,
 }
 
 fn default_systemd_run_dir() -> PathBuf {

@@ -110,14 +110,52 @@ pub enum Manager {
     Dnf,
 }
 
+/// The package tools by path: from `pkg_programs_dir` when that is set
+/// (test doubles), else as found in the system directories.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub apt_get: String,
+    pub dpkg_query: String,
+    pub dnf: String,
+    pub rpm: String,
+}
+
+impl Tools {
+    pub fn of(cfg: &RootdConfig) -> Self {
+        let find = |name: &str| -> String {
+            let found = match &cfg.pkg_programs_dir {
+                Some(dir) => Some(dir.join(name)).filter(|p| p.is_file()),
+                None => which(name),
+            };
+            found.map_or_else(|| name.to_string(), |p| p.to_string_lossy().into_owned())
+        };
+        Self {
+            apt_get: find("apt-get"),
+            dpkg_query: find("dpkg-query"),
+            dnf: find("dnf"),
+            rpm: find("rpm"),
+        }
+    }
+}
+
 impl Manager {
-    pub fn detect() -> Option<Self> {
-        if which("apt-get").is_some() && which("dpkg-query").is_some() {
+    pub fn detect(cfg: &RootdConfig) -> Option<Self> {
+        let t = Tools::of(cfg);
+        let found = |p: &str| std::path::Path::new(p).is_absolute();
+        if found(&t.apt_get) && found(&t.dpkg_query) {
             Some(Manager::Apt)
-        } else if which("dnf").is_some() && which("rpm").is_some() {
+        } else if found(&t.dnf) && found(&t.rpm) {
             Some(Manager::Dnf)
         } else {
             None
+        }
+    }
+
+    /// The program that installs, as the operator knows it.
+    fn program(self) -> &'static str {
+        match self {
+            Manager::Apt => "apt-get",
+            Manager::Dnf => "dnf",
         }
     }
 
@@ -129,15 +167,15 @@ impl Manager {
     }
 }
 
-pub fn available(_cfg: &RootdConfig) -> Result<(), String> {
-    match Manager::detect() {
+pub fn available(cfg: &RootdConfig) -> Result<(), String> {
+    match Manager::detect(cfg) {
         Some(_) => Ok(()),
         None => Err("no supported package manager found (apt-get or dnf)".into()),
     }
 }
 
 pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
-    let Some(mgr) = Manager::detect() else {
+    let Some(mgr) = Manager::detect(ctx.cfg) else {
         return Outcome::failed("no supported package manager found (apt-get or dnf)");
     };
     match cmd.action.as_str() {
@@ -212,7 +250,8 @@ async fn change(
     ctx: &Ctx<'_>,
 ) -> Outcome {
     let runner = Runner::new(ctx);
-    let before = match versions(mgr, specs, &runner).await {
+    let t = Tools::of(ctx.cfg);
+    let before = match versions(mgr, specs, &runner, &t).await {
         Ok(v) => v,
         Err(o) => return o,
     };
@@ -250,10 +289,10 @@ async fn change(
     }
     let lock_timeout = format!("DPkg::Lock::Timeout={}", ctx.cfg.apt_lock_timeout_secs);
     let mut argv: Vec<&str> = match (mgr, install) {
-        (Manager::Apt, true) => vec!["apt-get", "install", "-y", "--no-install-recommends"],
-        (Manager::Apt, false) => vec!["apt-get", "install", "--only-upgrade", "-y"],
-        (Manager::Dnf, true) => vec!["dnf", "install", "-y"],
-        (Manager::Dnf, false) => vec!["dnf", "upgrade", "-y"],
+        (Manager::Apt, true) => vec![&t.apt_get, "install", "-y", "--no-install-recommends"],
+        (Manager::Apt, false) => vec![&t.apt_get, "install", "--only-upgrade", "-y"],
+        (Manager::Dnf, true) => vec![&t.dnf, "install", "-y"],
+        (Manager::Dnf, false) => vec![&t.dnf, "upgrade", "-y"],
     };
     if mgr == Manager::Apt {
         // Keep changed configuration files without asking.
@@ -281,7 +320,7 @@ async fn change(
                 ctx.cfg.apt_lock_timeout_secs
             )
         } else {
-            let mut s = format!("{} {verb} failed: {}", argv[0], ran.error_tail());
+            let mut s = format!("{} {verb} failed: {}", mgr.program(), ran.error_tail());
             for h in &held {
                 s.push_str(&format!(
                     "; {} is held (release it with {})",
@@ -296,7 +335,7 @@ async fn change(
             ..Outcome::failed(summary)
         };
     }
-    let after = match versions(mgr, specs, &runner).await {
+    let after = match versions(mgr, specs, &runner, &t).await {
         Ok(v) => v,
         Err(o) => return o,
     };
@@ -312,7 +351,7 @@ async fn change(
             data,
             ..Outcome::failed(format!(
                 "{} reported success but these are not installed: {}",
-                argv[0],
+                mgr.program(),
                 absent.join(", ")
             ))
         };
@@ -329,7 +368,7 @@ async fn change(
             data,
             ..Outcome::failed(format!(
                 "{} reported success but {}",
-                argv[0],
+                mgr.program(),
                 partial.join("; ")
             ))
         };
@@ -396,13 +435,14 @@ async fn versions(
     mgr: Manager,
     specs: &[(String, PackageSpec)],
     runner: &Runner<'_>,
+    t: &Tools,
 ) -> Result<BTreeMap<String, Option<Installed>>, Outcome> {
     match mgr {
         Manager::Apt => {
             let mut names: Vec<&str> = specs.iter().map(|(_, s)| s.name.as_str()).collect();
             names.sort_unstable();
             names.dedup();
-            let mut argv = vec!["dpkg-query", "-W", DPKG_FORMAT, "--"];
+            let mut argv = vec![t.dpkg_query.as_str(), "-W", DPKG_FORMAT, "--"];
             argv.extend(names);
             // Exits non-zero when a name is unknown; what it prints for the
             // others is still right.
@@ -431,7 +471,7 @@ async fn versions(
                 // else the package that provides it (`vim`: vim-enhanced).
                 let mut hit = None;
                 for by_provide in [false, true] {
-                    let mut argv = vec!["rpm", "-q"];
+                    let mut argv = vec![t.rpm.as_str(), "-q"];
                     if by_provide {
                         argv.push("--whatprovides");
                     }
@@ -508,9 +548,9 @@ pub fn parse_rpm_q(lines: &[String]) -> Vec<Installed> {
 }
 
 /// The held packages (dpkg selection `hold`, installed at least in part).
-async fn held_apt(runner: &Runner<'_>) -> Result<Vec<String>, Outcome> {
+async fn held_apt(runner: &Runner<'_>, t: &Tools) -> Result<Vec<String>, Outcome> {
     let ran = runner
-        .run(&["dpkg-query", "-W", DPKG_FORMAT], &[], false)
+        .run(&[&t.dpkg_query, "-W", DPKG_FORMAT], &[], false)
         .await?;
     Ok(parse_dpkg_query(&ran.stdout)
         .into_iter()
@@ -521,10 +561,11 @@ async fn held_apt(runner: &Runner<'_>) -> Result<Vec<String>, Outcome> {
 
 pub async fn scan(mgr: Manager, ctx: &Ctx<'_>) -> Outcome {
     let runner = Runner::new(ctx);
+    let t = Tools::of(ctx.cfg);
     let pkgs = match mgr {
         Manager::Apt => {
             let argv = [
-                "apt-get",
+                t.apt_get.as_str(),
                 "--simulate",
                 "-o",
                 "Debug::NoLocking=true",
@@ -542,14 +583,14 @@ pub async fn scan(mgr: Manager, ctx: &Ctx<'_>) -> Outcome {
                 .filter_map(|l| parse_apt_inst(l))
                 .collect::<Vec<_>>()
         }
-        Manager::Dnf => match scan_dnf(&runner).await {
+        Manager::Dnf => match scan_dnf(&runner, &t).await {
             Ok(p) => p,
             Err(o) => return o,
         },
     };
     // dnf's holds (versionlock, a plugin) are not read.
     let held = match mgr {
-        Manager::Apt => match held_apt(&runner).await {
+        Manager::Apt => match held_apt(&runner, &t).await {
             Ok(h) => h,
             Err(o) => return o,
         },
@@ -587,9 +628,9 @@ fn failed_run(what: &str, ran: &Ran) -> Outcome {
 
 /// `dnf check-update` (exit 100: updates, 0: none), the security advisories,
 /// and the installed versions.
-async fn scan_dnf(runner: &Runner<'_>) -> Result<Vec<Upgradable>, Outcome> {
+async fn scan_dnf(runner: &Runner<'_>, t: &Tools) -> Result<Vec<Upgradable>, Outcome> {
     let ran = runner
-        .run(&["dnf", "-q", "check-update"], &[], true)
+        .run(&[&t.dnf, "-q", "check-update"], &[], true)
         .await?;
     if !matches!(ran.exit_code, Some(0) | Some(100)) {
         return Err(failed_run("dnf check-update", &ran));
@@ -600,7 +641,7 @@ async fn scan_dnf(runner: &Runner<'_>) -> Result<Vec<Upgradable>, Outcome> {
     }
     let sec = runner
         .run(
-            &["dnf", "-q", "updateinfo", "list", "--security"],
+            &[&t.dnf, "-q", "updateinfo", "list", "--security"],
             &[],
             true,
         )
@@ -609,7 +650,7 @@ async fn scan_dnf(runner: &Runner<'_>) -> Result<Vec<Upgradable>, Outcome> {
         return Err(failed_run("dnf updateinfo list --security", &sec));
     }
     let names: Vec<String> = updates.iter().map(|u| u.0.clone()).collect();
-    let mut argv = vec!["rpm", "-q", "--qf", RPM_FORMAT, "--"];
+    let mut argv = vec![t.rpm.as_str(), "-q", "--qf", RPM_FORMAT, "--"];
     argv.extend(names.iter().map(|s| s.as_str()));
     let current: BTreeMap<String, String> =
         parse_rpm_q(&runner.run(&argv, &[], false).await?.stdout)
