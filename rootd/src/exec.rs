@@ -6,8 +6,10 @@
 //! each line lossily, so a Latin-1 or otherwise invalid line shows U+FFFD
 //! where it is invalid and never stops the reader (a stopped reader closes
 //! the pipe, and the child dies of SIGPIPE halfway through). The live
-//! stream gets lines of at most [`MAX_LINE_BYTES`] (longer ones in pieces);
-//! [`Finished::stdout`] keeps whole lines for the actions' parsers.
+//! stream gets lines scrubbed of the action's secrets and then cut to at
+//! most [`MAX_LINE_BYTES`] (longer ones in pieces, so a secret is never
+//! split before it is masked); [`Finished::stdout`] keeps whole lines for
+//! the actions' parsers.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -30,14 +32,37 @@ pub struct Finished {
     /// Every stdout line, whole however long, for actions that parse their
     /// output.
     pub stdout: Vec<String>,
-    /// The last [`STDERR_TAIL`] non-blank stderr lines, for a summary.
+    /// The last [`STDERR_TAIL`] non-blank stderr lines (as sent to the sink:
+    /// scrubbed, at most [`MAX_LINE_BYTES`] each), for a summary.
     pub stderr_tail: Vec<String>,
 }
 
-/// Longest line passed on, in bytes; a longer one comes in pieces of at
-/// most this size (nothing is dropped). Keeps every frame to the agent and
-/// every message on the bus far below their limits.
+/// Longest line passed on to the live stream, in bytes; a longer one comes
+/// in pieces of at most this size (nothing is dropped). Keeps every frame
+/// to the agent and every message on the bus far below their limits.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// Longest line held whole, in bytes: secrets are scrubbed from lines this
+/// long before they are cut for the live stream (a longer line is read in
+/// parts of this size, so memory stays bounded per stream).
+pub const MAX_HELD_LINE_BYTES: usize = 1024 * 1024;
+
+/// `text` in pieces of at most `max` bytes, cut at character boundaries.
+pub fn pieces(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(4);
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(rest[..cut].to_string());
+        rest = &rest[cut..];
+    }
+    out.push(rest.to_string());
+    out
+}
 
 /// How many stderr lines [`Finished::stderr_tail`] keeps.
 pub const STDERR_TAIL: usize = 3;
@@ -130,6 +155,10 @@ pub struct Program<'a> {
     pub timeout: Duration,
     pub grace: Duration,
     pub cancel: &'a tokio_util::sync::CancellationToken,
+    /// Values masked (`********`) in every line sent to the sink, before
+    /// lines are cut for the live stream. Not applied to
+    /// [`Finished::stdout`].
+    pub secrets: &'a [String],
 }
 
 pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
@@ -156,10 +185,11 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
     let stderr = child.stderr.take().expect("piped stderr");
 
     let out_sink = sink.clone();
+    let secrets = p.secrets.to_vec();
     let out_task = tokio::spawn(async move {
-        // The live stream gets bounded pieces; the actions parse whole
-        // lines (`nft -j` prints its JSON as one line of any length).
-        let mut lines = LineReader::new(stdout, MAX_LINE_BYTES);
+        // The live stream gets scrubbed, bounded pieces; the actions parse
+        // whole lines (`nft -j` prints its JSON as one line of any length).
+        let mut lines = LineReader::new(stdout, MAX_HELD_LINE_BYTES);
         let mut all = Vec::new();
         let mut whole = String::new();
         while let Some((piece, ends)) = lines.next_piece().await {
@@ -167,7 +197,10 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
             if ends {
                 all.push(std::mem::take(&mut whole));
             }
-            let _ = out_sink.send((OutputStream::Stdout, piece)).await;
+            let shown = bus_schema::manifest::scrub(&piece, &secrets);
+            for part in pieces(&shown, MAX_LINE_BYTES) {
+                let _ = out_sink.send((OutputStream::Stdout, part)).await;
+            }
         }
         if !whole.is_empty() {
             all.push(whole);
@@ -175,17 +208,21 @@ pub async fn run(p: Program<'_>, sink: &LineSink) -> std::io::Result<Finished> {
         all
     });
     let err_sink = sink.clone();
+    let secrets = p.secrets.to_vec();
     let err_task = tokio::spawn(async move {
-        let mut lines = LineReader::new(stderr, MAX_LINE_BYTES);
+        let mut lines = LineReader::new(stderr, MAX_HELD_LINE_BYTES);
         let mut tail = std::collections::VecDeque::with_capacity(STDERR_TAIL + 1);
         while let Some(line) = lines.next_line().await {
-            if !line.trim().is_empty() {
-                tail.push_back(line.clone());
-                if tail.len() > STDERR_TAIL {
-                    tail.pop_front();
+            let shown = bus_schema::manifest::scrub(&line, &secrets);
+            for part in pieces(&shown, MAX_LINE_BYTES) {
+                if !part.trim().is_empty() {
+                    tail.push_back(part.clone());
+                    if tail.len() > STDERR_TAIL {
+                        tail.pop_front();
+                    }
                 }
+                let _ = err_sink.send((OutputStream::Stderr, part)).await;
             }
-            let _ = err_sink.send((OutputStream::Stderr, line)).await;
         }
         Vec::from(tail)
     });
@@ -250,6 +287,7 @@ mod tests {
                 timeout: Duration::from_secs(10),
                 grace: Duration::from_secs(1),
                 cancel: &Default::default(),
+                secrets: &[],
             },
             &tx,
         )
@@ -285,6 +323,7 @@ mod tests {
                 timeout: Duration::from_secs(20),
                 grace: Duration::from_secs(1),
                 cancel: &Default::default(),
+                secrets: &[],
             },
             &tx,
         )
@@ -339,6 +378,7 @@ mod tests {
                 timeout: Duration::from_secs(20),
                 grace: Duration::from_secs(1),
                 cancel: &Default::default(),
+                secrets: &[],
             },
             &tx,
         )
@@ -357,6 +397,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_secret_across_a_cut_is_masked_before_the_cut() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let secret = "s3cret-Value".to_string();
+        // The secret straddles the first 16 KiB cut of the live stream.
+        let script = format!(
+            "head -c {} /dev/zero | tr '\\0' x; printf '%s tail\\n' \"$S\"; printf '%s\\n' \"$S\" >&2",
+            MAX_LINE_BYTES - 4
+        );
+        let f = run(
+            Program {
+                argv: &["/bin/sh", "-c", &script],
+                env: &[("S", &secret)],
+                timeout: Duration::from_secs(20),
+                grace: Duration::from_secs(1),
+                cancel: &Default::default(),
+                secrets: std::slice::from_ref(&secret),
+            },
+            &tx,
+        )
+        .await
+        .unwrap();
+        drop(tx);
+        let mut live = Vec::new();
+        while let Some((_, l)) = rx.recv().await {
+            live.push(l);
+        }
+        assert!(live.iter().all(|l| l.len() <= MAX_LINE_BYTES));
+        let text = live.concat();
+        assert!(!live
+            .iter()
+            .any(|l| l.contains("s3cr") || l.contains("t-Value")));
+        assert!(text.contains("******** tail"));
+        assert_eq!(f.stderr_tail, vec!["********"]);
+        // What the action parses is the program's own output.
+        assert!(f.stdout[0].ends_with("s3cret-Value tail"));
+    }
+
+    #[tokio::test]
     async fn timeout_kills_the_whole_group() {
         let (tx, _rx) = mpsc::channel(16);
         // The child ignores TERM, and a grandchild sleeps on: both must die.
@@ -367,6 +445,7 @@ mod tests {
                 timeout: Duration::from_millis(200),
                 grace: Duration::from_millis(200),
                 cancel: &Default::default(),
+                secrets: &[],
             },
             &tx,
         )
@@ -392,6 +471,7 @@ mod tests {
                 timeout: Duration::from_secs(60),
                 grace: Duration::from_millis(200),
                 cancel: &cancel,
+                secrets: &[],
             },
             &tx,
         )

@@ -217,6 +217,7 @@ async fn run_script(
             timeout: ctx.limits.timeout,
             grace: ctx.limits.grace,
             cancel: &ctx.limits.cancel,
+            secrets,
         },
         &tx,
     )

@@ -224,6 +224,7 @@ impl<'a> Runner<'a> {
                 timeout: left,
                 grace: self.ctx.limits.grace,
                 cancel: &self.ctx.limits.cancel,
+                secrets: &[],
             },
             &tx,
         )
