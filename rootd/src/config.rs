@@ -30,8 +30,11 @@ pub struct RootdConfig {
     /// Seconds between TERM and KILL when an action overruns its timeout.
     #[serde(default = "default_grace")]
     pub kill_grace_secs: u64,
-    /// systemd units the `service` module may touch (`nginx` and
-    /// `nginx.service` both match `nginx`). Empty: none.
+    /// systemd units the `service` module may touch, named as systemd does
+    /// (`nginx` means `nginx.service`; a template `getty@.service` or
+    /// `getty@` covers all its instances; `\xNN` escapes as
+    /// `systemd-escape` writes them). Empty: none. An entry that is not a
+    /// unit name covers nothing and is warned about at start.
     #[serde(default)]
     pub service_allow_list: Vec<String>,
     /// The `systemctl` program; found in the usual system directories when
@@ -63,6 +66,11 @@ pub struct RootdConfig {
     /// before it gives up (`-o DPkg::Lock::Timeout=`).
     #[serde(default = "default_apt_lock_timeout")]
     pub apt_lock_timeout_secs: u32,
+    /// Where the `pkg` module finds apt-get, dpkg-query, dnf and rpm (only
+    /// there) instead of the system directories. Only tests set it, to use
+    /// test doubles.
+    #[serde(default)]
+    pub pkg_programs_dir: Option<PathBuf>,
 }
 
 fn default_systemd_run_dir() -> PathBuf {
@@ -103,6 +111,11 @@ impl RootdConfig {
             .try_deserialize()
             .context("rootd needs agent_uid, control_plane_key, agent_id_file and state_dir")?;
         cfg.key()?;
+        for entry in &cfg.service_allow_list {
+            if let Err(e) = bus_schema::catalogue::parse_unit(entry.trim()) {
+                tracing::warn!(%entry, error = %e, "service_allow_list entry covers nothing");
+            }
+        }
         Ok(cfg)
     }
 

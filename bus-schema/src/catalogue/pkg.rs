@@ -10,7 +10,10 @@ use super::{check_package, ActionSpec, NoParams, Params, RunsIn};
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackagesParams {
-    /// Package names, 1 to 50 of them.
+    /// Packages, 1 to 50 of them, in the host's package manager's syntax:
+    /// `NAME`; apt `NAME=VERSION`, `NAME:ARCH`; dnf `NAME-VERSION`,
+    /// `NAME.ARCH`; a version may carry an epoch (`1:2.0-3`). See
+    /// [`super::PACKAGE_FORMS`].
     pub packages: Vec<String>,
 }
 impl Params for PackagesParams {

@@ -9,8 +9,10 @@ use super::{check_unit, ActionSpec, Params, RunsIn};
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceParams {
-    /// The systemd unit, e.g. `nginx` or `nginx.service`. It must be on
-    /// rootd's allow-list.
+    /// The systemd unit, e.g. `nginx`, `nginx.service`, `getty@tty1` or
+    /// `site\x2da.service` (systemd's own naming and escaping rules; see
+    /// [`super::UNIT_FORMS`]); without a type `.service` is meant. It must
+    /// be on rootd's allow-list (a template entry covers its instances).
     pub unit: String,
 }
 impl Params for ServiceParams {

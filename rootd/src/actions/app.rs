@@ -217,6 +217,7 @@ async fn run_script(
             timeout: ctx.limits.timeout,
             grace: ctx.limits.grace,
             cancel: &ctx.limits.cancel,
+            secrets,
         },
         &tx,
     )
@@ -234,8 +235,25 @@ async fn run_script(
         .find(|l| !l.trim().is_empty())
         .map(|l| manifest::scrub(l, secrets))
         .unwrap_or_default();
-    let data =
-        json!({ "app": m.id, "version": m.version, "exit_code": f.exit_code, "last_line": last });
+    // What the script said on stderr, last lines, secrets scrubbed; part of
+    // every summary, so an error printed there is never lost.
+    let stderr_tail: Vec<String> = f
+        .stderr_tail
+        .iter()
+        .map(|l| manifest::scrub(l, secrets))
+        .collect();
+    let err = if stderr_tail.is_empty() {
+        String::new()
+    } else {
+        format!(" (stderr: {})", stderr_tail.join(" / "))
+    };
+    let data = json!({
+        "app": m.id,
+        "version": m.version,
+        "exit_code": f.exit_code,
+        "last_line": last,
+        "stderr_tail": stderr_tail,
+    });
     if f.cancelled {
         return Outcome {
             status: CommandStatus::Cancelled,
@@ -261,30 +279,36 @@ async fn run_script(
     let (status, summary) = match f.exit_code {
         Some(0) => (
             CommandStatus::Succeeded,
-            format!("{what} of {} {} done", m.name, m.version),
+            format!("{what} of {} {} done{err}", m.name, m.version),
         ),
         Some(1) => (
             CommandStatus::Failed,
-            format!("{what} of {}: validation failed (exit 1): {last}", m.name),
+            format!(
+                "{what} of {}: validation failed (exit 1): {last}{err}",
+                m.name
+            ),
         ),
         Some(2) => (
             CommandStatus::Failed,
-            format!("{what} of {}: installation failed (exit 2): {last}", m.name),
+            format!(
+                "{what} of {}: installation failed (exit 2): {last}{err}",
+                m.name
+            ),
         ),
         Some(3) => (
             CommandStatus::Failed,
             format!(
-                "{what} of {}: configuration failed (exit 3): {last}",
+                "{what} of {}: configuration failed (exit 3): {last}{err}",
                 m.name
             ),
         ),
         Some(n) => (
             CommandStatus::Failed,
-            format!("{what} of {} failed (exit {n}): {last}", m.name),
+            format!("{what} of {} failed (exit {n}): {last}{err}", m.name),
         ),
         None => (
             CommandStatus::Failed,
-            format!("{what} of {} was killed by a signal", m.name),
+            format!("{what} of {} was killed by a signal{err}", m.name),
         ),
     };
     Outcome {

@@ -16,6 +16,7 @@ pub mod app;
 pub mod firewall;
 pub mod mariadb;
 pub mod pkg;
+pub mod pkg_parse;
 pub mod service;
 
 /// What an action reports back.
@@ -224,6 +225,7 @@ impl<'a> Runner<'a> {
                 timeout: left,
                 grace: self.ctx.limits.grace,
                 cancel: &self.ctx.limits.cancel,
+                secrets: &[],
             },
             &tx,
         )

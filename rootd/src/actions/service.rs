@@ -2,10 +2,16 @@
 //! `service_allow_list`. The unit is always the last argv entry after `--`,
 //! so it can never be read as an option (the catalogue also refuses a
 //! leading `-`).
+//!
+//! Names follow systemd's rules ([`bus_schema::catalogue::parse_unit`]):
+//! `nginx` means `nginx.service`, an allow-list template `getty@.service`
+//! (or `getty@`) covers every instance `getty@tty1.service`, and `\xNN`
+//! escapes are names like any other.
 
 use std::path::PathBuf;
 
 use bus_schema::catalogue::service::ServiceParams;
+use bus_schema::catalogue::{parse_unit, UnitName};
 use bus_schema::Command;
 use serde::Serialize;
 use serde_json::json;
@@ -40,16 +46,32 @@ pub fn available(cfg: &RootdConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// `nginx` and `nginx.service` name the same unit.
-fn base_name(unit: &str) -> &str {
-    unit.strip_suffix(".service").unwrap_or(unit)
-}
-
-/// Whether `unit` is on the allow-list.
+/// Whether `unit` is on the allow-list: the same unit (`nginx` and
+/// `nginx.service` are one), or an instance of a template entry
+/// (`getty@.service` covers `getty@tty1`). Entries that are not unit names
+/// cover nothing.
 pub fn allowed(allow_list: &[String], unit: &str) -> bool {
+    let Ok(unit) = parse_unit(unit) else {
+        return false;
+    };
     allow_list
         .iter()
-        .any(|a| base_name(a.trim()) == base_name(unit))
+        .filter_map(|a| parse_unit(a.trim()).ok())
+        .any(|a: UnitName| a.covers(&unit))
+}
+
+/// Where the allow-list is set, for refusals.
+pub const ALLOW_SETTING: &str = "setting `service_allow_list` in rootd's configuration \
+     (the TOML file of `drover-rootd --config`, or DROVER_ROOTD_SERVICE_ALLOW_LIST)";
+
+/// The allow-list entry that would cover `unit`: its template for an
+/// instance, else the unit itself.
+fn template_hint(unit: &str) -> String {
+    match parse_unit(unit) {
+        Ok(u) if u.instance.is_some() => format!("{}@.{}", u.prefix, u.kind),
+        Ok(u) => u.full(),
+        Err(_) => unit.to_string(),
+    }
 }
 
 /// The state of one unit, from `systemctl show`.
@@ -123,10 +145,13 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
         return Outcome::failed(format!("rootd has no implementation of {}", cmd.action));
     };
     if !allowed(&ctx.cfg.service_allow_list, &p.unit) {
+        let full = parse_unit(&p.unit)
+            .map(|u| u.full())
+            .unwrap_or_else(|_| p.unit.clone());
         return Outcome::rejected(format!(
-            "unit {} is not on this host's allow-list (rootd setting service_allow_list: [{}])",
-            p.unit,
-            ctx.cfg.service_allow_list.join(", ")
+            "`{full}` is not in rootd's allowed services ({ALLOW_SETTING}); \
+             a template entry such as `{}` would cover its instances",
+            template_hint(&p.unit)
         ));
     }
     let Some(prog) = systemctl(ctx.cfg) else {
@@ -206,6 +231,32 @@ mod tests {
         assert!(!allowed(&list, "nginx.socket"));
         assert!(!allowed(&list, "sshd"));
         assert!(!allowed(&[], "nginx"));
+    }
+
+    #[test]
+    fn templates_cover_their_instances() {
+        let list: Vec<String> = [
+            "getty@.service",
+            "wg-quick@",
+            "site\\x2da.service",
+            "not a unit",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!(allowed(&list, "getty@tty1.service"));
+        assert!(allowed(&list, "getty@tty1"));
+        assert!(allowed(&list, "wg-quick@wg0"));
+        assert!(allowed(&list, "wg-quick@wg0.service"));
+        assert!(allowed(&list, "site\\x2da"));
+        assert!(!allowed(&list, "getty@tty1.socket"));
+        assert!(!allowed(&list, "getty"));
+        assert!(!allowed(&list, "serial-getty@ttyS0"));
+        assert!(!allowed(&list, "not a unit"));
+        // An instance entry covers that instance only.
+        let one = vec!["getty@tty1".to_string()];
+        assert!(allowed(&one, "getty@tty1.service"));
+        assert!(!allowed(&one, "getty@tty2"));
     }
 
     #[test]
