@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod jobs;
 pub mod manifest;
 pub mod rootd_proto;
+pub mod shape;
 pub mod signing;
 pub mod subjects;
 

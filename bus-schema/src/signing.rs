@@ -87,7 +87,7 @@ impl VerifyingKey {
         self.0
             .verify(&signed.body, &sig)
             .map_err(|_| Refusal::BadSignature)?;
-        rmp_serde::from_slice(&signed.body).map_err(|e| Refusal::Malformed(e.to_string()))
+        crate::codec::decode_msgpack(&signed.body).map_err(|e| Refusal::Malformed(e.to_string()))
     }
 
     /// Everything the agent and rootd check except replay (which needs their

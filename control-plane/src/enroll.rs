@@ -79,7 +79,7 @@ pub async fn handle(state: &AppState, payload: &[u8]) -> EnrollReply {
         Err(e) => return rejected(format!("malformed enrolment request: {e}")),
     };
     // The claim names its own key; the signature must hold under that key.
-    let unverified: EnrollClaim = match rmp_serde::from_slice(&signed.body) {
+    let unverified: EnrollClaim = match codec::decode_msgpack(&signed.body) {
         Ok(c) => c,
         Err(e) => return rejected(format!("malformed enrolment claim: {e}")),
     };

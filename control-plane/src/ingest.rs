@@ -515,7 +515,7 @@ pub async fn max_deliveries_loop(state: AppState) {
         }
     };
     while let Some(m) = sub.next().await {
-        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+        let v: serde_json::Value = codec::decode_json(&m.payload).unwrap_or_default();
         let (Some(consumer), Some(seq)) = (v["consumer"].as_str(), v["stream_seq"].as_i64()) else {
             continue;
         };
