@@ -59,8 +59,8 @@ pub struct EnrollReply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefusalReport {
     pub agent_id: String,
-    /// A `Refusal::label()`.
-    pub reason: String,
+    /// Unknown reasons decode as `other`.
+    pub reason: crate::signing::RefusalReason,
     pub detail: String,
     pub at: i64,
 }

@@ -19,7 +19,7 @@ pub mod subjects;
 
 pub use codec::{decode, encode, CodecError, CONTENT_TYPE_JSON, MAX_MESSAGE_BYTES};
 pub use envelope::*;
-pub use signing::{CommandSigner, Refusal, SigningError, VerifyingKey};
+pub use signing::{CommandSigner, Refusal, RefusalReason, SigningError, VerifyingKey};
 
 /// Milliseconds since the Unix epoch: the one clock format on the wire.
 pub fn now_ms() -> i64 {

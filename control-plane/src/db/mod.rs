@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod entities;
+mod m0005_input_drops;
 pub mod migration;
 
 use std::time::Duration;
