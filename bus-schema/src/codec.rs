@@ -63,8 +63,12 @@ pub enum CodecError {
     TooLarge { size: usize, limit: usize },
     #[error("message is empty")]
     Empty,
-    #[error("message refused before decoding: {0}")]
-    Shape(#[from] ShapeError),
+    /// Refused by the structure check, before serde saw it.
+    #[error("not valid {format} for this subject: {source}")]
+    Shape {
+        format: &'static str,
+        source: ShapeError,
+    },
     #[error("not valid MessagePack for this subject: {0}")]
     MessagePack(#[from] rmp_serde::decode::Error),
     #[error("not valid JSON for this subject: {0}")]
@@ -129,10 +133,20 @@ pub fn decode_with<T: DeserializeOwned>(
 ) -> Result<T, CodecError> {
     check_size(bytes.len(), limits)?;
     if is_json(content_type) {
-        shape::check_json(bytes, limits.max_depth, limits.max_len)?;
+        shape::check_json(bytes, limits.max_depth, limits.max_len).map_err(|source| {
+            CodecError::Shape {
+                format: "JSON",
+                source,
+            }
+        })?;
         Ok(serde_json::from_slice(bytes)?)
     } else {
-        shape::check_msgpack(bytes, limits.max_depth, limits.max_len)?;
+        shape::check_msgpack(bytes, limits.max_depth, limits.max_len).map_err(|source| {
+            CodecError::Shape {
+                format: "MessagePack",
+                source,
+            }
+        })?;
         Ok(rmp_serde::from_slice(bytes)?)
     }
 }
@@ -145,7 +159,10 @@ pub fn decode_yaml<T: DeserializeOwned>(text: &str) -> Result<T, CodecError> {
     let limits = Limits::MESSAGE.with_max_bytes(MAX_MANIFEST_BYTES);
     check_size(text.len(), limits)?;
     let tree: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)?;
-    check_yaml_tree(&tree, limits)?;
+    check_yaml_tree(&tree, limits).map_err(|source| CodecError::Shape {
+        format: "YAML",
+        source,
+    })?;
     Ok(serde_yaml_ng::from_value(tree)?)
 }
 
@@ -299,7 +316,10 @@ mod tests {
             assert!(
                 matches!(
                     r,
-                    Err(CodecError::Shape(ShapeError::TooDeep { limit: MAX_DEPTH }))
+                    Err(CodecError::Shape {
+                        source: ShapeError::TooDeep { limit: MAX_DEPTH },
+                        ..
+                    })
                 ),
                 "{r:?}"
             );
@@ -316,17 +336,26 @@ mod tests {
         assert!(decode_json::<serde_json::Value>(deep(MAX_DEPTH - 1).as_bytes()).is_ok());
         assert!(matches!(
             decode_json::<serde_json::Value>(deep(MAX_DEPTH).as_bytes()),
-            Err(CodecError::Shape(ShapeError::TooDeep { .. }))
+            Err(CodecError::Shape {
+                source: ShapeError::TooDeep { .. },
+                ..
+            })
         ));
         assert!(matches!(
             decode_json::<serde_json::Value>(deep(5000).as_bytes()),
-            Err(CodecError::Shape(ShapeError::TooDeep { .. }))
+            Err(CodecError::Shape {
+                source: ShapeError::TooDeep { .. },
+                ..
+            })
         ));
         let yaml = |n: usize| format!("x: {}1{}", "[".repeat(n), "]".repeat(n));
         assert!(decode_yaml::<serde_json::Value>(&yaml(MAX_DEPTH - 1)).is_ok());
         assert!(matches!(
             decode_yaml::<serde_json::Value>(&yaml(MAX_DEPTH)),
-            Err(CodecError::Shape(ShapeError::TooDeep { .. }))
+            Err(CodecError::Shape {
+                source: ShapeError::TooDeep { .. },
+                ..
+            })
         ));
         // Deeper than the YAML parser's own limit: its error, no crash.
         assert!(decode_yaml::<serde_json::Value>(&yaml(1000)).is_err());
@@ -343,7 +372,10 @@ mod tests {
         let packed = rmp_serde::to_vec(&long).unwrap();
         assert!(matches!(
             decode::<Vec<u8>>(&packed, None),
-            Err(CodecError::Shape(ShapeError::TooLong { .. }))
+            Err(CodecError::Shape {
+                source: ShapeError::TooLong { .. },
+                ..
+            })
         ));
         let ok: Vec<u8> = vec![1; MAX_COLLECTION_LEN];
         assert_eq!(
@@ -353,7 +385,7 @@ mod tests {
         // An array of 2^32-1 elements in 7 bytes.
         assert!(matches!(
             decode::<Vec<u8>>(b"\xdd\xff\xff\xff\xff\x01\x02", None),
-            Err(CodecError::Shape(_))
+            Err(CodecError::Shape { .. })
         ));
     }
 }

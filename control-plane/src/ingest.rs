@@ -72,10 +72,11 @@ pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
     let hb: Heartbeat =
         codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
     if hb.agent_id != agent {
-        return Err(format!(
-            "heartbeat of {:?} on the subject of {agent:?}",
-            hb.agent_id
-        ));
+        let e = bus_schema::EnvelopeError::SubjectMismatch {
+            subject: agent.to_string(),
+            inner: hb.agent_id,
+        };
+        return Err(e.to_string());
     }
     hb.validate(agent).map_err(|e| e.to_string())?;
     Ok(hb)
