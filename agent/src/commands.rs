@@ -533,8 +533,8 @@ async fn publish_result(agent: &Agent, result: &CommandResult) -> anyhow::Result
 pub(crate) async fn report_refusal(agent: &Agent, r: &Refusal) {
     let report = bus_schema::enroll::RefusalReport {
         agent_id: agent.id.clone(),
-        reason: r.label().to_string(),
-        detail: truncate(r.to_string(), 1000),
+        reason: r.reason(),
+        detail: bus_schema::signing::bounded_detail(&r.to_string()),
         at: now_ms(),
     };
     let signed = bus_schema::enroll::agent_sign(agent.identity.key(), &report);

@@ -58,8 +58,9 @@ pub async fn run(
         .context("sending the request to rootd")?;
     while let Some(frame) = framed.next().await {
         let frame = frame.context("reading from rootd")?;
-        let frame: RootFrame = bus_schema::codec::decode_limited(&frame, None, usize::MAX)
-            .context("rootd sent a frame we cannot read")?;
+        let frame: RootFrame =
+            bus_schema::codec::decode_limited(&frame, None, rootd_proto::MAX_FRAME_BYTES)
+                .context("rootd sent a frame we cannot read")?;
         match frame {
             RootFrame::Started { .. } => {}
             RootFrame::Output { stream, line } => on_line(stream, line),
@@ -106,7 +107,7 @@ pub async fn capabilities(socket: &Path) -> anyhow::Result<Vec<String>> {
         .await
         .context("rootd closed the connection")?
         .context("reading from rootd")?;
-    match bus_schema::codec::decode_limited(&frame, None, usize::MAX)
+    match bus_schema::codec::decode_limited(&frame, None, rootd_proto::MAX_FRAME_BYTES)
         .context("rootd sent a frame we cannot read")?
     {
         RootFrame::Capabilities { modules, missing } => {

@@ -169,8 +169,8 @@ pub fn open_answer(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefusalReport {
     pub agent_id: String,
-    /// A `Refusal::label()`.
-    pub reason: String,
+    /// Unknown reasons decode as `other`.
+    pub reason: crate::signing::RefusalReason,
     pub detail: String,
     pub at: i64,
 }
@@ -201,7 +201,8 @@ pub fn agent_open<T: serde::de::DeserializeOwned>(
         .map_err(|_| AgentSignatureError::BadKey(public_key.to_string()))?;
     key.verify(&signed.body, &signed.signature)
         .map_err(|_| AgentSignatureError::BadSignature(public_key.to_string()))?;
-    rmp_serde::from_slice(&signed.body).map_err(|e| AgentSignatureError::Malformed(e.to_string()))
+    crate::codec::decode_msgpack(&signed.body)
+        .map_err(|e| AgentSignatureError::Malformed(e.to_string()))
 }
 
 /// A result as it travels on `drover.res.<agent>.<command>`.

@@ -90,7 +90,7 @@ pub fn open_job(public_base64: &str, signed: &SignedJob) -> Result<JobSubmission
         .map_err(|_| crate::Refusal::BadSignature)?;
     key.verify(&signed.body, &sig)
         .map_err(|_| crate::Refusal::BadSignature)?;
-    rmp_serde::from_slice(&signed.body).map_err(|e| crate::Refusal::Malformed(e.to_string()))
+    crate::codec::decode_msgpack(&signed.body).map_err(|e| crate::Refusal::Malformed(e.to_string()))
 }
 
 #[cfg(test)]

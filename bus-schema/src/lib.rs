@@ -13,12 +13,13 @@ pub mod envelope;
 pub mod jobs;
 pub mod manifest;
 pub mod rootd_proto;
+pub mod shape;
 pub mod signing;
 pub mod subjects;
 
 pub use codec::{decode, encode, CodecError, CONTENT_TYPE_JSON, MAX_MESSAGE_BYTES};
 pub use envelope::*;
-pub use signing::{CommandSigner, Refusal, SigningError, VerifyingKey};
+pub use signing::{CommandSigner, Refusal, RefusalReason, SigningError, VerifyingKey};
 
 /// Milliseconds since the Unix epoch: the one clock format on the wire.
 pub fn now_ms() -> i64 {

@@ -171,7 +171,7 @@ impl Manifest {
             path: path.to_path_buf(),
             reason,
         };
-        let m: Manifest = serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let m: Manifest = crate::codec::decode_yaml(text).map_err(|e| invalid(e.to_string()))?;
         m.check().map_err(invalid)?;
         Ok(m)
     }

@@ -3,6 +3,7 @@
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::{Signer, Verifier};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -39,17 +40,91 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn label(&self) -> &'static str {
+    /// The fixed reason operators see counted.
+    pub fn reason(&self) -> RefusalReason {
         match self {
-            Refusal::BadSignature => "bad_signature",
-            Refusal::Malformed(_) => "malformed",
-            Refusal::WrongAgent { .. } => "wrong_agent",
-            Refusal::Expired { .. } => "expired",
-            Refusal::Replayed(_) => "replayed",
-            Refusal::UnknownAction(_) => "unknown_action",
-            Refusal::InvalidParams(_) => "invalid_params",
+            Refusal::BadSignature => RefusalReason::BadSignature,
+            Refusal::Malformed(_) => RefusalReason::Malformed,
+            Refusal::WrongAgent { .. } => RefusalReason::WrongAgent,
+            Refusal::Expired { .. } => RefusalReason::Expired,
+            Refusal::Replayed(_) => RefusalReason::Replayed,
+            Refusal::UnknownAction(_) => RefusalReason::UnknownAction,
+            Refusal::InvalidParams(_) => RefusalReason::InvalidParams,
         }
     }
+
+    pub fn label(&self) -> &'static str {
+        self.reason().as_str()
+    }
+}
+
+/// Why something was refused, as a fixed vocabulary: the reason of a
+/// refusal report and of every refusal the control plane records. A reason
+/// this version does not know decodes as [`RefusalReason::Other`], so a
+/// sender cannot grow the set of groups operators see; free text travels
+/// only as a bounded detail ([`MAX_REFUSAL_DETAIL_CHARS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    BadSignature,
+    Malformed,
+    WrongAgent,
+    Expired,
+    Replayed,
+    UnknownAction,
+    InvalidParams,
+    /// A job submission signed by a key the control plane does not know.
+    UnknownKey,
+    /// A job submission by a key whose role may not submit.
+    Forbidden,
+    #[serde(other)]
+    Other,
+}
+
+/// Longest refusal detail kept, in characters; longer text is cut.
+pub const MAX_REFUSAL_DETAIL_CHARS: usize = 512;
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 10] = [
+        Self::BadSignature,
+        Self::Malformed,
+        Self::WrongAgent,
+        Self::Expired,
+        Self::Replayed,
+        Self::UnknownAction,
+        Self::InvalidParams,
+        Self::UnknownKey,
+        Self::Forbidden,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadSignature => "bad_signature",
+            Self::Malformed => "malformed",
+            Self::WrongAgent => "wrong_agent",
+            Self::Expired => "expired",
+            Self::Replayed => "replayed",
+            Self::UnknownAction => "unknown_action",
+            Self::InvalidParams => "invalid_params",
+            Self::UnknownKey => "unknown_key",
+            Self::Forbidden => "forbidden",
+            Self::Other => "other",
+        }
+    }
+
+    /// The reason named `s`; anything unknown is [`RefusalReason::Other`].
+    pub fn parse(s: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .unwrap_or(Self::Other)
+    }
+}
+
+/// `detail` cut to [`MAX_REFUSAL_DETAIL_CHARS`] characters.
+pub fn bounded_detail(detail: &str) -> String {
+    detail.chars().take(MAX_REFUSAL_DETAIL_CHARS).collect()
 }
 
 /// The control plane's public command-signing key, as the agent and rootd pin it.
@@ -87,7 +162,7 @@ impl VerifyingKey {
         self.0
             .verify(&signed.body, &sig)
             .map_err(|_| Refusal::BadSignature)?;
-        rmp_serde::from_slice(&signed.body).map_err(|e| Refusal::Malformed(e.to_string()))
+        crate::codec::decode_msgpack(&signed.body).map_err(|e| Refusal::Malformed(e.to_string()))
     }
 
     /// Everything the agent and rootd check except replay (which needs their
@@ -244,6 +319,19 @@ mod tests {
         let last = tampered.body.len() - 1;
         tampered.body[last] ^= 1;
         assert_eq!(s.public().open(&tampered), Err(Refusal::BadSignature));
+    }
+
+    #[test]
+    fn refusal_reasons_are_a_fixed_vocabulary() {
+        for r in RefusalReason::ALL {
+            assert_eq!(RefusalReason::parse(r.as_str()), r);
+            let back: RefusalReason = crate::decode(&crate::encode(&r), None).unwrap();
+            assert_eq!(back, r);
+        }
+        assert_eq!(RefusalReason::parse("made up"), RefusalReason::Other);
+        let unknown: RefusalReason = crate::decode(&crate::encode(&"a new reason"), None).unwrap();
+        assert_eq!(unknown, RefusalReason::Other);
+        assert_eq!(bounded_detail(&"é".repeat(2000)).chars().count(), 512);
     }
 
     #[test]

@@ -590,6 +590,14 @@ fn denied(api: bool, status: StatusCode, msg: &str) -> Response {
     }
 }
 
+/// A request or response body as JSON for the audit trail (Null when it is
+/// not JSON), decoded within the codec's depth and length limits.
+fn audited_json(bytes: &[u8]) -> Value {
+    let limits = bus_schema::codec::Limits::MESSAGE.with_max_bytes(MAX_AUDITED_BODY);
+    bus_schema::codec::decode_with(bytes, Some(bus_schema::CONTENT_TYPE_JSON), limits)
+        .unwrap_or(Value::Null)
+}
+
 /// The one gate in front of every route: authenticates, checks the role the
 /// route needs, checks CSRF for session writes, and records successful
 /// changes in the audit trail.
@@ -688,7 +696,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             );
         }
     }
-    let req_json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let req_json: Value = audited_json(&bytes);
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(who.clone());
     let resp = next.run(req).await;
@@ -698,7 +706,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     // Successful change: record it. Responses of changes are small JSON.
     let (rparts, rbody) = resp.into_parts();
     let rbytes = to_bytes(rbody, MAX_AUDITED_BODY).await.unwrap_or_default();
-    let resp_json: Value = serde_json::from_slice(&rbytes).unwrap_or(Value::Null);
+    let resp_json: Value = audited_json(&rbytes);
     let (action, target, detail) = describe(&method, &template, &raw_path, &req_json, &resp_json);
     if let Err(e) = audit::record(
         &state.db,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use base64::Engine;
 use bus_schema::jobs::{open_job, SignedJob};
-use bus_schema::{codec, now_ms, subjects, Source};
+use bus_schema::{codec, now_ms, subjects, RefusalReason, Source};
 use futures::StreamExt;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::db::entities::automation_key;
 use crate::jobs::{self, NewJob, Selector};
+use crate::poison::{self, Drops};
 use crate::state::AppState;
 
 /// Roles that may submit jobs.
@@ -123,10 +124,22 @@ pub async fn consumer(
         .await?)
 }
 
-/// Why a submission was refused (logged, and counted in the security overview).
-async fn refuse(state: &AppState, key: &str, label: &str, why: String) {
-    warn!(key, reason = label, detail = %why, "refused job submission");
-    crate::ingest::record_refusal(state, key, "control-plane", label, &why).await;
+/// Why a submission was refused (logged, and counted in the security
+/// overview, within the sender's rate).
+async fn refuse(state: &AppState, key: &str, reason: RefusalReason, why: String) {
+    warn!(key, reason = reason.as_str(), detail = %why, "refused job submission");
+    let mut drops = Drops::default();
+    crate::ingest::record_refusal(
+        state,
+        key,
+        "control-plane",
+        reason,
+        &why,
+        subjects::JOBS_SUBMIT,
+        &mut drops,
+    )
+    .await;
+    poison::flush(state, drops).await;
 }
 
 pub async fn submit_loop(state: AppState, consumer: jetstream::consumer::PullConsumer) {
@@ -145,18 +158,31 @@ pub async fn submit_loop(state: AppState, consumer: jetstream::consumer::PullCon
                 .as_ref()
                 .and_then(|h| h.get(codec::CONTENT_TYPE_HEADER))
                 .map(|v| v.as_str().to_string());
-            handle(&state, &m.payload, ct.as_deref()).await;
+            let signed: SignedJob = match codec::decode(&m.payload, ct.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Undecodable: terminated and counted, never redelivered.
+                    warn!(bytes = m.payload.len(), error = %e, "malformed job submission");
+                    let mut drops = Drops::default();
+                    drops.add(
+                        poison::MALFORMED,
+                        subjects::JOBS_SUBMIT,
+                        "-",
+                        &e.to_string(),
+                    );
+                    poison::terminate(&m).await;
+                    poison::flush(&state, drops).await;
+                    continue;
+                }
+            };
+            handle(&state, signed).await;
             // Accepted or refused, it is dealt with: never redelivered.
             let _ = m.ack_with(AckKind::Ack).await;
         }
     }
 }
 
-async fn handle(state: &AppState, payload: &[u8], ct: Option<&str>) {
-    let signed: SignedJob = match codec::decode(payload, ct) {
-        Ok(s) => s,
-        Err(e) => return refuse(state, "-", "malformed", e.to_string()).await,
-    };
+async fn handle(state: &AppState, signed: SignedJob) {
     let key = match automation_key::Entity::find()
         .filter(automation_key::Column::Fingerprint.eq(signed.key_id.clone()))
         .one(&state.db)
@@ -164,25 +190,27 @@ async fn handle(state: &AppState, payload: &[u8], ct: Option<&str>) {
     {
         Ok(Some(k)) if !k.revoked => k,
         Ok(_) => {
+            // The key id is the sender's to choose: detail only, never a
+            // group of its own.
             return refuse(
                 state,
-                &signed.key_id,
-                "unknown_key",
+                "-",
+                RefusalReason::UnknownKey,
                 format!("no active automation key {}", signed.key_id),
             )
-            .await
+            .await;
         }
         Err(e) => return warn!(error = %e, "job submission not handled"),
     };
     let job = match open_job(&key.public_key, &signed) {
         Ok(j) => j,
-        Err(r) => return refuse(state, &key.name, r.label(), r.to_string()).await,
+        Err(r) => return refuse(state, &key.name, r.reason(), r.to_string()).await,
     };
     if job.expires_at <= now_ms() {
         return refuse(
             state,
             &key.name,
-            "expired",
+            RefusalReason::Expired,
             format!("submission expired at {}", job.expires_at),
         )
         .await;
@@ -191,7 +219,7 @@ async fn handle(state: &AppState, payload: &[u8], ct: Option<&str>) {
         return refuse(
             state,
             &key.name,
-            "forbidden",
+            RefusalReason::Forbidden,
             format!("role {} may not submit jobs", key.role),
         )
         .await;
@@ -199,7 +227,13 @@ async fn handle(state: &AppState, payload: &[u8], ct: Option<&str>) {
     let selector: Selector = match serde_json::from_value(job.selector.clone()) {
         Ok(s) => s,
         Err(e) => {
-            return refuse(state, &key.name, "invalid_params", format!("selector: {e}")).await
+            return refuse(
+                state,
+                &key.name,
+                RefusalReason::InvalidParams,
+                format!("selector: {e}"),
+            )
+            .await
         }
     };
     let req = NewJob {
@@ -239,6 +273,14 @@ async fn handle(state: &AppState, payload: &[u8], ct: Option<&str>) {
                 .await;
             }
         }
-        Err(e) => refuse(state, &key.name, "invalid_params", e.to_string()).await,
+        Err(e) => {
+            refuse(
+                state,
+                &key.name,
+                RefusalReason::InvalidParams,
+                e.to_string(),
+            )
+            .await
+        }
     }
 }

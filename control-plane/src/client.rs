@@ -78,7 +78,8 @@ pub fn parse_params(pairs: &[String]) -> anyhow::Result<Value> {
         if k.is_empty() {
             bail!("parameter {p:?} has an empty key");
         }
-        let val = serde_json::from_str::<Value>(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        let val = bus_schema::codec::decode_json::<Value>(v.as_bytes())
+            .unwrap_or_else(|_| Value::String(v.to_string()));
         map.insert(k.to_string(), val);
     }
     Ok(Value::Object(map))

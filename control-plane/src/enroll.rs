@@ -146,7 +146,7 @@ fn read_claim(payload: &[u8]) -> Result<EnrollClaim, String> {
     let signed: AgentSigned =
         codec::decode(payload, None).map_err(|e| format!("malformed enrolment request: {e}"))?;
     // The claim names its own key; the signature must hold under that key.
-    let unverified: EnrollClaim = rmp_serde::from_slice(&signed.body)
+    let unverified: EnrollClaim = codec::decode_msgpack(&signed.body)
         .map_err(|e| format!("malformed enrolment claim: {e}"))?;
     let claim: EnrollClaim =
         agent_open(&unverified.public_key, &signed).map_err(|e| e.to_string())?;

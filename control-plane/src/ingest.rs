@@ -1,15 +1,18 @@
 //! Consuming what agents send: heartbeats and results. Each loop takes what
 //! the broker has ready (up to a batch), validates every message, applies the
 //! good ones in one transaction, and acks only after the commit. A bad
-//! message is logged with its reason and terminated; the next one is
-//! processed as usual.
+//! message is logged with its reason, terminated (never redelivered) and
+//! counted ([`crate::poison`]); the next one is processed as usual.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use bus_schema::enroll::{agent_open, AgentSignatureError, AgentSigned, RefusalReport};
-use bus_schema::{codec, now_ms, subjects, CommandResult, CommandStatus, Event, Heartbeat};
+use bus_schema::signing::bounded_detail;
+use bus_schema::{
+    codec, now_ms, subjects, CommandResult, CommandStatus, Event, Heartbeat, RefusalReason,
+};
 use futures::{FutureExt, StreamExt};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
@@ -17,6 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::db::entities::{agent, command, metric_sample, refusal};
 use crate::events;
+use crate::poison::{self, Drops};
 use crate::state::AppState;
 
 const BATCH: usize = 1000;
@@ -53,6 +57,13 @@ fn content_type(m: &jetstream::Message) -> Option<String> {
 }
 
 /// Decodes and validates one heartbeat; the error says why it is refused.
+///
+/// The subject alone proves nothing: the broker does not check reply
+/// subjects, so an agent can make the broker itself write an answer (a
+/// JetStream API reply, JSON) onto another agent's heartbeat subject. A
+/// heartbeat is therefore accepted only when its content decodes, within the
+/// codec's limits, as a Drover heartbeat whose `agent_id` is the subject's
+/// agent and whose values are plausible; anything else is malformed.
 pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
     let subject = m.subject.as_str();
     let bus_schema::subjects::Parsed::Heartbeat { agent } = subjects::parse(subject) else {
@@ -60,6 +71,13 @@ pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
     };
     let hb: Heartbeat =
         codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
+    if hb.agent_id != agent {
+        let e = bus_schema::EnvelopeError::SubjectMismatch {
+            subject: agent.to_string(),
+            inner: hb.agent_id,
+        };
+        return Err(e.to_string());
+    }
     hb.validate(agent).map_err(|e| e.to_string())?;
     Ok(hb)
 }
@@ -72,15 +90,19 @@ pub enum Report {
 
 /// Why a message on the result stream was refused.
 pub struct Rejection {
-    pub label: &'static str,
+    /// `Malformed` messages are counted as such; others are refusals.
+    pub reason: RefusalReason,
+    /// The subject pattern it came in on (`drover.res.*.*`, `drover.sec.*`).
+    pub subject: &'static str,
     pub agent: String,
     pub why: String,
 }
 
 impl Rejection {
-    fn new(label: &'static str, agent: &str, why: String) -> Self {
+    fn new(reason: RefusalReason, subject: &'static str, agent: &str, why: String) -> Self {
         Self {
-            label,
+            reason,
+            subject,
             agent: agent.to_string(),
             why,
         }
@@ -91,38 +113,36 @@ impl Rejection {
 /// validates one message of the result stream.
 pub fn parse_report(m: &jetstream::Message) -> Result<Report, Rejection> {
     let subject = m.subject.as_str();
-    let (agent, command) = match subjects::parse(subject) {
-        subjects::Parsed::Result { agent, command } => (agent, Some(command)),
-        subjects::Parsed::Refusal { agent } => (agent, None),
+    let (agent, command, pattern) = match subjects::parse(subject) {
+        subjects::Parsed::Result { agent, command } => (agent, Some(command), subjects::RES_ALL),
+        subjects::Parsed::Refusal { agent } => (agent, None, subjects::SEC_ALL),
         _ => {
             return Err(Rejection::new(
-                "malformed",
+                RefusalReason::Malformed,
+                subjects::RES_STREAM,
                 "",
                 format!("subject {subject} is not a result subject"),
             ))
         }
     };
+    let malformed = |why: String| Rejection::new(RefusalReason::Malformed, pattern, agent, why);
     let signed: AgentSigned = codec::decode(&m.payload, content_type(m).as_deref())
-        .map_err(|e| Rejection::new("malformed", agent, e.to_string()))?;
-    let label = |e: &AgentSignatureError| match e {
-        AgentSignatureError::Malformed(_) => "malformed",
-        _ => "bad_signature",
+        .map_err(|e| malformed(e.to_string()))?;
+    let opened = |e: AgentSignatureError| match e {
+        AgentSignatureError::Malformed(_) => malformed(e.to_string()),
+        _ => Rejection::new(RefusalReason::BadSignature, pattern, agent, e.to_string()),
     };
     match command {
         Some(command) => {
-            let r: CommandResult = agent_open(agent, &signed)
-                .map_err(|e| Rejection::new(label(&e), agent, e.to_string()))?;
+            let r: CommandResult = agent_open(agent, &signed).map_err(opened)?;
             r.validate(agent, command)
-                .map_err(|e| Rejection::new("malformed", agent, e.to_string()))?;
+                .map_err(|e| malformed(e.to_string()))?;
             Ok(Report::Result(r))
         }
         None => {
-            let r: RefusalReport = agent_open(agent, &signed)
-                .map_err(|e| Rejection::new(label(&e), agent, e.to_string()))?;
-            if r.agent_id != agent || r.reason.len() > 64 {
-                return Err(Rejection::new(
-                    "malformed",
-                    agent,
+            let r: RefusalReport = agent_open(agent, &signed).map_err(opened)?;
+            if r.agent_id != agent {
+                return Err(malformed(
                     "refusal report does not match its subject".into(),
                 ));
             }
@@ -131,19 +151,30 @@ pub fn parse_report(m: &jetstream::Message) -> Result<Report, Rejection> {
     }
 }
 
+/// Stores one refusal (`source`: `agent` or `control-plane`) with its fixed
+/// reason and a bounded detail, unless `agent` (the sender: an agent id or
+/// an automation key's name) has spent its rate
+/// ([`poison::refusal_allowed`]); then it is only counted in `drops` as
+/// `refusal_dropped` on `subject` (a pattern such as `drover.sec.*`).
 pub async fn record_refusal(
     state: &AppState,
     agent: &str,
     source: &str,
-    reason: &str,
+    reason: RefusalReason,
     detail: &str,
+    subject: &str,
+    drops: &mut Drops,
 ) {
+    if !poison::refusal_allowed(&format!("{source}/{agent}")) {
+        drops.add(poison::REFUSAL_DROPPED, subject, agent, reason.as_str());
+        return;
+    }
     let row = refusal::ActiveModel {
         at: Set(now_ms()),
-        agent_id: Set(agent.to_string()),
+        agent_id: Set(agent.chars().take(128).collect()),
         source: Set(source.to_string()),
-        reason: Set(reason.to_string()),
-        detail: Set(detail.chars().take(1000).collect()),
+        reason: Set(reason.as_str().to_string()),
+        detail: Set(bounded_detail(detail)),
         ..Default::default()
     };
     let _turn = state.writer.lock().await;
@@ -169,6 +200,8 @@ pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
         };
         while let Some(batch) = next_batch(&mut stream, BATCH).await {
             let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+            let mut drops = Drops::default();
+            let mut bad: Vec<&jetstream::Message> = Vec::new();
             for m in &batch {
                 match parse_heartbeat(m) {
                     Ok(hb) => {
@@ -181,15 +214,25 @@ pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
                         }
                     }
                     Err(why) => {
-                        warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat")
+                        warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat");
+                        let sender = poison::sender_of(&m.subject);
+                        drops.add(poison::MALFORMED, subjects::HB_ALL, sender, &why);
+                        bad.push(m);
                     }
                 }
             }
             match apply_heartbeats(&state, latest.into_values().collect()).await {
                 Ok(()) => {
+                    // Terminated, not acked: never delivered again.
+                    for m in &bad {
+                        poison::terminate(m).await;
+                    }
+                    poison::flush(&state, drops).await;
                     // AckPolicy::All: the last ack covers the whole batch.
                     if let Some(last) = batch.last() {
-                        let _ = last.ack().await;
+                        if !bad.iter().any(|b| std::ptr::eq(*b, last)) {
+                            let _ = last.ack().await;
+                        }
                     }
                 }
                 Err(e) => error!(error = %e, "storing heartbeats failed; they will be redelivered"),
@@ -346,29 +389,44 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
         };
         while let Some(batch) = next_batch(&mut stream, BATCH).await {
             let mut good = Vec::with_capacity(batch.len());
+            let mut drops = Drops::default();
             for m in batch {
                 match parse_report(&m) {
                     Ok(Report::Result(r)) => good.push((m, r)),
                     Ok(Report::Refusal(r)) => {
-                        record_refusal(&state, &r.agent_id, "agent", &r.reason, &r.detail).await;
+                        record_refusal(
+                            &state,
+                            &r.agent_id,
+                            "agent",
+                            r.reason,
+                            &r.detail,
+                            subjects::SEC_ALL,
+                            &mut drops,
+                        )
+                        .await;
                         let _ = m.ack().await;
                     }
                     Err(rej) => {
-                        warn!(subject = %m.subject, bytes = m.payload.len(), label = rej.label, reason = %rej.why, "rejected result");
-                        if rej.label == "bad_signature" {
+                        warn!(subject = %m.subject, bytes = m.payload.len(), label = rej.reason.as_str(), reason = %rej.why, "rejected result");
+                        if rej.reason == RefusalReason::Malformed {
+                            drops.add(poison::MALFORMED, rej.subject, &rej.agent, &rej.why);
+                        } else {
                             record_refusal(
                                 &state,
                                 &rej.agent,
                                 "control-plane",
-                                rej.label,
+                                rej.reason,
                                 &rej.why,
+                                rej.subject,
+                                &mut drops,
                             )
                             .await;
                         }
-                        let _ = m.ack_with(AckKind::Term).await;
+                        poison::terminate(&m).await;
                     }
                 }
             }
+            poison::flush(&state, drops).await;
             if good.is_empty() {
                 continue;
             }
@@ -511,7 +569,7 @@ pub async fn max_deliveries_loop(state: AppState) {
         }
     };
     while let Some(m) = sub.next().await {
-        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+        let v: serde_json::Value = codec::decode_json(&m.payload).unwrap_or_default();
         let (Some(consumer), Some(seq)) = (v["consumer"].as_str(), v["stream_seq"].as_i64()) else {
             continue;
         };

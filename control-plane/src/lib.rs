@@ -3,6 +3,7 @@
 //! - [`serve`]: start-up and the long-running loops;
 //! - [`bus`]: streams and consumers on the broker;
 //! - [`ingest`]: heartbeats and results into the database, liveness sweeps;
+//! - [`poison`]: undecodable messages and refusal floods, counted not stored;
 //! - [`commands`]: issuing signed commands;
 //! - [`api`]: REST API, event stream, web page;
 //! - [`auth`]: API tokens, users, sessions, roles, CSRF — one gate for every route;
@@ -32,6 +33,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod nats_auth;
 pub mod output;
+pub mod poison;
 pub mod queues;
 pub mod serve;
 pub mod state;

@@ -645,6 +645,28 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                 );
             }
             for (title, key) in [
+                (
+                    "Malformed messages (terminated, never redelivered)",
+                    "malformed_messages",
+                ),
+                ("Refusals dropped over the rate limit", "refusals_dropped"),
+            ] {
+                let rows = v[key].as_array().cloned().unwrap_or_default();
+                println!("\n{title}:");
+                if rows.is_empty() {
+                    println!("  none");
+                }
+                for d in rows {
+                    println!(
+                        "  {:<20} {:<58} {:>8}  {}",
+                        d["subject"].as_str().unwrap_or(""),
+                        d["agent_id"].as_str().unwrap_or(""),
+                        d["count"],
+                        d["last_detail"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            for (title, key) in [
                 ("Machine-binding conflicts", "binding_conflicts"),
                 ("Revoked agents", "revoked_agents"),
                 (

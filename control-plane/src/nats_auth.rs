@@ -301,7 +301,8 @@ impl NatsAuth {
         )
         .await
         .context("the broker did not answer the account update")??;
-        let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        let v: serde_json::Value =
+            bus_schema::codec::decode_json(&reply.payload).unwrap_or_default();
         if let Some(err) = v.get("error") {
             bail!("the broker refused the account update: {err}");
         }

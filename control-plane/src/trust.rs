@@ -5,11 +5,11 @@
 
 use bus_schema::{now_ms, subjects, CommandStatus};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::db::entities::{agent, binding_conflict, command, refusal};
+use crate::db::entities::{agent, binding_conflict, command, input_drop, refusal};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +158,9 @@ pub async fn push_revocations(state: &AppState) -> Result<(), TrustError> {
         .map_err(|e| TrustError::Broker(format!("{e:#}")))
 }
 
+/// Most counter rows of dropped input shown (the most recent first).
+const MAX_DROP_ROWS: u64 = 500;
+
 /// `GET /api/v1/security` and `drover security`.
 pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
     let refused: Vec<(String, String, i64)> = refusal::Entity::find()
@@ -170,6 +173,23 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
         .into_tuple()
         .all(&state.db)
         .await?;
+    let drops = input_drop::Entity::find()
+        .order_by_desc(input_drop::Column::LastAt)
+        .limit(MAX_DROP_ROWS)
+        .all(&state.db)
+        .await?;
+    let drop_json = |kind: &str| {
+        drops
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| {
+                json!({
+                    "subject": d.subject, "agent_id": d.agent_id, "count": d.count,
+                    "first_at": d.first_at, "last_at": d.last_at, "last_detail": d.last_detail,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
     let conflicts = binding_conflict::Entity::find().all(&state.db).await?;
     let revoked = agent::Entity::find()
         .filter(agent::Column::Status.eq("revoked"))
@@ -185,6 +205,10 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
         "broker": state.auth.describe(),
         "enrolment": { "dropped_requests": crate::enroll::dropped_requests() },
         "refused": refused.iter().map(|(source, reason, n)| json!({"source": source, "reason": reason, "count": n})).collect::<Vec<_>>(),
+        // Undecodable bus messages, terminated on the broker, per subject and sender.
+        "malformed_messages": drop_json(crate::poison::MALFORMED),
+        // Refusals beyond a sender's rate: counted, not stored.
+        "refusals_dropped": drop_json(crate::poison::REFUSAL_DROPPED),
         "binding_conflicts": conflicts.iter().map(|c| json!({
             "at": c.at, "kind": c.kind, "public_key": c.public_key, "machine_id": c.machine_id,
             "hostname": c.hostname, "existing_agent_id": c.existing_agent_id,

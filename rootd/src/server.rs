@@ -250,7 +250,8 @@ async fn admit(shared: &Shared, signed: &bus_schema::SignedCommand) -> Result<Co
 }
 
 fn rmp_decode(frame: &[u8]) -> Result<RootRequest, String> {
-    bus_schema::codec::decode_limited(frame, None, usize::MAX).map_err(|e| e.to_string())
+    bus_schema::codec::decode_limited(frame, None, bus_schema::rootd_proto::MAX_FRAME_BYTES)
+        .map_err(|e| e.to_string())
 }
 
 fn encode_frame(f: &RootFrame) -> bytes::Bytes {

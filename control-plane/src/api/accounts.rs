@@ -4,6 +4,7 @@
 //! Roles are not checked here: [`crate::auth::guard`] does it for every
 //! route, and records every successful change in the audit trail.
 
+use super::JsonBody;
 use axum::{
     extract::{Path, Query, State},
     http::{header, StatusCode},
@@ -30,13 +31,6 @@ impl From<UserError> for ApiError {
         };
         ApiError::new(status, e.to_string())
     }
-}
-
-fn bad_body(e: axum::extract::rejection::JsonRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        format!("invalid request body: {}", e.body_text()),
-    )
 }
 
 pub fn user_json(u: &user::Model) -> Value {
@@ -66,9 +60,9 @@ pub struct NewUser {
 
 pub async fn add_user(
     State(state): State<AppState>,
-    body: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(b) = body.map_err(bad_body)?;
+    let JsonBody(b) = body;
     let u = auth::add_user(&state.db, &b.name, &b.role, &b.password).await?;
     Ok((StatusCode::CREATED, Json(user_json(&u))))
 }
@@ -83,9 +77,9 @@ pub struct SetRole {
 pub async fn set_role(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<SetRole>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<SetRole>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(b) = body.map_err(bad_body)?;
+    let JsonBody(b) = body;
     auth::set_role(&state.db, &name, &b.role).await?;
     Ok(Json(json!({ "name": name, "role": b.role })))
 }
@@ -113,9 +107,9 @@ pub fn api_token_json(t: &api_token::Model) -> Value {
 
 pub async fn create_api_token(
     State(state): State<AppState>,
-    body: Result<Json<NewApiToken>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<NewApiToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(b) = body.map_err(bad_body)?;
+    let JsonBody(b) = body;
     auth::check_user_name(&b.name)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     if Role::parse(&b.role).is_none() {
@@ -193,9 +187,9 @@ pub struct ChangePassword {
 pub async fn change_password(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
-    body: Result<Json<ChangePassword>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<ChangePassword>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(b) = body.map_err(bad_body)?;
+    let JsonBody(b) = body;
     let u = me(&state, &who).await?;
     if !auth::verify_password(&u.password_hash, &b.current) {
         return Err(ApiError::new(
@@ -238,10 +232,10 @@ pub struct TotpCode {
 pub async fn totp_confirm(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
-    body: Result<Json<TotpCode>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<TotpCode>,
 ) -> Result<Json<Value>, ApiError> {
     use sea_orm::ActiveValue::Set;
-    let Json(b) = body.map_err(bad_body)?;
+    let JsonBody(b) = body;
     let u = me(&state, &who).await?;
     let pending = u.totp_pending.clone().ok_or_else(|| {
         ApiError::new(
@@ -270,10 +264,10 @@ pub async fn totp_confirm(
 pub async fn totp_disable(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
-    body: Result<Json<TotpCode>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<TotpCode>,
 ) -> Result<Json<Value>, ApiError> {
     use sea_orm::ActiveValue::Set;
-    let Json(b) = body.map_err(bad_body)?;
+    let JsonBody(b) = body;
     let u = me(&state, &who).await?;
     let Some(secret) = u.totp_secret.clone() else {
         return Ok(Json(json!({ "totp": false })));

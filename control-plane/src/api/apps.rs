@@ -2,6 +2,7 @@
 //! a selection of hosts (a job of `app.install`), and the live output of a
 //! command.
 
+use super::JsonBody;
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -102,14 +103,9 @@ async fn install(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
-    body: Result<Json<InstallRequest>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<InstallRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid request body: {}", e.body_text()),
-        )
-    })?;
+    let JsonBody(req) = body;
     let (m, _) = manifest::load(&state.cfg.manifests_dir, &id).map_err(manifest_error)?;
     if let Err(errs) = m.check_inputs(&req.inputs) {
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();

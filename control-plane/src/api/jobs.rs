@@ -1,6 +1,7 @@
 //! Routes for jobs: submit (idempotent), preview a selector, live status,
 //! per-host results.
 
+use super::JsonBody;
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
@@ -29,14 +30,9 @@ impl From<JobError> for ApiError {
 pub async fn submit(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
-    body: Result<Json<NewJob>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<NewJob>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid request body: {}", e.body_text()),
-        )
-    })?;
+    let JsonBody(req) = body;
     let (j, created) = jobs::submit(&state, req, &who.name, Source::User).await?;
     let view = jobs::view(&state, &j).await.map_err(ApiError::internal)?;
     Ok((
@@ -51,7 +47,7 @@ pub async fn submit(
 
 pub async fn preview(
     State(state): State<AppState>,
-    Json(sel): Json<Selector>,
+    JsonBody(sel): JsonBody<Selector>,
 ) -> Result<Json<Value>, ApiError> {
     sel.check()
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;

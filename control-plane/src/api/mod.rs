@@ -20,8 +20,11 @@ use serde_json::{json, Value};
 
 mod accounts;
 mod apps;
+mod body;
 mod jobs;
 mod trust;
+
+pub use body::JsonBody;
 
 use crate::auth::{self, Principal};
 use crate::commands::{self, CreateError, NewCommand};
@@ -270,14 +273,9 @@ async fn create_command(
     Extension(who): Extension<Principal>,
     Path(agent_id): Path<String>,
     Query(q): Query<WaitQuery>,
-    body: Result<Json<CreateCommand>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<CreateCommand>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid request body: {}", e.body_text()),
-        )
-    })?;
+    let JsonBody(body) = body;
     let wait = q.wait.unwrap_or(0).min(300);
     let created = commands::create(
         &state,

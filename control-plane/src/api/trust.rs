@@ -1,6 +1,7 @@
 //! Routes for enrolment and trust: registration tokens, approve / reject /
 //! revoke agents, the security overview.
 
+use super::JsonBody;
 use std::collections::BTreeMap;
 
 use axum::{
@@ -54,14 +55,9 @@ fn day() -> String {
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
-    body: Result<Json<CreateToken>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<CreateToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid request body: {}", e.body_text()),
-        )
-    })?;
+    let JsonBody(body) = body;
     if !(1..=100_000).contains(&body.uses) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -162,7 +158,7 @@ pub struct AddKey {
 
 pub async fn add_automation_key(
     State(state): State<AppState>,
-    Json(body): Json<AddKey>,
+    JsonBody(body): JsonBody<AddKey>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     use crate::automation::{self, KeyError};
     match automation::add(&state, &body.name, &body.role, &body.public_key).await {

@@ -220,6 +220,37 @@ pub mod refusal {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod input_drop {
+    use sea_orm::entity::prelude::*;
+
+    /// How many inputs of one kind from one sender on one subject class were
+    /// dropped: `malformed` (undecodable, terminated on the broker) or
+    /// `refusal_dropped` (refusal reports beyond the sender's rate).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "input_drops")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        /// The subject pattern, e.g. `drover.hb.*`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub subject: String,
+        /// The agent the subject names, a job key's name, or `-`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent_id: String,
+        pub count: i64,
+        /// Milliseconds since the epoch.
+        pub first_at: i64,
+        pub last_at: i64,
+        /// Why the last one was dropped (at most 512 characters).
+        pub last_detail: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod job {
     use sea_orm::entity::prelude::*;
 

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002Accounts),
             Box::new(M0003JobStatusIndex),
             Box::new(M0004RootdError),
+            Box::new(super::m0005_input_drops::M0005InputDrops),
             Box::new(super::m0009_outcome_source::M0009OutcomeSource),
         ]
     }

@@ -1237,6 +1237,25 @@ async fn security(State(state): State<AppState>, Extension(who): Extension<Princ
     if refused.is_empty() {
         refused.push_str("<tr><td colspan=\"3\" class=\"mut\">Nothing refused.</td></tr>");
     }
+    let mut dropped = String::new();
+    for (what, key) in [
+        ("malformed", "malformed_messages"),
+        ("over rate", "refusals_dropped"),
+    ] {
+        for d in v[key].as_array().into_iter().flatten() {
+            dropped.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td class=\"id\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                what,
+                esc(d["subject"].as_str().unwrap_or("")),
+                esc(&short(d["agent_id"].as_str().unwrap_or(""))),
+                d["count"],
+                esc(d["last_detail"].as_str().unwrap_or(""))
+            ));
+        }
+    }
+    if dropped.is_empty() {
+        dropped.push_str("<tr><td colspan=\"5\" class=\"mut\">Nothing dropped.</td></tr>");
+    }
     let mut conflicts = String::new();
     for c in v["binding_conflicts"].as_array().into_iter().flatten() {
         conflicts.push_str(&format!(
@@ -1292,6 +1311,7 @@ async fn security(State(state): State<AppState>, Extension(who): Extension<Princ
 <table class=\"kv\"><tr><th>Fingerprint</th><td class=\"id\" id=\"fingerprint\">{fp}</td></tr><tr><th>Public key</th><td class=\"id\">{pk}</td></tr></table>\
 <h2>Broker</h2><table class=\"kv\">{broker_rows}</table></section>\
 <section class=\"card\"><h2>Refused commands and results</h2><table class=\"grid\"><thead><tr><th>Where</th><th>Reason</th><th>Count</th></tr></thead><tbody>{refused}</tbody></table></section></div>\
+<section class=\"card\"><h2>Dropped input</h2><table class=\"grid\"><thead><tr><th>Why</th><th>Subject</th><th>Sender</th><th>Count</th><th>Last reason</th></tr></thead><tbody>{dropped}</tbody></table></section>\
 <section class=\"card\"><h2>Machine-binding conflicts</h2><table class=\"grid\"><thead><tr><th>When</th><th>Kind</th><th>Host</th><th>Machine id</th><th>Existing agent</th></tr></thead><tbody>{conflicts}</tbody></table></section>\
 <div class=\"cols\"><section class=\"card\"><h2>Revoked agents</h2>{rev}</section><section class=\"card\"><h2>Pending agents</h2>{pend}</section></div></div>",
         fp = esc(v["signing_key"]["fingerprint"].as_str().unwrap_or("")),
