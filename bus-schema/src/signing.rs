@@ -175,6 +175,17 @@ impl CommandSigner {
         VerifyingKey(self.key.verifying_key())
     }
 
+    /// A 32-byte secret for `purpose` (SHA-256 of the purpose and the seed):
+    /// for keyed hashes the control plane keeps to itself, never for signing.
+    /// The same seed and purpose always give the same key.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(purpose.as_bytes());
+        h.update([0u8]);
+        h.update(self.key.to_bytes());
+        h.finalize().into()
+    }
+
     pub fn sign(&self, cmd: &Command) -> SignedCommand {
         let body = crate::encode(cmd);
         let signature = self.key.sign(&body).to_bytes().to_vec();

@@ -809,8 +809,14 @@ pub fn describe(
             }),
         ),
         ("POST", "/api/v1/commands/{id}/cancel") => ("command.cancel".into(), id, json!({})),
+        // An idempotency key that named an earlier job created nothing.
         ("POST", "/api/v1/jobs") => (
-            "job.create".into(),
+            if resp["replayed"] == true {
+                "job.replay"
+            } else {
+                "job.create"
+            }
+            .into(),
             resp["id"].as_str().unwrap_or_default().to_string(),
             json!({
                 "action": req["action"],
@@ -828,9 +834,14 @@ pub fn describe(
                 .map(|o| o.keys().collect())
                 .unwrap_or_default();
             (
-                "app.install".into(),
+                if resp["replayed"] == true {
+                    "app.install.replay"
+                } else {
+                    "app.install"
+                }
+                .into(),
                 id,
-                json!({ "selector": req["selector"], "inputs_given": names, "job_id": resp["job_id"] }),
+                json!({ "selector": req["selector"], "inputs_given": names, "job_id": resp["job_id"], "ignored_inputs": resp["ignored_inputs"] }),
             )
         }
         ("POST", "/api/v1/tokens") => (

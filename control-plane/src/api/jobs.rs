@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use super::ApiError;
 use crate::auth::Principal;
 use crate::db::entities::job;
-use crate::jobs::{self, JobError, NewJob, Selector};
+use crate::idempotency::Requester;
+use crate::jobs::{self, JobError, NewJob, Selector, Submitted};
 use crate::state::AppState;
 
 impl From<JobError> for ApiError {
@@ -37,13 +38,42 @@ pub async fn submit(
             format!("invalid request body: {}", e.body_text()),
         )
     })?;
-    let (j, created) = jobs::submit(&state, req, &who.name, Source::User).await?;
-    let view = jobs::view(&state, &j).await.map_err(ApiError::internal)?;
+    let r = jobs::submit(&state, req, &Requester::of(&who), Source::User).await;
+    answer(&state, r).await
+}
+
+/// The answer to a job submission: 201 and the job when it was created,
+/// 200 and the job with `"replayed": true` when an idempotency key named it,
+/// 409 naming the first job (`job_id`) when the key was used for another
+/// request, and the error otherwise.
+pub async fn answer(
+    state: &AppState,
+    r: Result<(job::Model, Submitted), JobError>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (j, how) = match r {
+        Ok(x) => x,
+        Err(e @ JobError::KeyReused { .. }) => {
+            let JobError::KeyReused { key, job_id } = &e else {
+                unreachable!()
+            };
+            return Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": e.to_string(),
+                    "idempotency_key": key,
+                    "job_id": job_id,
+                })),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut view = jobs::view(state, &j).await.map_err(ApiError::internal)?;
+    view["job_id"] = json!(j.id);
+    view["replayed"] = json!(how == Submitted::Replayed);
     Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
+        match how {
+            Submitted::Created => StatusCode::CREATED,
+            Submitted::Replayed => StatusCode::OK,
         },
         Json(view),
     ))

@@ -863,7 +863,7 @@ async fn agent_page(
         load = f("load1"),
         c1 = chart("Last hour", &hour, now - 3_600_000, now),
         c2 = chart("Last day", &day, now - 86_400_000, now),
-        facts = facts_table(&parse_json(&a.facts)),
+        facts = facts_table(&Value::Object(crate::selector::facts_of(&a))),
         hist = commands_table(&cmds, false),
     );
     page(&who, "fleet", &a.hostname, &body).into_response()
