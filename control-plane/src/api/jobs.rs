@@ -22,6 +22,7 @@ impl From<JobError> for ApiError {
         match e {
             JobError::Create(c) => c.into(),
             JobError::Db(d) => ApiError::internal(d),
+            e @ JobError::KeyReused { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
         }
     }
