@@ -1,7 +1,7 @@
 //! `mariadb.user_create` against a real, private MariaDB server that
 //! enforces a password policy (`simple_password_check`,
-//! `strict_password_validation=ON`) and keeps a general query log and a
-//! binary log: a strong password is accepted and works, a weak one is
+//! `strict_password_validation=ON`) and keeps a general query log, a slow
+//! log of every statement and a binary log: a strong password is accepted and works, a weak one is
 //! refused with the policy's own message and creates nothing, and neither
 //! password appears in any log, output, result or file of the stack.
 
@@ -67,6 +67,16 @@ impl PolicyDb {
                 dir.join("general.log").display()
             ))
             .arg(format!("--log-bin={}", dir.join("binlog").display()))
+            // A slow log that takes every statement, administrative ones too.
+            .arg(format!(
+                "--slow-query-log-file={}",
+                dir.join("slow.log").display()
+            ))
+            .args([
+                "--slow-query-log=ON",
+                "--long-query-time=0",
+                "--log-slow-admin-statements=ON",
+            ])
             .args([
                 "--plugin-load-add=simple_password_check",
                 "--strict-password-validation=ON",

@@ -402,12 +402,15 @@ async fn user_create(c: &mut Conn, ctx: &Ctx<'_>, p: &UserCreateParams) -> Step<
 /// password policy (`simple_password_check`, `cracklib_password_check`,
 /// `strict_password_validation`) judges the password. The password travels
 /// only as a bound parameter; the server quotes it and builds the statement
-/// itself (in a session whose general log is off), so it is never in an SQL
-/// text rootd sends, logs or reports. The user variables are cleared after.
+/// itself (in a session whose general and slow logs are off), so it is
+/// never in an SQL text rootd sends, logs or reports. The user variables are cleared after.
 async fn create_account(c: &mut Conn, to: &str, password: &str) -> Result<(), mysql_async::Error> {
     // QUOTE() escapes with backslashes: they must mean escapes here.
     c.query_drop("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
         .await?;
+    // The slow log (long_query_time = 0 logs everything) would keep the
+    // executed statement; this session stays out of it.
+    c.query_drop("SET SESSION slow_query_log = 0").await?;
     c.exec_drop(
         "SET @drover_create_user = CONCAT('CREATE USER ', ?, ' IDENTIFIED BY ', QUOTE(?))",
         (to, password),
