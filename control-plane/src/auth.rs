@@ -79,7 +79,10 @@ impl Role {
 /// How the caller proved who they are.
 #[derive(Debug, Clone)]
 pub enum Via {
-    Token,
+    Token {
+        /// The API token's row id (names need not be unique).
+        token_id: String,
+    },
     Session {
         /// SHA-256 of the cookie token (the session row's id).
         session_id: String,
@@ -108,7 +111,7 @@ impl Principal {
     pub fn csrf(&self) -> &str {
         match &self.via {
             Via::Session { csrf, .. } => csrf,
-            Via::Token => "",
+            Via::Token { .. } => "",
         }
     }
 }
@@ -524,7 +527,7 @@ async fn from_token(state: &AppState, token: &str, ip: &str) -> Result<Principal
     Ok(Principal {
         name: found.name,
         role: found.role,
-        via: Via::Token,
+        via: Via::Token { token_id: found.id },
         ip: ip.into(),
     })
 }

@@ -36,7 +36,7 @@ pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 360
 pub struct Requester {
     /// As recorded in `requested_by` and the audit trail.
     pub name: String,
-    /// `user:<account id>`, `token:<token name>` or `automation:<key id>`.
+    /// `user:<account id>`, `token:<API token id>` or `automation:<key id>`.
     pub scope: String,
 }
 
@@ -45,7 +45,7 @@ impl Requester {
     pub fn of(p: &Principal) -> Self {
         let scope = match &p.via {
             Via::Session { user_id, .. } => format!("user:{user_id}"),
-            Via::Token => format!("token:{}", p.name),
+            Via::Token { token_id } => format!("token:{token_id}"),
         };
         Self {
             name: p.name.clone(),

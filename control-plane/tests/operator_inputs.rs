@@ -64,6 +64,27 @@ async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
     assert_ne!(job_b, job_a);
     assert_eq!(hers["requested_by"], "alice");
 
+    // Two API tokens that share a name are two requesters.
+    let mut token_jobs = Vec::new();
+    for _ in 0..2 {
+        let (code, t) = stack
+            .post("/api-tokens", &json!({"name": "ops", "role": "operator"}))
+            .await;
+        assert_eq!(code, 201, "{t}");
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/jobs", stack.base))
+            .bearer_auth(t["token"].as_str().unwrap())
+            .json(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let v: Value = r.json().await.unwrap();
+        token_jobs.push(v["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(token_jobs[0], token_jobs[1]);
+    assert!(!token_jobs.contains(&job_a) && !token_jobs.contains(&job_b));
+
     // The trail: one creation each, and the replay as a replay.
     let created = audit(&stack, "job.create").await;
     let by = |id: &str| -> Vec<String> {

@@ -1378,7 +1378,7 @@ async fn account(State(state): State<AppState>, Extension(who): Extension<Princi
             .await
             .ok()
             .flatten(),
-        auth::Via::Token => None,
+        auth::Via::Token { .. } => None,
     };
     let Some(u) = u else {
         return page(&who, "account", "Account", "<div class=\"empty\">You are using an API token; accounts are for people logged in to the web UI.</div>").into_response();
