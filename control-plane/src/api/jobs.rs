@@ -53,17 +53,15 @@ pub async fn answer(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (j, how) = match r {
         Ok(x) => x,
-        Err(e @ JobError::KeyReused { .. }) => {
-            let JobError::KeyReused { key, job_id } = &e else {
-                unreachable!()
-            };
+        Err(JobError::KeyReused { key, job_id }) => {
+            let error = JobError::KeyReused {
+                key: key.clone(),
+                job_id: job_id.clone(),
+            }
+            .to_string();
             return Ok((
                 StatusCode::CONFLICT,
-                Json(json!({
-                    "error": e.to_string(),
-                    "idempotency_key": key,
-                    "job_id": job_id,
-                })),
+                Json(json!({ "error": error, "idempotency_key": key, "job_id": job_id })),
             ));
         }
         Err(e) => return Err(e.into()),
