@@ -443,6 +443,7 @@ async fn hidden_inputs_are_not_required_passed_or_recorded_and_bad_manifests_are
         .await;
     assert_eq!(code, 201, "{v}");
     assert!(!v["params"].to_string().contains("tuning"), "{v}");
+    assert_eq!(v["ignored_inputs"][0]["field"], "tuning", "{v}");
 
     // A manifest that cannot be used: a 4xx naming the problem, on every path.
     for (app, says) in [

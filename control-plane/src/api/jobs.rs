@@ -6,6 +6,8 @@ use axum::{
     http::StatusCode,
     Extension, Json,
 };
+use bus_schema::catalogue::app::InstallParams;
+use bus_schema::manifest::{self, IgnoredInput};
 use bus_schema::Source;
 use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use serde_json::{json, Value};
@@ -39,8 +41,25 @@ pub async fn submit(
             format!("invalid request body: {}", e.body_text()),
         )
     })?;
+    let ignored = ignored_inputs(&state, &req);
     let r = jobs::submit(&state, req, &Requester::of(&who), Source::User).await;
-    answer(&state, r).await
+    let (code, Json(mut v)) = answer(&state, r).await?;
+    if let (true, Some(ignored)) = (code.is_success(), ignored) {
+        v["ignored_inputs"] = json!(ignored);
+    }
+    Ok((code, Json(v)))
+}
+
+/// For `app.install`, the given inputs its manifest hides (they are dropped
+/// from the job, as in `POST /apps/{id}/install`); `None` for other actions
+/// or a request that will be refused anyway.
+fn ignored_inputs(state: &AppState, req: &NewJob) -> Option<Vec<IgnoredInput>> {
+    if req.action != "app.install" {
+        return None;
+    }
+    let p: InstallParams = serde_json::from_value(req.params.clone()).ok()?;
+    let (m, _) = manifest::load(&state.cfg.manifests_dir, &p.app).ok()?;
+    m.resolve_inputs(&p.inputs).ok().map(|r| r.ignored)
 }
 
 /// The answer to a job submission: 201 and the job when it was created,
