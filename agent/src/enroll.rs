@@ -182,6 +182,8 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
             facts: serde_json::json!({
                 "os": crate::metrics::os(),
                 "kernel": crate::metrics::kernel(),
+                // The distribution (`debian`), for `os:debian` selectors.
+                "os_id": sysinfo::System::distribution_id(),
                 "arch": sysinfo::System::cpu_arch(),
                 "agent_version": env!("CARGO_PKG_VERSION"),
             }),

@@ -164,6 +164,25 @@ impl std::fmt::Display for FieldError {
 /// Inputs that passed, as the strings the script will see.
 pub type CheckedInputs = BTreeMap<String, String>;
 
+/// A given value that was not used, and why (shown to the operator).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IgnoredInput {
+    pub field: String,
+    pub reason: String,
+}
+
+/// The outcome of [`Manifest::resolve_inputs`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResolvedInputs {
+    /// What the script sees: every shown input with a value or default.
+    pub checked: CheckedInputs,
+    /// The operator's own values of shown inputs, as given: what a command
+    /// carries and a job records (masked where sensitive).
+    pub kept: Map<String, Value>,
+    /// Values given for hidden inputs: neither checked, passed nor recorded.
+    pub ignored: Vec<IgnoredInput>,
+}
+
 impl Manifest {
     /// Parses and checks a manifest's own text (not its inputs' values).
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
@@ -223,21 +242,64 @@ impl Manifest {
                         i.name
                     ));
                 }
+                if other == &i.name {
+                    return Err(format!("input {}: visible_if names itself", i.name));
+                }
+            }
+            // A default the input itself refuses would blame every operator
+            // for the manifest's mistake.
+            if let Some(d) = &i.default {
+                check_value(i, d).map_err(|why| {
+                    format!("input {}: its default {d} is not valid: {why}", i.name)
+                })?;
+            }
+        }
+        // visible_if may chain (a hidden input hides those that depend on
+        // it) but never loop.
+        for i in &self.inputs {
+            let mut path = vec![i.name.as_str()];
+            self.no_cycle(i, &mut path)?;
+        }
+        Ok(())
+    }
+
+    fn no_cycle<'a>(&'a self, i: &'a Input, path: &mut Vec<&'a str>) -> Result<(), String> {
+        for other in i.visible_if.keys() {
+            if path.contains(&other.as_str()) {
+                path.push(other);
+                return Err(format!("visible_if conditions loop: {}", path.join(" -> ")));
+            }
+            if let Some(o) = self.inputs.iter().find(|x| &x.name == other) {
+                path.push(&o.name);
+                self.no_cycle(o, path)?;
+                path.pop();
             }
         }
         Ok(())
     }
 
-    /// Is this input shown, given the other values?
+    /// Is this input shown, given the values? Only when every `visible_if`
+    /// condition holds, and each input a condition names is itself shown
+    /// (a hidden input's value or default never shows anything). A value
+    /// compares as text, as the install form compares it (`true`, `443`).
     pub fn visible(&self, input: &Input, values: &Map<String, Value>) -> bool {
+        self.visible_within(input, values, self.inputs.len() + 1)
+    }
+
+    fn visible_within(&self, input: &Input, values: &Map<String, Value>, depth: usize) -> bool {
+        if depth == 0 {
+            return false;
+        }
         input.visible_if.iter().all(|(field, want)| {
-            let have = values.get(field).cloned().or_else(|| {
-                self.inputs
-                    .iter()
-                    .find(|i| &i.name == field)
-                    .and_then(|i| i.default.clone())
-            });
-            let Some(have) = have else { return false };
+            let Some(ctl) = self.inputs.iter().find(|i| &i.name == field) else {
+                return false;
+            };
+            if !self.visible_within(ctl, values, depth - 1) {
+                return false;
+            }
+            let Some(have) = effective(ctl, values) else {
+                return false;
+            };
             match want {
                 Value::Array(options) => options.iter().any(|w| loosely_equal(w, &have)),
                 w => loosely_equal(w, &have),
@@ -247,14 +309,25 @@ impl Manifest {
 
     /// Checks the operator's values against the inputs: unknown names,
     /// missing required ones, types, patterns, lengths, ranges, allowed
-    /// values. Hidden inputs (`visible_if` false) are dropped. Every string
-    /// is refused if it holds a control character (newlines included).
+    /// values. Hidden inputs (`visible_if` false) are neither required nor
+    /// checked nor passed on. Every string is refused if it holds a control
+    /// character (newlines included).
     pub fn check_inputs(
         &self,
         values: &Map<String, Value>,
     ) -> Result<CheckedInputs, Vec<FieldError>> {
+        self.resolve_inputs(values).map(|r| r.checked)
+    }
+
+    /// Like [`Manifest::check_inputs`], and also says which given values
+    /// are passed on and recorded ([`ResolvedInputs::kept`]) and which were
+    /// ignored because their input is hidden, and why.
+    pub fn resolve_inputs(
+        &self,
+        values: &Map<String, Value>,
+    ) -> Result<ResolvedInputs, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mut out = CheckedInputs::new();
+        let mut out = ResolvedInputs::default();
         for name in values.keys() {
             if !self.inputs.iter().any(|i| &i.name == name) {
                 errors.push(FieldError {
@@ -265,14 +338,24 @@ impl Manifest {
         }
         for input in &self.inputs {
             if !self.visible(input, values) {
+                if let Some(v) = values.get(&input.name) {
+                    if !is_blank(v) {
+                        out.ignored.push(IgnoredInput {
+                            field: input.name.clone(),
+                            reason: format!(
+                                "hidden: {} is asked only when {}",
+                                input.label,
+                                self.condition_text(input)
+                            ),
+                        });
+                    }
+                }
                 continue;
             }
-            let value = match values.get(&input.name) {
-                Some(Value::Null) | None => input.default.clone(),
-                Some(Value::String(s)) if s.is_empty() => input.default.clone(),
-                Some(v) => Some(v.clone()),
-            };
-            let Some(value) = value else {
+            if let Some(v) = values.get(&input.name).filter(|v| !is_blank(v)) {
+                out.kept.insert(input.name.clone(), v.clone());
+            }
+            let Some(value) = effective(input, values) else {
                 if input.required {
                     errors.push(FieldError {
                         field: input.name.clone(),
@@ -283,7 +366,7 @@ impl Manifest {
             };
             match check_value(input, &value) {
                 Ok(s) => {
-                    out.insert(input.name.clone(), s);
+                    out.checked.insert(input.name.clone(), s);
                 }
                 Err(message) => errors.push(FieldError {
                     field: input.name.clone(),
@@ -296,6 +379,22 @@ impl Manifest {
         } else {
             Err(errors)
         }
+    }
+
+    /// `enable_tls is true and mode is one of a, b`, for messages.
+    fn condition_text(&self, input: &Input) -> String {
+        input
+            .visible_if
+            .iter()
+            .map(|(field, want)| match want {
+                Value::Array(o) => format!(
+                    "{field} is one of {}",
+                    o.iter().map(value_text).collect::<Vec<_>>().join(", ")
+                ),
+                w => format!("{field} is {}", value_text(w)),
+            })
+            .collect::<Vec<_>>()
+            .join(" and ")
     }
 
     /// The environment the script runs with: each input upper-cased.
@@ -339,13 +438,35 @@ pub fn scrub(line: &str, secrets: &[String]) -> String {
     out
 }
 
+/// Nothing given: null or an empty string (the form's empty field).
+fn is_blank(v: &Value) -> bool {
+    matches!(v, Value::Null) || v.as_str().is_some_and(str::is_empty)
+}
+
+/// The value an input has: the one given, else its default.
+fn effective(input: &Input, values: &Map<String, Value>) -> Option<Value> {
+    match values.get(&input.name) {
+        Some(v) if !is_blank(v) => Some(v.clone()),
+        _ => input.default.clone(),
+    }
+}
+
+/// A scalar as text: `true`, `443`, `basic`.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Equal as text, so `true` equals `"true"` and `443` equals `"443"`, as
+/// in the install form (which compares `String(a) === String(b)`).
 fn loosely_equal(want: &Value, have: &Value) -> bool {
     match (want, have) {
-        (Value::String(a), Value::String(b)) => a == b,
-        (Value::Bool(a), Value::String(b)) | (Value::String(b), Value::Bool(a)) => {
-            b == if *a { "true" } else { "false" }
+        (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => {
+            want == have
         }
-        (a, b) => a == b,
+        (a, b) => value_text(a) == value_text(b),
     }
 }
 
@@ -599,6 +720,49 @@ idempotent: true
             )
             .unwrap_err();
         assert_eq!(err[0].field, "tls_email");
+    }
+
+    #[test]
+    fn hidden_inputs_chain_are_ignored_and_compare_as_text() {
+        let yml = YML.replace(
+            "    visible_if: { enable_tls: true }\n",
+            "    visible_if: { enable_tls: true }\n  - name: ocsp\n    type: string\n    label: OCSP\n    required: true\n    visible_if: { tls_email: [\"a@b.org\"] }\n",
+        );
+        let m = Manifest::parse(&yml, Path::new("x")).unwrap();
+        // tls_email hidden: the ocsp it would show is not required.
+        let r = m
+            .resolve_inputs(
+                json!({"server_name": "x.org", "tls_email": "a@b.org", "ocsp": "1"})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap();
+        let ignored: Vec<&str> = r.ignored.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(ignored, vec!["tls_email", "ocsp"]);
+        assert!(!r.kept.contains_key("tls_email") && !r.checked.contains_key("ocsp"));
+        assert_eq!(r.kept.len(), 1);
+        // "true" shows what true shows.
+        let err = m
+            .check_inputs(
+                json!({"server_name": "x.org", "enable_tls": "true"})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap_err();
+        assert_eq!(err[0].field, "tls_email");
+    }
+
+    #[test]
+    fn manifest_faults_are_named() {
+        let looped = YML.replace(
+            "    default: false\n",
+            "    default: false\n    visible_if: { tls_email: x@y.org }\n",
+        );
+        let e = Manifest::parse(&looped, Path::new("x")).unwrap_err();
+        assert!(e.to_string().contains("loop"), "{e}");
+        let bad_default = YML.replace("default: small", "default: huge");
+        let e = Manifest::parse(&bad_default, Path::new("x")).unwrap_err();
+        assert!(e.to_string().contains("default"), "{e}");
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub enum RefusalReason {
     UnknownKey,
     /// A job submission by a key whose role may not submit.
     Forbidden,
+    /// A job submission whose idempotency key already named another request.
+    IdempotencyConflict,
     #[serde(other)]
     Other,
 }
@@ -85,7 +87,7 @@ pub enum RefusalReason {
 pub const MAX_REFUSAL_DETAIL_CHARS: usize = 512;
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 10] = [
+    pub const ALL: [RefusalReason; 11] = [
         Self::BadSignature,
         Self::Malformed,
         Self::WrongAgent,
@@ -95,6 +97,7 @@ impl RefusalReason {
         Self::InvalidParams,
         Self::UnknownKey,
         Self::Forbidden,
+        Self::IdempotencyConflict,
         Self::Other,
     ];
 
@@ -109,6 +112,7 @@ impl RefusalReason {
             Self::InvalidParams => "invalid_params",
             Self::UnknownKey => "unknown_key",
             Self::Forbidden => "forbidden",
+            Self::IdempotencyConflict => "idempotency_conflict",
             Self::Other => "other",
         }
     }
@@ -248,6 +252,17 @@ impl CommandSigner {
 
     pub fn public(&self) -> VerifyingKey {
         VerifyingKey(self.key.verifying_key())
+    }
+
+    /// A 32-byte secret for `purpose` (SHA-256 of the purpose and the seed):
+    /// for keyed hashes the control plane keeps to itself, never for signing.
+    /// The same seed and purpose always give the same key.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(purpose.as_bytes());
+        h.update([0u8]);
+        h.update(self.key.to_bytes());
+        h.finalize().into()
     }
 
     pub fn sign(&self, cmd: &Command) -> SignedCommand {

@@ -79,7 +79,10 @@ impl Role {
 /// How the caller proved who they are.
 #[derive(Debug, Clone)]
 pub enum Via {
-    Token,
+    Token {
+        /// The API token's row id (names need not be unique).
+        token_id: String,
+    },
     Session {
         /// SHA-256 of the cookie token (the session row's id).
         session_id: String,
@@ -108,7 +111,7 @@ impl Principal {
     pub fn csrf(&self) -> &str {
         match &self.via {
             Via::Session { csrf, .. } => csrf,
-            Via::Token => "",
+            Via::Token { .. } => "",
         }
     }
 }
@@ -524,7 +527,7 @@ async fn from_token(state: &AppState, token: &str, ip: &str) -> Result<Principal
     Ok(Principal {
         name: found.name,
         role: found.role,
-        via: Via::Token,
+        via: Via::Token { token_id: found.id },
         ip: ip.into(),
     })
 }
@@ -817,8 +820,14 @@ pub fn describe(
             }),
         ),
         ("POST", "/api/v1/commands/{id}/cancel") => ("command.cancel".into(), id, json!({})),
+        // An idempotency key that named an earlier job created nothing.
         ("POST", "/api/v1/jobs") => (
-            "job.create".into(),
+            if resp["replayed"] == true {
+                "job.replay"
+            } else {
+                "job.create"
+            }
+            .into(),
             resp["id"].as_str().unwrap_or_default().to_string(),
             json!({
                 "action": req["action"],
@@ -836,9 +845,14 @@ pub fn describe(
                 .map(|o| o.keys().collect())
                 .unwrap_or_default();
             (
-                "app.install".into(),
+                if resp["replayed"] == true {
+                    "app.install.replay"
+                } else {
+                    "app.install"
+                }
+                .into(),
                 id,
-                json!({ "selector": req["selector"], "inputs_given": names, "job_id": resp["job_id"] }),
+                json!({ "selector": req["selector"], "inputs_given": names, "job_id": resp["job_id"], "ignored_inputs": resp["ignored_inputs"] }),
             )
         }
         ("POST", "/api/v1/tokens") => (

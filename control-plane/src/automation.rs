@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::db::entities::automation_key;
-use crate::jobs::{self, NewJob, Selector};
+use crate::idempotency::Requester;
+use crate::jobs::{self, NewJob, Selector, Submitted};
 use crate::poison::{self, Drops};
 use crate::state::AppState;
 
@@ -242,36 +243,37 @@ async fn handle(state: &AppState, signed: SignedJob) {
         params: job.params,
         timeout_secs: job.timeout_secs,
         ttl_secs: job.ttl_secs,
-        idempotency_key: Some(job.idempotency_key),
+        idempotency_key: Some(job.idempotency_key.clone()),
     };
-    match jobs::submit(
-        state,
-        req,
-        &format!("automation:{}", key.name),
-        Source::User,
-    )
-    .await
-    {
-        Ok((j, created)) => {
-            info!(job = %j.id, key = %key.name, created, "job submitted on the bus");
-            if created {
-                // The trail, as for jobs created over the API (params masked).
-                let params = serde_json::from_str(&j.params).unwrap_or_default();
-                let masked = bus_schema::catalogue::lookup(&j.action)
-                    .map(|a| a.mask(&params))
-                    .unwrap_or_else(|| serde_json::Value::String("***".into()));
-                let _ = crate::audit::record(
-                    &state.db,
-                    crate::audit::Entry::new(
-                        &j.requested_by,
-                        "job.create",
-                        &j.id,
-                        "bus",
-                        serde_json::json!({"action": j.action, "selector": serde_json::from_str::<serde_json::Value>(&j.selector).unwrap_or_default(), "params": masked, "target_count": j.target_count}),
-                    ),
-                )
-                .await;
-            }
+    let idempotency_key = job.idempotency_key;
+    let who = Requester::automation(&key.id, &key.name);
+    match jobs::submit(state, req, &who, Source::User).await {
+        Ok((j, how)) => {
+            info!(job = %j.id, key = %key.name, ?how, "job submitted on the bus");
+            // The trail, as for jobs created over the API (params masked):
+            // a replay is recorded as one, never as a second creation.
+            let params = serde_json::from_str(&j.params).unwrap_or_default();
+            let masked = bus_schema::catalogue::lookup(&j.action)
+                .map(|a| a.mask(&params))
+                .unwrap_or_else(|| serde_json::Value::String("***".into()));
+            let action = match how {
+                Submitted::Created => "job.create",
+                Submitted::Replayed => "job.replay",
+            };
+            let _ = crate::audit::record(
+                &state.db,
+                crate::audit::Entry::new(
+                    &who.name,
+                    action,
+                    &j.id,
+                    "bus",
+                    serde_json::json!({"action": j.action, "selector": serde_json::from_str::<serde_json::Value>(&j.selector).unwrap_or_default(), "params": masked, "target_count": j.target_count, "idempotency_key": idempotency_key}),
+                ),
+            )
+            .await;
+        }
+        Err(e @ jobs::JobError::KeyReused { .. }) => {
+            refuse(state, &key.name, RefusalReason::IdempotencyConflict, e.to_string()).await
         }
         Err(e) => {
             refuse(

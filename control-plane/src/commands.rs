@@ -92,7 +92,7 @@ pub fn validate(
 ) -> Result<CommandSpec, CreateError> {
     let spec =
         catalogue::lookup(action).ok_or_else(|| CreateError::UnknownAction(action.into()))?;
-    let params = if params.is_null() {
+    let mut params = if params.is_null() {
         serde_json::json!({})
     } else {
         params
@@ -116,7 +116,9 @@ pub fn validate(
                 why: e.to_string(),
             }
         })?;
-        m.check_inputs(&p.inputs)
+        // Hidden inputs are neither passed on nor recorded.
+        let resolved = m
+            .resolve_inputs(&p.inputs)
             .map_err(|errs| CreateError::InvalidParams {
                 action: action.into(),
                 why: errs
@@ -126,7 +128,9 @@ pub fn validate(
                     .join("; "),
             })?;
         default_timeout = m.timeout_secs;
-        serde_json::json!({ "app": p.app, "inputs": m.mask(&p.inputs) })
+        let shown = serde_json::json!({ "app": p.app, "inputs": m.mask(&resolved.kept) });
+        params = serde_json::json!({ "app": p.app, "inputs": resolved.kept });
+        shown
     } else {
         spec.mask(&params)
     };

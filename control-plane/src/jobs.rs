@@ -8,128 +8,15 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::commands::{self, CreateError};
 use crate::db::entities::{agent, command, job};
+use crate::idempotency::{self, Requester};
 use crate::state::AppState;
 
-/// Which agents a job targets. Ids are alternatives; every other condition
-/// must hold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Selector {
-    /// Every approved agent.
-    #[serde(default)]
-    pub all: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub agents: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Glob over the hostname (`web-*`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    /// Facts that must contain the value, case-insensitively (`os=debian`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub facts: BTreeMap<String, String>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SelectorError {
-    #[error("an empty selector would match every agent; say `all` to mean that")]
-    Empty,
-    #[error("selector term {0:?} is not understood; use all, id:<id>, label:<k>=<v>, host:<glob>, os:<name> or fact:<k>=<v>")]
-    Term(String),
-    #[error("hostname pattern {0:?} is not a valid glob")]
-    Glob(String),
-}
-
-impl Selector {
-    /// The CLI form: `all`, or comma-separated terms `id:…`, `label:k=v`,
-    /// `host:glob`, `os:name`, `fact:k=v`.
-    pub fn parse(text: &str) -> Result<Self, SelectorError> {
-        let mut s = Selector::default();
-        for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let kv = |v: &str| {
-                v.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            };
-            match term.split_once(':') {
-                None if term == "all" || term == "*" => s.all = true,
-                Some(("id", v)) => s.agents.push(v.to_string()),
-                Some(("host", v)) => s.hostname = Some(v.to_string()),
-                Some(("os", v)) => {
-                    s.facts.insert("os".into(), v.to_string());
-                }
-                Some(("label", v)) => {
-                    let (k, v) = kv(v).ok_or_else(|| SelectorError::Term(term.into()))?;
-                    s.labels.insert(k, v);
-                }
-                Some(("fact", v)) => {
-                    let (k, v) = kv(v).ok_or_else(|| SelectorError::Term(term.into()))?;
-                    s.facts.insert(k, v);
-                }
-                _ => return Err(SelectorError::Term(term.into())),
-            }
-        }
-        s.check()?;
-        Ok(s)
-    }
-
-    pub fn check(&self) -> Result<(), SelectorError> {
-        if !self.all
-            && self.agents.is_empty()
-            && self.labels.is_empty()
-            && self.hostname.is_none()
-            && self.facts.is_empty()
-        {
-            return Err(SelectorError::Empty);
-        }
-        if let Some(h) = &self.hostname {
-            glob::Pattern::new(h).map_err(|_| SelectorError::Glob(h.clone()))?;
-        }
-        Ok(())
-    }
-
-    pub fn matches(&self, a: &agent::Model) -> bool {
-        if !self.agents.is_empty() && !self.agents.iter().any(|id| id == &a.id) {
-            return false;
-        }
-        if let Some(h) = &self.hostname {
-            match glob::Pattern::new(h) {
-                Ok(p) if p.matches(&a.hostname) => {}
-                _ => return false,
-            }
-        }
-        if !self.labels.is_empty() {
-            let labels: BTreeMap<String, String> =
-                serde_json::from_str(&a.labels).unwrap_or_default();
-            if !self.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                return false;
-            }
-        }
-        if !self.facts.is_empty() {
-            let facts: Value = serde_json::from_str(&a.facts).unwrap_or(Value::Null);
-            let ok = self.facts.iter().all(|(k, v)| {
-                let v = v.to_lowercase();
-                let fact = facts.get(k).map(|f| {
-                    f.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| f.to_string())
-                });
-                let os = (k == "os").then(|| a.os.clone());
-                fact.into_iter()
-                    .chain(os)
-                    .any(|f| f.to_lowercase().contains(&v))
-            });
-            if !ok {
-                return false;
-            }
-        }
-        true
-    }
-}
+pub use crate::selector::{Selector, SelectorError};
 
 /// Approved agents the selector matches, by id.
 pub async fn targets(
@@ -155,9 +42,20 @@ pub struct NewJob {
     pub timeout_secs: Option<u32>,
     #[serde(default)]
     pub ttl_secs: Option<u64>,
-    /// Submitting twice with the same key returns the first job.
+    /// The same key with the same request from the same requester, within
+    /// [`crate::idempotency::KEY_TTL`], returns the first job; with another
+    /// request it is refused ([`JobError::KeyReused`]).
     #[serde(default)]
     pub idempotency_key: Option<String>,
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new job.
+    Created,
+    /// The key named an earlier job made from the same request: that job.
+    Replayed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,77 +64,130 @@ pub enum JobError {
     Selector(#[from] SelectorError),
     #[error("the selector matches no approved agent")]
     NoTargets,
-    #[error("idempotency_key must be 1..=128 printable characters")]
+    #[error("idempotency_key must be 1..=128 characters, none of them control characters")]
     BadKey,
+    /// The key is bound to another request of this requester.
+    #[error(
+        "idempotency key {key:?} was used for job {job_id} with a different request; \
+             use a new key for a new request (a key is kept for 24 hours)"
+    )]
+    KeyReused { key: String, job_id: String },
     #[error(transparent)]
     Create(#[from] CreateError),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
 }
 
-/// Creates a job, or returns the existing one with the same key (`false`).
+/// The request as its fingerprint sees it: what would be run, where.
+fn canonical(spec: &commands::CommandSpec, req: &NewJob) -> Value {
+    json!({
+        "action": spec.action,
+        "params": spec.params,
+        "selector": req.selector,
+        "timeout_secs": req.timeout_secs,
+        "ttl_secs": req.ttl_secs,
+    })
+}
+
+/// The job a live key is bound to: a replay when the request is the same,
+/// [`JobError::KeyReused`] when it is not.
+async fn bound_job(
+    state: &AppState,
+    bound: idempotency::entity::Model,
+    fingerprint: &str,
+) -> Result<(job::Model, Submitted), JobError> {
+    if bound.fingerprint != fingerprint {
+        return Err(JobError::KeyReused {
+            key: bound.key,
+            job_id: bound.job_id,
+        });
+    }
+    let j = job::Entity::find_by_id(bound.job_id.clone())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| {
+            sea_orm::DbErr::RecordNotFound(format!("job {} of an idempotency key", bound.job_id))
+        })?;
+    Ok((j, Submitted::Replayed))
+}
+
+/// Creates a job, or returns the one the requester's live idempotency key
+/// already names when the request is the same.
 pub async fn submit(
     state: &AppState,
     req: NewJob,
-    requested_by: &str,
+    who: &Requester,
     source: Source,
-) -> Result<(job::Model, bool), JobError> {
+) -> Result<(job::Model, Submitted), JobError> {
     if let Some(k) = &req.idempotency_key {
-        if k.is_empty() || k.len() > 128 || k.chars().any(|c| c.is_control()) {
+        if !idempotency::check_key(k) {
             return Err(JobError::BadKey);
-        }
-        if let Some(j) = job::Entity::find()
-            .filter(job::Column::IdempotencyKey.eq(k.clone()))
-            .one(&state.db)
-            .await?
-        {
-            return Ok((j, false));
         }
     }
     req.selector.check()?;
     let spec = commands::validate(
         state,
         &req.action,
-        req.params,
+        req.params.clone(),
         req.timeout_secs,
         req.ttl_secs,
-        requested_by,
+        &who.name,
         source,
     )?;
+    let fingerprint = idempotency::fingerprint(state, &canonical(&spec, &req));
+    if let Some(k) = &req.idempotency_key {
+        if let Some(bound) = idempotency::find(&state.db, &who.scope, k, now_ms()).await? {
+            return bound_job(state, bound, &fingerprint).await;
+        }
+    }
     let targets = targets(state, &req.selector).await?;
     if targets.is_empty() {
         return Err(JobError::NoTargets);
     }
+    let now = now_ms();
     let row = job::ActiveModel {
         id: Set(uuid::Uuid::now_v7().simple().to_string()),
-        idempotency_key: Set(req.idempotency_key.clone()),
+        // Keys live in `idempotency_keys`, scoped by requester.
+        idempotency_key: Set(None),
         action: Set(spec.action.clone()),
         params: Set(spec.shown_params.to_string()),
         selector: Set(serde_json::to_string(&req.selector).unwrap_or_default()),
         target_count: Set(targets.len() as i32),
-        requested_by: Set(requested_by.into()),
+        requested_by: Set(who.name.clone()),
         source: Set(match source {
             Source::User => "user".into(),
             Source::System => "system".into(),
         }),
-        created_at: Set(now_ms()),
+        created_at: Set(now),
     };
-    let inserted = {
+    let inserted: Result<job::Model, sea_orm::DbErr> = async {
         let _turn = state.writer.lock().await;
-        job::Entity::insert(row)
-            .exec_with_returning(&state.db)
-            .await
-    };
+        let txn = crate::db::begin_write(&state.db).await?;
+        let j = job::Entity::insert(row).exec_with_returning(&txn).await?;
+        if let Some(k) = &req.idempotency_key {
+            idempotency::sweep(&txn, now).await?;
+            idempotency::entity::Entity::insert(idempotency::entity::ActiveModel {
+                scope: Set(who.scope.clone()),
+                key: Set(k.clone()),
+                job_id: Set(j.id.clone()),
+                fingerprint: Set(fingerprint.clone()),
+                created_at: Set(now),
+                expires_at: Set(now + idempotency::KEY_TTL_MS),
+            })
+            .exec(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(j)
+    }
+    .await;
     let j = match inserted {
         Ok(j) => j,
-        // Two submissions with one key at once: the other one won.
+        // Two submissions with one key at once (another replica): the other
+        // one won, and its job is the answer.
         Err(e) => match &req.idempotency_key {
-            Some(k) => match job::Entity::find()
-                .filter(job::Column::IdempotencyKey.eq(k.clone()))
-                .one(&state.db)
-                .await?
-            {
-                Some(j) => return Ok((j, false)),
+            Some(k) => match idempotency::find(&state.db, &who.scope, k, now_ms()).await? {
+                Some(bound) => return bound_job(state, bound, &fingerprint).await,
                 None => return Err(e.into()),
             },
             None => return Err(e.into()),
@@ -244,8 +195,8 @@ pub async fn submit(
     };
     let ids: Vec<String> = targets.into_iter().map(|a| a.id).collect();
     commands::issue(state, &spec, &ids, Some(j.id.clone())).await?;
-    tracing::info!(job = %j.id, action = %j.action, targets = j.target_count, by = requested_by, "job submitted");
-    Ok((j, true))
+    tracing::info!(job = %j.id, action = %j.action, targets = j.target_count, by = %who.name, "job submitted");
+    Ok((j, Submitted::Created))
 }
 
 /// A job with live counts and the hosts that have not answered.
@@ -341,7 +292,10 @@ pub async fn view(state: &AppState, j: &job::Model) -> Result<Value, sea_orm::Db
         "action": j.action,
         "params": serde_json::from_str::<Value>(&j.params).unwrap_or(Value::Null),
         "selector": serde_json::from_str::<Value>(&j.selector).unwrap_or(Value::Null),
-        "idempotency_key": j.idempotency_key,
+        "idempotency_key": match &j.idempotency_key {
+            Some(k) => Some(k.clone()),
+            None => idempotency::key_of(&state.db, &j.id).await?,
+        },
         "requested_by": j.requested_by,
         "source": j.source,
         "created_at": j.created_at,
@@ -430,56 +384,4 @@ pub async fn hosts(state: &AppState, job_id: &str) -> Result<Value, sea_orm::DbE
         "outcome_source": c.outcome_source,
         "replaced_inferred": crate::ledger::outcome_json(c)["replaced_inferred"],
     })).collect::<Vec<_>>() }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agent(id: &str, host: &str, labels: &str, facts: &str) -> agent::Model {
-        agent::Model {
-            id: id.into(),
-            hostname: host.into(),
-            status: "online".into(),
-            machine_id: "m".into(),
-            facts: facts.into(),
-            token_id: None,
-            approved_by: None,
-            revoked_at: None,
-            first_seen: 0,
-            last_seen: 0,
-            last_seq: 0,
-            heartbeat_secs: 30,
-            os: "Linux (Debian GNU/Linux 12)".into(),
-            kernel: String::new(),
-            agent_version: String::new(),
-            metrics: "{}".into(),
-            modules: "[]".into(),
-            operations: "[]".into(),
-            labels: labels.into(),
-            rootd_error: None,
-        }
-    }
-
-    #[test]
-    fn parse_and_match() {
-        let web = agent("U1", "web-1", r#"{"env":"prod"}"#, r#"{"os":"Debian"}"#);
-        let db = agent("U2", "db-1", r#"{"env":"prod"}"#, r#"{"os":"Debian"}"#);
-        let s = Selector::parse("label:env=prod,host:web-*").unwrap();
-        assert!(s.matches(&web) && !s.matches(&db));
-        let s = Selector::parse("os:debian").unwrap();
-        assert!(s.matches(&web) && s.matches(&db));
-        let s = Selector::parse("id:U2").unwrap();
-        assert!(!s.matches(&web) && s.matches(&db));
-        assert!(Selector::parse("all").unwrap().matches(&web));
-        assert_eq!(Selector::parse(""), Err(SelectorError::Empty));
-        assert!(matches!(
-            Selector::parse("color:red"),
-            Err(SelectorError::Term(_))
-        ));
-        assert!(matches!(
-            Selector::parse("host:[x"),
-            Err(SelectorError::Glob(_))
-        ));
-    }
 }

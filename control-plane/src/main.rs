@@ -761,6 +761,9 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             });
             let job = api.post("/jobs", &body).await?;
             let id = job["id"].as_str().unwrap_or("").to_string();
+            if job["replayed"] == true {
+                eprintln!("idempotency key already used for this request: job {id}, made earlier, nothing new was started");
+            }
             eprintln!(
                 "job {id}: {} on {} hosts",
                 job["action"].as_str().unwrap_or(""),
@@ -1006,6 +1009,16 @@ async fn apps_command(api: &client::ApiClient, action: AppsCmd) -> anyhow::Resul
                 serde_json::json!({"selector": sel, "inputs": inputs, "idempotency_key": key});
             let job = api.post(&format!("/apps/{id}/install"), &body).await?;
             let jid = job["id"].as_str().unwrap_or("").to_string();
+            if job["replayed"] == true {
+                eprintln!("idempotency key already used for this request: job {jid}, made earlier, nothing new was started");
+            }
+            for i in job["ignored_inputs"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "input {} ignored: {}",
+                    i["field"].as_str().unwrap_or("?"),
+                    i["reason"].as_str().unwrap_or("")
+                );
+            }
             eprintln!("job {jid}: install {id} on {} hosts", job["target_count"]);
             if wait == 0 {
                 println!("{jid}");

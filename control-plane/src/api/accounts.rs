@@ -161,7 +161,7 @@ pub async fn revoke_api_token(
 fn session_user(who: &Principal) -> Result<&str, ApiError> {
     match &who.via {
         Via::Session { user_id, .. } => Ok(user_id),
-        Via::Token => Err(ApiError::new(
+        Via::Token { .. } => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "this is about a web UI account: log in to the web UI",
         )),

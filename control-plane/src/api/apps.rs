@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::ApiError;
 use crate::auth::Principal;
 use crate::db::entities::command;
+use crate::idempotency::Requester;
 use crate::jobs::{self, NewJob, Selector};
 use crate::output;
 use crate::state::AppState;
@@ -54,6 +55,9 @@ fn view(m: &Manifest) -> Value {
     })
 }
 
+/// Every manifest problem is the caller's to see: 404 for an unknown app,
+/// 400 for an id that cannot be one, 422 naming the file and the reason for
+/// a manifest that does not load. Never a 500.
 fn manifest_error(e: ManifestError) -> ApiError {
     match e {
         ManifestError::NotFound(_) => {
@@ -62,7 +66,16 @@ fn manifest_error(e: ManifestError) -> ApiError {
         ManifestError::BadId(_) | ManifestError::Escapes(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
         }
-        other => ApiError::internal(other),
+        ManifestError::Invalid { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the app's manifest cannot be used: {e}; fix the manifest file"),
+        ),
+        ManifestError::Io { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the app's manifest cannot be read: {e}; check the manifest directory of the control plane"
+            ),
+        ),
     }
 }
 
@@ -107,34 +120,33 @@ async fn install(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let JsonBody(req) = body;
     let (m, _) = manifest::load(&state.cfg.manifests_dir, &id).map_err(manifest_error)?;
-    if let Err(errs) = m.check_inputs(&req.inputs) {
-        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        return Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(
-                json!({ "error": format!("invalid inputs: {}", text.join("; ")), "fields": errs }),
-            ),
-        ));
-    }
+    let resolved = match m.resolve_inputs(&req.inputs) {
+        Ok(r) => r,
+        Err(errs) => {
+            let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(
+                    json!({ "error": format!("invalid inputs: {}", text.join("; ")), "fields": errs }),
+                ),
+            ));
+        }
+    };
+    // Only the values of shown inputs travel and are recorded.
     let job = NewJob {
         selector: req.selector,
         action: "app.install".into(),
-        params: json!({ "app": m.id, "inputs": req.inputs }),
+        params: json!({ "app": m.id, "inputs": resolved.kept }),
         timeout_secs: req.timeout_secs,
         ttl_secs: None,
         idempotency_key: req.idempotency_key,
     };
-    let (j, created) = jobs::submit(&state, job, &who.name, Source::User).await?;
-    let mut v = jobs::view(&state, &j).await.map_err(ApiError::internal)?;
-    v["job_id"] = json!(j.id);
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(v),
-    ))
+    let r = jobs::submit(&state, job, &Requester::of(&who), Source::User).await;
+    let (code, Json(mut v)) = super::jobs::answer(&state, r).await?;
+    if code.is_success() {
+        v["ignored_inputs"] = json!(resolved.ignored);
+    }
+    Ok((code, Json(v)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,8 @@ use axum::{
     http::StatusCode,
     Extension, Json,
 };
+use bus_schema::catalogue::app::InstallParams;
+use bus_schema::manifest::{self, IgnoredInput};
 use bus_schema::Source;
 use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use serde_json::{json, Value};
@@ -14,7 +16,8 @@ use serde_json::{json, Value};
 use super::ApiError;
 use crate::auth::Principal;
 use crate::db::entities::job;
-use crate::jobs::{self, JobError, NewJob, Selector};
+use crate::idempotency::Requester;
+use crate::jobs::{self, JobError, NewJob, Selector, Submitted};
 use crate::state::AppState;
 
 impl From<JobError> for ApiError {
@@ -22,6 +25,7 @@ impl From<JobError> for ApiError {
         match e {
             JobError::Create(c) => c.into(),
             JobError::Db(d) => ApiError::internal(d),
+            e @ JobError::KeyReused { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
         }
     }
@@ -33,13 +37,57 @@ pub async fn submit(
     body: JsonBody<NewJob>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let JsonBody(req) = body;
-    let (j, created) = jobs::submit(&state, req, &who.name, Source::User).await?;
-    let view = jobs::view(&state, &j).await.map_err(ApiError::internal)?;
+    let ignored = ignored_inputs(&state, &req);
+    let r = jobs::submit(&state, req, &Requester::of(&who), Source::User).await;
+    let (code, Json(mut v)) = answer(&state, r).await?;
+    if let (true, Some(ignored)) = (code.is_success(), ignored) {
+        v["ignored_inputs"] = json!(ignored);
+    }
+    Ok((code, Json(v)))
+}
+
+/// For `app.install`, the given inputs its manifest hides (they are dropped
+/// from the job, as in `POST /apps/{id}/install`); `None` for other actions
+/// or a request that will be refused anyway.
+fn ignored_inputs(state: &AppState, req: &NewJob) -> Option<Vec<IgnoredInput>> {
+    if req.action != "app.install" {
+        return None;
+    }
+    let p: InstallParams = serde_json::from_value(req.params.clone()).ok()?;
+    let (m, _) = manifest::load(&state.cfg.manifests_dir, &p.app).ok()?;
+    m.resolve_inputs(&p.inputs).ok().map(|r| r.ignored)
+}
+
+/// The answer to a job submission: 201 and the job when it was created,
+/// 200 and the job with `"replayed": true` when an idempotency key named it,
+/// 409 naming the first job (`job_id`) when the key was used for another
+/// request, and the error otherwise.
+pub async fn answer(
+    state: &AppState,
+    r: Result<(job::Model, Submitted), JobError>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (j, how) = match r {
+        Ok(x) => x,
+        Err(JobError::KeyReused { key, job_id }) => {
+            let error = JobError::KeyReused {
+                key: key.clone(),
+                job_id: job_id.clone(),
+            }
+            .to_string();
+            return Ok((
+                StatusCode::CONFLICT,
+                Json(json!({ "error": error, "idempotency_key": key, "job_id": job_id })),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut view = jobs::view(state, &j).await.map_err(ApiError::internal)?;
+    view["job_id"] = json!(j.id);
+    view["replayed"] = json!(how == Submitted::Replayed);
     Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
+        match how {
+            Submitted::Created => StatusCode::CREATED,
+            Submitted::Replayed => StatusCode::OK,
         },
         Json(view),
     ))

@@ -165,7 +165,7 @@ pub fn agent_json(a: &agent::Model) -> Value {
         "hostname": a.hostname,
         "status": a.status,
         "machine_id": a.machine_id,
-        "facts": serde_json::from_str::<Value>(&a.facts).unwrap_or(Value::Null),
+        "facts": crate::selector::facts_of(a),
         "approved_by": a.approved_by,
         "revoked_at": a.revoked_at,
         "first_seen": a.first_seen,

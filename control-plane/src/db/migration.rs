@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003JobStatusIndex),
             Box::new(M0004RootdError),
             Box::new(super::m0005_input_drops::M0005InputDrops),
+            Box::new(M0008IdempotencyKeys),
             Box::new(super::m0009_outcome_source::M0009OutcomeSource),
         ]
     }
@@ -556,5 +557,66 @@ impl MigrationTrait for M0004RootdError {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Idempotency keys scoped by requester, with an expiry, and the
+/// fingerprint of the request each one created (see `crate::idempotency`).
+/// `jobs.idempotency_key` stays for jobs made before; new jobs leave it null.
+struct M0008IdempotencyKeys;
+
+impl MigrationName for M0008IdempotencyKeys {
+    fn name(&self) -> &str {
+        "m0008_idempotency_keys"
+    }
+}
+
+#[derive(DeriveIden)]
+enum IdempotencyKeys {
+    Table,
+    Scope,
+    Key,
+    JobId,
+    Fingerprint,
+    CreatedAt,
+    ExpiresAt,
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for M0008IdempotencyKeys {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(IdempotencyKeys::Table)
+                .if_not_exists()
+                .col(string(IdempotencyKeys::Scope))
+                .col(string(IdempotencyKeys::Key))
+                .col(string(IdempotencyKeys::JobId))
+                .col(string(IdempotencyKeys::Fingerprint))
+                .col(big_integer(IdempotencyKeys::CreatedAt))
+                .col(big_integer(IdempotencyKeys::ExpiresAt))
+                .primary_key(
+                    Index::create()
+                        .col(IdempotencyKeys::Scope)
+                        .col(IdempotencyKeys::Key),
+                )
+                .to_owned(),
+        )
+        .await?;
+        for (name, col) in [
+            ("idx_idempotency_keys_job", IdempotencyKeys::JobId),
+            ("idx_idempotency_keys_expires", IdempotencyKeys::ExpiresAt),
+        ] {
+            m.create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(name)
+                    .table(IdempotencyKeys::Table)
+                    .col(col)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
     }
 }

@@ -540,19 +540,28 @@ function valueOf(e) {
   return e.value;
 }
 
+// As the server decides: a condition holds only when the input it names is
+// itself shown (a hidden input's value shows nothing), compared as text.
+// Repeated so that chains settle whatever the declaration order.
 function applyVisibility(form, inputs) {
-  for (const inp of inputs) {
-    const cond = inp.visible_if || {};
-    let show = true;
-    for (const [other, want] of Object.entries(cond)) {
-      const v = valueOf($("#in-" + other, form));
-      const wants = Array.isArray(want) ? want : [want];
-      if (!wants.some((w) => String(w) === String(v))) show = false;
+  for (let pass = 0; pass <= inputs.length; pass++) {
+    let changed = false;
+    for (const inp of inputs) {
+      const cond = inp.visible_if || {};
+      let show = true;
+      for (const [other, want] of Object.entries(cond)) {
+        const ctl = $("#in-" + other, form);
+        const v = ctl && !ctl.disabled ? valueOf(ctl) : undefined;
+        const wants = Array.isArray(want) ? want : [want];
+        if (v === undefined || !wants.some((w) => String(w) === String(v))) show = false;
+      }
+      const wrap = $('[data-input="' + inp.name + '"]', form);
+      if (wrap.hidden !== !show) changed = true;
+      wrap.hidden = !show;
+      const f = $("#in-" + inp.name, form);
+      if (f) f.disabled = !show;
     }
-    const wrap = $('[data-input="' + inp.name + '"]', form);
-    wrap.hidden = !show;
-    const f = $("#in-" + inp.name, form);
-    if (f) f.disabled = !show;
+    if (!changed) break;
   }
 }
 

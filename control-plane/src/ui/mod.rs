@@ -879,7 +879,7 @@ async fn agent_page(
         load = f("load1"),
         c1 = chart("Last hour", &hour, now - 3_600_000, now),
         c2 = chart("Last day", &day, now - 86_400_000, now),
-        facts = facts_table(&parse_json(&a.facts)),
+        facts = facts_table(&Value::Object(crate::selector::facts_of(&a))),
         hist = commands_table(&cmds, false),
     );
     page(&who, "fleet", &a.hostname, &body).into_response()
@@ -1414,7 +1414,7 @@ async fn account(State(state): State<AppState>, Extension(who): Extension<Princi
             .await
             .ok()
             .flatten(),
-        auth::Via::Token => None,
+        auth::Via::Token { .. } => None,
     };
     let Some(u) = u else {
         return page(&who, "account", "Account", "<div class=\"empty\">You are using an API token; accounts are for people logged in to the web UI.</div>").into_response();

@@ -64,7 +64,8 @@ async fn install(p: InstallParams, ctx: &Ctx<'_>) -> Outcome {
         Ok(x) => x,
         Err(e) => return invalid(e.to_string()),
     };
-    let checked = match m.check_inputs(&p.inputs) {
+    // Values of hidden inputs are dropped here too, whoever signed them.
+    let resolved = match m.resolve_inputs(&p.inputs) {
         Ok(c) => c,
         Err(errs) => {
             let why: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
@@ -78,11 +79,12 @@ async fn install(p: InstallParams, ctx: &Ctx<'_>) -> Outcome {
         Ok(s) => s,
         Err(e) => return invalid(e.to_string()),
     };
-    let mut env = m.env(&checked);
+    let checked = &resolved.checked;
+    let mut env = m.env(checked);
     env.push(("DROVER_APP_ID".into(), m.id.clone()));
     env.push(("DROVER_APP_VERSION".into(), m.version.clone()));
     env.push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
-    let secrets = m.secrets(&checked);
+    let secrets = m.secrets(checked);
     let outcome = run_script(&m, &script, &env, &secrets, ctx, "install").await;
     if outcome.status == CommandStatus::Succeeded {
         // What is installed, with the inputs minus secrets, for uninstall
@@ -91,7 +93,7 @@ async fn install(p: InstallParams, ctx: &Ctx<'_>) -> Outcome {
             "id": m.id,
             "version": m.version,
             "installed_at": bus_schema::now_ms(),
-            "inputs": m.mask(&p.inputs),
+            "inputs": m.mask(&resolved.kept),
         });
         let dir = state_dir(ctx.cfg);
         let _ = std::fs::create_dir_all(&dir)

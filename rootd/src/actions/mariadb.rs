@@ -8,11 +8,13 @@
 //!
 //! Names were checked by the catalogue (`^[A-Za-z0-9_]{1,64}$`, no system
 //! database or account) and are still quoted with backticks. The password
-//! reaches the server only as a bound parameter of a prepared
-//! `SELECT PASSWORD(?)`, in a session with the general query log turned off;
-//! the user is then created with the resulting hash. It is never logged, put
-//! in an output line, summary or result data, and every server error text is
-//! scrubbed of it (and of any password hash) before it is reported.
+//! reaches the server only as a bound parameter, in a session with the
+//! general query log (and, when it is on, the binary log) turned off; the
+//! server builds `CREATE USER ... IDENTIFIED BY '<password>'` from it, so its
+//! own password policy judges the password and its refusal (ERROR 1819) is
+//! passed on. The password is never logged, put in an output line, summary
+//! or result data, and every server error text is scrubbed of it (and of any
+//! password hash) before it is reported.
 //!
 //! `user_create` never touches an existing user: it fails with "user exists;
 //! drop it first", so a mistyped name cannot reset a live password.
@@ -345,28 +347,22 @@ async fn user_create(c: &mut Conn, ctx: &Ctx<'_>, p: &UserCreateParams) -> Step<
             )));
         }
     }
-    // The password goes to the server as a bound parameter only; what comes
-    // back is the hash the account is created with.
-    let hash: Option<String> = c
-        .exec_first("SELECT PASSWORD(?)", (p.password.as_str(),))
-        .await
-        .map_err(|e| sql_failed("cannot hash the password", e, &secrets))?;
-    let hash = hash
-        .filter(|h| h.len() == 41 && HASH.is_match(h))
-        .ok_or_else(|| {
-            Outcome::failed(
-                "the server did not return a mysql_native_password hash for the password",
-            )
-        })?;
     let to = account(&p.user, HOST);
-    say(
-        ctx,
-        format!("CREATE USER {to} IDENTIFIED BY PASSWORD '{MASK}'"),
-    )
-    .await;
-    c.query_drop(format!("CREATE USER {to} IDENTIFIED BY PASSWORD '{hash}'"))
+    unlogged_in_binlog(c, ctx).await?;
+    say(ctx, format!("CREATE USER {to} IDENTIFIED BY '{MASK}'")).await;
+    create_account(c, &to, &p.password)
         .await
-        .map_err(|e| sql_failed(&format!("cannot create user {who}"), e, &secrets))?;
+        .map_err(|e| match &e {
+            mysql_async::Error::Server(s) if s.code == 1819 => Outcome::failed(scrub(
+                &format!(
+                    "MariaDB's password policy refused the password for {who}: {}; \
+                     choose one the policy accepts (see the server's password validation settings)",
+                    s.message
+                ),
+                &secrets,
+            )),
+            _ => sql_failed(&format!("cannot create user {who}"), e, &secrets),
+        })?;
     for g in grants(p) {
         say(ctx, g.clone()).await;
         if let Err(e) = c.query_drop(&g).await {
@@ -400,6 +396,61 @@ async fn user_create(c: &mut Conn, ctx: &Ctx<'_>, p: &UserCreateParams) -> Step<
             "grants": shown,
         }),
     ))
+}
+
+/// `CREATE USER <to> IDENTIFIED BY '<password>'`, so the server's own
+/// password policy (`simple_password_check`, `cracklib_password_check`,
+/// `strict_password_validation`) judges the password. The password travels
+/// only as a bound parameter; the server quotes it and builds the statement
+/// itself (in a session whose general and slow logs are off), so it is
+/// never in an SQL text rootd sends, logs or reports. The user variables are cleared after.
+async fn create_account(c: &mut Conn, to: &str, password: &str) -> Result<(), mysql_async::Error> {
+    // QUOTE() escapes with backslashes: they must mean escapes here.
+    c.query_drop("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+        .await?;
+    // The slow log (long_query_time = 0 logs everything) would keep the
+    // executed statement; this session stays out of it.
+    c.query_drop("SET SESSION slow_query_log = 0").await?;
+    c.exec_drop(
+        "SET @drover_create_user = CONCAT('CREATE USER ', ?, ' IDENTIFIED BY ', QUOTE(?))",
+        (to, password),
+    )
+    .await?;
+    let r = async {
+        c.query_drop("PREPARE drover_create_user FROM @drover_create_user")
+            .await?;
+        let r = c.query_drop("EXECUTE drover_create_user").await;
+        let _ = c.query_drop("DEALLOCATE PREPARE drover_create_user").await;
+        r
+    }
+    .await;
+    let _ = c.query_drop("SET @drover_create_user = NULL").await;
+    r
+}
+
+/// With binary logging on, the server would write the CREATE USER statement
+/// to the binary log with the password in clear: this session's changes
+/// stay out of it (and so out of replicas, which get the account from their
+/// own `user_create`). Says so in the output.
+async fn unlogged_in_binlog(c: &mut Conn, ctx: &Ctx<'_>) -> Step<()> {
+    let on: Option<i64> = c
+        .query_first("SELECT @@log_bin")
+        .await
+        .map_err(|e| sql_failed("cannot read whether binary logging is on", e, &[]))?;
+    if on.unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    c.query_drop("SET SESSION sql_log_bin = 0")
+        .await
+        .map_err(|e| sql_failed("cannot keep the password out of the binary log", e, &[]))?;
+    say(
+        ctx,
+        "binary logging is on: this account is created with sql_log_bin = 0, so the password \
+         never reaches the binary log; run user_create on each replica as well"
+            .into(),
+    )
+    .await;
+    Ok(())
 }
 
 fn template_name(t: Template) -> &'static str {
