@@ -5,7 +5,7 @@
 //!
 //! Owns only the walk over MessagePack markers and JSON brackets; it does
 //! not say whether the bytes are otherwise valid (serde does that next), and
-//! it does not define the limits: they come from [`crate::codec::Limits`].
+//! it does not define the limits: they come from the codec's `Limits`.
 
 /// Why bytes were refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
