@@ -45,15 +45,34 @@ pub fn dropped_requests() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
+/// Requests answered only with "unreadable" since this process started:
+/// bytes that are no signed claim, or a claim whose signature or reply key
+/// does not hold. Core NATS requests are not in a stream, so there is
+/// nothing to terminate; they are counted here and logged at most once per
+/// [`DROP_LOG_EVERY_MS`].
+static UNREADABLE: AtomicU64 = AtomicU64::new(0);
+/// When an unreadable request was last logged (ms since the epoch).
+static LAST_UNREADABLE_LOG: AtomicI64 = AtomicI64::new(0);
+
+/// Enrolment requests this process could not read (shown by
+/// `GET /api/v1/security` as `enrolment.unreadable_requests`).
+pub fn unreadable_requests() -> u64 {
+    UNREADABLE.load(Ordering::Relaxed)
+}
+
+/// True when a log line is due for a counter last logged at `last`.
+fn log_due(last: &AtomicI64) -> bool {
+    let now = now_ms();
+    let at = last.load(Ordering::Relaxed);
+    now - at >= DROP_LOG_EVERY_MS
+        && last
+            .compare_exchange(at, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
 fn drop_request(reply_to: Option<&str>) {
     let total = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
-    let now = now_ms();
-    let last = LAST_DROP_LOG.load(Ordering::Relaxed);
-    if now - last >= DROP_LOG_EVERY_MS
-        && LAST_DROP_LOG
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    if log_due(&LAST_DROP_LOG) {
         // The subject is the requester's choice: bounded and escaped.
         let shown: Option<String> = reply_to.map(|s| s.chars().take(80).collect());
         debug!(
@@ -127,7 +146,10 @@ pub async fn answer(state: &AppState, payload: &[u8]) -> EnrollAnswer {
     let claim = match read_claim(payload) {
         Ok(c) => c,
         Err(why) => {
-            warn!(reason = %why, "enrolment refused");
+            let total = UNREADABLE.fetch_add(1, Ordering::Relaxed) + 1;
+            if log_due(&LAST_UNREADABLE_LOG) {
+                warn!(reason = %why, unreadable_total = total, "enrolment request unreadable");
+            }
             return EnrollAnswer::Unreadable { message: why };
         }
     };

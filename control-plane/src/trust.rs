@@ -203,7 +203,10 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
     Ok(json!({
         "signing_key": { "fingerprint": key.fingerprint(), "public_key": key.to_base64() },
         "broker": state.auth.describe(),
-        "enrolment": { "dropped_requests": crate::enroll::dropped_requests() },
+        "enrolment": {
+            "dropped_requests": crate::enroll::dropped_requests(),
+            "unreadable_requests": crate::enroll::unreadable_requests(),
+        },
         "refused": refused.iter().map(|(source, reason, n)| json!({"source": source, "reason": reason, "count": n})).collect::<Vec<_>>(),
         // Undecodable bus messages, terminated on the broker, per subject and sender.
         "malformed_messages": drop_json(crate::poison::MALFORMED),

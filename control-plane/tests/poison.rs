@@ -166,6 +166,13 @@ async fn nested_messages_on_every_subject_are_terminated_counted_and_survived() 
         )
         .await;
     }
+    // None of them was readable, and each was counted.
+    let (_, v) = stack.get("/security").await;
+    assert_eq!(
+        v["enrolment"]["unreadable_requests"].as_u64(),
+        Some(3),
+        "unreadable enrolment requests are counted: {v}"
+    );
     // A JSON body of the API, 1,000 deep.
     let deep_body = format!(
         "{{\"action\":\"sys.ping\",\"params\":{{\"x\":{}1{}}}}}",
