@@ -1,4 +1,4 @@
-//! The Drover control plane as a library: `main.rs` is only the CLI.
+//! The Drover control plane as a library: `bin/drover/` is only the CLI.
 //!
 //! - [`serve`]: start-up and the long-running loops;
 //! - [`bus`]: streams and consumers on the broker;

@@ -1,0 +1,93 @@
+//! `drover agents`: the fleet table (or its raw JSON) and approve / reject /
+//! revoke one agent, all through the API.
+//!
+//! Owns the `agents` arguments and their output; registration tokens and the
+//! security overview are in `trust.rs`, and the decisions themselves are the
+//! control plane's (`trust.rs` in the library), not this file's.
+
+use clap::Subcommand;
+use control_plane::client;
+
+use crate::print::{fmt_bytes, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCmd {
+    /// Let a pending agent in: it receives its credentials at its next try.
+    Approve { id: String },
+    /// Refuse a pending agent.
+    Reject { id: String },
+    /// Cut an agent off: the broker closes its connection at once and refuses
+    /// it from now on; its queued commands are cancelled.
+    Revoke { id: String },
+}
+
+/// `drover agents [--json] [approve|reject|revoke <id>]`.
+pub async fn agents(
+    api: &client::ApiClient,
+    json: bool,
+    action: Option<AgentsCmd>,
+) -> anyhow::Result<()> {
+    match action {
+        Some(action) => decide(api, action).await,
+        None => list(api, json).await,
+    }
+}
+
+async fn decide(api: &client::ApiClient, action: AgentsCmd) -> anyhow::Result<()> {
+    let (verb, id) = match &action {
+        AgentsCmd::Approve { id } => ("approve", id),
+        AgentsCmd::Reject { id } => ("reject", id),
+        AgentsCmd::Revoke { id } => ("revoke", id),
+    };
+    let v = api
+        .post(&format!("/agents/{id}/{verb}"), &serde_json::json!({}))
+        .await?;
+    println!(
+        "agent {} is now {}",
+        id,
+        v["status"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+async fn list(api: &client::ApiClient, json: bool) -> anyhow::Result<()> {
+    let v = api.get("/agents").await?;
+    if json {
+        return print_json(&v);
+    }
+    let agents = v["agents"].as_array().cloned().unwrap_or_default();
+    if agents.is_empty() {
+        println!(
+            "No agents yet. Start one with `drover dev`, or see the README on enrolling a host."
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<58} {:<20} {:<8} {:>6} {:>12} {:>12}  LAST SEEN",
+        "ID", "HOSTNAME", "STATUS", "CPU%", "MEM", "DISK"
+    );
+    let now = bus_schema::now_ms();
+    for a in agents {
+        let m = &a["metrics"];
+        let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<58} {:<20} {:<8} {:>6.1} {:>12} {:>12}  {}s ago",
+            a["id"].as_str().unwrap_or(""),
+            a["hostname"].as_str().unwrap_or(""),
+            a["status"].as_str().unwrap_or(""),
+            f("cpu_percent"),
+            format!(
+                "{}/{}",
+                fmt_bytes(f("mem_used_bytes")),
+                fmt_bytes(f("mem_total_bytes"))
+            ),
+            format!(
+                "{}/{}",
+                fmt_bytes(f("disk_used_bytes")),
+                fmt_bytes(f("disk_total_bytes"))
+            ),
+            (now - a["last_seen"].as_i64().unwrap_or(now)) / 1000,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! `drover`: the control plane and the operator's CLI — a thin binary over
+//! the `control_plane` library.
+//!
+//! This file owns the clap arguments (global flags and the subcommands) and
+//! the dispatch: each subcommand family runs in its own file (`agents`,
+//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `server`), printing
+//! helpers are in `print`. Nothing here talks to the broker or the database
+//! itself.
+
+mod accounts;
+mod agents;
+mod apps;
+mod automation;
+mod jobs;
+mod print;
+mod server;
+mod trust;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use control_plane::{client, config::Config, serve};
+
+use accounts::{AuditCmd, UsersCmd};
+use agents::AgentsCmd;
+use apps::AppsCmd;
+use automation::{ApiTokensCmd, AutomationCmd};
+use trust::TokensCmd;
+
+/// Drover: fleet management over NATS JetStream.
+///
+/// Start everything on one machine with `drover dev`; in production run
+/// `drover init` once, then `drover serve`. The other commands talk to a
+/// running control plane through its API.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML). Defaults to ./drover.toml if present;
+    /// every key can also be set as DROVER_<KEY> (e.g. DROVER_NATS_URL).
+    #[arg(long, short, global = true, env = "DROVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Control-plane URL for the client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_API",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    api: String,
+    /// API token for the client commands (default: <data_dir>/admin.token).
+    #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the command-signing key, the bootstrap admin API token and the
+    /// first web UI admin `admin` (once). The admin's password is generated
+    /// and printed once, unless given with --admin-password-file.
+    Init {
+        /// A file holding the first admin's password (12+ characters).
+        #[arg(long)]
+        admin_password_file: Option<PathBuf>,
+    },
+    /// Web UI accounts (run on the control-plane host; they use its database).
+    Users {
+        #[command(subcommand)]
+        action: UsersCmd,
+    },
+    /// API tokens for automation, each bound to a role.
+    ApiTokens {
+        #[command(subcommand)]
+        action: ApiTokensCmd,
+    },
+    /// The hash-chained audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+    /// Run the control plane: API, web UI, bus consumers.
+    Serve,
+    /// Run the whole stack on this machine: nats-server, control plane, one
+    /// rootd and one agent. Ctrl-C stops everything.
+    Dev {
+        /// Port of the dev nats-server.
+        #[arg(long, default_value_t = 4222)]
+        nats_port: u16,
+        /// Address of the API and web UI.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (database, keys, broker storage).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Heartbeat interval of the local agent.
+        #[arg(long, default_value_t = 5)]
+        heartbeat_secs: u32,
+    },
+    /// Read one message body on stdin and print it as JSON
+    /// (for `nats sub --translate 'drover decode'`).
+    Decode,
+    /// List agents (status, last seen, metrics), or approve, reject, revoke one.
+    Agents {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<AgentsCmd>,
+    },
+    /// Registration tokens for enrolling hosts.
+    Tokens {
+        #[command(subcommand)]
+        action: TokensCmd,
+    },
+    /// Signing key, broker trust, refused commands, binding conflicts,
+    /// revoked and pending agents.
+    Security {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one command to one agent, e.g. `drover send <agent> sys.ping`.
+    Send {
+        agent: String,
+        /// `module.action`; `drover actions` lists them.
+        action: String,
+        /// Parameters as key=value.
+        params: Vec<String>,
+        /// Seconds to wait for the result (0: return at once).
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+        /// Override the action's default timeout, in seconds.
+        #[arg(long)]
+        timeout: Option<u32>,
+    },
+    /// Run an action on every agent a selector matches, with live progress
+    /// and a per-host summary, e.g.
+    /// `drover run label:env=prod,host:web-* pkg.scan` or `drover run all sys.ping`.
+    ///
+    /// Selector terms (comma-separated, all must hold; ids are alternatives):
+    /// all, id:<agent>, label:<k>=<v>, host:<glob>, os:<name>, fact:<k>=<v>.
+    Run {
+        selector: String,
+        /// `module.action`; `drover actions` lists them.
+        action: String,
+        /// Parameters as key=value.
+        params: Vec<String>,
+        /// Seconds to follow the job (0: submit and return).
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+        /// Submitting again with the same key returns the same job.
+        #[arg(long)]
+        key: Option<String>,
+        /// Override the action's default timeout, in seconds.
+        #[arg(long)]
+        timeout: Option<u32>,
+        /// Seconds a command may wait for an offline host.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// List recent jobs, or show one with per-host results.
+    Jobs { id: Option<String> },
+    /// Show one command and its result.
+    Command {
+        id: String,
+        /// Seconds to wait for a final state.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Keys automation signs `drover.jobs.submit` messages with, bound to a role.
+    Automation {
+        #[command(subcommand)]
+        action: AutomationCmd,
+    },
+    /// Cancel a command that still waits in its agent's queue.
+    Cancel { id: String },
+    /// List the actions agents can run, or show one with its params schema.
+    Actions { name: Option<String> },
+    /// The output of a command (live from the broker); `--follow` keeps
+    /// printing until the command ends.
+    Logs {
+        command: String,
+        /// Keep printing new lines until the command reaches a final state.
+        #[arg(long, short)]
+        follow: bool,
+        /// Give up following after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        max_wait: u64,
+    },
+    /// The app catalogue (from the manifests): list, show a form, install.
+    Apps {
+        #[command(subcommand)]
+        action: Option<AppsCmd>,
+    },
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Decode => return server::decode(),
+        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => init_tracing(),
+        _ => {}
+    }
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.cmd {
+        Cmd::Init {
+            admin_password_file,
+        } => server::init(&cfg, admin_password_file).await,
+        Cmd::Users { action } => accounts::users(&cfg, action).await,
+        Cmd::Audit {
+            action: AuditCmd::Verify,
+        } => accounts::audit_verify(&cfg).await,
+        Cmd::Serve => serve::serve(cfg, serve::signal()).await,
+        Cmd::Dev {
+            nats_port,
+            listen,
+            data_dir,
+            heartbeat_secs,
+        } => {
+            let opts = server::Dev {
+                nats_port,
+                listen,
+                data_dir,
+                heartbeat_secs,
+            };
+            server::run_dev(cfg, opts).await
+        }
+        Cmd::Decode => unreachable!(),
+        Cmd::Automation {
+            action: AutomationCmd::Keygen,
+        } => automation::keygen(),
+        other => {
+            let api = api_client(&cli.api, cli.token, &cfg)?;
+            client_command(&api, other).await
+        }
+    }
+}
+
+/// The API client of the client commands: `--token` / `DROVER_TOKEN`, else
+/// the admin token file in the data directory.
+fn api_client(url: &str, token: Option<String>, cfg: &Config) -> anyhow::Result<client::ApiClient> {
+    let token = match token {
+        Some(t) => t,
+        None => std::fs::read_to_string(cfg.admin_token_path())
+            .map(|s| s.trim().to_string())
+            .with_context(|| {
+                format!(
+                    "no API token: pass --token, set DROVER_TOKEN, or run where {} exists",
+                    cfg.admin_token_path().display()
+                )
+            })?,
+    };
+    Ok(client::ApiClient::new(url, token))
+}
+
+/// Runs a subcommand that goes through the API.
+async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Agents { json, action } => agents::agents(api, json, action).await,
+        Cmd::Tokens { action } => trust::tokens(api, action).await,
+        Cmd::ApiTokens { action } => automation::api_tokens(api, action).await,
+        Cmd::Security { json } => trust::security(api, json).await,
+        Cmd::Send {
+            agent,
+            action,
+            params,
+            wait,
+            timeout,
+        } => jobs::send(api, &agent, &action, &params, wait, timeout).await,
+        Cmd::Command { id, wait } => jobs::command(api, &id, wait).await,
+        Cmd::Run {
+            selector,
+            action,
+            params,
+            wait,
+            key,
+            timeout,
+            ttl,
+        } => {
+            let run = jobs::Run {
+                selector,
+                action,
+                params,
+                wait,
+                key,
+                timeout,
+                ttl,
+            };
+            jobs::run(api, run).await
+        }
+        Cmd::Jobs { id } => jobs::jobs(api, id).await,
+        Cmd::Automation { action } => automation::automation(api, action).await,
+        Cmd::Cancel { id } => jobs::cancel(api, &id).await,
+        Cmd::Actions { name } => jobs::actions(api, name).await,
+        Cmd::Logs {
+            command,
+            follow,
+            max_wait,
+        } => jobs::follow_logs(api, &command, follow, max_wait).await,
+        Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
+        _ => unreachable!("server commands are handled in main"),
+    }
+}
