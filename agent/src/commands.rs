@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::journal::Claim;
 use crate::redelivery::{seen_again, take_in_hand, InHand};
+use crate::result_fit;
 use crate::rootd_client::{self, Outcome};
 use crate::run::Agent;
 use crate::sys;
@@ -367,11 +368,12 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                     }
                 }
             };
-            tokio::time::timeout(timeout, fut)
+            let outcome = tokio::time::timeout(timeout, fut)
                 .await
                 .unwrap_or_else(|_| {
                     Outcome::failed(format!("timed out after {}s", cmd.timeout_secs))
-                })
+                });
+            result_fit::fit_and_publish(agent, &cmd.id, outcome).await
         }
         RunsIn::Rootd => {
             publish_state(agent, cmd, delivered, CommandStatus::Running).await;
@@ -403,7 +405,7 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                     let _ = a.await;
                 }
             });
-            let on_line = move |stream, line: String| {
+            let mut on_line = move |stream, line: String| {
                 seq += 1;
                 let _ = lines_tx.send(OutputLine {
                     command_id: command_id.clone(),
@@ -418,7 +420,7 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             let guard = timeout + Duration::from_secs(30);
             let outcome = match tokio::time::timeout(
                 guard,
-                rootd_client::run(&agent.cfg.rootd_socket, signed, on_line),
+                rootd_client::run(&agent.cfg.rootd_socket, signed, &mut on_line),
             )
             .await
             {
@@ -426,6 +428,10 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                 Ok(Err(e)) => Outcome::failed(format!("{e:#}")),
                 Err(_) => Outcome::failed("rootd did not answer in time"),
             };
+            // rootd keeps to the budget; an older one may not. Its chunks
+            // follow its own lines, so they are the last ones.
+            let outcome = result_fit::fit(outcome, &mut on_line);
+            drop(on_line);
             // `on_line` (and with it the sender) is gone; the publisher ends
             // once its lines are confirmed. Bounded: a broker outage must not
             // hold the result, which has its own retries.
@@ -442,7 +448,7 @@ pub(crate) fn result_of(agent: &Agent, cmd: &Command, attempt: u32, o: Outcome) 
         status: o.status,
         exit_code: o.exit_code,
         summary: truncate(o.summary, 4000),
-        data: o.data,
+        data: result_fit::guard(o.data),
         attempt,
         at: now_ms(),
     }

@@ -18,6 +18,7 @@ mod identity;
 mod journal;
 mod metrics;
 mod redelivery;
+mod result_fit;
 mod rootd_client;
 mod run;
 mod simulate;

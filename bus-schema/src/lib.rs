@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod envelope;
 pub mod jobs;
 pub mod manifest;
+pub mod result_budget;
 pub mod rootd_proto;
 pub mod shape;
 pub mod signing;

@@ -422,6 +422,12 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
                             )
                             .await;
                         }
+                        // Too large to read, but the subject names the
+                        // command: it ends, it does not hang.
+                        if crate::result_guard::oversized(m.payload.len()) {
+                            crate::result_guard::end_oversized(&state, &m.subject, m.payload.len())
+                                .await;
+                        }
                         poison::terminate(&m).await;
                     }
                 }

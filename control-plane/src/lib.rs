@@ -37,6 +37,7 @@ pub mod nats_auth;
 pub mod output;
 pub mod poison;
 pub mod queues;
+pub mod result_guard;
 pub mod selector;
 pub mod serve;
 pub mod state;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bus_schema::catalogue::{self, RunsIn};
+use bus_schema::result_budget;
 use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
 use bus_schema::{now_ms, Command, Refusal, VerifyingKey};
 use futures::{SinkExt, StreamExt};
@@ -216,12 +217,29 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
             .await;
     }
     info!(command = %cmd.id, status = outcome.status.as_str(), summary = %outcome.summary, "finished");
+    // The final frame stays within the result budget, far under the frame
+    // limit: a larger result goes out as output lines first, and the final
+    // frame carries the marker saying so.
+    let fitted = result_budget::fit(outcome.data);
+    if !fitted.chunks.is_empty() {
+        info!(command = %cmd.id, chunks = fitted.chunks.len(), "result over its budget; moved to the output");
+    }
+    for line in fitted.chunks {
+        let stream = bus_schema::OutputStream::Stdout;
+        if sink
+            .send(encode_frame(&RootFrame::Output { stream, line }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
     let _ = sink
         .send(encode_frame(&RootFrame::Done {
             status: outcome.status,
             exit_code: outcome.exit_code,
-            summary: outcome.summary,
-            data: outcome.data,
+            summary: result_budget::cut_summary(outcome.summary),
+            data: fitted.data,
         }))
         .await;
 }
