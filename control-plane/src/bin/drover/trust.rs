@@ -115,6 +115,10 @@ pub async fn security(api: &client::ApiClient, json: bool) -> anyhow::Result<()>
         "Enrolment requests    {} dropped since start (reply subject not an enrolment inbox)",
         v["enrolment"]["dropped_requests"].as_u64().unwrap_or(0)
     );
+    println!(
+        "                      {} unreadable since start (not a signed claim)",
+        v["enrolment"]["unreadable_requests"].as_u64().unwrap_or(0)
+    );
     println!("\nRefused commands and results:");
     let refused = v["refused"].as_array().cloned().unwrap_or_default();
     if refused.is_empty() {
