@@ -111,6 +111,19 @@ async fn a_cloned_state_directory_is_held_until_an_operator_keeps_one_machine() 
         "{v}"
     );
 
+    // The host page and the Security page say so, and what to do.
+    stack.add_user("vera", "viewer", "a long enough password 1");
+    let web = stack.login("vera", "a long enough password 1").await;
+    for path in [format!("/agents/{id}"), "/security".to_string()] {
+        let (code, html) = web.get_html(&path).await;
+        assert_eq!(code, 200, "{path}");
+        assert!(html.contains("Identity conflict"), "{path}: {html}");
+        assert!(
+            html.contains(&clone_machine) && html.contains("conflict/resolve"),
+            "{path}"
+        );
+    }
+
     // The clone's heartbeats are not applied: the host page keeps the
     // original's name over several of its heartbeats.
     let mut seen = v["last_seen"].as_i64().unwrap();
