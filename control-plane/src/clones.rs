@@ -490,3 +490,80 @@ pub async fn resolve(
     let m = am.update(&state.db).await?;
     Ok(Conflict::from_row(&m).expect("a row just written decodes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(agent: &str, instance: &str, machine: &str) -> Heartbeat {
+        Heartbeat {
+            agent_id: agent.into(),
+            hostname: "h".into(),
+            seq: 1,
+            sent_at: 0,
+            interval_secs: 1,
+            agent_version: String::new(),
+            os: String::new(),
+            kernel: String::new(),
+            metrics: Default::default(),
+            modules: vec![],
+            operations: vec![],
+            rootd_error: None,
+            instance_id: instance.into(),
+            machine_id: machine.into(),
+            boot_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_restart_is_not_a_conflict_but_alternation_is() {
+        let now = 1_000_000;
+        // Restart: the old process never speaks again.
+        for (i, inst) in ["a1", "a2", "a2", "a2"].iter().enumerate() {
+            let v = judge(&hb("RESTART", inst, "m"), "m", false, now + i as i64);
+            assert!(matches!(v, Verdict::Apply));
+        }
+        // Clones sharing a machine-id: a, b, then a again while b is live.
+        assert!(matches!(
+            judge(&hb("CLONE", "a", "m"), "m", false, now),
+            Verdict::Apply
+        ));
+        assert!(matches!(
+            judge(&hb("CLONE", "b", "m"), "m", false, now + 1),
+            Verdict::Apply
+        ));
+        match judge(&hb("CLONE", "a", "m"), "m", false, now + 2) {
+            Verdict::Conflict(sides) => {
+                assert_eq!(sides.0.instance_id, "a", "the first seen is bound");
+                assert_eq!(sides.1.instance_id, "b");
+            }
+            Verdict::Apply => panic!("alternation not detected"),
+        }
+        // The old process speaking long after the new one went quiet is a
+        // restart back, not a conflict.
+        assert!(matches!(
+            judge(&hb("LATE", "a", "m"), "m", false, now),
+            Verdict::Apply
+        ));
+        assert!(matches!(
+            judge(&hb("LATE", "b", "m"), "m", false, now + 1),
+            Verdict::Apply
+        ));
+        let later = now + 1 + LIVE_AT_LEAST_MS + 1;
+        assert!(matches!(
+            judge(&hb("LATE", "a", "m"), "m", false, later),
+            Verdict::Apply
+        ));
+        // Another machine-id than the enrolled one: at once.
+        assert!(matches!(
+            judge(&hb("MOVED", "x", "other"), "m", false, now),
+            Verdict::Conflict(_)
+        ));
+        // Older agents without the fields are never judged by the caller;
+        // an empty machine-id is never a mismatch.
+        assert!(matches!(
+            judge(&hb("OLD", "y", ""), "m", false, now),
+            Verdict::Apply
+        ));
+    }
+}
