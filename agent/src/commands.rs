@@ -103,6 +103,10 @@ pub async fn run_loop(agent: Arc<Agent>) {
                 // kept alive with progress acks while it waits for a slot.
                 // The consumer's max_ack_pending bounds how many are held.
                 Ok(msg) => {
+                    if let Err(refused) = agent.instance.allowed(msg.headers.as_ref()) {
+                        stand_down(&agent, msg, &refused).await;
+                        return;
+                    }
                     let agent = agent.clone();
                     let slots = slots.clone();
                     tokio::spawn(async move {
@@ -116,6 +120,23 @@ pub async fn run_loop(agent: Arc<Agent>) {
             }
         }
     }
+}
+
+/// An operator kept another machine (or process) for this agent id: the
+/// command goes back to the queue for it, and this process takes no more
+/// commands. It keeps running (heartbeats are ignored by the control plane)
+/// so the operator can see it and re-enrol this machine.
+async fn stand_down(agent: &Agent, msg: jetstream::Message, refused: &str) {
+    let _ = msg
+        .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+        .await;
+    tracing::error!(
+        agent_id = %agent.id,
+        refused = %refused,
+        "an operator kept another machine for this agent identity and refused this one ({refused}); it takes no more commands. \
+         This state directory was copied from another host: stop this agent, remove its state directory \
+         and enrol the machine again with a new registration token"
+    );
 }
 
 async fn handle(

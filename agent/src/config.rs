@@ -37,6 +37,9 @@ pub struct AgentConfig {
     /// Seconds between heartbeats while an operation runs.
     #[serde(default = "default_busy_interval")]
     pub busy_heartbeat_secs: u32,
+    /// The host name heartbeats report (default: the kernel's host name).
+    #[serde(default)]
+    pub hostname: Option<String>,
     /// Commands run at the same time.
     #[serde(default = "default_concurrency")]
     pub max_concurrent: usize,

@@ -52,7 +52,12 @@ async fn ask_rootd(agent: &Agent) -> Result<Vec<String>, String> {
 
 pub async fn run_loop(agent: Arc<Agent>) {
     let mut collector = Collector::new();
-    let hostname = metrics::hostname();
+    let hostname = agent
+        .cfg
+        .hostname
+        .clone()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(metrics::hostname);
     let os = metrics::os();
     let kernel = metrics::kernel();
     let subject = subjects::heartbeat(&agent.id);
@@ -82,6 +87,9 @@ pub async fn run_loop(agent: Arc<Agent>) {
             modules: modules(rootd_modules.as_deref().unwrap_or_default()),
             operations,
             rootd_error: rootd_modules.as_ref().err().cloned(),
+            instance_id: agent.instance.instance_id.clone(),
+            machine_id: agent.instance.machine_id.clone(),
+            boot_id: agent.instance.boot_id.clone(),
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced
         // by the next one, so no ack is awaited.

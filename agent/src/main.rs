@@ -15,6 +15,7 @@ mod config;
 mod enroll;
 mod heartbeat;
 mod identity;
+mod instance;
 mod journal;
 mod metrics;
 mod redelivery;

@@ -29,6 +29,8 @@ pub struct Agent {
     /// id, with the switch that stops each.
     pub running:
         std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// This process's instance id, machine-id and boot id.
+    pub instance: crate::instance::Instance,
 }
 
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
@@ -36,6 +38,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let id = identity.agent_id();
     let enrolment = crate::enroll::ensure(&cfg, &identity).await?;
     let key = enrolment.control_plane_key;
+    let instance = crate::instance::Instance::detect(&cfg);
     let journal = Journal::open(&cfg.state_dir, bus_schema::now_ms())
         .with_context(|| format!("opening the journal in {}", cfg.state_dir.display()))?;
     info!(agent_id = %id, control_plane_key = %key.fingerprint(), nats = %cfg.nats_url, "agent starting");
@@ -85,6 +88,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         ops: Mutex::new(Vec::new()),
         ops_changed: Notify::new(),
         running: Default::default(),
+        instance,
     });
 
     // Commands that were running when the agent stopped: reported now, from

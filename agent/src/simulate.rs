@@ -300,6 +300,9 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             modules: vec!["sys".into()],
             operations: vec![],
             rootd_error: None,
+            instance_id: String::new(),
+            machine_id: String::new(),
+            boot_id: String::new(),
         };
         if a.client
             .publish(subject.clone(), bus_schema::encode(&hb).into())

@@ -12,6 +12,13 @@ use crate::shape::{self, ShapeError};
 
 /// Header that switches a message to JSON.
 pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
+/// Command message header naming a machine-id whose agent must leave the
+/// command alone (an operator kept another machine for this agent id). Not
+/// signed: it can only make an agent skip a command, never run one.
+pub const NOT_MACHINE_HEADER: &str = "Drover-Not-Machine";
+/// Like [`NOT_MACHINE_HEADER`], naming an agent process (instance id), for
+/// clones that share a machine-id.
+pub const NOT_INSTANCE_HEADER: &str = "Drover-Not-Instance";
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// Largest heartbeat, result or command body we accept (the broker's own
@@ -251,6 +258,9 @@ mod tests {
                 started_at: 1,
             }],
             rootd_error: None,
+            instance_id: String::new(),
+            machine_id: String::new(),
+            boot_id: String::new(),
         }
     }
 

@@ -185,6 +185,19 @@ pub struct Heartbeat {
     /// its modules are then unknown, not absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootd_error: Option<String>,
+    /// Random per agent process (32 hex digits), new at every start: two
+    /// processes sending under one agent id at once are two machines using
+    /// one identity (a cloned state directory). Empty from older agents.
+    #[serde(default)]
+    pub instance_id: String,
+    /// The host's machine-id as the agent reads it (the one bound at
+    /// enrolment on the original host). Empty from older agents.
+    #[serde(default)]
+    pub machine_id: String,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`); empty when
+    /// unreadable or from older agents.
+    #[serde(default)]
+    pub boot_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +290,18 @@ impl Heartbeat {
                 field: "metrics.cpu_percent",
                 why: format!("{} is out of range", self.metrics.cpu_percent),
             });
+        }
+        for (field, v) in [
+            ("instance_id", &self.instance_id),
+            ("machine_id", &self.machine_id),
+            ("boot_id", &self.boot_id),
+        ] {
+            if v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(EnvelopeError::Field {
+                    field,
+                    why: "must be at most 64 letters, digits or '-'".into(),
+                });
+            }
         }
         if self.interval_secs == 0 || self.interval_secs > 3600 {
             return Err(EnvelopeError::Field {

@@ -155,7 +155,7 @@ pub fn required(method: &Method, path: &str) -> Access {
         let admin_writes = path == "/api/v1/tokens"
             || path.starts_with("/api/v1/tokens/")
             || (path.starts_with("/api/v1/agents/")
-                && ["/approve", "/reject", "/revoke"]
+                && ["/approve", "/reject", "/revoke", "/conflict/resolve"]
                     .iter()
                     .any(|s| path.ends_with(s)));
         if admin_writes {
@@ -864,6 +864,11 @@ pub fn describe(
         ("POST", "/api/v1/agents/{id}/approve") => ("agent.approve".into(), id, json!({})),
         ("POST", "/api/v1/agents/{id}/reject") => ("agent.reject".into(), id, json!({})),
         ("POST", "/api/v1/agents/{id}/revoke") => ("agent.revoke".into(), id, json!({})),
+        ("POST", "/api/v1/agents/{id}/conflict/resolve") => (
+            "agent.conflict_resolve".into(),
+            id,
+            json!({"keep": req["keep"], "kept": resp["kept"]}),
+        ),
         ("POST", "/api/v1/automation-keys") => (
             "automation_key.add".into(),
             req["name"].as_str().unwrap_or_default().to_string(),
@@ -952,6 +957,11 @@ mod tests {
             ("POST", "/api/v1/agents/{id}/approve", Access::Least(Admin)),
             ("POST", "/api/v1/agents/{id}/reject", Access::Least(Admin)),
             ("POST", "/api/v1/agents/{id}/revoke", Access::Least(Admin)),
+            (
+                "POST",
+                "/api/v1/agents/{id}/conflict/resolve",
+                Access::Least(Admin),
+            ),
             ("GET", "/api/v1/security", Access::Least(Viewer)),
             ("GET", "/api/v1/automation-keys", Access::Least(Admin)),
             ("POST", "/api/v1/automation-keys", Access::Least(Admin)),

@@ -39,6 +39,9 @@ pub enum CreateError {
     BadTimeout,
     #[error("the queue of agent {0} is full ({1} commands waiting); wait for it to drain or cancel some")]
     QueueFull(String, i64),
+    /// Two machines use the agent's identity; the message says what to do.
+    #[error("{0}")]
+    IdentityConflict(String),
     #[error("the broker did not accept the command: {0}")]
     Broker(String),
     #[error("database: {0}")]
@@ -173,6 +176,14 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         }
         Some(a) => check_module(&a, &spec.action)?,
     }
+    // Refused before anything is written: the request changes nothing.
+    if let Some(c) = crate::clones::latest(&state.db, Some(std::slice::from_ref(&req.agent_id)))
+        .await?
+        .remove(&req.agent_id)
+        .filter(|c| c.is_open())
+    {
+        return Err(CreateError::IdentityConflict(c.refusal()));
+    }
     let mut issued = issue(
         state,
         &spec,
@@ -272,6 +283,9 @@ pub async fn issue(
             inferred_at: None,
         })
         .collect();
+    // Identity conflicts: open ones refuse (the command ends rejected with
+    // what to do), decided ones route to the kept machine.
+    let conflicts = crate::clones::latest(&state.db, Some(agents)).await?;
     let t0 = std::time::Instant::now();
     {
         let _turn = state.writer.lock().await;
@@ -290,7 +304,11 @@ pub async fn issue(
         let mut pending: Vec<Result<PublishAckFuture, CreateError>> =
             Vec::with_capacity(window.len());
         for cmd in window {
-            pending.push(send(state, cmd, spec.ttl_secs).await);
+            let sent = match conflicts.get(&cmd.agent_id) {
+                Some(c) if c.is_open() => Err(CreateError::IdentityConflict(c.refusal())),
+                c => send(state, cmd, spec.ttl_secs, c.and_then(|c| c.headers())).await,
+            };
+            pending.push(sent);
         }
         for (cmd, p) in window.iter().zip(pending) {
             let r = match p {
@@ -376,12 +394,18 @@ async fn send(
     state: &AppState,
     cmd: &Command,
     ttl_secs: u64,
+    route: Option<(&'static str, String)>,
 ) -> Result<PublishAckFuture, CreateError> {
     ensure_consumer(state, &cmd.agent_id)
         .await
         .map_err(|e| CreateError::Broker(format!("{e:#}")))?;
     let signed = state.signer.sign(cmd);
-    let publish = async_nats::jetstream::message::PublishMessage::build()
+    let mut publish = async_nats::jetstream::message::PublishMessage::build();
+    // After an identity conflict was decided: which machine must leave it.
+    if let Some((name, value)) = route {
+        publish = publish.header(name, value.as_str());
+    }
+    let publish = publish
         .payload(bus_schema::encode(&signed).into())
         // Broker-side dedupe if we ever send it twice.
         .message_id(&cmd.id)

@@ -199,26 +199,29 @@ pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
             }
         };
         while let Some(batch) = next_batch(&mut stream, BATCH).await {
-            let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+            let mut parsed: Vec<Heartbeat> = Vec::with_capacity(batch.len());
             let mut drops = Drops::default();
             let mut bad: Vec<&jetstream::Message> = Vec::new();
             for m in &batch {
                 match parse_heartbeat(m) {
-                    Ok(hb) => {
-                        let newer = latest
-                            .get(&hb.agent_id)
-                            .map(|old| hb.sent_at >= old.sent_at)
-                            .unwrap_or(true);
-                        if newer {
-                            latest.insert(hb.agent_id.clone(), hb);
-                        }
-                    }
+                    Ok(hb) => parsed.push(hb),
                     Err(why) => {
                         warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat");
                         let sender = poison::sender_of(&m.subject);
                         drops.add(poison::MALFORMED, subjects::HB_ALL, sender, &why);
                         bad.push(m);
                     }
+                }
+            }
+            // Two machines on one identity: only the served one is applied.
+            let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+            for hb in crate::clones::screen(&state, parsed).await {
+                let newer = latest
+                    .get(&hb.agent_id)
+                    .map(|old| hb.sent_at >= old.sent_at)
+                    .unwrap_or(true);
+                if newer {
+                    latest.insert(hb.agent_id.clone(), hb);
                 }
             }
             match apply_heartbeats(&state, latest.into_values().collect()).await {

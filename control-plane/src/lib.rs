@@ -23,6 +23,7 @@ pub mod auth;
 pub mod automation;
 pub mod bus;
 pub mod client;
+pub mod clones;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -190,7 +190,10 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
             })
             .collect::<Vec<_>>()
     };
-    let conflicts = binding_conflict::Entity::find().all(&state.db).await?;
+    let conflicts = binding_conflict::Entity::find()
+        .filter(binding_conflict::Column::Kind.ne(crate::clones::KIND))
+        .all(&state.db)
+        .await?;
     let revoked = agent::Entity::find()
         .filter(agent::Column::Status.eq("revoked"))
         .all(&state.db)
@@ -216,6 +219,8 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
             "at": c.at, "kind": c.kind, "public_key": c.public_key, "machine_id": c.machine_id,
             "hostname": c.hostname, "existing_agent_id": c.existing_agent_id,
         })).collect::<Vec<_>>(),
+        // Two machines on one agent id (cloned state), open ones first.
+        "identity_conflicts": crate::clones::all_json(&state.db).await?,
         "revoked_agents": revoked.iter().map(|a| json!({"id": a.id, "hostname": a.hostname, "revoked_at": a.revoked_at})).collect::<Vec<_>>(),
         "pending_agents": pending.iter().map(|a| json!({"id": a.id, "hostname": a.hostname, "machine_id": a.machine_id, "first_seen": a.first_seen})).collect::<Vec<_>>(),
     }))

@@ -207,6 +207,9 @@ async fn one_size(n: usize, runs: usize) -> Row {
             modules: vec!["sys".into()],
             operations: vec![],
             rootd_error: None,
+            instance_id: String::new(),
+            machine_id: String::new(),
+            boot_id: String::new(),
         };
         acks.push(
             js.publish(

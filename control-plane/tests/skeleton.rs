@@ -155,6 +155,9 @@ fn heartbeat(agent: &str) -> Heartbeat {
         modules: vec!["sys".into()],
         operations: vec![],
         rootd_error: None,
+        instance_id: String::new(),
+        machine_id: String::new(),
+        boot_id: String::new(),
     }
 }
 

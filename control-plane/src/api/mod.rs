@@ -75,9 +75,9 @@ impl From<CreateError> for ApiError {
             | CreateError::InvalidParams { .. }
             | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
-            CreateError::AgentNotActive(..) | CreateError::ModuleUnavailable { .. } => {
-                StatusCode::CONFLICT
-            }
+            CreateError::AgentNotActive(..)
+            | CreateError::ModuleUnavailable { .. }
+            | CreateError::IdentityConflict(_) => StatusCode::CONFLICT,
             CreateError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             CreateError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -101,6 +101,10 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{id}/approve", post(trust::approve))
         .route("/agents/{id}/reject", post(trust::reject))
         .route("/agents/{id}/revoke", post(trust::revoke))
+        .route(
+            "/agents/{id}/conflict/resolve",
+            post(trust::resolve_conflict),
+        )
         .route("/security", get(trust::security))
         .route(
             "/automation-keys",
@@ -228,7 +232,11 @@ async fn get_agent(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
-    Ok(Json(agent_json(&a)))
+    let mut v = agent_json(&a);
+    v["identity_conflict"] = crate::clones::view(&state.db, &id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(v))
 }
 
 async fn agent_commands(

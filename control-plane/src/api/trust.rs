@@ -150,6 +150,36 @@ pub async fn revoke(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ResolveConflict {
+    /// The machine-id or instance id of the machine to keep.
+    keep: String,
+}
+
+/// An operator decides an identity conflict (two machines on one agent id):
+/// the kept machine is served, the other is ignored and takes no commands.
+pub async fn resolve_conflict(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ResolveConflict>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::clones::ResolveError;
+    match crate::clones::resolve(&state, &id, &body.keep, &who.name).await {
+        Ok(c) => Ok(Json(c.json())),
+        Err(e) => {
+            let status = match &e {
+                ResolveError::NoConflict(_) => StatusCode::NOT_FOUND,
+                ResolveError::AlreadyDecided { .. } => StatusCode::CONFLICT,
+                ResolveError::BadKeep(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ResolveError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError::new(status, e.to_string()))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddKey {
     name: String,
     role: String,

@@ -182,12 +182,20 @@ pub mod binding_conflict {
         #[sea_orm(primary_key)]
         pub id: i64,
         pub at: i64,
-        /// machine_id_taken | key_on_other_machine
+        /// machine_id_taken | key_on_other_machine | duplicate_identity
         pub kind: String,
         pub public_key: String,
         pub machine_id: String,
         pub hostname: String,
         pub existing_agent_id: String,
+        /// duplicate_identity: JSON `{"bound": Seen, "other": Seen}` (see
+        /// `crate::clones`).
+        pub detail: Option<String>,
+        /// When an operator decided (duplicate_identity), ms since the epoch.
+        pub resolved_at: Option<i64>,
+        pub resolved_by: Option<String>,
+        /// `bound` or `other`: which side of `detail` the operator kept.
+        pub kept: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -27,6 +27,8 @@ use crate::auth::{self, Principal, Role};
 use crate::db::entities::{agent, api_token, command, job, metric_sample, user};
 use crate::state::AppState;
 
+mod identity;
+
 const CSS: &str = include_str!("app.css");
 const JS: &str = include_str!("app.js");
 
@@ -882,6 +884,11 @@ async fn agent_page(
         facts = facts_table(&Value::Object(crate::selector::facts_of(&a))),
         hist = commands_table(&cmds, false),
     );
+    // Two machines on this identity: say so above everything else.
+    let conflict = crate::clones::view(&state.db, &a.id)
+        .await
+        .unwrap_or(Value::Null);
+    let body = format!("{}{body}", identity::banner(&[conflict]));
     page(&who, "fleet", &a.hostname, &body).into_response()
 }
 
@@ -1319,6 +1326,8 @@ async fn security(State(state): State<AppState>, Extension(who): Extension<Princ
         rev = list("revoked_agents"),
         pend = list("pending_agents"),
     );
+    let banner = identity::banner(v["identity_conflicts"].as_array().map_or(&[], |a| a));
+    let body = format!("{banner}{body}");
     page(&who, "security", "Security", &body).into_response()
 }
 
