@@ -39,6 +39,7 @@ pub mod poison;
 pub mod queues;
 pub mod selector;
 pub mod serve;
+pub mod skew;
 pub mod state;
 pub mod tokens;
 pub mod trust;
