@@ -196,7 +196,18 @@ async fn handle(
             .claim(&cmd.id, cmd.expires_at, now, stream_seq, delivered);
     let stop = match claim {
         Ok(Claim::Fresh) => match take_in_hand(agent, &cmd.id) {
-            Some(stop) => stop,
+            Some(stop) => {
+                // Recorded as seen, so a redelivery gets the same answer.
+                if let Err(r) = bus_schema::clock::check_skew(&cmd, now) {
+                    let _in_hand = InHand {
+                        agent,
+                        id: cmd.id.clone(),
+                    };
+                    refuse_for_skew(agent, &cmd, delivered, &r, &msg).await;
+                    return;
+                }
+                stop
+            }
             // A redelivery got here first and took it; it runs it.
             None => return,
         },
@@ -219,6 +230,11 @@ async fn handle(
             }
         }
         Ok(Claim::Expired) => {
+            // A skewed clock makes a fresh command look expired: say so.
+            if let Err(r) = bus_schema::clock::check_skew(&cmd, now) {
+                refuse_for_skew(agent, &cmd, delivered, &r, &msg).await;
+                return;
+            }
             let r = Refusal::Expired {
                 expires_at: cmd.expires_at,
                 now,
@@ -557,6 +573,22 @@ async fn publish_result(agent: &Agent, result: &CommandResult) -> anyhow::Result
 }
 
 /// Tells the control plane (security overview) that a command was refused.
+/// Ends a command refused because this host's clock is off beyond the
+/// tolerance: `failed`, with the skew and what to do in the summary. Not
+/// reported as a refusal: a wrong clock is an operations fault, not an
+/// attack, and must not count as one on the Security page.
+async fn refuse_for_skew(
+    agent: &Agent,
+    cmd: &Command,
+    delivered: u32,
+    r: &Refusal,
+    msg: &async_nats::jetstream::Message,
+) {
+    warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
+    let res = result_of(agent, cmd, delivered, Outcome::failed(r.to_string()));
+    finish(agent, cmd, res, msg).await;
+}
+
 pub(crate) async fn report_refusal(agent: &Agent, r: &Refusal) {
     let report = bus_schema::enroll::RefusalReport {
         agent_id: agent.id.clone(),

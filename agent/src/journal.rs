@@ -101,7 +101,8 @@ impl Journal {
     }
 
     /// Decide, in one step, whether this delivery may run: a known id is
-    /// never run again, an expired one is not started, and a fresh one is
+    /// never run again, an expired one (past its expiry by more than the
+    /// clock-skew tolerance) is not started, and a fresh one is
     /// written down (fsynced) before it is allowed to run. One step because
     /// two deliveries of the same command can be handled concurrently; a
     /// separate look-then-record would let both run.
@@ -120,7 +121,7 @@ impl Journal {
         if let Some(e) = self.entries.get(id) {
             return Ok(Claim::Seen(e.clone()));
         }
-        if expires_at <= now_ms {
+        if bus_schema::clock::expired(expires_at, now_ms) {
             return Ok(Claim::Expired);
         }
         self.record_seen(id, expires_at, stream_seq, delivered)?;
@@ -396,12 +397,13 @@ mod tests {
             j.claim("x", 100, 1, Some(7), 1).unwrap(),
             Claim::Seen(_)
         ));
+        let late = 100 + bus_schema::clock::CLOCK_SKEW_TOLERANCE_MS;
         assert!(matches!(
-            j.claim("y", 100, 100, Some(7), 1).unwrap(),
+            j.claim("y", 100, late, Some(7), 1).unwrap(),
             Claim::Expired
         ));
         assert!(
-            matches!(j.claim("y", 100, 100, Some(7), 1).unwrap(), Claim::Expired),
+            matches!(j.claim("y", 100, late, Some(7), 1).unwrap(), Claim::Expired),
             "expired ids are not recorded"
         );
     }

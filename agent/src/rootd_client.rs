@@ -78,9 +78,13 @@ pub async fn run(
                 })
             }
             RootFrame::Refused { reason, label } => {
-                return Ok(Outcome::rejected(format!(
-                    "rootd refused ({label}): {reason}"
-                )))
+                let summary = format!("rootd refused ({label}): {reason}");
+                // A skewed clock is a fault to fix, not a refused request.
+                return Ok(if label == bus_schema::RefusalReason::ClockSkew.as_str() {
+                    Outcome::failed(summary)
+                } else {
+                    Outcome::rejected(summary)
+                });
             }
             RootFrame::Capabilities { .. } => {
                 anyhow::bail!("rootd answered a run request with its capabilities")

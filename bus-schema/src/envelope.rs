@@ -37,6 +37,12 @@ pub struct Command {
     pub source: Source,
     #[serde(default)]
     pub job_id: Option<String>,
+    /// The target host's clock skew (milliseconds, positive: ahead) as the
+    /// control plane measured it from its heartbeats when it issued the
+    /// command; `None` when not measured yet. Signed with the rest, so the
+    /// agent and rootd can tell a skewed clock from an expired command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// A command as it travels: the signed bytes and the control plane's

@@ -7,6 +7,7 @@
 //! ([`catalogue`]). Nothing outside this crate spells a subject string.
 
 pub mod catalogue;
+pub mod clock;
 pub mod codec;
 pub mod enroll;
 pub mod envelope;
@@ -23,9 +24,7 @@ pub use envelope::*;
 pub use signing::{CommandSigner, Refusal, RefusalReason, SigningError, VerifyingKey};
 
 /// Milliseconds since the Unix epoch: the one clock format on the wire.
+/// Includes the test-only offset ([`clock::TEST_CLOCK_OFFSET_ENV`]).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    clock::now_ms()
 }

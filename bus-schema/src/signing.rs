@@ -37,6 +37,16 @@ pub enum Refusal {
     UnknownAction(String),
     #[error("invalid params: {0}")]
     InvalidParams(String),
+    /// The host's clock disagrees with the control plane's by more than
+    /// [`crate::clock::CLOCK_SKEW_TOLERANCE_MS`]; `skew_ms` is positive when
+    /// the host is ahead. Not a security refusal: nothing was attacked.
+    #[error(
+        "clock skew: this host's clock is {} the control plane's, beyond the tolerance of {} s; {}",
+        crate::clock::describe_skew(*skew_ms),
+        crate::clock::CLOCK_SKEW_TOLERANCE_MS / 1000,
+        crate::clock::CLOCK_SKEW_ADVICE
+    )]
+    ClockSkew { skew_ms: i64 },
 }
 
 impl Refusal {
@@ -50,6 +60,7 @@ impl Refusal {
             Refusal::Replayed(_) => RefusalReason::Replayed,
             Refusal::UnknownAction(_) => RefusalReason::UnknownAction,
             Refusal::InvalidParams(_) => RefusalReason::InvalidParams,
+            Refusal::ClockSkew { .. } => RefusalReason::ClockSkew,
         }
     }
 
@@ -79,6 +90,9 @@ pub enum RefusalReason {
     Forbidden,
     /// A job submission whose idempotency key already named another request.
     IdempotencyConflict,
+    /// The host's clock is off beyond the tolerance. Not a security
+    /// refusal ([`RefusalReason::is_security`]).
+    ClockSkew,
     #[serde(other)]
     Other,
 }
@@ -87,7 +101,7 @@ pub enum RefusalReason {
 pub const MAX_REFUSAL_DETAIL_CHARS: usize = 512;
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 11] = [
+    pub const ALL: [RefusalReason; 12] = [
         Self::BadSignature,
         Self::Malformed,
         Self::WrongAgent,
@@ -98,8 +112,15 @@ impl RefusalReason {
         Self::UnknownKey,
         Self::Forbidden,
         Self::IdempotencyConflict,
+        Self::ClockSkew,
         Self::Other,
     ];
+
+    /// Whether a refusal for this reason may be an attack, and so counts on
+    /// the Security page. A skewed clock is an operations fault.
+    pub fn is_security(self) -> bool {
+        !matches!(self, Self::ClockSkew)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -113,6 +134,7 @@ impl RefusalReason {
             Self::UnknownKey => "unknown_key",
             Self::Forbidden => "forbidden",
             Self::IdempotencyConflict => "idempotency_conflict",
+            Self::ClockSkew => "clock_skew",
             Self::Other => "other",
         }
     }
@@ -170,7 +192,8 @@ impl VerifyingKey {
     }
 
     /// Everything the agent and rootd check except replay (which needs their
-    /// own memory): signature, addressee, expiry.
+    /// own memory): signature, addressee, clock skew, expiry (with the skew
+    /// tolerance, [`crate::clock`]).
     pub fn verify_for(
         &self,
         signed: &SignedCommand,
@@ -184,7 +207,8 @@ impl VerifyingKey {
                 me: me.to_string(),
             });
         }
-        if cmd.expires_at <= now_ms {
+        crate::clock::check_skew(&cmd, now_ms)?;
+        if crate::clock::expired(cmd.expires_at, now_ms) {
             return Err(Refusal::Expired {
                 expires_at: cmd.expires_at,
                 now: now_ms,
@@ -309,6 +333,7 @@ mod tests {
             requested_by: "admin".into(),
             source: Source::User,
             job_id: None,
+            clock_skew_ms: None,
         }
     }
 
@@ -322,7 +347,8 @@ mod tests {
             Err(Refusal::WrongAgent { .. })
         ));
         assert!(matches!(
-            s.public().verify_for(&signed, "A", 100),
+            s.public()
+                .verify_for(&signed, "A", 100 + crate::clock::CLOCK_SKEW_TOLERANCE_MS),
             Err(Refusal::Expired { .. })
         ));
         let other = CommandSigner::generate();

@@ -241,6 +241,9 @@ pub async fn issue(
     job_id: Option<String>,
 ) -> Result<Vec<(command::Model, Option<CreateError>)>, CreateError> {
     let now = now_ms();
+    // Each host's measured clock skew travels signed in its command, so the
+    // agent and rootd can tell a wrong clock from an expired command.
+    let clocks = crate::skew::load(&state.db, agents).await?;
     let cmds: Vec<Command> = agents
         .iter()
         .map(|a| Command {
@@ -254,6 +257,7 @@ pub async fn issue(
             requested_by: spec.requested_by.clone(),
             source: spec.source,
             job_id: job_id.clone(),
+            clock_skew_ms: clocks.get(a).map(|c| c.skew_ms),
         })
         .collect();
     let models: Vec<command::Model> = cmds

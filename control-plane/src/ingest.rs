@@ -304,12 +304,21 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
                 .map(|e| e.chars().take(500).collect())),
         })
         .collect();
+    // Samples are stored on the control plane's clock: a host's clock may
+    // be off (its skew is measured here, from `sent_at`).
+    let clocks: Vec<(String, i64)> = hbs
+        .iter()
+        .map(|h| {
+            let skew = crate::skew::observe(&h.agent_id, h.sent_at, now);
+            (h.agent_id.clone(), skew)
+        })
+        .collect();
     let samples: Vec<metric_sample::ActiveModel> = hbs
         .iter()
-        .filter(|h| sample_due(&h.agent_id, h.sent_at))
+        .filter(|h| sample_due(&h.agent_id, now))
         .map(|h| metric_sample::ActiveModel {
             agent_id: Set(h.agent_id.clone()),
-            at: Set(h.sent_at),
+            at: Set(now),
             cpu_percent: Set(h.metrics.cpu_percent as f64),
             mem_used: Set(h.metrics.mem_used_bytes as i64),
             mem_total: Set(h.metrics.mem_total_bytes as i64),
@@ -353,6 +362,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             .exec(&txn)
             .await?;
     }
+    crate::skew::store(&txn, crate::skew::rows(&clocks, now)).await?;
     txn.commit().await?;
 
     for h in &hbs {

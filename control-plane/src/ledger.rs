@@ -167,7 +167,9 @@ pub fn apply_reported(c: &mut command::Model, r: &CommandResult, now: i64) -> bo
         c.exit_code = r.exit_code;
         c.summary = r.summary.clone();
         c.result = Some(serde_json::to_string(&r.data).unwrap_or_default());
-        c.finished_at = Some(r.at);
+        // The control plane's clock, not the host's (`r.at`): a host's
+        // clock may be off (see "Clock skew" in docs/architecture.md).
+        c.finished_at = Some(now);
         c.outcome_source = Some(Source::Reported.as_str().into());
     }
     true

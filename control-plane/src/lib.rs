@@ -41,6 +41,7 @@ pub mod queues;
 pub mod result_guard;
 pub mod selector;
 pub mod serve;
+pub mod skew;
 pub mod state;
 pub mod tokens;
 pub mod trust;

@@ -210,7 +210,8 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
             "dropped_requests": crate::enroll::dropped_requests(),
             "unreadable_requests": crate::enroll::unreadable_requests(),
         },
-        "refused": refused.iter().map(|(source, reason, n)| json!({"source": source, "reason": reason, "count": n})).collect::<Vec<_>>(),
+        // Only refusals that may be attacks: a skewed clock is not one.
+        "refused": refused.iter().filter(|(_, reason, _)| bus_schema::RefusalReason::parse(reason).is_security()).map(|(source, reason, n)| json!({"source": source, "reason": reason, "count": n})).collect::<Vec<_>>(),
         // Undecodable bus messages, terminated on the broker, per subject and sender.
         "malformed_messages": drop_json(crate::poison::MALFORMED),
         // Refusals beyond a sender's rate: counted, not stored.

@@ -351,6 +351,7 @@ fn command(agent: &str, expires_in_ms: i64) -> Command {
         requested_by: "test".into(),
         source: Source::User,
         job_id: None,
+        clock_skew_ms: None,
     }
 }
 
@@ -425,7 +426,11 @@ async fn forged_commands_are_refused_by_the_agent_and_by_rootd() {
     .unwrap();
     Stack::wait_log(&host.agent, "reason=\"wrong_agent\"").await;
     // Genuine but expired; then one genuine command delivered twice.
-    let mut stale = command(&host.id, -1_000);
+    // Past its expiry by more than the clock-skew tolerance.
+    let mut stale = command(
+        &host.id,
+        -1_000 - bus_schema::clock::CLOCK_SKEW_TOLERANCE_MS,
+    );
     stale.action = "sys.ping".into();
     js.publish(
         bus_schema::subjects::command(&host.id),
@@ -503,7 +508,10 @@ async fn forged_commands_are_refused_by_the_agent_and_by_rootd() {
         refused_label(&ask_rootd(&host.socket, &misaddressed).await),
         "wrong_agent"
     );
-    let expired = real.sign(&command(&host.id, -1));
+    let expired = real.sign(&command(
+        &host.id,
+        -1 - bus_schema::clock::CLOCK_SKEW_TOLERANCE_MS,
+    ));
     assert_eq!(
         refused_label(&ask_rootd(&host.socket, &expired).await),
         "expired"

@@ -1,5 +1,6 @@
-//! Replay memory: ids of commands already accepted, kept until they expire so
-//! a replay is refused even after a restart. An append-only file, compacted
+//! Replay memory: ids of commands already accepted, kept until they expire
+//! (plus the clock-skew tolerance, as long as the expiry check would still
+//! admit them) so a replay is refused even after a restart. An append-only file, compacted
 //! on load.
 
 use std::collections::HashMap;
@@ -20,7 +21,9 @@ impl ReplayMemory {
             for line in text.lines() {
                 if let Some((id, exp)) = line.split_once(' ') {
                     if let Ok(exp) = exp.parse::<i64>() {
-                        if exp > now_ms {
+                        // Kept as long as the expiry check, with its
+                        // skew tolerance, could still admit the command.
+                        if !bus_schema::clock::expired(exp, now_ms) {
                             seen.insert(id.to_string(), exp);
                         }
                     }
@@ -66,9 +69,16 @@ mod tests {
             assert!(m.first_sight("b", 10).unwrap());
             assert!(!m.first_sight("a", 100).unwrap());
         }
+        let tolerance = bus_schema::clock::CLOCK_SKEW_TOLERANCE_MS;
+        // Past b's expiry but within the skew tolerance: still remembered.
         let mut m = ReplayMemory::open(&dir, 50).unwrap();
         assert!(!m.first_sight("a", 100).unwrap());
-        // b expired before the restart: forgotten (the signature check refuses it anyway).
+        assert!(!m.first_sight("b", 10).unwrap());
+        drop(m);
+        let mut m = ReplayMemory::open(&dir, 10 + tolerance).unwrap();
+        assert!(!m.first_sight("a", 100).unwrap());
+        // b expired, tolerance included, before the restart: forgotten (the
+        // expiry check refuses it anyway).
         assert!(m.first_sight("b", 10).unwrap());
         std::fs::remove_dir_all(dir).ok();
     }

@@ -218,9 +218,18 @@ async fn list_agents(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
         .all(&state.db)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(
-        json!({ "agents": agents.iter().map(agent_json).collect::<Vec<_>>() }),
-    ))
+    let clocks = crate::skew::load_all(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
+    let views: Vec<Value> = agents
+        .iter()
+        .map(|a| {
+            let mut v = agent_json(a);
+            crate::skew::decorate(&mut v, &clocks);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "agents": views })))
 }
 
 async fn get_agent(
@@ -232,7 +241,11 @@ async fn get_agent(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no agent {id}")))?;
+    let clocks = crate::skew::load(&state.db, std::slice::from_ref(&a.id))
+        .await
+        .map_err(ApiError::internal)?;
     let mut v = agent_json(&a);
+    crate::skew::decorate(&mut v, &clocks);
     v["identity_conflict"] = crate::clones::view(&state.db, &id)
         .await
         .map_err(ApiError::internal)?;

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0005_input_drops::M0005InputDrops),
             Box::new(M0008IdempotencyKeys),
             Box::new(super::m0009_outcome_source::M0009OutcomeSource),
+            Box::new(super::m0010_clock_skew::M0010ClockSkew),
             Box::new(super::m0011_identity_conflicts::M0011IdentityConflicts),
         ]
     }

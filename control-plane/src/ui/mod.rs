@@ -568,18 +568,21 @@ async fn fleet_body(state: &AppState, q: &FleetQuery) -> Result<String, sea_orm:
             th("status", "Status"),
             th("last_seen", "Last seen"),
         ));
+        let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
+        let clocks = crate::skew::load(&state.db, &ids).await?;
         for a in &rows {
             let m = parse_json(&a.metrics);
             let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
             o.push_str(&format!(
                 "<tr data-id=\"{id}\" class=\"st-{st}\"><td><a class=\"host\" href=\"/agents/{id}\">{host}</a><div class=\"id\">{sid}</div></td>\
-<td>{pill}</td><td>{seen}</td><td>{cpu}</td><td>{mem}</td><td>{disk}</td><td>{labels}</td><td>{ops}</td></tr>",
+<td>{pill}</td><td>{seen}<div>{clock}</div></td><td>{cpu}</td><td>{mem}</td><td>{disk}</td><td>{labels}</td><td>{ops}</td></tr>",
                 id = esc(&a.id),
                 st = esc(&a.status),
                 host = esc(&a.hostname),
                 sid = esc(&short(&a.id)),
                 pill = pill(&a.status),
                 seen = time(a.last_seen),
+                clock = crate::skew::html(clocks.get(&a.id)),
                 cpu = if m.is_null() { "<span class=\"mut\">—</span>".into() } else { bar(f("cpu_percent"), 100.0) },
                 mem = bar(f("mem_used_bytes"), f("mem_total_bytes")),
                 disk = bar(f("disk_used_bytes"), f("disk_total_bytes")),
@@ -797,7 +800,8 @@ async fn agent_page(
         .limit(30)
         .all(&state.db)
         .await;
-    let (Ok(hour), Ok(day), Ok(cmds)) = (hour, day, cmds) else {
+    let clock = crate::skew::load(&state.db, std::slice::from_ref(&a.id)).await;
+    let (Ok(hour), Ok(day), Ok(cmds), Ok(clock)) = (hour, day, cmds, clock) else {
         return unavailable("database");
     };
     let m = parse_json(&a.metrics);
@@ -857,7 +861,7 @@ async fn agent_page(
     let body = format!(
         "<div data-live=\"agent-head\" id=\"agent-head\"><section class=\"card head\"><div><h2 class=\"host\">{host} {pill}</h2>\
 <div class=\"id\">{id}</div><div class=\"mut\">{os} · kernel {kernel} · agent {ver} · last seen {seen} · heartbeat every {hb}s</div>\
-<div>{labels}</div><div>{ops}</div></div><div>{admin}</div></section>\
+<div id=\"clock\">{clock}</div><div>{labels}</div><div>{ops}</div></div><div>{admin}</div></section>\
 <div class=\"stats\"><div class=\"stat\"><span>CPU</span>{cpu}</div><div class=\"stat\"><span>Memory</span>{mem}</div>\
 <div class=\"stat\"><span>Disk</span>{disk}</div><div class=\"stat\"><span>Load</span><b>{load:.2}</b></div></div></div>\
 <div class=\"cols\"><section class=\"card\">{c1}</section><section class=\"card\">{c2}</section></div>\
@@ -873,6 +877,7 @@ async fn agent_page(
         ver = esc(&a.agent_version),
         seen = time(a.last_seen),
         hb = a.heartbeat_secs,
+        clock = crate::skew::html(clock.get(&a.id)),
         labels = labels_html(&parse_json(&a.labels)),
         ops = ops_html(&parse_json(&a.operations)),
         cpu = bar(f("cpu_percent"), 100.0),

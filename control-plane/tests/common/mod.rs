@@ -738,6 +738,7 @@ pub fn signed_command(
         requested_by: "test".into(),
         source: bus_schema::Source::User,
         job_id: None,
+        clock_skew_ms: None,
     })
 }
 
