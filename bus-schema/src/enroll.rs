@@ -1,6 +1,6 @@
-//! Enrolment (`drover.enroll`, request/reply) and the agent-signed envelopes:
-//! results and refusal reports are signed with the agent's nkey, whose public
-//! key is the agent id, so anyone can check them against the id on record.
+//! Enrolment (`drover.enroll`, request/reply) and the refusal report. The
+//! agent-signed envelope that carries claims, results and refusal reports is
+//! [`crate::signing::agent`]'s, re-exported here.
 //!
 //! Every enrolling host shares one broker user, so each can read every
 //! enrolment inbox. The answer is therefore sealed ([`seal_reply`]) to a curve
@@ -11,7 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::CommandResult;
+pub use crate::signing::agent::{
+    agent_open, agent_sign, sign_result, AgentSignatureError, AgentSigned,
+};
 
 /// What a new agent claims about itself. Signed by the key it names, which
 /// proves it holds the seed.
@@ -32,16 +34,6 @@ pub struct EnrollClaim {
     /// it. A claim without a valid one is refused.
     #[serde(default)]
     pub reply_key: String,
-}
-
-/// An agent-signed body: the exact MessagePack bytes and an Ed25519
-/// signature by the agent's nkey over them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentSigned {
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub signature: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,45 +167,9 @@ pub struct RefusalReport {
     pub at: i64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AgentSignatureError {
-    #[error("{0} is not an agent public key")]
-    BadKey(String),
-    #[error("signature does not verify against agent key {0}")]
-    BadSignature(String),
-    #[error("signed body is malformed: {0}")]
-    Malformed(String),
-}
-
-/// Signs `value` with an agent's nkey.
-pub fn agent_sign<T: Serialize>(key: &nkeys::KeyPair, value: &T) -> AgentSigned {
-    let body = crate::encode(value);
-    let signature = key.sign(&body).expect("a seed-holding key signs");
-    AgentSigned { body, signature }
-}
-
-/// Verifies an agent-signed body against `public_key`, then decodes it.
-pub fn agent_open<T: serde::de::DeserializeOwned>(
-    public_key: &str,
-    signed: &AgentSigned,
-) -> Result<T, AgentSignatureError> {
-    let key = nkeys::KeyPair::from_public_key(public_key)
-        .map_err(|_| AgentSignatureError::BadKey(public_key.to_string()))?;
-    key.verify(&signed.body, &signed.signature)
-        .map_err(|_| AgentSignatureError::BadSignature(public_key.to_string()))?;
-    crate::codec::decode_msgpack(&signed.body)
-        .map_err(|e| AgentSignatureError::Malformed(e.to_string()))
-}
-
-/// A result as it travels on `drover.res.<agent>.<command>`.
-pub fn sign_result(key: &nkeys::KeyPair, r: &CommandResult) -> AgentSigned {
-    agent_sign(key, r)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CommandStatus;
 
     fn reply_for(agent_id: &str, claim_at: i64) -> EnrollReply {
         EnrollReply {
@@ -268,32 +224,6 @@ mod tests {
         assert!(matches!(
             seal_reply(&r, &user),
             Err(SealError::BadReplyKey(_))
-        ));
-    }
-
-    #[test]
-    fn agent_signatures() {
-        let k = nkeys::KeyPair::new_user();
-        let other = nkeys::KeyPair::new_user();
-        let r = CommandResult {
-            command_id: "c".into(),
-            agent_id: k.public_key(),
-            status: CommandStatus::Succeeded,
-            exit_code: Some(0),
-            summary: String::new(),
-            data: serde_json::Value::Null,
-            attempt: 1,
-            at: 1,
-        };
-        let s = sign_result(&k, &r);
-        assert_eq!(agent_open::<CommandResult>(&k.public_key(), &s).unwrap(), r);
-        assert!(matches!(
-            agent_open::<CommandResult>(&other.public_key(), &s),
-            Err(AgentSignatureError::BadSignature(_))
-        ));
-        assert!(matches!(
-            agent_open::<CommandResult>("nope", &s),
-            Err(AgentSignatureError::BadKey(_))
         ));
     }
 }

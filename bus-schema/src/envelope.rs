@@ -49,6 +49,9 @@ pub struct Command {
 /// signature over exactly those bytes (so re-encoding can never break it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedCommand {
+    /// Protocol version ([`crate::signing::PROTOCOL_VERSION`]); checked
+    /// before anything else.
+    pub v: u16,
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     #[serde(with = "serde_bytes")]

@@ -114,6 +114,7 @@ async fn nested_messages_on_every_subject_are_terminated_counted_and_survived() 
     // A well-formed envelope, genuinely signed, whose body is the poison.
     let body = nested_msgpack(1000);
     let wrapped = bus_schema::encode(&AgentSigned {
+        v: bus_schema::signing::PROTOCOL_VERSION,
         signature: agent_key(&host).sign(&body).unwrap(),
         body,
     });
@@ -203,6 +204,7 @@ async fn nested_messages_on_every_subject_are_terminated_counted_and_survived() 
         b"\xc1\xff\x00".to_vec(),
         bus_schema::encode(&RootRequest::Run {
             command: bus_schema::SignedCommand {
+                v: bus_schema::signing::PROTOCOL_VERSION,
                 body: nested_msgpack(1000),
                 signature: vec![0; 64],
                 key_id: "x".into(),

@@ -1,157 +1,15 @@
-//! Ed25519 signing of commands by the control plane, and the checks that the
-//! agent and rootd both run before they act on one.
+//! The control plane's command signing: [`CommandSigner`] (the seed in the
+//! control plane's data directory) signs each [`Command`]; [`VerifyingKey`]
+//! (pinned by the agent and rootd) checks version, signature, addressee and
+//! expiry. Replay memory is the verifier's own, not this module's.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::{Signer, Verifier};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+use super::{check_version, fingerprint, Refusal, SigningError, PROTOCOL_VERSION};
 use crate::{Command, SignedCommand};
-
-#[derive(Debug, thiserror::Error)]
-pub enum SigningError {
-    #[error("key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("key {0} is not a valid Ed25519 key (expected 32 bytes, base64)")]
-    BadKey(String),
-}
-
-/// Why a command was refused. The `label` is what operators see counted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("signature does not verify against the pinned control-plane key")]
-    BadSignature,
-    #[error("command body is malformed: {0}")]
-    Malformed(String),
-    #[error("command is addressed to agent {addressed}, this is {me}")]
-    WrongAgent { addressed: String, me: String },
-    #[error("command expired at {expires_at} (now {now})")]
-    Expired { expires_at: i64, now: i64 },
-    #[error("command {0} was already seen (replay)")]
-    Replayed(String),
-    #[error("action {0} is not known here")]
-    UnknownAction(String),
-    #[error("invalid params: {0}")]
-    InvalidParams(String),
-    /// The host's clock disagrees with the control plane's by more than
-    /// [`crate::clock::CLOCK_SKEW_TOLERANCE_MS`]; `skew_ms` is positive when
-    /// the host is ahead. Not a security refusal: nothing was attacked.
-    #[error(
-        "clock skew: this host's clock is {} the control plane's, beyond the tolerance of {} s; {}",
-        crate::clock::describe_skew(*skew_ms),
-        crate::clock::CLOCK_SKEW_TOLERANCE_MS / 1000,
-        crate::clock::CLOCK_SKEW_ADVICE
-    )]
-    ClockSkew { skew_ms: i64 },
-}
-
-impl Refusal {
-    /// The fixed reason operators see counted.
-    pub fn reason(&self) -> RefusalReason {
-        match self {
-            Refusal::BadSignature => RefusalReason::BadSignature,
-            Refusal::Malformed(_) => RefusalReason::Malformed,
-            Refusal::WrongAgent { .. } => RefusalReason::WrongAgent,
-            Refusal::Expired { .. } => RefusalReason::Expired,
-            Refusal::Replayed(_) => RefusalReason::Replayed,
-            Refusal::UnknownAction(_) => RefusalReason::UnknownAction,
-            Refusal::InvalidParams(_) => RefusalReason::InvalidParams,
-            Refusal::ClockSkew { .. } => RefusalReason::ClockSkew,
-        }
-    }
-
-    pub fn label(&self) -> &'static str {
-        self.reason().as_str()
-    }
-}
-
-/// Why something was refused, as a fixed vocabulary: the reason of a
-/// refusal report and of every refusal the control plane records. A reason
-/// this version does not know decodes as [`RefusalReason::Other`], so a
-/// sender cannot grow the set of groups operators see; free text travels
-/// only as a bounded detail ([`MAX_REFUSAL_DETAIL_CHARS`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefusalReason {
-    BadSignature,
-    Malformed,
-    WrongAgent,
-    Expired,
-    Replayed,
-    UnknownAction,
-    InvalidParams,
-    /// A job submission signed by a key the control plane does not know.
-    UnknownKey,
-    /// A job submission by a key whose role may not submit.
-    Forbidden,
-    /// A job submission whose idempotency key already named another request.
-    IdempotencyConflict,
-    /// The host's clock is off beyond the tolerance. Not a security
-    /// refusal ([`RefusalReason::is_security`]).
-    ClockSkew,
-    #[serde(other)]
-    Other,
-}
-
-/// Longest refusal detail kept, in characters; longer text is cut.
-pub const MAX_REFUSAL_DETAIL_CHARS: usize = 512;
-
-impl RefusalReason {
-    pub const ALL: [RefusalReason; 12] = [
-        Self::BadSignature,
-        Self::Malformed,
-        Self::WrongAgent,
-        Self::Expired,
-        Self::Replayed,
-        Self::UnknownAction,
-        Self::InvalidParams,
-        Self::UnknownKey,
-        Self::Forbidden,
-        Self::IdempotencyConflict,
-        Self::ClockSkew,
-        Self::Other,
-    ];
-
-    /// Whether a refusal for this reason may be an attack, and so counts on
-    /// the Security page. A skewed clock is an operations fault.
-    pub fn is_security(self) -> bool {
-        !matches!(self, Self::ClockSkew)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadSignature => "bad_signature",
-            Self::Malformed => "malformed",
-            Self::WrongAgent => "wrong_agent",
-            Self::Expired => "expired",
-            Self::Replayed => "replayed",
-            Self::UnknownAction => "unknown_action",
-            Self::InvalidParams => "invalid_params",
-            Self::UnknownKey => "unknown_key",
-            Self::Forbidden => "forbidden",
-            Self::IdempotencyConflict => "idempotency_conflict",
-            Self::ClockSkew => "clock_skew",
-            Self::Other => "other",
-        }
-    }
-
-    /// The reason named `s`; anything unknown is [`RefusalReason::Other`].
-    pub fn parse(s: &str) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .unwrap_or(Self::Other)
-    }
-}
-
-/// `detail` cut to [`MAX_REFUSAL_DETAIL_CHARS`] characters.
-pub fn bounded_detail(detail: &str) -> String {
-    detail.chars().take(MAX_REFUSAL_DETAIL_CHARS).collect()
-}
 
 /// The control plane's public command-signing key, as the agent and rootd pin it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,9 +38,10 @@ impl VerifyingKey {
         fingerprint(self.0.as_bytes())
     }
 
-    /// Checks the signature, then decodes the body. Nothing in the body is
+    /// Checks the protocol version and the signature, then decodes the body. Nothing in the body is
     /// trusted before the signature holds.
     pub fn open(&self, signed: &SignedCommand) -> Result<Command, Refusal> {
+        check_version(signed.v, "agent").map_err(|e| Refusal::Malformed(e.to_string()))?;
         let sig = ed25519_dalek::Signature::from_slice(&signed.signature)
             .map_err(|_| Refusal::BadSignature)?;
         self.0
@@ -216,15 +75,6 @@ impl VerifyingKey {
         }
         Ok(cmd)
     }
-}
-
-/// `SHA256:<unpadded base64>` of some public key bytes.
-pub fn fingerprint(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-    )
 }
 
 /// The control plane's signing key. The seed never leaves the control plane's
@@ -293,6 +143,7 @@ impl CommandSigner {
         let body = crate::encode(cmd);
         let signature = self.key.sign(&body).to_bytes().to_vec();
         SignedCommand {
+            v: PROTOCOL_VERSION,
             body,
             signature,
             key_id: self.public().fingerprint(),
@@ -319,7 +170,7 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Source;
+    use crate::{RefusalReason, Source};
 
     fn cmd(agent: &str, expires_at: i64) -> Command {
         Command {
@@ -363,24 +214,48 @@ mod tests {
     }
 
     #[test]
-    fn refusal_reasons_are_a_fixed_vocabulary() {
-        for r in RefusalReason::ALL {
-            assert_eq!(RefusalReason::parse(r.as_str()), r);
-            let back: RefusalReason = crate::decode(&crate::encode(&r), None).unwrap();
-            assert_eq!(back, r);
-        }
-        assert_eq!(RefusalReason::parse("made up"), RefusalReason::Other);
-        let unknown: RefusalReason = crate::decode(&crate::encode(&"a new reason"), None).unwrap();
-        assert_eq!(unknown, RefusalReason::Other);
-        assert_eq!(bounded_detail(&"é".repeat(2000)).chars().count(), 512);
-    }
-
-    #[test]
     fn key_text_round_trip() {
         let s = CommandSigner::generate();
         let k = VerifyingKey::parse(&s.public().to_base64()).unwrap();
         assert_eq!(k, s.public());
         assert!(k.fingerprint().starts_with("SHA256:"));
         assert!(VerifyingKey::parse("nope").is_err());
+    }
+
+    #[test]
+    fn other_protocol_versions_are_refused_before_the_signature() {
+        let s = CommandSigner::generate();
+        let signed = s.sign(&cmd("A", 100));
+        assert_eq!(signed.v, PROTOCOL_VERSION);
+        for v in [0, PROTOCOL_VERSION + 1, u16::MAX] {
+            let mut other = signed.clone();
+            other.v = v;
+            let err = s.public().verify_for(&other, "A", 50).unwrap_err();
+            assert_eq!(err.reason(), RefusalReason::Malformed);
+            assert!(
+                err.to_string().contains(&format!(
+                    "protocol version {v} is not supported by this agent"
+                )),
+                "{err}"
+            );
+        }
+        // A version field on the wire is required: an envelope without one
+        // is not a command.
+        #[derive(serde::Serialize)]
+        struct Unversioned {
+            #[serde(with = "serde_bytes")]
+            body: Vec<u8>,
+            #[serde(with = "serde_bytes")]
+            signature: Vec<u8>,
+            key_id: String,
+        }
+        let bytes = crate::encode(&Unversioned {
+            body: signed.body.clone(),
+            signature: signed.signature.clone(),
+            key_id: signed.key_id.clone(),
+        });
+        assert!(crate::decode::<SignedCommand>(&bytes, None).is_err());
+        let back: SignedCommand = crate::decode(&crate::encode(&signed), None).unwrap();
+        assert_eq!(back, signed);
     }
 }
