@@ -273,7 +273,13 @@ async fn handle(state: &AppState, signed: SignedJob) {
             .await;
         }
         Err(e @ jobs::JobError::KeyReused { .. }) => {
-            refuse(state, &key.name, RefusalReason::IdempotencyConflict, e.to_string()).await
+            refuse(
+                state,
+                &key.name,
+                RefusalReason::IdempotencyConflict,
+                e.to_string(),
+            )
+            .await
         }
         Err(e) => {
             refuse(

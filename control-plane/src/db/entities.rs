@@ -101,7 +101,7 @@ pub mod command {
         /// Sequence of the command's message in `DROVER_CMD` (to cancel it
         /// while it still waits there).
         pub stream_seq: Option<i64>,
-        /// Who decided the final state (`crate::ledger::Source`):
+        /// Who decided the final state (`ledger::Source`):
         /// `reported` (the host), `inferred` (the control plane's guess:
         /// expired, no result, gave up), `control_plane` (never delivered:
         /// refused by the broker, cancelled while queued). `None` while
