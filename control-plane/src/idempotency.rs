@@ -14,8 +14,8 @@
 //! with a key derived from the control plane's signing seed: the database
 //! holds no plain hash of a password that someone could guess offline.
 //!
-//! This module does not create jobs ([`crate::jobs::submit`] does) and does
-//! not decide who is authenticated ([`crate::auth`] does).
+//! This module does not create jobs (`jobs::submit` does) and does
+//! not decide who is authenticated (`auth` does).
 
 use hmac::{Hmac, Mac};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};

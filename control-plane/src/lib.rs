@@ -6,7 +6,8 @@
 //! - [`poison`]: undecodable messages and refusal floods, counted not stored;
 //! - [`commands`]: issuing signed commands;
 //! - [`jobs`], [`selector`], [`idempotency`]: jobs, which agents they target, and their idempotency keys;
-//! - [`api`]: REST API, event stream, web page;
+//! - [`http`]: the HTTP shell — one router, `/healthz`, middleware order;
+//! - [`api`]: REST API, event stream;
 //! - [`auth`]: API tokens, users, sessions, roles, CSRF — one gate for every route;
 //! - [`audit`]: the hash-chained audit trail;
 //! - [`ui`]: the web UI's server-rendered pages and embedded assets;
@@ -30,6 +31,8 @@ pub mod db;
 pub mod dev;
 pub mod enroll;
 pub mod events;
+pub mod fleet;
+pub mod http;
 pub mod idempotency;
 pub mod ingest;
 pub mod jobs;

@@ -31,6 +31,11 @@ use nats_jwt_rs::user::{User, UserPermissionLimits};
 use nkeys::KeyPair;
 use serde_json::json;
 
+/// The broker's base configuration (listeners, JetStream, limits), from
+/// `nats-config/dev.conf`. `drover init` appends the operator-mode resolver
+/// to it; `drover dev` runs it as is.
+pub const BASE_CONF: &str = include_str!("../../nats-config/dev.conf");
+
 pub struct NatsAuth {
     dir: PathBuf,
     operator: KeyPair,

@@ -9,7 +9,7 @@
 //! which every heartbeat updates, so they never stay frozen at their
 //! enrolment values ([`facts_of`]).
 //!
-//! This module does not read the database: [`crate::jobs::targets`] does.
+//! This module does not read the database: `jobs::targets` does.
 
 use std::collections::BTreeMap;
 

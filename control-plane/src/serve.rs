@@ -36,7 +36,7 @@ pub async fn init(cfg: &Config) -> anyhow::Result<Option<String>> {
             "{}
 # Operator mode (drover init):
 include \"resolver.conf\"\n",
-            crate::dev::DEV_CONF
+            crate::nats_auth::BASE_CONF
         ),
     )?;
     auth.control_plane_creds(&cfg.nats_creds_path())?;
@@ -174,7 +174,7 @@ pub async fn serve(
     info!(url = %format!("http://{}", listener.local_addr()?), "control plane ready");
     axum::serve(
         listener,
-        crate::api::router(state.clone())
+        crate::http::router(state.clone())
             .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

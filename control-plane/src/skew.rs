@@ -147,24 +147,6 @@ pub fn decorate(view: &mut Value, clocks: &HashMap<String, agent_clock::Model>) 
     }
 }
 
-/// The clock of a fleet row or host page as HTML: the skew, and the
-/// warning when past the threshold (class `clock-warn`). The text is made
-/// here from numbers only, so it needs no escaping.
-pub fn html(row: Option<&agent_clock::Model>) -> String {
-    let Some(r) = row else {
-        return "<span class=\"clock mut\">clock not measured yet</span>".into();
-    };
-    match warning(r.skew_ms) {
-        Some(w) => {
-            format!("<span class=\"clock clock-warn form-error\" title=\"{w}\">⚠ {w}</span>")
-        }
-        None => format!(
-            "<span class=\"clock mut\">clock {} the control plane's</span>",
-            describe_skew(r.skew_ms)
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
-//! The REST API under `/api/v1`, the event stream; the web UI's pages come
-//! from [`crate::ui`]. Every route passes [`auth::guard`] (roles, CSRF, audit).
+//! The REST API under `/api/v1` and the event stream. The HTTP shell
+//! (`http/mod.rs`) mounts these routes behind the gate (`auth::guard`:
+//! roles, CSRF, audit); this module knows no pages and no middleware.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -7,7 +8,6 @@ use std::time::Duration;
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
-    middleware,
     response::{sse, IntoResponse, Response, Sse},
     routing::{get, post},
     Extension, Json, Router,
@@ -24,48 +24,14 @@ mod body;
 mod jobs;
 mod trust;
 
+pub use crate::http::error::ApiError;
 pub use body::JsonBody;
 
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 use crate::commands::{self, CreateError, NewCommand};
 use crate::db::entities::{agent, command};
+use crate::fleet;
 use crate::state::AppState;
-
-/// An error as the API returns it: a status and `{"error": "..."}` that says
-/// what to do next.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-    pub fn unauthorized(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, m)
-    }
-    pub fn not_found(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, m)
-    }
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error: {e}"),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
 
 impl From<CreateError> for ApiError {
     fn from(e: CreateError) -> Self {
@@ -85,8 +51,10 @@ impl From<CreateError> for ApiError {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// The routes under `/api/v1` (the HTTP shell nests them and puts the gate in
+/// front of them).
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/agents", get(list_agents))
         .route("/agents/{id}", get(get_agent))
         .route(
@@ -137,30 +105,7 @@ pub fn router(state: AppState) -> Router {
             "/account/totp",
             post(accounts::totp_start).delete(accounts::totp_disable),
         )
-        .route("/account/totp/confirm", post(accounts::totp_confirm));
-    // One gate for every page and API route: authentication, the role each
-    // route needs, CSRF for browser sessions, the audit trail.
-    Router::new()
-        .merge(crate::ui::routes())
-        .nest("/api/v1", api)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
-        .with_state(state)
-}
-
-pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let nats = matches!(
-        state.nats.connection_state(),
-        async_nats::connection::State::Connected
-    );
-    let code = if nats {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        code,
-        Json(json!({ "ok": nats, "nats": if nats { "connected" } else { "disconnected" } })),
-    )
+        .route("/account/totp/confirm", post(accounts::totp_confirm))
 }
 
 pub fn agent_json(a: &agent::Model) -> Value {
@@ -212,16 +157,30 @@ pub fn command_json(c: &command::Model) -> Value {
     })
 }
 
-async fn list_agents(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let agents = agent::Entity::find()
-        .order_by_asc(agent::Column::Hostname)
-        .all(&state.db)
+/// `GET /api/v1/agents`: the same query as the fleet page.
+///
+/// Query parameters (all optional): `q` (text in hostname / label, or id
+/// prefix), `status` (one of [`fleet::STATUSES`]), `sort` (`hostname`,
+/// `status`, `last_seen`, `os`), `dir` (`asc`, `desc`), `page` (1-based) and
+/// `per_page` (1..=[`fleet::MAX_PER_PAGE`], default [`fleet::PER_PAGE`] when
+/// `page` is given). Without `page` and `per_page` every matching agent is
+/// returned. The answer is `{"agents": [...], "total": n}`, plus `page`,
+/// `pages` and `per_page` when paged. A value out of range is a 400 that
+/// names it.
+async fn list_agents(
+    State(state): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (filter, paging) = agents_query(&q)?;
+    let l = fleet::list(&state.db, &filter, paging)
         .await
         .map_err(ApiError::internal)?;
-    let clocks = crate::skew::load_all(&state.db)
+    let ids: Vec<String> = l.rows.iter().map(|a| a.id.clone()).collect();
+    let clocks = crate::skew::load(&state.db, &ids)
         .await
         .map_err(ApiError::internal)?;
-    let views: Vec<Value> = agents
+    let views: Vec<Value> = l
+        .rows
         .iter()
         .map(|a| {
             let mut v = agent_json(a);
@@ -229,7 +188,68 @@ async fn list_agents(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             v
         })
         .collect();
-    Ok(Json(json!({ "agents": views })))
+    let mut v = json!({
+        "agents": views,
+        "total": l.total,
+    });
+    if let Some((_, per_page)) = paging {
+        v["page"] = json!(l.page);
+        v["pages"] = json!(l.pages);
+        v["per_page"] = json!(per_page);
+    }
+    Ok(Json(v))
+}
+
+/// The filter and paging `GET /api/v1/agents` asks for, or a 400 naming the
+/// first bad parameter.
+fn agents_query(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<(fleet::Filter, Option<(u64, u64)>), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let number = |k: &str, lo: u64, hi: u64| -> Result<Option<u64>, ApiError> {
+        match q.get(k) {
+            None => Ok(None),
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
+                _ => Err(bad(format!(
+                    "`{k}` must be a whole number from {lo} to {hi}"
+                ))),
+            },
+        }
+    };
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) if fleet::STATUSES.contains(&s) => Some(s.to_string()),
+        Some(_) => {
+            return Err(bad(format!(
+                "`status` must be one of {}",
+                fleet::STATUSES.join(", ")
+            )))
+        }
+    };
+    let sort = match q.get("sort").map(String::as_str) {
+        None | Some("") => fleet::Sort::default(),
+        Some(s) => fleet::Sort::parse(s)
+            .ok_or_else(|| bad("`sort` must be one of hostname, status, last_seen, os".into()))?,
+    };
+    let desc = match q.get("dir").map(String::as_str) {
+        None | Some("") | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(bad("`dir` must be asc or desc".into())),
+    };
+    let page = number("page", 1, u64::MAX)?;
+    let per_page = number("per_page", 1, fleet::MAX_PER_PAGE)?;
+    let paging = match (page, per_page) {
+        (None, None) => None,
+        (p, n) => Some((p.unwrap_or(1), n.unwrap_or(fleet::PER_PAGE))),
+    };
+    let filter = fleet::Filter {
+        text: q.get("q").cloned().unwrap_or_default(),
+        status,
+        sort,
+        desc,
+    };
+    Ok((filter, paging))
 }
 
 async fn get_agent(

@@ -1,0 +1,48 @@
+//! The HTTP shell: the one router the server runs, `/healthz`, and the order
+//! of the middleware. Arrows run one way: this shell → the gate
+//! ([`crate::auth::guard`]) → pages ([`crate::ui`]) and the API
+//! ([`crate::api`]) → the domain → the database. Nothing below imports it
+//! back; it checks no roles and renders no pages itself.
+
+use axum::{
+    extract::State, http::StatusCode, middleware, response::IntoResponse, routing::get, Json,
+    Router,
+};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub mod error;
+
+/// The whole server: the web UI's pages, `/healthz`, and the REST API under
+/// `/api/v1`, all behind one gate (authentication, the role each route
+/// needs, CSRF for browser sessions, the audit trail).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::ui::routes())
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", crate::api::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::guard,
+        ))
+        .with_state(state)
+}
+
+/// `GET /healthz`: `{"ok": bool, "nats": "connected"|"disconnected"}`, 200
+/// when the broker connection is up, 503 otherwise.
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let nats = matches!(
+        state.nats.connection_state(),
+        async_nats::connection::State::Connected
+    );
+    let code = if nats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({ "ok": nats, "nats": if nats { "connected" } else { "disconnected" } })),
+    )
+}
