@@ -1,10 +1,10 @@
 //! Job submission on `drover.jobs.submit`, for automation: the submission is
 //! signed with an Ed25519 key the control plane knows and has bound to a
-//! role. The signing itself is in [`crate::signing::automation`].
+//! role. The signing itself (`SignedJob`, `open_job`, `AutomationKey`) is
+//! in the signing folder's `automation.rs`; this file holds only the plain
+//! message.
 
 use serde::{Deserialize, Serialize};
-
-pub use crate::signing::automation::{open_job, AutomationKey, SignedJob};
 
 /// What automation asks for. The selector uses the same fields as the API's
 /// (`all`, `agents`, `labels`, `hostname`, `facts`).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use base64::Engine;
-use bus_schema::jobs::{open_job, SignedJob};
+use bus_schema::signing::automation::{open_job, SignedJob};
 use bus_schema::{codec, now_ms, subjects, RefusalReason, Source};
 use futures::StreamExt;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};

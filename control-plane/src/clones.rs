@@ -4,7 +4,7 @@
 //! applied while a conflict stands, the refusal of new commands, the
 //! operator's decision and the routing headers that leave commands to the
 //! kept machine. It does not own enrolment-time binding checks
-//! (`crate::enroll`) nor revocation: the shared credentials stay valid, so
+//! (`enroll.rs`) nor revocation: the shared credentials stay valid, so
 //! the original host is never cut off.
 //!
 //! Signals: the heartbeat's `machine_id` differing from the one bound at

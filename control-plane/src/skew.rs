@@ -2,7 +2,7 @@
 //! `agent_clocks`, judged against the warning threshold and the tolerance
 //! (`bus_schema::clock`), and shown in the agent views. Does not own the
 //! checks the agent and rootd run (`bus_schema::clock`) nor the heartbeat
-//! stream (`crate::ingest`).
+//! stream (`ingest.rs`).
 //!
 //! A sample is `sent_at - received_at` of one heartbeat: the host's clock
 //! minus the control plane's, less the transit time. Transit only ever

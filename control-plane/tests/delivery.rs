@@ -400,7 +400,8 @@ async fn a_result_finished_during_an_outage_survives_a_crash_and_arrives_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automation_submits_signed_jobs_on_the_bus() {
-    use bus_schema::jobs::{AutomationKey, JobSubmission};
+    use bus_schema::jobs::JobSubmission;
+    use bus_schema::signing::automation::AutomationKey;
     let stack = Stack::start().await;
     let h = stack.start_host("h").await;
     let ci = AutomationKey::generate();
@@ -431,7 +432,7 @@ async fn automation_submits_signed_jobs_on_the_bus() {
         expires_at: bus_schema::now_ms() + 60_000,
     };
     let js = async_nats::jetstream::new(stack.client().await);
-    let send = |signed: bus_schema::jobs::SignedJob| {
+    let send = |signed: bus_schema::signing::automation::SignedJob| {
         let js = js.clone();
         async move {
             js.publish(

@@ -22,7 +22,8 @@ async fn audit(stack: &Stack, action: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
-    use bus_schema::jobs::{AutomationKey, JobSubmission};
+    use bus_schema::jobs::JobSubmission;
+    use bus_schema::signing::automation::AutomationKey;
     let stack = Stack::start().await;
     let h = stack.start_host("h1").await;
     let ping = json!({"selector": {"agents": [h.id]}, "action": "sys.ping", "idempotency_key": "deploy-1"});

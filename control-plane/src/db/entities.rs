@@ -189,7 +189,7 @@ pub mod binding_conflict {
         pub hostname: String,
         pub existing_agent_id: String,
         /// duplicate_identity: JSON `{"bound": Seen, "other": Seen}` (see
-        /// `crate::clones`).
+        /// the clones module).
         pub detail: Option<String>,
         /// When an operator decided (duplicate_identity), ms since the epoch.
         pub resolved_at: Option<i64>,

@@ -1,7 +1,7 @@
 //! Migration m0010 and entity `agent_clocks`: each host's clock skew as the
 //! control plane last measured it from the host's heartbeats. Owns the table
 //! and its row shape; how a skew is measured and judged lives in
-//! `crate::skew`, not here. A table of its own, not columns on `agents`, so
+//! `skew.rs`, not here. A table of its own, not columns on `agents`, so
 //! a heartbeat's skew write never races the agent row's other writers.
 
 use sea_orm_migration::prelude::*;

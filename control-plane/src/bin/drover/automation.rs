@@ -81,7 +81,7 @@ pub async fn api_tokens(api: &client::ApiClient, action: ApiTokensCmd) -> anyhow
 
 /// `drover automation keygen`: a new key pair, printed here (no API).
 pub fn keygen() -> anyhow::Result<()> {
-    let k = bus_schema::jobs::AutomationKey::generate();
+    let k = bus_schema::signing::automation::AutomationKey::generate();
     println!("seed (secret, shown once): {}", k.seed_base64());
     println!("public key:                {}", k.public_base64());
     println!(
