@@ -12,7 +12,7 @@ pub const HB_ALL: &str = "drover.hb.*";
 /// Commands: `drover.cmd.<shard>.<agent>`, in one of [`CMD_SHARDS`] streams
 /// `DROVER_CMD_<shard>`. Sharding keeps the number of consumers per stream
 /// (one per agent) low: a publish costs the broker work per consumer of its
-/// stream (see docs/architecture.md, "The command path at scale").
+/// stream (see docs/performance.md, "The command path at scale").
 pub const CMD_SHARDS: u32 = 64;
 /// Prefix of the command streams' names.
 pub const CMD_STREAM_PREFIX: &str = "DROVER_CMD_";

@@ -168,7 +168,7 @@ pub fn apply_reported(c: &mut command::Model, r: &CommandResult, now: i64) -> bo
         c.summary = r.summary.clone();
         c.result = Some(serde_json::to_string(&r.data).unwrap_or_default());
         // The control plane's clock, not the host's (`r.at`): a host's
-        // clock may be off (see "Clock skew" in docs/architecture.md).
+        // clock may be off (see "Clock skew" in docs/invariants.md).
         c.finished_at = Some(now);
         c.outcome_source = Some(Source::Reported.as_str().into());
     }

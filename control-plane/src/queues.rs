@@ -4,7 +4,7 @@
 //! The per-agent consumers keep their state in the broker's memory, not in
 //! files: with a file per consumer the broker rewrote one state file per
 //! agent for every delivery and ack, which was two thirds of its CPU during
-//! a fan-out (see docs/architecture.md). The price is that a broker restart
+//! a fan-out (see docs/performance.md). The price is that a broker restart
 //! forgets them. The commands themselves are in the (file) stream and
 //! survive; this loop notices missing queues and declares them again, and
 //! agents retry their pulls until then.
