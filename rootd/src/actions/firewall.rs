@@ -41,8 +41,8 @@ use bus_schema::Command;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{params, which, Ctx, Outcome, Runner};
 use crate::config::RootdConfig;
+use crate::toolkit::{params, which, Ctx, Outcome, Runner};
 
 /// Firewall actions take turns (list, then add, must not interleave).
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
