@@ -5,39 +5,13 @@ use std::path::Path;
 
 use anyhow::Context;
 use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
-use bus_schema::{CommandStatus, OutputStream, SignedCommand};
+use bus_schema::{OutputStream, SignedCommand};
 use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
-/// How an action ended, wherever it ran.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: CommandStatus,
-    pub exit_code: Option<i32>,
-    pub summary: String,
-    pub data: serde_json::Value,
-}
-
-impl Outcome {
-    pub fn rejected(summary: impl Into<String>) -> Self {
-        Self {
-            status: CommandStatus::Rejected,
-            exit_code: None,
-            summary: summary.into(),
-            data: serde_json::Value::Null,
-        }
-    }
-
-    pub fn failed(summary: impl Into<String>) -> Self {
-        Self {
-            status: CommandStatus::Failed,
-            exit_code: None,
-            summary: summary.into(),
-            data: serde_json::Value::Null,
-        }
-    }
-}
+/// How an action ended, wherever it ran (the wire crate's one type).
+pub use bus_schema::Outcome;
 
 /// Sends `signed` to rootd and calls `on_line` for each output line.
 pub async fn run(

@@ -3,7 +3,8 @@
 //! Every other crate speaks to the bus through this one: subject names
 //! ([`subjects`]), the envelopes that travel on them ([`envelope`]), how they
 //! are encoded ([`codec`]), how commands are signed ([`signing`]), the frames
-//! between agent and rootd ([`rootd_proto`]) and the catalogue of actions
+//! between agent and rootd ([`rootd_proto`]), how an action ended
+//! ([`outcome`]) and the catalogue of actions
 //! ([`catalogue`]). Nothing outside this crate spells a subject string.
 
 pub mod catalogue;
@@ -13,6 +14,7 @@ pub mod enroll;
 pub mod envelope;
 pub mod jobs;
 pub mod manifest;
+pub mod outcome;
 pub mod result_budget;
 pub mod rootd_proto;
 pub mod shape;
@@ -21,6 +23,7 @@ pub mod subjects;
 
 pub use codec::{decode, encode, CodecError, CONTENT_TYPE_JSON, MAX_MESSAGE_BYTES};
 pub use envelope::*;
+pub use outcome::Outcome;
 pub use signing::{CommandSigner, Refusal, RefusalReason, SigningError, VerifyingKey};
 
 /// Milliseconds since the Unix epoch: the one clock format on the wire.

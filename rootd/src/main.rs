@@ -11,6 +11,7 @@ mod config;
 mod exec;
 mod replay;
 mod server;
+mod toolkit;
 
 /// Drover's root daemon: runs verified, allow-listed privileged actions for
 /// the local agent over a Unix socket.

@@ -17,9 +17,10 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
-use crate::actions::{self, Limits};
+use crate::actions;
 use crate::config::RootdConfig;
 use crate::replay::ReplayMemory;
+use crate::toolkit::{Ctx, Limits};
 
 struct Shared {
     cfg: RootdConfig,
@@ -188,7 +189,7 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
     // The agent hanging up means "stop": it cancelled the command, or it died
     // and will never report this run (its journal will not run it again).
     let (mut sink, mut from_agent) = framed.split();
-    let ctx = actions::Ctx {
+    let ctx = Ctx {
         cfg: &shared.cfg,
         limits: &limits,
         sink: &tx,

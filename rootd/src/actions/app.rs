@@ -12,9 +12,9 @@ use bus_schema::{Command, CommandStatus};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{params, which, Ctx, Outcome};
 use crate::config::RootdConfig;
 use crate::exec::{self, Program};
+use crate::toolkit::{params, which, Ctx, Outcome};
 
 pub fn available(cfg: &RootdConfig) -> Result<(), String> {
     if which("bash").is_none() {

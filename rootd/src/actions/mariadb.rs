@@ -34,8 +34,8 @@ use mysql_async::{Conn, OptsBuilder};
 use regex::Regex;
 use serde_json::{json, Value};
 
-use super::{Ctx, Outcome};
 use crate::config::RootdConfig;
+use crate::toolkit::{params, Ctx, Outcome};
 
 const CHARSET: &str = "utf8mb4";
 const COLLATION: &str = "utf8mb4_unicode_ci";
@@ -60,31 +60,31 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
     let work = async {
         match action {
             "db_create" => {
-                let p = super::params::<DbParams>(cmd)?;
+                let p = params::<DbParams>(cmd)?;
                 let mut c = connect(ctx, &conn_id).await?;
                 let r = db_create(&mut c, ctx, &p.name).await;
                 finish(c, r).await
             }
             "db_drop" => {
-                let p = super::params::<DbParams>(cmd)?;
+                let p = params::<DbParams>(cmd)?;
                 let mut c = connect(ctx, &conn_id).await?;
                 let r = db_drop(&mut c, ctx, &p.name).await;
                 finish(c, r).await
             }
             "user_create" => {
-                let p = super::params::<UserCreateParams>(cmd)?;
+                let p = params::<UserCreateParams>(cmd)?;
                 let mut c = connect(ctx, &conn_id).await?;
                 let r = user_create(&mut c, ctx, &p).await;
                 finish(c, r).await
             }
             "user_drop" => {
-                let p = super::params::<UserParams>(cmd)?;
+                let p = params::<UserParams>(cmd)?;
                 let mut c = connect(ctx, &conn_id).await?;
                 let r = user_drop(&mut c, ctx, &p.user).await;
                 finish(c, r).await
             }
             "list" => {
-                super::params::<NoParams>(cmd)?;
+                params::<NoParams>(cmd)?;
                 let mut c = connect(ctx, &conn_id).await?;
                 let r = list(&mut c).await;
                 finish(c, r).await

@@ -33,8 +33,8 @@ pub use super::pkg_parse::{
     apt_lock_held, is_security, parse_apt_inst, parse_dnf_check_update, parse_dpkg_query,
     parse_rpm_q, Installed, Upgradable,
 };
-use super::{params, which, Ctx, Outcome, Ran, Runner};
 use crate::config::RootdConfig;
+use crate::toolkit::{params, which, Ctx, Outcome, Ran, Runner};
 
 /// One named package of an install or upgrade: its version before and
 /// after (`None`: not installed).

@@ -16,8 +16,8 @@ use bus_schema::Command;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{params, which, Ctx, Outcome, Runner};
 use crate::config::RootdConfig;
+use crate::toolkit::{params, which, Ctx, Outcome, Runner};
 
 /// The properties `status` asks for.
 const PROPERTIES: &str = "LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp";
