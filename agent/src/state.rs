@@ -18,11 +18,15 @@ pub struct Agent {
     pub id: String,
     /// The host's nkey: signs results and refusal reports.
     pub identity: Identity,
+    /// The configuration the agent started with.
     pub cfg: AgentConfig,
     /// The control plane's command-signing key.
     pub key: VerifyingKey,
+    /// The broker connection (core publishes: heartbeats).
     pub client: async_nats::Client,
+    /// JetStream over `client`: commands, results, output, refusals.
     pub js: jetstream::Context,
+    /// The on-disk record of every command seen, so none runs twice.
     pub journal: Mutex<Journal>,
     /// The operations running now, as heartbeats report them.
     pub ops: Mutex<Vec<ActiveOperation>>,
