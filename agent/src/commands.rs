@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use bus_schema::catalogue::{self, RunsIn};
 use bus_schema::{
-    codec, now_ms, subjects, ActiveOperation, Command, CommandResult, CommandStatus, OutputLine,
-    Refusal, SignedCommand,
+    codec, now_ms, subjects, ActiveOperation, Command, CommandStatus, OutputLine, Refusal,
+    SignedCommand,
 };
 use futures::StreamExt;
 use tokio::sync::Semaphore;
@@ -19,14 +19,11 @@ use tracing::{info, warn};
 
 use crate::journal::Claim;
 use crate::redelivery::{seen_again, take_in_hand, InHand};
+use crate::report::{finish, publish_state, refuse_for_skew, report_refusal, result_of};
 use crate::result_fit;
 use crate::rootd_client::{self, Outcome};
-use crate::run::Agent;
+use crate::state::Agent;
 use crate::sys;
-
-/// How long a cancel for a command not yet seen is remembered: the longest
-/// a command may wait in its queue.
-const PRECANCEL_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// How often a waiting or running command tells the broker it is still being
 /// worked on, at most; a third of the consumer's ack wait when that is
@@ -360,45 +357,8 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                     "sys.ping" => sys::ping(&agent.id),
                     "sys.info" => sys::info(),
                     "sys.cancel" => {
-                        let target = cmd.params["command_id"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string();
-                        let running = agent.running.lock().unwrap().get(&target).cloned();
-                        match running {
-                            Some(t) => {
-                                t.cancel();
-                                Outcome {
-                                    status: CommandStatus::Succeeded,
-                                    exit_code: Some(0),
-                                    summary: format!("stopped {target}"),
-                                    data: serde_json::json!({"command_id": target, "was_running": true}),
-                                }
-                            }
-                            None => {
-                                // Not running: maybe not fetched yet. Remember
-                                // it, so that if it comes it ends `cancelled`
-                                // without running.
-                                let remembered = {
-                                    let mut j = agent.journal.lock().await;
-                                    // Taken by an earlier run of the agent
-                                    // but never started: it will not start.
-                                    j.precancel_waiting(&target).unwrap_or(false)
-                                        || j.precancel(&target, now_ms() + PRECANCEL_KEEP_MS)
-                                            .unwrap_or(false)
-                                };
-                                Outcome {
-                                    status: CommandStatus::Succeeded,
-                                    exit_code: Some(0),
-                                    summary: if remembered {
-                                        format!("{target} is not running here; it will not start")
-                                    } else {
-                                        format!("{target} already finished here")
-                                    },
-                                    data: serde_json::json!({"command_id": target, "was_running": false}),
-                                }
-                            }
-                        }
+                        sys::cancel(agent, cmd.params["command_id"].as_str().unwrap_or_default())
+                            .await
                     }
                     other => {
                         Outcome::rejected(format!("the agent has no implementation of {other}"))
@@ -475,139 +435,5 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             let _ = tokio::time::timeout(OUTPUT_FLUSH_WITHIN, publisher).await;
             outcome
         }
-    }
-}
-
-pub(crate) fn result_of(agent: &Agent, cmd: &Command, attempt: u32, o: Outcome) -> CommandResult {
-    CommandResult {
-        command_id: cmd.id.clone(),
-        agent_id: agent.id.clone(),
-        status: o.status,
-        exit_code: o.exit_code,
-        summary: truncate(o.summary, 4000),
-        data: result_fit::guard(o.data),
-        attempt,
-        at: now_ms(),
-    }
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
-}
-
-/// An intermediate state; best effort (the final result is what counts).
-async fn publish_state(agent: &Agent, cmd: &Command, attempt: u32, status: CommandStatus) {
-    let r = CommandResult {
-        command_id: cmd.id.clone(),
-        agent_id: agent.id.clone(),
-        status,
-        exit_code: None,
-        summary: String::new(),
-        data: serde_json::Value::Null,
-        attempt,
-        at: now_ms(),
-    };
-    let _ = publish_result(agent, &r).await;
-}
-
-/// Journal the final result, publish it until the broker confirms, then ack
-/// the command. If we die in between, the journal re-sends on start.
-pub(crate) async fn finish(
-    agent: &Agent,
-    cmd: &Command,
-    result: CommandResult,
-    msg: &jetstream::Message,
-) {
-    if let Err(e) = agent
-        .journal
-        .lock()
-        .await
-        .record_result(cmd.expires_at, &result)
-    {
-        warn!(command = %cmd.id, error = %e, "journal write failed; publishing anyway");
-    }
-    publish_confirmed(agent, &result).await;
-    // A plain ack, not a confirmed one: if it is lost the broker redelivers
-    // and the journal answers with the same result, so waiting for the
-    // broker's confirmation would only cost a round trip per command.
-    if let Err(e) = msg.ack().await {
-        warn!(command = %cmd.id, error = %e, "ack not sent; the broker will redeliver");
-    }
-}
-
-pub async fn publish_confirmed(agent: &Agent, result: &CommandResult) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match publish_result(agent, result).await {
-            Ok(()) => {
-                let _ = agent.journal.lock().await.confirm(&result.command_id);
-                return;
-            }
-            Err(e) => {
-                warn!(command = %result.command_id, error = %e, "result not confirmed by the broker; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
-/// Results travel signed with the agent's key; the control plane checks them
-/// against the agent id (which is that key).
-async fn publish_result(agent: &Agent, result: &CommandResult) -> anyhow::Result<()> {
-    let subject = subjects::result(&agent.id, &result.command_id);
-    let signed = bus_schema::enroll::sign_result(agent.identity.key(), result);
-    let ack = agent
-        .js
-        .publish(subject, bus_schema::encode(&signed).into())
-        .await?;
-    ack.await?;
-    Ok(())
-}
-
-/// Tells the control plane (security overview) that a command was refused.
-/// Ends a command refused because this host's clock is off beyond the
-/// tolerance: `failed`, with the skew and what to do in the summary. Not
-/// reported as a refusal: a wrong clock is an operations fault, not an
-/// attack, and must not count as one on the Security page.
-async fn refuse_for_skew(
-    agent: &Agent,
-    cmd: &Command,
-    delivered: u32,
-    r: &Refusal,
-    msg: &async_nats::jetstream::Message,
-) {
-    warn!(command = %cmd.id, reason = r.label(), detail = %r, "refused command");
-    let res = result_of(agent, cmd, delivered, Outcome::failed(r.to_string()));
-    finish(agent, cmd, res, msg).await;
-}
-
-pub(crate) async fn report_refusal(agent: &Agent, r: &Refusal) {
-    let report = bus_schema::enroll::RefusalReport {
-        agent_id: agent.id.clone(),
-        reason: r.reason(),
-        detail: bus_schema::signing::bounded_detail(&r.to_string()),
-        at: now_ms(),
-    };
-    let signed = bus_schema::enroll::agent_sign(agent.identity.key(), &report);
-    match agent
-        .js
-        .publish(
-            subjects::refusal(&agent.id),
-            bus_schema::encode(&signed).into(),
-        )
-        .await
-    {
-        Ok(ack) => {
-            let _ = tokio::time::timeout(Duration::from_secs(5), ack).await;
-        }
-        Err(e) => warn!(error = %e, "refusal report not sent"),
     }
 }

@@ -8,7 +8,7 @@ use bus_schema::catalogue::{self, RunsIn};
 use bus_schema::{subjects, Heartbeat};
 
 use crate::metrics::{self, Collector};
-use crate::run::Agent;
+use crate::state::Agent;
 
 /// How long rootd may take to say which modules it can run (a few stat
 /// calls): a hung rootd must not hold the heartbeat.

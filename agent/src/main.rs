@@ -1,9 +1,10 @@
 //! `drover-agent`: the unprivileged agent on each host.
 //!
-//! `run.rs` wires the parts: identity ([`identity`]), heartbeats
-//! ([`heartbeat`], [`metrics`]), the command loop ([`commands`]) with its
-//! on-disk journal ([`journal`]), the built-in actions ([`sys`]) and the
-//! client for the root daemon ([`rootd_client`]).
+//! `run.rs` starts the parts around the shared state ([`state`]): identity
+//! ([`identity`]), heartbeats ([`heartbeat`], [`metrics`]), the command loop
+//! ([`commands`]) with its on-disk journal ([`journal`]), redeliveries
+//! ([`redelivery`]), results and refusal reports ([`report`]), the built-in
+//! actions ([`sys`]) and the client for the root daemon ([`rootd_client`]).
 
 use std::path::PathBuf;
 
@@ -19,10 +20,12 @@ mod instance;
 mod journal;
 mod metrics;
 mod redelivery;
+mod report;
 mod result_fit;
 mod rootd_client;
 mod run;
 mod simulate;
+mod state;
 mod sys;
 
 /// Drover's agent: heartbeats, metrics and commands for one host, over NATS.

@@ -1,16 +1,17 @@
 //! What a delivery of a command the journal already knows means, and the
 //! commands an earlier run of the agent left unfinished. Owns the "in hand"
 //! set (a command waiting for a slot or running), telling a redelivery from
-//! a replay, and the interrupted reports at start; does not own fetching,
-//! running or publishing (`commands`) or the journal's file (`journal`).
+//! a replay, and the interrupted reports at start; does not own fetching
+//! or running (`commands`), publishing results (`report`) or the journal's
+//! file (`journal`).
 
 use async_nats::jetstream::{self, AckKind};
 use bus_schema::{now_ms, Command, CommandResult, CommandStatus, Refusal};
 use tracing::{info, warn};
 
-use crate::commands::{finish, publish_confirmed, report_refusal, result_of};
+use crate::report::{finish, publish_confirmed, report_refusal, result_of};
 use crate::rootd_client::Outcome;
-use crate::run::Agent;
+use crate::state::Agent;
 
 /// What the journal says of a command it saw start but never end.
 pub const INTERRUPTED: &str =

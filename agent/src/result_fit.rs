@@ -1,8 +1,8 @@
 //! The result budget on the agent's side: every final result leaves within
 //! [`bus_schema::result_budget::MAX_RESULT_DATA_BYTES`]; a larger one's data
 //! goes to the command's output stream first, as chunk lines, and the result
-//! carries the marker. Owns only that step; publishing results and the
-//! ordinary output lines stays in `commands`.
+//! carries the marker. Owns only that step; publishing results stays in `report`, the
+//! ordinary output lines in `commands`.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use bus_schema::{now_ms, subjects, OutputLine, OutputStream};
 use tracing::{info, warn};
 
 use crate::rootd_client::Outcome;
-use crate::run::Agent;
+use crate::state::Agent;
 
 /// How long the chunks of an agent action's result wait for the broker.
 const CHUNKS_STORED_WITHIN: Duration = Duration::from_secs(10);

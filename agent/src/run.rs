@@ -1,37 +1,21 @@
-//! Start-up and the parts that live for the whole run.
+//! Start-up: loads the identity, enrols, connects, builds the shared
+//! [`Agent`] state, reports what an earlier run left unfinished, then starts
+//! the heartbeat and command loops and waits for a stop. Owns only the
+//! starting and stopping; the state's shape lives in `state`, the loops in
+//! their own files.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use bus_schema::{subjects, VerifyingKey};
+use bus_schema::subjects;
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
 use crate::identity::Identity;
 use crate::journal::Journal;
-use bus_schema::ActiveOperation;
-
-/// Everything the loops share.
-pub struct Agent {
-    pub id: String,
-    /// The host's nkey: signs results and refusal reports.
-    pub identity: Identity,
-    pub cfg: AgentConfig,
-    pub key: VerifyingKey,
-    pub client: async_nats::Client,
-    pub js: jetstream::Context,
-    pub journal: Mutex<Journal>,
-    pub ops: Mutex<Vec<ActiveOperation>>,
-    pub ops_changed: Notify,
-    /// Commands in hand (accepted and waiting for a slot, or running), by
-    /// id, with the switch that stops each.
-    pub running:
-        std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
-    /// This process's instance id, machine-id and boot id.
-    pub instance: crate::instance::Instance,
-}
+use crate::state::Agent;
 
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let identity = Identity::load_or_create(&cfg.state_dir)?;
@@ -108,7 +92,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             "re-sending unconfirmed results from the journal"
         );
         for (_, r) in pending {
-            crate::commands::publish_confirmed(&agent, &r).await;
+            crate::report::publish_confirmed(&agent, &r).await;
         }
     }
 

@@ -428,7 +428,7 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
                 let _ = j.lock().await.record_result(cmd.expires_at, &result);
             }
             publish_confirmed(&a, &result).await;
-            // A plain ack, as the real agent does (see `commands::finish`).
+            // A plain ack, as the real agent does (see `report::finish`).
             if msg.ack().await.is_ok() {
                 stats.commands.fetch_add(1, Ordering::Relaxed);
             }

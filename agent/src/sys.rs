@@ -1,10 +1,18 @@
-//! `sys.*`: the actions the agent runs itself, without rootd.
+//! `sys.*`: the actions the agent runs itself, without rootd (`sys.ping`,
+//! `sys.info`, `sys.cancel`). Owns what each action does and returns; does
+//! not know how commands are fetched, timed out or reported (`commands`,
+//! `report`).
 
 use bus_schema::CommandStatus;
 use serde_json::json;
 use sysinfo::{Disks, System};
 
 use crate::rootd_client::Outcome;
+use crate::state::Agent;
+
+/// How long a cancel for a command not yet seen is remembered: the longest
+/// a command may wait in its queue.
+const PRECANCEL_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
 pub fn ping(agent_id: &str) -> Outcome {
     Outcome {
@@ -55,5 +63,44 @@ pub fn info() -> Outcome {
             sys.cpus().len()
         ),
         data,
+    }
+}
+
+/// `sys.cancel`: stops the command `target` if it is in hand here (waiting
+/// for a slot or running). Otherwise the journal remembers the cancel (for
+/// [`PRECANCEL_KEEP_MS`]), so the command, if it comes, ends `cancelled`
+/// without running. Always succeeds; `data.was_running` says which case it
+/// was.
+pub async fn cancel(agent: &Agent, target: &str) -> Outcome {
+    let target = target.to_string();
+    let running = agent.running.lock().unwrap().get(&target).cloned();
+    if let Some(t) = running {
+        t.cancel();
+        return Outcome {
+            status: CommandStatus::Succeeded,
+            exit_code: Some(0),
+            summary: format!("stopped {target}"),
+            data: json!({"command_id": target, "was_running": true}),
+        };
+    }
+    // Not running: maybe not fetched yet. Remember it, so that if it comes
+    // it ends `cancelled` without running.
+    let remembered = {
+        let mut j = agent.journal.lock().await;
+        // Taken by an earlier run of the agent but never started: it will
+        // not start.
+        j.precancel_waiting(&target).unwrap_or(false)
+            || j.precancel(&target, bus_schema::now_ms() + PRECANCEL_KEEP_MS)
+                .unwrap_or(false)
+    };
+    Outcome {
+        status: CommandStatus::Succeeded,
+        exit_code: Some(0),
+        summary: if remembered {
+            format!("{target} is not running here; it will not start")
+        } else {
+            format!("{target} already finished here")
+        },
+        data: json!({"command_id": target, "was_running": false}),
     }
 }
