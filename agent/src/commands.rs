@@ -21,9 +21,10 @@ use crate::journal::Claim;
 use crate::redelivery::{seen_again, take_in_hand, InHand};
 use crate::report::{finish, publish_state, refuse_for_skew, report_refusal, result_of};
 use crate::result_fit;
-use crate::rootd_client::{self, Outcome};
+use crate::rootd_client;
 use crate::state::Agent;
 use crate::sys;
+use bus_schema::Outcome;
 
 /// How often a waiting or running command tells the broker it is still being
 /// worked on, at most; a third of the consumer's ack wait when that is

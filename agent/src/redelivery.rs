@@ -10,8 +10,8 @@ use bus_schema::{now_ms, Command, CommandResult, CommandStatus, Refusal};
 use tracing::{info, warn};
 
 use crate::report::{finish, publish_confirmed, report_refusal, result_of};
-use crate::rootd_client::Outcome;
 use crate::state::Agent;
+use bus_schema::Outcome;
 
 /// What the journal says of a command it saw start but never end.
 pub const INTERRUPTED: &str =

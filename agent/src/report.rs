@@ -12,8 +12,8 @@ use bus_schema::{now_ms, subjects, Command, CommandResult, CommandStatus, Refusa
 use tracing::warn;
 
 use crate::result_fit;
-use crate::rootd_client::Outcome;
 use crate::state::Agent;
+use bus_schema::Outcome;
 
 /// The final result of `cmd` from what its action did: the summary cut to
 /// 4000 bytes (on a character boundary), the data kept to the result budget.

@@ -10,8 +10,8 @@ use bus_schema::result_budget;
 use bus_schema::{now_ms, subjects, OutputLine, OutputStream};
 use tracing::{info, warn};
 
-use crate::rootd_client::Outcome;
 use crate::state::Agent;
+use bus_schema::Outcome;
 
 /// How long the chunks of an agent action's result wait for the broker.
 const CHUNKS_STORED_WITHIN: Duration = Duration::from_secs(10);

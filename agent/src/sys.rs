@@ -7,8 +7,8 @@ use bus_schema::CommandStatus;
 use serde_json::json;
 use sysinfo::{Disks, System};
 
-use crate::rootd_client::Outcome;
 use crate::state::Agent;
+use bus_schema::Outcome;
 
 /// How long a cancel for a command not yet seen is remembered: the longest
 /// a command may wait in its queue.
