@@ -121,10 +121,7 @@ async fn a_command_for_a_host_that_stays_away_expires_and_never_runs() {
     let mut h = stack.start_host("h").await;
     h.agent.stop();
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping", "ttl_secs": 1}),
-        )
+        .command(&h.id, &json!({"action": "sys.ping", "ttl_secs": 1}))
         .await;
     assert_eq!(code, 201, "{c}");
     let id = c["id"].as_str().unwrap().to_string();
@@ -149,20 +146,10 @@ async fn a_full_queue_refuses_more_work_with_a_clear_error() {
     let mut h = stack.start_host("h").await;
     h.agent.stop();
     for i in 0..100 {
-        let (code, v) = stack
-            .post(
-                &format!("/agents/{}/commands", h.id),
-                &json!({"action": "sys.ping"}),
-            )
-            .await;
+        let (code, v) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
         assert_eq!(code, 201, "command {i}: {v}");
     }
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, v) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 429, "{v}");
     assert!(v["error"].as_str().unwrap().contains("is full"), "{v}");
     // The refused one is recorded in its one final state.
@@ -181,12 +168,7 @@ async fn ping_queued_for_a_stopped_agent() -> (Stack, common::Host, String) {
     let stack = Stack::start().await;
     let mut h = stack.start_host("h").await;
     h.agent.stop();
-    let (_, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (_, c) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
     let id = c["id"].as_str().unwrap().to_string();
     (stack, h, id)
 }
@@ -281,12 +263,7 @@ fn runs_in_rootd(h: &common::Host, id: &str) -> usize {
 async fn an_agent_killed_mid_command_never_runs_it_twice() {
     let stack = Stack::start().await;
     let mut h = stack.start_host("h").await;
-    let (_, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "pkg.scan"}),
-        )
-        .await;
+    let (_, c) = stack.command(&h.id, &json!({"action": "pkg.scan"})).await;
     let id = c["id"].as_str().unwrap().to_string();
     // The heartbeat names the running operation and who started it.
     let op = wait_for(
@@ -358,8 +335,8 @@ async fn a_result_finished_during_an_outage_survives_a_crash_and_arrives_once() 
     // stopped on a slow machine, and then there is no outage to survive.
     let (_tmp, gate, mut stack, mut h) = gated_stack().await;
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
+        .command(
+            &h.id,
             &json!({"action": "app.install", "params": {"app": "gated", "inputs": {}}}),
         )
         .await;
@@ -504,8 +481,8 @@ async fn a_running_command_can_be_cancelled() {
     // up, and leave nothing running to cancel).
     let (_tmp, _gate, stack, h) = gated_stack().await;
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
+        .command(
+            &h.id,
             &json!({"action": "app.install", "params": {"app": "gated", "inputs": {}}}),
         )
         .await;

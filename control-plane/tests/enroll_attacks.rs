@@ -281,12 +281,7 @@ async fn a_reply_subject_outside_the_enrolment_inboxes_is_never_answered() {
     assert_eq!(sec["refused"], json!([]), "{sec}");
 
     // The operator's next command is queued, and the host runs it when back.
-    let (code, c) = stack
-        .post(
-            &format!("/agents/{victim}/commands"),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, c) = stack.command(&victim, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 201, "{c}");
     host.agent = Stack::spawn_agent(&host.agent_toml, &host.dir);
     let done = stack

@@ -174,10 +174,7 @@ impl Drop for MariaDb {
 /// Creates a command through the API and waits until it is final.
 async fn run(stack: &Stack, host: &Host, action: &str, params: Value) -> Value {
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
+        .command(&host.id, &json!({"action": action, "params": params}))
         .await;
     assert_eq!(code, 201, "{action} {c}");
     stack
@@ -547,10 +544,7 @@ async fn databases_and_users_on_a_real_mariadb_server() {
                 continue; // a table may well be called mysql
             }
             let (code, v) = stack
-                .post(
-                    &format!("/agents/{}/commands", host.id),
-                    &json!({"action": action, "params": params}),
-                )
+                .command(&host.id, &json!({"action": action, "params": params}))
                 .await;
             assert!((400..500).contains(&code), "{action} {bad:?}: {code} {v}");
             let signed = signed_command(&stack, &host.id, action, params);
@@ -567,8 +561,8 @@ async fn databases_and_users_on_a_real_mariadb_server() {
         ("mysql", "mariadb.user_drop"),
     ] {
         let (code, v) = stack
-            .post(
-                &format!("/agents/{}/commands", host.id),
+            .command(
+                &host.id,
                 &json!({"action": action, "params": {"user": user}}),
             )
             .await;
@@ -791,8 +785,8 @@ async fn a_statement_stuck_on_a_lock_is_killed_at_the_timeout_and_on_cancel() {
 
     // Timeout: the command ends, and the server forgets the DROP.
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+        .command(
+            &host.id,
             &json!({"action": "mariadb.db_drop", "params": {"name": "shop"}, "timeout_secs": 2}),
         )
         .await;
@@ -815,8 +809,8 @@ async fn a_statement_stuck_on_a_lock_is_killed_at_the_timeout_and_on_cancel() {
 
     // Cancel: once the DROP is waiting on the server.
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+        .command(
+            &host.id,
             &json!({"action": "mariadb.db_drop", "params": {"name": "shop"}}),
         )
         .await;
@@ -897,20 +891,13 @@ async fn a_host_without_a_mariadb_socket_rejects_mariadb_commands() {
         "{agent}"
     );
     // The control plane refuses at once: the host said it cannot.
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+    stack
+        .assert_refused(
+            &host.id,
             &json!({"action": "mariadb.db_create", "params": {"name": "shop"}}),
+            &["cannot run mariadb actions"],
         )
         .await;
-    assert_eq!(code, 409, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot run mariadb actions"),
-        "{v}"
-    );
     // And rootd refuses too, with the reason, when asked directly (as it
     // would be by an agent whose host has not reported its modules yet).
     let signed = signed_command(

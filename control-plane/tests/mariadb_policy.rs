@@ -168,10 +168,7 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 async fn run(stack: &Stack, agent: &str, action: &str, params: Value) -> Value {
     let (code, c) = stack
-        .post(
-            &format!("/agents/{agent}/commands"),
-            &json!({"action": action, "params": params}),
-        )
+        .command(agent, &json!({"action": action, "params": params}))
         .await;
     assert_eq!(code, 201, "{action} {c}");
     stack

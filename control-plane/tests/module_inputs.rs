@@ -24,10 +24,7 @@ const R: char = '\u{fffd}';
 /// Creates a command and waits until it is final.
 async fn run(stack: &Stack, host: &Host, action: &str, params: Value, max: Duration) -> Value {
     let (code, created) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
+        .command(&host.id, &json!({"action": action, "params": params}))
         .await;
     assert_eq!(code, 201, "{action} {params}: {created}");
     stack.wait_final(created["id"].as_str().unwrap(), max).await
@@ -37,10 +34,7 @@ async fn run(stack: &Stack, host: &Host, action: &str, params: Value, max: Durat
 /// the error body.
 async fn refused(stack: &Stack, host: &Host, action: &str, params: Value) -> String {
     let (code, body) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
+        .command(&host.id, &json!({"action": action, "params": params}))
         .await;
     assert_eq!(code, 422, "{action} {params} must be refused: {body}");
     body.to_string()

@@ -18,10 +18,7 @@ use serde_json::{json, Value};
 /// Creates a command and waits until it is final.
 async fn run(stack: &Stack, host: &Host, action: &str, params: Value, max: Duration) -> Value {
     let (code, created) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
+        .command(&host.id, &json!({"action": action, "params": params}))
         .await;
     assert_eq!(code, 201, "{action} {params}: {created}");
     stack.wait_final(created["id"].as_str().unwrap(), max).await
@@ -30,10 +27,7 @@ async fn run(stack: &Stack, host: &Host, action: &str, params: Value, max: Durat
 /// Params the control plane must refuse before signing anything.
 async fn refused(stack: &Stack, host: &Host, action: &str, params: Value) {
     let (code, body) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
+        .command(&host.id, &json!({"action": action, "params": params}))
         .await;
     assert!(
         code == 422 || code == 400,
@@ -573,20 +567,13 @@ async fn service_module_without_systemd_is_reported_and_refused() {
     }
     assert!(!mods.contains(&"service".to_string()), "{mods:?}");
     // The control plane refuses at once: the host said it cannot.
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+    stack
+        .assert_refused(
+            &host.id,
             &json!({"action": "service.status", "params": {"unit": "nginx"}}),
+            &["cannot run service actions"],
         )
         .await;
-    assert_eq!(code, 409, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot run service actions"),
-        "{v}"
-    );
     // rootd refuses too, with its reason, when asked directly.
     let signed =
         common::signed_command(&stack, &host.id, "service.status", json!({"unit": "nginx"}));

@@ -179,20 +179,13 @@ async fn nested_messages_on_every_subject_are_terminated_counted_and_survived() 
         "[".repeat(1000),
         "]".repeat(1000)
     );
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/agents/{me}/commands", stack.base))
-        .bearer_auth(&stack.token)
-        .header("Content-Type", "application/json")
-        .body(deep_body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    let body: Value = r.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("nested deeper"),
-        "{body}"
-    );
+    stack
+        .assert_bad_json(
+            &format!("/agents/{me}/commands"),
+            deep_body,
+            "nested deeper",
+        )
+        .await;
 
     // rootd: frames from the agent's uid, just under and over the limit,
     // the report's bytes, garbage, and a lying length prefix.

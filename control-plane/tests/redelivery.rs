@@ -57,9 +57,7 @@ async fn gated(stack: &Stack, h: &Host, extra: Value) -> String {
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         body[k] = v;
     }
-    let (code, c) = stack
-        .post(&format!("/agents/{}/commands", h.id), &body)
-        .await;
+    let (code, c) = stack.command(&h.id, &body).await;
     assert_eq!(code, 201, "{c}");
     c["id"].as_str().unwrap().to_string()
 }

@@ -144,12 +144,7 @@ async fn revoking_an_agent_cuts_it_off_and_the_others_keep_working() {
     assert!(refused.is_err(), "a revoked agent cannot connect");
 
     // Nothing more can be sent to it; B is untouched.
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", a.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, v) = stack.command(&a.id, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 409, "{v}");
     assert_eq!(stack.ping(&b.id).await["status"], "succeeded");
     let (_, sec) = stack.get("/security").await;
@@ -303,12 +298,7 @@ async fn an_agent_waits_for_approval_unless_its_token_says_otherwise() {
         },
     )
     .await;
-    let (code, _) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, _) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 409, "no commands before approval");
     let (_, sec) = stack.get("/security").await;
     assert!(sec["pending_agents"]

@@ -6,6 +6,7 @@
 //! `common::Stack`, `common::wait_for`, ... whatever file it lives in.
 #![allow(dead_code, unused_imports)]
 
+mod api;
 mod hostile;
 mod process;
 mod rootd;
@@ -13,6 +14,7 @@ mod session;
 mod stack;
 mod wait;
 
+pub use api::*;
 pub use hostile::*;
 pub use process::*;
 pub use rootd::*;
