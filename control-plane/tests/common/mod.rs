@@ -8,6 +8,7 @@
 
 mod api;
 mod hostile;
+mod mariadb;
 mod process;
 mod rootd;
 mod session;
@@ -16,6 +17,7 @@ mod wait;
 
 pub use api::*;
 pub use hostile::*;
+pub use mariadb::*;
 pub use process::*;
 pub use rootd::*;
 pub use session::*;
