@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, Nats, Stack};
+use common::{gated_stack, wait_for, Nats, Stack};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,46 +293,12 @@ async fn an_agent_killed_mid_command_never_runs_it_twice() {
     assert_eq!(runs_in_rootd(&h, &id), 1, "ran exactly once");
 }
 
-/// An app whose install script runs until the test creates `gate`: an
-/// action that is certainly still running when the test acts, and that
-/// finishes when the test says so.
-fn gated_manifests(root: &Path, gate: &Path) -> PathBuf {
-    let dir = root.join("manifests");
-    std::fs::create_dir_all(dir.join("gated")).unwrap();
-    std::fs::write(
-        dir.join("gated/manifest.yml"),
-        "id: gated\nname: Gated\nversion: \"0.1\"\ndescription: Runs until the test opens its gate.\ncategory: test\ninputs: []\nscripts: { install: install.sh }\ntimeout_secs: 300\nidempotent: true\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("gated/install.sh"),
-        format!(
-            // At most 300 s, so that a failed test leaves no endless loop behind.
-            "#!/bin/sh\ni=0\nwhile [ ! -e {gate:?} ]; do\n  i=$((i + 1)); [ $i -gt 3000 ] && exit 1\n  sleep 0.1\ndone\necho opened\n"
-        ),
-    )
-    .unwrap();
-    dir
-}
-
-/// A stack and host that can run the `gated` app; the path is its gate.
-async fn gated_stack() -> (tempfile::TempDir, PathBuf, Stack, common::Host) {
-    let tmp = tempfile::tempdir().unwrap();
-    let gate = tmp.path().join("gate");
-    let manifests = gated_manifests(tmp.path(), &gate);
-    let stack = Stack::start_with_manifests(&manifests).await;
-    let h = stack
-        .start_host_configured("h", &format!("manifests_dir = {manifests:?}"))
-        .await;
-    (tmp, gate, stack, h)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_finished_during_an_outage_survives_a_crash_and_arrives_once() {
     // The action runs until the broker is gone: with a real action (a scan
     // of a few seconds) the result could be confirmed before the broker
     // stopped on a slow machine, and then there is no outage to survive.
-    let (_tmp, gate, mut stack, mut h) = gated_stack().await;
+    let (_tmp, gate, mut stack, mut h) = gated_stack(&[]).await;
     let (code, c) = stack
         .command(
             &h.id,
@@ -479,7 +444,7 @@ async fn a_running_command_can_be_cancelled() {
     // The gate never opens: the action runs until the cancel stops it (a
     // real scan could finish before the cancel arrived, or as the agent hung
     // up, and leave nothing running to cancel).
-    let (_tmp, _gate, stack, h) = gated_stack().await;
+    let (_tmp, _gate, stack, h) = gated_stack(&[]).await;
     let (code, c) = stack
         .command(
             &h.id,

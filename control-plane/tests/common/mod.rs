@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod api;
+mod gated;
 mod hostile;
 mod mariadb;
 mod process;
@@ -16,6 +17,7 @@ mod stack;
 mod wait;
 
 pub use api::*;
+pub use gated::*;
 pub use hostile::*;
 pub use mariadb::*;
 pub use process::*;
