@@ -18,12 +18,8 @@ use serde_json::{json, Value};
 
 /// Creates a command through the API and waits until it is final.
 async fn run(stack: &Stack, host: &Host, action: &str, params: Value) -> Value {
-    let (code, c) = stack
-        .command(&host.id, &json!({"action": action, "params": params}))
-        .await;
-    assert_eq!(code, 201, "{action} {c}");
     stack
-        .wait_final(c["id"].as_str().unwrap(), Duration::from_secs(60))
+        .run_final(&host.id, action, params, Duration::from_secs(60))
         .await
 }
 

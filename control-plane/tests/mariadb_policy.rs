@@ -28,12 +28,8 @@ fn policy_options(dir: &Path) -> Vec<String> {
 }
 
 async fn run(stack: &Stack, agent: &str, action: &str, params: Value) -> Value {
-    let (code, c) = stack
-        .command(agent, &json!({"action": action, "params": params}))
-        .await;
-    assert_eq!(code, 201, "{action} {c}");
     stack
-        .wait_final(c["id"].as_str().unwrap(), Duration::from_secs(60))
+        .run_final(agent, action, params, Duration::from_secs(60))
         .await
 }
 

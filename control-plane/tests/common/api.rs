@@ -4,7 +4,9 @@
 //! starts nothing and knows no page; what a test expects beyond the status
 //! and the error's words stays in the test.
 
-use serde_json::Value;
+use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use super::*;
 
@@ -14,6 +16,24 @@ impl Stack {
     /// JSON answer (`Null` when the answer is not JSON).
     pub async fn command(&self, agent: &str, body: &Value) -> (u16, Value) {
         self.post(&format!("/agents/{agent}/commands"), body).await
+    }
+
+    /// Creates the command `{"action": action, "params": params}` for
+    /// `agent`, asserts it was accepted (201), and waits up to `max` until
+    /// it is final; returns the final command as `GET /commands/{id}`
+    /// shows it.
+    pub async fn run_final(
+        &self,
+        agent: &str,
+        action: &str,
+        params: Value,
+        max: Duration,
+    ) -> Value {
+        let (code, created) = self
+            .command(agent, &json!({"action": action, "params": params}))
+            .await;
+        assert_eq!(code, 201, "{action} {params}: {created}");
+        self.wait_final(created["id"].as_str().unwrap(), max).await
     }
 
     /// Asserts that the control plane refuses `body` for `agent` at once
