@@ -345,21 +345,8 @@ async fn automation_submits_signed_jobs_on_the_bus() {
     use bus_schema::jobs::{AutomationKey, JobSubmission};
     let stack = Stack::start().await;
     let h = stack.start_host("h").await;
-    let ci = AutomationKey::generate();
-    let (code, v) = stack
-        .post(
-            "/automation-keys",
-            &json!({"name": "ci", "role": "operator", "public_key": ci.public_base64()}),
-        )
-        .await;
-    assert_eq!(code, 201, "{v}");
-    let watcher = AutomationKey::generate();
-    stack
-        .post(
-            "/automation-keys",
-            &json!({"name": "watcher", "role": "viewer", "public_key": watcher.public_base64()}),
-        )
-        .await;
+    let ci = stack.add_automation_key("ci", "operator").await;
+    let watcher = stack.add_automation_key("watcher", "viewer").await;
     let forger = AutomationKey::generate();
 
     let job = |key: &str| JobSubmission {
@@ -397,14 +384,7 @@ async fn automation_submits_signed_jobs_on_the_bus() {
     // A marker after them: once it is in, the others were handled.
     send(ci.sign(&job("marker"))).await;
 
-    let jobs = wait_for("the marker job", Duration::from_secs(30), || async {
-        let (_, v) = stack.get("/jobs").await;
-        let list = v["jobs"].as_array().cloned().unwrap_or_default();
-        list.iter()
-            .any(|j| j["idempotency_key"] == "marker")
-            .then_some(list)
-    })
-    .await;
+    let jobs = stack.wait_job_keyed("marker").await;
     let keys: Vec<&str> = jobs
         .iter()
         .map(|j| j["idempotency_key"].as_str().unwrap_or(""))

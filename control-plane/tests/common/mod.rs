@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod api;
+mod automation;
 mod gated;
 mod hostile;
 mod mariadb;
@@ -17,6 +18,7 @@ mod stack;
 mod wait;
 
 pub use api::*;
+pub use automation::*;
 pub use gated::*;
 pub use hostile::*;
 pub use mariadb::*;
