@@ -15,7 +15,8 @@ use bus_schema::enroll::{agent_sign, AgentSigned};
 use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
 use bus_schema::subjects;
 use common::{
-    agent_client, agent_key, nested_msgpack, rootd_modules, wait_consumer_settled, wait_for, Stack,
+    agent_client, agent_key, enrolling_client, nested_msgpack, rootd_modules,
+    wait_consumer_settled, wait_for, Stack,
 };
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -147,14 +148,7 @@ async fn nested_messages_on_every_subject_are_terminated_counted_and_survived() 
     // Enrolment: nested bytes and a nested claim inside a real envelope,
     // with the shared enrolment credentials. Whatever the answer, the
     // control plane must still be there afterwards.
-    let enroll =
-        async_nats::ConnectOptions::with_credentials_file(stack.data_dir.join("enroll.creds"))
-            .await
-            .unwrap()
-            .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
-            .connect(stack.nats.url())
-            .await
-            .unwrap();
+    let enroll = enrolling_client(&stack).await;
     for payload in [
         nested_msgpack(1000),
         nested_msgpack(MAX_DEPTH),

@@ -8,34 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus_schema::subjects;
-use common::{random_machine_id, wait_for, Host, Stack};
+use common::{
+    agent_connect_options, random_machine_id, record_server_errors, wait_for, Host, Stack,
+};
 use serde_json::json;
 
 /// Connects with an agent's own credentials and records the server's
 /// complaints.
 async fn connect_as(stack: &Stack, host: &Host) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
-    let jwt = std::fs::read_to_string(host.state_dir.join("agent.jwt")).unwrap();
-    let seed = std::fs::read_to_string(host.state_dir.join("agent.seed")).unwrap();
-    let kp = Arc::new(nkeys::KeyPair::from_seed(seed.trim()).unwrap());
-    let events: Arc<Mutex<Vec<String>>> = Arc::default();
-    let ev = events.clone();
-    let client = async_nats::ConnectOptions::with_jwt(jwt.trim().to_string(), move |nonce| {
-        let kp = kp.clone();
-        async move { kp.sign(&nonce).map_err(async_nats::AuthError::new) }
-    })
-    .custom_inbox_prefix(subjects::inbox_prefix(&host.id))
-    .max_reconnects(1)
-    .event_callback(move |e| {
-        let ev = ev.clone();
-        async move {
-            if let async_nats::Event::ServerError(async_nats::ServerError::Other(s)) = e {
-                ev.lock().unwrap().push(s);
-            }
-        }
-    })
-    .connect(stack.nats.url())
-    .await
-    .unwrap();
+    let (opts, events) = record_server_errors(agent_connect_options(host).max_reconnects(1));
+    let client = opts.connect(stack.nats.url()).await.unwrap();
     (client, events)
 }
 

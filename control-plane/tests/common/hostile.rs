@@ -7,6 +7,15 @@ use super::*;
 /// A client holding one agent's real credentials (its user JWT and seed),
 /// with the agent's own inbox prefix: what a compromised host can do.
 pub async fn agent_client(stack: &Stack, host: &Host) -> async_nats::Client {
+    agent_connect_options(host)
+        .connect(stack.nats.url())
+        .await
+        .unwrap()
+}
+
+/// The connect options of [`agent_client`], for tests that add their own
+/// (reconnect limits, [`record_server_errors`]) before connecting.
+pub fn agent_connect_options(host: &Host) -> async_nats::ConnectOptions {
     let jwt = std::fs::read_to_string(host.state_dir.join("agent.jwt")).unwrap();
     let kp = std::sync::Arc::new(agent_key(host));
     async_nats::ConnectOptions::with_jwt(jwt.trim().to_string(), move |nonce| {
@@ -14,9 +23,39 @@ pub async fn agent_client(stack: &Stack, host: &Host) -> async_nats::Client {
         async move { kp.sign(&nonce).map_err(async_nats::AuthError::new) }
     })
     .custom_inbox_prefix(bus_schema::subjects::inbox_prefix(&host.id))
-    .connect(stack.nats.url())
-    .await
-    .unwrap()
+}
+
+/// A client with the shared enrolment-only credentials, as a new host has.
+pub async fn enrolling_client(stack: &Stack) -> async_nats::Client {
+    async_nats::ConnectOptions::with_credentials_file(stack.data_dir.join("enroll.creds"))
+        .await
+        .unwrap()
+        .custom_inbox_prefix(bus_schema::subjects::ENROLL_INBOX_PREFIX)
+        .connect(stack.nats.url())
+        .await
+        .unwrap()
+}
+
+/// The broker's complaints to one client (e.g. `Permissions Violation for
+/// Publish to ...`), in the order they arrived.
+pub type ServerErrors = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// `opts` with an event callback that records every error message the
+/// broker sends the client, and the record it fills.
+pub fn record_server_errors(
+    opts: async_nats::ConnectOptions,
+) -> (async_nats::ConnectOptions, ServerErrors) {
+    let events = ServerErrors::default();
+    let ev = events.clone();
+    let opts = opts.event_callback(move |e| {
+        let ev = ev.clone();
+        async move {
+            if let async_nats::Event::ServerError(async_nats::ServerError::Other(s)) = e {
+                ev.lock().unwrap().push(s);
+            }
+        }
+    });
+    (opts, events)
 }
 
 /// The agent's own signing key pair, read from its state directory.
