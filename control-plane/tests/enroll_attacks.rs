@@ -481,18 +481,8 @@ async fn virtual_agents_enrol_through_sealed_answers() {
     let stack = Stack::start().await;
     let token = stack.token(3, "1h", true).await;
     let sim = stack.spawn_simulate(3, &token, 2, &[], "simulate.log");
-    wait_for(
-        "three virtual agents online",
-        Duration::from_secs(120),
-        || async {
-            let (_, v) = stack.get("/agents").await;
-            let online = v["agents"]
-                .as_array()
-                .map(|a| a.iter().filter(|x| x["status"] == "online").count())
-                .unwrap_or(0);
-            (online == 3).then_some(())
-        },
-    )
-    .await;
+    stack
+        .wait_online_count("three virtual agents online", 3, Duration::from_secs(120))
+        .await;
     assert!(!sim.log_text().contains("enrolment attempt failed"));
 }

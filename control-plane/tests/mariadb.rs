@@ -38,18 +38,7 @@ async fn databases_and_users_on_a_real_mariadb_server() {
     let host = stack
         .start_host_configured("h1", &format!("mariadb_socket = {:?}", db.socket))
         .await;
-    let agent = wait_for(
-        "the heartbeat to list mariadb",
-        Duration::from_secs(30),
-        || async {
-            let (_, a) = stack.get(&format!("/agents/{}", host.id)).await;
-            a["modules"]
-                .as_array()
-                .is_some_and(|m| m.contains(&json!("mariadb")))
-                .then_some(a)
-        },
-    )
-    .await;
+    let agent = stack.wait_module_listed(&host.id, "mariadb").await;
     assert!(agent["modules"]
         .as_array()
         .unwrap()
@@ -695,18 +684,7 @@ async fn a_host_without_a_mariadb_socket_rejects_mariadb_commands() {
         .start_host_configured("h1", &format!("mariadb_socket = {missing:?}"))
         .await;
     // The heartbeat carries rootd's capabilities: pkg but not mariadb.
-    let agent = wait_for(
-        "the heartbeat to list modules",
-        Duration::from_secs(30),
-        || async {
-            let (_, a) = stack.get(&format!("/agents/{}", host.id)).await;
-            a["modules"]
-                .as_array()
-                .is_some_and(|m| m.contains(&json!("pkg")))
-                .then_some(a)
-        },
-    )
-    .await;
+    let agent = stack.wait_module_listed(&host.id, "pkg").await;
     assert!(
         !agent["modules"]
             .as_array()

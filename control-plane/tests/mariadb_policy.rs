@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{files_under, wait_for, MariaDb, Stack};
+use common::{files_under, MariaDb, Stack};
 use serde_json::{json, Value};
 
 /// The server's extra options: a binary log, a slow log that takes every
@@ -41,18 +41,7 @@ async fn user_create_honours_the_servers_password_policy_without_leaking_passwor
     let host = stack
         .start_host_configured("h1", &format!("mariadb_socket = {:?}", db.socket))
         .await;
-    wait_for(
-        "the heartbeat to list mariadb",
-        Duration::from_secs(30),
-        || async {
-            let (_, a) = stack.get(&format!("/agents/{}", host.id)).await;
-            a["modules"]
-                .as_array()
-                .is_some_and(|m| m.contains(&json!("mariadb")))
-                .then_some(())
-        },
-    )
-    .await;
+    stack.wait_module_listed(&host.id, "mariadb").await;
     let c = run(
         &stack,
         &host.id,

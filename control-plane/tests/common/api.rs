@@ -77,4 +77,40 @@ impl Stack {
         );
         v
     }
+
+    /// How many agents `GET /agents` shows as `online` now.
+    pub async fn online_count(&self) -> usize {
+        let (_, v) = self.get("/agents").await;
+        v["agents"]
+            .as_array()
+            .map(|a| a.iter().filter(|x| x["status"] == "online").count())
+            .unwrap_or(0)
+    }
+
+    /// Waits up to `max` until exactly `n` agents are online; `what` names
+    /// the wait in the failure.
+    pub async fn wait_online_count(&self, what: &str, n: usize, max: Duration) {
+        wait_for(what, max, || async {
+            (self.online_count().await == n).then_some(())
+        })
+        .await
+    }
+
+    /// Waits (up to 30 s) until the heartbeat of `agent` lists `module`
+    /// among the modules its rootd can run; returns the agent as
+    /// `GET /agents/{agent}` shows it then.
+    pub async fn wait_module_listed(&self, agent: &str, module: &str) -> Value {
+        wait_for(
+            &format!("the heartbeat to list {module}"),
+            Duration::from_secs(30),
+            || async {
+                let (_, a) = self.get(&format!("/agents/{agent}")).await;
+                a["modules"]
+                    .as_array()
+                    .is_some_and(|m| m.contains(&json!(module)))
+                    .then_some(a)
+            },
+        )
+        .await
+    }
 }
