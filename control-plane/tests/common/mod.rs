@@ -4,7 +4,7 @@
 //!
 //! Split by concept; every public name is re-exported here, so tests say
 //! `common::Stack`, `common::wait_for`, ... whatever file it lives in.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 mod api;
 mod automation;
@@ -17,13 +17,24 @@ mod session;
 mod stack;
 mod wait;
 
+// Each test binary uses some of these names, none uses all.
+#[allow(unused_imports)]
 pub use api::*;
+#[allow(unused_imports)]
 pub use automation::*;
+#[allow(unused_imports)]
 pub use gated::*;
+#[allow(unused_imports)]
 pub use hostile::*;
+#[allow(unused_imports)]
 pub use mariadb::*;
+#[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
 pub use rootd::*;
+#[allow(unused_imports)]
 pub use session::*;
+#[allow(unused_imports)]
 pub use stack::*;
+#[allow(unused_imports)]
 pub use wait::*;
