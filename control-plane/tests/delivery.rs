@@ -345,8 +345,14 @@ async fn automation_submits_signed_jobs_on_the_bus() {
     use bus_schema::jobs::{AutomationKey, JobSubmission};
     let stack = Stack::start().await;
     let h = stack.start_host("h").await;
-    let ci = stack.add_automation_key("ci", "operator").await;
-    let watcher = stack.add_automation_key("watcher", "viewer").await;
+    let ci = AutomationKey::generate();
+    stack
+        .add_automation_key("ci", "operator", &ci.public_base64())
+        .await;
+    let watcher = AutomationKey::generate();
+    stack
+        .add_automation_key("watcher", "viewer", &watcher.public_base64())
+        .await;
     let forger = AutomationKey::generate();
 
     let job = |key: &str| JobSubmission {

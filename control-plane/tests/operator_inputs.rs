@@ -22,7 +22,7 @@ async fn audit(stack: &Stack, action: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
-    use bus_schema::jobs::JobSubmission;
+    use bus_schema::jobs::{AutomationKey, JobSubmission};
     let stack = Stack::start().await;
     let h = stack.start_host("h1").await;
     let ping = json!({"selector": {"agents": [h.id]}, "action": "sys.ping", "idempotency_key": "deploy-1"});
@@ -112,7 +112,10 @@ async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
 
     // On the bus: scoped to the automation key, replays are replays, a
     // different request under the same key is refused and creates nothing.
-    let ci = stack.add_automation_key("ci", "operator").await;
+    let ci = AutomationKey::generate();
+    stack
+        .add_automation_key("ci", "operator", &ci.public_base64())
+        .await;
     let submission = |action: &str, key: &str| JobSubmission {
         selector: json!({"agents": [h.id]}),
         action: action.into(),

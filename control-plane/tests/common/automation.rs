@@ -1,29 +1,27 @@
 //! Automation as a test sets it up: a registered automation key (its
-//! private half held by the test, as CI would hold it) and waiting for the
+//! private half generated and held by the test, as CI would hold it) and waiting for the
 //! jobs submitted under an idempotency key to appear. Building and signing
 //! the submissions stays in the tests, which vary them on purpose.
 
 use std::time::Duration;
 
-use bus_schema::jobs::AutomationKey;
 use serde_json::{json, Value};
 
 use super::*;
 
 impl Stack {
-    /// Generates an automation key pair and registers its public half as
-    /// `name` with `role` (`operator`, `viewer`, ...) through
-    /// `POST /automation-keys`, asserting 201; returns the pair for signing.
-    pub async fn add_automation_key(&self, name: &str, role: &str) -> AutomationKey {
-        let key = AutomationKey::generate();
+    /// Registers an automation key's public half (`public_key`, base64 as
+    /// `AutomationKey::public_base64` gives it) as `name` with `role`
+    /// (`operator`, `viewer`, ...) through `POST /automation-keys`,
+    /// asserting 201. The test keeps the private half for signing.
+    pub async fn add_automation_key(&self, name: &str, role: &str, public_key: &str) {
         let (code, v) = self
             .post(
                 "/automation-keys",
-                &json!({"name": name, "role": role, "public_key": key.public_base64()}),
+                &json!({"name": name, "role": role, "public_key": public_key}),
             )
             .await;
         assert_eq!(code, 201, "{v}");
-        key
     }
 
     /// Waits (up to 30 s) until `GET /jobs` lists a job with idempotency
