@@ -15,13 +15,16 @@ use super::*;
 
 /// nats-server + `drover serve` with its own data directory.
 pub struct Stack {
-    pub tmp: TempDir,
     pub nats: Nats,
     pub cp: Proc,
     pub token: String,
     pub base: String,
     pub data_dir: PathBuf,
     http: reqwest::Client,
+    /// Last: fields drop in order, so nats-server and the control plane are
+    /// killed before their directory is removed (a still-running server
+    /// wrote it again and left it behind in /tmp).
+    pub tmp: TempDir,
 }
 
 pub struct Host {
