@@ -267,8 +267,18 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         .unwrap()
         .await
         .unwrap();
-    let done = stack.wait_final(&cmd, Duration::from_secs(20)).await;
-    assert_eq!(done["status"], "succeeded");
+    // The oversized result ends the command as an inferred failure first;
+    // the good, signed result that follows replaces it.
+    let done = wait_for(
+        "the good result to end the command",
+        Duration::from_secs(20),
+        || async {
+            let (_, c) = stack.get(&format!("/commands/{cmd}")).await;
+            (c["status"] == "succeeded").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["summary"], "first");
     let log = Stack::wait_log(&stack.cp, "does not match the subject").await;
     assert_eq!(
