@@ -67,14 +67,6 @@ struct Row {
     rss_rootd: u64,
 }
 
-async fn online_count(stack: &Stack) -> usize {
-    let (_, v) = stack.get("/agents").await;
-    v["agents"]
-        .as_array()
-        .map(|a| a.iter().filter(|x| x["status"] == "online").count())
-        .unwrap_or(0)
-}
-
 async fn one_size(n: usize, runs: usize) -> Row {
     let stack = Stack::start().await;
     let host = stack.start_host("real").await;
@@ -91,7 +83,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
     })
     .await;
     wait_for("every virtual agent online", budget, || async {
-        (online_count(&stack).await > n).then_some(())
+        (stack.online_count().await > n).then_some(())
     })
     .await;
     eprintln!("[{n}] fleet up in {:.1}s", t0.elapsed().as_secs_f64());

@@ -178,24 +178,45 @@ async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
+/// Clicks the element `css` matches now (no wait: wait first if it may be
+/// late).
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Chooses the option with `value` in the `<select>` that `css` matches.
+async fn select(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// Types `text` into the field that `css` matches.
+async fn type_into(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 async fn login(c: &Client, base: &str, name: &str, pw: &str) {
     c.goto(&format!("{base}/fleet")).await.unwrap();
     // Not logged in: the login page.
     let name_field = wait_css(c, "#name").await;
     assert!(c.current_url().await.unwrap().path().starts_with("/login"));
     name_field.send_keys(name).await.unwrap();
-    c.find(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys(pw)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(c, "#password", pw).await;
+    click(c, "#login").await;
     wait_for(
         "the fleet page after login",
         Duration::from_secs(20),
@@ -284,27 +305,12 @@ async fn operator_console_end_to_end() {
 
     // The agent page: run sys.ping from the generated form; the result
     // appears without a reload.
-    c.find(Locator::Css(&format!("{row} a.host")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, &format!("{row} a.host")).await;
     wait_css(c, "#run-form").await;
     wait_css(c, "#action option[value=\"sys.ping\"]").await;
-    c.find(Locator::Css("#action"))
-        .await
-        .unwrap()
-        .select_by_value("sys.ping")
-        .await
-        .unwrap();
+    select(c, "#action", "sys.ping").await;
     js(c, "window.__sameDocument = 43; return 1").await;
-    c.find(Locator::Css("#run"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#run").await;
     wait_css(c, "#run-result[data-status=\"succeeded\"]").await;
     let result = wait_text(c, "#run-result", "sys.ping").await;
     assert!(result.contains("succeeded"), "{result}");
@@ -325,38 +331,13 @@ async fn operator_console_end_to_end() {
     c.goto(&format!("{base}/jobs")).await.unwrap();
     wait_css(c, "#action option[value=\"sys.ping\"]").await;
     wait_text(c, "#preview", "1 host matches").await;
-    c.find(Locator::Css("#sel-mode"))
-        .await
-        .unwrap()
-        .select_by_value("hostname")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#sel-value"))
-        .await
-        .unwrap()
-        .send_keys("no-such-host-*")
-        .await
-        .unwrap();
+    select(c, "#sel-mode", "hostname").await;
+    type_into(c, "#sel-value", "no-such-host-*").await;
     wait_text(c, "#preview", "0 hosts match").await;
-    c.find(Locator::Css("#sel-mode"))
-        .await
-        .unwrap()
-        .select_by_value("all")
-        .await
-        .unwrap();
+    select(c, "#sel-mode", "all").await;
     wait_text(c, "#preview", "1 host matches").await;
-    c.find(Locator::Css("#action"))
-        .await
-        .unwrap()
-        .select_by_value("sys.ping")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#submit-job"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    select(c, "#action", "sys.ping").await;
+    click(c, "#submit-job").await;
     wait_css(c, "#job-live[data-done=\"true\"]").await;
     wait_text(c, "#job-hosts", "succeeded").await;
     c.goto(&format!("{base}/jobs")).await.unwrap();
@@ -375,12 +356,11 @@ async fn operator_console_end_to_end() {
             .unwrap();
         wait_css(c, "#in-greeting").await;
         wait_gone(c, "[data-input=\"token\"]").await;
-        let mode = c.find(Locator::Css("#in-mode")).await.unwrap();
-        mode.select_by_value("secret").await.unwrap();
+        select(c, "#in-mode", "secret").await;
         wait_css(c, "[data-input=\"token\"]").await;
-        mode.select_by_value("plain").await.unwrap();
+        select(c, "#in-mode", "plain").await;
         wait_gone(c, "[data-input=\"token\"]").await;
-        mode.select_by_value("secret").await.unwrap();
+        select(c, "#in-mode", "secret").await;
         let token = wait_css(c, "#in-token").await;
         assert_eq!(
             token.attr("type").await.unwrap().as_deref(),
@@ -389,12 +369,7 @@ async fn operator_console_end_to_end() {
         token.send_keys("browser-secret-123").await.unwrap();
         wait_text(c, "#install-card #preview", "1 host matches").await;
         shot(c, "apps").await;
-        c.find(Locator::Css("#install"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(c, "#install").await;
         wait_for(
             "the job page of the install",
             Duration::from_secs(20),
@@ -429,12 +404,7 @@ async fn operator_console_end_to_end() {
     // Enrolment: a token's secret is shown once.
     c.goto(&format!("{base}/enrolment")).await.unwrap();
     wait_css(c, "#token-form").await;
-    c.find(Locator::Css("#token-form button.primary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#token-form button.primary").await;
     let secret = wait_css(c, "#token-form .secret")
         .await
         .text()
@@ -482,12 +452,7 @@ async fn operator_console_end_to_end() {
     wait_text(c, "#live", "live").await;
 
     // The login page, for the README.
-    c.find(Locator::Css("#logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#logout").await;
     wait_css(c, "#login").await;
     shot(c, "login").await;
 }

@@ -30,19 +30,13 @@ async fn a_thousand_commands_survive_agent_kill_broker_and_control_plane_restart
         fleet.log_text().contains("ready ").then_some(())
     })
     .await;
-    wait_for(
-        "every virtual agent online",
-        Duration::from_secs(120),
-        || async {
-            let (_, v) = stack.get("/agents").await;
-            let online = v["agents"]
-                .as_array()
-                .map(|a| a.iter().filter(|x| x["status"] == "online").count())
-                .unwrap_or(0);
-            (online == AGENTS).then_some(())
-        },
-    )
-    .await;
+    stack
+        .wait_online_count(
+            "every virtual agent online",
+            AGENTS,
+            Duration::from_secs(120),
+        )
+        .await;
 
     let (code, job) = stack
         .post("/jobs", &json!({"selector": {"all": true}, "action": "sys.ping", "ttl_secs": 1800, "idempotency_key": "chaos"}))

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, Nats, Stack};
+use common::{gated_stack, wait_for, Nats, Stack};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,10 +120,7 @@ async fn a_command_for_a_host_that_stays_away_expires_and_never_runs() {
     let mut h = stack.start_host("h").await;
     h.agent.stop();
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping", "ttl_secs": 1}),
-        )
+        .command(&h.id, &json!({"action": "sys.ping", "ttl_secs": 1}))
         .await;
     assert_eq!(code, 201, "{c}");
     let id = c["id"].as_str().unwrap().to_string();
@@ -149,20 +145,10 @@ async fn a_full_queue_refuses_more_work_with_a_clear_error() {
     let mut h = stack.start_host("h").await;
     h.agent.stop();
     for i in 0..100 {
-        let (code, v) = stack
-            .post(
-                &format!("/agents/{}/commands", h.id),
-                &json!({"action": "sys.ping"}),
-            )
-            .await;
+        let (code, v) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
         assert_eq!(code, 201, "command {i}: {v}");
     }
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, v) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 429, "{v}");
     assert!(v["error"].as_str().unwrap().contains("is full"), "{v}");
     // The refused one is recorded in its one final state.
@@ -181,12 +167,7 @@ async fn ping_queued_for_a_stopped_agent() -> (Stack, common::Host, String) {
     let stack = Stack::start().await;
     let mut h = stack.start_host("h").await;
     h.agent.stop();
-    let (_, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (_, c) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
     let id = c["id"].as_str().unwrap().to_string();
     (stack, h, id)
 }
@@ -281,12 +262,7 @@ fn runs_in_rootd(h: &common::Host, id: &str) -> usize {
 async fn an_agent_killed_mid_command_never_runs_it_twice() {
     let stack = Stack::start().await;
     let mut h = stack.start_host("h").await;
-    let (_, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "pkg.scan"}),
-        )
-        .await;
+    let (_, c) = stack.command(&h.id, &json!({"action": "pkg.scan"})).await;
     let id = c["id"].as_str().unwrap().to_string();
     // The heartbeat names the running operation and who started it.
     let op = wait_for(
@@ -317,49 +293,15 @@ async fn an_agent_killed_mid_command_never_runs_it_twice() {
     assert_eq!(runs_in_rootd(&h, &id), 1, "ran exactly once");
 }
 
-/// An app whose install script runs until the test creates `gate`: an
-/// action that is certainly still running when the test acts, and that
-/// finishes when the test says so.
-fn gated_manifests(root: &Path, gate: &Path) -> PathBuf {
-    let dir = root.join("manifests");
-    std::fs::create_dir_all(dir.join("gated")).unwrap();
-    std::fs::write(
-        dir.join("gated/manifest.yml"),
-        "id: gated\nname: Gated\nversion: \"0.1\"\ndescription: Runs until the test opens its gate.\ncategory: test\ninputs: []\nscripts: { install: install.sh }\ntimeout_secs: 300\nidempotent: true\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("gated/install.sh"),
-        format!(
-            // At most 300 s, so that a failed test leaves no endless loop behind.
-            "#!/bin/sh\ni=0\nwhile [ ! -e {gate:?} ]; do\n  i=$((i + 1)); [ $i -gt 3000 ] && exit 1\n  sleep 0.1\ndone\necho opened\n"
-        ),
-    )
-    .unwrap();
-    dir
-}
-
-/// A stack and host that can run the `gated` app; the path is its gate.
-async fn gated_stack() -> (tempfile::TempDir, PathBuf, Stack, common::Host) {
-    let tmp = tempfile::tempdir().unwrap();
-    let gate = tmp.path().join("gate");
-    let manifests = gated_manifests(tmp.path(), &gate);
-    let stack = Stack::start_with_manifests(&manifests).await;
-    let h = stack
-        .start_host_configured("h", &format!("manifests_dir = {manifests:?}"))
-        .await;
-    (tmp, gate, stack, h)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_finished_during_an_outage_survives_a_crash_and_arrives_once() {
     // The action runs until the broker is gone: with a real action (a scan
     // of a few seconds) the result could be confirmed before the broker
     // stopped on a slow machine, and then there is no outage to survive.
-    let (_tmp, gate, mut stack, mut h) = gated_stack().await;
+    let (_tmp, gate, mut stack, mut h) = gated_stack(&[]).await;
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
+        .command(
+            &h.id,
             &json!({"action": "app.install", "params": {"app": "gated", "inputs": {}}}),
         )
         .await;
@@ -405,19 +347,12 @@ async fn automation_submits_signed_jobs_on_the_bus() {
     let stack = Stack::start().await;
     let h = stack.start_host("h").await;
     let ci = AutomationKey::generate();
-    let (code, v) = stack
-        .post(
-            "/automation-keys",
-            &json!({"name": "ci", "role": "operator", "public_key": ci.public_base64()}),
-        )
+    stack
+        .add_automation_key("ci", "operator", &ci.public_base64())
         .await;
-    assert_eq!(code, 201, "{v}");
     let watcher = AutomationKey::generate();
     stack
-        .post(
-            "/automation-keys",
-            &json!({"name": "watcher", "role": "viewer", "public_key": watcher.public_base64()}),
-        )
+        .add_automation_key("watcher", "viewer", &watcher.public_base64())
         .await;
     let forger = AutomationKey::generate();
 
@@ -456,14 +391,7 @@ async fn automation_submits_signed_jobs_on_the_bus() {
     // A marker after them: once it is in, the others were handled.
     send(ci.sign(&job("marker"))).await;
 
-    let jobs = wait_for("the marker job", Duration::from_secs(30), || async {
-        let (_, v) = stack.get("/jobs").await;
-        let list = v["jobs"].as_array().cloned().unwrap_or_default();
-        list.iter()
-            .any(|j| j["idempotency_key"] == "marker")
-            .then_some(list)
-    })
-    .await;
+    let jobs = stack.wait_job_keyed("marker").await;
     let keys: Vec<&str> = jobs
         .iter()
         .map(|j| j["idempotency_key"].as_str().unwrap_or(""))
@@ -503,10 +431,10 @@ async fn a_running_command_can_be_cancelled() {
     // The gate never opens: the action runs until the cancel stops it (a
     // real scan could finish before the cancel arrived, or as the agent hung
     // up, and leave nothing running to cancel).
-    let (_tmp, _gate, stack, h) = gated_stack().await;
+    let (_tmp, _gate, stack, h) = gated_stack(&[]).await;
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
+        .command(
+            &h.id,
             &json!({"action": "app.install", "params": {"app": "gated", "inputs": {}}}),
         )
         .await;

@@ -15,29 +15,18 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bus_schema::enroll::{agent_sign, EnrollAnswer, EnrollClaim};
 use bus_schema::subjects;
-use common::{random_machine_id, wait_for, Stack};
+use common::{enrolling_client, random_machine_id, record_server_errors, wait_for, Stack};
 use futures::{FutureExt, StreamExt};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
 /// What the attacker sends: not even a valid claim.
 const HELLO: &[u8] = b"\xa5HELLO";
-
-/// A client with the shared enrolment-only credentials, as a new host has.
-async fn enrolling_client(stack: &Stack) -> async_nats::Client {
-    async_nats::ConnectOptions::with_credentials_file(stack.data_dir.join("enroll.creds"))
-        .await
-        .unwrap()
-        .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
-        .connect(stack.nats.url())
-        .await
-        .unwrap()
-}
 
 /// Watches, as the control plane's unrestricted user, every Drover subject,
 /// the enrolment inboxes and their look-alikes.
@@ -281,12 +270,7 @@ async fn a_reply_subject_outside_the_enrolment_inboxes_is_never_answered() {
     assert_eq!(sec["refused"], json!([]), "{sec}");
 
     // The operator's next command is queued, and the host runs it when back.
-    let (code, c) = stack
-        .post(
-            &format!("/agents/{victim}/commands"),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, c) = stack.command(&victim, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 201, "{c}");
     host.agent = Stack::spawn_agent(&host.agent_toml, &host.dir);
     let done = stack
@@ -306,24 +290,14 @@ async fn a_reply_subject_outside_the_enrolment_inboxes_is_never_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enrolment_responder_may_publish_only_on_enrolment_inboxes() {
     let stack = Stack::start().await;
-    let events: Arc<Mutex<Vec<String>>> = Arc::default();
-    let ev = events.clone();
-    let responder = async_nats::ConnectOptions::with_credentials_file(
-        stack.data_dir.join("enroll-responder.creds"),
-    )
-    .await
-    .unwrap()
-    .event_callback(move |e| {
-        let ev = ev.clone();
-        async move {
-            if let async_nats::Event::ServerError(async_nats::ServerError::Other(s)) = e {
-                ev.lock().unwrap().push(s);
-            }
-        }
-    })
-    .connect(stack.nats.url())
-    .await
-    .unwrap();
+    let (opts, events) = record_server_errors(
+        async_nats::ConnectOptions::with_credentials_file(
+            stack.data_dir.join("enroll-responder.creds"),
+        )
+        .await
+        .unwrap(),
+    );
+    let responder = opts.connect(stack.nats.url()).await.unwrap();
     let mut watch = watch(&stack).await;
 
     let someone = nkeys::KeyPair::new_user().public_key();
@@ -507,18 +481,8 @@ async fn virtual_agents_enrol_through_sealed_answers() {
     let stack = Stack::start().await;
     let token = stack.token(3, "1h", true).await;
     let sim = stack.spawn_simulate(3, &token, 2, &[], "simulate.log");
-    wait_for(
-        "three virtual agents online",
-        Duration::from_secs(120),
-        || async {
-            let (_, v) = stack.get("/agents").await;
-            let online = v["agents"]
-                .as_array()
-                .map(|a| a.iter().filter(|x| x["status"] == "online").count())
-                .unwrap_or(0);
-            (online == 3).then_some(())
-        },
-    )
-    .await;
+    stack
+        .wait_online_count("three virtual agents online", 3, Duration::from_secs(120))
+        .await;
     assert!(!sim.log_text().contains("enrolment attempt failed"));
 }

@@ -74,10 +74,7 @@ async fn all_output(stack: &Stack, id: &str) -> Vec<String> {
 
 async fn scan(stack: &Stack, agent: &str) -> String {
     let (code, created) = stack
-        .post(
-            &format!("/agents/{agent}/commands"),
-            &json!({"action": "pkg.scan", "params": {}}),
-        )
+        .command(agent, &json!({"action": "pkg.scan", "params": {}}))
         .await;
     assert_eq!(code, 201, "{created}");
     created["id"].as_str().unwrap().to_string()

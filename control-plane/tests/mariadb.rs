@@ -6,204 +6,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Proc, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use bus_schema::rootd_proto::RootFrame;
-use common::{ask_rootd, ask_rootd_all, signed_command, wait_for, Host, Stack};
+use common::{
+    ask_rootd, ask_rootd_all, files_under, mariadb_program, signed_command, wait_for, Host,
+    MariaDb, Stack,
+};
 use serde_json::{json, Value};
-
-/// A private MariaDB server; stopped (and its data removed with the stack's
-/// temporary directory) when dropped.
-struct MariaDb {
-    child: Option<Child>,
-    dir: PathBuf,
-    socket: PathBuf,
-}
-
-fn program(name: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is missing: run scripts/test-deps/mariadb.sh (`just test` does)")
-        })
-}
-
-impl MariaDb {
-    async fn start(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let data = dir.join("data");
-        let socket = dir.join("mysqld.sock");
-        // Its own temporary directory: bootstraps that share /tmp at the
-        // same time (the tests run in parallel) can fail with "Could not
-        // remove temporary table '/tmp/#sql-temptable-...'" and "Unknown
-        // table 'mysql.tmp_user_sys'"; with a directory each they do not.
-        let tmpdir = dir.join("tmp");
-        std::fs::create_dir_all(&tmpdir).unwrap();
-        let install = Proc::new(program("mariadb-install-db"))
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmpdir.display()))
-            .args([
-                "--auth-root-authentication-method=socket",
-                "--user=root",
-                "--skip-test-db",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            install.status.success(),
-            "mariadb-install-db failed: {}{}",
-            String::from_utf8_lossy(&install.stdout),
-            String::from_utf8_lossy(&install.stderr)
-        );
-        let log = std::fs::File::create(dir.join("mariadbd.out")).unwrap();
-        // The general query log is on: it must not catch the password either.
-        let child = Proc::new(program("mariadbd"))
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--tmpdir={}", tmpdir.display()))
-            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
-            .arg(format!("--log-error={}", dir.join("error.log").display()))
-            .arg("--general-log")
-            .arg(format!(
-                "--general-log-file={}",
-                dir.join("general.log").display()
-            ))
-            .args(["--skip-networking", "--user=root"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut db = Self {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            socket,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if db.socket.exists() && db.root("SELECT 1").map(|o| o == "1").unwrap_or(false) {
-                break;
-            }
-            let exited = db.child.as_mut().unwrap().try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "mariadbd did not come up (exit {exited:?}); its log:\n{}",
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        db
-    }
-
-    /// Runs SQL with the real client as `root` (socket authentication);
-    /// tab-separated output without headers, or the client's error text.
-    fn root(&self, sql: &str) -> Result<String, String> {
-        self.client(&["--user=root"], sql)
-    }
-
-    /// Runs SQL as `user`, logging in with `password`.
-    fn as_user(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
-        self.client(
-            &[&format!("--user={user}"), &format!("--password={password}")],
-            sql,
-        )
-    }
-
-    fn client(&self, args: &[&str], sql: &str) -> Result<String, String> {
-        let out = Proc::new(program("mariadb"))
-            .arg("--no-defaults")
-            .arg(format!("--socket={}", self.socket.display()))
-            .args(args)
-            .args(["--batch", "--skip-column-names", "-e", sql])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn grants(&self, user: &str) -> String {
-        self.root(&format!("SHOW GRANTS FOR '{user}'@'localhost'"))
-            .unwrap()
-    }
-
-    fn databases(&self) -> String {
-        self.root("SHOW DATABASES").unwrap()
-    }
-
-    fn users(&self) -> String {
-        self.root("SELECT CONCAT(User, '@', Host) FROM mysql.user ORDER BY 1")
-            .unwrap()
-    }
-
-    fn general_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("general.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Creates a command through the API and waits until it is final.
 async fn run(stack: &Stack, host: &Host, action: &str, params: Value) -> Value {
-    let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
-        .await;
-    assert_eq!(code, 201, "{action} {c}");
     stack
-        .wait_final(c["id"].as_str().unwrap(), Duration::from_secs(60))
+        .run_final(&host.id, action, params, Duration::from_secs(60))
         .await
 }
 
 fn succeeded(v: &Value) {
     assert_eq!(v["status"], "succeeded", "{v}");
-}
-
-/// Every file under `dir`, as bytes, with its path.
-fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.push((p, b));
-            }
-        }
-    }
-    out
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
@@ -217,18 +38,7 @@ async fn databases_and_users_on_a_real_mariadb_server() {
     let host = stack
         .start_host_configured("h1", &format!("mariadb_socket = {:?}", db.socket))
         .await;
-    let agent = wait_for(
-        "the heartbeat to list mariadb",
-        Duration::from_secs(30),
-        || async {
-            let (_, a) = stack.get(&format!("/agents/{}", host.id)).await;
-            a["modules"]
-                .as_array()
-                .is_some_and(|m| m.contains(&json!("mariadb")))
-                .then_some(a)
-        },
-    )
-    .await;
+    let agent = stack.wait_module_listed(&host.id, "mariadb").await;
     assert!(agent["modules"]
         .as_array()
         .unwrap()
@@ -547,10 +357,7 @@ async fn databases_and_users_on_a_real_mariadb_server() {
                 continue; // a table may well be called mysql
             }
             let (code, v) = stack
-                .post(
-                    &format!("/agents/{}/commands", host.id),
-                    &json!({"action": action, "params": params}),
-                )
+                .command(&host.id, &json!({"action": action, "params": params}))
                 .await;
             assert!((400..500).contains(&code), "{action} {bad:?}: {code} {v}");
             let signed = signed_command(&stack, &host.id, action, params);
@@ -567,8 +374,8 @@ async fn databases_and_users_on_a_real_mariadb_server() {
         ("mysql", "mariadb.user_drop"),
     ] {
         let (code, v) = stack
-            .post(
-                &format!("/agents/{}/commands", host.id),
+            .command(
+                &host.id,
                 &json!({"action": action, "params": {"user": user}}),
             )
             .await;
@@ -720,7 +527,7 @@ struct Session {
 
 impl Session {
     fn open(db: &MariaDb) -> Self {
-        let mut child = tokio::process::Command::new(program("mariadb"))
+        let mut child = tokio::process::Command::new(mariadb_program("mariadb"))
             .arg("--no-defaults")
             .arg(format!("--socket={}", db.socket.display()))
             .args([
@@ -791,8 +598,8 @@ async fn a_statement_stuck_on_a_lock_is_killed_at_the_timeout_and_on_cancel() {
 
     // Timeout: the command ends, and the server forgets the DROP.
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+        .command(
+            &host.id,
             &json!({"action": "mariadb.db_drop", "params": {"name": "shop"}, "timeout_secs": 2}),
         )
         .await;
@@ -815,8 +622,8 @@ async fn a_statement_stuck_on_a_lock_is_killed_at_the_timeout_and_on_cancel() {
 
     // Cancel: once the DROP is waiting on the server.
     let (code, c) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+        .command(
+            &host.id,
             &json!({"action": "mariadb.db_drop", "params": {"name": "shop"}}),
         )
         .await;
@@ -877,18 +684,7 @@ async fn a_host_without_a_mariadb_socket_rejects_mariadb_commands() {
         .start_host_configured("h1", &format!("mariadb_socket = {missing:?}"))
         .await;
     // The heartbeat carries rootd's capabilities: pkg but not mariadb.
-    let agent = wait_for(
-        "the heartbeat to list modules",
-        Duration::from_secs(30),
-        || async {
-            let (_, a) = stack.get(&format!("/agents/{}", host.id)).await;
-            a["modules"]
-                .as_array()
-                .is_some_and(|m| m.contains(&json!("pkg")))
-                .then_some(a)
-        },
-    )
-    .await;
+    let agent = stack.wait_module_listed(&host.id, "pkg").await;
     assert!(
         !agent["modules"]
             .as_array()
@@ -897,20 +693,13 @@ async fn a_host_without_a_mariadb_socket_rejects_mariadb_commands() {
         "{agent}"
     );
     // The control plane refuses at once: the host said it cannot.
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+    stack
+        .assert_refused(
+            &host.id,
             &json!({"action": "mariadb.db_create", "params": {"name": "shop"}}),
+            &["cannot run mariadb actions"],
         )
         .await;
-    assert_eq!(code, 409, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot run mariadb actions"),
-        "{v}"
-    );
     // And rootd refuses too, with the reason, when asked directly (as it
     // would be by an agent whose host has not reported its modules yet).
     let signed = signed_command(

@@ -21,26 +21,11 @@ use serde_json::{json, Value};
 /// U+FFFD, what an invalid byte becomes.
 const R: char = '\u{fffd}';
 
-/// Creates a command and waits until it is final.
-async fn run(stack: &Stack, host: &Host, action: &str, params: Value, max: Duration) -> Value {
-    let (code, created) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
-        .await;
-    assert_eq!(code, 201, "{action} {params}: {created}");
-    stack.wait_final(created["id"].as_str().unwrap(), max).await
-}
-
 /// Params the control plane must refuse before signing anything; returns
 /// the error body.
 async fn refused(stack: &Stack, host: &Host, action: &str, params: Value) -> String {
     let (code, body) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
+        .command(&host.id, &json!({"action": action, "params": params}))
         .await;
     assert_eq!(code, 422, "{action} {params} must be refused: {body}");
     body.to_string()
@@ -161,14 +146,9 @@ async fn output_that_is_not_utf8_never_stops_an_action() {
     let t = Duration::from_secs(60);
 
     // systemctl prints invalid bytes, then more: it runs to its end.
-    let done = run(
-        &stack,
-        &host,
-        "service.restart",
-        json!({"unit": "nginx"}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(&host.id, "service.restart", json!({"unit": "nginx"}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let lines = output(&stack, &done).await;
     assert_eq!(lines.len(), 202, "{lines:?}");
@@ -180,7 +160,9 @@ async fn output_that_is_not_utf8_never_stops_an_action() {
     assert_eq!(numbered.last().map(|l| l.as_str()), Some("line 200"));
 
     // A failing systemctl whose error is Latin-1: the summary has it.
-    let done = run(&stack, &host, "service.stop", json!({"unit": "nginx"}), t).await;
+    let done = stack
+        .run_final(&host.id, "service.stop", json!({"unit": "nginx"}), t)
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["exit_code"], 1, "{done}");
     assert!(
@@ -237,14 +219,14 @@ async fn template_units_and_escaped_names_follow_systemd() {
         (r"site\x2da", "status"),
     ] {
         std::fs::write(&log, "").unwrap();
-        let done = run(
-            &stack,
-            &host,
-            &format!("service.{verb}"),
-            json!({"unit": unit}),
-            t,
-        )
-        .await;
+        let done = stack
+            .run_final(
+                &host.id,
+                &format!("service.{verb}"),
+                json!({"unit": unit}),
+                t,
+            )
+            .await;
         assert_eq!(done["status"], "succeeded", "{verb} {unit}: {done}");
         let want = if verb == "status" { "show" } else { verb };
         assert!(first_call().starts_with(want), "{}", argv());
@@ -259,7 +241,9 @@ async fn template_units_and_escaped_names_follow_systemd() {
     // the whole list; systemctl never runs.
     std::fs::write(&log, "").unwrap();
     for unit in ["serial-getty@ttyS0", "getty@tty1.socket", "sshd"] {
-        let done = run(&stack, &host, "service.restart", json!({"unit": unit}), t).await;
+        let done = stack
+            .run_final(&host.id, "service.restart", json!({"unit": unit}), t)
+            .await;
         assert_eq!(done["status"], "rejected", "{done}");
         let s = summary(&done);
         assert!(s.contains("is not in rootd's allowed services"), "{s}");
@@ -267,14 +251,14 @@ async fn template_units_and_escaped_names_follow_systemd() {
         assert!(!s.contains("wg-quick"), "the allow-list is not shown: {s}");
     }
     assert!(summary(
-        &run(
-            &stack,
-            &host,
-            "service.start",
-            json!({"unit": "serial-getty@ttyS0"}),
-            t
-        )
-        .await
+        &stack
+            .run_final(
+                &host.id,
+                "service.start",
+                json!({"unit": "serial-getty@ttyS0"}),
+                t
+            )
+            .await
     )
     .contains("`serial-getty@ttyS0.service`"));
     assert_eq!(argv(), "", "systemctl must not have run");
@@ -394,7 +378,9 @@ async fn held_half_installed_and_pinned_packages_with_real_dpkg() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(dpkg_status(PKG), "iU");
-    let done = run(&stack, &host, "pkg.install", json!({"packages": [PKG]}), t).await;
+    let done = stack
+        .run_final(&host.id, "pkg.install", json!({"packages": [PKG]}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(dpkg_status(PKG), "ii");
     let lines = output(&stack, &done).await;
@@ -421,11 +407,15 @@ async fn held_half_installed_and_pinned_packages_with_real_dpkg() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(dpkg_status(PKG), "hi");
-    let done = run(&stack, &host, "pkg.install", json!({"packages": [PKG]}), t).await;
+    let done = stack
+        .run_final(&host.id, "pkg.install", json!({"packages": [PKG]}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["packages"][0]["held"], true, "{done}");
     assert!(summary(&done).contains("held"), "{done}");
-    let done = run(&stack, &host, "pkg.upgrade", json!({"packages": [PKG]}), t).await;
+    let done = stack
+        .run_final(&host.id, "pkg.upgrade", json!({"packages": [PKG]}), t)
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     let s = summary(&done);
     assert!(
@@ -434,7 +424,7 @@ async fn held_half_installed_and_pinned_packages_with_real_dpkg() {
     );
     assert!(!s.contains("not installed"), "{s}");
     assert_eq!(dpkg_status(PKG), "hi", "the hold is left as it was");
-    let done = run(&stack, &host, "pkg.scan", json!({}), t).await;
+    let done = stack.run_final(&host.id, "pkg.scan", json!({}), t).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let held = done["result"]["held"]
         .as_array()
@@ -456,7 +446,9 @@ async fn held_half_installed_and_pinned_packages_with_real_dpkg() {
         format!("{PKG}:{}", arch.trim()),
         format!("{PKG}:{}={PKG_VERSION}", arch.trim()),
     ] {
-        let done = run(&stack, &host, "pkg.install", json!({"packages": [spec]}), t).await;
+        let done = stack
+            .run_final(&host.id, "pkg.install", json!({"packages": [spec]}), t)
+            .await;
         assert_eq!(done["status"], "succeeded", "{spec}: {done}");
         let p = &done["result"]["packages"][0];
         assert_eq!(p["name"], spec.as_str(), "{done}");
@@ -464,14 +456,14 @@ async fn held_half_installed_and_pinned_packages_with_real_dpkg() {
         assert_eq!(p["after"], PKG_VERSION, "{done}");
     }
     // dnf's spelling on an apt host: refused by rootd with apt's spelling.
-    let done = run(
-        &stack,
-        &host,
-        "pkg.install",
-        json!({"packages": [format!("{PKG}-{PKG_VERSION}")]}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "pkg.install",
+            json!({"packages": [format!("{PKG}-{PKG_VERSION}")]}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "rejected", "{done}");
     assert!(summary(&done).contains("NAME=VERSION"), "{done}");
 
@@ -549,21 +541,18 @@ async fn dnf_spelling_and_provides_are_reported() {
         ("vim=9.0.2081", "vim-9.0.2081"),
         ("glibc:i686", "glibc.i686"),
     ] {
-        let done = run(&stack, &host, "pkg.install", json!({"packages": [spec]}), t).await;
+        let done = stack
+            .run_final(&host.id, "pkg.install", json!({"packages": [spec]}), t)
+            .await;
         assert_eq!(done["status"], "rejected", "{done}");
         assert!(summary(&done).contains(right), "{spec}: {done}");
     }
     assert_eq!(argv(), "");
 
     // `vim` resolves to vim-enhanced: installed, and said so.
-    let done = run(
-        &stack,
-        &host,
-        "pkg.install",
-        json!({"packages": ["vim"]}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(&host.id, "pkg.install", json!({"packages": ["vim"]}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["manager"], "dnf", "{done}");
     let p = &done["result"]["packages"][0];
@@ -578,14 +567,14 @@ async fn dnf_spelling_and_provides_are_reported() {
     assert_eq!(argv(), "install -y -- vim\n");
 
     // dnf's own spellings pass, as argv after `--`.
-    let done = run(
-        &stack,
-        &host,
-        "pkg.upgrade",
-        json!({"packages": ["vim", "vim-enhanced.x86_64"]}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "pkg.upgrade",
+            json!({"packages": ["vim", "vim-enhanced.x86_64"]}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(
         argv().ends_with("upgrade -y -- vim vim-enhanced.x86_64\n"),

@@ -15,25 +15,10 @@ use std::time::Duration;
 use common::{wait_for, Host, Stack};
 use serde_json::{json, Value};
 
-/// Creates a command and waits until it is final.
-async fn run(stack: &Stack, host: &Host, action: &str, params: Value, max: Duration) -> Value {
-    let (code, created) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
-        .await;
-    assert_eq!(code, 201, "{action} {params}: {created}");
-    stack.wait_final(created["id"].as_str().unwrap(), max).await
-}
-
 /// Params the control plane must refuse before signing anything.
 async fn refused(stack: &Stack, host: &Host, action: &str, params: Value) {
     let (code, body) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
-            &json!({"action": action, "params": params}),
-        )
+        .command(&host.id, &json!({"action": action, "params": params}))
         .await;
     assert!(
         code == 422 || code == 400,
@@ -163,45 +148,49 @@ async fn firewall_rules_live_in_drovers_table_idempotently() {
     let t = Duration::from_secs(60);
 
     // Nothing yet: list works without creating anything.
-    let done = run(&stack, &host, "firewall.list", json!({}), t).await;
+    let done = stack
+        .run_final(&host.id, "firewall.list", json!({}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["rules"], json!([]));
 
-    let done = run(
-        &stack,
-        &host,
-        "firewall.allow_port",
-        json!({"port": 8080, "protocol": "tcp", "source": "10.0.0.0/8"}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "firewall.allow_port",
+            json!({"port": 8080, "protocol": "tcp", "source": "10.0.0.0/8"}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["changed"], true, "{done}");
     let h8080 = done["result"]["added"][0]["handle"]
         .as_u64()
         .expect("handle");
 
-    let done = run(
-        &stack,
-        &host,
-        "firewall.allow_service",
-        json!({"service": "ssh"}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "firewall.allow_service",
+            json!({"service": "ssh"}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let done = run(
-        &stack,
-        &host,
-        "firewall.deny_port",
-        json!({"port": 53, "protocol": "udp"}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "firewall.deny_port",
+            json!({"port": 53, "protocol": "udp"}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
     // list: three rules with handles, as Drover understands them.
-    let done = run(&stack, &host, "firewall.list", json!({}), t).await;
+    let done = stack
+        .run_final(&host.id, "firewall.list", json!({}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let rules = done["result"]["rules"].as_array().unwrap().clone();
     assert_eq!(rules.len(), 3, "{done}");
@@ -246,14 +235,14 @@ async fn firewall_rules_live_in_drovers_table_idempotently() {
     );
 
     // The same rule again (spelled with host bits set): still one rule.
-    let done = run(
-        &stack,
-        &host,
-        "firewall.allow_port",
-        json!({"port": 8080, "protocol": "tcp", "source": "10.1.2.3/8"}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "firewall.allow_port",
+            json!({"port": 8080, "protocol": "tcp", "source": "10.1.2.3/8"}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["changed"], false, "{done}");
     assert_eq!(done["result"]["present"][0]["handle"].as_u64(), Some(h8080));
@@ -289,14 +278,14 @@ async fn firewall_rules_live_in_drovers_table_idempotently() {
     assert_eq!(ns.rules().len(), 3);
 
     // remove_rule: only a handle of Drover's table; an unknown one changes nothing.
-    let done = run(
-        &stack,
-        &host,
-        "firewall.remove_rule",
-        json!({"handle": 99999}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "firewall.remove_rule",
+            json!({"handle": 99999}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
         done["summary"]
@@ -307,16 +296,18 @@ async fn firewall_rules_live_in_drovers_table_idempotently() {
     );
     assert_eq!(ns.rules().len(), 3);
 
-    let done = run(
-        &stack,
-        &host,
-        "firewall.remove_rule",
-        json!({"handle": h8080}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "firewall.remove_rule",
+            json!({"handle": h8080}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let done = run(&stack, &host, "firewall.list", json!({}), t).await;
+    let done = stack
+        .run_final(&host.id, "firewall.list", json!({}), t)
+        .await;
     let rules = done["result"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), 2, "{done}");
     assert!(rules.iter().all(|r| r["handle"].as_u64() != Some(h8080)));
@@ -399,7 +390,7 @@ async fn pkg_scan_install_upgrade_with_apt() {
     let host = stack.start_host("pkg").await;
     let t = Duration::from_secs(600);
 
-    let done = run(&stack, &host, "pkg.scan", json!({}), t).await;
+    let done = stack.run_final(&host.id, "pkg.scan", json!({}), t).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["manager"], "apt");
     assert!(done["result"]["upgradable"].is_array(), "{done}");
@@ -413,7 +404,9 @@ async fn pkg_scan_install_upgrade_with_apt() {
     assert_eq!(installed_version(PKG), None, "nothing was installed");
 
     // Install: dpkg agrees, and the result says before and after.
-    let done = run(&stack, &host, "pkg.install", json!({"packages": [PKG]}), t).await;
+    let done = stack
+        .run_final(&host.id, "pkg.install", json!({"packages": [PKG]}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let version = installed_version(PKG).expect("installed according to dpkg");
     let p = &done["result"]["packages"][0];
@@ -423,7 +416,9 @@ async fn pkg_scan_install_upgrade_with_apt() {
     assert_eq!(p["changed"], true);
 
     // Again: succeeds, changes nothing.
-    let done = run(&stack, &host, "pkg.install", json!({"packages": [PKG]}), t).await;
+    let done = stack
+        .run_final(&host.id, "pkg.install", json!({"packages": [PKG]}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let p = &done["result"]["packages"][0];
     assert_eq!(
@@ -434,13 +429,17 @@ async fn pkg_scan_install_upgrade_with_apt() {
     assert_eq!(installed_version(PKG), Some(version.clone()));
 
     // Upgrade of an installed, newest package: a successful no-op.
-    let done = run(&stack, &host, "pkg.upgrade", json!({"packages": [PKG]}), t).await;
+    let done = stack
+        .run_final(&host.id, "pkg.upgrade", json!({"packages": [PKG]}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["packages"][0]["after"], version.as_str());
     assert_eq!(done["result"]["packages"][0]["changed"], false);
 
     // Upgrade of a package that is not installed: refused, nothing changed.
-    let done = run(&stack, &host, "pkg.upgrade", json!({"packages": ["sl"]}), t).await;
+    let done = stack
+        .run_final(&host.id, "pkg.upgrade", json!({"packages": ["sl"]}), t)
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
         done["summary"].as_str().unwrap().contains("not installed"),
@@ -449,14 +448,14 @@ async fn pkg_scan_install_upgrade_with_apt() {
     assert_eq!(installed_version("sl"), None);
 
     // A package that does not exist: failed with apt's reason.
-    let done = run(
-        &stack,
-        &host,
-        "pkg.install",
-        json!({"packages": ["drover-no-such-package"]}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "pkg.install",
+            json!({"packages": ["drover-no-such-package"]}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
         done["summary"]
@@ -507,14 +506,14 @@ async fn pkg_install_reports_a_held_dpkg_lock_instead_of_hanging() {
     )
     .unwrap();
     assert_eq!(line.trim(), "locked");
-    let done = run(
-        &stack,
-        &host,
-        "pkg.install",
-        json!({"packages": ["sl"]}),
-        Duration::from_secs(60),
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "pkg.install",
+            json!({"packages": ["sl"]}),
+            Duration::from_secs(60),
+        )
+        .await;
     drop(holder);
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
@@ -573,20 +572,13 @@ async fn service_module_without_systemd_is_reported_and_refused() {
     }
     assert!(!mods.contains(&"service".to_string()), "{mods:?}");
     // The control plane refuses at once: the host said it cannot.
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", host.id),
+    stack
+        .assert_refused(
+            &host.id,
             &json!({"action": "service.status", "params": {"unit": "nginx"}}),
+            &["cannot run service actions"],
         )
         .await;
-    assert_eq!(code, 409, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot run service actions"),
-        "{v}"
-    );
     // rootd refuses too, with its reason, when asked directly.
     let signed =
         common::signed_command(&stack, &host.id, "service.status", json!({"unit": "nginx"}));
@@ -665,7 +657,9 @@ async fn service_actions_build_safe_systemctl_argv() {
     let t = Duration::from_secs(30);
     let argv_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
-    let done = run(&stack, &host, "service.start", json!({"unit": "nginx"}), t).await;
+    let done = stack
+        .run_final(&host.id, "service.start", json!({"unit": "nginx"}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         argv_log(),
@@ -680,14 +674,14 @@ async fn service_actions_build_safe_systemctl_argv() {
 
     // status: only `show`, and `nginx.service` matches `nginx` on the list.
     std::fs::write(&log, "").unwrap();
-    let done = run(
-        &stack,
-        &host,
-        "service.status",
-        json!({"unit": "nginx.service"}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "service.status",
+            json!({"unit": "nginx.service"}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         argv_log(),
@@ -704,7 +698,9 @@ async fn service_actions_build_safe_systemctl_argv() {
     );
 
     // An allow-listed unit that is not installed: said so, not "inactive".
-    let done = run(&stack, &host, "service.status", json!({"unit": "ghost"}), t).await;
+    let done = stack
+        .run_final(&host.id, "service.status", json!({"unit": "ghost"}), t)
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
         done["summary"].as_str().unwrap().contains("does not exist"),
@@ -720,7 +716,9 @@ async fn service_actions_build_safe_systemctl_argv() {
         ("service.disable", "disable"),
     ] {
         std::fs::write(&log, "").unwrap();
-        let done = run(&stack, &host, action, json!({"unit": "redis-server"}), t).await;
+        let done = stack
+            .run_final(&host.id, action, json!({"unit": "redis-server"}), t)
+            .await;
         assert_eq!(done["status"], "succeeded", "{done}");
         assert!(
             argv_log().starts_with(&format!("{verb}|--|redis-server|\n")),
@@ -731,7 +729,9 @@ async fn service_actions_build_safe_systemctl_argv() {
 
     // A failing systemctl: failed, with its error.
     std::fs::write(&log, "").unwrap();
-    let done = run(&stack, &host, "service.stop", json!({"unit": "nginx"}), t).await;
+    let done = stack
+        .run_final(&host.id, "service.stop", json!({"unit": "nginx"}), t)
+        .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["exit_code"], 5);
     assert!(
@@ -741,7 +741,9 @@ async fn service_actions_build_safe_systemctl_argv() {
 
     // Not on the allow-list: refused by rootd, systemctl never runs.
     std::fs::write(&log, "").unwrap();
-    let done = run(&stack, &host, "service.restart", json!({"unit": "sshd"}), t).await;
+    let done = stack
+        .run_final(&host.id, "service.restart", json!({"unit": "sshd"}), t)
+        .await;
     assert_eq!(done["status"], "rejected", "{done}");
     assert!(
         done["summary"]
@@ -750,14 +752,14 @@ async fn service_actions_build_safe_systemctl_argv() {
             .contains("service_allow_list"),
         "{done}"
     );
-    let done = run(
-        &stack,
-        &host,
-        "service.start",
-        json!({"unit": "nginx.socket"}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "service.start",
+            json!({"unit": "nginx.socket"}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "rejected", "{done}");
     assert_eq!(argv_log(), "", "systemctl must not have run");
 
@@ -806,22 +808,26 @@ async fn service_real_systemd() {
         .start_host_configured("realsd", &format!("service_allow_list = [{unit:?}]"))
         .await;
     let t = Duration::from_secs(60);
-    let done = run(&stack, &host, "service.start", json!({"unit": unit}), t).await;
+    let done = stack
+        .run_final(&host.id, "service.start", json!({"unit": unit}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["active_state"], "active", "{done}");
     let out = sh(&["systemctl", "is-active", "--", &unit]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "active");
-    let done = run(
-        &stack,
-        &host,
-        "service.status",
-        json!({"unit": format!("{unit}.service")}),
-        t,
-    )
-    .await;
+    let done = stack
+        .run_final(
+            &host.id,
+            "service.status",
+            json!({"unit": format!("{unit}.service")}),
+            t,
+        )
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["sub_state"], "running");
-    let done = run(&stack, &host, "service.stop", json!({"unit": unit}), t).await;
+    let done = stack
+        .run_final(&host.id, "service.stop", json!({"unit": unit}), t)
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["active_state"], "inactive", "{done}");
 }

@@ -114,13 +114,9 @@ async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
     // On the bus: scoped to the automation key, replays are replays, a
     // different request under the same key is refused and creates nothing.
     let ci = AutomationKey::generate();
-    let (code, v) = stack
-        .post(
-            "/automation-keys",
-            &json!({"name": "ci", "role": "operator", "public_key": ci.public_base64()}),
-        )
+    stack
+        .add_automation_key("ci", "operator", &ci.public_base64())
         .await;
-    assert_eq!(code, 201, "{v}");
     let submission = |action: &str, key: &str| JobSubmission {
         selector: json!({"agents": [h.id]}),
         action: action.into(),
@@ -147,14 +143,7 @@ async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
         .await
         .unwrap();
     }
-    let jobs = wait_for("the bus marker job", Duration::from_secs(30), || async {
-        let (_, v) = stack.get("/jobs").await;
-        let list = v["jobs"].as_array().cloned().unwrap_or_default();
-        list.iter()
-            .any(|j| j["idempotency_key"] == "marker")
-            .then_some(list)
-    })
-    .await;
+    let jobs = stack.wait_job_keyed("marker").await;
     let ci_jobs: Vec<&Value> = jobs
         .iter()
         .filter(|j| j["requested_by"] == "automation:ci" && j["idempotency_key"] == "deploy-1")

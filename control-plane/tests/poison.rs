@@ -15,7 +15,8 @@ use bus_schema::enroll::{agent_sign, AgentSigned};
 use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
 use bus_schema::subjects;
 use common::{
-    agent_client, agent_key, nested_msgpack, rootd_modules, wait_consumer_settled, wait_for, Stack,
+    agent_client, agent_key, enrolling_client, nested_msgpack, rootd_modules,
+    wait_consumer_settled, wait_for, Stack,
 };
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -148,14 +149,7 @@ async fn nested_messages_on_every_subject_are_terminated_counted_and_survived() 
     // Enrolment: nested bytes and a nested claim inside a real envelope,
     // with the shared enrolment credentials. Whatever the answer, the
     // control plane must still be there afterwards.
-    let enroll =
-        async_nats::ConnectOptions::with_credentials_file(stack.data_dir.join("enroll.creds"))
-            .await
-            .unwrap()
-            .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
-            .connect(stack.nats.url())
-            .await
-            .unwrap();
+    let enroll = enrolling_client(&stack).await;
     for payload in [
         nested_msgpack(1000),
         nested_msgpack(MAX_DEPTH),
@@ -180,20 +174,13 @@ async fn nested_messages_on_every_subject_are_terminated_counted_and_survived() 
         "[".repeat(1000),
         "]".repeat(1000)
     );
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/agents/{me}/commands", stack.base))
-        .bearer_auth(&stack.token)
-        .header("Content-Type", "application/json")
-        .body(deep_body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    let body: Value = r.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("nested deeper"),
-        "{body}"
-    );
+    stack
+        .assert_bad_json(
+            &format!("/agents/{me}/commands"),
+            deep_body,
+            "nested deeper",
+        )
+        .await;
 
     // rootd: frames from the agent's uid, just under and over the limit,
     // the report's bytes, garbage, and a lying length prefix.

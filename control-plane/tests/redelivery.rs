@@ -8,48 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{wait_for, Host, Nats, Stack};
+use common::{gated_stack, wait_for, Host, Nats, Stack};
 use serde_json::{json, Value};
-
-/// An app whose install script runs until the test creates `gate` (at most
-/// 300 s, so a failed test leaves no endless loop behind).
-fn gated_manifests(root: &Path, gate: &Path) -> PathBuf {
-    let dir = root.join("manifests");
-    std::fs::create_dir_all(dir.join("gated")).unwrap();
-    std::fs::write(
-        dir.join("gated/manifest.yml"),
-        "id: gated\nname: Gated\nversion: \"0.1\"\ndescription: Runs until the test opens its gate.\ncategory: test\ninputs: []\nscripts: { install: install.sh }\ntimeout_secs: 300\nidempotent: true\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("gated/install.sh"),
-        format!(
-            "#!/bin/sh\ni=0\nwhile [ ! -e {gate:?} ]; do\n  i=$((i + 1)); [ $i -gt 3000 ] && exit 1\n  sleep 0.1\ndone\necho opened\n"
-        ),
-    )
-    .unwrap();
-    dir
-}
-
-/// A stack (its control plane started with `cp_env`) and one host that can
-/// run the `gated` app; the path is its gate.
-async fn gated_stack(cp_env: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, Stack, Host) {
-    let tmp = tempfile::tempdir().unwrap();
-    let gate = tmp.path().join("gate");
-    let manifests = gated_manifests(tmp.path(), &gate);
-    let mut stack = Stack::start_with_manifests(&manifests).await;
-    if !cp_env.is_empty() {
-        // Before the host enrols: its command consumer is made with these.
-        stack.restart_cp_with(cp_env).await;
-    }
-    let h = stack
-        .start_host_configured("h", &format!("manifests_dir = {manifests:?}"))
-        .await;
-    (tmp, gate, stack, h)
-}
 
 /// Issues one `gated` install; returns its command id.
 async fn gated(stack: &Stack, h: &Host, extra: Value) -> String {
@@ -57,9 +19,7 @@ async fn gated(stack: &Stack, h: &Host, extra: Value) -> String {
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         body[k] = v;
     }
-    let (code, c) = stack
-        .post(&format!("/agents/{}/commands", h.id), &body)
-        .await;
+    let (code, c) = stack.command(&h.id, &body).await;
     assert_eq!(code, 201, "{c}");
     c["id"].as_str().unwrap().to_string()
 }

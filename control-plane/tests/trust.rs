@@ -8,34 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus_schema::subjects;
-use common::{random_machine_id, wait_for, Host, Stack};
+use common::{
+    agent_connect_options, random_machine_id, record_server_errors, wait_for, Host, Stack,
+};
 use serde_json::json;
 
 /// Connects with an agent's own credentials and records the server's
 /// complaints.
 async fn connect_as(stack: &Stack, host: &Host) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
-    let jwt = std::fs::read_to_string(host.state_dir.join("agent.jwt")).unwrap();
-    let seed = std::fs::read_to_string(host.state_dir.join("agent.seed")).unwrap();
-    let kp = Arc::new(nkeys::KeyPair::from_seed(seed.trim()).unwrap());
-    let events: Arc<Mutex<Vec<String>>> = Arc::default();
-    let ev = events.clone();
-    let client = async_nats::ConnectOptions::with_jwt(jwt.trim().to_string(), move |nonce| {
-        let kp = kp.clone();
-        async move { kp.sign(&nonce).map_err(async_nats::AuthError::new) }
-    })
-    .custom_inbox_prefix(subjects::inbox_prefix(&host.id))
-    .max_reconnects(1)
-    .event_callback(move |e| {
-        let ev = ev.clone();
-        async move {
-            if let async_nats::Event::ServerError(async_nats::ServerError::Other(s)) = e {
-                ev.lock().unwrap().push(s);
-            }
-        }
-    })
-    .connect(stack.nats.url())
-    .await
-    .unwrap();
+    let (opts, events) = record_server_errors(agent_connect_options(host).max_reconnects(1));
+    let client = opts.connect(stack.nats.url()).await.unwrap();
     (client, events)
 }
 
@@ -144,12 +126,7 @@ async fn revoking_an_agent_cuts_it_off_and_the_others_keep_working() {
     assert!(refused.is_err(), "a revoked agent cannot connect");
 
     // Nothing more can be sent to it; B is untouched.
-    let (code, v) = stack
-        .post(
-            &format!("/agents/{}/commands", a.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, v) = stack.command(&a.id, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 409, "{v}");
     assert_eq!(stack.ping(&b.id).await["status"], "succeeded");
     let (_, sec) = stack.get("/security").await;
@@ -303,12 +280,7 @@ async fn an_agent_waits_for_approval_unless_its_token_says_otherwise() {
         },
     )
     .await;
-    let (code, _) = stack
-        .post(
-            &format!("/agents/{}/commands", h.id),
-            &json!({"action": "sys.ping"}),
-        )
-        .await;
+    let (code, _) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
     assert_eq!(code, 409, "no commands before approval");
     let (_, sec) = stack.get("/security").await;
     assert!(sec["pending_agents"]

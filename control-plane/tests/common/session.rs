@@ -1,0 +1,120 @@
+//! Web UI accounts as a browser holds them: users added with the CLI, the
+//! login form, and a [`Session`] (cookie + CSRF token) that sends requests.
+//! It does not drive a real browser (that is `tests/browser.rs`).
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::*;
+
+/// A browser-like client: a session cookie and its CSRF token.
+pub struct Session {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// Any method, with the session cookie; `csrf` adds `X-CSRF-Token`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        csrf: bool,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("Cookie", &self.cookie);
+        if csrf {
+            r = r.header("X-CSRF-Token", &self.csrf);
+        }
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_html(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+/// The value of `name="csrf-token" content="..."` in a page.
+pub fn csrf_from_html(html: &str) -> Option<String> {
+    let i = html.find("name=\"csrf-token\" content=\"")?;
+    let rest = &html[i + "name=\"csrf-token\" content=\"".len()..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+impl Stack {
+    /// Adds a web UI user with `drover users add` (password from the
+    /// environment, as scripts do).
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        let out = Command::new(bin("drover"))
+            .args(["users", "add", name, "--role", role])
+            .env("DROVER_DATA_DIR", &self.data_dir)
+            .env("DROVER_NEW_PASSWORD", password)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "drover users add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Posts the login form; returns the raw response.
+    pub async fn login_form(&self, name: &str, password: &str, code: &str) -> reqwest::Response {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}/login", self.base))
+            .form(&[("name", name), ("password", password), ("code", code)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in through the form and reads the CSRF token from a page.
+    pub async fn login(&self, name: &str, password: &str) -> Session {
+        let r = self.login_form(name, password, "").await;
+        assert_eq!(r.status().as_u16(), 303, "login of {name} failed");
+        let set = r
+            .headers()
+            .get("set-cookie")
+            .expect("a session cookie")
+            .to_str()
+            .unwrap()
+            .to_string();
+        let cookie = set.split(';').next().unwrap().to_string();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut s = Session {
+            http,
+            base: self.base.clone(),
+            cookie,
+            csrf: String::new(),
+        };
+        let (code, html) = s.get_html("/fleet").await;
+        assert_eq!(code, 200, "{html}");
+        s.csrf = csrf_from_html(&html).expect("a CSRF token in the page");
+        s
+    }
+}

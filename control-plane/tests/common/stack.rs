@@ -1,0 +1,457 @@
+//! The control side under test ([`Stack`]: nats-server + `drover serve` with
+//! its own data directory) and the hosts it enrols ([`Host`]: a real agent
+//! and rootd). Owns starting, restarting and asking the REST API as the
+//! admin token; browser sessions live in `session.rs`, rootd's socket in
+//! `rootd.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use super::*;
+
+/// nats-server + `drover serve` with its own data directory.
+pub struct Stack {
+    pub nats: Nats,
+    pub cp: Proc,
+    pub token: String,
+    pub base: String,
+    pub data_dir: PathBuf,
+    http: reqwest::Client,
+    /// Last: fields drop in order, so nats-server and the control plane are
+    /// killed before their directory is removed (a still-running server
+    /// wrote it again and left it behind in /tmp).
+    pub tmp: TempDir,
+}
+
+pub struct Host {
+    pub id: String,
+    pub agent: Proc,
+    pub rootd: Proc,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub agent_toml: PathBuf,
+    pub dir: PathBuf,
+}
+
+/// The installers shipped in the repository's `manifests/`.
+pub fn repo_manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests")
+        .canonicalize()
+        .unwrap()
+}
+
+impl Stack {
+    /// The whole control side, showing the repository's app manifests.
+    pub async fn start() -> Self {
+        Self::start_with_manifests(&repo_manifests()).await
+    }
+
+    /// Like [`Stack::start`], with the control plane reading app manifests
+    /// from `manifests` (rootd gets its own setting per host).
+    pub async fn start_with_manifests(manifests: &Path) -> Self {
+        // DROVER_TEST_KEEP=1 keeps the directory (logs, database) to look at.
+        let tmp = tempfile::Builder::new()
+            .prefix("drover-test-")
+            .disable_cleanup(std::env::var_os("DROVER_TEST_KEEP").is_some())
+            .tempdir()
+            .unwrap();
+        let data_dir = tmp.path().join("cp");
+        let init = Command::new(bin("drover"))
+            .arg("init")
+            .env("DROVER_DATA_DIR", &data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "drover init failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        // spawn_cp (also used to restart the control plane) finds it here.
+        std::os::unix::fs::symlink(manifests, data_dir.join("manifests")).unwrap();
+        let nats = Nats::start(
+            &tmp.path().join("nats"),
+            &data_dir.join("nats-config").join("nats.conf"),
+        )
+        .await;
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let port = free_port();
+        let cp = Self::spawn_cp(&data_dir, &nats.url(), port);
+        let base = format!("http://127.0.0.1:{port}");
+        let stack = Self {
+            tmp,
+            nats,
+            cp,
+            token,
+            base,
+            data_dir,
+            http: reqwest::Client::new(),
+        };
+        stack.wait_healthy().await;
+        stack
+    }
+
+    pub fn spawn_cp(data_dir: &Path, nats_url: &str, port: u16) -> Proc {
+        let mut cmd = Command::new(bin("drover"));
+        cmd.arg("serve")
+            .env("DROVER_DATA_DIR", data_dir)
+            .env("DROVER_NATS_URL", nats_url)
+            .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DROVER_MANIFESTS_DIR", data_dir.join("manifests"));
+        Proc::spawn("drover serve", cmd, data_dir.join("control-plane.log"))
+    }
+
+    pub async fn wait_healthy(&self) {
+        let url = format!("{}/healthz", self.base);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the control plane did not become healthy within 30s; its log:\n{}",
+                self.cp.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A client with the control plane's own (unrestricted) credentials.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::with_credentials_file(self.data_dir.join("control-plane.creds"))
+            .await
+            .unwrap()
+            .connect(self.nats.url())
+            .await
+            .unwrap()
+    }
+
+    /// Makes a registration token through the API; returns the secret.
+    pub async fn token(&self, uses: i32, expires: &str, auto_approve: bool) -> String {
+        let (code, v) = self
+            .post("/tokens", &serde_json::json!({"uses": uses, "expires": expires, "auto_approve": auto_approve}))
+            .await;
+        assert_eq!(code, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    pub fn control_plane_key(&self) -> String {
+        bus_schema::CommandSigner::load(&self.data_dir.join("signing.key"))
+            .unwrap()
+            .public()
+            .to_base64()
+    }
+
+    pub fn signer(&self) -> bus_schema::CommandSigner {
+        bus_schema::CommandSigner::load(&self.data_dir.join("signing.key")).unwrap()
+    }
+
+    /// A host: its own rootd and agent, as the current user (dev mode),
+    /// enrolled with an auto-approved token and its own machine-id.
+    pub async fn start_host(&self, name: &str) -> Host {
+        self.start_host_configured(name, "").await
+    }
+
+    /// Like [`Stack::start_host`], with extra lines for rootd's TOML
+    /// configuration (allow-lists, manifest directory, sockets).
+    pub async fn start_host_configured(&self, name: &str, rootd_extra: &str) -> Host {
+        let token = self.token(1, "1h", true).await;
+        let host = self
+            .spawn_host(name, &token, &random_machine_id(), rootd_extra)
+            .await;
+        self.wait_online(&host.id).await;
+        self.wait_rootd_modules(&host).await;
+        host
+    }
+
+    /// Waits until the agent's heartbeat lists every module rootd says it can
+    /// run. The agent asks rootd before each heartbeat until rootd answers,
+    /// so a rootd that was slow to bind under load makes the first
+    /// heartbeats (and with them "online") carry the agent's own modules
+    /// only, and the control plane refuses rootd actions with a 409 until a
+    /// later heartbeat. Returns the agent as the API shows it.
+    pub async fn wait_rootd_modules(&self, host: &Host) -> Value {
+        let want = rootd_modules(&host.socket).await;
+        wait_for(
+            &format!("agent {} to report rootd's modules {want:?}", host.id),
+            // rootd answered above, so the next heartbeat (1 s) should carry
+            // them; an agent that already had an answer asks again only
+            // every 60 s.
+            Duration::from_secs(90),
+            || async {
+                let (code, v) = self.get(&format!("/agents/{}", host.id)).await;
+                let reported = v["modules"].as_array().cloned().unwrap_or_default();
+                let all = want
+                    .iter()
+                    .all(|m| reported.iter().any(|r| r.as_str() == Some(m.as_str())));
+                (code == 200 && all).then_some(v)
+            },
+        )
+        .await
+    }
+
+    /// A host with the given token and machine-id; does not wait for
+    /// enrolment to succeed.
+    pub async fn start_host_with(&self, name: &str, token: &str, machine_id: &str) -> Host {
+        self.spawn_host(name, token, machine_id, "").await
+    }
+
+    async fn spawn_host(
+        &self,
+        name: &str,
+        token: &str,
+        machine_id: &str,
+        rootd_extra: &str,
+    ) -> Host {
+        let dir = self.tmp.path().join(name);
+        let state_dir = dir.join("agent");
+        let socket = dir.join("rootd.sock");
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = self.control_plane_key();
+        let rootd_toml = dir.join("rootd.toml");
+        std::fs::write(
+            &rootd_toml,
+            format!(
+                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n{rootd_extra}\n",
+                socket,
+                nix::unistd::getuid().as_raw(),
+                key,
+                state_dir.join("agent.id"),
+                dir.join("rootd"),
+            ),
+        )
+        .unwrap();
+        let agent_toml = dir.join("agent.toml");
+        std::fs::write(
+            &agent_toml,
+            format!(
+                "nats_url = {:?}\nstate_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\nenroll_token = {:?}\nenroll_creds = {:?}\nmachine_id_file = {:?}\n",
+                self.nats.url(),
+                state_dir,
+                key,
+                socket,
+                token,
+                self.data_dir.join("enroll.creds"),
+                dir.join("machine-id"),
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("machine-id"), format!("{machine_id}\n")).unwrap();
+        let mut rc = Command::new(bin("drover-rootd"));
+        rc.arg("--config").arg(&rootd_toml);
+        let rootd = Proc::spawn("drover-rootd", rc, dir.join("rootd.log"));
+        let agent = Self::spawn_agent(&agent_toml, &dir);
+        let id_file = state_dir.join("agent.id");
+        let id = wait_for("the agent to write its id", Duration::from_secs(20), || {
+            let f = id_file.clone();
+            async move {
+                std::fs::read_to_string(&f)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            }
+        })
+        .await;
+        let sock = socket.clone();
+        wait_for("rootd's socket", Duration::from_secs(20), || {
+            let s = sock.clone();
+            async move { s.exists().then_some(()) }
+        })
+        .await;
+        Host {
+            id,
+            agent,
+            rootd,
+            state_dir,
+            socket,
+            agent_toml,
+            dir,
+        }
+    }
+
+    pub fn spawn_agent(agent_toml: &Path, dir: &Path) -> Proc {
+        let mut ac = Command::new(bin("drover-agent"));
+        ac.arg("--config").arg(agent_toml).arg("run");
+        Proc::spawn("drover-agent", ac, dir.join("agent.log"))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the API shows the agent online with metrics.
+    pub async fn wait_online(&self, agent: &str) -> Value {
+        wait_for(
+            &format!("agent {agent} online"),
+            Duration::from_secs(30),
+            || async {
+                let (code, v) = self.get(&format!("/agents/{agent}")).await;
+                (code == 200 && v["status"] == "online").then_some(v)
+            },
+        )
+        .await
+    }
+
+    /// A `sys.ping` to `agent`, waited for until it is final.
+    pub async fn ping(&self, agent: &str) -> Value {
+        let (code, c) = self
+            .post(
+                &format!("/agents/{agent}/commands?wait=20"),
+                &serde_json::json!({"action": "sys.ping"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{c}");
+        self.wait_final(c["id"].as_str().unwrap(), Duration::from_secs(30))
+            .await
+    }
+
+    /// Waits until every command of a job is final; returns the job view.
+    /// Waits for every host of the job to answer: long polls of
+    /// `GET /jobs/<id>?wait=`, which answer when the job is done.
+    pub async fn wait_job_done(&self, id: &str, max: Duration) -> Value {
+        wait_for(&format!("job {id} to finish"), max, || async {
+            let (_, v) = self.get(&format!("/jobs/{id}?wait=5")).await;
+            v["done"].as_bool().unwrap_or(false).then_some(v)
+        })
+        .await
+    }
+
+    /// `drover-agent simulate` with `count` virtual agents enrolling with
+    /// `token`; `extra` adds flags (`--state-dir`, `--ids-file`, ...).
+    pub fn spawn_simulate(
+        &self,
+        count: usize,
+        token: &str,
+        heartbeat_secs: u32,
+        extra: &[&std::ffi::OsStr],
+        log: &str,
+    ) -> Proc {
+        let mut cmd = Command::new(bin("drover-agent"));
+        cmd.args([
+            "simulate",
+            "--count",
+            &count.to_string(),
+            "--nats-url",
+            &self.nats.url(),
+        ])
+        .args(["--heartbeat-secs", &heartbeat_secs.to_string()])
+        .arg("--enroll-creds")
+        .arg(self.data_dir.join("enroll.creds"))
+        .args(extra)
+        .env("DROVER_SIM_TOKEN", token);
+        Proc::spawn("drover-agent simulate", cmd, self.tmp.path().join(log))
+    }
+
+    /// Waits until a command reaches a final state.
+    pub async fn wait_final(&self, id: &str, max: Duration) -> Value {
+        wait_for(&format!("command {id} to finish"), max, || async {
+            let (_, v) = self.get(&format!("/commands/{id}?wait=1")).await;
+            let s = v["status"].as_str().unwrap_or("");
+            ["succeeded", "failed", "rejected", "expired", "cancelled"]
+                .contains(&s)
+                .then_some(v)
+        })
+        .await
+    }
+
+    /// Waits until a log contains `needle`.
+    pub async fn wait_log(proc: &Proc, needle: &str) -> String {
+        wait_for(
+            &format!("{} log to contain {needle:?}", proc.name),
+            Duration::from_secs(20),
+            || async {
+                let t = proc.log_text();
+                t.contains(needle).then_some(t)
+            },
+        )
+        .await
+    }
+}
+
+impl Stack {
+    /// The control plane's database, for tests that inspect or tamper.
+    pub async fn db(&self) -> sea_orm::DatabaseConnection {
+        control_plane::db::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            self.data_dir.join("drover.db").display()
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// `drover <args>` against this stack's data directory.
+    pub fn drover(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("drover"))
+            .args(args)
+            .env("DROVER_DATA_DIR", &self.data_dir)
+            .env("DROVER_API", &self.base)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+// ------------------------------------------------- restarts with settings
+
+impl Stack {
+    /// Restarts the control plane (same data directory, port and broker)
+    /// with extra `DROVER_*` settings in its environment, and waits until it
+    /// is healthy.
+    pub async fn restart_cp_with(&mut self, env: &[(&str, &str)]) {
+        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        self.cp.stop();
+        let mut cmd = Command::new(bin("drover"));
+        cmd.arg("serve")
+            .env("DROVER_DATA_DIR", &self.data_dir)
+            .env("DROVER_NATS_URL", self.nats.url())
+            .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DROVER_MANIFESTS_DIR", self.data_dir.join("manifests"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.cp = Proc::spawn("drover serve", cmd, self.data_dir.join("control-plane.log"));
+        self.wait_healthy().await;
+    }
+
+    /// Stops nats-server (gracefully) and returns what starts it again on
+    /// the same port with the same storage.
+    pub fn stop_nats(&mut self) -> (PathBuf, PathBuf, u16) {
+        self.nats.proc.stop();
+        (
+            self.nats.dir.clone(),
+            self.data_dir.join("nats-config").join("nats.conf"),
+            self.nats.port,
+        )
+    }
+}
