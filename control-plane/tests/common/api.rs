@@ -114,3 +114,15 @@ impl Stack {
         .await
     }
 }
+
+/// Asserts that the control plane refuses `action` with `params` for `host`
+/// before signing anything: a 400 or 422.
+pub async fn assert_params_refused(stack: &Stack, host: &Host, action: &str, params: Value) {
+    let (code, body) = stack
+        .command(&host.id, &json!({"action": action, "params": params}))
+        .await;
+    assert!(
+        code == 422 || code == 400,
+        "{action} {params} must be refused with 4xx, got {code}: {body}"
+    );
+}

@@ -177,3 +177,12 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 }
+
+/// Runs `argv` (no shell) and returns what it printed; panics when it cannot
+/// start.
+pub fn sh(argv: &[&str]) -> std::process::Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+}
