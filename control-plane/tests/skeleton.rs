@@ -284,7 +284,18 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         .unwrap()
         .await
         .unwrap();
-    let done = stack.wait_final(&cmd, Duration::from_secs(20)).await;
+    // The oversized message ends the command `failed` (inferred) first; the
+    // good result then replaces that. Wait for the host's own outcome, not
+    // merely for a final state, or the wait can return the inferred one.
+    let done = wait_for(
+        "the host's reported result",
+        Duration::from_secs(20),
+        || async {
+            let v = stack.wait_final(&cmd, Duration::from_secs(20)).await;
+            (v["outcome_source"] == "reported").then_some(v)
+        },
+    )
+    .await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["summary"], "first");
     let log = Stack::wait_log(&stack.cp, "does not match the subject").await;
