@@ -342,24 +342,16 @@ pub async fn issue(
                 // The row exists; end it now in its one final state.
                 let t = now_ms();
                 let why = e.to_string();
-                crate::ledger::end_one_unreported(
-                    &txn,
-                    &m.id,
-                    &[CommandStatus::Queued.as_str()],
-                    &crate::ledger::Ending {
-                        status: CommandStatus::Rejected,
-                        summary: &why,
-                        source: crate::ledger::Source::ControlPlane,
-                        attempts: None,
-                    },
-                    t,
-                )
-                .await?;
+                let ending = crate::ledger::Ending {
+                    status: CommandStatus::Rejected,
+                    summary: &why,
+                    source: crate::ledger::Source::ControlPlane,
+                    attempts: None,
+                };
+                let queued = [CommandStatus::Queued.as_str()];
+                crate::ledger::end_one_unreported(&txn, &m.id, &queued, &ending, t).await?;
                 warn!(command = %m.id, agent_id = %m.agent_id, error = %e, "command not queued");
-                m.status = CommandStatus::Rejected.as_str().into();
-                m.summary = why;
-                m.finished_at = Some(t);
-                m.outcome_source = Some(crate::ledger::Source::ControlPlane.as_str().into());
+                ending.mark(&mut m, t);
                 out.push((m, Some(e)));
             }
         }

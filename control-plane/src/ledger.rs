@@ -62,6 +62,25 @@ pub struct Ending<'a> {
     pub attempts: Option<i64>,
 }
 
+impl Ending<'_> {
+    /// Mirrors on `c` (in memory) what [`end_unreported`] wrote to its row at
+    /// `now` (ms since the epoch), so the event and the caller's copy show
+    /// the row as stored.
+    pub fn mark(&self, c: &mut command::Model, now: i64) {
+        c.status = self.status.as_str().into();
+        c.summary = self.summary.into();
+        c.updated_at = now;
+        c.finished_at = Some(now);
+        c.outcome_source = Some(self.source.as_str().into());
+        c.inferred_status = Some(self.status.as_str().into());
+        c.inferred_summary = Some(self.summary.into());
+        c.inferred_at = Some(now);
+        if let Some(n) = self.attempts {
+            c.attempts = n as i32;
+        }
+    }
+}
+
 /// Ends the commands that match `filter` and are still in one of the
 /// statuses `from` (a subset of [`OPEN`]) with `e`, at `now` (ms since the
 /// epoch). Returns how many rows it ended (0: someone ended them first).
@@ -173,6 +192,49 @@ pub fn apply_reported(c: &mut command::Model, r: &CommandResult, now: i64) -> bo
         c.outcome_source = Some(Source::Reported.as_str().into());
     }
     true
+}
+
+/// Writes back the rows [`apply_reported`] changed, in a few statements.
+/// The caller decided each change against the row as read in the same
+/// transaction, under the writer's turn, so the write needs no condition of
+/// its own.
+pub async fn write_reported<'a, C: ConnectionTrait>(
+    db: &C,
+    changed: impl Iterator<Item = &'a command::Model>,
+) -> Result<(), DbErr> {
+    use command::Column as K;
+    let rows: Vec<Vec<sea_orm::Value>> = changed
+        .map(|c| {
+            vec![
+                c.id.clone().into(),
+                c.status.clone().into(),
+                c.updated_at.into(),
+                c.attempts.into(),
+                c.exit_code.into(),
+                c.summary.clone().into(),
+                c.result.clone().into(),
+                c.finished_at.into(),
+                c.outcome_source.clone().into(),
+            ]
+        })
+        .collect();
+    crate::db::bulk::update_by_key::<command::Entity, _>(
+        db,
+        K::Id,
+        &[
+            K::Status,
+            K::UpdatedAt,
+            K::Attempts,
+            K::ExitCode,
+            K::Summary,
+            K::Result,
+            K::FinishedAt,
+            K::OutcomeSource,
+        ],
+        rows,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The API's view of who decided the outcome: `outcome_source`, and

@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod entities;
+pub mod m0001_initial;
 pub mod m0005_input_drops;
 pub mod m0009_outcome_source;
 pub mod m0010_clock_skew;

@@ -1,0 +1,264 @@
+//! Heartbeats: decoding and checking each one against its subject, keeping
+//! the newest per agent (after the cloned-host screen), and storing the
+//! agents' state and sampled metrics. Knows nothing of commands.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use bus_schema::{codec, now_ms, subjects, Event, Heartbeat};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use tracing::{error, info, warn};
+
+use super::{content_type, next_batch, BATCH};
+use crate::db::entities::{agent, metric_sample};
+use crate::events;
+use crate::poison::{self, Drops};
+use crate::state::AppState;
+
+/// Decodes and validates one heartbeat; the error says why it is refused.
+///
+/// The subject alone proves nothing: the broker does not check reply
+/// subjects, so an agent can make the broker itself write an answer (a
+/// JetStream API reply, JSON) onto another agent's heartbeat subject. A
+/// heartbeat is therefore accepted only when its content decodes, within the
+/// codec's limits, as a Drover heartbeat whose `agent_id` is the subject's
+/// agent and whose values are plausible; anything else is malformed.
+pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
+    let subject = m.subject.as_str();
+    let bus_schema::subjects::Parsed::Heartbeat { agent } = subjects::parse(subject) else {
+        return Err(format!("subject {subject} is not a heartbeat subject"));
+    };
+    let hb: Heartbeat =
+        codec::decode(&m.payload, content_type(m).as_deref()).map_err(|e| e.to_string())?;
+    if hb.agent_id != agent {
+        let e = bus_schema::EnvelopeError::SubjectMismatch {
+            subject: agent.to_string(),
+            inner: hb.agent_id,
+        };
+        return Err(e.to_string());
+    }
+    hb.validate(agent).map_err(|e| e.to_string())?;
+    Ok(hb)
+}
+
+pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
+    loop {
+        let mut stream = match consumer
+            .stream()
+            .max_messages_per_batch(BATCH)
+            .messages()
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot pull heartbeats; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(batch) = next_batch(&mut stream, BATCH).await {
+            let mut parsed: Vec<Heartbeat> = Vec::with_capacity(batch.len());
+            let mut drops = Drops::default();
+            let mut bad: Vec<&jetstream::Message> = Vec::new();
+            for m in &batch {
+                match parse_heartbeat(m) {
+                    Ok(hb) => parsed.push(hb),
+                    Err(why) => {
+                        warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat");
+                        let sender = poison::sender_of(&m.subject);
+                        drops.add(poison::MALFORMED, subjects::HB_ALL, sender, &why);
+                        bad.push(m);
+                    }
+                }
+            }
+            // Two machines on one identity: only the served one is applied.
+            let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+            for hb in crate::clones::screen(&state, parsed).await {
+                let newer = latest
+                    .get(&hb.agent_id)
+                    .map(|old| hb.sent_at >= old.sent_at)
+                    .unwrap_or(true);
+                if newer {
+                    latest.insert(hb.agent_id.clone(), hb);
+                }
+            }
+            match apply_heartbeats(&state, latest.into_values().collect()).await {
+                Ok(()) => {
+                    // Terminated, not acked: never delivered again.
+                    for m in &bad {
+                        poison::terminate(m).await;
+                    }
+                    poison::flush(&state, drops).await;
+                    // AckPolicy::All: the last ack covers the whole batch.
+                    if let Some(last) = batch.last() {
+                        if !bad.iter().any(|b| std::ptr::eq(*b, last)) {
+                            let _ = last.ack().await;
+                        }
+                    }
+                }
+                Err(e) => error!(error = %e, "storing heartbeats failed; they will be redelivered"),
+            }
+        }
+    }
+}
+
+async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Result<()> {
+    if hbs.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let ids: Vec<String> = hbs.iter().map(|h| h.agent_id.clone()).collect();
+    let before: HashMap<String, String> = agent::Entity::find()
+        .select_only()
+        .column(agent::Column::Id)
+        .column(agent::Column::Status)
+        .filter(agent::Column::Id.is_in(ids))
+        .into_tuple::<(String, String)>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .collect();
+
+    // Only enrolled, approved agents have a row to update. The broker's
+    // permissions already keep others off these subjects; this is the
+    // second line.
+    let (hbs, strangers): (Vec<Heartbeat>, Vec<Heartbeat>) = hbs.into_iter().partition(|h| {
+        matches!(
+            before.get(&h.agent_id).map(String::as_str),
+            Some("online" | "offline")
+        )
+    });
+    for h in &strangers {
+        warn!(agent_id = %h.agent_id, status = ?before.get(&h.agent_id), "rejected heartbeat: agent is not enrolled and approved");
+    }
+    if hbs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<agent::ActiveModel> = hbs
+        .iter()
+        .map(|h| agent::ActiveModel {
+            id: Set(h.agent_id.clone()),
+            hostname: Set(h.hostname.clone()),
+            status: Set("online".into()),
+            machine_id: Set(String::new()),
+            facts: Set("{}".into()),
+            token_id: sea_orm::ActiveValue::NotSet,
+            approved_by: sea_orm::ActiveValue::NotSet,
+            revoked_at: sea_orm::ActiveValue::NotSet,
+            first_seen: Set(now),
+            last_seen: Set(now),
+            last_seq: Set(h.seq as i64),
+            heartbeat_secs: Set(h.interval_secs as i32),
+            os: Set(h.os.clone()),
+            kernel: Set(h.kernel.clone()),
+            agent_version: Set(h.agent_version.clone()),
+            metrics: Set(serde_json::to_string(&h.metrics).unwrap_or_default()),
+            modules: Set(serde_json::to_string(&h.modules).unwrap_or_default()),
+            operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
+            labels: Set("{}".into()),
+            rootd_error: Set(h
+                .rootd_error
+                .as_ref()
+                .map(|e| e.chars().take(500).collect())),
+        })
+        .collect();
+    // Samples are stored on the control plane's clock: a host's clock may
+    // be off (its skew is measured here, from `sent_at`).
+    let clocks: Vec<(String, i64)> = hbs
+        .iter()
+        .map(|h| {
+            let skew = crate::skew::observe(&h.agent_id, h.sent_at, now);
+            (h.agent_id.clone(), skew)
+        })
+        .collect();
+    let samples: Vec<metric_sample::ActiveModel> = hbs
+        .iter()
+        .filter(|h| sample_due(&h.agent_id, now))
+        .map(|h| metric_sample::ActiveModel {
+            agent_id: Set(h.agent_id.clone()),
+            at: Set(now),
+            cpu_percent: Set(h.metrics.cpu_percent as f64),
+            mem_used: Set(h.metrics.mem_used_bytes as i64),
+            mem_total: Set(h.metrics.mem_total_bytes as i64),
+            disk_used: Set(h.metrics.disk_used_bytes as i64),
+            disk_total: Set(h.metrics.disk_total_bytes as i64),
+            load1: Set(h.metrics.load1),
+            ..Default::default()
+        })
+        .collect();
+
+    let _turn = state.writer.lock().await;
+    let txn = crate::db::begin_write(&state.db).await?;
+    // SQLite allows a limited number of bound variables per statement.
+    for chunk in rows.chunks(500) {
+        agent::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(agent::Column::Id)
+                    .update_columns([
+                        agent::Column::Hostname,
+                        agent::Column::Status,
+                        agent::Column::LastSeen,
+                        agent::Column::LastSeq,
+                        agent::Column::HeartbeatSecs,
+                        agent::Column::Os,
+                        agent::Column::Kernel,
+                        agent::Column::AgentVersion,
+                        agent::Column::Metrics,
+                        agent::Column::Modules,
+                        agent::Column::Operations,
+                        agent::Column::RootdError,
+                    ])
+                    // Never bring a revoked (or pending) agent back to life.
+                    .action_and_where(agent::Column::Status.is_in(["online", "offline"]))
+                    .to_owned(),
+            )
+            .exec(&txn)
+            .await?;
+    }
+    for chunk in samples.chunks(500) {
+        metric_sample::Entity::insert_many(chunk.to_vec())
+            .exec(&txn)
+            .await?;
+    }
+    crate::skew::store(&txn, crate::skew::rows(&clocks, now)).await?;
+    txn.commit().await?;
+
+    for h in &hbs {
+        if before.get(&h.agent_id).map(String::as_str) == Some("offline") {
+            info!(agent_id = %h.agent_id, hostname = %h.hostname, "agent online");
+        }
+        events::publish(
+            state,
+            &Event::Agent {
+                agent_id: h.agent_id.clone(),
+                hostname: h.hostname.clone(),
+                status: "online".into(),
+                last_seen: now,
+                metrics: Some(h.metrics.clone()),
+                operations: h.operations.clone(),
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Metric history (the UI's charts) keeps at most one sample per agent per
+/// minute, however often agents report.
+const SAMPLE_EVERY_MS: i64 = 60_000;
+
+fn sample_due(agent_id: &str, at: i64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static LAST: LazyLock<Mutex<HashMap<String, i64>>> = LazyLock::new(Default::default);
+    let mut last = LAST.lock().expect("sample map");
+    match last.get(agent_id) {
+        Some(t) if at - *t < SAMPLE_EVERY_MS && at >= *t => false,
+        _ => {
+            last.insert(agent_id.to_string(), at);
+            true
+        }
+    }
+}
