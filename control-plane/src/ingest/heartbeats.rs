@@ -3,7 +3,6 @@
 //! agents' state and sampled metrics. Knows nothing of commands.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bus_schema::{codec, now_ms, subjects, Event, Heartbeat};
@@ -11,7 +10,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tracing::{error, info, warn};
 
-use super::{content_type, next_batch, BATCH};
+use super::{content_type, next_batch, pull, BATCH};
 use crate::db::entities::{agent, metric_sample};
 use crate::events;
 use crate::poison::{self, Drops};
@@ -45,19 +44,7 @@ pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
 
 pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
     loop {
-        let mut stream = match consumer
-            .stream()
-            .max_messages_per_batch(BATCH)
-            .messages()
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "cannot pull heartbeats; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut stream = pull(&consumer, "heartbeats").await;
         while let Some(batch) = next_batch(&mut stream, BATCH).await {
             let mut parsed: Vec<Heartbeat> = Vec::with_capacity(batch.len());
             let mut drops = Drops::default();

@@ -25,6 +25,28 @@ pub use sweep::{max_deliveries_loop, sweep_loop};
 /// Most messages taken from the broker in one batch.
 pub(super) const BATCH: usize = 1000;
 
+/// The consumer's message stream, pulled `BATCH` at a time; while the
+/// broker cannot serve it, retries every second (logging `what`).
+pub(super) async fn pull(
+    consumer: &jetstream::consumer::PullConsumer,
+    what: &str,
+) -> jetstream::consumer::pull::Stream {
+    loop {
+        match consumer
+            .stream()
+            .max_messages_per_batch(BATCH)
+            .messages()
+            .await
+        {
+            Ok(s) => return s,
+            Err(e) => {
+                warn!(error = %e, "cannot pull {what}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// Waits for one message, then takes whatever else is already there.
 pub(super) async fn next_batch(
     stream: &mut jetstream::consumer::pull::Stream,

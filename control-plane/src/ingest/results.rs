@@ -13,7 +13,7 @@ use bus_schema::{codec, now_ms, subjects, CommandResult, RefusalReason};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use tracing::{error, warn};
 
-use super::{content_type, next_batch, BATCH};
+use super::{content_type, next_batch, pull, BATCH};
 use crate::db::entities::{command, refusal};
 use crate::events;
 use crate::poison::{self, Drops};
@@ -122,19 +122,7 @@ pub async fn record_refusal(
 
 pub async fn result_loop(state: AppState, consumer: PullConsumer) {
     loop {
-        let mut stream = match consumer
-            .stream()
-            .max_messages_per_batch(BATCH)
-            .messages()
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "cannot pull results; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut stream = pull(&consumer, "results").await;
         while let Some(batch) = next_batch(&mut stream, BATCH).await {
             let mut good = Vec::with_capacity(batch.len());
             let mut drops = Drops::default();
