@@ -15,6 +15,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -480,4 +481,127 @@ fn rpm_install_upgrade_keeps_edits_erase_keeps_config() {
     assert!(Path::new("/var/lib/drover-agent/agent.id").exists());
     assert!(Path::new("/etc/drover/drover.toml").exists());
     drop(guard);
+}
+
+/// The installed agent and rootd start from the configs the package made,
+/// once the three values the host install script fills in are set
+/// (nats_url, enroll_token, control_plane_key) and enroll.creds is in
+/// place: rootd as root, the agent as user drover (the uid postinst wrote
+/// into rootd.toml, the group that may open the socket), against a real
+/// control plane. The host enrols, reports rootd's modules (so the agent
+/// reached the socket) and answers `sys.ping`. /run/drover is made here as
+/// systemd's RuntimeDirectory= would (0750 root:drover).
+#[test]
+fn deb_installed_agent_and_rootd_start_from_the_packaged_configs() {
+    let p = common::packages::build();
+    let _serial = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = MachineGuard::arm();
+    run(Command::new("dpkg").arg("-i").arg(&p.agent_deb));
+    let user = nix::unistd::User::from_name("drover").unwrap().unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let stack = common::Stack::start().await;
+        let token = stack.token(1, "1h", true).await;
+        let fill = |file: &str, from: &str, to: &str| {
+            let path = format!("/etc/drover/{file}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(from), "{path} lacks {from:?}");
+            std::fs::write(&path, text.replace(from, to)).unwrap();
+        };
+        let key = stack.control_plane_key();
+        fill(
+            "agent.toml",
+            "nats_url = \"nats://127.0.0.1:4222\"",
+            &format!("nats_url = {:?}", stack.nats.url()),
+        );
+        fill(
+            "agent.toml",
+            "enroll_token = \"\"",
+            &format!("enroll_token = {token:?}"),
+        );
+        fill(
+            "agent.toml",
+            "# control_plane_key = \"\"",
+            &format!("control_plane_key = {key:?}"),
+        );
+        fill(
+            "rootd.toml",
+            "control_plane_key = \"\"",
+            &format!("control_plane_key = {key:?}"),
+        );
+        std::fs::copy(
+            stack.data_dir.join("enroll.creds"),
+            "/etc/drover/enroll.creds",
+        )
+        .unwrap();
+        run(Command::new("chown").args(["root:drover", "/etc/drover/enroll.creds"]));
+        run(Command::new("chmod").args(["0640", "/etc/drover/enroll.creds"]));
+        run(Command::new("install").args([
+            "-d",
+            "-m",
+            "0750",
+            "-o",
+            "root",
+            "-g",
+            "drover",
+            "/run/drover",
+        ]));
+
+        let logs = tempfile::tempdir().unwrap();
+        let mut rc = Command::new("/usr/bin/drover-rootd");
+        rc.args(["--config", "/etc/drover/rootd.toml"]);
+        let rootd = common::Proc::spawn("drover-rootd", rc, logs.path().join("rootd.log"));
+        let socket = Path::new("/run/drover/rootd.sock");
+        common::wait_for(
+            "rootd's socket",
+            std::time::Duration::from_secs(20),
+            || async { socket.exists().then_some(()) },
+        )
+        .await;
+        assert_eq!(
+            mode_owner("/run/drover/rootd.sock"),
+            own(0o660, "root", "drover")
+        );
+
+        let mut ac = Command::new("/usr/bin/drover-agent");
+        ac.args(["--config", "/etc/drover/agent.toml", "run"])
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .current_dir("/");
+        let agent = common::Proc::spawn("drover-agent", ac, logs.path().join("agent.log"));
+        let id = common::wait_for(
+            "the agent's id",
+            std::time::Duration::from_secs(20),
+            || async {
+                std::fs::read_to_string("/var/lib/drover-agent/agent.id")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            },
+        )
+        .await;
+        stack.wait_online(&id).await;
+        common::wait_for(
+            &format!(
+                "agent {id} to report rootd's modules (agent log:\n{}\nrootd log:\n{})",
+                agent.log_text(),
+                rootd.log_text()
+            ),
+            std::time::Duration::from_secs(90),
+            || async {
+                let (_, v) = stack.get(&format!("/agents/{id}")).await;
+                let modules = v["modules"].as_array().cloned().unwrap_or_default();
+                // rootd's own (no systemd here, so not `service`).
+                modules.iter().any(|m| m == "pkg" || m == "app").then_some(())
+            },
+        )
+        .await;
+        let ping = stack.ping(&id).await;
+        assert_eq!(ping["status"], "succeeded", "{ping}");
+        // The agent's files belong to drover, not root.
+        assert_eq!(mode_owner("/var/lib/drover-agent/agent.id").1, "drover");
+        drop(agent);
+        drop(rootd);
+    });
 }

@@ -209,11 +209,13 @@ pub fn rpm_files(rpm: &Path) -> BTreeMap<String, (String, String, String)> {
     .collect()
 }
 
+/// The state directories the packages' scripts make.
 pub const STATE_DIRS: [&str; 3] = [
     "/var/lib/drover",
     "/var/lib/drover-agent",
     "/var/lib/drover-rootd",
 ];
+/// The package names, in both formats.
 pub const PACKAGES: [&str; 2] = ["drover", "drover-agent"];
 
 /// Puts the machine back as the test found it, even when an assertion
@@ -234,7 +236,7 @@ impl MachineGuard {
                 "{pkg} is already installed on this machine; the package tests will not touch it"
             );
         }
-        for path in STATE_DIRS.iter().chain(&["/etc/drover"]) {
+        for path in STATE_DIRS.iter().chain(&["/etc/drover", "/run/drover"]) {
             assert!(
                 !Path::new(path).exists(),
                 "{path} exists; the package tests will not touch it (remove it, or run them elsewhere)"
@@ -257,7 +259,7 @@ impl Drop for MachineGuard {
                 let _ = Command::new("rpm").args(["-e", "--nodeps", pkg]).output();
             }
         }
-        for path in STATE_DIRS.iter().chain(&["/etc/drover"]) {
+        for path in STATE_DIRS.iter().chain(&["/etc/drover", "/run/drover"]) {
             let _ = std::fs::remove_dir_all(path);
         }
         if !self.had_user && getent("passwd", "drover").is_some() {
