@@ -11,6 +11,7 @@ mod automation;
 mod gated;
 mod hostile;
 mod mariadb;
+pub mod packages;
 mod process;
 mod rootd;
 mod session;
