@@ -199,3 +199,58 @@ async fn whole_stack_over_tls_and_plaintext_is_refused() {
     .await;
     drop(host);
 }
+
+/// `drover init` as an operator runs it: a bad `--tls-name` is refused
+/// before anything is written; a second run keeps the certificates; with
+/// `--no-tls` the broker configuration has no `tls {}` block and no TLS
+/// files are made.
+#[test]
+fn init_checks_names_keeps_its_files_and_can_be_plaintext() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = |dir: &std::path::Path, args: &[&str]| {
+        Command::new(bin("drover"))
+            .arg("init")
+            .args(args)
+            .env("DROVER_DATA_DIR", dir)
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    let bad = tmp.path().join("bad");
+    let out = init(&bad, &["--tls-name", "not a name"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a name"), "{err}");
+    assert!(!bad.exists(), "a refused init wrote {}", bad.display());
+
+    let dir = tmp.path().join("cp");
+    let out = init(&dir, &["--tls-name", "cp.example.test"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nats_pem = std::fs::read(dir.join("tls/nats.pem")).unwrap();
+    let http_pem = std::fs::read(dir.join("tls/http.pem")).unwrap();
+    let out = init(&dir, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(dir.join("tls/nats.pem")).unwrap(), nats_pem);
+    assert_eq!(std::fs::read(dir.join("tls/http.pem")).unwrap(), http_pem);
+
+    let plain = tmp.path().join("plain");
+    let out = init(&plain, &["--no-tls"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!plain.join("tls").exists());
+    let conf = std::fs::read_to_string(plain.join("nats-config/nats.conf")).unwrap();
+    assert!(!conf.contains("tls.conf"), "{conf}");
+}
