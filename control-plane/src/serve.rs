@@ -145,6 +145,11 @@ pub async fn serve(
             )),
             None => None,
         };
+    info!(
+        nats_ca = %cfg.nats_ca_file().map(|p| p.display().to_string()).unwrap_or_else(|| "none (plaintext unless tls://)".into()),
+        https = https.is_some(),
+        "TLS"
+    );
     let db = crate::db::connect(&cfg.database_url()).await?;
     let auth = crate::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
     let nats = crate::bus::connect(&cfg, "drover control plane", &cfg.nats_creds_path()).await?;
