@@ -203,7 +203,8 @@ async fn whole_stack_over_tls_and_plaintext_is_refused() {
 /// `drover init` as an operator runs it: a bad `--tls-name` is refused
 /// before anything is written; a second run keeps the certificates; with
 /// `--no-tls` the broker configuration has no `tls {}` block and no TLS
-/// files are made.
+/// files are made. `drover serve` refuses a half HTTPS configuration and a
+/// missing `nats_ca`.
 #[test]
 fn init_checks_names_keeps_its_files_and_can_be_plaintext() {
     let tmp = tempfile::tempdir().unwrap();
@@ -242,6 +243,36 @@ fn init_checks_names_keeps_its_files_and_can_be_plaintext() {
     );
     assert_eq!(std::fs::read(dir.join("tls/nats.pem")).unwrap(), nats_pem);
     assert_eq!(std::fs::read(dir.join("tls/http.pem")).unwrap(), http_pem);
+
+    // `drover serve` refuses half an HTTPS configuration and a CA file
+    // that is not there, with a sentence, before it serves anything.
+    let serve = |env: &[(&str, &std::path::Path)]| {
+        let mut cmd = Command::new(bin("drover"));
+        cmd.arg("serve")
+            .env("DROVER_DATA_DIR", &dir)
+            .env(
+                "DROVER_LISTEN",
+                format!("127.0.0.1:{}", common::free_port()),
+            )
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = serve(&[("DROVER_HTTP_TLS_CERT", &dir.join("tls/http.pem"))]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("go together"), "{err}");
+    let missing = tmp.path().join("no-such-ca.pem");
+    let out = serve(&[("DROVER_NATS_CA", &missing)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-ca.pem") && err.contains("does not exist"),
+        "{err}"
+    );
 
     let plain = tmp.path().join("plain");
     let out = init(&plain, &["--no-tls"]);
