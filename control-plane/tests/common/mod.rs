@@ -16,6 +16,7 @@ mod process;
 mod rootd;
 mod session;
 mod stack;
+mod tls;
 mod wait;
 
 // Each test binary uses some of these names, none uses all.
@@ -37,5 +38,7 @@ pub use rootd::*;
 pub use session::*;
 #[allow(unused_imports)]
 pub use stack::*;
+#[allow(unused_imports)]
+pub use tls::*;
 #[allow(unused_imports)]
 pub use wait::*;
