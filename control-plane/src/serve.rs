@@ -99,6 +99,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let signer = load_signer(&cfg)?;
+    // Held until serve returns: `drover restore` refuses to write under it.
+    let _data_dir_lock = crate::backup::hold_data_dir(&cfg.data_dir)?;
     let db = crate::db::connect(&cfg.database_url()).await?;
     let auth = crate::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
     let nats = crate::bus::connect(
