@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod api;
+mod archive;
 mod automation;
 mod gated;
 mod hostile;
@@ -20,6 +21,8 @@ mod wait;
 // Each test binary uses some of these names, none uses all.
 #[allow(unused_imports)]
 pub use api::*;
+#[allow(unused_imports)]
+pub use archive::*;
 #[allow(unused_imports)]
 pub use automation::*;
 #[allow(unused_imports)]
