@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{bin, read_archive, set_manifest, sha256_hex, snapshot, wait_for, write_archive};
-use common::{manifest_of, RawEntry, Stack};
+use common::{manifest_of, Postgres, RawEntry, Stack};
 use serde_json::Value;
 
 fn stderr(o: &std::process::Output) -> String {
@@ -28,6 +28,11 @@ fn json_out(o: &std::process::Output) -> Value {
 /// `drover <args>` with `data_dir` as its data directory and nothing else
 /// of the caller's environment that could change it.
 fn drover_in(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    drover_env(data_dir, &[], args)
+}
+
+/// Like [`drover_in`], with extra `DROVER_*` settings.
+fn drover_env(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(bin("drover"));
     for (k, _) in std::env::vars() {
         if k.starts_with("DROVER_") {
@@ -35,6 +40,7 @@ fn drover_in(data_dir: &Path, args: &[&str]) -> std::process::Output {
         }
     }
     cmd.args(args)
+        .envs(env.iter().copied())
         .env("DROVER_DATA_DIR", data_dir)
         .env("RUST_BACKTRACE", "0")
         .output()
@@ -459,4 +465,108 @@ async fn an_older_schema_is_migrated_at_start_and_a_newer_one_is_refused() {
     let log = stack.cp.log_text();
     assert!(log.contains("m9999_from_the_future"), "{log}");
     drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgresql_the_archive_holds_the_keys_and_names_the_pg_dump_command() {
+    let pg = Postgres::start().await;
+    let password = "pw-never-printed-7351";
+    pg.exec(&[
+        &format!("CREATE USER drover WITH PASSWORD '{password}'"),
+        "CREATE DATABASE drover_fleet OWNER drover",
+    ])
+    .await;
+    let url = pg.url("drover", "drover_fleet", Some(password));
+    let env = [("DROVER_DATABASE_URL", url.as_str())];
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cp");
+    let o = drover_env(&data, &env, &["init"]);
+    assert!(o.status.success(), "init: {}", stderr(&o));
+    assert!(!data.join("drover.db").exists());
+
+    let archive = tmp.path().join("keys.tar.gz");
+    let o = drover_env(
+        &data,
+        &env,
+        &["backup", "--out", archive.to_str().unwrap(), "--json"],
+    );
+    let s = json_out(&o);
+    assert_eq!(s["database"], "postgres");
+    assert_eq!(
+        s["schema_level"],
+        control_plane::backup::known_migrations().len(),
+        "{s}"
+    );
+    let files = s["files"].to_string();
+    assert!(
+        files.contains("signing.key") && !files.contains("drover.db"),
+        "{files}"
+    );
+    let pg_dump = s["pg_dump"].as_str().unwrap().to_string();
+    let port = format!("--port={}", pg.port);
+    for want in [
+        "pg_dump",
+        "--username=drover",
+        port.as_str(),
+        "drover_fleet",
+    ] {
+        assert!(
+            pg_dump.split(' ').any(|w| w == want),
+            "{want} not in {pg_dump}"
+        );
+    }
+    // The password is nowhere: not in the output, not in the archive.
+    let plain = drover_env(
+        &data,
+        &env,
+        &[
+            "backup",
+            "--out",
+            tmp.path().join("b2.tar.gz").to_str().unwrap(),
+        ],
+    );
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let text = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&plain.stdout),
+        stderr(&plain),
+        stderr(&o)
+    );
+    assert!(
+        text.contains("pg_dump") && !text.contains(password),
+        "{text}"
+    );
+    assert!(!read_archive(&archive).iter().any(|e| {
+        e.data
+            .windows(password.len())
+            .any(|w| w == password.as_bytes())
+    }));
+
+    // The printed command works as printed (the password from PGPASSWORD).
+    let argv: Vec<&str> = pg_dump.split(' ').collect();
+    let dump = Command::new(Postgres::bin_dir().join(argv[0]))
+        .args(&argv[1..])
+        .env("PGPASSWORD", password)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{pg_dump}: {}", stderr(&dump));
+    let file = argv.iter().find_map(|a| a.strip_prefix("--file=")).unwrap();
+    assert!(std::fs::metadata(tmp.path().join(file)).unwrap().len() > 0);
+
+    // Keys restored into a fresh directory; the note says how to restore the
+    // database.
+    let fresh = tmp.path().join("fresh");
+    let o = drover_env(
+        &fresh,
+        &env,
+        &["restore", archive.to_str().unwrap(), "--json"],
+    );
+    let r = json_out(&o);
+    assert!(r["notes"].to_string().contains("pg_restore"), "{r}");
+    assert_eq!(
+        std::fs::read(fresh.join("signing.key")).unwrap(),
+        std::fs::read(data.join("signing.key")).unwrap()
+    );
+    assert!(!fresh.join("drover.db").exists());
 }

@@ -97,8 +97,18 @@ pub fn restore(
             return Err(Error::io(format!("staging in {}", data_dir.display()))(e));
         }
     };
+    // Refused before the archive's files are read when they would replace
+    // existing ones and --force was not given.
+    let precheck = |m: &Manifest| -> Result<(), Error> {
+        let in_way = files_in_way(&data_dir, db_target.as_deref(), m);
+        match opts.force || in_way.is_empty() {
+            true => Ok(()),
+            false => Err(refuse_overwrite(&data_dir, db_target.as_deref(), &in_way)),
+        }
+    };
+    let sqlite = db_target.is_some();
     let outcome =
-        stage(archive, src, staging.path(), db_target.is_some(), progress).and_then(|manifest| {
+        stage(archive, src, staging.path(), sqlite, &precheck, progress).and_then(|manifest| {
             progress(&format!(
                 "{} files checked against the manifest (sha256)",
                 manifest.files.len()
@@ -178,6 +188,7 @@ fn stage(
     src: File,
     staging: &Path,
     sqlite: bool,
+    precheck: &dyn Fn(&Manifest) -> Result<(), Error>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Manifest, Error> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(src)));
@@ -207,6 +218,7 @@ fn stage(
     let manifest: Manifest = serde_json::from_slice(&json)
         .map_err(|e| bad(archive, format!("the manifest is not valid: {e}")))?;
     check_manifest(archive, &manifest, sqlite)?;
+    precheck(&manifest)?;
     progress(&format!(
         "manifest: {} from drover {}, {} files, {} migrations",
         manifest.created_at,
@@ -372,42 +384,10 @@ fn commit(
     m: &Manifest,
     opts: &RestoreOptions,
 ) -> Result<Option<PathBuf>, Error> {
-    let target = |rel: &str| -> PathBuf {
-        match (rel, db_target) {
-            (DATABASE_ENTRY, Some(db)) => db.to_path_buf(),
-            _ => data_dir.join(rel),
-        }
-    };
-    // Files in the way: every target, plus the database's WAL and shared
-    // memory (a stale WAL next to a restored database would be replayed).
-    let mut in_way: Vec<(PathBuf, String)> = Vec::new();
-    for f in &m.files {
-        let t = target(&f.path);
-        if f.path == DATABASE_ENTRY {
-            for suffix in ["-wal", "-shm"] {
-                let side = PathBuf::from(format!("{}{suffix}", t.display()));
-                if side.symlink_metadata().is_ok() {
-                    in_way.push((side, format!("{DATABASE_ENTRY}{suffix}")));
-                }
-            }
-        }
-        if t.symlink_metadata().is_ok() {
-            in_way.push((t, f.path.clone()));
-        }
-    }
-    let existing_db = db_target.is_some_and(|db| db.symlink_metadata().is_ok());
+    let target = |rel: &str| target_of(data_dir, db_target, rel);
+    let in_way = files_in_way(data_dir, db_target, m);
     if !in_way.is_empty() && !opts.force {
-        let what = if existing_db {
-            "holds a database already"
-        } else {
-            "holds files the backup would replace"
-        };
-        return Err(Error::Refused(format!(
-            "{} {what} ({}); pass --force to move them aside into {}/pre-restore-<time>/ and restore",
-            data_dir.display(),
-            in_way.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>().join(", "),
-            data_dir.display()
-        )));
+        return Err(refuse_overwrite(data_dir, db_target, &in_way));
     }
     let owner = owner_for(data_dir);
     let mut undo: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -461,6 +441,62 @@ fn commit(
         return Err(e);
     }
     Ok(aside_dir)
+}
+
+/// Where an archive's file goes: the database to the configured SQLite
+/// path, everything else under the data directory.
+fn target_of(data_dir: &Path, db_target: Option<&Path>, rel: &str) -> PathBuf {
+    match (rel, db_target) {
+        (DATABASE_ENTRY, Some(db)) => db.to_path_buf(),
+        _ => data_dir.join(rel),
+    }
+}
+
+/// Existing files a restore of `m` would replace (absolute path, name
+/// relative to the data directory): every target, plus the database's WAL
+/// and shared memory (a stale WAL next to a restored database would be
+/// replayed into it).
+fn files_in_way(data_dir: &Path, db_target: Option<&Path>, m: &Manifest) -> Vec<(PathBuf, String)> {
+    let mut in_way = Vec::new();
+    for f in &m.files {
+        let t = target_of(data_dir, db_target, &f.path);
+        if f.path == DATABASE_ENTRY {
+            for suffix in ["-wal", "-shm"] {
+                let side = PathBuf::from(format!("{}{suffix}", t.display()));
+                if side.symlink_metadata().is_ok() {
+                    in_way.push((side, format!("{DATABASE_ENTRY}{suffix}")));
+                }
+            }
+        }
+        if t.symlink_metadata().is_ok() {
+            in_way.push((t, f.path.clone()));
+        }
+    }
+    in_way
+}
+
+/// The refusal to replace existing files without `--force`.
+fn refuse_overwrite(
+    data_dir: &Path,
+    db_target: Option<&Path>,
+    in_way: &[(PathBuf, String)],
+) -> Error {
+    let what = if db_target.is_some_and(|db| db.symlink_metadata().is_ok()) {
+        "holds a database already"
+    } else {
+        "holds files the backup would replace"
+    };
+    let mut names: Vec<&str> = in_way.iter().map(|(_, r)| r.as_str()).take(6).collect();
+    if in_way.len() > names.len() {
+        names.push("...");
+    }
+    Error::Refused(format!(
+        "{} {what} ({}: {} files); pass --force to move them aside into {}/pre-restore-<time>/ and restore",
+        data_dir.display(),
+        names.join(", "),
+        in_way.len(),
+        data_dir.display()
+    ))
 }
 
 /// When run as root, restored files belong to the data directory's owner

@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 mod api;
-mod archive;
 mod automation;
+mod backup;
 mod gated;
 mod hostile;
 mod mariadb;
@@ -22,9 +22,9 @@ mod wait;
 #[allow(unused_imports)]
 pub use api::*;
 #[allow(unused_imports)]
-pub use archive::*;
-#[allow(unused_imports)]
 pub use automation::*;
+#[allow(unused_imports)]
+pub use backup::*;
 #[allow(unused_imports)]
 pub use gated::*;
 #[allow(unused_imports)]
