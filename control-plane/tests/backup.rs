@@ -11,75 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, read_archive, set_manifest, sha256_hex, snapshot, wait_for, write_archive};
-use common::{manifest_of, Postgres, RawEntry, Stack};
-use serde_json::Value;
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json_out(o: &std::process::Output) -> Value {
-    assert!(o.status.success(), "drover failed: {}", stderr(o));
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
-}
-
-/// `drover <args>` with `data_dir` as its data directory and nothing else
-/// of the caller's environment that could change it.
-fn drover_in(data_dir: &Path, args: &[&str]) -> std::process::Output {
-    drover_env(data_dir, &[], args)
-}
-
-/// Like [`drover_in`], with extra `DROVER_*` settings.
-fn drover_env(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(bin("drover"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DROVER_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .env("DROVER_DATA_DIR", data_dir)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
-
-/// The audit verdict line of `drover audit verify` (entries and head hash).
-fn audit_verify(data_dir: &Path) -> String {
-    let o = drover_in(data_dir, &["audit", "verify"]);
-    assert!(
-        o.status.success(),
-        "audit verify failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        stderr(&o)
-    );
-    let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    assert!(s.starts_with("audit trail intact"), "{s}");
-    s
-}
-
-fn audit_rows(verdict: &str) -> u64 {
-    verdict
-        .split(':')
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no entry count in {verdict:?}"))
-}
-
-async fn migrations_applied(db_file: &Path) -> Vec<String> {
-    let db = sea_orm::Database::connect(format!("sqlite://{}?mode=ro", db_file.display()))
-        .await
-        .unwrap();
-    let v = control_plane::backup::applied_migrations(&db)
-        .await
-        .unwrap();
-    db.close().await.unwrap();
-    v
-}
+use common::{audit_rows, audit_verify, drover_env, drover_in, json_out, migrations_applied};
+use common::{manifest_of, read_archive, set_manifest, sha256_hex, snapshot, write_archive};
+use common::{stderr, wait_for, Postgres, RawEntry, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_while_serving_then_restore_brings_the_control_plane_back() {
@@ -569,4 +503,58 @@ async fn with_postgresql_the_archive_holds_the_keys_and_names_the_pg_dump_comman
         std::fs::read(data.join("signing.key")).unwrap()
     );
     assert!(!fresh.join("drover.db").exists());
+}
+
+/// `sudo drover backup` of a database that no process has open: opening it
+/// makes its `-wal`/`-shm` files, which must stay the database owner's, or
+/// `drover serve` (user `drover`) could no longer write its own database.
+/// SQLite's unix VFS does this itself when it runs as root (it gives new
+/// side files the database file's owner); this holds it for the way backup
+/// opens the database. Needs root to own files as another user; as any
+/// other user it checks nothing and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_run_as_root_leaves_the_database_files_to_their_owner() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: ownership of the database's side files not checked");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    initialised(tmp.path());
+    let data = tmp.path().join("cp");
+    let db = data.join("drover.db");
+    // Fold the WAL in and close, as a stopped control plane leaves it.
+    let url = format!("sqlite://{}", db.display());
+    let conn = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    conn.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    for suffix in ["-wal", "-shm"] {
+        // Empty after the checkpoint; gone already if SQLite removed it.
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    nix::unistd::chown(&db, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let o = drover_in(
+        &data,
+        &[
+            "backup",
+            "--out",
+            tmp.path().join("b.tar.gz").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for suffix in ["-wal", "-shm"] {
+        let side = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if let Ok(md) = side.metadata() {
+            assert_eq!(
+                md.uid(),
+                nobody.uid.as_raw(),
+                "{} belongs to root",
+                side.display()
+            );
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! `drover backup` archive into its entries, writing entries back
 //! (including ones the tar crate's safe setters refuse: `..`, absolute
 //! paths, symlinks), a snapshot of a directory tree to prove a refused
-//! restore changed nothing, and a real PostgreSQL server in a temporary
+//! restore changed nothing, `drover` run against a bare data directory
+//! (no stack), and a real PostgreSQL server in a temporary
 //! directory ([`Postgres`]). It does not run `drover`; the tests do.
 
 use std::collections::BTreeMap;
@@ -130,6 +131,80 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     }
     out
 }
+
+// ------------------------------------------------ drover on a data directory
+
+/// A process's stderr as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A successful `drover ... --json`'s stdout.
+pub fn json_out(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "drover failed: {}", stderr(o));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// `drover <args>` with `data_dir` as its data directory and nothing else
+/// of the caller's environment that could change it.
+pub fn drover_in(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    drover_env(data_dir, &[], args)
+}
+
+/// Like [`drover_in`], with extra `DROVER_*` settings.
+pub fn drover_env(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin("drover"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DROVER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env("DROVER_DATA_DIR", data_dir)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+/// The audit verdict line of `drover audit verify` (entries and head hash).
+pub fn audit_verify(data_dir: &Path) -> String {
+    let o = drover_in(data_dir, &["audit", "verify"]);
+    assert!(
+        o.status.success(),
+        "audit verify failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(s.starts_with("audit trail intact"), "{s}");
+    s
+}
+
+/// The entry count of an audit verdict line.
+pub fn audit_rows(verdict: &str) -> u64 {
+    verdict
+        .split(':')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry count in {verdict:?}"))
+}
+
+/// The migrations applied to a SQLite file, read-only.
+pub async fn migrations_applied(db_file: &Path) -> Vec<String> {
+    let db = sea_orm::Database::connect(format!("sqlite://{}?mode=ro", db_file.display()))
+        .await
+        .unwrap();
+    let v = control_plane::backup::applied_migrations(&db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    v
+}
+
+// ------------------------------------------------------------- PostgreSQL
 
 /// A PostgreSQL server of Debian's packages (`scripts/test-deps/postgresql.sh`)
 /// on a free loopback port, in its own temporary directory, run as the
