@@ -76,15 +76,13 @@ pub fn restore(
     // An existing data directory is locked before anything is read into it;
     // a new one is made (and removed again if the restore fails).
     let existed = data_dir.exists();
-    let _lock = if existed {
-        Some(lock_exclusive(&data_dir)?)
-    } else {
+    if !existed {
         std::fs::create_dir_all(&data_dir)
             .map_err(Error::io(format!("creating {}", data_dir.display())))?;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o750))
             .map_err(Error::io(format!("creating {}", data_dir.display())))?;
-        Some(lock_exclusive(&data_dir)?)
-    };
+    }
+    let _lock = lock_exclusive(&data_dir)?;
     let staging = match tempfile::Builder::new()
         .prefix(".restore-")
         .tempdir_in(&data_dir)
