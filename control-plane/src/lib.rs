@@ -16,6 +16,7 @@
 //! - [`enroll`], [`tokens`], [`trust`]: enrolment, registration tokens,
 //!   approve / reject / revoke and the security overview;
 //! - [`db`]: entities and migrations;
+//! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
 //! - [`client`]: the CLI's HTTP client.
 
@@ -23,6 +24,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod automation;
+pub mod backup;
 pub mod bus;
 pub mod client;
 pub mod clones;

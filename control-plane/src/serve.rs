@@ -150,6 +150,8 @@ pub async fn serve(
         https = https.is_some(),
         "TLS"
     );
+    // Held until serve returns: `drover restore` refuses to write under it.
+    let _data_dir_lock = crate::backup::hold_data_dir(&cfg.data_dir)?;
     let db = crate::db::connect(&cfg.database_url()).await?;
     let auth = crate::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
     let nats = crate::bus::connect(&cfg, "drover control plane", &cfg.nats_creds_path()).await?;

@@ -8,6 +8,7 @@
 
 mod api;
 mod automation;
+mod backup;
 mod gated;
 mod hostile;
 mod mariadb;
@@ -24,6 +25,8 @@ mod wait;
 pub use api::*;
 #[allow(unused_imports)]
 pub use automation::*;
+#[allow(unused_imports)]
+pub use backup::*;
 #[allow(unused_imports)]
 pub use gated::*;
 #[allow(unused_imports)]

@@ -3,7 +3,8 @@
 //!
 //! This file owns the clap arguments (global flags and the subcommands) and
 //! the dispatch: each subcommand family runs in its own file (`agents`,
-//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `server`), printing
+//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `server`,
+//! `backup`), printing
 //! helpers are in `print`. Nothing here talks to the broker or the database
 //! itself.
 
@@ -11,6 +12,7 @@ mod accounts;
 mod agents;
 mod apps;
 mod automation;
+mod backup;
 mod jobs;
 mod print;
 mod server;
@@ -98,6 +100,37 @@ enum Cmd {
     },
     /// Run the control plane: API, web UI, bus consumers.
     Serve,
+    /// Write one archive (tar.gz, 0600) of the SQLite database (a
+    /// consistent copy, safe while `drover serve` runs) and the data
+    /// directory's keys, credentials and broker configuration. With
+    /// PostgreSQL the archive holds the keys and the `pg_dump` command is
+    /// printed.
+    Backup {
+        /// The archive to write (must not exist).
+        /// Default: ./drover-backup-<UTC time>.tar.gz.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a `drover backup` archive back: every file is checked against
+    /// the manifest first; refused while a control plane runs on the data
+    /// directory. Migrations of an older backup run at the next start.
+    Restore {
+        /// The archive `drover backup` wrote.
+        file: PathBuf,
+        /// Restore into this data directory instead of the configured one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Replace an existing database and keys; they are moved to
+        /// <data_dir>/pre-restore-<time>/, not deleted.
+        #[arg(long)]
+        force: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole stack on this machine: nats-server, control plane, one
     /// rootd and one agent. Ctrl-C stops everything.
     Dev {
@@ -248,6 +281,13 @@ async fn main() -> anyhow::Result<()> {
             action: AuditCmd::Verify,
         } => accounts::audit_verify(&cfg).await,
         Cmd::Serve => serve::serve(cfg, serve::signal()).await,
+        Cmd::Backup { out, json } => backup::backup(&cfg, out, json).await,
+        Cmd::Restore {
+            file,
+            data_dir,
+            force,
+            json,
+        } => backup::restore(cfg, &file, data_dir, force, json),
         Cmd::Dev {
             nats_port,
             listen,
