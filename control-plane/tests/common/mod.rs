@@ -8,6 +8,7 @@
 
 mod api;
 mod automation;
+mod deploy;
 mod gated;
 mod hostile;
 mod mariadb;
@@ -22,6 +23,8 @@ mod wait;
 pub use api::*;
 #[allow(unused_imports)]
 pub use automation::*;
+#[allow(unused_imports)]
+pub use deploy::*;
 #[allow(unused_imports)]
 pub use gated::*;
 #[allow(unused_imports)]
