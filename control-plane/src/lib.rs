@@ -12,6 +12,7 @@
 //! - [`audit`]: the hash-chained audit trail;
 //! - [`ui`]: the web UI's server-rendered pages and embedded assets;
 //! - [`nats_auth`]: the broker's trust chain (operator, accounts, user JWTs);
+//! - [`tls`]: the CA and certificates `drover init` makes, HTTPS configuration;
 //! - [`enroll`], [`tokens`], [`trust`]: enrolment, registration tokens,
 //!   approve / reject / revoke and the security overview;
 //! - [`db`]: entities and migrations;
@@ -46,6 +47,7 @@ pub mod selector;
 pub mod serve;
 pub mod skew;
 pub mod state;
+pub mod tls;
 pub mod tokens;
 pub mod trust;
 pub mod ui;

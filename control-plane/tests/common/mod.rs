@@ -12,10 +12,12 @@ mod deploy;
 mod gated;
 mod hostile;
 mod mariadb;
+pub mod packages;
 mod process;
 mod rootd;
 mod session;
 mod stack;
+mod tls;
 mod wait;
 
 // Each test binary uses some of these names, none uses all.
@@ -39,5 +41,7 @@ pub use rootd::*;
 pub use session::*;
 #[allow(unused_imports)]
 pub use stack::*;
+#[allow(unused_imports)]
+pub use tls::*;
 #[allow(unused_imports)]
 pub use wait::*;

@@ -80,8 +80,10 @@ impl Stack {
         } else {
             None
         };
+        // Plaintext: `tls_stack.rs` runs the stack with TLS.
         let mut init = Command::new(bin("drover"));
-        init.arg("init").env("DROVER_DATA_DIR", &data_dir);
+        init.args(["init", "--no-tls"])
+            .env("DROVER_DATA_DIR", &data_dir);
         if let Some(url) = test_database_url(&data_dir) {
             init.env("DROVER_DATABASE_URL", url);
         }

@@ -48,6 +48,10 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     api: String,
+    /// CA (PEM) an https:// control plane's certificate is checked against
+    /// (default: <data_dir>/tls/ca.pem when present and --api is https).
+    #[arg(long, global = true, env = "DROVER_CA")]
+    ca: Option<PathBuf>,
     /// API token for the client commands (default: <data_dir>/admin.token).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -60,10 +64,22 @@ enum Cmd {
     /// Create the command-signing key, the bootstrap admin API token and the
     /// first web UI admin `admin` (once). The admin's password is generated
     /// and printed once, unless given with --admin-password-file.
+    ///
+    /// Unless --no-tls, it also makes a CA and certificates for the broker
+    /// and the API in <data_dir>/tls/ (files already there are kept, so your
+    /// own can be put there first) and writes the broker's tls {} block.
     Init {
         /// A file holding the first admin's password (12+ characters).
         #[arg(long)]
         admin_password_file: Option<PathBuf>,
+        /// Plaintext broker and HTTP (behind a TLS proxy, or for tests).
+        #[arg(long)]
+        no_tls: bool,
+        /// A DNS name or IP address the certificates are valid for, beyond
+        /// `tls_names` and localhost, 127.0.0.1, ::1 and the host name
+        /// (repeatable).
+        #[arg(long = "tls-name", value_name = "NAME")]
+        tls_names: Vec<String>,
     },
     /// Web UI accounts (run on the control-plane host; they use its database).
     Users {
@@ -218,7 +234,15 @@ async fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Init {
             admin_password_file,
-        } => server::init(&cfg, admin_password_file).await,
+            no_tls,
+            tls_names,
+        } => {
+            let tls = serve::InitTls {
+                enabled: !no_tls,
+                extra_names: tls_names,
+            };
+            server::init(&cfg, admin_password_file, &tls).await
+        }
         Cmd::Users { action } => accounts::users(&cfg, action).await,
         Cmd::Audit {
             action: AuditCmd::Verify,
@@ -243,15 +267,21 @@ async fn main() -> anyhow::Result<()> {
             action: AutomationCmd::Keygen,
         } => automation::keygen(),
         other => {
-            let api = api_client(&cli.api, cli.token, &cfg)?;
+            let api = api_client(&cli.api, cli.token, cli.ca, &cfg)?;
             client_command(&api, other).await
         }
     }
 }
 
 /// The API client of the client commands: `--token` / `DROVER_TOKEN`, else
-/// the admin token file in the data directory.
-fn api_client(url: &str, token: Option<String>, cfg: &Config) -> anyhow::Result<client::ApiClient> {
+/// the admin token file in the data directory; for an https URL it trusts
+/// `--ca` / `DROVER_CA`, else `<data_dir>/tls/ca.pem` when present.
+fn api_client(
+    url: &str,
+    token: Option<String>,
+    ca: Option<PathBuf>,
+    cfg: &Config,
+) -> anyhow::Result<client::ApiClient> {
     let token = match token {
         Some(t) => t,
         None => std::fs::read_to_string(cfg.admin_token_path())
@@ -263,7 +293,11 @@ fn api_client(url: &str, token: Option<String>, cfg: &Config) -> anyhow::Result<
                 )
             })?,
     };
-    Ok(client::ApiClient::new(url, token))
+    let ca = ca.or_else(|| {
+        let made = cfg.tls_files().ca_pem();
+        (url.to_ascii_lowercase().starts_with("https://") && made.is_file()).then_some(made)
+    });
+    client::ApiClient::with_ca(url, token, ca.as_deref())
 }
 
 /// Runs a subcommand that goes through the API.
