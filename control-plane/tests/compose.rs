@@ -163,7 +163,15 @@ async fn the_production_compose_enrols_a_real_host_over_the_operator_mode_broker
     );
     assert!(resolver.contains("\"/data/resolver\""), "{resolver}");
     assert!(!conf.contains("/var/lib/drover"), "{conf}");
-    let tls = conf.contains("tls {") || conf.contains("tls: {");
+    // TLS required (tls.conf, included by nats.conf, names the broker's
+    // certificate where the broker container mounts it).
+    assert!(conf.contains("include \"tls.conf\""), "{conf}");
+    let tls_conf = compose.read_file("nats", "/etc/nats/broker/tls.conf");
+    assert!(
+        tls_conf.contains("/etc/nats/broker/tls/nats.pem"),
+        "{tls_conf}"
+    );
+    let tls = true;
     let broker_files = compose.ok(
         &["exec", "-T", "nats", "find", "/etc/nats/broker", "/data"],
         Duration::from_secs(60),
@@ -207,6 +215,21 @@ async fn the_production_compose_enrols_a_real_host_over_the_operator_mode_broker
         .read_file("drover", "/var/lib/drover/admin.token")
         .trim()
         .to_string();
+    // No secret reaches a container's log (docker keeps them).
+    let web_pw = compose.read_file("drover", "/var/lib/drover/admin-password");
+    let all_logs = compose.ok(&["logs", "--no-color"], Duration::from_secs(60));
+    assert!(
+        all_logs.contains("broker configuration installed"),
+        "{all_logs}"
+    );
+    for (what, secret) in [
+        ("admin token", token.as_str()),
+        ("database password", pw.trim()),
+        ("web admin password", web_pw.trim()),
+    ] {
+        assert!(secret.len() >= 16, "{what}");
+        assert!(!all_logs.contains(secret), "the {what} is in the logs");
+    }
     let host_dir = tmp.path().join("host");
     std::fs::create_dir_all(&host_dir).unwrap();
     let enroll_creds = host_dir.join("enroll.creds");
