@@ -424,6 +424,38 @@ async fn the_production_compose_enrols_a_real_host_over_the_operator_mode_broker
             .await;
         assert!(plain.is_err(), "a plaintext connection was accepted");
     }
+
+    // Bad input to init (a certificate name that is no name) is refused
+    // with a clear error, and the broker's configuration is left as it was.
+    let before = compose.read_file("nats", "/etc/nats/broker/tls.conf");
+    let bad = compose.run(
+        &[
+            "run",
+            "--rm",
+            "--no-deps",
+            "-e",
+            "TLS_NAMES=not a name;rm -rf /",
+            "init",
+        ],
+        Duration::from_secs(120),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(!bad.status.success(), "init accepted a bad name:\n{said}");
+    assert!(
+        said.contains("not a name;rm -rf /"),
+        "the error names the input:\n{said}"
+    );
+    assert_eq!(
+        compose.read_file("nats", "/etc/nats/broker/tls.conf"),
+        before
+    );
+    let again = compose.read_file("nats", "/etc/nats/broker/nats.conf");
+    assert_eq!(again, conf, "the broker's configuration changed");
+
     drop(compose);
     drop(dockerd);
 }
