@@ -55,6 +55,20 @@ test: deps test-deps
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
 
+# A private dockerd (its own data root in target/compose-cache, no bridge or
+# iptables changes), the local base image (debootstrap, cached), the images
+# from this host's binaries, `docker-compose up`, a real agent + rootd on
+# this host enrolling over the published broker port; all taken down after.
+# Run the production compose (compose.yaml) for real and enrol a host against it.
+test-compose: deps
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    bash scripts/test-deps/docker.sh
+    bash scripts/test-deps/postgres.sh
+    cargo build --workspace
+    cargo test -p control-plane --test compose -- --ignored --nocapture
+
 # Fleet-scale numbers (fan-out, latency, ingest, memory) with real processes; minutes, not seconds.
 bench: deps
     #!/usr/bin/env bash

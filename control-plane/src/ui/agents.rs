@@ -32,14 +32,20 @@ async fn series(
     let rows: Vec<(i64, f64, f64, f64)> = metric_sample::Entity::find()
         .select_only()
         .column_as(b.clone(), "b")
-        .column_as(Expr::cust("AVG(cpu_percent)"), "cpu")
+        // Cast to a float: PostgreSQL's AVG over `100.0 * bigint` is
+        // NUMERIC, which does not decode as f64 (SQLite has no such type).
+        .column_as(Expr::cust("CAST(AVG(cpu_percent) AS DOUBLE PRECISION)"), "cpu")
         .column_as(
-            Expr::cust("AVG(CASE WHEN mem_total > 0 THEN 100.0 * mem_used / mem_total ELSE 0 END)"),
+            Expr::cust(
+                "CAST(AVG(CASE WHEN mem_total > 0 THEN 100.0 * mem_used / mem_total ELSE 0 END) \
+                 AS DOUBLE PRECISION)",
+            ),
             "mem",
         )
         .column_as(
             Expr::cust(
-                "AVG(CASE WHEN disk_total > 0 THEN 100.0 * disk_used / disk_total ELSE 0 END)",
+                "CAST(AVG(CASE WHEN disk_total > 0 THEN 100.0 * disk_used / disk_total ELSE 0 END) \
+                 AS DOUBLE PRECISION)",
             ),
             "disk",
         )

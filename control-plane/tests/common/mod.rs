@@ -9,6 +9,7 @@
 mod api;
 mod automation;
 mod backup;
+mod deploy;
 mod gated;
 mod hostile;
 mod mariadb;
@@ -27,6 +28,7 @@ pub use api::*;
 pub use automation::*;
 #[allow(unused_imports)]
 pub use backup::*;
+pub use deploy::*;
 #[allow(unused_imports)]
 pub use gated::*;
 #[allow(unused_imports)]

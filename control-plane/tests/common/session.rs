@@ -63,13 +63,15 @@ impl Stack {
     /// Adds a web UI user with `drover users add` (password from the
     /// environment, as scripts do).
     pub fn add_user(&self, name: &str, role: &str, password: &str) {
-        let out = Command::new(bin("drover"))
-            .args(["users", "add", name, "--role", role])
+        let mut cmd = Command::new(bin("drover"));
+        cmd.args(["users", "add", name, "--role", role])
             .env("DROVER_DATA_DIR", &self.data_dir)
             .env("DROVER_NEW_PASSWORD", password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        if let Some(url) = test_database_url(&self.data_dir) {
+            cmd.env("DROVER_DATABASE_URL", url);
+        }
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
             "drover users add failed: {}",

@@ -21,6 +21,8 @@ pub struct Stack {
     pub base: String,
     pub data_dir: PathBuf,
     http: reqwest::Client,
+    /// The PostgreSQL server the control plane uses, when not SQLite.
+    pub pg: Option<Postgres>,
     /// Last: fields drop in order, so nats-server and the control plane are
     /// killed before their directory is removed (a still-running server
     /// wrote it again and left it behind in /tmp).
@@ -54,6 +56,16 @@ impl Stack {
     /// Like [`Stack::start`], with the control plane reading app manifests
     /// from `manifests` (rootd gets its own setting per host).
     pub async fn start_with_manifests(manifests: &Path) -> Self {
+        Self::start_full(manifests, postgres_requested()).await
+    }
+
+    /// Like [`Stack::start`], with the control plane's database on a
+    /// private PostgreSQL server instead of SQLite.
+    pub async fn start_postgres() -> Self {
+        Self::start_full(&repo_manifests(), true).await
+    }
+
+    async fn start_full(manifests: &Path, postgres: bool) -> Self {
         // DROVER_TEST_KEEP=1 keeps the directory (logs, database) to look at.
         let tmp = tempfile::Builder::new()
             .prefix("drover-test-")
@@ -61,12 +73,21 @@ impl Stack {
             .tempdir()
             .unwrap();
         let data_dir = tmp.path().join("cp");
+        let pg = if postgres {
+            let pg = Postgres::start().await;
+            set_test_database_url(&data_dir, &pg.url);
+            Some(pg)
+        } else {
+            None
+        };
         // Plaintext: `tls_stack.rs` runs the stack with TLS.
-        let init = Command::new(bin("drover"))
-            .args(["init", "--no-tls"])
-            .env("DROVER_DATA_DIR", &data_dir)
-            .output()
-            .unwrap();
+        let mut init = Command::new(bin("drover"));
+        init.args(["init", "--no-tls"])
+            .env("DROVER_DATA_DIR", &data_dir);
+        if let Some(url) = test_database_url(&data_dir) {
+            init.env("DROVER_DATABASE_URL", url);
+        }
+        let init = init.output().unwrap();
         assert!(
             init.status.success(),
             "drover init failed: {}",
@@ -94,6 +115,7 @@ impl Stack {
             base,
             data_dir,
             http: reqwest::Client::new(),
+            pg,
         };
         stack.wait_healthy().await;
         stack
@@ -106,6 +128,9 @@ impl Stack {
             .env("DROVER_NATS_URL", nats_url)
             .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
             .env("DROVER_MANIFESTS_DIR", data_dir.join("manifests"));
+        if let Some(url) = test_database_url(data_dir) {
+            cmd.env("DROVER_DATABASE_URL", url);
+        }
         Proc::spawn("drover serve", cmd, data_dir.join("control-plane.log"))
     }
 
@@ -403,23 +428,26 @@ impl Stack {
 impl Stack {
     /// The control plane's database, for tests that inspect or tamper.
     pub async fn db(&self) -> sea_orm::DatabaseConnection {
-        control_plane::db::connect(&format!(
-            "sqlite://{}?mode=rwc",
-            self.data_dir.join("drover.db").display()
-        ))
-        .await
-        .unwrap()
+        let url = test_database_url(&self.data_dir).unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("drover.db").display()
+            )
+        });
+        control_plane::db::connect(&url).await.unwrap()
     }
 
     /// `drover <args>` against this stack's data directory.
     pub fn drover(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bin("drover"))
-            .args(args)
+        let mut cmd = Command::new(bin("drover"));
+        cmd.args(args)
             .env("DROVER_DATA_DIR", &self.data_dir)
             .env("DROVER_API", &self.base)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        if let Some(url) = test_database_url(&self.data_dir) {
+            cmd.env("DROVER_DATABASE_URL", url);
+        }
+        cmd.output().unwrap()
     }
 }
 
@@ -438,6 +466,9 @@ impl Stack {
             .env("DROVER_NATS_URL", self.nats.url())
             .env("DROVER_LISTEN", format!("127.0.0.1:{port}"))
             .env("DROVER_MANIFESTS_DIR", self.data_dir.join("manifests"));
+        if let Some(url) = test_database_url(&self.data_dir) {
+            cmd.env("DROVER_DATABASE_URL", url);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
