@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{audit_rows, audit_verify, drover_env, drover_in, json_out, migrations_applied};
 use common::{manifest_of, read_archive, set_manifest, sha256_hex, snapshot, write_archive};
-use common::{stderr, wait_for, Postgres, RawEntry, Stack};
+use common::{pg_program, stderr, wait_for, Postgres, RawEntry, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_while_serving_then_restore_brings_the_control_plane_back() {
@@ -404,13 +404,15 @@ async fn an_older_schema_is_migrated_at_start_and_a_newer_one_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgresql_the_archive_holds_the_keys_and_names_the_pg_dump_command() {
     let pg = Postgres::start().await;
-    let password = "pw-never-printed-7351";
-    pg.exec(&[
-        &format!("CREATE USER drover WITH PASSWORD '{password}'"),
-        "CREATE DATABASE drover_fleet OWNER drover",
-    ])
-    .await;
-    let url = pg.url("drover", "drover_fleet", Some(password));
+    // postgres://drover:<password>@127.0.0.1:<port>/drover
+    let url = pg.url.clone();
+    let password = url
+        .split(':')
+        .nth(2)
+        .and_then(|s| s.split('@').next())
+        .unwrap()
+        .to_string();
+    let password = password.as_str();
     let env = [("DROVER_DATABASE_URL", url.as_str())];
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("cp");
@@ -438,12 +440,7 @@ async fn with_postgresql_the_archive_holds_the_keys_and_names_the_pg_dump_comman
     );
     let pg_dump = s["pg_dump"].as_str().unwrap().to_string();
     let port = format!("--port={}", pg.port);
-    for want in [
-        "pg_dump",
-        "--username=drover",
-        port.as_str(),
-        "drover_fleet",
-    ] {
+    for want in ["pg_dump", "--username=drover", port.as_str(), "drover"] {
         assert!(
             pg_dump.split(' ').any(|w| w == want),
             "{want} not in {pg_dump}"
@@ -478,7 +475,7 @@ async fn with_postgresql_the_archive_holds_the_keys_and_names_the_pg_dump_comman
 
     // The printed command works as printed (the password from PGPASSWORD).
     let argv: Vec<&str> = pg_dump.split(' ').collect();
-    let dump = Command::new(Postgres::bin_dir().join(argv[0]))
+    let dump = Command::new(pg_program(argv[0]))
         .args(&argv[1..])
         .env("PGPASSWORD", password)
         .current_dir(tmp.path())

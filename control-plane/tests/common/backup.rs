@@ -3,8 +3,8 @@
 //! (including ones the tar crate's safe setters refuse: `..`, absolute
 //! paths, symlinks), a snapshot of a directory tree to prove a refused
 //! restore changed nothing, `drover` run against a bare data directory
-//! (no stack), and a real PostgreSQL server in a temporary
-//! directory ([`Postgres`]). It does not run `drover`; the tests do.
+//! (no stack). The PostgreSQL server the backup tests use is
+//! `deploy::postgres`'s. It does not run `drover`; the tests do.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -202,114 +202,4 @@ pub async fn migrations_applied(db_file: &Path) -> Vec<String> {
         .unwrap();
     db.close().await.unwrap();
     v
-}
-
-// ------------------------------------------------------------- PostgreSQL
-
-/// A PostgreSQL server of Debian's packages (`scripts/test-deps/postgresql.sh`)
-/// on a free loopback port, in its own temporary directory, run as the
-/// `postgres` user (it refuses root), trust authentication on loopback.
-/// Killed, and its directory removed, on drop.
-pub struct Postgres {
-    pub proc: Proc,
-    pub port: u16,
-    pub bin: std::path::PathBuf,
-    /// Last: removed after the server is killed.
-    pub tmp: tempfile::TempDir,
-}
-
-impl Postgres {
-    /// The newest installed server's `bin/` directory.
-    pub fn bin_dir() -> std::path::PathBuf {
-        let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is not installed: run scripts/test-deps/postgresql.sh (`just test` does)")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .filter(|p| p.join("postgres").is_file())
-            .collect();
-        versions.sort();
-        versions
-            .pop()
-            .expect("no PostgreSQL server under /usr/lib/postgresql")
-    }
-
-    pub async fn start() -> Self {
-        use std::os::unix::process::CommandExt;
-        let bin = Self::bin_dir();
-        let user = nix::unistd::User::from_name("postgres")
-            .unwrap()
-            .expect("the postgres user (Debian's postgresql package makes it)");
-        let tmp = tempfile::Builder::new()
-            .prefix("drover-pg-")
-            .tempdir()
-            .unwrap();
-        // The server runs as postgres: it must reach and own its directory.
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data = tmp.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        nix::unistd::chown(&data, Some(user.uid), Some(user.gid)).unwrap();
-        let init = std::process::Command::new(bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
-            .uid(user.uid.as_raw())
-            .gid(user.gid.as_raw())
-            .current_dir(tmp.path())
-            .output()
-            .unwrap();
-        assert!(
-            init.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-        let port = free_port();
-        let mut cmd = std::process::Command::new(bin.join("postgres"));
-        cmd.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", data.display()))
-            .args(["-c", "fsync=off"])
-            .uid(user.uid.as_raw())
-            .gid(user.gid.as_raw())
-            .current_dir(tmp.path());
-        let proc = Proc::spawn("postgres", cmd, tmp.path().join("postgres.log"));
-        let pg = Self {
-            proc,
-            port,
-            bin,
-            tmp,
-        };
-        let url = pg.url("postgres", "postgres", None);
-        wait_for(
-            "PostgreSQL to accept connections",
-            std::time::Duration::from_secs(30),
-            || {
-                let url = url.clone();
-                async move {
-                    let db = sea_orm::Database::connect(url.as_str()).await.ok()?;
-                    db.close().await.ok()
-                }
-            },
-        )
-        .await;
-        pg
-    }
-
-    /// `postgres://user[:password]@127.0.0.1:<port>/db`.
-    pub fn url(&self, user: &str, db: &str, password: Option<&str>) -> String {
-        let pw = password.map(|p| format!(":{p}")).unwrap_or_default();
-        format!("postgres://{user}{pw}@127.0.0.1:{}/{db}", self.port)
-    }
-
-    /// Runs SQL statements as the superuser.
-    pub async fn exec(&self, sql: &[&str]) {
-        use sea_orm::ConnectionTrait;
-        let db = sea_orm::Database::connect(self.url("postgres", "postgres", None).as_str())
-            .await
-            .unwrap();
-        for s in sql {
-            db.execute_unprepared(s).await.unwrap();
-        }
-        db.close().await.unwrap();
-    }
 }
