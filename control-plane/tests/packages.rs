@@ -419,6 +419,7 @@ fn rpm_install_upgrade_keeps_edits_erase_keeps_config() {
         "/usr/bin/drover-agent",
         "/usr/bin/drover-rootd",
         "/usr/lib/systemd/system/drover.service",
+        "/usr/share/drover",
     ] {
         assert!(!Path::new(gone).exists(), "{gone} is left after rpm -e");
     }

@@ -246,7 +246,10 @@ impl MachineGuard {
                 "{pkg} is already installed on this machine; the package tests will not touch it"
             );
         }
-        for path in STATE_DIRS.iter().chain(&["/etc/drover", "/run/drover"]) {
+        for path in STATE_DIRS
+            .iter()
+            .chain(&["/etc/drover", "/run/drover", "/usr/share/drover"])
+        {
             assert!(
                 !Path::new(path).exists(),
                 "{path} exists; the package tests will not touch it (remove it, or run them elsewhere)"
@@ -269,7 +272,10 @@ impl Drop for MachineGuard {
                 let _ = Command::new("rpm").args(["-e", "--nodeps", pkg]).output();
             }
         }
-        for path in STATE_DIRS.iter().chain(&["/etc/drover", "/run/drover"]) {
+        for path in STATE_DIRS
+            .iter()
+            .chain(&["/etc/drover", "/run/drover", "/usr/share/drover"])
+        {
             let _ = std::fs::remove_dir_all(path);
         }
         if !self.had_user && getent("passwd", "drover").is_some() {
