@@ -554,3 +554,30 @@ fn deb_installed_agent_and_rootd_start_from_the_packaged_configs() {
         drop(rootd);
     });
 }
+
+/// `packaging/build.sh` (what `just package` runs) refuses bad options with
+/// a clear message and builds nothing.
+#[test]
+fn build_script_refuses_bad_options() {
+    let out_dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (vec!["--profile", "x;rm -rf /"], "invalid profile name"),
+        (vec!["--profile"], "--profile needs a value"),
+        (vec!["--bogus"], "unknown option: --bogus"),
+    ] {
+        let out = Command::new("bash")
+            .arg(common::packages::workspace_root().join("packaging/build.sh"))
+            .args(&args)
+            .arg("--out")
+            .arg(out_dir.path().join("pkgs"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(
+        !out_dir.path().join("pkgs").exists(),
+        "a refused build wrote packages"
+    );
+}
