@@ -25,14 +25,14 @@ out=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --profile)
-        [[ $# -ge 2 ]] || { echo "--profile needs a value" >&2; exit 2; }
+        [[ $# -ge 2 && "$2" != -* ]] || { echo "--profile needs a value" >&2; exit 2; }
         profile="$2"
         shift 2
         ;;
     --no-build) build=0; shift ;;
     --fast) fast=1; shift ;;
     --out)
-        [[ $# -ge 2 ]] || { echo "--out needs a directory" >&2; exit 2; }
+        [[ $# -ge 2 && "$2" != -* ]] || { echo "--out needs a directory" >&2; exit 2; }
         out="$2"
         shift 2
         ;;

@@ -21,60 +21,9 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use common::packages::{
-    deb_files, deb_installed, getent, mode_owner, own, rpm_files, rpm_installed, run, MachineGuard,
-    STATE_DIRS,
+    deb_files, deb_installed, expected_agent_files, expected_drover_files, exposure, getent,
+    host_unit_dir, mode_owner, own, rpm_files, rpm_installed, run, MachineGuard, STATE_DIRS,
 };
-
-/// Expected files of both packages: (path, permissions) for .deb listings.
-fn expected_agent_files() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("/usr/bin/drover-agent", "-rwxr-xr-x"),
-        ("/usr/bin/drover-rootd", "-rwxr-xr-x"),
-        ("/usr/lib/systemd/system/drover-agent.service", "-rw-r--r--"),
-        ("/usr/lib/systemd/system/drover-rootd.service", "-rw-r--r--"),
-        ("/usr/share/drover/examples/agent.toml", "-rw-r--r--"),
-        ("/usr/share/drover/examples/rootd.toml", "-rw-r--r--"),
-        (
-            "/usr/share/drover/manifests/nginx/manifest.yml",
-            "-rw-r--r--",
-        ),
-        ("/usr/share/drover/manifests/nginx/install.sh", "-rwxr-xr-x"),
-        ("/usr/share/drover/manifests/_lib/common.sh", "-rwxr-xr-x"),
-    ]
-}
-
-fn expected_drover_files(p: &common::packages::Packages) -> Vec<(String, &'static str)> {
-    let v = &p.version;
-    vec![
-        ("/usr/bin/drover".into(), "-rwxr-xr-x"),
-        (
-            "/usr/lib/systemd/system/drover.service".into(),
-            "-rw-r--r--",
-        ),
-        (
-            "/usr/share/drover/examples/drover.toml".into(),
-            "-rw-r--r--",
-        ),
-        (
-            "/usr/share/drover/catalogue/nginx/manifest.yml".into(),
-            "-rw-r--r--",
-        ),
-        (
-            format!(
-                "/usr/share/drover/releases/drover-agent_{v}-1_{}.deb",
-                p.deb_arch
-            ),
-            "-rw-r--r--",
-        ),
-        (
-            format!(
-                "/usr/share/drover/releases/drover-agent-{v}-1.{}.rpm",
-                p.rpm_arch
-            ),
-            "-rw-r--r--",
-        ),
-    ]
-}
 
 #[test]
 fn deb_contents_modes_and_scripts() {
@@ -130,7 +79,7 @@ fn deb_contents_modes_and_scripts() {
             let meta =
                 std::fs::metadata(&path).unwrap_or_else(|e| panic!("{name} lacks {script}: {e}"));
             assert_eq!(meta.mode() & 0o777, 0o755, "{name} {script}");
-            run(Command::new("sh").arg("-n").arg(&path));
+            run(Command::new("shellcheck").args(["-s", "sh"]).arg(&path));
         }
         let postinst = std::fs::read_to_string(ctrl.path().join("postinst")).unwrap();
         assert!(
@@ -186,6 +135,11 @@ fn rpm_contents_modes_and_scripts() {
                 "{name} lacks its {kind} scriptlet:\n{scripts}"
             );
             assert!(scripts.contains(marker), "{name} {kind}: {scripts}");
+        }
+        for kind in ["pre", "post", "preun", "postun"] {
+            let script =
+                common::packages::workspace_root().join(format!("packaging/rpm/{name}/{kind}.sh"));
+            run(Command::new("shellcheck").args(["-s", "sh"]).arg(script));
         }
         let requires = run(Command::new("rpm").args(["-qp", "--requires"]).arg(rpm));
         assert!(requires.contains("shadow-utils"), "{name}: {requires}");
@@ -254,33 +208,6 @@ fn units_verify_and_agent_exposure() {
     // UNSAFE band's floor (9.0 is what an unhardened root service scores).
     let rootd = scores["drover-rootd.service"];
     assert!(rootd < 9.0, "drover-rootd.service exposure {rootd}");
-}
-
-/// The directory this machine's systemd units are in.
-fn host_unit_dir() -> PathBuf {
-    ["/usr/lib/systemd/system", "/lib/systemd/system"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|d| d.join("sysinit.target").exists())
-        .expect("systemd's units (sysinit.target) are not installed")
-}
-
-/// `systemd-analyze security --offline=true`'s overall exposure (0.0-10.0).
-fn exposure(root: &Path, unit: &Path) -> f64 {
-    let out = run(Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(format!("--root={}", root.display()))
-        .arg(unit));
-    let line = out
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no exposure level in:\n{out}"));
-    let after = line.rsplit(": ").next().unwrap();
-    after
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unreadable exposure line: {line}"))
 }
 
 /// The install tests change this machine (/etc/drover, /var/lib/drover*,
@@ -406,6 +333,24 @@ fn deb_install_upgrade_keeps_edits_purge_removes() {
     assert!(deb_installed("drover") && deb_installed("drover-agent"));
     assert_installed_layout();
 
+    // The control plane initialises its state from the packaged config, as
+    // user drover (what the operator runs once; drover.service then serves).
+    let user = nix::unistd::User::from_name("drover").unwrap().unwrap();
+    let mut init = Command::new("/usr/bin/drover");
+    init.args(["--config", "/etc/drover/drover.toml", "init"])
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .current_dir("/");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DROVER_")) {
+        init.env_remove(k);
+    }
+    run(&mut init);
+    assert_eq!(
+        mode_owner("/var/lib/drover/signing.key").1,
+        "drover",
+        "drover init wrote its key elsewhere or as another user"
+    );
+
     // Upgrade (the same version again runs the same upgrade path: preinst
     // upgrade, postinst configure with the old version): edits survive.
     let edited = edit_configs();
@@ -474,6 +419,7 @@ fn rpm_install_upgrade_keeps_edits_erase_keeps_config() {
         "/usr/bin/drover-agent",
         "/usr/bin/drover-rootd",
         "/usr/lib/systemd/system/drover.service",
+        "/usr/share/drover",
     ] {
         assert!(!Path::new(gone).exists(), "{gone} is left after rpm -e");
     }
@@ -607,4 +553,31 @@ fn deb_installed_agent_and_rootd_start_from_the_packaged_configs() {
         drop(agent);
         drop(rootd);
     });
+}
+
+/// `packaging/build.sh` (what `just package` runs) refuses bad options with
+/// a clear message and builds nothing.
+#[test]
+fn build_script_refuses_bad_options() {
+    let out_dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (vec!["--profile", "x;rm -rf /"], "invalid profile name"),
+        (vec!["--profile"], "--profile needs a value"),
+        (vec!["--bogus"], "unknown option: --bogus"),
+    ] {
+        let out = Command::new("bash")
+            .arg(common::packages::workspace_root().join("packaging/build.sh"))
+            .args(&args)
+            .arg("--out")
+            .arg(out_dir.path().join("pkgs"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(
+        !out_dir.path().join("pkgs").exists(),
+        "a refused build wrote packages"
+    );
 }

@@ -2,7 +2,8 @@
 # What `just package` and control-plane/tests/packages.rs need: cargo-deb and
 # cargo-generate-rpm (pinned, installed with `cargo install --locked` only when
 # the wanted version is absent), rpm (to inspect and install the .rpm on this
-# Debian machine without rpmbuild), dpkg-deb (part of dpkg) and
+# Debian machine without rpmbuild), shellcheck (the maintainer scripts are
+# checked with it), dpkg-deb (part of dpkg) and
 # systemd-analyze (for `verify` and `security --offline`). It does not build
 # the packages; `just package` does.
 set -euo pipefail
@@ -25,7 +26,7 @@ cargo_tool() {
     cargo install --quiet --locked --version "=$version" "$crate"
 }
 
-apt_install rpm
+apt_install rpm shellcheck
 command -v systemd-analyze >/dev/null || apt_install systemd
 command -v dpkg-deb >/dev/null || apt_install dpkg
 

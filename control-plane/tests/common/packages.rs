@@ -63,7 +63,8 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the four packages from the debug binaries (once per process; later
+/// Builds the four packages from the binaries the tests were built with
+/// (debug, or the profile `cargo test --profile` named; once per process; later
 /// calls return the same paths). Panics with the tools' output when a build
 /// fails, or when a tool names a file otherwise than expected.
 pub fn build() -> &'static Packages {
@@ -87,9 +88,18 @@ fn build_now() -> Packages {
     let dir = root.join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&dir);
 
+    // The profile the tests were built with (`debug` is cargo's `dev`).
+    let profile = match Path::new(env!("CARGO_BIN_EXE_drover"))
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
     let out = Command::new("bash")
         .arg(workspace_root().join("packaging/build.sh"))
-        .args(["--profile", "dev", "--no-build", "--fast", "--out"])
+        .args(["--profile", &profile, "--no-build", "--fast", "--out"])
         .arg(&dir)
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(workspace_root())
@@ -236,7 +246,10 @@ impl MachineGuard {
                 "{pkg} is already installed on this machine; the package tests will not touch it"
             );
         }
-        for path in STATE_DIRS.iter().chain(&["/etc/drover", "/run/drover"]) {
+        for path in STATE_DIRS
+            .iter()
+            .chain(&["/etc/drover", "/run/drover", "/usr/share/drover"])
+        {
             assert!(
                 !Path::new(path).exists(),
                 "{path} exists; the package tests will not touch it (remove it, or run them elsewhere)"
@@ -259,7 +272,10 @@ impl Drop for MachineGuard {
                 let _ = Command::new("rpm").args(["-e", "--nodeps", pkg]).output();
             }
         }
-        for path in STATE_DIRS.iter().chain(&["/etc/drover", "/run/drover"]) {
+        for path in STATE_DIRS
+            .iter()
+            .chain(&["/etc/drover", "/run/drover", "/usr/share/drover"])
+        {
             let _ = std::fs::remove_dir_all(path);
         }
         if !self.had_user && getent("passwd", "drover").is_some() {
@@ -314,4 +330,82 @@ pub fn mode_owner(path: &str) -> (u32, String, String) {
 
 pub fn own(mode: u32, user: &str, group: &str) -> (u32, String, String) {
     (mode, user.to_string(), group.to_string())
+}
+
+/// The directory this machine's systemd units are in.
+pub fn host_unit_dir() -> PathBuf {
+    ["/usr/lib/systemd/system", "/lib/systemd/system"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("sysinit.target").exists())
+        .expect("systemd's units (sysinit.target) are not installed")
+}
+
+/// `systemd-analyze security --offline=true`'s overall exposure (0.0-10.0).
+pub fn exposure(root: &Path, unit: &Path) -> f64 {
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(format!("--root={}", root.display()))
+        .arg(unit));
+    let line = out
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure level in:\n{out}"));
+    let after = line.rsplit(": ").next().unwrap();
+    after
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable exposure line: {line}"))
+}
+
+/// Expected files of both packages: (path, permissions) for .deb listings.
+pub fn expected_agent_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("/usr/bin/drover-agent", "-rwxr-xr-x"),
+        ("/usr/bin/drover-rootd", "-rwxr-xr-x"),
+        ("/usr/lib/systemd/system/drover-agent.service", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/drover-rootd.service", "-rw-r--r--"),
+        ("/usr/share/drover/examples/agent.toml", "-rw-r--r--"),
+        ("/usr/share/drover/examples/rootd.toml", "-rw-r--r--"),
+        (
+            "/usr/share/drover/manifests/nginx/manifest.yml",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/drover/manifests/nginx/install.sh", "-rwxr-xr-x"),
+        ("/usr/share/drover/manifests/_lib/common.sh", "-rwxr-xr-x"),
+    ]
+}
+
+pub fn expected_drover_files(p: &Packages) -> Vec<(String, &'static str)> {
+    let v = &p.version;
+    vec![
+        ("/usr/bin/drover".into(), "-rwxr-xr-x"),
+        (
+            "/usr/lib/systemd/system/drover.service".into(),
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/drover/examples/drover.toml".into(),
+            "-rw-r--r--",
+        ),
+        (
+            "/usr/share/drover/catalogue/nginx/manifest.yml".into(),
+            "-rw-r--r--",
+        ),
+        (
+            format!(
+                "/usr/share/drover/releases/drover-agent_{v}-1_{}.deb",
+                p.deb_arch
+            ),
+            "-rw-r--r--",
+        ),
+        (
+            format!(
+                "/usr/share/drover/releases/drover-agent-{v}-1.{}.rpm",
+                p.rpm_arch
+            ),
+            "-rw-r--r--",
+        ),
+    ]
 }

@@ -1,4 +1,5 @@
-# drover %postun (RPM; $1: 0 erase, 1 upgrade): reloads systemd when it runs
+# drover %postun (RPM; $1: 0 erase, 1 upgrade): on erase removes the
+# directories it left empty under /usr/share/drover; reloads systemd when it runs
 # and, on upgrade, restarts drover.service if it was running. Config and
 # state stay on erase (RPM convention); `drover backup` before removing
 # /var/lib/drover by hand.
@@ -7,5 +8,15 @@ if [ -d /run/systemd/system ]; then
     if [ "$1" -ge 1 ]; then
         systemctl try-restart drover.service >/dev/null || true
     fi
+fi
+if [ "$1" -eq 0 ]; then
+    # The package lists its files, not their directories (cargo-generate-rpm
+    # packs files only): remove the directories erase left empty.
+    for d in /usr/share/drover/catalogue /usr/share/drover/releases /usr/share/drover/examples; do
+        if [ -d "$d" ]; then
+            find "$d" -depth -type d -empty -delete
+        fi
+    done
+    rmdir /usr/share/drover 2>/dev/null || true
 fi
 exit 0
