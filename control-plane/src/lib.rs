@@ -14,6 +14,8 @@
 //! - [`nats_auth`]: the broker's trust chain (operator, accounts, user JWTs);
 //! - [`enroll`], [`tokens`], [`trust`]: enrolment, registration tokens,
 //!   approve / reject / revoke and the security overview;
+//! - [`releases`], [`install`]: signed agent packages in the object store
+//!   and the host install script that fetches them;
 //! - [`db`]: entities and migrations;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
 //! - [`client`]: the CLI's HTTP client.
@@ -35,12 +37,14 @@ pub mod fleet;
 pub mod http;
 pub mod idempotency;
 pub mod ingest;
+pub mod install;
 pub mod jobs;
 pub mod ledger;
 pub mod nats_auth;
 pub mod output;
 pub mod poison;
 pub mod queues;
+pub mod releases;
 pub mod result_guard;
 pub mod selector;
 pub mod serve;

@@ -46,7 +46,7 @@ pub async fn init(cfg: &Config, admin_password_file: Option<PathBuf>) -> anyhow:
         "Command-signing key fingerprint: {}",
         signer.public().fingerprint()
     );
-    Ok(())
+    crate::releases::print_onboarding(cfg).await
 }
 
 /// The options of `drover dev`, as clap parsed them.
