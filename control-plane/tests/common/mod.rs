@@ -10,6 +10,7 @@ mod api;
 mod automation;
 mod gated;
 mod hostile;
+mod install;
 mod mariadb;
 mod process;
 mod rootd;
@@ -26,6 +27,8 @@ pub use automation::*;
 pub use gated::*;
 #[allow(unused_imports)]
 pub use hostile::*;
+#[allow(unused_imports)]
+pub use install::*;
 #[allow(unused_imports)]
 pub use mariadb::*;
 #[allow(unused_imports)]
