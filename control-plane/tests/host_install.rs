@@ -28,13 +28,30 @@ fn text(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_sh_installs_configures_and_the_host_enrols_with_the_token_alone() {
-    let stack = Stack::start().await;
-    let deb = stand_in_agent_deb(stack.tmp.path());
-    let published = stack.publish_releases(&[&deb]);
+    let mut stack = Stack::start().await;
+    // Packages in releases_dir are published when the control plane starts.
+    let releases_dir = stack.tmp.path().join("releases");
+    std::fs::create_dir(&releases_dir).unwrap();
+    let deb = stand_in_agent_deb(&releases_dir);
+    stack
+        .restart_cp_with(&[("DROVER_RELEASES_DIR", releases_dir.to_str().unwrap())])
+        .await;
+    let (code, list) = stack.get("/releases").await;
+    assert_eq!(code, 200, "{list}");
+    let listed = &list["releases"][0];
+    assert_eq!(
+        listed["name"],
+        deb.file_name().unwrap().to_str().unwrap(),
+        "{list}"
+    );
+    assert_eq!(listed["format"], "deb");
+    assert_eq!(listed["arch"], std::env::consts::ARCH);
+    assert_eq!(listed["package"], "drover-agent");
+    let cli = stack.drover(&["releases", "list"]);
     assert!(
-        String::from_utf8_lossy(&published.stdout).contains("published"),
+        String::from_utf8_lossy(&cli.stdout).contains(listed["sha256"].as_str().unwrap()),
         "{}",
-        text(&published)
+        text(&cli)
     );
     let work = stack.tmp.path().join("install");
     std::fs::create_dir_all(work.join("tmp")).unwrap();
@@ -309,4 +326,79 @@ async fn wrong_or_expired_tokens_tampered_packages_and_other_oses_leave_nothing_
         "{trail}"
     );
     assert!(!trail.contains(&good) && !trail.contains(&short_secret));
+}
+
+/// `drover init` prints the full command-signing key and a first token's
+/// install line (once); `drover tokens create` prints the line for its
+/// token, and `--json` carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_and_tokens_create_print_the_key_and_the_install_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = |dir: &Path| {
+        let out = Command::new(bin("drover"))
+            .arg("init")
+            .env("DROVER_DATA_DIR", dir)
+            .env("DROVER_PUBLIC_URL", "https://cp.example:8443")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let data = tmp.path().join("cp");
+    let first = init(&data);
+    let key = bus_schema::CommandSigner::load(&data.join("signing.key"))
+        .unwrap()
+        .public()
+        .to_base64();
+    assert!(first.contains(&format!("\n{key}\n")), "{first}");
+    let line = first
+        .lines()
+        .find(|l| l.contains("install.sh"))
+        .unwrap_or_else(|| panic!("no install line: {first}"))
+        .trim();
+    assert!(
+        line.starts_with(
+            "curl -fsSL https://cp.example:8443/install.sh | sudo sh -s -- --token drvreg_"
+        ),
+        "{line}"
+    );
+    // A second init makes no second token.
+    let second = init(&data);
+    assert!(
+        second.contains(&key) && !second.contains("drvreg_"),
+        "{second}"
+    );
+
+    let stack = Stack::start().await;
+    let out = stack.drover(&["tokens", "create", "--uses", "2", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = v["token"].as_str().unwrap();
+    assert_eq!(
+        v["install_line"],
+        format!(
+            "curl -fsSL {}/install.sh | sudo sh -s -- --token {secret}",
+            stack.base
+        )
+    );
+    let out = stack.drover(&["tokens", "create"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("/install.sh | sudo sh -s -- --token drvreg_"),
+        "{said}"
+    );
+    // The Enrolment page has the place for the line and its copy button.
+    let page = reqwest::Client::new()
+        .get(format!("{}/enrolment", stack.base))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("data-field=\"install_line\"") && page.contains("data-copy=\"install_line\""),
+        "{page}"
+    );
 }
