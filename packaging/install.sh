@@ -330,10 +330,11 @@ manifests="$prefix/usr/share/drover/manifests"
 mkdir -p "$etc" "$agent_state" "$rootd_state"
 chmod 0700 "$agent_state" "$rootd_state"
 
-# put FILE MODE [GROUP]: moves $tmp/out into place (keeping an existing file
-# as FILE.bak).
+# put FILE MODE [GROUP]: moves $tmp/out into place, keeping an existing file
+# as FILE.bak unless it is the package's unedited example.
+examples="$prefix/usr/share/drover/examples"
 put() {
-	if [ -f "$1" ] && ! cmp -s "$tmp/out" "$1"; then
+	if [ -f "$1" ] && ! cmp -s "$tmp/out" "$1" && ! cmp -s "$1" "$examples/${1##*/}"; then
 		cp -p "$1" "$1.bak"
 	fi
 	chmod "$2" "$tmp/out"
@@ -405,6 +406,17 @@ if [ -n "$root" ]; then
 elif [ "$start" = yes ]; then
 	systemctl enable --now drover-rootd drover-agent
 	say "Started drover-rootd and drover-agent. Check them with: systemctl status drover-agent"
+	# The agent writes its id at its first start; wait a little for it.
+	tries=0
+	while [ ! -s "$agent_state/agent.id" ] && [ "$tries" -lt 15 ]; do
+		tries=$((tries + 1))
+		sleep 1
+	done
+	agent_id=$(head -c 100 "$agent_state/agent.id" 2>/dev/null || true)
+	if valid "$agent_id" 10 100 'A-Z0-9'; then
+		say "This host's page: $DROVER_URL/agents/$agent_id${name:+ ($name)}"
+		exit 0
+	fi
 else
 	say "Not started (--no-start): systemctl enable --now drover-rootd drover-agent"
 fi
