@@ -289,6 +289,7 @@ fi
 grep -q 'BEGIN NATS USER JWT' "$tmp/enroll.creds" || die "the control plane's answer holds no enrolment credentials"
 
 # ---- install: from here on the host changes
+umask 022
 if [ -n "$root" ]; then
 	mkdir -p "$root"
 	case $format in
@@ -359,6 +360,8 @@ else
 	creds_mode=0640
 	agent_mode=0640
 	chown drover:drover "$agent_state"
+	chown root:drover "$etc"
+	chmod 0750 "$etc"
 	machine_line=''
 fi
 
