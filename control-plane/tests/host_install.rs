@@ -58,7 +58,15 @@ async fn install_sh_installs_configures_and_the_host_enrols_with_the_token_alone
     let script = stack.fetch_install_script(&work);
     let root = work.join("root");
     std::fs::create_dir(&root).unwrap();
-    let token = stack.token(1, "1h", true).await;
+    // Auto-approved, with a label of its own that wins over the host's.
+    let (code, made) = stack
+        .post(
+            "/tokens",
+            &serde_json::json!({"uses": 1, "expires": "1h", "auto_approve": true, "labels": {"env": "prod", "role": "web"}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{made}");
+    let token = made["token"].as_str().unwrap().to_string();
     let out = run_install(
         &script,
         &[
@@ -141,7 +149,8 @@ async fn install_sh_installs_configures_and_the_host_enrols_with_the_token_alone
     .await;
     let a = stack.wait_online(&id).await;
     assert_eq!(a["display_name"], "web-1", "{a}");
-    assert_eq!(a["labels"]["env"], "test", "{a}");
+    assert_eq!(a["labels"]["env"], "prod", "the token's label wins: {a}");
+    assert_eq!(a["labels"]["role"], "web", "{a}");
     assert_eq!(a["labels"]["rack"], "r7", "{a}");
     let hostname = a["hostname"].as_str().unwrap().to_string();
     let ping = stack.ping(&id).await;
@@ -151,7 +160,7 @@ async fn install_sh_installs_configures_and_the_host_enrols_with_the_token_alone
     let listed = stack.drover(&["agents"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(
-        listed.contains("web-1") && listed.contains("env=test"),
+        listed.contains("web-1") && listed.contains("rack=r7"),
         "{listed}"
     );
     let page = reqwest::Client::new()
