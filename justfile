@@ -64,6 +64,20 @@ bench: deps
     cargo build --release --workspace
     cargo test --release -p control-plane --test bench -- --ignored --nocapture
 
+# From a release build, or with `dev` from the debug binaries already built
+# (lighter compression; what the package tests do). Output:
+# target/packages/, or $CARGO_TARGET_DIR/packages/.
+# Build the packages drover and drover-agent, .deb and .rpm.
+package $profile="release":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bash scripts/test-deps/packaging.sh
+    if [[ "$profile" == dev ]]; then
+        packaging/build.sh --profile dev --no-build --fast
+    else
+        packaging/build.sh --profile "$profile"
+    fi
+
 # Format the code.
 fmt:
     cargo fmt --all

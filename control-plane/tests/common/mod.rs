@@ -12,6 +12,7 @@ mod gated;
 mod hostile;
 mod install;
 mod mariadb;
+pub mod packages;
 mod process;
 mod rootd;
 mod session;
