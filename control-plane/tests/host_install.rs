@@ -1,6 +1,7 @@
 //! One-line host onboarding end to end, with real processes: a running
-//! control plane (nats-server + `drover serve`), a real `drover-agent`
-//! .deb published with `drover releases publish`, the `/install.sh` it
+//! control plane (nats-server + `drover serve`), the real packages
+//! (`packages::build()`) published at start and with `drover releases
+//! publish`, the `/install.sh` it
 //! serves fetched with curl and run with `sh --root DIR --no-start` (no
 //! systemd here: `--root` is the script's mode for a directory without it),
 //! then the installed `drover-rootd` and `drover-agent` started from DIR
@@ -29,21 +30,23 @@ fn text(out: &std::process::Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_sh_installs_configures_and_the_host_enrols_with_the_token_alone() {
     let mut stack = Stack::start().await;
-    // Packages in releases_dir are published when the control plane starts.
-    let releases_dir = stack.tmp.path().join("releases");
-    std::fs::create_dir(&releases_dir).unwrap();
-    let deb = stand_in_agent_deb(&releases_dir);
+    // Packages in releases_dir (here all four real ones) are published when
+    // the control plane starts; the script picks the agent's .deb.
+    let pkgs = common::packages::build();
+    let deb = &pkgs.agent_deb;
     stack
-        .restart_cp_with(&[("DROVER_RELEASES_DIR", releases_dir.to_str().unwrap())])
+        .restart_cp_with(&[("DROVER_RELEASES_DIR", pkgs.dir.to_str().unwrap())])
         .await;
     let (code, list) = stack.get("/releases").await;
     assert_eq!(code, 200, "{list}");
-    let listed = &list["releases"][0];
-    assert_eq!(
-        listed["name"],
-        deb.file_name().unwrap().to_str().unwrap(),
-        "{list}"
-    );
+    assert_eq!(list["releases"].as_array().unwrap().len(), 4, "{list}");
+    let name = deb.file_name().unwrap().to_str().unwrap();
+    let listed = list["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not published: {list}"));
     assert_eq!(listed["format"], "deb");
     assert_eq!(listed["arch"], std::env::consts::ARCH);
     assert_eq!(listed["package"], "drover-agent");
@@ -189,10 +192,10 @@ async fn token_uses(stack: &Stack, secret_id: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_expired_tokens_tampered_packages_and_other_oses_leave_nothing_behind() {
     let stack = Stack::start().await;
-    let deb = stand_in_agent_deb(stack.tmp.path());
-    stack.publish_releases(&[&deb]);
+    let deb = &common::packages::build().agent_deb;
+    stack.publish_releases(&[deb]);
     // Publishing again changes nothing (same name and sha256).
-    let again = stack.publish_releases(&[&deb]);
+    let again = stack.publish_releases(&[deb]);
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("unchanged"),
         "{}",

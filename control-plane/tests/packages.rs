@@ -593,7 +593,10 @@ fn deb_installed_agent_and_rootd_start_from_the_packaged_configs() {
                 let (_, v) = stack.get(&format!("/agents/{id}")).await;
                 let modules = v["modules"].as_array().cloned().unwrap_or_default();
                 // rootd's own (no systemd here, so not `service`).
-                modules.iter().any(|m| m == "pkg" || m == "app").then_some(())
+                modules
+                    .iter()
+                    .any(|m| m == "pkg" || m == "app")
+                    .then_some(())
             },
         )
         .await;

@@ -1,11 +1,10 @@
-//! Helpers of the host-install test (`tests/host_install.rs`): a stand-in
-//! `drover-agent` .deb built with `dpkg-deb --build` from the debug
-//! binaries (until the packaging's own `packages::build()` is on this
-//! branch; only its name and contents matter to the script), publishing it with `drover releases publish`, fetching
+//! Helpers of the host-install test (`tests/host_install.rs`), beside the
+//! real packages of `packages::build()`: publishing them with
+//! `drover releases publish`, fetching
 //! `/install.sh` with curl and running it with `sh`, tampering with an
 //! artifact in the bucket, and snapshots of a directory to prove a refused
-//! run left it unchanged. Nothing here is a mock: the package is a real
-//! .deb, the script the one the control plane serves.
+//! run left it unchanged. Nothing here is a mock: the packages are the
+//! real ones, the script the one the control plane serves.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -13,62 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use super::*;
-
-/// `x86_64` → `amd64`, `aarch64` → `arm64`: dpkg's name for this machine.
-pub fn deb_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => panic!("no Debian architecture for {other}"),
-    }
-}
-
-/// A `drover-agent` .deb holding this build's `drover-agent` and
-/// `drover-rootd` in `/usr/bin` and the repository's manifests in
-/// `/usr/share/drover/manifests`, named as the packaging names it
-/// (`drover-agent_<ver>-1_<debarch>.deb`), built in `dir` (a test's own
-/// temporary directory, removed with it).
-pub fn stand_in_agent_deb(dir: &Path) -> PathBuf {
-    let root = dir.join("deb-root");
-    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
-    std::fs::create_dir_all(root.join("usr/share/drover")).unwrap();
-    let version = format!("{}-1", env!("CARGO_PKG_VERSION"));
-    std::fs::write(
-        root.join("DEBIAN/control"),
-        format!(
-            "Package: drover-agent\nVersion: {version}\nArchitecture: {}\nMaintainer: Drover tests <tests@drover.invalid>\nDescription: Drover agent and rootd (test stand-in)\n",
-            deb_arch()
-        ),
-    )
-    .unwrap();
-    for b in ["drover-agent", "drover-rootd"] {
-        let to = root.join("usr/bin").join(b);
-        std::fs::copy(bin(b), &to).unwrap();
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let cp = Command::new("cp")
-        .arg("-r")
-        .arg(repo_manifests())
-        .arg(root.join("usr/share/drover/manifests"))
-        .status()
-        .unwrap();
-    assert!(cp.success());
-    let deb = dir.join(format!("drover-agent_{version}_{}.deb", deb_arch()));
-    let out = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zgzip", "-z1", "--build"])
-        .arg(&root)
-        .arg(&deb)
-        .output()
-        .expect("dpkg-deb (scripts/test-deps/host-install.sh installs it)");
-    assert!(
-        out.status.success(),
-        "dpkg-deb: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::remove_dir_all(&root).unwrap();
-    deb
-}
 
 impl Stack {
     /// `drover releases publish FILE...` on the control-plane host (this
