@@ -1,4 +1,5 @@
-//! The agent's configuration: a TOML file plus `DROVER_AGENT_*` variables.
+//! The agent's configuration: a TOML file plus `DROVER_AGENT_*` variables,
+//! and the TLS options every broker connection of the agent gets from it.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,11 @@ pub struct AgentConfig {
     /// NATS server URL(s), comma-separated.
     #[serde(default = "default_nats")]
     pub nats_url: String,
+    /// PEM file of the CA the broker's certificate is checked against
+    /// (`/etc/drover/ca.pem`). When set, or when a URL is `tls://`, every
+    /// broker connection (enrolment included) must be TLS.
+    #[serde(default)]
+    pub nats_ca: Option<PathBuf>,
     /// Identity, journal and other state (keep it across upgrades).
     pub state_dir: PathBuf,
     /// The control plane's command-signing public key (base64). Optional: when
@@ -82,7 +88,19 @@ impl AgentConfig {
             .try_deserialize()
             .context("the agent needs at least state_dir")?;
         cfg.configured_key()?;
+        if let Some(ca) = &cfg.nats_ca {
+            anyhow::ensure!(
+                ca.is_file(),
+                "nats_ca {} does not exist (the CA the broker's certificate is checked against)",
+                ca.display()
+            );
+        }
         Ok(cfg)
+    }
+
+    /// TLS options for a broker connection, see [`with_tls`].
+    pub fn tls(&self, opts: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        with_tls(opts, &self.nats_url, self.nats_ca.as_deref())
     }
 
     pub fn configured_key(&self) -> anyhow::Result<Option<VerifyingKey>> {
@@ -90,5 +108,25 @@ impl AgentConfig {
             .as_deref()
             .map(|k| VerifyingKey::parse(k).context("control_plane_key"))
             .transpose()
+    }
+}
+
+/// Adds TLS to broker connection options: `ca` (a PEM file) as the only
+/// trusted root and TLS required when given; TLS required (system roots)
+/// when one of the comma-separated `urls` is `tls://`; unchanged otherwise.
+pub fn with_tls(
+    opts: async_nats::ConnectOptions,
+    urls: &str,
+    ca: Option<&Path>,
+) -> async_nats::ConnectOptions {
+    let tls_url = urls
+        .split(',')
+        .any(|u| u.trim().to_ascii_lowercase().starts_with("tls://"));
+    match ca {
+        Some(ca) => opts
+            .add_root_certificates(ca.to_path_buf())
+            .require_tls(true),
+        None if tls_url => opts.require_tls(true),
+        None => opts,
     }
 }

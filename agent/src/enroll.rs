@@ -153,9 +153,11 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
         .clone()
         .context("this agent is not enrolled: set enroll_creds to the enrolment credentials file the control plane wrote (enroll.creds)")?;
     let machine_id = machine_id(cfg)?;
-    let client = async_nats::ConnectOptions::with_credentials_file(&creds)
+    let opts = async_nats::ConnectOptions::with_credentials_file(&creds)
         .await
-        .with_context(|| format!("reading enrolment credentials {}", creds.display()))?
+        .with_context(|| format!("reading enrolment credentials {}", creds.display()))?;
+    let client = cfg
+        .tls(opts)
         .name("drover-agent enrolment")
         .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
         .retry_on_initial_connect()

@@ -31,34 +31,40 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // agent: retrying forever would only fill the logs.
     let (refused_tx, mut refused_rx) = tokio::sync::mpsc::channel::<String>(1);
     let signer = std::sync::Arc::new(nkeys::KeyPair::from_seed(&identity.key().seed()?)?);
-    let client = async_nats::ConnectOptions::with_jwt(enrolment.user_jwt.clone(), move |nonce| {
+    let opts = async_nats::ConnectOptions::with_jwt(enrolment.user_jwt.clone(), move |nonce| {
         let signer = signer.clone();
         async move { signer.sign(&nonce).map_err(async_nats::AuthError::new) }
-    })
-    .name(format!("drover-agent {id}"))
-    .custom_inbox_prefix(subjects::inbox_prefix(&id))
-    .retry_on_initial_connect()
-    .event_callback(move |event| {
-        let refused_tx = refused_tx.clone();
-        async move {
-            match event {
-                async_nats::Event::Connected => info!("connected to NATS"),
-                async_nats::Event::Disconnected => warn!("disconnected from NATS; reconnecting"),
-                async_nats::Event::ServerError(async_nats::ServerError::AuthorizationViolation) => {
-                    let _ = refused_tx.try_send("authorization violation".to_string());
+    });
+    let client = cfg
+        .tls(opts)
+        .name(format!("drover-agent {id}"))
+        .custom_inbox_prefix(subjects::inbox_prefix(&id))
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let refused_tx = refused_tx.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => info!("connected to NATS"),
+                    async_nats::Event::Disconnected => {
+                        warn!("disconnected from NATS; reconnecting")
+                    }
+                    async_nats::Event::ServerError(
+                        async_nats::ServerError::AuthorizationViolation,
+                    ) => {
+                        let _ = refused_tx.try_send("authorization violation".to_string());
+                    }
+                    async_nats::Event::ServerError(async_nats::ServerError::Other(e))
+                        if e.to_ascii_lowercase().contains("revoked") =>
+                    {
+                        let _ = refused_tx.try_send(e);
+                    }
+                    other => info!(event = %other, "NATS event"),
                 }
-                async_nats::Event::ServerError(async_nats::ServerError::Other(e))
-                    if e.to_ascii_lowercase().contains("revoked") =>
-                {
-                    let _ = refused_tx.try_send(e);
-                }
-                other => info!(event = %other, "NATS event"),
             }
-        }
-    })
-    .connect(&cfg.nats_url)
-    .await
-    .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
+        })
+        .connect(&cfg.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
     let js = jetstream::new(client.clone());
 
     let agent = Arc::new(Agent {

@@ -34,6 +34,10 @@ pub struct SimulateArgs {
     pub count: usize,
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// PEM file of the CA the broker's certificate is checked against; TLS
+    /// is required when given (or when the URL is `tls://`).
+    #[arg(long)]
+    pub nats_ca: Option<PathBuf>,
     /// A registration token with at least `count` uses (auto-approve).
     #[arg(long, env = "DROVER_SIM_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -173,21 +177,22 @@ async fn connect(
 ) -> anyhow::Result<async_nats::Client> {
     let signer = Arc::new(nkeys::KeyPair::from_seed(&key.seed()?)?);
     let id = key.public_key();
-    async_nats::ConnectOptions::with_jwt(jwt, move |nonce| {
+    let opts = async_nats::ConnectOptions::with_jwt(jwt, move |nonce| {
         let signer = signer.clone();
         async move { signer.sign(&nonce).map_err(async_nats::AuthError::new) }
-    })
-    .name(format!("drover-agent simulated {id}"))
-    .custom_inbox_prefix(subjects::inbox_prefix(&id))
-    .retry_on_initial_connect()
-    .connect(&args.nats_url)
-    .await
-    .context("connecting a virtual agent")
+    });
+    crate::config::with_tls(opts, &args.nats_url, args.nats_ca.as_deref())
+        .name(format!("drover-agent simulated {id}"))
+        .custom_inbox_prefix(subjects::inbox_prefix(&id))
+        .retry_on_initial_connect()
+        .connect(&args.nats_url)
+        .await
+        .context("connecting a virtual agent")
 }
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let enroll = async_nats::ConnectOptions::with_credentials_file(&args.enroll_creds)
-        .await?
+    let opts = async_nats::ConnectOptions::with_credentials_file(&args.enroll_creds).await?;
+    let enroll = crate::config::with_tls(opts, &args.nats_url, args.nats_ca.as_deref())
         .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
         .connect(&args.nats_url)
         .await?;

@@ -14,19 +14,32 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
+/// Connects to the broker at `cfg.nats_url` as the user in `creds`, with
+/// TLS when the configuration asks for it ([`Config::nats_tls`]: `nats_ca`,
+/// `<data_dir>/tls/ca.pem`, or a `tls://` URL). Every connection the control
+/// plane makes goes through here.
 pub async fn connect(
-    url: &str,
+    cfg: &Config,
     name: &str,
     creds: &std::path::Path,
 ) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::with_credentials_file(creds)
+    let url = &cfg.nats_url;
+    if let Some(ca) = cfg.nats_ca_file() {
+        anyhow::ensure!(
+            ca.is_file(),
+            "nats_ca {} does not exist (the CA the broker's certificate is checked against)",
+            ca.display()
+        );
+    }
+    let opts = async_nats::ConnectOptions::with_credentials_file(creds)
         .await
         .with_context(|| {
             format!(
                 "reading NATS credentials {} (made by `drover init`)",
                 creds.display()
             )
-        })?
+        })?;
+    cfg.nats_tls(opts)
         .name(name)
         .retry_on_initial_connect()
         .event_callback(|event| async move {

@@ -44,6 +44,29 @@ pub struct Config {
     /// Redelivery backs off from it (1, 2, 4, 10 times).
     #[serde(default = "default_ack_wait")]
     pub command_ack_wait_secs: u64,
+    /// PEM file of the CA the broker's certificate is checked against. When
+    /// set (or when `nats_url` is `tls://...`) every broker connection must
+    /// be TLS. Unset: `<data_dir>/tls/ca.pem` if `drover init` made it.
+    #[serde(default)]
+    pub nats_ca: Option<PathBuf>,
+    /// PEM certificate (chain) of the API and web UI; with
+    /// [`Config::http_tls_key`] they listen with HTTPS only. Unset (both):
+    /// `<data_dir>/tls/http.pem` and `http.key` if `drover init` made them.
+    #[serde(default)]
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM private key of [`Config::http_tls_cert`].
+    #[serde(default)]
+    pub http_tls_key: Option<PathBuf>,
+    /// DNS names and IP addresses the certificates `drover init` makes are
+    /// valid for, beyond `localhost`, `127.0.0.1`, `::1` and the machine's
+    /// host name, which are always in (`--tls-name` adds more).
+    /// `DROVER_TLS_NAMES` is comma-separated.
+    #[serde(default)]
+    pub tls_names: Vec<String>,
+    /// Set by `drover dev` (never read from a file): plaintext on every hop,
+    /// whatever `<data_dir>/tls/` holds.
+    #[serde(skip)]
+    pub no_tls: bool,
     /// The base URL hosts reach the API at (`https://cp.example:8443`), baked
     /// into `install.sh` and the install lines; default derived from
     /// `listen` ([`Config::public_url`]).
@@ -62,6 +85,11 @@ pub struct Config {
 fn default_releases_dir() -> PathBuf {
     PathBuf::from("/usr/share/drover/releases")
 }
+
+/// The configuration names one of `http_tls_cert` / `http_tls_key` only.
+#[derive(Debug, thiserror::Error)]
+#[error("http_tls_cert and http_tls_key go together: set both (HTTPS) or neither")]
+pub struct HalfHttpTls;
 
 fn default_silent_grace() -> u64 {
     60
@@ -107,6 +135,8 @@ impl Config {
         b = b.add_source(
             config::Environment::with_prefix("DROVER")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("tls_names")
                 // Variables of the CLI and of the other binaries are not ours.
                 .ignore_empty(true),
         );
@@ -130,8 +160,9 @@ impl Config {
     }
 
     /// [`Config::public_url`] without a trailing slash, or
-    /// `http://<listen>` (an unspecified address replaced by this machine's
-    /// host name).
+    /// `https://<listen>` when the API listens with HTTPS
+    /// ([`Config::http_tls_files`]), else `http://<listen>` (an unspecified
+    /// address replaced by this machine's host name).
     pub fn public_url(&self) -> String {
         if let Some(u) = self.public_url.as_deref().filter(|u| !u.trim().is_empty()) {
             return u.trim().trim_end_matches('/').to_string();
@@ -146,7 +177,11 @@ impl Config {
                 .unwrap_or_else(|| "localhost".into()),
             h => h.to_string(),
         };
-        format!("http://{host}:{port}")
+        let scheme = match self.http_tls_files() {
+            Ok(Some(_)) => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}:{port}")
     }
 
     /// [`Config::agent_nats_url`], or `nats_url`.
@@ -188,6 +223,72 @@ impl Config {
     /// The nats-server configuration `drover init` writes (operator mode).
     pub fn nats_conf_path(&self) -> PathBuf {
         self.data_dir.join("nats-config").join("nats.conf")
+    }
+
+    /// Where `drover init` keeps the CA and certificates it makes.
+    pub fn tls_files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles::new(&self.data_dir)
+    }
+
+    /// The CA broker connections check the server against: `nats_ca`, else
+    /// `<data_dir>/tls/ca.pem` when `drover init` made it; `None` (and
+    /// plaintext, unless the URL says `tls://`) otherwise.
+    pub fn nats_ca_file(&self) -> Option<PathBuf> {
+        if self.no_tls {
+            return None;
+        }
+        self.nats_ca.clone().or_else(|| {
+            let ca = self.tls_files().ca_pem();
+            ca.is_file().then_some(ca)
+        })
+    }
+
+    /// TLS options for a broker connection: the CA added and TLS required
+    /// when [`Config::nats_ca_file`] names one or a URL is `tls://`.
+    pub fn nats_tls(&self, opts: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        let tls_url = self
+            .nats_url
+            .split(',')
+            .any(|u| u.trim().to_ascii_lowercase().starts_with("tls://"));
+        match self.nats_ca_file() {
+            Some(ca) => opts.add_root_certificates(ca).require_tls(true),
+            None if tls_url => opts.require_tls(true),
+            None => opts,
+        }
+    }
+
+    /// The API's certificate and key, when it listens with HTTPS: both
+    /// `http_tls_*` keys, else the files `drover init` made; `None` for
+    /// plaintext HTTP. One key without the other is [`HalfHttpTls`].
+    pub fn http_tls_files(&self) -> Result<Option<(PathBuf, PathBuf)>, HalfHttpTls> {
+        match (&self.http_tls_cert, &self.http_tls_key) {
+            (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
+            (Some(_), None) | (None, Some(_)) => Err(HalfHttpTls),
+            (None, None) if self.no_tls => Ok(None),
+            (None, None) => {
+                let f = self.tls_files();
+                let (c, k) = (f.http_pem(), f.http_key());
+                Ok((c.is_file() && k.is_file()).then_some((c, k)))
+            }
+        }
+    }
+
+    /// The names `drover init` makes certificates for: the local ones
+    /// ([`crate::tls::default_names`]: what a control plane on the broker's
+    /// own machine connects to), then `tls_names`, then `extra` (from
+    /// `--tls-name`), each once.
+    pub fn cert_names(&self, extra: &[String]) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for n in crate::tls::default_names()
+            .iter()
+            .chain(&self.tls_names)
+            .chain(extra)
+        {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
     }
 
     /// The admin token in clear, for the local CLI only (0600).

@@ -1,6 +1,7 @@
 //! `drover dev`: the whole stack on one machine — nats-server, the control
 //! plane (in this process), one rootd and one agent — and nothing left behind
 //! on Ctrl-C (children also get SIGTERM if this process dies: PDEATHSIG).
+//! It is plaintext on every hop (no TLS files are made or used).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -130,6 +131,9 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
     cfg.data_dir = std::fs::canonicalize(&cfg.data_dir)?;
     let data = cfg.data_dir.clone();
     cfg.nats_url = format!("nats://127.0.0.1:{}", opts.nats_port);
+    // The dev stack is plaintext on every hop, even in a data directory
+    // where `drover init` made TLS files.
+    cfg.no_tls = true;
 
     let fresh_token = crate::serve::init(&cfg).await?;
     let token = match fresh_token {

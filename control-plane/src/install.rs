@@ -80,11 +80,11 @@ fn pem_lines_only(pem: &str) -> bool {
     armour >= 2
 }
 
-/// The broker CA `install.sh` carries: `<data_dir>/tls/ca.pem` when
-/// `drover init` made one.
+/// The broker CA `install.sh` carries: the one the control plane checks
+/// the broker against (`nats_ca`, else `<data_dir>/tls/ca.pem` when
+/// `drover init` made one), if any.
 pub fn broker_ca_path(cfg: &Config) -> Option<PathBuf> {
-    let p = cfg.data_dir.join("tls").join("ca.pem");
-    p.is_file().then_some(p)
+    cfg.nats_ca_file().filter(|p| p.is_file())
 }
 
 /// What this control plane bakes into its script.

@@ -12,11 +12,13 @@
 //! - [`audit`]: the hash-chained audit trail;
 //! - [`ui`]: the web UI's server-rendered pages and embedded assets;
 //! - [`nats_auth`]: the broker's trust chain (operator, accounts, user JWTs);
+//! - [`tls`]: the CA and certificates `drover init` makes, HTTPS configuration;
 //! - [`enroll`], [`tokens`], [`trust`]: enrolment, registration tokens,
 //!   approve / reject / revoke and the security overview;
 //! - [`releases`], [`install`]: signed agent packages in the object store
 //!   and the host install script that fetches them;
 //! - [`db`]: entities and migrations;
+//! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
 //! - [`client`]: the CLI's HTTP client.
 
@@ -24,6 +26,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod automation;
+pub mod backup;
 pub mod bus;
 pub mod client;
 pub mod clones;
@@ -50,6 +53,7 @@ pub mod selector;
 pub mod serve;
 pub mod skew;
 pub mod state;
+pub mod tls;
 pub mod tokens;
 pub mod trust;
 pub mod ui;

@@ -33,7 +33,9 @@ use serde_json::json;
 
 /// The broker's base configuration (listeners, JetStream, limits), from
 /// `nats-config/dev.conf`. `drover init` appends the operator-mode resolver
-/// to it; `drover dev` runs it as is.
+/// to it and, unless `--no-tls`, an include of the `tls {}` block
+/// ([`crate::tls::broker_tls_block`], in `nats-config/tls.conf`); `drover
+/// dev` runs it with the resolver and without TLS.
 pub const BASE_CONF: &str = include_str!("../../nats-config/dev.conf");
 
 pub struct NatsAuth {

@@ -1,4 +1,5 @@
-//! `drover serve`: connect, declare, consume, serve HTTP.
+//! `drover serve`: connect, declare, consume, serve HTTP (or HTTPS when
+//! the configuration names a certificate, see [`Config::http_tls_files`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,9 +13,33 @@ use tracing::info;
 use crate::config::Config;
 use crate::state::{AppState, Inner};
 
-/// Creates the signing key and the admin token if they do not exist. Returns
-/// the admin token when it was created now (it is shown once).
+/// How `drover init` sets up TLS.
+#[derive(Debug, Clone, Default)]
+pub struct InitTls {
+    /// Make the CA and certificates in `<data_dir>/tls/` (existing files are
+    /// kept) and write the broker's `tls {}` block; false (`--no-tls`, `drover
+    /// dev`, the test harness): a plaintext broker configuration.
+    pub enabled: bool,
+    /// Names added to `tls_names` (`--tls-name`).
+    pub extra_names: Vec<String>,
+}
+
+/// [`init_with`] without TLS (what `drover dev` runs).
 pub async fn init(cfg: &Config) -> anyhow::Result<Option<String>> {
+    init_with(cfg, &InitTls::default()).await
+}
+
+/// Creates the signing key and the admin token if they do not exist, the
+/// broker's trust chain and configuration, and (with `tls.enabled`) the CA
+/// and certificates. Returns the admin token when it was created now (it is
+/// shown once). A bad TLS name is an error before anything is written.
+pub async fn init_with(cfg: &Config, tls: &InitTls) -> anyhow::Result<Option<String>> {
+    let names = cfg.cert_names(&tls.extra_names);
+    if tls.enabled {
+        for n in &names {
+            crate::tls::check_name(n)?;
+        }
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let key_path = cfg.signing_key_path();
@@ -30,15 +55,25 @@ pub async fn init(cfg: &Config) -> anyhow::Result<Option<String>> {
     let resolver = auth.resolver_conf(&cfg.data_dir.join("nats-resolver"))?;
     std::fs::create_dir_all(conf.parent().expect("conf has a parent"))?;
     std::fs::write(conf.with_file_name("resolver.conf"), &resolver)?;
-    std::fs::write(
-        &conf,
-        format!(
-            "{}
+    let mut broker = format!(
+        "{}
 # Operator mode (drover init):
 include \"resolver.conf\"\n",
-            crate::nats_auth::BASE_CONF
-        ),
-    )?;
+        crate::nats_auth::BASE_CONF
+    );
+    if tls.enabled {
+        let files = cfg.tls_files();
+        let made = crate::tls::ensure_certs(&files, &names)?;
+        for f in &made.written {
+            info!(file = %f.display(), "wrote");
+        }
+        std::fs::write(
+            conf.with_file_name("tls.conf"),
+            crate::tls::broker_tls_block(&files.nats_pem(), &files.nats_key()),
+        )?;
+        broker.push_str("# TLS for every client (drover init):\ninclude \"tls.conf\"\n");
+    }
+    std::fs::write(&conf, broker)?;
     auth.control_plane_creds(&cfg.nats_creds_path())?;
     auth.system_creds(&cfg.sys_creds_path())?;
     auth.enroll_creds(&cfg.enroll_creds_path())?;
@@ -99,20 +134,29 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let signer = load_signer(&cfg)?;
+    crate::tls::install_crypto_provider();
+    // HTTPS files are read before anything starts: a bad one stops here.
+    let https =
+        match cfg.http_tls_files()? {
+            Some((cert, key)) => Some(axum_server::tls_rustls::RustlsConfig::from_config(
+                std::sync::Arc::new(crate::tls::server_config(&cert, &key).with_context(|| {
+                    format!("HTTPS with {} and {}", cert.display(), key.display())
+                })?),
+            )),
+            None => None,
+        };
+    info!(
+        nats_ca = %cfg.nats_ca_file().map(|p| p.display().to_string()).unwrap_or_else(|| "none (plaintext unless tls://)".into()),
+        https = https.is_some(),
+        "TLS"
+    );
+    // Held until serve returns: `drover restore` refuses to write under it.
+    let _data_dir_lock = crate::backup::hold_data_dir(&cfg.data_dir)?;
     let db = crate::db::connect(&cfg.database_url()).await?;
     let auth = crate::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
-    let nats = crate::bus::connect(
-        &cfg.nats_url,
-        "drover control plane",
-        &cfg.nats_creds_path(),
-    )
-    .await?;
-    let sys = crate::bus::connect(
-        &cfg.nats_url,
-        "drover control plane (system)",
-        &cfg.sys_creds_path(),
-    )
-    .await?;
+    let nats = crate::bus::connect(&cfg, "drover control plane", &cfg.nats_creds_path()).await?;
+    let sys =
+        crate::bus::connect(&cfg, "drover control plane (system)", &cfg.sys_creds_path()).await?;
     // Enrolment requests are answered on a connection of their own, as a
     // user that may publish only on enrolment inboxes (an installation made
     // before that user existed gets its credentials now).
@@ -121,7 +165,7 @@ pub async fn serve(
         auth.enroll_responder_creds(&responder_creds)?;
     }
     let responder = crate::bus::connect(
-        &cfg.nats_url,
+        &cfg,
         "drover control plane (enrolment responder)",
         &responder_creds,
     )
@@ -177,14 +221,29 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
-    info!(url = %format!("http://{}", listener.local_addr()?), "control plane ready");
-    axum::serve(
-        listener,
-        crate::http::router(state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let app = crate::http::router(state.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    match https {
+        None => {
+            info!(url = %format!("http://{}", listener.local_addr()?), "control plane ready");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some(tls) => {
+            info!(url = %format!("https://{}", listener.local_addr()?), "control plane ready");
+            let handle = axum_server::Handle::new();
+            let stop = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+    }
     for t in tasks {
         t.abort();
     }

@@ -208,7 +208,7 @@ async fn wrong_or_expired_tokens_tampered_packages_and_other_oses_leave_nothing_
     let root = work.join("root");
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("keep.txt"), "the operator's file\n").unwrap();
-    let before = snapshot(&root);
+    let before = tree_snapshot(&root);
     let root_arg = root.to_str().unwrap().to_string();
     let refused = |args: &[&str], env: &[(&str, &Path)], needle: &str| {
         let mut all = vec!["--root", root_arg.as_str(), "--no-start"];
@@ -220,7 +220,7 @@ async fn wrong_or_expired_tokens_tampered_packages_and_other_oses_leave_nothing_
             String::from_utf8_lossy(&out.stderr).contains(needle),
             "wanted {needle:?}: {t}"
         );
-        assert_eq!(snapshot(&root), before, "the root changed: {t}");
+        assert_eq!(tree_snapshot(&root), before, "the root changed: {t}");
         assert_eq!(
             std::fs::read_dir(&tmp).unwrap().count(),
             0,
@@ -413,4 +413,122 @@ async fn init_and_tokens_create_print_the_key_and_the_install_line() {
         page.contains("data-field=\"install_line\"") && page.contains("data-copy=\"install_line\""),
         "{page}"
     );
+}
+
+/// Over TLS on every hop: the operator fetches the script with the CA
+/// `drover init` made; the script trusts the CA it carries for the rest
+/// (HTTPS), writes it as `nats_ca` with the broker's `tls://` URL, and the
+/// host enrols over TLS and answers `sys.ping`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_sh_over_tls_carries_the_broker_ca() {
+    let stack = TlsStack::start().await;
+    let deb = &common::packages::build().agent_deb;
+    let out = Command::new(bin("drover"))
+        .args(["releases", "publish"])
+        .arg(deb)
+        .env("DROVER_DATA_DIR", &stack.data_dir)
+        .env("DROVER_NATS_URL", stack.nats_tls_url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let work = stack.tmp.path().join("install");
+    std::fs::create_dir_all(work.join("tmp")).unwrap();
+    let script = work.join("install.sh");
+    let fetched = Command::new("curl")
+        .args(["-fsSL", "--cacert"])
+        .arg(stack.ca())
+        .arg("-o")
+        .arg(&script)
+        .arg(format!("{}/install.sh", stack.base))
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let (code, made) = stack
+        .post(
+            "/tokens",
+            &serde_json::json!({"uses": 1, "expires": "1h", "auto_approve": true}),
+        )
+        .await;
+    assert_eq!(code, 201, "{made}");
+    assert!(
+        made["install_line"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("curl -fsSL {}/install.sh", stack.base)),
+        "{made}"
+    );
+    let root = work.join("root");
+    let out = run_install(
+        &script,
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--no-start",
+            "--token",
+            made["token"].as_str().unwrap(),
+            "--name",
+            "tls-host",
+        ],
+        &work.join("tmp"),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let etc = root.join("etc/drover");
+    assert_eq!(
+        std::fs::read(etc.join("ca.pem")).unwrap(),
+        std::fs::read(stack.ca()).unwrap()
+    );
+    let agent_toml = std::fs::read_to_string(etc.join("agent.toml")).unwrap();
+    assert!(
+        agent_toml.contains(&format!("nats_url = \"{}\"", stack.nats_tls_url()))
+            && agent_toml.contains(&format!("nats_ca = \"{}\"", etc.join("ca.pem").display())),
+        "{agent_toml}"
+    );
+
+    let mut rootd_cmd = Command::new(root.join("usr/bin/drover-rootd"));
+    rootd_cmd.arg("--config").arg(etc.join("rootd.toml"));
+    let _rootd = Proc::spawn("installed drover-rootd", rootd_cmd, work.join("rootd.log"));
+    let mut agent_cmd = Command::new(root.join("usr/bin/drover-agent"));
+    agent_cmd
+        .arg("--config")
+        .arg(etc.join("agent.toml"))
+        .arg("run");
+    let agent = Proc::spawn("installed drover-agent", agent_cmd, work.join("agent.log"));
+    let id_file = root.join("var/lib/drover-agent/agent.id");
+    let id = wait_for("the installed agent's id", Duration::from_secs(30), || {
+        let f = id_file.clone();
+        async move {
+            std::fs::read_to_string(&f)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        }
+    })
+    .await;
+    let a = wait_for(
+        "the agent online over TLS",
+        Duration::from_secs(30),
+        || async {
+            let (code, v) = stack.get(&format!("/agents/{id}")).await;
+            (code == 200 && v["status"] == "online").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(a["display_name"], "tls-host", "{a}");
+    let (code, c) = stack
+        .post(
+            &format!("/agents/{id}/commands?wait=20"),
+            &serde_json::json!({"action": "sys.ping"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+    let cid = c["id"].as_str().unwrap().to_string();
+    let done = wait_for("sys.ping to finish", Duration::from_secs(30), || async {
+        let (_, v) = stack.get(&format!("/commands/{cid}?wait=1")).await;
+        ["succeeded", "failed", "rejected", "expired"]
+            .contains(&v["status"].as_str().unwrap_or(""))
+            .then_some(v)
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{}", agent.log_text());
 }

@@ -11,7 +11,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
+        let list: Vec<Box<dyn MigrationTrait>> = vec![
             Box::new(super::m0001_initial::M0001Initial),
             Box::new(M0002Accounts),
             Box::new(M0003JobStatusIndex),
@@ -22,7 +22,39 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0010_clock_skew::M0010ClockSkew),
             Box::new(super::m0011_identity_conflicts::M0011IdentityConflicts),
             Box::new(super::m0012_display_name::M0012DisplayName),
-        ]
+        ];
+        list.into_iter()
+            .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)
+            .collect()
+    }
+}
+
+/// Runs a migration in a transaction on SQLite too (sea-orm-migration does
+/// so only on PostgreSQL): a migration of several statements (m0009 and
+/// m0011 add columns one by one) interrupted half-way would otherwise stay
+/// half-applied and unrecorded, and every later start would fail on the
+/// column that already exists. SQLite's DDL is transactional, so the
+/// schema change and its `seaql_migrations` row commit together.
+struct Atomic(Box<dyn MigrationTrait>);
+
+impl MigrationName for Atomic {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Atomic {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        self.0.up(m).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        self.0.down(m).await
+    }
+
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
     }
 }
 

@@ -100,7 +100,7 @@ pub fn run_install(script: &Path, args: &[&str], tmpdir: &Path, env: &[(&str, &P
 
 /// Every path under `dir` with its mode and contents (links as their
 /// target): equal snapshots mean nothing was added, removed or changed.
-pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+pub fn tree_snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
     let mut seen = 0;

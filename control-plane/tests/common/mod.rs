@@ -8,6 +8,7 @@
 
 mod api;
 mod automation;
+mod backup;
 mod gated;
 mod hostile;
 mod install;
@@ -17,6 +18,7 @@ mod process;
 mod rootd;
 mod session;
 mod stack;
+mod tls;
 mod wait;
 
 // Each test binary uses some of these names, none uses all.
@@ -24,6 +26,8 @@ mod wait;
 pub use api::*;
 #[allow(unused_imports)]
 pub use automation::*;
+#[allow(unused_imports)]
+pub use backup::*;
 #[allow(unused_imports)]
 pub use gated::*;
 #[allow(unused_imports)]
@@ -40,5 +44,7 @@ pub use rootd::*;
 pub use session::*;
 #[allow(unused_imports)]
 pub use stack::*;
+#[allow(unused_imports)]
+pub use tls::*;
 #[allow(unused_imports)]
 pub use wait::*;

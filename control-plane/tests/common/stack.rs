@@ -61,8 +61,9 @@ impl Stack {
             .tempdir()
             .unwrap();
         let data_dir = tmp.path().join("cp");
+        // Plaintext: `tls_stack.rs` runs the stack with TLS.
         let init = Command::new(bin("drover"))
-            .arg("init")
+            .args(["init", "--no-tls"])
             .env("DROVER_DATA_DIR", &data_dir)
             .output()
             .unwrap();

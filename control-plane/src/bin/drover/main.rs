@@ -3,7 +3,8 @@
 //!
 //! This file owns the clap arguments (global flags and the subcommands) and
 //! the dispatch: each subcommand family runs in its own file (`agents`,
-//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `releases`, `server`), printing
+//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `releases`, `server`,
+//! `backup`), printing
 //! helpers are in `print`. Nothing here talks to the broker or the database
 //! itself.
 
@@ -11,6 +12,7 @@ mod accounts;
 mod agents;
 mod apps;
 mod automation;
+mod backup;
 mod jobs;
 mod print;
 mod releases;
@@ -50,6 +52,10 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     api: String,
+    /// CA (PEM) an https:// control plane's certificate is checked against
+    /// (default: <data_dir>/tls/ca.pem when present and --api is https).
+    #[arg(long, global = true, env = "DROVER_CA")]
+    ca: Option<PathBuf>,
     /// API token for the client commands (default: <data_dir>/admin.token).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -62,10 +68,22 @@ enum Cmd {
     /// Create the command-signing key, the bootstrap admin API token and the
     /// first web UI admin `admin` (once). The admin's password is generated
     /// and printed once, unless given with --admin-password-file.
+    ///
+    /// Unless --no-tls, it also makes a CA and certificates for the broker
+    /// and the API in <data_dir>/tls/ (files already there are kept, so your
+    /// own can be put there first) and writes the broker's tls {} block.
     Init {
         /// A file holding the first admin's password (12+ characters).
         #[arg(long)]
         admin_password_file: Option<PathBuf>,
+        /// Plaintext broker and HTTP (behind a TLS proxy, or for tests).
+        #[arg(long)]
+        no_tls: bool,
+        /// A DNS name or IP address the certificates are valid for, beyond
+        /// `tls_names` and localhost, 127.0.0.1, ::1 and the host name
+        /// (repeatable).
+        #[arg(long = "tls-name", value_name = "NAME")]
+        tls_names: Vec<String>,
     },
     /// Web UI accounts (run on the control-plane host; they use its database).
     Users {
@@ -84,6 +102,37 @@ enum Cmd {
     },
     /// Run the control plane: API, web UI, bus consumers.
     Serve,
+    /// Write one archive (tar.gz, 0600) of the SQLite database (a
+    /// consistent copy, safe while `drover serve` runs) and the data
+    /// directory's keys, credentials and broker configuration. With
+    /// PostgreSQL the archive holds the keys and the `pg_dump` command is
+    /// printed.
+    Backup {
+        /// The archive to write (must not exist).
+        /// Default: ./drover-backup-<UTC time>.tar.gz.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a `drover backup` archive back: every file is checked against
+    /// the manifest first; refused while a control plane runs on the data
+    /// directory. Migrations of an older backup run at the next start.
+    Restore {
+        /// The archive `drover backup` wrote.
+        file: PathBuf,
+        /// Restore into this data directory instead of the configured one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Replace an existing database and keys; they are moved to
+        /// <data_dir>/pre-restore-<time>/, not deleted.
+        #[arg(long)]
+        force: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole stack on this machine: nats-server, control plane, one
     /// rootd and one agent. Ctrl-C stops everything.
     Dev {
@@ -226,12 +275,27 @@ async fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Init {
             admin_password_file,
-        } => server::init(&cfg, admin_password_file).await,
+            no_tls,
+            tls_names,
+        } => {
+            let tls = serve::InitTls {
+                enabled: !no_tls,
+                extra_names: tls_names,
+            };
+            server::init(&cfg, admin_password_file, &tls).await
+        }
         Cmd::Users { action } => accounts::users(&cfg, action).await,
         Cmd::Audit {
             action: AuditCmd::Verify,
         } => accounts::audit_verify(&cfg).await,
         Cmd::Serve => serve::serve(cfg, serve::signal()).await,
+        Cmd::Backup { out, json } => backup::backup(&cfg, out, json).await,
+        Cmd::Restore {
+            file,
+            data_dir,
+            force,
+            json,
+        } => backup::restore(cfg, &file, data_dir, force, json),
         Cmd::Dev {
             nats_port,
             listen,
@@ -254,15 +318,21 @@ async fn main() -> anyhow::Result<()> {
             action: ReleasesCmd::Publish { files },
         } => releases::publish(&cfg, &files).await,
         other => {
-            let api = api_client(&cli.api, cli.token, &cfg)?;
+            let api = api_client(&cli.api, cli.token, cli.ca, &cfg)?;
             client_command(&api, other).await
         }
     }
 }
 
 /// The API client of the client commands: `--token` / `DROVER_TOKEN`, else
-/// the admin token file in the data directory.
-fn api_client(url: &str, token: Option<String>, cfg: &Config) -> anyhow::Result<client::ApiClient> {
+/// the admin token file in the data directory; for an https URL it trusts
+/// `--ca` / `DROVER_CA`, else `<data_dir>/tls/ca.pem` when present.
+fn api_client(
+    url: &str,
+    token: Option<String>,
+    ca: Option<PathBuf>,
+    cfg: &Config,
+) -> anyhow::Result<client::ApiClient> {
     let token = match token {
         Some(t) => t,
         None => std::fs::read_to_string(cfg.admin_token_path())
@@ -274,7 +344,11 @@ fn api_client(url: &str, token: Option<String>, cfg: &Config) -> anyhow::Result<
                 )
             })?,
     };
-    Ok(client::ApiClient::new(url, token))
+    let ca = ca.or_else(|| {
+        let made = cfg.tls_files().ca_pem();
+        (url.to_ascii_lowercase().starts_with("https://") && made.is_file()).then_some(made)
+    });
+    client::ApiClient::with_ca(url, token, ca.as_deref())
 }
 
 /// Runs a subcommand that goes through the API.

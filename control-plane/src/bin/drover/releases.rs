@@ -40,12 +40,8 @@ pub enum ReleasesCmd {
 /// broker credentials.
 pub async fn publish(cfg: &Config, files: &[PathBuf]) -> anyhow::Result<()> {
     let signer = serve::load_signer(cfg)?;
-    let nats = control_plane::bus::connect(
-        &cfg.nats_url,
-        "drover releases publish",
-        &cfg.nats_creds_path(),
-    )
-    .await?;
+    let nats =
+        control_plane::bus::connect(cfg, "drover releases publish", &cfg.nats_creds_path()).await?;
     control_plane::bus::wait_connected(&nats, std::time::Duration::from_secs(30)).await?;
     let js = async_nats::jetstream::new(nats.clone());
     let mut failed = 0;

@@ -13,14 +13,19 @@ use control_plane::{config::Config, dev, serve};
 
 use crate::accounts::read_password_file;
 
-/// `drover init [--admin-password-file]`: the signing key, the admin API
-/// token and the first web UI admin, once; prints what it made.
-pub async fn init(cfg: &Config, admin_password_file: Option<PathBuf>) -> anyhow::Result<()> {
+/// `drover init [--admin-password-file] [--no-tls] [--tls-name N]...`: the
+/// signing key, the admin API token, the first web UI admin and the TLS
+/// files, once; prints what it made.
+pub async fn init(
+    cfg: &Config,
+    admin_password_file: Option<PathBuf>,
+    tls: &serve::InitTls,
+) -> anyhow::Result<()> {
     let given = match admin_password_file {
         Some(p) => Some(read_password_file(&p)?),
         None => None,
     };
-    match serve::init(cfg).await? {
+    match serve::init_with(cfg, tls).await? {
         Some(token) => {
             println!(
                 "Admin API token (shown once; also saved 0600 in {}):",
@@ -46,7 +51,39 @@ pub async fn init(cfg: &Config, admin_password_file: Option<PathBuf>) -> anyhow:
         "Command-signing key fingerprint: {}",
         signer.public().fingerprint()
     );
+    print_tls(cfg, tls);
     crate::releases::print_onboarding(cfg).await
+}
+
+/// Where the TLS files are and who needs which.
+fn print_tls(cfg: &Config, tls: &serve::InitTls) {
+    let files = cfg.tls_files();
+    if !tls.enabled {
+        println!("TLS: off (--no-tls): the broker and the API speak plaintext.");
+        if files.ca_pem().exists() {
+            println!(
+                "  Note: {} exists, so `drover serve` would still use TLS; remove {} for plaintext.",
+                files.ca_pem().display(),
+                files.dir.display()
+            );
+        }
+        return;
+    }
+    println!(
+        "TLS: CA {} (hosts need a copy: /etc/drover/ca.pem, `nats_ca` in agent.toml)",
+        files.ca_pem().display()
+    );
+    println!(
+        "  Broker certificate {} (its tls {{}} block: {}); API certificate {}; names for new certificates: {}",
+        files.nats_pem().display(),
+        cfg.nats_conf_path().with_file_name("tls.conf").display(),
+        files.http_pem().display(),
+        cfg.cert_names(&tls.extra_names).join(", ")
+    );
+    println!(
+        "  The API now listens with HTTPS only: use --api https://<host>:<port> (the CLI trusts {} by default).",
+        files.ca_pem().display()
+    );
 }
 
 /// The options of `drover dev`, as clap parsed them.
