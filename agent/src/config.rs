@@ -49,6 +49,15 @@ pub struct AgentConfig {
     /// Commands run at the same time.
     #[serde(default = "default_concurrency")]
     pub max_concurrent: usize,
+    /// The name operators see for this host, sent in the enrolment claim
+    /// (1..=64 printable characters; unset: the host name).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Labels asked for in the enrolment claim (`{ env = "prod" }`; keys and
+    /// values 1..=64 of `[A-Za-z0-9-_./]`). The token's labels win on a
+    /// conflicting key.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 fn default_nats() -> String {

@@ -191,6 +191,8 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
             }),
             at: bus_schema::now_ms(),
             reply_key: reply_key.public_key(),
+            display_name: cfg.display_name.clone(),
+            labels: cfg.labels.clone(),
         };
         let within = Duration::from_secs(10);
         let reply = match ask(

@@ -126,6 +126,8 @@ async fn enrol(
         facts: serde_json::json!({"os": "simulated", "kernel": "sim", "arch": "x86_64", "agent_version": env!("CARGO_PKG_VERSION")}),
         at: now_ms(),
         reply_key: String::new(),
+        display_name: None,
+        labels: Default::default(),
     };
     let reply_key = bus_schema::enroll::new_reply_key();
     let inbox = enroll.new_inbox();

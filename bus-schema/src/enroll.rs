@@ -34,6 +34,17 @@ pub struct EnrollClaim {
     /// it. A claim without a valid one is refused.
     #[serde(default)]
     pub reply_key: String,
+    /// The name operators see for this host (the agent's `display_name`,
+    /// e.g. from `install.sh --name`); `None` shows the host name. The
+    /// control plane checks it (1..=64 printable characters) and refuses a
+    /// claim with a bad one.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Labels the host asks for (the agent's `labels`, e.g. from
+    /// `install.sh --labels`). Keys and values are checked like a token's
+    /// labels; the token's labels win on a conflicting key.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

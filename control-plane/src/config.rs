@@ -67,6 +67,23 @@ pub struct Config {
     /// whatever `<data_dir>/tls/` holds.
     #[serde(skip)]
     pub no_tls: bool,
+    /// The base URL hosts reach the API at (`https://cp.example:8443`), baked
+    /// into `install.sh` and the install lines; default derived from
+    /// `listen` ([`Config::public_url`]).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The broker URL(s) written into hosts' `agent.toml` by `install.sh`,
+    /// comma-separated; default `nats_url` ([`Config::agent_nats_url`]).
+    #[serde(default)]
+    pub agent_nats_url: Option<String>,
+    /// Packages `drover serve` publishes at start to the release bucket
+    /// (those not there yet with the same name and sha256).
+    #[serde(default = "default_releases_dir")]
+    pub releases_dir: PathBuf,
+}
+
+fn default_releases_dir() -> PathBuf {
+    PathBuf::from("/usr/share/drover/releases")
 }
 
 /// The configuration names one of `http_tls_cert` / `http_tls_key` only.
@@ -140,6 +157,41 @@ impl Config {
     /// [`Config::command_ack_wait_secs`], at least 1 s.
     pub fn command_ack_wait(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.command_ack_wait_secs.max(1))
+    }
+
+    /// [`Config::public_url`] without a trailing slash, or
+    /// `https://<listen>` when the API listens with HTTPS
+    /// ([`Config::http_tls_files`]), else `http://<listen>` (an unspecified
+    /// address replaced by this machine's host name).
+    pub fn public_url(&self) -> String {
+        if let Some(u) = self.public_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            return u.trim().trim_end_matches('/').to_string();
+        }
+        let listen = self.listen.trim();
+        let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "80"));
+        let host = match host {
+            "0.0.0.0" | "[::]" | "" => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into()),
+            h => h.to_string(),
+        };
+        let scheme = match self.http_tls_files() {
+            Ok(Some(_)) => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}:{port}")
+    }
+
+    /// [`Config::agent_nats_url`], or `nats_url`.
+    pub fn agent_nats_url(&self) -> String {
+        self.agent_nats_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or(&self.nats_url)
+            .trim()
+            .to_string()
     }
 
     pub fn signing_key_path(&self) -> PathBuf {

@@ -136,6 +136,59 @@ fn reply(
     }
 }
 
+/// True when `s` may be a label key or value: 1..=64 of `[A-Za-z0-9-_./]`
+/// (the same rule for a token's labels and a claim's; `install.sh` checks
+/// it too).
+pub fn valid_label_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+}
+
+/// Checks a claimed display name: 1..=64 characters, none a control
+/// character, not blank.
+pub fn check_display_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > 64 || name.trim().is_empty() {
+        return Err("display_name must be 1..=64 characters, not blank".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("display_name must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Most labels a claim may ask for.
+pub const MAX_CLAIM_LABELS: usize = 32;
+
+/// The agent's labels: the claim's, checked, with the token's (a JSON
+/// object) laid over them, so a token's label wins on a conflicting key.
+/// Returns the JSON text to store, or why the claim's labels are refused.
+pub fn merge_labels(
+    claimed: &std::collections::BTreeMap<String, String>,
+    token_labels: &str,
+) -> Result<String, String> {
+    if claimed.len() > MAX_CLAIM_LABELS {
+        return Err(format!("at most {MAX_CLAIM_LABELS} labels"));
+    }
+    for (k, v) in claimed {
+        if !valid_label_part(k) || !valid_label_part(v) {
+            return Err(format!(
+                "label {k}={v}: keys and values are 1..=64 of [A-Za-z0-9-_./]"
+            ));
+        }
+    }
+    let mut out: serde_json::Map<String, serde_json::Value> = claimed
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    if let Ok(serde_json::Value::Object(t)) = serde_json::from_str(token_labels) {
+        out.extend(t);
+    }
+    Ok(serde_json::Value::Object(out).to_string())
+}
+
 fn valid_machine_id(s: &str) -> bool {
     (8..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -199,6 +252,14 @@ async fn handle(state: &AppState, claim: &EnrollClaim) -> EnrollReply {
     }
     if claim.hostname.is_empty() || claim.hostname.len() > 253 {
         return rejected("hostname must be 1..=253 characters".into());
+    }
+    if let Some(name) = &claim.display_name {
+        if let Err(why) = check_display_name(name) {
+            return rejected(why);
+        }
+    }
+    if let Err(why) = merge_labels(&claim.labels, "{}") {
+        return rejected(why);
     }
     match decide(state, claim).await {
         Ok(r) => r,
@@ -345,14 +406,17 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
         metrics: Set("{}".into()),
         modules: Set("[]".into()),
         operations: Set("[]".into()),
-        labels: Set(token.labels.clone()),
+        labels: Set(
+            merge_labels(&claim.labels, &token.labels).unwrap_or_else(|_| token.labels.clone())
+        ),
         rootd_error: Set(None),
+        display_name: Set(claim.display_name.clone()),
     })
     .exec(&txn)
     .await?;
     txn.commit().await?;
     drop(_turn);
-    info!(agent_id = %claim.public_key, hostname = %claim.hostname, token = %token.id, status, "agent enrolled");
+    info!(agent_id = %claim.public_key, hostname = %claim.hostname, display_name = ?claim.display_name, token = %token.id, status, "agent enrolled");
     if token.auto_approve {
         approved(state, claim, "approved by token policy").await
     } else {
@@ -366,5 +430,38 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
             ),
             None,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claimed_labels_are_checked_and_token_labels_win() {
+        let claimed = [("env", "test"), ("rack", "r1")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let merged: serde_json::Value =
+            serde_json::from_str(&merge_labels(&claimed, r#"{"env":"prod"}"#).unwrap()).unwrap();
+        assert_eq!(merged, serde_json::json!({"env": "prod", "rack": "r1"}));
+        for (k, v) in [
+            ("", "x"),
+            ("a b", "x"),
+            ("k", "$(id)"),
+            ("k", &"v".repeat(65)),
+        ] {
+            let bad = [(k.to_string(), v.to_string())].into();
+            assert!(merge_labels(&bad, "{}").is_err(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn display_names() {
+        assert!(check_display_name("web-1").is_ok());
+        assert!(check_display_name("Web server (rack 2)").is_ok());
+        for bad in ["", "   ", "a\nb", &"x".repeat(65)] {
+            assert!(check_display_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

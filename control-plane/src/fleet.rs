@@ -96,6 +96,7 @@ pub async fn list(
         cond = cond.add(
             Condition::any()
                 .add(agent::Column::Hostname.contains(text))
+                .add(agent::Column::DisplayName.contains(text))
                 .add(agent::Column::Id.starts_with(text))
                 .add(agent::Column::Labels.contains(text)),
         );

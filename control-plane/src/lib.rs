@@ -15,6 +15,8 @@
 //! - [`tls`]: the CA and certificates `drover init` makes, HTTPS configuration;
 //! - [`enroll`], [`tokens`], [`trust`]: enrolment, registration tokens,
 //!   approve / reject / revoke and the security overview;
+//! - [`releases`], [`install`]: signed agent packages in the object store
+//!   and the host install script that fetches them;
 //! - [`db`]: entities and migrations;
 //! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
@@ -38,12 +40,14 @@ pub mod fleet;
 pub mod http;
 pub mod idempotency;
 pub mod ingest;
+pub mod install;
 pub mod jobs;
 pub mod ledger;
 pub mod nats_auth;
 pub mod output;
 pub mod poison;
 pub mod queues;
+pub mod releases;
 pub mod result_guard;
 pub mod selector;
 pub mod serve;

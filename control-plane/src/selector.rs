@@ -274,6 +274,7 @@ mod tests {
             operations: "[]".into(),
             labels: labels.into(),
             rootd_error: None,
+            display_name: None,
         }
     }
 

@@ -180,6 +180,12 @@ pub async fn serve(
         .await
         .context("declaring the job stream")?;
     info!(fingerprint = %signer.public().fingerprint(), "command-signing key");
+    // Packages shipped beside the control plane, signed into the release
+    // bucket (those already there with the same sha256 are left alone).
+    let published = crate::releases::publish_dir(&js, &signer, &cfg.releases_dir).await;
+    if published > 0 {
+        info!(published, dir = %cfg.releases_dir.display(), "release artifacts published");
+    }
 
     // Known queues, so a fan-out does not ask the broker once per agent.
     let known_queues: HashSet<String> = crate::bus::existing_agent_consumers(&js)

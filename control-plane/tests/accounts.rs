@@ -431,6 +431,7 @@ async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
             modules: Set("[]".into()),
             operations: Set("[]".into()),
             rootd_error: Set(None),
+            display_name: Set(None),
             labels: Set(format!(r#"{{"rack":"r{}"}}"#, i % 40)),
         })
         .collect();

@@ -153,6 +153,8 @@ fn signed_bogus_claim() -> Vec<u8> {
         facts: json!({}),
         at: bus_schema::now_ms(),
         reply_key: bus_schema::enroll::new_reply_key().public_key(),
+        display_name: None,
+        labels: Default::default(),
     };
     bus_schema::encode(&agent_sign(&key, &claim))
 }

@@ -33,6 +33,19 @@ impl VerifyingKey {
         STANDARD.encode(self.0.as_bytes())
     }
 
+    /// The 32 raw key bytes.
+    pub fn raw_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// True when `signature` is this key's Ed25519 signature over `bytes`
+    /// exactly. Only for [`super::artifact`]: commands are checked with
+    /// [`VerifyingKey::open`].
+    pub(crate) fn verify_raw(&self, bytes: &[u8], signature: &[u8]) -> bool {
+        ed25519_dalek::Signature::from_slice(signature)
+            .is_ok_and(|sig| self.0.verify(bytes, &sig).is_ok())
+    }
+
     /// `SHA256:<base64>` of the raw key, as people compare it in logs and the UI.
     pub fn fingerprint(&self) -> String {
         fingerprint(self.0.as_bytes())
@@ -137,6 +150,12 @@ impl CommandSigner {
         h.update([0u8]);
         h.update(self.key.to_bytes());
         h.finalize().into()
+    }
+
+    /// The Ed25519 signature over `bytes` exactly. Only for
+    /// [`super::artifact`], which signs nothing but packages.
+    pub(crate) fn sign_raw(&self, bytes: &[u8]) -> [u8; 64] {
+        self.key.sign(bytes).to_bytes()
     }
 
     pub fn sign(&self, cmd: &Command) -> SignedCommand {

@@ -1,7 +1,8 @@
 //! Every signature on the wire, in one place: the control plane's command
 //! signing ([`command`]), the agents' signing of results, refusal reports and
 //! enrolment claims ([`agent`]), automation's signing of job submissions
-//! ([`automation`]); the protocol version every signed envelope carries
+//! ([`automation`]), the control plane's signing of release packages
+//! ([`artifact`]); the protocol version every signed envelope carries
 //! ([`PROTOCOL_VERSION`], [`check_version`]) and the refusal vocabulary.
 //!
 //! The plain messages that travel inside the envelopes stay in
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub mod agent;
+pub mod artifact;
 pub mod automation;
 pub mod command;
 

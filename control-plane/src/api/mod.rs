@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 mod accounts;
 mod apps;
 mod body;
+mod install;
 mod jobs;
 mod trust;
 
@@ -87,6 +88,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/hosts", get(jobs::hosts))
         .merge(apps::routes())
+        .merge(install::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))
@@ -112,6 +114,8 @@ pub fn agent_json(a: &agent::Model) -> Value {
     json!({
         "id": a.id,
         "hostname": a.hostname,
+        // The name the host asked for at enrolment (null: show hostname).
+        "display_name": a.display_name,
         "status": a.status,
         "machine_id": a.machine_id,
         "facts": crate::selector::facts_of(a),

@@ -93,7 +93,9 @@ pub async fn create_token(
     .await
     .map_err(ApiError::internal)?;
     let mut v = tokens::token_json(&model);
-    // The only time the secret is ever shown.
+    // The only time the secret is ever shown, with the line that installs
+    // and enrols a host with it.
+    v["install_line"] = Value::String(crate::install::install_line(&state.cfg, &secret));
     v["token"] = Value::String(secret);
     Ok((StatusCode::CREATED, Json(v)))
 }

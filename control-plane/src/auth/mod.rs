@@ -141,6 +141,12 @@ pub fn required(method: &Method, path: &str) -> Access {
     let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     match path {
         "/healthz" | "/login" => return Access::Public,
+        // One-line host onboarding: the script, the signed packages and the
+        // token check that hands out the enrolment credentials (each
+        // rate-limited per address by its handler).
+        "/install.sh" | "/releases/index" | "/releases/{name}" | "/api/v1/enroll/bootstrap" => {
+            return Access::Public
+        }
         p if p.starts_with("/ui/") => return Access::Public,
         // Your own session and account.
         "/logout" | "/account" => return Access::Least(Role::Viewer),
@@ -411,6 +417,11 @@ mod tests {
             ("GET", "/login", Access::Public),
             ("POST", "/login", Access::Public),
             ("GET", "/ui/{file}", Access::Public),
+            ("GET", "/install.sh", Access::Public),
+            ("GET", "/releases/index", Access::Public),
+            ("GET", "/releases/{name}", Access::Public),
+            ("POST", "/api/v1/enroll/bootstrap", Access::Public),
+            ("GET", "/api/v1/releases", Access::Least(Viewer)),
             ("POST", "/logout", Access::Least(Viewer)),
             ("GET", "/", Access::Least(Viewer)),
             ("GET", "/fleet", Access::Least(Viewer)),

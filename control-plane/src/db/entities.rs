@@ -39,6 +39,9 @@ pub mod agent {
         /// Why rootd did not answer the agent, from its last heartbeat
         /// (`None` when it did): rootd's modules are then unknown.
         pub rootd_error: Option<String>,
+        /// The name the host asked to be shown as at enrolment (`None`:
+        /// its host name); m0012.
+        pub display_name: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,14 +13,17 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub mod error;
+pub mod install;
 
-/// The whole server: the web UI's pages, `/healthz`, and the REST API under
+/// The whole server: the web UI's pages, `/healthz`, the host-install
+/// downloads (`/install.sh`, `/releases/...`), and the REST API under
 /// `/api/v1`, all behind one gate (authentication, the role each route
 /// needs, CSRF for browser sessions, the audit trail).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::ui::routes())
         .route("/healthz", get(healthz))
+        .merge(install::routes())
         .nest("/api/v1", crate::api::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -145,6 +145,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             modules: Set(serde_json::to_string(&h.modules).unwrap_or_default()),
             operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
             labels: Set("{}".into()),
+            display_name: sea_orm::ActiveValue::NotSet,
             rootd_error: Set(h
                 .rootd_error
                 .as_ref()

@@ -209,7 +209,10 @@ pub(super) async fn agent_page(
         div data-live="agent-head" #agent-head {
             section.card.head {
                 div {
-                    h2.host { (a.hostname) " " (pill(&a.status)) }
+                    h2.host {
+                        @if let Some(name) = &a.display_name { (name) " " span.mut.hostname { (a.hostname) } } @else { (a.hostname) }
+                        " " (pill(&a.status))
+                    }
                     div.id { (a.id) }
                     div class="mut" {
                         (a.os) " · kernel " (a.kernel) " · agent " (a.agent_version)
@@ -283,5 +286,11 @@ pub(super) async fn agent_page(
         .await
         .unwrap_or(Value::Null);
     let body = html! { (super::identity::banner([&conflict])) (body) };
-    page(&who, "fleet", &a.hostname, body).into_response()
+    page(
+        &who,
+        "fleet",
+        a.display_name.as_deref().unwrap_or(&a.hostname),
+        body,
+    )
+    .into_response()
 }

@@ -97,6 +97,20 @@ async function refreshLive() {
     updateTimes();
     wireButtons();
     wireForms();
+// A copy button copies the text of the [data-field] it names in its box.
+document.addEventListener("click", (ev) => {
+  const b = ev.target.closest && ev.target.closest("button[data-copy]");
+  if (!b) return;
+  const el = b.parentElement.querySelector('[data-field="' + b.dataset.copy + '"]');
+  if (!el) return;
+  const text = el.textContent;
+  const done = () => toast("Copied");
+  if (navigator.clipboard && navigator.clipboard.writeText) {
+    navigator.clipboard.writeText(text).then(done, () => window.getSelection().selectAllChildren(el));
+  } else {
+    window.getSelection().selectAllChildren(el);
+  }
+});
     wireCancelJob();
     fillTails();
   } catch (e) {
@@ -190,6 +204,8 @@ function wireForms() {
       if (form.dataset.secret) {
         const box = $(".secret", form);
         $(".value", box).textContent = r.data[form.dataset.secret] || "";
+        // Other fields of the answer shown beside it (the install line).
+        for (const el of $$("[data-field]", box)) el.textContent = r.data[el.dataset.field] || "";
         box.hidden = false;
       } else if (form.dataset.done) {
         showError(form, "");

@@ -157,7 +157,12 @@ async fn fleet_body(state: &AppState, q: &FleetQuery) -> Result<Markup, sea_orm:
                             @let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
                             tr data-id=(a.id) class=(format!("st-{}", a.status)) {
                                 td {
-                                    a.host href=(format!("/agents/{}", a.id)) { (a.hostname) }
+                                    @if let Some(name) = &a.display_name {
+                                        a.host href=(format!("/agents/{}", a.id)) { (name) }
+                                        " " span.mut.hostname { (a.hostname) }
+                                    } @else {
+                                        a.host href=(format!("/agents/{}", a.id)) { (a.hostname) }
+                                    }
                                     div.id { (short(&a.id)) }
                                 }
                                 td { (pill(&a.status)) }

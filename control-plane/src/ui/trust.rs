@@ -17,14 +17,17 @@ use crate::state::AppState;
 use super::frame::{labels_html, page, parse_json, pill, short, time, unavailable};
 
 /// The form that creates a registration token (fixed markup; `app.js`
-/// posts it and shows the secret once).
+/// posts it and shows the secret once, with the install line for it and a
+/// copy button).
 const TOKEN_FORM: &str = "<form data-api=\"/api/v1/tokens\" data-secret=\"token\" class=\"inline-form\" id=\"token-form\">\
 <label>Uses<input name=\"uses\" type=\"number\" min=\"1\" value=\"1\" data-type=\"int\"></label>\
 <label>Expires<input name=\"expires\" value=\"24h\" size=\"6\"></label>\
 <label>Labels<input name=\"labels\" placeholder=\"env=prod,role=web\" data-type=\"kv\"></label>\
 <label class=\"check\"><input type=\"checkbox\" name=\"auto_approve\"> auto-approve</label>\
 <button class=\"primary\">Create token</button><span class=\"form-error\"></span>\
-<div class=\"secret\" hidden><b>Registration token — shown once.</b> Put it in the agent's <code>enroll_token</code>.<code class=\"value\"></code></div></form>";
+<div class=\"secret\" hidden><b>Registration token — shown once.</b> Put it in the agent's <code>enroll_token</code>.<code class=\"value\"></code>\
+<div class=\"install\"><b>Install line</b> — run it on the new host (as root):<code class=\"value\" data-field=\"install_line\"></code>\
+<button type=\"button\" class=\"small\" data-copy=\"install_line\">Copy</button></div></div></form>";
 
 pub(super) async fn enrolment(
     State(state): State<AppState>,

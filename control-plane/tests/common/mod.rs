@@ -12,6 +12,7 @@ mod backup;
 mod deploy;
 mod gated;
 mod hostile;
+mod install;
 mod mariadb;
 pub mod packages;
 mod process;
@@ -33,6 +34,8 @@ pub use deploy::*;
 pub use gated::*;
 #[allow(unused_imports)]
 pub use hostile::*;
+#[allow(unused_imports)]
+pub use install::*;
 #[allow(unused_imports)]
 pub use mariadb::*;
 #[allow(unused_imports)]

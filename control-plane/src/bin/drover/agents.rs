@@ -63,16 +63,21 @@ async fn list(api: &client::ApiClient, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<58} {:<20} {:<8} {:>6} {:>12} {:>12}  LAST SEEN",
-        "ID", "HOSTNAME", "STATUS", "CPU%", "MEM", "DISK"
+        "{:<58} {:<20} {:<20} {:<8} {:>6} {:>12} {:>12}  {:<10} LABELS",
+        "ID", "NAME", "HOSTNAME", "STATUS", "CPU%", "MEM", "DISK", "LAST SEEN"
     );
     let now = bus_schema::now_ms();
     for a in agents {
         let m = &a["metrics"];
         let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
         println!(
-            "{:<58} {:<20} {:<8} {:>6.1} {:>12} {:>12}  {}s ago",
+            "{:<58} {:<20} {:<20} {:<8} {:>6.1} {:>12} {:>12}  {:<10} {}",
             a["id"].as_str().unwrap_or(""),
+            // The display name the host asked for, else its host name.
+            a["display_name"]
+                .as_str()
+                .or(a["hostname"].as_str())
+                .unwrap_or(""),
             a["hostname"].as_str().unwrap_or(""),
             a["status"].as_str().unwrap_or(""),
             f("cpu_percent"),
@@ -86,7 +91,18 @@ async fn list(api: &client::ApiClient, json: bool) -> anyhow::Result<()> {
                 fmt_bytes(f("disk_used_bytes")),
                 fmt_bytes(f("disk_total_bytes"))
             ),
-            (now - a["last_seen"].as_i64().unwrap_or(now)) / 1000,
+            format!(
+                "{}s ago",
+                (now - a["last_seen"].as_i64().unwrap_or(now)) / 1000
+            ),
+            a["labels"]
+                .as_object()
+                .map(|m| m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default(),
         );
     }
     Ok(())

@@ -3,7 +3,7 @@
 //!
 //! This file owns the clap arguments (global flags and the subcommands) and
 //! the dispatch: each subcommand family runs in its own file (`agents`,
-//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `server`,
+//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `releases`, `server`,
 //! `backup`), printing
 //! helpers are in `print`. Nothing here talks to the broker or the database
 //! itself.
@@ -15,6 +15,7 @@ mod automation;
 mod backup;
 mod jobs;
 mod print;
+mod releases;
 mod server;
 mod trust;
 
@@ -28,6 +29,7 @@ use accounts::{AuditCmd, UsersCmd};
 use agents::AgentsCmd;
 use apps::AppsCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
+use releases::ReleasesCmd;
 use trust::TokensCmd;
 
 /// Drover: fleet management over NATS JetStream.
@@ -157,6 +159,12 @@ enum Cmd {
         json: bool,
         #[command(subcommand)]
         action: Option<AgentsCmd>,
+    },
+    /// Signed agent packages that install.sh fetches: publish (on the
+    /// control-plane host) and list.
+    Releases {
+        #[command(subcommand)]
+        action: ReleasesCmd,
     },
     /// Registration tokens for enrolling hosts.
     Tokens {
@@ -306,6 +314,9 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Automation {
             action: AutomationCmd::Keygen,
         } => automation::keygen(),
+        Cmd::Releases {
+            action: ReleasesCmd::Publish { files },
+        } => releases::publish(&cfg, &files).await,
         other => {
             let api = api_client(&cli.api, cli.token, cli.ca, &cfg)?;
             client_command(&api, other).await
@@ -345,6 +356,9 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
     match cmd {
         Cmd::Agents { json, action } => agents::agents(api, json, action).await,
         Cmd::Tokens { action } => trust::tokens(api, action).await,
+        Cmd::Releases {
+            action: ReleasesCmd::List { json },
+        } => releases::list(api, json).await,
         Cmd::ApiTokens { action } => automation::api_tokens(api, action).await,
         Cmd::Security { json } => trust::security(api, json).await,
         Cmd::Send {

@@ -52,7 +52,7 @@ pub async fn init(
         signer.public().fingerprint()
     );
     print_tls(cfg, tls);
-    Ok(())
+    crate::releases::print_onboarding(cfg).await
 }
 
 /// Where the TLS files are and who needs which.

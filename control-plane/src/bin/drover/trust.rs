@@ -28,6 +28,9 @@ pub enum TokensCmd {
         /// Approve hosts at once instead of waiting for `drover agents approve`.
         #[arg(long)]
         auto_approve: bool,
+        /// Print the raw JSON (with the token and its install line).
+        #[arg(long)]
+        json: bool,
     },
     /// List tokens (never their secrets).
     List,
@@ -43,6 +46,7 @@ pub async fn tokens(api: &client::ApiClient, action: TokensCmd) -> anyhow::Resul
             expires,
             labels,
             auto_approve,
+            json,
         } => {
             let mut map = serde_json::Map::new();
             for l in labels {
@@ -57,8 +61,13 @@ pub async fn tokens(api: &client::ApiClient, action: TokensCmd) -> anyhow::Resul
                     &serde_json::json!({"uses": uses, "expires": expires, "labels": map, "auto_approve": auto_approve}),
                 )
                 .await?;
+            if json {
+                return print_json(&v);
+            }
             println!("Registration token (shown once; put it in the agent's enroll_token):");
             println!("{}", v["token"].as_str().unwrap_or(""));
+            println!("Install and enrol a host with it (run on the host):");
+            println!("  {}", v["install_line"].as_str().unwrap_or(""));
             println!(
                 "id {}  uses {}  expires {}  auto-approve {}",
                 v["id"].as_str().unwrap_or(""),
