@@ -140,9 +140,25 @@ pub fn render(b: &Baked) -> Result<String, RenderError> {
 
 /// The line an operator runs on a new host for registration token
 /// `secret` (a `drvreg_` token: no character the shell would read).
+///
+/// When the API's certificate is the one `drover init` made (its CA is
+/// private, so a new host cannot check it), the line pins the certificate's
+/// public key instead (`--insecure --pinnedpubkey sha256//…`: curl skips
+/// the CA check and refuses any other key); the script then trusts the CA
+/// it carries for everything it fetches. With the operator's own
+/// certificate, or plain HTTP, the line is the usual one.
 pub fn install_line(cfg: &Config, secret: &str) -> String {
+    let made_by_init = cfg.tls_files().http_pem();
+    let pin = match cfg.http_tls_files() {
+        Ok(Some((cert, _))) if cert == made_by_init => crate::tls::spki_pin(&cert).ok(),
+        _ => None,
+    };
+    let curl = match pin {
+        Some(pin) => format!("curl -fsSL --insecure --pinnedpubkey '{pin}'"),
+        None => "curl -fsSL".to_string(),
+    };
     format!(
-        "curl -fsSL {}/install.sh | sudo sh -s -- --token {secret}",
+        "{curl} {}/install.sh | sudo sh -s -- --token {secret}",
         cfg.public_url()
     )
 }

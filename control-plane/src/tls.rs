@@ -290,6 +290,26 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
+/// curl's pin of the leaf certificate in `cert`: `sha256//<base64 of the
+/// SHA-256 of its SubjectPublicKeyInfo>` (the form `curl --pinnedpubkey`
+/// takes). Lets a host that does not have the CA yet fetch the install
+/// script from a control plane whose certificate `drover init` made.
+pub fn spki_pin(cert: &Path) -> Result<String, TlsError> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let certs = load_certs(cert)?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(certs[0].as_ref()).map_err(|e| TlsError::Pem {
+            path: cert.to_path_buf(),
+            what: format!("not an X.509 certificate: {e}"),
+        })?;
+    let spki = parsed.tbs_certificate.subject_pki.raw;
+    Ok(format!(
+        "sha256//{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki))
+    ))
+}
+
 /// The HTTPS server configuration for a certificate (chain) and its key,
 /// speaking HTTP/2 and HTTP/1.1.
 pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {

@@ -368,10 +368,13 @@ async fn init_and_tokens_create_print_the_key_and_the_install_line() {
         .find(|l| l.contains("install.sh"))
         .unwrap_or_else(|| panic!("no install line: {first}"))
         .trim();
+    // init made the API's certificate (a private CA): the line pins its key.
+    let pin = control_plane::tls::spki_pin(&data.join("tls/http.pem")).unwrap();
     assert!(
-        line.starts_with(
-            "curl -fsSL https://cp.example:8443/install.sh | sudo sh -s -- --token drvreg_"
-        ),
+        line.starts_with(&format!(
+            "curl -fsSL --insecure --pinnedpubkey '{pin}' \
+             https://cp.example:8443/install.sh | sudo sh -s -- --token drvreg_"
+        )),
         "{line}"
     );
     // A second init makes no second token.
@@ -434,15 +437,6 @@ async fn install_sh_over_tls_carries_the_broker_ca() {
     let work = stack.tmp.path().join("install");
     std::fs::create_dir_all(work.join("tmp")).unwrap();
     let script = work.join("install.sh");
-    let fetched = Command::new("curl")
-        .args(["-fsSL", "--cacert"])
-        .arg(stack.ca())
-        .arg("-o")
-        .arg(&script)
-        .arg(format!("{}/install.sh", stack.base))
-        .output()
-        .unwrap();
-    assert!(fetched.status.success(), "{}", text(&fetched));
     let (code, made) = stack
         .post(
             "/tokens",
@@ -450,13 +444,39 @@ async fn install_sh_over_tls_carries_the_broker_ca() {
         )
         .await;
     assert_eq!(code, 201, "{made}");
+    // The host has no CA yet: the line pins the API certificate's key, and
+    // curl run with the line's own arguments fetches the script.
+    let line = made["install_line"].as_str().unwrap();
+    let fetch = line.split(" | ").next().unwrap();
+    let argv: Vec<String> = fetch
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_string())
+        .collect();
+    assert_eq!(argv[0], "curl", "{line}");
     assert!(
-        made["install_line"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("curl -fsSL {}/install.sh", stack.base)),
-        "{made}"
+        argv.iter().any(|a| a == "--pinnedpubkey")
+            && argv.last().unwrap() == &format!("{}/install.sh", stack.base),
+        "{line}"
     );
+    let fetched = Command::new("curl")
+        .args(&argv[1..])
+        .arg("-o")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{line}: {}", text(&fetched));
+    // Another key is refused: the pin is what makes --insecure safe.
+    let mut wrong = argv.clone();
+    let i = wrong.iter().position(|a| a == "--pinnedpubkey").unwrap();
+    wrong[i + 1] = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    let refused = Command::new("curl")
+        .args(&wrong[1..])
+        .arg("-o")
+        .arg(work.join("wrong.sh"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(!work.join("wrong.sh").exists());
     let root = work.join("root");
     let out = run_install(
         &script,
