@@ -5,9 +5,9 @@
 //!
 //! Owns making and reading certificate files and the process-wide rustls
 //! crypto provider (ring). It does not decide *when* TLS is on (that is
-//! [`crate::config::Config::nats_ca_file`] and
-//! [`crate::config::Config::http_tls_files`]), nor connect to anything
-//! (`bus.rs`, `client.rs`).
+//! `Config::nats_ca_file` and `Config::http_tls_files` in `config.rs`,
+//! which call into this file, never the other way), nor connect to
+//! anything (`bus.rs`, `client.rs`).
 //!
 //! Files, all PEM, keys 0600 (existing files are kept, so `drover init` can
 //! run again and an operator's own certificates placed there are used):
