@@ -278,64 +278,17 @@ async fn the_production_compose_enrols_a_real_host_over_the_operator_mode_broker
     let reg = v["token"].as_str().unwrap().to_string();
 
     // A real agent and rootd on this host, outside Docker.
-    let state_dir = host_dir.join("agent");
-    let socket = host_dir.join("rootd.sock");
-    let rootd_toml = host_dir.join("rootd.toml");
-    std::fs::write(
-        &rootd_toml,
-        format!(
-            "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\n",
-            socket,
-            nix::unistd::getuid().as_raw(),
-            key,
-            state_dir.join("agent.id"),
-            host_dir.join("rootd"),
-        ),
-    )
-    .unwrap();
-    let (nats_url, ca_line) = if tls {
-        (
-            format!("tls://localhost:{broker_port}"),
-            format!("nats_ca = {:?}\n", host_dir.join("ca.pem")),
-        )
+    let nats_url = if tls {
+        format!("tls://localhost:{broker_port}")
     } else {
-        (format!("nats://127.0.0.1:{broker_port}"), String::new())
+        format!("nats://127.0.0.1:{broker_port}")
     };
-    let agent_toml = host_dir.join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "nats_url = {nats_url:?}\n{ca_line}state_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\nenroll_token = {:?}\nenroll_creds = {:?}\nmachine_id_file = {:?}\n",
-            state_dir,
-            key,
-            socket,
-            reg,
-            enroll_creds,
-            host_dir.join("machine-id"),
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        host_dir.join("machine-id"),
-        format!("{}\n", random_machine_id()),
-    )
-    .unwrap();
-    let mut rc = Command::new(bin("drover-rootd"));
-    rc.arg("--config").arg(&rootd_toml);
-    let _rootd = Proc::spawn("drover-rootd", rc, host_dir.join("rootd.log"));
-    let agent = Stack::spawn_agent(&agent_toml, &host_dir);
-    let id_file = state_dir.join("agent.id");
-    let id = wait_for("the agent to enrol", Duration::from_secs(60), || {
-        let f = id_file.clone();
-        async move {
-            std::fs::read_to_string(&f)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        }
-    })
-    .await;
-    let _ = &agent;
+    let mut spec = HostSpec::new(host_dir.clone(), nats_url, key, &reg, enroll_creds.clone());
+    if tls {
+        spec.nats_ca = Some(host_dir.join("ca.pem"));
+    }
+    let host = spec.launch().await;
+    let (id, agent) = (host.id.clone(), &host.agent);
     let online = wait_for(
         &format!("agent {id} online"),
         Duration::from_secs(60),

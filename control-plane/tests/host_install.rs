@@ -136,20 +136,7 @@ async fn install_sh_installs_configures_and_the_host_enrols_with_the_token_alone
         .arg("run");
     let agent = Proc::spawn("installed drover-agent", agent_cmd, work.join("agent.log"));
     let id_file = root.join("var/lib/drover-agent/agent.id");
-    let id = wait_for(
-        "the installed agent to write its id",
-        Duration::from_secs(30),
-        || {
-            let f = id_file.clone();
-            async move {
-                std::fs::read_to_string(&f)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-            }
-        },
-    )
-    .await;
+    let id = wait_id_file("the installed agent to write its id", &id_file).await;
     let a = stack.wait_online(&id).await;
     assert_eq!(a["display_name"], "web-1", "{a}");
     assert_eq!(a["labels"]["env"], "prod", "the token's label wins: {a}");
@@ -515,16 +502,7 @@ async fn install_sh_over_tls_carries_the_broker_ca() {
         .arg("run");
     let agent = Proc::spawn("installed drover-agent", agent_cmd, work.join("agent.log"));
     let id_file = root.join("var/lib/drover-agent/agent.id");
-    let id = wait_for("the installed agent's id", Duration::from_secs(30), || {
-        let f = id_file.clone();
-        async move {
-            std::fs::read_to_string(&f)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        }
-    })
-    .await;
+    let id = wait_id_file("the installed agent's id", &id_file).await;
     let a = wait_for(
         "the agent online over TLS",
         Duration::from_secs(30),

@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    bin, https_client, plaintext_nats_exchange, random_machine_id, wait_for, Proc, TlsStack,
+    bin, https_client, plaintext_nats_exchange, random_machine_id, wait_for, wait_id_file, Proc,
+    TlsStack,
 };
 use serde_json::json;
 
@@ -178,16 +179,7 @@ async fn whole_stack_over_tls_and_plaintext_is_refused() {
         cmd,
         stack.tmp.path().join("sim.log"),
     );
-    let sim_id = wait_for("the simulated agent's id", Duration::from_secs(30), || {
-        let f = ids.clone();
-        async move {
-            std::fs::read_to_string(&f)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        }
-    })
-    .await;
+    let sim_id = wait_id_file("the simulated agent's id", &ids).await;
     wait_for(
         "the simulated agent online",
         Duration::from_secs(30),

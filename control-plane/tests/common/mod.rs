@@ -11,6 +11,7 @@ mod automation;
 mod backup;
 mod deploy;
 mod gated;
+mod host;
 mod hostile;
 mod install;
 mod mariadb;
@@ -32,6 +33,8 @@ pub use backup::*;
 pub use deploy::*;
 #[allow(unused_imports)]
 pub use gated::*;
+#[allow(unused_imports)]
+pub use host::*;
 #[allow(unused_imports)]
 pub use hostile::*;
 #[allow(unused_imports)]

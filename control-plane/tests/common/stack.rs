@@ -29,16 +29,6 @@ pub struct Stack {
     pub tmp: TempDir,
 }
 
-pub struct Host {
-    pub id: String,
-    pub agent: Proc,
-    pub rootd: Proc,
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-    pub agent_toml: PathBuf,
-    pub dir: PathBuf,
-}
-
 /// The installers shipped in the repository's `manifests/`.
 pub fn repo_manifests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -239,76 +229,21 @@ impl Stack {
         machine_id: &str,
         rootd_extra: &str,
     ) -> Host {
-        let dir = self.tmp.path().join(name);
-        let state_dir = dir.join("agent");
-        let socket = dir.join("rootd.sock");
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = self.control_plane_key();
-        let rootd_toml = dir.join("rootd.toml");
-        std::fs::write(
-            &rootd_toml,
-            format!(
-                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n{rootd_extra}\n",
-                socket,
-                nix::unistd::getuid().as_raw(),
-                key,
-                state_dir.join("agent.id"),
-                dir.join("rootd"),
-            ),
-        )
-        .unwrap();
-        let agent_toml = dir.join("agent.toml");
-        std::fs::write(
-            &agent_toml,
-            format!(
-                "nats_url = {:?}\nstate_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\nenroll_token = {:?}\nenroll_creds = {:?}\nmachine_id_file = {:?}\n",
-                self.nats.url(),
-                state_dir,
-                key,
-                socket,
-                token,
-                self.data_dir.join("enroll.creds"),
-                dir.join("machine-id"),
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("machine-id"), format!("{machine_id}\n")).unwrap();
-        let mut rc = Command::new(bin("drover-rootd"));
-        rc.arg("--config").arg(&rootd_toml);
-        let rootd = Proc::spawn("drover-rootd", rc, dir.join("rootd.log"));
-        let agent = Self::spawn_agent(&agent_toml, &dir);
-        let id_file = state_dir.join("agent.id");
-        let id = wait_for("the agent to write its id", Duration::from_secs(20), || {
-            let f = id_file.clone();
-            async move {
-                std::fs::read_to_string(&f)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-            }
-        })
-        .await;
-        let sock = socket.clone();
-        wait_for("rootd's socket", Duration::from_secs(20), || {
-            let s = sock.clone();
-            async move { s.exists().then_some(()) }
-        })
-        .await;
-        Host {
-            id,
-            agent,
-            rootd,
-            state_dir,
-            socket,
-            agent_toml,
-            dir,
-        }
+        let mut spec = HostSpec::new(
+            self.tmp.path().join(name),
+            self.nats.url(),
+            self.control_plane_key(),
+            token,
+            self.data_dir.join("enroll.creds"),
+        );
+        spec.machine_id = machine_id.to_string();
+        spec.rootd_extra = rootd_extra.to_string();
+        spec.launch().await
     }
 
+    /// Starts `drover-agent run` again for a host (see [`spawn_agent`]).
     pub fn spawn_agent(agent_toml: &Path, dir: &Path) -> Proc {
-        let mut ac = Command::new(bin("drover-agent"));
-        ac.arg("--config").arg(agent_toml).arg("run");
-        Proc::spawn("drover-agent", ac, dir.join("agent.log"))
+        spawn_agent(agent_toml, dir)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

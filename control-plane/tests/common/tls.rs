@@ -151,8 +151,6 @@ impl TlsStack {
     /// exists.
     pub async fn spawn_host(&self, name: &str, token: &str) -> Host {
         let dir = self.tmp.path().join(name);
-        let state_dir = dir.join("agent");
-        let socket = dir.join("rootd.sock");
         std::fs::create_dir_all(&dir).unwrap();
         // What a host gets as /etc/drover/ca.pem.
         let ca = dir.join("ca.pem");
@@ -161,66 +159,15 @@ impl TlsStack {
             .unwrap()
             .public()
             .to_base64();
-        let rootd_toml = dir.join("rootd.toml");
-        std::fs::write(
-            &rootd_toml,
-            format!(
-                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n",
-                socket,
-                nix::unistd::getuid().as_raw(),
-                key,
-                state_dir.join("agent.id"),
-                dir.join("rootd"),
-            ),
-        )
-        .unwrap();
-        let agent_toml = dir.join("agent.toml");
-        std::fs::write(
-            &agent_toml,
-            format!(
-                "nats_url = {:?}\nnats_ca = {:?}\nstate_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\nenroll_token = {:?}\nenroll_creds = {:?}\nmachine_id_file = {:?}\n",
-                self.nats_tls_url(),
-                ca,
-                state_dir,
-                key,
-                socket,
-                token,
-                self.data_dir.join("enroll.creds"),
-                dir.join("machine-id"),
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("machine-id"), format!("{}\n", random_machine_id())).unwrap();
-        let mut rc = Command::new(bin("drover-rootd"));
-        rc.arg("--config").arg(&rootd_toml);
-        let rootd = Proc::spawn("drover-rootd", rc, dir.join("rootd.log"));
-        let agent = Stack::spawn_agent(&agent_toml, &dir);
-        let id_file = state_dir.join("agent.id");
-        let id = wait_for("the agent to write its id", Duration::from_secs(20), || {
-            let f = id_file.clone();
-            async move {
-                std::fs::read_to_string(&f)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-            }
-        })
-        .await;
-        let sock = socket.clone();
-        wait_for("rootd's socket", Duration::from_secs(20), || {
-            let s = sock.clone();
-            async move { s.exists().then_some(()) }
-        })
-        .await;
-        Host {
-            id,
-            agent,
-            rootd,
-            state_dir,
-            socket,
-            agent_toml,
+        let mut spec = HostSpec::new(
             dir,
-        }
+            self.nats_tls_url(),
+            key,
+            token,
+            self.data_dir.join("enroll.creds"),
+        );
+        spec.nats_ca = Some(ca);
+        spec.launch().await
     }
 }
 
