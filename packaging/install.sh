@@ -76,6 +76,25 @@ valid() {
 	return 0
 }
 
+# check_root_paths: every path under --root this script creates or writes
+# (and the root itself), where it exists already, is a real directory or
+# file (no symbolic link), owned by this user and writable by no one else;
+# otherwise a link planted there would send root's writes elsewhere.
+check_root_paths() {
+	for rel in '' /etc /etc/machine-id /etc/drover /etc/drover/agent.toml \
+		/etc/drover/rootd.toml /etc/drover/enroll.creds /etc/drover/ca.pem \
+		/var /var/lib /var/lib/drover-agent /var/lib/drover-rootd /run /run/drover \
+		/usr /usr/bin /usr/bin/drover-agent /usr/bin/drover-rootd /usr/share \
+		/usr/share/drover /usr/share/drover/examples /usr/share/drover/manifests \
+		/usr/share/doc /usr/lib /usr/lib/systemd /usr/lib/systemd/system /lib; do
+		p=$root$rel
+		[ ! -L "$p" ] || die "--root: $p is a symbolic link; install into a directory of your own"
+		[ -e "$p" ] || continue
+		[ -O "$p" ] || die "--root: $p is not owned by $(id -un); install into a directory of your own"
+		[ -z "$(find "$p" -maxdepth 0 -perm /022)" ] || die "--root: $p is writable by other users; install into a directory of your own"
+	done
+}
+
 # ---- options
 token=''
 name=''
@@ -154,6 +173,7 @@ if [ -n "$root" ]; then
 	*/../* | */.. | */./* | */.) die "--root must not contain . or .. components" ;;
 	esac
 	[ ! -e "$root" ] || [ -d "$root" ] || die "--root $root exists and is not a directory"
+	check_root_paths
 else
 	[ "$(id -u)" = 0 ] || die "run as root: curl -fsSL $DROVER_URL/install.sh | sudo sh -s -- --token ..."
 fi
@@ -291,6 +311,8 @@ grep -q 'BEGIN NATS USER JWT' "$tmp/enroll.creds" || die "the control plane's an
 # ---- install: from here on the host changes
 umask 022
 if [ -n "$root" ]; then
+	# Again, right before writing: nothing was planted meanwhile.
+	check_root_paths
 	mkdir -p "$root"
 	case $format in
 	deb) dpkg-deb -x "$pkg" "$root" ;;

@@ -80,6 +80,15 @@ pub struct Config {
     /// (those not there yet with the same name and sha256).
     #[serde(default = "default_releases_dir")]
     pub releases_dir: PathBuf,
+    /// Where the broker `drover init` configures listens for clients
+    /// (`host:port`; hosts connect here). `drover dev` and the tests pass
+    /// their own address on nats-server's command line.
+    #[serde(default = "default_broker_listen")]
+    pub broker_listen: String,
+}
+
+fn default_broker_listen() -> String {
+    "0.0.0.0:4222".into()
 }
 
 fn default_releases_dir() -> PathBuf {

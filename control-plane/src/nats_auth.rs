@@ -31,6 +31,44 @@ use nats_jwt_rs::user::{User, UserPermissionLimits};
 use nkeys::KeyPair;
 use serde_json::json;
 
+/// The broker's base configuration for an installation (what `drover init`
+/// writes): [`BASE_CONF`] without its `drover dev` comments, named
+/// `drover`, listening on `listen` (`host:port`, e.g. `0.0.0.0:4222`).
+/// Refuses an address with characters a NATS config could read as syntax.
+pub fn installation_base_conf(listen: &str) -> anyhow::Result<String> {
+    let ok = !listen.is_empty()
+        && listen.len() <= 200
+        && listen
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
+        && listen
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    anyhow::ensure!(
+        ok,
+        "broker_listen {listen:?} is not host:port (e.g. 0.0.0.0:4222 or [::]:4222)"
+    );
+    let mut out = String::from(
+        "# The broker of this installation, written by `drover init` (run it\n\
+         # again after changing broker_listen): operator mode, JetStream.\n",
+    );
+    for line in BASE_CONF.lines() {
+        let t = line.trim_start();
+        if t.starts_with('#') {
+            continue;
+        }
+        if t.starts_with("server_name:") {
+            out.push_str("server_name: drover\n");
+        } else if t.starts_with("listen:") {
+            out.push_str(&format!("listen: \"{listen}\"\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
 /// The broker's base configuration (listeners, JetStream, limits), from
 /// `nats-config/dev.conf`. `drover init` appends the operator-mode resolver
 /// to it and, unless `--no-tls`, an include of the `tls {}` block

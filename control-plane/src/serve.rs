@@ -2,6 +2,7 @@
 //! the configuration names a certificate, see [`Config::http_tls_files`]).
 
 use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -40,8 +41,14 @@ pub async fn init_with(cfg: &Config, tls: &InitTls) -> anyhow::Result<Option<Str
             crate::tls::check_name(n)?;
         }
     }
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let base_conf = crate::nats_auth::installation_base_conf(&cfg.broker_listen)?;
+    if !cfg.data_dir.exists() {
+        // Keys, tokens and the database live here: no other local user
+        // reads it.
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o750))?;
+    }
     let key_path = cfg.signing_key_path();
     if !key_path.exists() {
         let signer = CommandSigner::generate();
@@ -56,10 +63,9 @@ pub async fn init_with(cfg: &Config, tls: &InitTls) -> anyhow::Result<Option<Str
     std::fs::create_dir_all(conf.parent().expect("conf has a parent"))?;
     std::fs::write(conf.with_file_name("resolver.conf"), &resolver)?;
     let mut broker = format!(
-        "{}
+        "{base_conf}
 # Operator mode (drover init):
-include \"resolver.conf\"\n",
-        crate::nats_auth::BASE_CONF
+include \"resolver.conf\"\n"
     );
     if tls.enabled {
         let files = cfg.tls_files();
@@ -79,6 +85,12 @@ include \"resolver.conf\"\n",
     auth.enroll_creds(&cfg.enroll_creds_path())?;
     auth.enroll_responder_creds(&cfg.enroll_responder_creds_path())?;
     let db = crate::db::connect(&cfg.database_url()).await?;
+    // SQLite makes its file with the umask's mode; it holds password hashes
+    // and TOTP secrets (its -wal and -shm files take the same mode).
+    let db_file = cfg.data_dir.join("drover.db");
+    if cfg.database_url.is_none() && db_file.exists() {
+        std::fs::set_permissions(&db_file, std::fs::Permissions::from_mode(0o600))?;
+    }
     let token_path = cfg.admin_token_path();
     if token_path.exists() {
         return Ok(None);

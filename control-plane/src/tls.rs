@@ -208,9 +208,16 @@ pub fn ensure_certs(files: &TlsFiles, names: &[String]) -> Result<Made, TlsError
         ("Drover NATS", files.nats_pem(), files.nats_key()),
         ("Drover API", files.http_pem(), files.http_key()),
     ];
+    // With init's CA key at hand, a certificate that does not cover every
+    // name asked for now is issued again (hosts trust the CA, not the
+    // leaf, so they notice nothing); an operator's own certificates (no
+    // ca.key) are never replaced.
+    let can_issue = files.ca_key().exists();
     let missing: Vec<_> = leaves
         .iter()
-        .filter(|(_, pem, key)| !(pem.exists() && key.exists()))
+        .filter(|(_, pem, key)| {
+            !(pem.exists() && key.exists()) || (can_issue && !covers(pem, names))
+        })
         .collect();
     if missing.is_empty() {
         return Ok(made);
@@ -249,6 +256,31 @@ pub fn ensure_certs(files: &TlsFiles, names: &[String]) -> Result<Made, TlsError
         made.written.extend([pem.clone(), key_path.clone()]);
     }
     Ok(made)
+}
+
+/// Whether the leaf certificate in `pem` names every one of `names` in its
+/// subject alternative names (DNS names case-insensitively, IP addresses
+/// by value). An unreadable certificate covers nothing.
+fn covers(pem: &Path, names: &[String]) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok(certs) = load_certs(pem) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(certs[0].as_ref()) else {
+        return false;
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    names.iter().all(|n| {
+        let ip: Option<std::net::IpAddr> = n.parse().ok();
+        san.value.general_names.iter().any(|g| match (g, ip) {
+            (GeneralName::DNSName(d), None) => d.eq_ignore_ascii_case(n),
+            (GeneralName::IPAddress(b), Some(std::net::IpAddr::V4(v4))) => *b == v4.octets(),
+            (GeneralName::IPAddress(b), Some(std::net::IpAddr::V6(v6))) => *b == v6.octets(),
+            _ => false,
+        })
+    })
 }
 
 /// The broker's `tls {}` block for its certificate and key: with it
@@ -387,6 +419,38 @@ mod tests {
                 rustls::pki_types::UnixTime::now(),
             )
             .unwrap();
+    }
+
+    #[test]
+    fn a_new_name_reissues_init_made_leaves_but_not_an_operators_own() {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path());
+        let first = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        ensure_certs(&files, &first).unwrap();
+        assert!(covers(&files.http_pem(), &first));
+        let ca_before = std::fs::read(files.ca_pem()).unwrap();
+        // A name added later: both leaves again, same CA, covering it.
+        let more = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "CP.example.com".to_string(),
+            "10.0.0.5".to_string(),
+        ];
+        assert!(!covers(&files.http_pem(), &more));
+        let made = ensure_certs(&files, &more).unwrap();
+        assert_eq!(made.written.len(), 4, "{:?}", made.written);
+        assert!(covers(&files.http_pem(), &more) && covers(&files.nats_pem(), &more));
+        assert!(covers(&files.http_pem(), &["cp.EXAMPLE.com".to_string()]));
+        assert_eq!(std::fs::read(files.ca_pem()).unwrap(), ca_before);
+        // Names already covered: nothing rewritten.
+        assert!(ensure_certs(&files, &first).unwrap().written.is_empty());
+        // Without ca.key the certificates are the operator's: kept as they are.
+        std::fs::remove_file(files.ca_key()).unwrap();
+        let before = std::fs::read(files.http_pem()).unwrap();
+        let other = vec!["other.example.com".to_string()];
+        assert!(ensure_certs(&files, &other).unwrap().written.is_empty());
+        assert_eq!(std::fs::read(files.http_pem()).unwrap(), before);
     }
 
     #[test]

@@ -244,6 +244,29 @@ async fn wrong_or_expired_tokens_tampered_packages_and_other_oses_leave_nothing_
         "--labels",
     );
     refused(&["--token", &good, "--name", "a\"b"], &[], "--name");
+    // A link planted in the root would send root's writes elsewhere.
+    let victim = work.join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::create_dir_all(root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink(&victim, root.join("var/lib/drover-agent")).unwrap();
+    let planted = tree_snapshot(&root);
+    {
+        let all = ["--root", root_arg.as_str(), "--no-start", "--token", &good];
+        let out = run_install(&script, &all, &tmp, &[]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is a symbolic link"),
+            "{t}"
+        );
+        assert_eq!(tree_snapshot(&root), planted, "{t}");
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0, "{t}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "{t}");
+    }
+    std::fs::remove_file(root.join("var/lib/drover-agent")).unwrap();
+    std::fs::remove_dir_all(root.join("var")).unwrap();
     refused(&[], &[], "--token is required");
     // A wrong token.
     refused(
