@@ -421,8 +421,11 @@ fn commit(
                     chown(p, owner)?;
                 }
             }
-            std::fs::set_permissions(&from, std::fs::Permissions::from_mode(f.mode & 0o777))
-                .map_err(Error::io(format!("setting the mode of {}", from.display())))?;
+            std::fs::set_permissions(
+                &from,
+                std::fs::Permissions::from_mode(restored_mode(&f.path, f.mode)),
+            )
+            .map_err(Error::io(format!("setting the mode of {}", from.display())))?;
             chown(&from, owner)?;
             std::fs::rename(&from, &to).map_err(Error::io(format!("writing {}", to.display())))?;
             undo.push((to, from));
@@ -516,4 +519,29 @@ fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), Error> {
         )))?;
     }
     Ok(())
+}
+
+/// The mode a restored file gets: the archive's, but never looser than
+/// what the file is (a manifest is not trusted to loosen a secret):
+/// certificates and the broker's configuration at most 0644, everything
+/// else — keys, credentials, tokens, the database — at most 0600.
+fn restored_mode(path: &str, recorded: u32) -> u32 {
+    let public = (path.ends_with(".pem") && !path.ends_with("key.pem")) || path.ends_with(".conf");
+    recorded & if public { 0o644 } else { 0o600 }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::restored_mode;
+
+    #[test]
+    fn secrets_never_come_back_looser_than_0600() {
+        assert_eq!(restored_mode("signing.key", 0o666), 0o600);
+        assert_eq!(restored_mode("tls/ca.key", 0o777), 0o600);
+        assert_eq!(restored_mode("admin.token", 0o644), 0o600);
+        assert_eq!(restored_mode("drover.db", 0o666), 0o600);
+        assert_eq!(restored_mode("tls/ca.pem", 0o666), 0o644);
+        assert_eq!(restored_mode("nats-config/nats.conf", 0o640), 0o640);
+        assert_eq!(restored_mode("signing.key", 0o400), 0o400);
+    }
 }
