@@ -67,7 +67,7 @@ impl ApiClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("cannot reach the control plane at {}; is `drover serve` (or `drover dev`) running? Set --api or DROVER_API", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.check(resp).await
     }
 
@@ -78,7 +78,7 @@ impl ApiClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.check(resp).await
     }
 
@@ -90,9 +90,40 @@ impl ApiClient {
             .json(body)
             .send()
             .await
-            .with_context(|| format!("cannot reach the control plane at {}; is `drover serve` (or `drover dev`) running? Set --api or DROVER_API", self.base))?;
+            .map_err(|e| unreachable(&self.base, e))?;
         self.check(resp).await
     }
+}
+
+/// Why a request did not get an answer, said so that the operator knows
+/// what to change: plain HTTP sent to an HTTPS port, a certificate not
+/// signed by the CA in use, or nothing listening.
+fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
+    let mut chain = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    let lower = chain.to_ascii_lowercase();
+    let hint = if lower.contains("invalid http version") || lower.contains("http/0.9") {
+        format!(
+            "the control plane at {base} speaks HTTPS: use --api {}",
+            base.replacen("http://", "https://", 1)
+        )
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+        format!(
+            "the certificate of {base} is not signed by the CA this client trusts: \
+             pass the control plane's CA with --ca (DROVER_CA; default <data_dir>/tls/ca.pem)"
+        )
+    } else {
+        format!(
+            "cannot reach the control plane at {base}; is `drover serve` (or `drover dev`) \
+             running? Set --api or DROVER_API"
+        )
+    };
+    anyhow::anyhow!("{hint} ({chain})")
 }
 
 /// `key=value` pairs into a JSON object; values that parse as JSON (numbers,

@@ -193,6 +193,24 @@ impl Config {
         format!("{scheme}://{host}:{port}")
     }
 
+    /// The API as a CLI on this machine reaches it: `listen` with an
+    /// unspecified address replaced by loopback, `https` when the API
+    /// serves HTTPS ([`Config::http_tls_files`]).
+    pub fn local_api_url(&self) -> String {
+        let listen = self.listen.trim();
+        let (host, port) = listen.rsplit_once(':').unwrap_or((listen, "8080"));
+        let host = match host {
+            "0.0.0.0" | "" => "127.0.0.1",
+            "[::]" => "[::1]",
+            h => h,
+        };
+        let scheme = match self.http_tls_files() {
+            Ok(Some(_)) => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}:{port}")
+    }
+
     /// [`Config::agent_nats_url`], or `nats_url`.
     pub fn agent_nats_url(&self) -> String {
         self.agent_nats_url

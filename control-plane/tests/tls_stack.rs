@@ -154,6 +154,39 @@ async fn whole_stack_over_tls_and_plaintext_is_refused() {
     );
     let out = cli(&other_ca);
     assert!(!out.status.success(), "the CLI trusted another CA");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not signed by the CA"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without --api the CLI finds this machine's control plane from the
+    // configuration (listen, HTTPS and init's CA); plain HTTP to the HTTPS
+    // port is said to be that.
+    let cli_env = |args: &[&str]| {
+        Command::new(bin("drover"))
+            .args(args)
+            .env("DROVER_DATA_DIR", &stack.data_dir)
+            .env("DROVER_LISTEN", stack.base.trim_start_matches("https://"))
+            .env_remove("DROVER_API")
+            .env_remove("DROVER_TOKEN")
+            .env_remove("DROVER_CA")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = cli_env(&["agents", "--json"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&host.id),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = stack.base.replacen("https://", "http://", 1);
+    let out = cli_env(&["agents", "--json", "--api", &plain]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("speaks HTTPS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The load simulator enrols and runs over tls:// with --nats-ca too.
     let (code, t) = stack

@@ -145,16 +145,22 @@ async fn bootstrap(
         }
     };
     audit(&state, &token, &ip, "ok").await;
+    // Credentials: no cache on the way may keep them.
+    let no_store = (header::CACHE_CONTROL, "no-store");
     if plain {
         return (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                no_store,
+            ],
             creds,
         )
             .into_response();
     }
     (
         StatusCode::OK,
+        [no_store],
         Json(json!({ "token_id": token, "enroll_creds": creds })),
     )
         .into_response()

@@ -44,14 +44,10 @@ struct Cli {
     /// every key can also be set as DROVER_<KEY> (e.g. DROVER_NATS_URL).
     #[arg(long, short, global = true, env = "DROVER_CONFIG")]
     config: Option<PathBuf>,
-    /// Control-plane URL for the client commands.
-    #[arg(
-        long,
-        global = true,
-        env = "DROVER_API",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    api: String,
+    /// Control-plane URL for the client commands (default: this machine's
+    /// control plane as configured: `listen`, https when it serves HTTPS).
+    #[arg(long, global = true, env = "DROVER_API")]
+    api: Option<String>,
     /// CA (PEM) an https:// control plane's certificate is checked against
     /// (default: <data_dir>/tls/ca.pem when present and --api is https).
     #[arg(long, global = true, env = "DROVER_CA")]
@@ -318,7 +314,18 @@ async fn main() -> anyhow::Result<()> {
             action: ReleasesCmd::Publish { files },
         } => releases::publish(&cfg, &files).await,
         other => {
-            let api = api_client(&cli.api, cli.token, cli.ca, &cfg)?;
+            // Piped into `head` or `less` that quit early, a listing ends
+            // quietly like other Unix tools instead of panicking on EPIPE.
+            // SAFETY: resetting one signal's disposition to the default,
+            // before any other thread writes to stdout.
+            unsafe {
+                let _ = nix::sys::signal::signal(
+                    nix::sys::signal::Signal::SIGPIPE,
+                    nix::sys::signal::SigHandler::SigDfl,
+                );
+            }
+            let url = cli.api.clone().unwrap_or_else(|| cfg.local_api_url());
+            let api = api_client(&url, cli.token, cli.ca, &cfg)?;
             client_command(&api, other).await
         }
     }
