@@ -404,17 +404,27 @@ async fn operator_console_end_to_end() {
     // Enrolment: a token's secret is shown once.
     c.goto(&format!("{base}/enrolment")).await.unwrap();
     wait_css(c, "#token-form").await;
+    // `drover init` made the first token; the test's host used another.
+    let listed = c
+        .find_all(Locator::Css("#tokens tbody tr"))
+        .await
+        .unwrap()
+        .len();
     click(c, "#token-form button.primary").await;
     let secret = wait_css(c, "#token-form .secret")
         .await
         .text()
         .await
         .unwrap();
-    assert!(secret.contains("shown once"), "{secret}");
+    assert!(
+        secret.contains("shown once")
+            && secret.contains("/install.sh | sudo sh -s -- --token drvreg_"),
+        "{secret}"
+    );
     // The list refreshes by itself with the new token.
     wait_page(c, "the new token in the list", || async move {
         let rows = c.find_all(Locator::Css("#tokens tbody tr")).await.ok()?;
-        (rows.len() == 2).then_some(())
+        (rows.len() == listed + 1).then_some(())
     })
     .await;
     shot(c, "enrolment").await;
