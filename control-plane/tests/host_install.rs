@@ -126,17 +126,7 @@ async fn install_sh_installs_configures_and_the_host_enrols_with_the_token_alone
 
     // The installed binaries start from those configs and enrol with the
     // token alone (auto-approved by the token).
-    let mut rootd_cmd = Command::new(root.join("usr/bin/drover-rootd"));
-    rootd_cmd.arg("--config").arg(etc.join("rootd.toml"));
-    let _rootd = Proc::spawn("installed drover-rootd", rootd_cmd, work.join("rootd.log"));
-    let mut agent_cmd = Command::new(root.join("usr/bin/drover-agent"));
-    agent_cmd
-        .arg("--config")
-        .arg(etc.join("agent.toml"))
-        .arg("run");
-    let agent = Proc::spawn("installed drover-agent", agent_cmd, work.join("agent.log"));
-    let id_file = root.join("var/lib/drover-agent/agent.id");
-    let id = wait_id_file("the installed agent to write its id", &id_file).await;
+    let (_rootd, agent, id) = start_installed(&root, &work).await;
     let a = stack.wait_online(&id).await;
     assert_eq!(a["display_name"], "web-1", "{a}");
     assert_eq!(a["labels"]["env"], "prod", "the token's label wins: {a}");
@@ -515,17 +505,7 @@ async fn install_sh_over_tls_carries_the_broker_ca() {
         "{agent_toml}"
     );
 
-    let mut rootd_cmd = Command::new(root.join("usr/bin/drover-rootd"));
-    rootd_cmd.arg("--config").arg(etc.join("rootd.toml"));
-    let _rootd = Proc::spawn("installed drover-rootd", rootd_cmd, work.join("rootd.log"));
-    let mut agent_cmd = Command::new(root.join("usr/bin/drover-agent"));
-    agent_cmd
-        .arg("--config")
-        .arg(etc.join("agent.toml"))
-        .arg("run");
-    let agent = Proc::spawn("installed drover-agent", agent_cmd, work.join("agent.log"));
-    let id_file = root.join("var/lib/drover-agent/agent.id");
-    let id = wait_id_file("the installed agent's id", &id_file).await;
+    let (_rootd, agent, id) = start_installed(&root, &work).await;
     let a = wait_for(
         "the agent online over TLS",
         Duration::from_secs(30),

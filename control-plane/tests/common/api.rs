@@ -10,6 +10,28 @@ use serde_json::{json, Value};
 
 use super::*;
 
+/// One admin request to `{base}/api/v1{path}`: the HTTP status and the JSON
+/// answer (`Null` when the answer is not JSON). What [`Stack`] and
+/// `TlsStack` ask through.
+pub async fn api_request(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut r = http
+        .request(method, format!("{base}/api/v1{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 impl Stack {
     /// `POST /api/v1/agents/{agent}/commands` with `body` (e.g.
     /// `{"action": "sys.ping", "params": {...}}`): the HTTP status and the

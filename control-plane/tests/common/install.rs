@@ -125,3 +125,25 @@ pub fn tree_snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
     }
     out
 }
+
+/// Starts the `drover-rootd` and `drover-agent` that `install.sh --root`
+/// put in `root`, with the configs it wrote there (logs in `logs`), and
+/// waits for the agent's id. Returns (rootd, agent, id).
+pub async fn start_installed(root: &Path, logs: &Path) -> (Proc, Proc, String) {
+    let etc = root.join("etc/drover");
+    let mut rootd_cmd = Command::new(root.join("usr/bin/drover-rootd"));
+    rootd_cmd.arg("--config").arg(etc.join("rootd.toml"));
+    let rootd = Proc::spawn("installed drover-rootd", rootd_cmd, logs.join("rootd.log"));
+    let mut agent_cmd = Command::new(root.join("usr/bin/drover-agent"));
+    agent_cmd
+        .arg("--config")
+        .arg(etc.join("agent.toml"))
+        .arg("run");
+    let agent = Proc::spawn("installed drover-agent", agent_cmd, logs.join("agent.log"));
+    let id = wait_id_file(
+        "the installed agent to write its id",
+        &root.join("var/lib/drover-agent/agent.id"),
+    )
+    .await;
+    (rootd, agent, id)
+}

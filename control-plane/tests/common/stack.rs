@@ -247,28 +247,27 @@ impl Stack {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        api_request(
+            &self.http,
+            &self.base,
+            &self.token,
+            reqwest::Method::GET,
+            path,
+            None,
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        api_request(
+            &self.http,
+            &self.base,
+            &self.token,
+            reqwest::Method::POST,
+            path,
+            Some(body),
+        )
+        .await
     }
 
     /// Waits until the API shows the agent online with metrics.
