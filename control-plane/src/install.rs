@@ -1,8 +1,8 @@
 //! One-line host onboarding, the control plane's side: the install script
 //! rendered for this control plane (`packaging/install.sh` with the API URL,
 //! broker URL, command-signing key and broker CA baked in), the install line
-//! an operator copies, the bootstrap check of a registration token (without
-//! using it up), and the per-address rate limit of the public endpoints.
+//! an operator copies, and the per-address rate limit of the public
+//! endpoints. Checking a token without using it up is `tokens::check`.
 //!
 //! It does not serve HTTP (`http/install.rs`, `api/install.rs`), keep
 //! artifacts (`releases.rs`) or enrol agents (`enroll.rs`, which uses the
@@ -13,12 +13,9 @@ use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
-use bus_schema::{now_ms, VerifyingKey};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use bus_schema::VerifyingKey;
 
 use crate::config::Config;
-use crate::db::entities::registration_token as token;
-use crate::tokens::TokenRefusal;
 
 /// The script template (POSIX sh), with `__DROVER_..__` markers.
 pub const TEMPLATE: &str = include_str!("../../packaging/install.sh");
@@ -161,31 +158,6 @@ pub fn install_line(cfg: &Config, secret: &str) -> String {
         "{curl} {}/install.sh | sudo sh -s -- --token {secret}",
         cfg.public_url()
     )
-}
-
-/// Checks a registration token as `POST /api/v1/enroll/bootstrap` does:
-/// known, not revoked, not expired, uses left. Uses nothing up (the agent's
-/// enrolment does). Returns the token's row.
-pub async fn check_token(
-    db: &DatabaseConnection,
-    secret: &str,
-) -> Result<Result<token::Model, TokenRefusal>, sea_orm::DbErr> {
-    let Some(t) = token::Entity::find()
-        .filter(token::Column::TokenHash.eq(crate::auth::hash_token(secret)))
-        .one(db)
-        .await?
-    else {
-        return Ok(Err(TokenRefusal::Unknown));
-    };
-    Ok(if t.revoked {
-        Err(TokenRefusal::Revoked(t.id))
-    } else if t.expires_at <= now_ms() {
-        Err(TokenRefusal::Expired(t.id))
-    } else if t.uses >= t.uses_allowed {
-        Err(TokenRefusal::UsedUp(t.id))
-    } else {
-        Ok(t)
-    })
 }
 
 /// The public endpoints' limits: requests one address may make at once

@@ -103,9 +103,10 @@ pub async fn revoke(db: &DatabaseConnection, id: &str) -> Result<bool, sea_orm::
     Ok(r.rows_affected == 1)
 }
 
-/// Checks a presented token and uses it up by one. Call inside the
-/// enrolment transaction.
-pub async fn consume<C: ConnectionTrait>(
+/// Checks a presented token without using it: known, not revoked, not
+/// expired, uses left. Returns its row. (The install bootstrap asks this;
+/// enrolment asks [`consume`].)
+pub async fn check<C: ConnectionTrait>(
     db: &C,
     secret: &str,
 ) -> Result<Result<token::Model, TokenRefusal>, sea_orm::DbErr> {
@@ -116,15 +117,27 @@ pub async fn consume<C: ConnectionTrait>(
     else {
         return Ok(Err(TokenRefusal::Unknown));
     };
-    if t.revoked {
-        return Ok(Err(TokenRefusal::Revoked(t.id)));
-    }
-    if t.expires_at <= now_ms() {
-        return Ok(Err(TokenRefusal::Expired(t.id)));
-    }
-    if t.uses >= t.uses_allowed {
-        return Ok(Err(TokenRefusal::UsedUp(t.id)));
-    }
+    Ok(if t.revoked {
+        Err(TokenRefusal::Revoked(t.id))
+    } else if t.expires_at <= now_ms() {
+        Err(TokenRefusal::Expired(t.id))
+    } else if t.uses >= t.uses_allowed {
+        Err(TokenRefusal::UsedUp(t.id))
+    } else {
+        Ok(t)
+    })
+}
+
+/// Checks a presented token ([`check`]) and uses it up by one. Call inside
+/// the enrolment transaction.
+pub async fn consume<C: ConnectionTrait>(
+    db: &C,
+    secret: &str,
+) -> Result<Result<token::Model, TokenRefusal>, sea_orm::DbErr> {
+    let t = match check(db, secret).await? {
+        Ok(t) => t,
+        Err(refused) => return Ok(Err(refused)),
+    };
     let mut am: token::ActiveModel = t.clone().into();
     am.uses = Set(t.uses + 1);
     let updated = token::Entity::update(am).exec(db).await?;

@@ -108,7 +108,7 @@ async fn bootstrap(
             Value::Null,
         );
     };
-    let checked = match install::check_token(&state.db, &secret).await {
+    let checked = match crate::tokens::check(&state.db, &secret).await {
         Ok(c) => c,
         Err(e) => return ApiError::internal(e).into_response(),
     };
