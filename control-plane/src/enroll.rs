@@ -411,6 +411,8 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
         ),
         rootd_error: Set(None),
         display_name: Set(claim.display_name.clone()),
+        boot_id: Set(None),
+        booted_at: Set(None),
     })
     .exec(&txn)
     .await?;

@@ -17,6 +17,7 @@
 //!   approve / reject / revoke and the security overview;
 //! - [`releases`], [`install`]: signed agent packages in the object store
 //!   and the host install script that fetches them;
+//! - [`updates`]: patch management's inventory and approvals;
 //! - [`db`]: entities and migrations;
 //! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
@@ -57,3 +58,4 @@ pub mod tls;
 pub mod tokens;
 pub mod trust;
 pub mod ui;
+pub mod updates;

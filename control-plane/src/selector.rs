@@ -275,6 +275,8 @@ mod tests {
             labels: labels.into(),
             rootd_error: None,
             display_name: None,
+            boot_id: None,
+            booted_at: None,
         }
     }
 

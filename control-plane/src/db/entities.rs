@@ -42,6 +42,10 @@ pub mod agent {
         /// The name the host asked to be shown as at enrolment (`None`:
         /// its host name); m0012.
         pub display_name: Option<String>,
+        /// The kernel's boot id from the latest heartbeat; m0013.
+        pub boot_id: Option<String>,
+        /// When the host booted (heartbeat time minus uptime), ms; m0013.
+        pub booted_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

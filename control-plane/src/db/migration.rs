@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0010_clock_skew::M0010ClockSkew),
             Box::new(super::m0011_identity_conflicts::M0011IdentityConflicts),
             Box::new(super::m0012_display_name::M0012DisplayName),
+            Box::new(super::m0013_patch::M0013Patch),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

@@ -9,6 +9,7 @@ pub mod m0009_outcome_source;
 pub mod m0010_clock_skew;
 pub mod m0011_identity_conflicts;
 pub mod m0012_display_name;
+pub mod m0013_patch;
 pub mod migration;
 
 use std::time::Duration;

@@ -146,6 +146,8 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
             labels: Set("{}".into()),
             display_name: sea_orm::ActiveValue::NotSet,
+            boot_id: sea_orm::ActiveValue::NotSet,
+            booted_at: sea_orm::ActiveValue::NotSet,
             rootd_error: Set(h
                 .rootd_error
                 .as_ref()
