@@ -34,6 +34,12 @@ pub struct AgentConfig {
     /// `/var/lib/dbus/machine-id`).
     #[serde(default)]
     pub machine_id_file: Option<PathBuf>,
+    /// Where the kernel's boot id is read (default
+    /// `/proc/sys/kernel/random/boot_id`). Only tests point it elsewhere:
+    /// a reboot's return is told by a new boot id, and a test that cannot
+    /// reboot its machine stands in for one with a file it changes.
+    #[serde(default)]
+    pub boot_id_file: Option<PathBuf>,
     /// rootd's socket.
     #[serde(default = "default_socket")]
     pub rootd_socket: PathBuf,

@@ -32,7 +32,11 @@ impl Instance {
         let machine_id = crate::enroll::machine_id(cfg)
             .map(|m| token(&m))
             .unwrap_or_default();
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        let boot_id_file = cfg
+            .boot_id_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("/proc/sys/kernel/random/boot_id"));
+        let boot_id = std::fs::read_to_string(boot_id_file)
             .map(|b| token(&b))
             .unwrap_or_default();
         Self {

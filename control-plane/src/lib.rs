@@ -18,6 +18,7 @@
 //! - [`releases`], [`install`]: signed agent packages in the object store
 //!   and the host install script that fetches them;
 //! - [`updates`]: patch management's inventory and approvals;
+//! - [`windows`]: maintenance windows, the runs that install approved updates in them, history;
 //! - [`db`]: entities and migrations;
 //! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
@@ -59,3 +60,4 @@ pub mod tokens;
 pub mod trust;
 pub mod ui;
 pub mod updates;
+pub mod windows;

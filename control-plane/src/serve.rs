@@ -228,6 +228,22 @@ pub async fn serve(
         tokio::spawn(crate::ingest::max_deliveries_loop(state.clone())),
         tokio::spawn(crate::automation::submit_loop(state.clone(), jobs_consumer)),
         tokio::spawn(crate::queues::keeper_loop(state.clone())),
+        // TEMPORARY until the lease runner lands: the maintenance-window
+        // runner, every 5 s on every replica (its tick is idempotent; one
+        // run per occurrence). The merge moves this under the lease.
+        tokio::spawn({
+            let state = state.clone();
+            async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    if let Err(e) = crate::windows::runner::tick(&state, bus_schema::now_ms()).await
+                    {
+                        tracing::warn!(error = %e, "window runner round failed");
+                    }
+                }
+            }
+        }),
     ];
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

@@ -141,6 +141,10 @@ pub fn describe(
             ("account.totp_disable".into(), String::new(), json!({}))
         }
         ("POST", "/logout") => ("logout".into(), String::new(), json!({})),
+        (_, t) if t.starts_with("/api/v1/windows") => {
+            crate::windows::describe(m, t, &id, req, resp)
+                .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))
+        }
         // Anything else (new routes): the route itself, no body.
         _ => (format!("{m} {template}"), id, json!({})),
     }

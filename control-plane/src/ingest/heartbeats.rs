@@ -146,8 +146,11 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
             labels: Set("{}".into()),
             display_name: sea_orm::ActiveValue::NotSet,
-            boot_id: sea_orm::ActiveValue::NotSet,
-            booted_at: sea_orm::ActiveValue::NotSet,
+            // A reboot's return shows as another boot id (windows::reboots).
+            boot_id: Set(Some(h.boot_id.clone()).filter(|b| !b.is_empty())),
+            booted_at: Set(Some(
+                now - (h.metrics.uptime_secs as i64).saturating_mul(1000),
+            )),
             rootd_error: Set(h
                 .rootd_error
                 .as_ref()
@@ -199,6 +202,8 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
                         agent::Column::Modules,
                         agent::Column::Operations,
                         agent::Column::RootdError,
+                        agent::Column::BootId,
+                        agent::Column::BootedAt,
                     ])
                     // Never bring a revoked (or pending) agent back to life.
                     .action_and_where(agent::Column::Status.is_in(["online", "offline"]))

@@ -246,6 +246,10 @@ pub mod run_host {
         /// `rebooting`, `rebooted`, `reboot_failed`.
         pub status: String,
         pub install_command_id: Option<String>,
+        /// The `pkg.scan` issued after the install (m0016); while it is set
+        /// and the status is `installing`, the runner waits for its result
+        /// to decide on a reboot.
+        pub scan_command_id: Option<String>,
         pub reboot_command_id: Option<String>,
         /// The host's boot id when the reboot was asked for; a heartbeat
         /// with another one proves it came back.
