@@ -22,6 +22,7 @@ mod session;
 mod stack;
 mod tls;
 mod wait;
+mod windows;
 
 // Each test binary uses some of these names, none uses all.
 #[allow(unused_imports)]
@@ -53,3 +54,5 @@ pub use stack::*;
 pub use tls::*;
 #[allow(unused_imports)]
 pub use wait::*;
+#[allow(unused_imports)]
+pub use windows::*;

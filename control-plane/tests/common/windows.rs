@@ -1,0 +1,191 @@
+//! Helpers of the maintenance-window tests: requests with any method as
+//! the admin token, a window body open at this minute, a window's runs and
+//! a run's host rows, and the database rows a scan and an approval leave
+//! (for tests of the runner that do not exercise the scan's ingest). It
+//! starts nothing.
+
+use std::time::Duration;
+
+use chrono::{Datelike, Timelike};
+use serde_json::{json, Value};
+
+use super::*;
+
+/// `method` `{base}/api/v1{path}` as the admin token.
+pub async fn req(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    api_request(
+        &reqwest::Client::new(),
+        &stack.base,
+        &stack.token,
+        method,
+        path,
+        body,
+    )
+    .await
+}
+
+/// The raw text of a GET (CSV exports).
+pub async fn get_text(stack: &Stack, path: &str) -> (u16, String, String) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1{path}", stack.base))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, ct, r.text().await.unwrap())
+}
+
+/// A window body (for `POST /api/v1/windows`) that is open now: today's
+/// weekday in UTC, starting this minute, for 60 minutes; `extra`'s fields
+/// are merged in.
+pub fn open_now(name: &str, extra: Value) -> Value {
+    let now = chrono::Utc::now();
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [now.weekday().num_days_from_monday() as usize];
+    let mut v = json!({
+        "name": name,
+        "selector": {"all": true},
+        "days": [day],
+        "start": format!("{:02}:{:02}", now.hour(), now.minute()),
+        "duration_minutes": 60,
+        "timezone": "UTC",
+        "reboot": "never",
+    });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in e {
+            o.insert(k.clone(), x.clone());
+        }
+    }
+    v
+}
+
+/// A weekday that is not today (UTC): a window on it is closed now.
+pub fn not_today() -> &'static str {
+    let today = chrono::Utc::now().weekday().num_days_from_monday() as usize;
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(today + 3) % 7]
+}
+
+/// Creates a window, asserting 201; returns it.
+pub async fn create_window(stack: &Stack, body: &Value) -> Value {
+    let (code, w) = stack.post("/windows", body).await;
+    assert_eq!(code, 201, "{body}: {w}");
+    w
+}
+
+/// Waits (up to `max`) until the window has a run that `done` accepts
+/// (with its host rows); returns it.
+pub async fn wait_run(
+    stack: &Stack,
+    window_id: &str,
+    what: &str,
+    max: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(what, max, || async {
+        let (_, runs) = stack.get(&format!("/windows/{window_id}/runs")).await;
+        let id = runs["runs"][0]["id"].as_str()?.to_string();
+        let (_, r) = stack.get(&format!("/windows/runs/{id}")).await;
+        done(&r).then_some(r)
+    })
+    .await
+}
+
+/// The host row of `agent` in a run's detail.
+pub fn run_host<'a>(run: &'a Value, agent: &str) -> &'a Value {
+    run["hosts"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["agent_id"] == agent))
+        .unwrap_or_else(|| panic!("no host {agent} in run {run}"))
+}
+
+/// The rows a successful `pkg.scan` ingest leaves for one pending update on
+/// an apt host (inventory and patch state), for tests of the runner alone.
+pub async fn seed_update(
+    db: &sea_orm::DatabaseConnection,
+    agent: &str,
+    package: &str,
+    current: &str,
+    candidate: &str,
+) {
+    use control_plane::updates::entities::{host_state, inventory};
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let now = bus_schema::now_ms();
+    inventory::Entity::insert(inventory::ActiveModel {
+        agent_id: Set(agent.into()),
+        package: Set(package.into()),
+        arch: Set("all".into()),
+        current_version: Set(current.into()),
+        candidate_version: Set(candidate.into()),
+        origin: Set("test".into()),
+        security: Set(false),
+        severity: Set(None),
+        advisories: Set("[]".into()),
+        held: Set(false),
+        first_seen: Set(now),
+        last_seen: Set(now),
+        scan_command_id: Set("seeded".into()),
+    })
+    .exec(db)
+    .await
+    .unwrap();
+    host_state::Entity::insert(host_state::ActiveModel {
+        agent_id: Set(agent.into()),
+        manager: Set("apt".into()),
+        last_scan_at: Set(Some(now)),
+        last_scan_command: Set(Some("seeded".into())),
+        last_scan_status: Set(Some("succeeded".into())),
+        last_scan_error: Set(None),
+        upgradable: Set(1),
+        security: Set(0),
+        reboot_required: Set(false),
+        reboot_packages: Set("[]".into()),
+        reboot_since: Set(None),
+        updated_at: Set(now),
+    })
+    .exec(db)
+    .await
+    .unwrap();
+}
+
+/// An approval row as `POST /api/v1/updates/approvals` stores it: `package`
+/// at `version` for every host, by `who`.
+pub async fn seed_approval(
+    db: &sea_orm::DatabaseConnection,
+    package: &str,
+    version: &str,
+    who: &str,
+) -> String {
+    use control_plane::updates::entities::approval;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    approval::Entity::insert(approval::ActiveModel {
+        id: Set(id.clone()),
+        decision: Set("approve".into()),
+        scope: Set("package".into()),
+        package: Set(Some(package.into())),
+        version: Set(Some(version.into())),
+        selector: Set("{\"all\":true}".into()),
+        note: Set(String::new()),
+        created_by: Set(who.into()),
+        created_at: Set(bus_schema::now_ms()),
+        expires_at: Set(None),
+        revoked_at: Set(None),
+        revoked_by: Set(None),
+    })
+    .exec(db)
+    .await
+    .unwrap();
+    id
+}

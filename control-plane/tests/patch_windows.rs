@@ -1,0 +1,256 @@
+//! Maintenance windows end to end, through the real stack: the windows API
+//! (checks, audit), and the runner inside `drover serve` driving real
+//! agents and rootd — installs only inside an open window, batches, the
+//! failure threshold, offline hosts deferred, history and its export.
+//!
+//! Needs root (rootd runs apt-get for real). Where a test seeds the
+//! inventory and an approval in the database instead of scanning and
+//! approving through the API, it says so: it tests the runner, not the
+//! scan's ingest.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    create_window, get_text, not_today, open_now, req, run_host, seed_approval, seed_update,
+    wait_for, wait_run, Stack,
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const RUN_WAIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_api_checks_every_field_and_audits_changes() {
+    let stack = Stack::start().await;
+    let good = open_now("nightly", json!({"max_hosts": 2, "max_failures": 1}));
+    let w = create_window(&stack, &good).await;
+    let id = w["id"].as_str().unwrap().to_string();
+    assert_eq!(w["open_now"], true, "{w}");
+    assert!(w["current_occurrence"]["start"].as_i64().unwrap() <= bus_schema::now_ms());
+    assert!(w["next_occurrence"]["start"].as_i64().unwrap() > bus_schema::now_ms());
+    assert_eq!(w["reboot_deadline_minutes"], 15);
+    assert_eq!(w["enabled"], true);
+
+    // Each bad field: 422 naming it, and nothing stored.
+    let bad: Vec<(Value, &str)> = vec![
+        (json!({"days": ["monday"]}), "days"),
+        (json!({"days": []}), "days"),
+        (json!({"start": "25:00"}), "start"),
+        (json!({"duration_minutes": 0}), "duration_minutes"),
+        (json!({"duration_minutes": 1441}), "duration_minutes"),
+        (json!({"timezone": "Mars/Olympus"}), "timezone"),
+        (json!({"max_hosts": 0}), "max_hosts"),
+        (json!({"max_percent": 101}), "max_percent"),
+        (json!({"max_hosts": 1, "max_percent": 10}), "not both"),
+        (json!({"max_failures": -1}), "max_failures"),
+        (json!({"reboot": "always"}), "reboot"),
+        (
+            json!({"reboot_deadline_minutes": 0}),
+            "reboot_deadline_minutes",
+        ),
+        (json!({"selector": {}}), "selector"),
+        (json!({"selector": "host:["}), "selector"),
+        (json!({"name": ""}), "name"),
+    ];
+    for (patch, says) in bad {
+        let mut body = open_now("other", patch.clone());
+        if let (Some(o), Some(p)) = (body.as_object_mut(), patch.as_object()) {
+            for (k, v) in p {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        let (code, e) = stack.post("/windows", &body).await;
+        assert_eq!(code, 422, "{patch}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(says), "{patch}: {e}");
+    }
+    let (code, e) = stack.post("/windows", &good).await;
+    assert_eq!(code, 409, "a second window of the same name: {e}");
+    let (_, all) = stack.get("/windows").await;
+    assert_eq!(all["windows"].as_array().unwrap().len(), 1, "{all}");
+
+    // The text form of a selector is taken too.
+    let mut changed = open_now(
+        "nightly",
+        json!({"selector": "label:env=staging", "max_percent": 50}),
+    );
+    changed["days"] = json!([not_today()]);
+    let (code, w2) = req(
+        &stack,
+        Method::PUT,
+        &format!("/windows/{id}"),
+        Some(&changed),
+    )
+    .await;
+    assert_eq!(code, 200, "{w2}");
+    assert_eq!(w2["selector"]["labels"], json!({"env": "staging"}), "{w2}");
+    assert_eq!(w2["open_now"], false);
+    assert!(w2["current_occurrence"].is_null());
+    assert_eq!(w2["max_percent"], 50);
+
+    let (code, _) = stack.get("/windows/nope").await;
+    assert_eq!(code, 404);
+    let (code, e) = stack.post("/windows/runs/nope/abort", &json!({})).await;
+    assert_eq!(code, 404, "{e}");
+    let (code, d) = req(&stack, Method::DELETE, &format!("/windows/{id}"), None).await;
+    assert_eq!(code, 200, "{d}");
+    let (code, _) = stack.get(&format!("/windows/{id}")).await;
+    assert_eq!(code, 404);
+
+    let (_, audit) = stack.get("/audit?action=window").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    for a in ["window.create", "window.update", "window.delete"] {
+        assert!(actions.contains(&a), "{a} audited: {audit}");
+    }
+    let (code, e) = stack.get("/updates/history?since=soon").await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("since"), "{e}");
+}
+
+/// The runner against real hosts, with the inventory and the approval
+/// seeded in the database (the scan's ingest is not under test here): no
+/// install while no window is open; inside one, an offline host is
+/// deferred, an install that fails is recorded, and more failures than
+/// `max_failures` halt the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_installs_halt_the_run_and_offline_hosts_wait() {
+    const PKG: &str = "drover-test-no-such-package";
+    let stack = Stack::start().await;
+    let h1 = stack.start_host("h1").await;
+    let mut h2 = stack.start_host("h2").await;
+    let db = stack.db().await;
+    for h in [&h1, &h2] {
+        seed_update(&db, &h.id, PKG, "1.0", "9.9").await;
+    }
+    let approval = seed_approval(&db, PKG, "9.9", "alice").await;
+
+    // A closed window over both hosts, then a probe window open now that
+    // matches no host: once the probe's (empty) run exists, the runner has
+    // looked at the closed window at least once.
+    let mut closed = open_now("closed", json!({}));
+    closed["days"] = json!([not_today()]);
+    let closed = create_window(&stack, &closed).await;
+    let probe = create_window(
+        &stack,
+        &open_now("probe", json!({"selector": "label:none=none"})),
+    )
+    .await;
+    let p = wait_run(
+        &stack,
+        probe["id"].as_str().unwrap(),
+        "the probe's run",
+        RUN_WAIT,
+        |r| r["status"] == "completed",
+    )
+    .await;
+    assert_eq!(p["hosts_total"], 0, "{p}");
+    let (_, runs) = stack
+        .get(&format!("/windows/{}/runs", closed["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(runs["runs"], json!([]), "no run outside the window");
+    let (_, cmds) = stack.get(&format!("/agents/{}/commands", h1.id)).await;
+    assert!(
+        cmds["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["action"] != "pkg.install"),
+        "nothing installed outside a window: {cmds}"
+    );
+
+    // h2 goes offline before the window opens.
+    h2.agent.stop();
+    wait_for("h2 offline", Duration::from_secs(30), || async {
+        let (_, a) = stack.get(&format!("/agents/{}", h2.id)).await;
+        (a["status"] == "offline").then_some(())
+    })
+    .await;
+
+    let w = create_window(&stack, &open_now("now", json!({"max_failures": 0}))).await;
+    let wid = w["id"].as_str().unwrap();
+    let run = wait_run(&stack, wid, "the run to halt", RUN_WAIT, |r| {
+        r["status"] == "halted"
+    })
+    .await;
+    assert_eq!(run["hosts_total"], 2, "{run}");
+    assert!(
+        run["halted_reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_failures"),
+        "{run}"
+    );
+    let r1 = run_host(&run, &h1.id);
+    assert_eq!(r1["status"], "failed", "{run}");
+    let r2 = run_host(&run, &h2.id);
+    assert_eq!(r2["status"], "deferred", "{run}");
+    assert!(r2["message"].as_str().unwrap().contains("offline"), "{run}");
+    assert_eq!(run["hosts_failed"], 1);
+    assert_eq!(run["hosts_deferred"], 1);
+
+    // The install was the window's, as a system command.
+    let (_, c) = stack
+        .get(&format!(
+            "/commands/{}",
+            r1["install_command_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(c["action"], "pkg.install");
+    assert_eq!(c["source"], "system");
+    assert_eq!(c["requested_by"], "window:now");
+    assert_eq!(c["params"]["packages"], json!([format!("{PKG}=9.9")]));
+
+    // History: one failed row, with who approved it and where it ran.
+    let (code, h) = stack
+        .get(&format!(
+            "/updates/history?agent={}&package={PKG}&since=1h",
+            h1.id
+        ))
+        .await;
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["total"], 1, "{h}");
+    let row = &h["history"][0];
+    assert_eq!(row["status"], "failed", "{row}");
+    assert_eq!(row["version_before"], "1.0");
+    assert_eq!(row["version_after"], Value::Null);
+    assert_eq!(row["candidate"], "9.9");
+    assert_eq!(row["approved_by"], "alice");
+    assert_eq!(row["approval_id"], approval.as_str());
+    assert_eq!(row["window_id"], wid);
+    assert_eq!(row["run_id"], run["id"]);
+    assert!(row["exit_code"].as_i64().is_some_and(|c| c != 0), "{row}");
+    let (_, h_other) = stack.get("/updates/history?package=other").await;
+    assert_eq!(h_other["total"], 0);
+
+    let (code, ct, csv) = get_text(
+        &stack,
+        &format!("/updates/history?agent={}&format=csv", h1.id),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("at,hostname,agent_id,package,version_before"),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!(",{PKG},1.0,,9.9,failed,")), "{csv}");
+
+    // A halted run cannot be aborted; the probe's completed one neither.
+    let (code, e) = stack
+        .post(
+            &format!("/windows/runs/{}/abort", run["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(code, 409, "{e}");
+}
