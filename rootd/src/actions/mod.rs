@@ -15,6 +15,7 @@ pub mod firewall;
 pub mod mariadb;
 pub mod pkg;
 pub mod pkg_parse;
+pub mod pkg_scan;
 pub mod service;
 
 /// Runs one verified command. The caller has already checked signature,
