@@ -84,7 +84,6 @@ pub struct RootdConfig {
     /// (`<program> -r +MINUTES MESSAGE`, `<program> -c`). Tests point it at
     /// a test double.
     #[serde(default = "default_shutdown_program")]
-    #[allow(dead_code)]
     pub shutdown_program: PathBuf,
     /// The program that says whether a reboot is required on dnf hosts
     /// (`<program> -r`: exit 1 required, 0 not). A bare name is looked for
