@@ -71,6 +71,21 @@ impl ApiClient {
         self.check(resp).await
     }
 
+    /// A GET whose answer is text (CSV exports); errors as [`Self::get`].
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, e))?;
+        if resp.status().is_success() {
+            return Ok(resp.text().await?);
+        }
+        self.check(resp).await.map(|v| v.to_string())
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self
             .http

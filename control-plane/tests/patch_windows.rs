@@ -108,6 +108,68 @@ async fn windows_api_checks_every_field_and_audits_changes() {
     for a in ["window.create", "window.update", "window.delete"] {
         assert!(actions.contains(&a), "{a} audited: {audit}");
     }
+    // The CLI: add, list, refuse a bad field with the API's words, remove.
+    let out = stack.drover(&[
+        "windows",
+        "add",
+        "weekend",
+        "--selector",
+        "all",
+        "--days",
+        "sat,sun",
+        "--start",
+        "22:30",
+        "--duration",
+        "180",
+        "--timezone",
+        "Europe/Berlin",
+        "--max-percent",
+        "25",
+        "--reboot",
+        "if_required",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["days"], json!(["sat", "sun"]));
+    assert_eq!(added["max_percent"], 25);
+    let out = stack.drover(&["windows", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("weekend") && table.contains("25%"),
+        "{table}"
+    );
+    let out = stack.drover(&[
+        "windows",
+        "add",
+        "bad",
+        "--selector",
+        "all",
+        "--days",
+        "someday",
+        "--start",
+        "02:00",
+        "--duration",
+        "60",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("days"),
+        "{out:?}"
+    );
+    let out = stack.drover(&["windows", "remove", added["id"].as_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = stack.drover(&["windows", "add", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
+
     let (code, e) = stack.get("/updates/history?since=soon").await;
     assert_eq!(code, 400, "{e}");
     assert!(e["error"].as_str().unwrap().contains("since"), "{e}");
@@ -244,6 +306,20 @@ async fn failed_installs_halt_the_run_and_offline_hosts_wait() {
         "{csv}"
     );
     assert!(csv.contains(&format!(",{PKG},1.0,,9.9,failed,")), "{csv}");
+
+    let out = stack.drover(&["updates-history", "--host", &h1.id, "--csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), csv);
+    let out = stack.drover(&["windows", "runs", "--run", run["id"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("halted") && text.contains("deferred"),
+        "{text}"
+    );
 
     // A halted run cannot be aborted; the probe's completed one neither.
     let (code, e) = stack

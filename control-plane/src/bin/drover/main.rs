@@ -13,11 +13,13 @@ mod agents;
 mod apps;
 mod automation;
 mod backup;
+mod history;
 mod jobs;
 mod print;
 mod releases;
 mod server;
 mod trust;
+mod windows;
 
 use std::path::PathBuf;
 
@@ -31,6 +33,7 @@ use apps::AppsCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
 use releases::ReleasesCmd;
 use trust::TokensCmd;
+use windows::WindowsCmd;
 
 /// Drover: fleet management over NATS JetStream.
 ///
@@ -247,6 +250,18 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<AppsCmd>,
     },
+    /// Maintenance windows: when and how approved updates are installed.
+    ///
+    /// Example: drover windows list
+    Windows {
+        #[command(subcommand)]
+        action: WindowsCmd,
+    },
+    /// The history of update installs: versions before and after, status,
+    /// who approved them, in which window.
+    ///
+    /// Example: drover updates-history --since 7d --csv > history.csv
+    UpdatesHistory(history::HistoryArgs),
 }
 
 fn init_tracing() {
@@ -406,6 +421,8 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             max_wait,
         } => jobs::follow_logs(api, &command, follow, max_wait).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
+        Cmd::Windows { action } => windows::windows(api, action).await,
+        Cmd::UpdatesHistory(args) => history::history(api, args).await,
         _ => unreachable!("server commands are handled in main"),
     }
 }
