@@ -20,6 +20,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 const RUN_WAIT: Duration = Duration::from_secs(120);
+const PW: &str = "correct horse battery staple";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_api_checks_every_field_and_audits_changes() {
@@ -170,6 +171,46 @@ async fn windows_api_checks_every_field_and_audits_changes() {
     let help = stack.drover(&["windows", "add", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
 
+    // The page and its form, as the browser sends it (the selector in its
+    // text form, days as a list, empty numbers as null): CSRF required,
+    // operators only.
+    stack.add_user("olga", "operator", PW);
+    stack.add_user("vic", "viewer", PW);
+    let olga = stack.login("olga", PW).await;
+    let vic = stack.login("vic", PW).await;
+    let form = json!({
+        "name": "from-the-page", "selector": "all", "days": ["mon", "fri"], "start": "03:15",
+        "duration_minutes": 90, "timezone": "UTC", "max_hosts": null, "max_percent": 50,
+        "max_failures": null, "reboot": "if_required", "reboot_deadline_minutes": 15,
+    });
+    let (code, _) = olga
+        .send(Method::POST, "/api/v1/windows", Some(&form), false)
+        .await;
+    assert_eq!(code, 403, "no CSRF token");
+    let (code, _) = vic
+        .send(Method::POST, "/api/v1/windows", Some(&form), true)
+        .await;
+    assert_eq!(code, 403, "viewers do not add windows");
+    let (code, w3) = olga
+        .send(Method::POST, "/api/v1/windows", Some(&form), true)
+        .await;
+    assert_eq!(code, 201, "{w3}");
+    let (code, html) = olga.get_html("/windows").await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("from-the-page") && html.contains("Add window"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/windows\""), "in the navigation");
+    let (_, html) = vic.get_html("/windows").await;
+    assert!(html.contains("from-the-page") && !html.contains("Add window"));
+    let (code, html) = vic.get_html("/updates/history?since=7d").await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("Export CSV") && html.contains("No installs match"),
+        "{html}"
+    );
+
     let (code, e) = stack.get("/updates/history?since=soon").await;
     assert_eq!(code, 400, "{e}");
     assert!(e["error"].as_str().unwrap().contains("since"), "{e}");
@@ -319,6 +360,14 @@ async fn failed_installs_halt_the_run_and_offline_hosts_wait() {
     assert!(
         text.contains("halted") && text.contains("deferred"),
         "{text}"
+    );
+
+    // The page shows the run with each host's status.
+    stack.add_user("vic", "viewer", PW);
+    let (_, html) = stack.login("vic", PW).await.get_html("/windows").await;
+    assert!(
+        html.contains("s-halted") && html.contains("s-deferred") && html.contains("s-failed"),
+        "{html}"
     );
 
     // A halted run cannot be aborted; the probe's completed one neither.

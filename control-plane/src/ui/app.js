@@ -172,6 +172,7 @@ function formValues(form) {
     const t = f.dataset.type;
     if (f.type === "checkbox") out[f.name] = f.checked;
     else if (t === "int") out[f.name] = f.value === "" ? null : Number(f.value);
+    else if (t === "list") out[f.name] = f.value.split(",").map((s) => s.trim()).filter(Boolean);
     else if (t === "kv") {
       const m = {};
       for (const part of f.value.split(",").map((s) => s.trim()).filter(Boolean)) {
@@ -678,6 +679,7 @@ fillTails();
 const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],
   security: ["agent"], audit: ["command", "agent"],
+  windows: ["command", "agent"], history: ["command"],
 };
 if ($("#agent-head")) {
   const form = $("#run-form");

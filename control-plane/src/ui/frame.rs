@@ -19,6 +19,8 @@ const NAV: &[(&str, &str, &str)] = &[
     ("fleet", "/fleet", "Fleet"),
     ("jobs", "/jobs", "Jobs"),
     ("apps", "/apps", "Apps"),
+    ("windows", "/windows", "Windows"),
+    ("history", "/updates/history", "Update history"),
     ("enrolment", "/enrolment", "Enrolment"),
     ("security", "/security", "Security"),
     ("audit", "/audit", "Audit"),

@@ -25,11 +25,13 @@ mod audit;
 mod clock;
 mod fleet;
 mod frame;
+mod history;
 pub mod html;
 mod identity;
 mod jobs;
 mod login;
 mod trust;
+mod windows;
 
 pub use html::message_page;
 
@@ -51,6 +53,8 @@ pub fn routes() -> Router<AppState> {
         .route("/enrolment", get(trust::enrolment))
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))
+        .route("/windows", get(windows::windows_page))
+        .route("/updates/history", get(history::history_page))
         .route("/account", get(accounts::account))
         .route("/users", get(accounts::users))
 }
