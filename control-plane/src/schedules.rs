@@ -48,7 +48,9 @@ pub struct NewSchedule {
     pub name: String,
     #[serde(default = "default_action")]
     pub action: String,
-    pub selector: Selector,
+    /// A selector as jobs take it (`{"labels": {"env": "prod"}}`) or in the
+    /// CLI's text form (`label:env=prod,os:debian`).
+    pub selector: Value,
     pub cron: String,
     pub timezone: String,
     #[serde(default = "yes")]
@@ -69,7 +71,8 @@ fn yes() -> bool {
 pub struct SchedulePatch {
     pub name: Option<String>,
     pub action: Option<String>,
-    pub selector: Option<Selector>,
+    /// As in [`NewSchedule::selector`].
+    pub selector: Option<Value>,
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub enabled: Option<bool>,
@@ -85,6 +88,8 @@ pub enum ScheduleError {
     Action(String),
     #[error("selector: {0}")]
     Selector(#[from] SelectorError),
+    #[error("selector: {0}; write it as jobs take it ({{\"all\": true}}, {{\"labels\": {{\"env\": \"prod\"}}}}) or as text (all, label:env=prod, host:web-*)")]
+    SelectorShape(String),
     #[error("cron {cron:?} is not valid ({reason}); write five fields `minute hour day-of-month month day-of-week` (\"0 3 * * *\": 03:00 every day) or six with seconds first (\"*/30 * * * * *\": every 30 seconds)")]
     Cron { cron: String, reason: String },
     #[error("cron {0:?} never fires; write one that matches a real date (\"0 3 * * *\": 03:00 every day)")]
@@ -137,6 +142,17 @@ fn parse_cron(cron: &str) -> Result<croner::Cron, ScheduleError> {
             cron: cron.into(),
             reason: e.to_string(),
         })
+}
+
+/// A selector from its JSON object or its text form, checked.
+pub fn selector_of(v: &Value) -> Result<Selector, ScheduleError> {
+    let sel = match v {
+        Value::String(t) => Selector::parse(t)?,
+        other => serde_json::from_value::<Selector>(other.clone())
+            .map_err(|e| ScheduleError::SelectorShape(e.to_string()))?,
+    };
+    sel.check()?;
+    Ok(sel)
 }
 
 fn parse_zone(tz: &str) -> Result<chrono_tz::Tz, ScheduleError> {
@@ -212,7 +228,7 @@ async fn name_taken(state: &AppState, name: &str, not_id: &str) -> Result<bool, 
 pub async fn create(state: &AppState, req: NewSchedule, by: &str) -> Result<Model, ScheduleError> {
     check_name(&req.name)?;
     check_action(&req.action)?;
-    req.selector.check()?;
+    let selector = selector_of(&req.selector)?;
     let now = now_ms();
     let next = next_after(&req.cron, &req.timezone, now)?;
     if name_taken(state, &req.name, "").await? {
@@ -222,7 +238,7 @@ pub async fn create(state: &AppState, req: NewSchedule, by: &str) -> Result<Mode
         id: Set(uuid::Uuid::now_v7().simple().to_string()),
         name: Set(req.name.clone()),
         action: Set(req.action),
-        selector: Set(serde_json::to_string(&req.selector).unwrap_or_default()),
+        selector: Set(serde_json::to_string(&selector).unwrap_or_default()),
         cron: Set(req.cron.trim().to_string()),
         timezone: Set(req.timezone),
         enabled: Set(req.enabled),
@@ -258,9 +274,7 @@ pub async fn update(state: &AppState, id: &str, p: SchedulePatch) -> Result<Mode
     let enabled = p.enabled.unwrap_or(cur.enabled);
     check_name(&name)?;
     check_action(&action)?;
-    if let Some(s) = &p.selector {
-        s.check()?;
-    }
+    let selector = p.selector.as_ref().map(selector_of).transpose()?;
     let now = now_ms();
     let next = next_after(&cron, &timezone, now)?;
     if name != cur.name && name_taken(state, &name, &cur.id).await? {
@@ -270,7 +284,7 @@ pub async fn update(state: &AppState, id: &str, p: SchedulePatch) -> Result<Mode
     let mut row: ActiveModel = cur.clone().into();
     row.name = Set(name);
     row.action = Set(action);
-    if let Some(s) = p.selector {
+    if let Some(s) = selector {
         row.selector = Set(serde_json::to_string(&s).unwrap_or_default());
     }
     row.cron = Set(cron);
