@@ -389,3 +389,85 @@ async fn run_due(state: &AppState, s: &Model, now: i64) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-07-01 00:00:00 UTC (Berlin is UTC+2 then).
+    const SUMMER: i64 = 1_782_864_000_000;
+    /// 2026-01-15 00:00:00 UTC (Berlin is UTC+1 then).
+    const WINTER: i64 = 1_768_435_200_000;
+
+    #[test]
+    fn five_fields_are_read_in_the_zone() {
+        let h = 3_600_000;
+        assert_eq!(
+            next_after("0 3 * * *", "Europe/Berlin", SUMMER).unwrap(),
+            SUMMER + h
+        );
+        assert_eq!(
+            next_after("0 3 * * *", "Europe/Berlin", WINTER).unwrap(),
+            WINTER + 2 * h
+        );
+        assert_eq!(
+            next_after("0 3 * * *", "UTC", WINTER).unwrap(),
+            WINTER + 3 * h
+        );
+    }
+
+    #[test]
+    fn six_fields_have_seconds_first_and_next_is_strictly_after() {
+        assert_eq!(
+            next_after("*/5 * * * * *", "Europe/Berlin", SUMMER).unwrap(),
+            SUMMER + 5_000
+        );
+        assert_eq!(
+            next_after("*/5 * * * * *", "UTC", SUMMER + 1).unwrap(),
+            SUMMER + 5_000
+        );
+    }
+
+    #[test]
+    fn bad_cron_and_zones_say_what_to_write() {
+        for bad in [
+            "",
+            "* * *",
+            "* * * * * * *",
+            "61 * * * *",
+            "* * * * mon-xyz",
+        ] {
+            let e = next_after(bad, "UTC", SUMMER).unwrap_err().to_string();
+            assert!(e.contains("five fields"), "{bad}: {e}");
+        }
+        let e = next_after("0 0 30 2 *", "UTC", SUMMER)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("never fires"), "{e}");
+        let e = next_after("0 3 * * *", "Europe/Nowhere", SUMMER)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("IANA"), "{e}");
+    }
+
+    #[test]
+    fn names_and_actions_are_checked() {
+        assert!(check_name("nightly-scan.v2_a").is_ok());
+        for bad in ["", "a b", "x;y", &"n".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_action("pkg.scan").is_ok());
+        let e = check_action("pkg.install").unwrap_err().to_string();
+        assert!(e.contains("only schedulable action is pkg.scan"), "{e}");
+    }
+
+    #[test]
+    fn selectors_come_as_json_or_text() {
+        let a = selector_of(&json!("label:env=prod")).unwrap();
+        let b = selector_of(&json!({"labels": {"env": "prod"}})).unwrap();
+        assert_eq!(a, b);
+        assert!(selector_of(&json!({})).is_err());
+        let e = selector_of(&json!({"bogus": 1})).unwrap_err().to_string();
+        assert!(e.contains("write it as jobs take it"), "{e}");
+    }
+}

@@ -176,6 +176,11 @@ async fn schedule(stack: &Stack, id: &str) -> Value {
     v
 }
 
+/// The current minute of the hour (UTC).
+fn chrono_minute_now() -> i64 {
+    bus_schema::now_ms() / 60_000 % 60
+}
+
 /// Runs of the `schedules` duty on the replica at `base` so far.
 async fn duty_runs(stack: &Stack) -> u64 {
     let (code, v) = stack.get("/duties").await;
@@ -298,6 +303,62 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
         jobs.len(),
         span / 5000 + 1
     );
+
+    // Runs missed while no control plane was up run once, not once per
+    // missed slot: an hourly schedule whose next run was five hours ago (as
+    // the database says after a long outage) makes one job, and its next
+    // run is the coming slot (half an hour or more away).
+    let minute = (chrono_minute_now() + 30) % 60;
+    let (code, m) = stack
+        .post(
+            "/schedules",
+            &json!({"name": "missed", "selector": {"agents": [host.id]},
+                    "cron": format!("{minute} * * * *"), "timezone": "UTC"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{m}");
+    let missed_id = m["id"].as_str().unwrap().to_string();
+    {
+        use control_plane::schedules::entity;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let db = stack.db().await;
+        let five_hours_ago = bus_schema::now_ms() - 5 * 3_600_000;
+        entity::Entity::update_many()
+            .col_expr(
+                entity::Column::NextRunAt,
+                sea_orm::sea_query::Expr::value(five_hours_ago),
+            )
+            .filter(entity::Column::Id.eq(missed_id.clone()))
+            .exec(&db)
+            .await
+            .unwrap();
+    }
+    wait_for("the missed run", Duration::from_secs(20), || async {
+        (!schedule_jobs(&stack, "missed").await.is_empty()).then_some(())
+    })
+    .await;
+    let runs = duty_runs(&stack).await;
+    wait_ticks(&stack, runs, 3).await;
+    assert_eq!(
+        schedule_jobs(&stack, "missed").await.len(),
+        1,
+        "one run for five missed slots"
+    );
+    let rec = schedule(&stack, &missed_id).await;
+    assert!(
+        rec["next_run_at"].as_i64().unwrap() > bus_schema::now_ms(),
+        "{rec}"
+    );
+    let (code, _) = api_request(
+        &reqwest::Client::new(),
+        &stack.base,
+        &stack.token,
+        reqwest::Method::DELETE,
+        &format!("/schedules/{missed_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
 
     // The pages show the system as the source, apart from users.
     stack.add_user("olga", "operator", "operator-password-1");
