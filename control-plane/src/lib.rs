@@ -18,6 +18,8 @@
 //! - [`releases`], [`install`]: signed agent packages in the object store
 //!   and the host install script that fetches them;
 //! - [`updates`]: patch management's inventory and approvals;
+//! - [`lease`], [`duties`], [`schedules`]: the duties lease, the periodic
+//!   duties run under it, and scheduled jobs;
 //! - [`db`]: entities and migrations;
 //! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
@@ -35,6 +37,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod duties;
 pub mod enroll;
 pub mod events;
 pub mod fleet;
@@ -43,6 +46,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod install;
 pub mod jobs;
+pub mod lease;
 pub mod ledger;
 pub mod nats_auth;
 pub mod output;
@@ -50,6 +54,7 @@ pub mod poison;
 pub mod queues;
 pub mod releases;
 pub mod result_guard;
+pub mod schedules;
 pub mod selector;
 pub mod serve;
 pub mod skew;

@@ -23,6 +23,7 @@ mod apps;
 mod body;
 mod install;
 mod jobs;
+mod schedules;
 mod trust;
 
 pub use crate::http::error::ApiError;
@@ -89,6 +90,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}/hosts", get(jobs::hosts))
         .merge(apps::routes())
         .merge(install::routes())
+        .merge(schedules::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))
