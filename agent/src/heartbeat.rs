@@ -106,3 +106,18 @@ pub async fn run_loop(agent: Arc<Agent>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sys_stays_the_agents_own_though_its_reboot_actions_run_in_rootd() {
+        // Without rootd the agent still answers sys.ping, sys.info, sys.cancel.
+        assert_eq!(modules(&[]), ["sys"]);
+        assert_eq!(modules(&["pkg".into(), "sys".into()]), ["sys", "pkg"]);
+        for a in ["sys.reboot", "sys.reboot_cancel"] {
+            assert_eq!(catalogue::lookup(a).unwrap().runs_in, RunsIn::Rootd, "{a}");
+        }
+    }
+}

@@ -228,3 +228,22 @@ pub async fn ensure_agent_consumer(
         .with_context(|| format!("creating command consumer {name}"))?;
     Ok(())
 }
+
+/// Declares the lease bucket ([`crate::lease::BUCKET`]): one value per key,
+/// entries age out after `ttl` (an abandoned lease frees itself), replicas
+/// as the broker's default. Safe on every start and from every replica.
+pub async fn ensure_lease_bucket(
+    js: &jetstream::Context,
+    ttl: Duration,
+) -> anyhow::Result<jetstream::kv::Store> {
+    js.create_or_update_key_value(jetstream::kv::Config {
+        bucket: crate::lease::BUCKET.into(),
+        description: "control-plane leases (which replica runs the periodic duties)".into(),
+        history: 1,
+        max_age: ttl,
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("declaring the KV bucket {}", crate::lease::BUCKET))
+}

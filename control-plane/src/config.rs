@@ -85,6 +85,14 @@ pub struct Config {
     /// their own address on nats-server's command line.
     #[serde(default = "default_broker_listen")]
     pub broker_listen: String,
+    /// Seconds the duties lease lives without renewal (`crate::lease`): a
+    /// replica that dies is replaced by another within about this long.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_secs: u64,
+}
+
+fn default_lease_ttl() -> u64 {
+    15
 }
 
 fn default_broker_listen() -> String {

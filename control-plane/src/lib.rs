@@ -18,6 +18,8 @@
 //! - [`releases`], [`install`]: signed agent packages in the object store
 //!   and the host install script that fetches them;
 //! - [`updates`]: patch management's inventory and approvals;
+//! - [`lease`], [`duties`], [`schedules`]: the duties lease, the periodic
+//!   duties run under it, and scheduled jobs;
 //! - [`windows`]: maintenance windows, the runs that install approved updates in them, history;
 //! - [`db`]: entities and migrations;
 //! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
@@ -36,6 +38,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod duties;
 pub mod enroll;
 pub mod events;
 pub mod fleet;
@@ -44,6 +47,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod install;
 pub mod jobs;
+pub mod lease;
 pub mod ledger;
 pub mod nats_auth;
 pub mod output;
@@ -51,6 +55,7 @@ pub mod poison;
 pub mod queues;
 pub mod releases;
 pub mod result_guard;
+pub mod schedules;
 pub mod selector;
 pub mod serve;
 pub mod skew;

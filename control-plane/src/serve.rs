@@ -204,6 +204,12 @@ pub async fn serve(
         .await?
         .into_iter()
         .collect();
+    // Which replica runs the periodic duties.
+    let lease_ttl = std::time::Duration::from_secs(cfg.lease_ttl_secs);
+    let lease_store = crate::bus::ensure_lease_bucket(&js, lease_ttl).await?;
+    let lease = crate::lease::Lease::start(lease_store, crate::lease::DUTIES_KEY, lease_ttl)
+        .await
+        .context("starting the duties lease")?;
     let state = AppState(Arc::new(Inner {
         cfg: cfg.clone(),
         db,
@@ -215,6 +221,7 @@ pub async fn serve(
         consumers: Mutex::new(known_queues),
         writer: Mutex::new(()),
         results_stored: tokio::sync::watch::Sender::new(0),
+        duties: crate::duties::Board::new(lease.subscribe(), lease_ttl),
     }));
     // The broker's revocation list follows the database at every start.
     crate::trust::push_revocations(&state)
@@ -228,22 +235,7 @@ pub async fn serve(
         tokio::spawn(crate::ingest::max_deliveries_loop(state.clone())),
         tokio::spawn(crate::automation::submit_loop(state.clone(), jobs_consumer)),
         tokio::spawn(crate::queues::keeper_loop(state.clone())),
-        // TEMPORARY until the lease runner lands: the maintenance-window
-        // runner, every 5 s on every replica (its tick is idempotent; one
-        // run per occurrence). The merge moves this under the lease.
-        tokio::spawn({
-            let state = state.clone();
-            async move {
-                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
-                loop {
-                    every.tick().await;
-                    if let Err(e) = crate::windows::runner::tick(&state, bus_schema::now_ms()).await
-                    {
-                        tracing::warn!(error = %e, "window runner round failed");
-                    }
-                }
-            }
-        }),
+        tokio::spawn(crate::duties::run(state.clone())),
     ];
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
@@ -275,6 +267,8 @@ pub async fn serve(
     for t in tasks {
         t.abort();
     }
+    // Another replica takes the duties over at once.
+    lease.release().await;
     let _ = state.nats.flush().await;
     Ok(())
 }

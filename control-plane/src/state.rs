@@ -33,6 +33,8 @@ pub struct Inner {
     /// Bumped after each batch of results is stored, so waiters (a job's
     /// `?wait=`) re-check then instead of polling the database.
     pub results_stored: tokio::sync::watch::Sender<u64>,
+    /// The duties lease as this replica sees it and each duty's last run.
+    pub duties: crate::duties::Board,
 }
 
 impl std::ops::Deref for AppState {

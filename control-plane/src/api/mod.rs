@@ -23,6 +23,7 @@ mod apps;
 mod body;
 mod install;
 mod jobs;
+mod schedules;
 mod trust;
 mod windows;
 
@@ -90,6 +91,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}/hosts", get(jobs::hosts))
         .merge(apps::routes())
         .merge(install::routes())
+        .merge(schedules::routes())
         .merge(windows::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))

@@ -141,6 +141,31 @@ pub fn describe(
             ("account.totp_disable".into(), String::new(), json!({}))
         }
         ("POST", "/logout") => ("logout".into(), String::new(), json!({})),
+        ("POST", "/api/v1/schedules") => (
+            "schedule.create".into(),
+            resp["id"].as_str().unwrap_or_default().to_string(),
+            json!({
+                "name": req["name"], "action": req["action"], "selector": req["selector"],
+                "cron": req["cron"], "timezone": req["timezone"], "enabled": req["enabled"],
+            }),
+        ),
+        ("PUT", "/api/v1/schedules/{id}") => (
+            "schedule.update".into(),
+            id,
+            json!({
+                "name": req["name"], "action": req["action"], "selector": req["selector"],
+                "cron": req["cron"], "timezone": req["timezone"], "enabled": req["enabled"],
+            }),
+        ),
+        ("DELETE", "/api/v1/schedules/{id}") => {
+            ("schedule.delete".into(), id, json!({"name": resp["name"]}))
+        }
+        ("POST", "/api/v1/schedules/{id}/enable") => {
+            ("schedule.enable".into(), id, json!({"name": resp["name"]}))
+        }
+        ("POST", "/api/v1/schedules/{id}/disable") => {
+            ("schedule.disable".into(), id, json!({"name": resp["name"]}))
+        }
         (_, t) if t.starts_with("/api/v1/windows") => {
             crate::windows::describe(m, t, &id, req, resp)
                 .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))

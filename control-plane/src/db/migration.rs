@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0011_identity_conflicts::M0011IdentityConflicts),
             Box::new(super::m0012_display_name::M0012DisplayName),
             Box::new(super::m0013_patch::M0013Patch),
+            Box::new(super::m0014_schedules::M0014Schedules),
             Box::new(super::m0016_run_host_scan::M0016RunHostScan),
         ];
         list.into_iter()

@@ -16,7 +16,8 @@ use crate::db::entities::{agent, command, metric_sample};
 use crate::state::AppState;
 
 use super::frame::{
-    bar, labels_html, ops_html, outcome_note, page, parse_json, pill, short, time, unavailable,
+    bar, by_html, labels_html, ops_html, outcome_note, page, parse_json, pill, short, time,
+    unavailable,
 };
 
 /// Averages per bucket since `since`, in SQL (cheap however often agents
@@ -154,7 +155,7 @@ pub(super) fn commands_table(cmds: &[command::Model], show_agent: bool) -> Marku
                                 td { a href=(format!("/agents/{}", c.agent_id)) { (short(&c.agent_id)) } }
                             }
                             td { code { (c.action) } }
-                            td { (c.requested_by) " " span class=(format!("src src-{}", c.source)) { (c.source) } }
+                            td { (by_html(&c.requested_by, &c.source)) }
                             td { (pill(&c.status)) }
                             td { @if let Some(e) = c.exit_code { (e) } }
                             td.sum { (c.summary) (outcome_note(c)) }

@@ -678,7 +678,7 @@ fillTails();
 // What makes each page's live regions stale.
 const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],
-  security: ["agent"], audit: ["command", "agent"],
+  security: ["agent"], audit: ["command", "agent"], schedules: ["command"],
   windows: ["command", "agent"], history: ["command"],
 };
 if ($("#agent-head")) {

@@ -18,6 +18,7 @@ use super::html::document;
 const NAV: &[(&str, &str, &str)] = &[
     ("fleet", "/fleet", "Fleet"),
     ("jobs", "/jobs", "Jobs"),
+    ("schedules", "/schedules", "Schedules"),
     ("apps", "/apps", "Apps"),
     ("windows", "/windows", "Windows"),
     ("history", "/updates/history", "Update history"),
@@ -141,6 +142,19 @@ pub(super) fn labels_html(v: &Value) -> Markup {
             @for (k, v) in m {
                 span.chip { (k) "=" (v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())) }
             }
+        }
+    }
+}
+
+/// Who asked for a job or command: a person (`alice user`) or, distinctly,
+/// the system and what in it (`system (schedule:nightly)`).
+pub(super) fn by_html(requested_by: &str, source: &str) -> Markup {
+    html! {
+        @if source == "system" {
+            span.src.src-system title="started by the control plane, not a person" { "system" }
+            " (" (requested_by) ")"
+        } @else {
+            (requested_by) " " span class=(format!("src src-{source}")) { (source) }
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::auth::{Principal, Role};
 use crate::db::entities::{agent, command, job};
 use crate::state::AppState;
 
-use super::frame::{outcome_note, page, parse_json, pill, short, time, unavailable};
+use super::frame::{by_html, outcome_note, page, parse_json, pill, short, time, unavailable};
 
 /// The form that starts a job (fixed markup; `app.js` fills it in).
 const JOB_FORM: &str = "<section class=\"card\"><h2>New job</h2><form id=\"job-form\" class=\"runner\">\
@@ -93,7 +93,7 @@ pub(super) async fn jobs_page(
                                     td { (time(j.created_at)) }
                                     td { a href=(format!("/jobs/{}", j.id)) .id { (short(&j.id)) } }
                                     td { code { (j.action) } }
-                                    td { (j.requested_by) " " span class=(format!("src src-{}", j.source)) { (j.source) } }
+                                    td { (by_html(&j.requested_by, &j.source)) }
                                     td { (j.target_count) }
                                     td {
                                         (progress(c, j.target_count as i64)) " "
@@ -166,7 +166,7 @@ pub(super) async fn job_page(
                     h2 { code { (j.action) } " on " (j.target_count) " hosts " (done_pill(&v)) }
                     div.id { (j.id) }
                     div class="mut" {
-                        "by " (j.requested_by) " (" (j.source) ") · " (time(j.created_at))
+                        "by " (by_html(&j.requested_by, &j.source)) " · " (time(j.created_at))
                         " · selector " code { (j.selector) }
                     }
                 }

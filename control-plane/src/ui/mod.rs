@@ -30,6 +30,7 @@ pub mod html;
 mod identity;
 mod jobs;
 mod login;
+mod schedules;
 mod trust;
 mod windows;
 
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs", get(jobs::jobs_page))
         .route("/jobs/{id}", get(jobs::job_page))
         .route("/apps", get(apps::apps_page))
+        .route("/schedules", get(schedules::schedules_page))
         .route("/enrolment", get(trust::enrolment))
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))

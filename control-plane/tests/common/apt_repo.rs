@@ -23,7 +23,8 @@
 //! test), so no test ever reboots the machine.
 //!
 //! Not concurrent: installing takes the machine's dpkg lock, so tests that
-//! use it must not run at the same time as another apt user. Each
+//! use it must not run at the same time as another apt user (its own dpkg
+//! runs wait up to two minutes for a lock another process holds). Each
 //! [`AptRepo`] holds an exclusive lock file (`/tmp/drover-test-apt.lock`)
 //! for its whole life, so two of them (in one test binary or in several)
 //! wait for each other instead of failing; nothing else on the machine
@@ -32,9 +33,11 @@
 //! Needs `dpkg-deb` and `dpkg-scanpackages` (dpkg-dev):
 //! `scripts/test-deps/patch.sh` installs them.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
@@ -81,18 +84,40 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// How long the fixture waits for another package manager (another test
+/// installing something) to release the dpkg lock.
+const DPKG_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Runs `dpkg ARGS`, trying again while another process holds the dpkg
+/// lock (bounded by [`DPKG_LOCK_WAIT`] and a number of tries); returns the
+/// last run's output.
+fn dpkg(args: &[&OsStr]) -> std::process::Output {
+    let deadline = Instant::now() + DPKG_LOCK_WAIT;
+    for _ in 0..1000 {
+        let out = Command::new("dpkg")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .unwrap_or_else(|e| panic!("running dpkg: {e}"));
+        let locked = String::from_utf8_lossy(&out.stderr).contains("lock");
+        if out.status.success() || !locked || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("dpkg {args:?}: the dpkg lock stayed held");
+}
+
 fn purge_test_packages() {
-    let installed: Vec<&str> = NAMES
+    let installed: Vec<&OsStr> = NAMES
         .iter()
-        .copied()
         .filter(|n| dpkg_status(n).is_some())
+        .map(OsStr::new)
         .collect();
     if !installed.is_empty() {
-        let _ = Command::new("dpkg")
-            .arg("--purge")
-            .args(&installed)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output();
+        let mut args = vec![OsStr::new("--purge")];
+        args.extend(installed);
+        let _ = dpkg(&args);
     }
 }
 
@@ -290,11 +315,18 @@ impl AptRepo {
             .env("APT_CONFIG", &self.apt_config)
             .env("DEBIAN_FRONTEND", "noninteractive"));
 
-        run(Command::new("dpkg")
-            .arg("-i")
-            .arg(&debs[&("drover-test-alpha", "1.0")])
-            .arg(&debs[&("drover-test-beta", "1.0")])
-            .env("DEBIAN_FRONTEND", "noninteractive"));
+        let out = dpkg(&[
+            OsStr::new("-i"),
+            debs[&("drover-test-alpha", "1.0")].as_os_str(),
+            debs[&("drover-test-beta", "1.0")].as_os_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "dpkg -i of the test packages failed ({})\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         // The shutdown double: records each call's arguments, one call per
         // line, arguments separated by NUL bytes.

@@ -313,4 +313,68 @@ mod tests {
         let s = summary(Manager::Apt, &[], &[], &[], &Reboot::default());
         assert!(!s.contains("reboot"));
     }
+
+    /// `needs-restarting -r` on a dnf host, here a test double (this
+    /// machine has no dnf): exit 1 with its package list, exit 0, a
+    /// failure, and no program at all.
+    #[tokio::test]
+    async fn needs_restarting_exit_status() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("needs-restarting");
+        let cfg_for = |p: &Path| -> RootdConfig {
+            serde_json::from_value(json!({
+                "agent_uid": 0, "control_plane_key": "", "agent_id_file": "/nonexistent",
+                "state_dir": "/nonexistent", "needs_restarting": p,
+            }))
+            .unwrap()
+        };
+        let limits = crate::toolkit::Limits {
+            timeout: std::time::Duration::from_secs(30),
+            grace: std::time::Duration::from_secs(1),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        };
+        let (sink, _rx) = tokio::sync::mpsc::channel(1000);
+        let fixture = include_str!("pkg_parse/fixtures/dnf-needs-restarting.txt");
+        for (script, want) in [
+            (
+                format!("#!/bin/sh\n[ \"$1\" = -r ] || exit 2\ncat <<'EOF'\n{fixture}EOF\nexit 1\n"),
+                Reboot {
+                    required: true,
+                    packages: vec!["glibc".into(), "kernel".into(), "systemd".into()],
+                    note: None,
+                },
+            ),
+            (
+                "#!/bin/sh\necho 'No core libraries or services have been updated since boot-up.'\n"
+                    .to_string(),
+                Reboot::default(),
+            ),
+        ] {
+            std::fs::write(&prog, script).unwrap();
+            std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let cfg = cfg_for(&prog);
+            let ctx = Ctx { cfg: &cfg, limits: &limits, sink: &sink };
+            assert_eq!(reboot_dnf(&Runner::new(&ctx), &cfg).await.unwrap(), want);
+        }
+        std::fs::write(&prog, "#!/bin/sh\necho broken >&2\nexit 3\n").unwrap();
+        let cfg = cfg_for(&prog);
+        let ctx = Ctx {
+            cfg: &cfg,
+            limits: &limits,
+            sink: &sink,
+        };
+        let r = reboot_dnf(&Runner::new(&ctx), &cfg).await.unwrap();
+        assert!(!r.required);
+        assert!(r.note.unwrap().contains("broken"));
+        let cfg = cfg_for(&dir.path().join("absent"));
+        let ctx = Ctx {
+            cfg: &cfg,
+            limits: &limits,
+            sink: &sink,
+        };
+        let r = reboot_dnf(&Runner::new(&ctx), &cfg).await.unwrap();
+        assert!(!r.required);
+        assert!(r.note.unwrap().contains("not found"));
+    }
 }

@@ -102,14 +102,15 @@ pub async fn jobs(api: &client::ApiClient, id: Option<String>) -> anyhow::Result
 async fn list_jobs(api: &client::ApiClient) -> anyhow::Result<()> {
     let v = api.get("/jobs").await?;
     println!(
-        "{:<34} {:<14} {:>7} {:>9} {:>7}  DONE",
-        "ID", "ACTION", "TARGETS", "SUCCEEDED", "FAILED"
+        "{:<34} {:<14} {:<28} {:>7} {:>9} {:>7}  DONE",
+        "ID", "ACTION", "BY", "TARGETS", "SUCCEEDED", "FAILED"
     );
     for j in v["jobs"].as_array().cloned().unwrap_or_default() {
         println!(
-            "{:<34} {:<14} {:>7} {:>9} {:>7}  {}",
+            "{:<34} {:<14} {:<28} {:>7} {:>9} {:>7}  {}",
             j["id"].as_str().unwrap_or(""),
             j["action"].as_str().unwrap_or(""),
+            crate::print::by_text(&j),
             j["target_count"],
             j["counts"]["succeeded"],
             j["counts"]["failed"],

@@ -3,7 +3,7 @@
 //!
 //! This file owns the clap arguments (global flags and the subcommands) and
 //! the dispatch: each subcommand family runs in its own file (`agents`,
-//! `jobs`, `apps`, `trust`, `accounts`, `automation`, `releases`, `server`,
+//! `jobs`, `schedules`, `apps`, `trust`, `accounts`, `automation`, `releases`, `server`,
 //! `backup`), printing
 //! helpers are in `print`. Nothing here talks to the broker or the database
 //! itself.
@@ -17,6 +17,7 @@ mod history;
 mod jobs;
 mod print;
 mod releases;
+mod schedules;
 mod server;
 mod trust;
 mod windows;
@@ -32,6 +33,7 @@ use agents::AgentsCmd;
 use apps::AppsCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
 use releases::ReleasesCmd;
+use schedules::SchedulesCmd;
 use trust::TokensCmd;
 use windows::WindowsCmd;
 
@@ -218,6 +220,12 @@ enum Cmd {
     },
     /// List recent jobs, or show one with per-host results.
     Jobs { id: Option<String> },
+    /// Scheduled jobs (for now `pkg.scan`): list, add, remove, enable,
+    /// disable, e.g. `drover schedules add nightly-scan all "0 3 * * *" --timezone Europe/Berlin`.
+    Schedules {
+        #[command(subcommand)]
+        action: SchedulesCmd,
+    },
     /// Show one command and its result.
     Command {
         id: String,
@@ -412,6 +420,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             jobs::run(api, run).await
         }
         Cmd::Jobs { id } => jobs::jobs(api, id).await,
+        Cmd::Schedules { action } => schedules::schedules(api, action).await,
         Cmd::Automation { action } => automation::automation(api, action).await,
         Cmd::Cancel { id } => jobs::cancel(api, &id).await,
         Cmd::Actions { name } => jobs::actions(api, name).await,

@@ -62,6 +62,17 @@ pub async fn follow_job(
     Ok(())
 }
 
+/// Who asked for a job or command (`requested_by` and `source` of its
+/// JSON): `alice (user)`, or `system (schedule:nightly)` for the control
+/// plane's own work.
+pub fn by_text(v: &Value) -> String {
+    let by = v["requested_by"].as_str().unwrap_or("?");
+    match v["source"].as_str().unwrap_or("user") {
+        "system" => format!("system ({by})"),
+        other => format!("{by} ({other})"),
+    }
+}
+
 /// Prints a job's per-host table (first 50 hosts), its counts and the hosts
 /// that have not answered yet; `v` is `GET /jobs/<id>`.
 pub async fn print_job(api: &client::ApiClient, v: &Value) -> anyhow::Result<()> {
@@ -88,8 +99,9 @@ pub async fn print_job(api: &client::ApiClient, v: &Value) -> anyhow::Result<()>
         );
     }
     let c = &v["counts"];
+    println!("\njob {id} by {}", by_text(v));
     println!(
-        "\njob {id}: {} targets — {} succeeded, {} failed, {} running, {} pending, {} offline, {} expired",
+        "job {id}: {} targets — {} succeeded, {} failed, {} running, {} pending, {} offline, {} expired",
         v["target_count"], c["succeeded"], c["failed"], c["running"], c["pending"], c["offline"], c["expired"]
     );
     let silent = v["not_answered"].as_array().cloned().unwrap_or_default();
@@ -113,6 +125,7 @@ pub fn print_command(v: &Value) {
     println!("command  {}", v["id"].as_str().unwrap_or(""));
     println!("agent    {}", v["agent_id"].as_str().unwrap_or(""));
     println!("action   {}", v["action"].as_str().unwrap_or(""));
+    println!("by       {}", by_text(v));
     println!("status   {}", v["status"].as_str().unwrap_or(""));
     if let Some(code) = v["exit_code"].as_i64() {
         println!("exit     {code}");

@@ -1,0 +1,221 @@
+//! Periodic duties: work that must run on exactly one control-plane
+//! replica (scheduled scans, the maintenance-window runner, later alert
+//! evaluation). Each duty is a plain `tick(state, now_ms)` doing one round
+//! of work; [`run`] calls each at its own period while this replica holds
+//! the duties lease (`crate::lease`), stops a running tick at once when
+//! the lease is lost, and records each duty's last run and error on the
+//! [`Board`] that `GET /api/v1/duties` shows. A failing or panicking tick
+//! is logged and recorded, never fatal.
+//!
+//! Owns the runner and the list of duties; not the lease protocol
+//! (`crate::lease`) nor what a duty does (its own module).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{error, warn};
+
+use crate::lease::LeaseStatus;
+use crate::state::AppState;
+
+/// One round of a duty's work at `now_ms` (milliseconds since the epoch).
+pub type Tick = fn(AppState, i64) -> BoxFuture<'static, anyhow::Result<()>>;
+
+/// A periodic duty.
+#[derive(Clone, Copy)]
+pub struct Duty {
+    /// Shown by `GET /api/v1/duties` and in logs.
+    pub name: &'static str,
+    /// Time between the starts of two ticks.
+    pub period: Duration,
+    /// A tick running longer than this is stopped and recorded as failed.
+    pub timeout: Duration,
+    pub tick: Tick,
+}
+
+/// Every duty, in the order they run when due together.
+pub fn registered() -> Vec<Duty> {
+    vec![
+        Duty {
+            name: "schedules",
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+            tick: |s, now| Box::pin(async move { crate::schedules::tick(&s, now).await }),
+        },
+        // The maintenance-window runner: runs, batches, reboots.
+        Duty {
+            name: "windows",
+            period: Duration::from_secs(5),
+            timeout: Duration::from_secs(120),
+            tick: |s, now| Box::pin(async move { crate::windows::runner::tick(&s, now).await }),
+        },
+        // Later work: alert evaluation.
+    ]
+}
+
+/// The last run of one duty on this replica.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DutyRun {
+    /// Milliseconds since the epoch; `None`: not run on this replica.
+    pub last_run_at: Option<i64>,
+    pub last_ok_at: Option<i64>,
+    /// The last tick's error; `None` after a successful one.
+    pub last_error: Option<String>,
+    /// How long the last tick took, milliseconds.
+    pub last_duration_ms: Option<u64>,
+    /// Ticks run by this process.
+    pub runs: u64,
+}
+
+/// What this replica knows about the lease and its duties.
+pub struct Board {
+    lease: watch::Receiver<LeaseStatus>,
+    ttl: Duration,
+    runs: Mutex<BTreeMap<&'static str, DutyRun>>,
+}
+
+impl Board {
+    pub fn new(lease: watch::Receiver<LeaseStatus>, ttl: Duration) -> Self {
+        Self {
+            lease,
+            ttl,
+            runs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn record(&self, name: &'static str, at: i64, took: Duration, r: Result<(), String>) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let e = runs.entry(name).or_default();
+        e.last_run_at = Some(at);
+        e.last_duration_ms = Some(took.as_millis() as u64);
+        e.runs += 1;
+        match r {
+            Ok(()) => {
+                e.last_ok_at = Some(at);
+                e.last_error = None;
+            }
+            Err(msg) => e.last_error = Some(msg),
+        }
+    }
+
+    /// `GET /api/v1/duties`: `{"lease": {"id", "held", "since", "holder",
+    /// "ttl_secs"}, "duties": [{"name", "period_ms", "last_run_at",
+    /// "last_ok_at", "last_error", "last_duration_ms", "runs"}]}`.
+    pub fn json(&self) -> Value {
+        let l = self.lease.borrow().clone();
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let duties: Vec<Value> = registered()
+            .iter()
+            .map(|d| {
+                let r = runs.get(d.name).cloned().unwrap_or_default();
+                json!({
+                    "name": d.name,
+                    "period_ms": d.period.as_millis() as u64,
+                    "last_run_at": r.last_run_at,
+                    "last_ok_at": r.last_ok_at,
+                    "last_error": r.last_error,
+                    "last_duration_ms": r.last_duration_ms,
+                    "runs": r.runs,
+                })
+            })
+            .collect();
+        json!({
+            "lease": {
+                "id": l.id,
+                "held": l.is_held(),
+                "since": l.since,
+                "holder": l.holder,
+                "ttl_secs": self.ttl.as_secs(),
+            },
+            "duties": duties,
+        })
+    }
+}
+
+/// Runs the duties while `state.duties`' lease is held; never returns.
+pub async fn run(state: AppState) {
+    let duties = registered();
+    let mut lease = state.duties.lease.clone();
+    let mut next: Vec<Instant> = duties.iter().map(|_| Instant::now()).collect();
+    let mut was_held = false;
+    loop {
+        let held = lease.borrow().is_held();
+        if held && !was_held {
+            // Freshly taken: everything is due now.
+            let now = Instant::now();
+            next.iter_mut().for_each(|n| *n = now);
+        }
+        was_held = held;
+        if !held {
+            // Woken by any lease change, at least every second (a lease
+            // whose renewal is overdue changes nothing it sends).
+            changed_or(&mut lease, Instant::now() + Duration::from_secs(1)).await;
+            continue;
+        }
+        for (i, d) in duties.iter().enumerate() {
+            if Instant::now() < next[i] {
+                continue;
+            }
+            if !lease.borrow().is_held() {
+                break;
+            }
+            next[i] = Instant::now() + d.period;
+            run_one(&state, d, &mut lease).await;
+        }
+        let soonest = next.iter().min().copied().unwrap_or_else(Instant::now);
+        // Stop waiting at a lease change too (a loss is acted on at once).
+        changed_or(&mut lease, soonest).await;
+    }
+}
+
+/// Waits for a lease change or `until`, whichever is first (only `until`
+/// once the lease task is gone).
+async fn changed_or(lease: &mut watch::Receiver<LeaseStatus>, until: Instant) {
+    if let Ok(Err(_)) = tokio::time::timeout_at(until, lease.changed()).await {
+        tokio::time::sleep_until(until).await;
+    }
+}
+
+/// One tick of `d`, stopped if the lease is lost or the tick times out;
+/// a panic in it is caught by its task.
+async fn run_one(state: &AppState, d: &Duty, lease: &mut watch::Receiver<LeaseStatus>) {
+    let started = Instant::now();
+    let at = bus_schema::now_ms();
+    let mut task = tokio::spawn((d.tick)(state.clone(), at));
+    let deadline = started + d.timeout;
+    let outcome: Result<(), String> = loop {
+        // Re-checked at least every second: `held_until` passes silently.
+        let step = deadline.min(Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            r = &mut task => break match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(e) if e.is_panic() => Err("the tick panicked (see the log)".into()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ = changed_or(lease, step) => {}
+        }
+        if !lease.borrow().is_held() {
+            task.abort();
+            break Err("stopped: this replica lost the duties lease".into());
+        }
+        if Instant::now() >= deadline {
+            task.abort();
+            break Err(format!("timed out after {:?}", d.timeout));
+        }
+    };
+    if let Err(e) = &outcome {
+        if e.starts_with("stopped:") {
+            warn!(duty = d.name, "{e}");
+        } else {
+            error!(duty = d.name, error = %e, "periodic duty failed");
+        }
+    }
+    state.duties.record(d.name, at, started.elapsed(), outcome);
+}
