@@ -13,8 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    create_window, get_text, not_today, open_now, req, run_host, seed_approval, seed_update,
-    wait_for, wait_run, Stack,
+    create_window, fake_boot, get_text, inventory_of, not_today, open_now, req, run_host,
+    seed_approval, seed_update, wait_for, wait_run, wait_window_ticks, AptRepo, Stack,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -378,4 +378,254 @@ async fn failed_installs_halt_the_run_and_offline_hosts_wait() {
         )
         .await;
     assert_eq!(code, 409, "{e}");
+}
+
+const ALPHA: &str = "drover-test-alpha";
+const BETA: &str = "drover-test-beta";
+const BOOT_1: &str = "0d1e2f30-0000-4000-8000-000000000001";
+const BOOT_2: &str = "0d1e2f30-0000-4000-8000-000000000002";
+
+/// The whole workflow on three real hosts and the local APT repository
+/// (`common::apt_repo`): scan → inventory → approval through the API → no
+/// install while no window is open → a window the test opens now installs
+/// one host at a time → history with versions before and after, the
+/// inventory follows → the reboot the fixture's reboot-required file asks
+/// for goes through `sys.reboot` to the fixture's `shutdown` double (a real
+/// reboot cannot happen here) → one host "returns": the test writes a new
+/// boot id into the file its agent reads (`boot_id_file`, a test-only
+/// setting; the kernel's boot id changes only with a real reboot) and
+/// restarts the agent → `rebooted`; another never does → `reboot_failed`
+/// after the window's 1-minute deadline; a host offline when the window
+/// opens is deferred.
+///
+/// The three hosts share this machine's dpkg database: the first install
+/// moves alpha to 1.1 for all of them, so the later hosts' installs find it
+/// there (apt succeeds, the version after is 1.1 all the same). Batches
+/// are checked through the run's rows: never two hosts moving at once, and
+/// hosts start in batch order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_workflow_installs_in_batches_inside_the_window_and_verifies_reboots() {
+    let stack = Stack::start().await;
+    let repo = AptRepo::build(&stack.tmp.path().join("apt-repo"));
+    let extra = repo.rootd_extra();
+    let mut h1 = stack.start_host_configured("h1", &extra).await;
+    let h2 = stack.start_host_configured("h2", &extra).await;
+    let mut h3 = stack.start_host_configured("h3", &extra).await;
+    let boot_file = stack.tmp.path().join("h1-boot_id");
+    fake_boot(&stack, &mut h1, &boot_file, BOOT_1).await;
+    stack.wait_online(&h1.id).await;
+    let db = stack.db().await;
+
+    // Scan every host (as a scheduled scan does: a job over a selector).
+    let (code, job) = stack
+        .post(
+            "/jobs",
+            &json!({"selector": {"all": true}, "action": "pkg.scan"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{job}");
+    stack
+        .wait_job_done(job["id"].as_str().unwrap(), Duration::from_secs(300))
+        .await;
+    for h in [&h1, &h2, &h3] {
+        let inv = wait_for(
+            "the inventory of every host",
+            Duration::from_secs(60),
+            || async {
+                let inv = inventory_of(&db, &h.id).await;
+                (inv.len() == 2).then_some(inv)
+            },
+        )
+        .await;
+        assert_eq!(
+            inv,
+            vec![
+                (ALPHA.into(), "1.0".into(), "1.1".into(), false),
+                (BETA.into(), "1.0".into(), "2.0".into(), true),
+            ]
+        );
+    }
+
+    // Approve alpha 1.1 for every host.
+    let (code, approval) = stack
+        .post(
+            "/updates/approvals",
+            &json!({"decision": "approve", "scope": "package", "package": ALPHA,
+                    "version": "1.1", "selector": {"all": true}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{approval}");
+
+    // No install while no window is open, over several rounds of the runner.
+    let mut closed = open_now("closed", json!({"reboot": "if_required"}));
+    closed["days"] = json!([not_today()]);
+    let closed = create_window(&stack, &closed).await;
+    wait_window_ticks(&stack, 3).await;
+    let (_, runs) = stack
+        .get(&format!("/windows/{}/runs", closed["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(runs["runs"], json!([]));
+    for h in [&h1, &h2, &h3] {
+        let (_, cmds) = stack.get(&format!("/agents/{}/commands", h.id)).await;
+        assert!(
+            cmds["commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["action"] != "pkg.install"),
+            "{cmds}"
+        );
+    }
+    assert_eq!(repo.installed_version(ALPHA).as_deref(), Some("1.0"));
+
+    // Installing alpha asks for a reboot (the fixture's file, which every
+    // host's rootd reads); h3 goes offline before the window opens.
+    repo.set_reboot_required(&[ALPHA]);
+    h3.agent.stop();
+    wait_for("h3 offline", Duration::from_secs(30), || async {
+        let (_, a) = stack.get(&format!("/agents/{}", h3.id)).await;
+        (a["status"] == "offline").then_some(())
+    })
+    .await;
+    let w = create_window(
+        &stack,
+        &open_now(
+            "patch",
+            json!({"max_hosts": 1, "reboot": "if_required", "reboot_deadline_minutes": 1}),
+        ),
+    )
+    .await;
+    let wid = w["id"].as_str().unwrap().to_string();
+
+    // Follow the run: never two hosts moving at once; h1 comes back from
+    // its reboot, h2 never does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(420);
+    let mut started: Vec<String> = Vec::new();
+    let mut returned = false;
+    let mut polls = 0;
+    let run = loop {
+        polls += 1;
+        assert!(
+            std::time::Instant::now() < deadline && polls < 10_000,
+            "the run did not end in time"
+        );
+        let (_, runs) = stack.get(&format!("/windows/{wid}/runs")).await;
+        let Some(id) = runs["runs"][0]["id"].as_str() else {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
+        let (_, r) = stack.get(&format!("/windows/runs/{id}")).await;
+        let hosts = r["hosts"].as_array().unwrap().clone();
+        let moving: Vec<&Value> = hosts
+            .iter()
+            .filter(|h| h["status"] == "installing" || h["status"] == "rebooting")
+            .collect();
+        assert!(moving.len() <= 1, "two hosts at once: {r}");
+        for h in &hosts {
+            let a = h["agent_id"].as_str().unwrap().to_string();
+            if h["status"] != "pending" && h["status"] != "deferred" && !started.contains(&a) {
+                started.push(a);
+            }
+        }
+        let h1_row = run_host(&r, &h1.id);
+        if h1_row["status"] == "rebooting" && !returned {
+            // The shutdown double recorded the reboot the window asked for.
+            assert!(
+                repo.shutdown_calls().contains(&vec![
+                    "-r".to_string(),
+                    "+0".into(),
+                    "Drover: reboot for updates (window patch)".into()
+                ]),
+                "{:?}",
+                repo.shutdown_calls()
+            );
+            fake_boot(&stack, &mut h1, &boot_file, BOOT_2).await;
+            returned = true;
+        }
+        if r["status"] != "running" {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["hosts_total"], 3, "{run}");
+    let r1 = run_host(&run, &h1.id);
+    let r2 = run_host(&run, &h2.id);
+    let r3 = run_host(&run, &h3.id);
+    assert_eq!(r1["status"], "rebooted", "{run}");
+    assert_eq!(r1["boot_id_before"], BOOT_1);
+    assert!(r1["returned_at"].as_i64().is_some(), "{run}");
+    assert_eq!(r2["status"], "reboot_failed", "{run}");
+    assert!(
+        r2["message"].as_str().unwrap().contains("within 1 minute"),
+        "{run}"
+    );
+    assert_eq!(r3["status"], "deferred", "{run}");
+    assert!(r3["message"].as_str().unwrap().contains("offline"), "{run}");
+    // One host per batch, started in batch order.
+    let mut batches: Vec<i64> = [r1, r2, r3]
+        .iter()
+        .map(|h| h["batch"].as_i64().unwrap())
+        .collect();
+    batches.sort();
+    assert_eq!(batches, vec![0, 1, 2], "{run}");
+    let batch_of = |a: &str| run_host(&run, a)["batch"].as_i64().unwrap();
+    let order: Vec<i64> = started.iter().map(|a| batch_of(a)).collect();
+    assert!(
+        order.windows(2).all(|p| p[0] < p[1]),
+        "started out of batch order: {order:?} {run}"
+    );
+    assert_eq!(run["hosts_succeeded"], 1);
+    assert_eq!(run["hosts_failed"], 1);
+    assert_eq!(run["hosts_deferred"], 1);
+
+    // History: versions before and after, who approved, which window.
+    for h in [&h1, &h2] {
+        let (_, hist) = stack
+            .get(&format!("/updates/history?agent={}&package={ALPHA}", h.id))
+            .await;
+        assert_eq!(hist["total"], 1, "{hist}");
+        let row = &hist["history"][0];
+        assert_eq!(row["status"], "installed", "{row}");
+        assert_eq!(row["version_before"], "1.0");
+        assert_eq!(row["version_after"], "1.1");
+        assert_eq!(row["approved_by"], approval["created_by"]);
+        assert_eq!(row["approval_id"], approval["id"]);
+        assert_eq!(row["window_id"], wid.as_str());
+        assert_eq!(row["run_id"], run["id"]);
+        assert_eq!(row["exit_code"], 0);
+        let (_, c) = stack
+            .get(&format!(
+                "/commands/{}",
+                row["command_id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(
+            (&c["source"], &c["requested_by"]),
+            (&json!("system"), &json!("window:patch"))
+        );
+    }
+    let (_, hist3) = stack
+        .get(&format!("/updates/history?agent={}", h3.id))
+        .await;
+    assert_eq!(
+        hist3["total"], 0,
+        "the offline host installed nothing: {hist3}"
+    );
+
+    // The inventory followed the installs (fresh scans); beta was not
+    // approved and stays; the offline host was not scanned again.
+    for h in [&h1, &h2] {
+        let inv = inventory_of(&db, &h.id).await;
+        assert_eq!(
+            inv,
+            vec![(BETA.into(), "1.0".into(), "2.0".into(), true)],
+            "{}",
+            h.id
+        );
+    }
+    assert_eq!(inventory_of(&db, &h3.id).await.len(), 2);
+    assert_eq!(repo.installed_version(ALPHA).as_deref(), Some("1.1"));
+    assert_eq!(repo.installed_version(BETA).as_deref(), Some("1.0"));
+    repo.clear_reboot_required();
 }

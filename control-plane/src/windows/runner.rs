@@ -446,8 +446,9 @@ async fn progress_install(state: &AppState, h: &run_host::Model, now: i64) -> an
                     return Ok(());
                 }
             }
-            let reboot = ingested
-                && ps.is_some_and(|s| s.reboot_required)
+            // Without the scan's result the last known state decides: a
+            // reboot it asked for is still wanted (only a reboot clears it).
+            let reboot = ps.is_some_and(|s| s.reboot_required)
                 && w.as_ref().is_some_and(|w| w.reboot == "if_required");
             match (reboot, &w) {
                 (true, Some(w)) => {
@@ -472,7 +473,7 @@ async fn progress_install(state: &AppState, h: &run_host::Model, now: i64) -> an
                     let msg = if ingested {
                         "installed"
                     } else {
-                        "installed; the scan's result did not arrive, so no reboot was considered"
+                        "installed; the scan's result did not arrive (decided on the last known state)"
                     };
                     set_status(h.clone(), "installed", msg.into(), now)
                         .update(db)

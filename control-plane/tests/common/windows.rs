@@ -189,3 +189,79 @@ pub async fn seed_approval(
     .unwrap();
     id
 }
+
+/// How many rounds the `windows` duty has run on this control plane
+/// (`GET /api/v1/duties`).
+pub async fn window_ticks(stack: &Stack) -> u64 {
+    let (_, d) = stack.get("/duties").await;
+    d["duties"]
+        .as_array()
+        .and_then(|ds| ds.iter().find(|x| x["name"] == "windows"))
+        .and_then(|x| x["runs"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until the `windows` duty ran `n` more rounds than now.
+pub async fn wait_window_ticks(stack: &Stack, n: u64) {
+    let from = window_ticks(stack).await;
+    wait_for(
+        &format!("{n} rounds of the window runner"),
+        Duration::from_secs(60),
+        || async { (window_ticks(stack).await >= from + n).then_some(()) },
+    )
+    .await
+}
+
+/// Points a host's agent at a boot id file the test writes (`boot_id_file`,
+/// for tests only: the kernel's boot id changes only with a real reboot)
+/// and restarts the agent so it reads `boot_id`; waits until the control
+/// plane has stored it.
+pub async fn fake_boot(stack: &Stack, host: &mut Host, file: &std::path::Path, boot_id: &str) {
+    use control_plane::db::entities::agent;
+    use sea_orm::EntityTrait;
+    std::fs::write(file, format!("{boot_id}\n")).unwrap();
+    let toml = std::fs::read_to_string(&host.agent_toml).unwrap();
+    if !toml.contains("boot_id_file") {
+        std::fs::write(&host.agent_toml, format!("{toml}boot_id_file = {file:?}\n")).unwrap();
+    }
+    host.agent.stop();
+    host.agent = spawn_agent(&host.agent_toml, &host.dir);
+    let db = stack.db().await;
+    wait_for(
+        &format!("agent {} to report boot id {boot_id}", host.id),
+        Duration::from_secs(60),
+        || async {
+            let a = agent::Entity::find_by_id(host.id.clone())
+                .one(&db)
+                .await
+                .ok()??;
+            (a.boot_id.as_deref() == Some(boot_id)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The host's inventory rows as (package, current, candidate, security).
+pub async fn inventory_of(
+    db: &sea_orm::DatabaseConnection,
+    agent: &str,
+) -> Vec<(String, String, String, bool)> {
+    use control_plane::updates::entities::inventory;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    inventory::Entity::find()
+        .filter(inventory::Column::AgentId.eq(agent))
+        .order_by_asc(inventory::Column::Package)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.package,
+                r.current_version,
+                r.candidate_version,
+                r.security,
+            )
+        })
+        .collect()
+}
