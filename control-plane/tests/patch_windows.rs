@@ -13,8 +13,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    create_window, fake_boot, get_text, inventory_of, not_today, open_now, req, run_host,
-    seed_approval, seed_update, wait_for, wait_run, wait_window_ticks, AptRepo, Stack,
+    assert_window_fields_checked, assert_windows_cli, create_window, fake_boot, get_text,
+    inventory_of, not_today, open_now, req, run_host, seed_approval, seed_update, wait_for,
+    wait_run, wait_window_ticks, AptRepo, Stack,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -35,37 +36,7 @@ async fn windows_api_checks_every_field_and_audits_changes() {
     assert_eq!(w["enabled"], true);
 
     // Each bad field: 422 naming it, and nothing stored.
-    let bad: Vec<(Value, &str)> = vec![
-        (json!({"days": ["monday"]}), "days"),
-        (json!({"days": []}), "days"),
-        (json!({"start": "25:00"}), "start"),
-        (json!({"duration_minutes": 0}), "duration_minutes"),
-        (json!({"duration_minutes": 1441}), "duration_minutes"),
-        (json!({"timezone": "Mars/Olympus"}), "timezone"),
-        (json!({"max_hosts": 0}), "max_hosts"),
-        (json!({"max_percent": 101}), "max_percent"),
-        (json!({"max_hosts": 1, "max_percent": 10}), "not both"),
-        (json!({"max_failures": -1}), "max_failures"),
-        (json!({"reboot": "always"}), "reboot"),
-        (
-            json!({"reboot_deadline_minutes": 0}),
-            "reboot_deadline_minutes",
-        ),
-        (json!({"selector": {}}), "selector"),
-        (json!({"selector": "host:["}), "selector"),
-        (json!({"name": ""}), "name"),
-    ];
-    for (patch, says) in bad {
-        let mut body = open_now("other", patch.clone());
-        if let (Some(o), Some(p)) = (body.as_object_mut(), patch.as_object()) {
-            for (k, v) in p {
-                o.insert(k.clone(), v.clone());
-            }
-        }
-        let (code, e) = stack.post("/windows", &body).await;
-        assert_eq!(code, 422, "{patch}: {e}");
-        assert!(e["error"].as_str().unwrap().contains(says), "{patch}: {e}");
-    }
+    assert_window_fields_checked(&stack).await;
     let (code, e) = stack.post("/windows", &good).await;
     assert_eq!(code, 409, "a second window of the same name: {e}");
     let (_, all) = stack.get("/windows").await;
@@ -110,66 +81,7 @@ async fn windows_api_checks_every_field_and_audits_changes() {
         assert!(actions.contains(&a), "{a} audited: {audit}");
     }
     // The CLI: add, list, refuse a bad field with the API's words, remove.
-    let out = stack.drover(&[
-        "windows",
-        "add",
-        "weekend",
-        "--selector",
-        "all",
-        "--days",
-        "sat,sun",
-        "--start",
-        "22:30",
-        "--duration",
-        "180",
-        "--timezone",
-        "Europe/Berlin",
-        "--max-percent",
-        "25",
-        "--reboot",
-        "if_required",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(added["days"], json!(["sat", "sun"]));
-    assert_eq!(added["max_percent"], 25);
-    let out = stack.drover(&["windows", "list"]);
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        table.contains("weekend") && table.contains("25%"),
-        "{table}"
-    );
-    let out = stack.drover(&[
-        "windows",
-        "add",
-        "bad",
-        "--selector",
-        "all",
-        "--days",
-        "someday",
-        "--start",
-        "02:00",
-        "--duration",
-        "60",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("days"),
-        "{out:?}"
-    );
-    let out = stack.drover(&["windows", "remove", added["id"].as_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let help = stack.drover(&["windows", "add", "--help"]);
-    assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
+    assert_windows_cli(&stack);
 
     // The page and its form, as the browser sends it (the selector in its
     // text form, days as a list, empty numbers as null): CSRF required,

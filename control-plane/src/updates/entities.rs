@@ -286,7 +286,8 @@ pub mod history {
         pub version_after: Option<String>,
         /// The version that was approved and asked for.
         pub candidate: String,
-        /// `installed` or `failed`.
+        /// `installing` from when the install is issued until its result
+        /// is in, then `installed` or `failed`.
         pub status: String,
         pub exit_code: Option<i32>,
         /// The install's summary and output tail, bounded.

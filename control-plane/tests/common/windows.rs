@@ -265,3 +265,105 @@ pub async fn inventory_of(
         })
         .collect()
 }
+
+/// Posts a window with each field wrong in turn: each is a 422 whose
+/// message names the field.
+pub async fn assert_window_fields_checked(stack: &Stack) {
+    let bad: Vec<(Value, &str)> = vec![
+        (json!({"days": ["monday"]}), "days"),
+        (json!({"days": []}), "days"),
+        (json!({"start": "25:00"}), "start"),
+        (json!({"duration_minutes": 0}), "duration_minutes"),
+        (json!({"duration_minutes": 1441}), "duration_minutes"),
+        (json!({"timezone": "Mars/Olympus"}), "timezone"),
+        (json!({"max_hosts": 0}), "max_hosts"),
+        (json!({"max_percent": 101}), "max_percent"),
+        (json!({"max_hosts": 1, "max_percent": 10}), "not both"),
+        (json!({"max_failures": -1}), "max_failures"),
+        (json!({"reboot": "always"}), "reboot"),
+        (
+            json!({"reboot_deadline_minutes": 0}),
+            "reboot_deadline_minutes",
+        ),
+        (json!({"selector": {}}), "selector"),
+        (json!({"selector": "host:["}), "selector"),
+        (json!({"name": ""}), "name"),
+    ];
+    for (patch, says) in bad {
+        let mut body = open_now("other", patch.clone());
+        if let (Some(o), Some(p)) = (body.as_object_mut(), patch.as_object()) {
+            for (k, v) in p {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        let (code, e) = stack.post("/windows", &body).await;
+        assert_eq!(code, 422, "{patch}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(says), "{patch}: {e}");
+    }
+}
+
+/// `drover windows add|list|remove` against the stack: the JSON of `add`,
+/// the table of `list`, a bad field refused with the API's words, and the
+/// help's example.
+pub fn assert_windows_cli(stack: &Stack) {
+    let out = stack.drover(&[
+        "windows",
+        "add",
+        "weekend",
+        "--selector",
+        "all",
+        "--days",
+        "sat,sun",
+        "--start",
+        "22:30",
+        "--duration",
+        "180",
+        "--timezone",
+        "Europe/Berlin",
+        "--max-percent",
+        "25",
+        "--reboot",
+        "if_required",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["days"], json!(["sat", "sun"]));
+    assert_eq!(added["max_percent"], 25);
+    let out = stack.drover(&["windows", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("weekend") && table.contains("25%"),
+        "{table}"
+    );
+    let out = stack.drover(&[
+        "windows",
+        "add",
+        "bad",
+        "--selector",
+        "all",
+        "--days",
+        "someday",
+        "--start",
+        "02:00",
+        "--duration",
+        "60",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("days"),
+        "{out:?}"
+    );
+    let out = stack.drover(&["windows", "remove", added["id"].as_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = stack.drover(&["windows", "add", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
+}
