@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::{
     assert_window_fields_checked, assert_windows_cli, create_window, fake_boot, get_text,
-    inventory_of, not_today, open_now, req, run_host, seed_approval, seed_update, wait_for,
-    wait_run, wait_window_ticks, AptRepo, Stack,
+    inventory_of, not_today, open_now, req, run_host, seed_approval, seed_reboot_required,
+    seed_update, wait_for, wait_run, wait_window_ticks, AptRepo, Stack,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -540,4 +540,94 @@ async fn whole_workflow_installs_in_batches_inside_the_window_and_verifies_reboo
     assert_eq!(repo.installed_version(ALPHA).as_deref(), Some("1.1"));
     assert_eq!(repo.installed_version(BETA).as_deref(), Some("1.0"));
     repo.clear_reboot_required();
+}
+
+/// An operator's abort, with the patch state seeded in the database (the
+/// scan's ingest is not under test here): two hosts need a reboot, one per
+/// batch; the first is asked to reboot (through the fixture's `shutdown`
+/// double: a real reboot cannot happen here) and does not come back, so
+/// the run waits on it with the second host pending; the abort defers the
+/// pending host, ends the run, and is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_aborts_a_running_run() {
+    let stack = Stack::start().await;
+    let repo = AptRepo::build(&stack.tmp.path().join("apt-repo"));
+    let a = stack.start_host_configured("a", &repo.rootd_extra()).await;
+    let b = stack.start_host_configured("b", &repo.rootd_extra()).await;
+    let db = stack.db().await;
+    for h in [&a, &b] {
+        seed_reboot_required(&db, &h.id).await;
+    }
+    let w = create_window(
+        &stack,
+        &open_now(
+            "reboots",
+            json!({"max_hosts": 1, "reboot": "if_required", "reboot_deadline_minutes": 60}),
+        ),
+    )
+    .await;
+    let wid = w["id"].as_str().unwrap();
+    let run = wait_run(&stack, wid, "a host rebooting", RUN_WAIT, |r| {
+        r["hosts"].as_array().is_some_and(|hs| {
+            hs.iter().any(|h| h["status"] == "rebooting")
+                && hs.iter().any(|h| h["status"] == "pending")
+        })
+    })
+    .await;
+    assert_eq!(run["status"], "running", "{run}");
+    assert_eq!(
+        repo.shutdown_calls(),
+        vec![vec![
+            "-r".to_string(),
+            "+0".into(),
+            "Drover: reboot for updates (window reboots)".into()
+        ]]
+    );
+    // Several rounds later the second batch still waits for the first.
+    wait_window_ticks(&stack, 2).await;
+    let (_, again) = stack
+        .get(&format!("/windows/runs/{}", run["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        again["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["status"] == "pending")
+            .count(),
+        1,
+        "{again}"
+    );
+
+    let rid = run["id"].as_str().unwrap();
+    let (code, aborted) = stack
+        .post(&format!("/windows/runs/{rid}/abort"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{aborted}");
+    assert_eq!(aborted["status"], "aborted");
+    assert!(aborted["finished_at"].as_i64().is_some());
+    let pending: Vec<&Value> = aborted["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["status"] == "deferred")
+        .collect();
+    assert_eq!(pending.len(), 1, "{aborted}");
+    assert!(
+        pending[0]["message"].as_str().unwrap().contains("aborted"),
+        "{aborted}"
+    );
+    assert_eq!(aborted["hosts_deferred"], 1);
+    let (code, e) = stack
+        .post(&format!("/windows/runs/{rid}/abort"), &json!({}))
+        .await;
+    assert_eq!(code, 409, "{e}");
+    let (_, audit) = stack.get("/audit?action=window_run").await;
+    assert_eq!(audit["entries"][0]["action"], "window_run.abort", "{audit}");
+    assert_eq!(audit["entries"][0]["target"], rid);
+    // The aborted run is not opened again in the same occurrence.
+    wait_window_ticks(&stack, 2).await;
+    let (_, runs) = stack.get(&format!("/windows/{wid}/runs")).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(repo.shutdown_calls().len(), 1, "no second reboot");
 }

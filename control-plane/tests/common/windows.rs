@@ -367,3 +367,28 @@ pub fn assert_windows_cli(stack: &Stack) {
     let help = stack.drover(&["windows", "add", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
 }
+
+/// Marks a host as needing a reboot in its patch state, as a scan that
+/// found `/run/reboot-required` leaves it (for tests of the runner alone).
+pub async fn seed_reboot_required(db: &sea_orm::DatabaseConnection, agent: &str) {
+    use control_plane::updates::entities::host_state;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let now = bus_schema::now_ms();
+    host_state::Entity::insert(host_state::ActiveModel {
+        agent_id: Set(agent.into()),
+        manager: Set("apt".into()),
+        last_scan_at: Set(Some(now)),
+        last_scan_command: Set(Some("seeded".into())),
+        last_scan_status: Set(Some("succeeded".into())),
+        last_scan_error: Set(None),
+        upgradable: Set(0),
+        security: Set(0),
+        reboot_required: Set(true),
+        reboot_packages: Set("[\"linux-image-amd64\"]".into()),
+        reboot_since: Set(Some(now)),
+        updated_at: Set(now),
+    })
+    .exec(db)
+    .await
+    .unwrap();
+}
