@@ -13,9 +13,10 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_window_fields_checked, assert_windows_cli, create_window, fake_boot, get_text,
-    inventory_of, not_today, open_now, req, run_host, seed_approval, seed_reboot_required,
-    seed_update, wait_for, wait_run, wait_window_ticks, AptRepo, Stack,
+    assert_history, assert_no_install, assert_window_fields_checked, assert_windows_cli,
+    create_window, fake_boot, get_text, inventory_of, not_today, open_now, req, run_host,
+    seed_approval, seed_reboot_required, seed_update, wait_for, wait_offline, wait_run,
+    wait_shutdown_calls, wait_window_ticks, AptRepo, Stack,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -169,23 +170,11 @@ async fn failed_installs_halt_the_run_and_offline_hosts_wait() {
         .get(&format!("/windows/{}/runs", closed["id"].as_str().unwrap()))
         .await;
     assert_eq!(runs["runs"], json!([]), "no run outside the window");
-    let (_, cmds) = stack.get(&format!("/agents/{}/commands", h1.id)).await;
-    assert!(
-        cmds["commands"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["action"] != "pkg.install"),
-        "nothing installed outside a window: {cmds}"
-    );
+    assert_no_install(&stack, &h1.id).await;
 
     // h2 goes offline before the window opens.
     h2.agent.stop();
-    wait_for("h2 offline", Duration::from_secs(30), || async {
-        let (_, a) = stack.get(&format!("/agents/{}", h2.id)).await;
-        (a["status"] == "offline").then_some(())
-    })
-    .await;
+    wait_offline(&stack, &h2.id).await;
 
     let w = create_window(&stack, &open_now("now", json!({"max_failures": 0}))).await;
     let wid = w["id"].as_str().unwrap();
@@ -378,15 +367,7 @@ async fn whole_workflow_installs_in_batches_inside_the_window_and_verifies_reboo
         .await;
     assert_eq!(runs["runs"], json!([]));
     for h in [&h1, &h2, &h3] {
-        let (_, cmds) = stack.get(&format!("/agents/{}/commands", h.id)).await;
-        assert!(
-            cmds["commands"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["action"] != "pkg.install"),
-            "{cmds}"
-        );
+        assert_no_install(&stack, &h.id).await;
     }
     assert_eq!(repo.installed_version(ALPHA).as_deref(), Some("1.0"));
 
@@ -394,11 +375,7 @@ async fn whole_workflow_installs_in_batches_inside_the_window_and_verifies_reboo
     // host's rootd reads); h3 goes offline before the window opens.
     repo.set_reboot_required(&[ALPHA]);
     h3.agent.stop();
-    wait_for("h3 offline", Duration::from_secs(30), || async {
-        let (_, a) = stack.get(&format!("/agents/{}", h3.id)).await;
-        (a["status"] == "offline").then_some(())
-    })
-    .await;
+    wait_offline(&stack, &h3.id).await;
     let w = create_window(
         &stack,
         &open_now(
@@ -441,16 +418,15 @@ async fn whole_workflow_installs_in_batches_inside_the_window_and_verifies_reboo
         }
         let h1_row = run_host(&r, &h1.id);
         if h1_row["status"] == "rebooting" && !returned {
-            // The shutdown double recorded the reboot the window asked for.
-            assert!(
-                repo.shutdown_calls().contains(&vec![
-                    "-r".to_string(),
-                    "+0".into(),
-                    "Drover: reboot for updates (window patch)".into()
-                ]),
-                "{:?}",
-                repo.shutdown_calls()
-            );
+            // The shutdown double ran once per reboot asked for so far
+            // (h1's and maybe h2's), with the window's message.
+            let asked = hosts
+                .iter()
+                .filter(|h| h["reboot_command_id"].is_string())
+                .count();
+            let calls = wait_shutdown_calls(&repo, asked).await;
+            let want = ["-r", "+0", "Drover: reboot for updates (window patch)"];
+            assert!(calls.iter().all(|c| *c == want), "{calls:?}");
             fake_boot(&stack, &mut h1, &boot_file, BOOT_2).await;
             returned = true;
         }
@@ -493,29 +469,10 @@ async fn whole_workflow_installs_in_batches_inside_the_window_and_verifies_reboo
 
     // History: versions before and after, who approved, which window.
     for h in [&h1, &h2] {
-        let (_, hist) = stack
-            .get(&format!("/updates/history?agent={}&package={ALPHA}", h.id))
-            .await;
-        assert_eq!(hist["total"], 1, "{hist}");
-        let row = &hist["history"][0];
-        assert_eq!(row["status"], "installed", "{row}");
-        assert_eq!(row["version_before"], "1.0");
-        assert_eq!(row["version_after"], "1.1");
-        assert_eq!(row["approved_by"], approval["created_by"]);
-        assert_eq!(row["approval_id"], approval["id"]);
-        assert_eq!(row["window_id"], wid.as_str());
-        assert_eq!(row["run_id"], run["id"]);
-        assert_eq!(row["exit_code"], 0);
-        let (_, c) = stack
-            .get(&format!(
-                "/commands/{}",
-                row["command_id"].as_str().unwrap()
-            ))
-            .await;
-        assert_eq!(
-            (&c["source"], &c["requested_by"]),
-            (&json!("system"), &json!("window:patch"))
-        );
+        let want = json!({"status": "installed", "version_before": "1.0", "version_after": "1.1",
+            "approved_by": approval["created_by"], "approval_id": approval["id"],
+            "window_id": wid, "run_id": run["id"], "exit_code": 0});
+        assert_history(&stack, &h.id, ALPHA, &want, "window:patch").await;
     }
     let (_, hist3) = stack
         .get(&format!("/updates/history?agent={}", h3.id))
@@ -575,8 +532,9 @@ async fn an_operator_aborts_a_running_run() {
     })
     .await;
     assert_eq!(run["status"], "running", "{run}");
+    let calls = wait_shutdown_calls(&repo, 1).await;
     assert_eq!(
-        repo.shutdown_calls(),
+        calls,
         vec![vec![
             "-r".to_string(),
             "+0".into(),

@@ -392,3 +392,74 @@ pub async fn seed_reboot_required(db: &sea_orm::DatabaseConnection, agent: &str)
     .await
     .unwrap();
 }
+
+/// Asserts that no `pkg.install` was ever issued to `agent`.
+pub async fn assert_no_install(stack: &Stack, agent: &str) {
+    let (_, cmds) = stack.get(&format!("/agents/{agent}/commands")).await;
+    assert!(
+        cmds["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["action"] != "pkg.install"),
+        "nothing installed outside a window: {cmds}"
+    );
+}
+
+/// Waits (up to 30 s) until the API shows `agent` offline.
+pub async fn wait_offline(stack: &Stack, agent: &str) {
+    wait_for(
+        &format!("agent {agent} offline"),
+        Duration::from_secs(30),
+        || async {
+            let (_, a) = stack.get(&format!("/agents/{agent}")).await;
+            (a["status"] == "offline").then_some(())
+        },
+    )
+    .await
+}
+
+/// Asserts the one history row of `package` on `agent` has `want`'s fields
+/// and that its command was a system one requested by `requested_by`.
+pub async fn assert_history(
+    stack: &Stack,
+    agent: &str,
+    package: &str,
+    want: &Value,
+    requested_by: &str,
+) {
+    let (_, hist) = stack
+        .get(&format!("/updates/history?agent={agent}&package={package}"))
+        .await;
+    assert_eq!(hist["total"], 1, "{hist}");
+    let row = &hist["history"][0];
+    for (k, v) in want.as_object().unwrap() {
+        assert_eq!(&row[k], v, "{k} of {row}");
+    }
+    let (_, c) = stack
+        .get(&format!(
+            "/commands/{}",
+            row["command_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(c["action"], "pkg.install", "{c}");
+    assert_eq!(
+        (&c["source"], c["requested_by"].as_str()),
+        (&json!("system"), Some(requested_by))
+    );
+}
+
+/// Waits (up to 60 s) until the fixture's `shutdown` double has been run at
+/// least `n` times; returns its calls. A run host says `rebooting` once
+/// the command is issued; the double runs when the host has it.
+pub async fn wait_shutdown_calls(repo: &AptRepo, n: usize) -> Vec<Vec<String>> {
+    wait_for(
+        &format!("{n} call(s) of the shutdown double"),
+        Duration::from_secs(60),
+        || async {
+            let c = repo.shutdown_calls();
+            (c.len() >= n).then_some(c)
+        },
+    )
+    .await
+}
