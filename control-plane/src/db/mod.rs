@@ -11,7 +11,7 @@ pub mod m0011_identity_conflicts;
 pub mod m0012_display_name;
 pub mod m0013_patch;
 pub mod m0014_schedules;
-pub mod m0016_run_host_scan;
+pub mod m0016_patch_runs;
 pub mod migration;
 
 use std::time::Duration;

@@ -135,3 +135,73 @@ pub async fn check(state: &AppState, h: &run_host::Model, now: i64) -> anyhow::R
     super::runner::recount(db, &h.run_id).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(before: Option<&str>, started: i64) -> run_host::Model {
+        run_host::Model {
+            run_id: "r".into(),
+            agent_id: "A".into(),
+            batch: 0,
+            status: "rebooting".into(),
+            install_command_id: None,
+            scan_command_id: None,
+            reboot_command_id: Some("c".into()),
+            boot_id_before: before.map(str::to_string),
+            reboot_started_at: Some(started),
+            returned_at: None,
+            message: String::new(),
+            updated_at: started,
+        }
+    }
+
+    fn host(boot_id: Option<&str>, booted_at: Option<i64>) -> agent::Model {
+        agent::Model {
+            id: "A".into(),
+            hostname: "web-1".into(),
+            status: "online".into(),
+            machine_id: "m".into(),
+            facts: "{}".into(),
+            token_id: None,
+            approved_by: None,
+            revoked_at: None,
+            first_seen: 0,
+            last_seen: 0,
+            last_seq: 0,
+            heartbeat_secs: 30,
+            os: String::new(),
+            kernel: String::new(),
+            agent_version: String::new(),
+            metrics: "{}".into(),
+            modules: "[]".into(),
+            operations: "[]".into(),
+            labels: "{}".into(),
+            rootd_error: None,
+            display_name: None,
+            boot_id: boot_id.map(str::to_string),
+            booted_at,
+        }
+    }
+
+    #[test]
+    fn a_new_boot_id_or_a_later_boot_is_a_return() {
+        let h = row(Some("b1"), 1_000);
+        assert!(!returned(&h, &host(Some("b1"), Some(10))), "same boot");
+        assert!(returned(&h, &host(Some("b2"), Some(10))), "new boot id");
+        assert!(
+            !returned(&h, &host(Some(""), Some(10))),
+            "no boot id reported"
+        );
+        assert!(
+            returned(&h, &host(None, Some(2_000))),
+            "booted after the ask"
+        );
+        let unknown = row(None, 1_000);
+        assert!(
+            !returned(&unknown, &host(Some("b2"), Some(10))),
+            "nothing to compare"
+        );
+    }
+}
