@@ -217,6 +217,8 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
     let good = json!({
         "name": "every5", "action": "pkg.scan", "selector": {"agents": [host.id]},
         "cron": "*/5 * * * * *", "timezone": "Europe/Berlin", "enabled": true,
+        // No `apt-get update` of this machine's lists every five seconds.
+        "params": {"refresh": false},
     });
 
     // Bad input: refused with what to write, nothing stored.
@@ -229,6 +231,8 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
         (with("cron", json!("61 * * * *")), "five fields"),
         (with("cron", json!("* * *")), "five fields"),
         (with("cron", json!("0 0 30 2 *")), "never fires"),
+        (with("params", json!({"refresh": "yes"})), "params"),
+        (with("params", json!({"bogus": 1})), "params"),
         (with("timezone", json!("Mars/Olympus")), "IANA"),
         (
             with("action", json!("pkg.install")),
@@ -317,6 +321,22 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
         )
         .await;
     assert_eq!(code, 201, "{m}");
+    assert_eq!(
+        m["params"],
+        json!({"refresh": true}),
+        "a scheduled scan refreshes the package lists unless told not to"
+    );
+    let (code, v) = api_request(
+        &reqwest::Client::new(),
+        &stack.base,
+        &stack.token,
+        reqwest::Method::PUT,
+        &format!("/schedules/{}", m["id"].as_str().unwrap()),
+        Some(&json!({"params": {"refresh": false}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["params"], json!({"refresh": false}));
     let missed_id = m["id"].as_str().unwrap().to_string();
     {
         use control_plane::schedules::entity;
@@ -537,7 +557,8 @@ async fn two_replicas_schedule_once_and_the_survivor_takes_over() {
     let (code, s) = stack
         .post(
             "/schedules",
-            &json!({"name": "ha", "selector": "all", "cron": "*/2 * * * * *", "timezone": "UTC"}),
+            &json!({"name": "ha", "selector": "all", "cron": "*/2 * * * * *", "timezone": "UTC",
+                    "params": {"refresh": false}}),
         )
         .await;
     assert_eq!(code, 201, "{s}");

@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0012_display_name::M0012DisplayName),
             Box::new(super::m0013_patch::M0013Patch),
             Box::new(super::m0014_schedules::M0014Schedules),
+            Box::new(super::m0017_schedule_params::M0017ScheduleParams),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

@@ -11,6 +11,7 @@ pub mod m0011_identity_conflicts;
 pub mod m0012_display_name;
 pub mod m0013_patch;
 pub mod m0014_schedules;
+pub mod m0017_schedule_params;
 pub mod migration;
 
 use std::time::Duration;
