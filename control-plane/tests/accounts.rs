@@ -433,6 +433,8 @@ async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
             rootd_error: Set(None),
             display_name: Set(None),
             labels: Set(format!(r#"{{"rack":"r{}"}}"#, i % 40)),
+            boot_id: Set(None),
+            booted_at: Set(None),
         })
         .collect();
     for chunk in rows.chunks(500) {

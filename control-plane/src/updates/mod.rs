@@ -4,7 +4,9 @@
 //! windows (`crate::windows`).
 //!
 //! - [`entities`]: the tables;
-//! - [`approvals`]: which of a host's updates may be installed.
+//! - [`approvals`]: which of a host's updates may be installed;
+//! - [`inventory`]: scan results into the inventory and the patch state.
 
 pub mod approvals;
 pub mod entities;
+pub mod inventory;
