@@ -6,12 +6,7 @@ use super::*;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel};
 use serde_json::{json, Value};
 
-pub(crate) async fn db() -> (tempfile::TempDir, DatabaseConnection) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let db = crate::db::connect(&url).await.unwrap();
-    (dir, db)
-}
+use crate::updates::test_db as db;
 
 fn scan(id: &str, created_at: i64, status: &str, result: Value) -> command::Model {
     command::Model {

@@ -10,3 +10,13 @@
 pub mod approvals;
 pub mod entities;
 pub mod inventory;
+
+/// A fresh, migrated SQLite database in a temporary directory (removed
+/// when the returned guard drops), for this module's unit tests.
+#[cfg(test)]
+pub(crate) async fn test_db() -> (tempfile::TempDir, sea_orm::DatabaseConnection) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let db = crate::db::connect(&url).await.unwrap();
+    (dir, db)
+}
