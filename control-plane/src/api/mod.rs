@@ -24,6 +24,7 @@ mod body;
 mod install;
 mod jobs;
 mod trust;
+mod updates;
 
 pub use crate::http::error::ApiError;
 pub use body::JsonBody;
@@ -89,6 +90,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}/hosts", get(jobs::hosts))
         .merge(apps::routes())
         .merge(install::routes())
+        .merge(updates::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

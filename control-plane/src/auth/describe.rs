@@ -141,6 +141,9 @@ pub fn describe(
             ("account.totp_disable".into(), String::new(), json!({}))
         }
         ("POST", "/logout") => ("logout".into(), String::new(), json!({})),
+        (_, t) if t.starts_with("/api/v1/updates") => {
+            crate::updates::audit::describe(m, template, id, req, resp)
+        }
         // Anything else (new routes): the route itself, no body.
         _ => (format!("{m} {template}"), id, json!({})),
     }
