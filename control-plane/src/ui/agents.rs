@@ -205,6 +205,9 @@ pub(super) async fn agent_page(
     let services = cmds.iter().find(|c| {
         c.action.starts_with("service.") && c.status == "succeeded" && c.result.is_some()
     });
+    let Ok(updates) = super::updates::host_section(&state, &a.id).await else {
+        return unavailable("database");
+    };
     let body = html! {
         div data-live="agent-head" #agent-head {
             section.card.head {
@@ -276,6 +279,7 @@ pub(super) async fn agent_page(
                 }
             }
         }
+        (updates)
         section.card {
             h2 { "Command history" }
             div data-live="history" #history-wrap { (commands_table(&cmds, false)) }

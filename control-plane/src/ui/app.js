@@ -172,6 +172,9 @@ function formValues(form) {
     const t = f.dataset.type;
     if (f.type === "checkbox") out[f.name] = f.checked;
     else if (t === "int") out[f.name] = f.value === "" ? null : Number(f.value);
+    else if (t === "bool") out[f.name] = f.value === "true";
+    // Days from now, as milliseconds since the epoch (an expiry).
+    else if (t === "days") out[f.name] = f.value === "" ? null : Date.now() + Number(f.value) * 86400000;
     else if (t === "kv") {
       const m = {};
       for (const part of f.value.split(",").map((s) => s.trim()).filter(Boolean)) {
@@ -688,6 +691,11 @@ if ($("#agent-head")) {
   initRunner();
 } else if (PAGE === "fleet") {
   on("agent", () => scheduleRefresh(1500));
+  // A scan's result changes the update and reboot counts.
+  on("command", (ev) => { if (ev.action === "pkg.scan") scheduleRefresh(1500); });
+} else if (PAGE === "updates") {
+  on("command", (ev) => { if (String(ev.action || "").startsWith("pkg.")) scheduleRefresh(1000); });
+  on("agent", () => scheduleRefresh(3000));
 } else if (PAGE === "jobs") {
   on("command", () => scheduleRefresh(800));
   initJobs();

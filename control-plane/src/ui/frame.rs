@@ -19,6 +19,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("fleet", "/fleet", "Fleet"),
     ("jobs", "/jobs", "Jobs"),
     ("apps", "/apps", "Apps"),
+    ("updates", "/updates", "Updates"),
     ("enrolment", "/enrolment", "Enrolment"),
     ("security", "/security", "Security"),
     ("audit", "/audit", "Audit"),

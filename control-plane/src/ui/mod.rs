@@ -30,6 +30,7 @@ mod identity;
 mod jobs;
 mod login;
 mod trust;
+mod updates;
 
 pub use html::message_page;
 
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs", get(jobs::jobs_page))
         .route("/jobs/{id}", get(jobs::job_page))
         .route("/apps", get(apps::apps_page))
+        .route("/updates", get(updates::updates_page))
         .route("/enrolment", get(trust::enrolment))
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))
