@@ -18,6 +18,7 @@ mod print;
 mod releases;
 mod server;
 mod trust;
+mod updates;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,7 @@ use apps::AppsCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
 use releases::ReleasesCmd;
 use trust::TokensCmd;
+use updates::UpdatesCmd;
 
 /// Drover: fleet management over NATS JetStream.
 ///
@@ -247,6 +249,13 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<AppsCmd>,
     },
+    /// Pending updates, approvals and declines, auto-approval rules.
+    #[command(after_help = "Examples:\n  drover updates list --security\n  \
+        drover updates approve --security --selector label:env=staging --expires 7d")]
+    Updates {
+        #[command(subcommand)]
+        action: UpdatesCmd,
+    },
 }
 
 fn init_tracing() {
@@ -406,6 +415,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             max_wait,
         } => jobs::follow_logs(api, &command, follow, max_wait).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
+        Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
     }
 }
