@@ -432,6 +432,8 @@ async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
             operations: Set("[]".into()),
             rootd_error: Set(None),
             display_name: Set(None),
+            boot_id: Set(None),
+            booted_at: Set(None),
             labels: Set(format!(r#"{{"rack":"r{}"}}"#, i % 40)),
             boot_id: Set(None),
             booted_at: Set(None),

@@ -71,6 +71,36 @@ pub struct RootdConfig {
     /// test doubles.
     #[serde(default)]
     pub pkg_programs_dir: Option<PathBuf>,
+    /// An apt configuration file given to apt-get as `APT_CONFIG=<path>`
+    /// (its own sources, lists and caches, for instance). Unset: apt's
+    /// usual configuration. Tests point it at a local repository.
+    #[serde(default)]
+    pub apt_config: Option<PathBuf>,
+    /// The file whose existence says a reboot is required (apt hosts); its
+    /// sibling `<file>.pkgs` lists the packages that asked for it.
+    #[serde(default = "default_reboot_required_file")]
+    pub reboot_required_file: PathBuf,
+    /// The program `sys.reboot` and `sys.reboot_cancel` run
+    /// (`<program> -r +MINUTES MESSAGE`, `<program> -c`). Tests point it at
+    /// a test double.
+    #[serde(default = "default_shutdown_program")]
+    pub shutdown_program: PathBuf,
+    /// The program that says whether a reboot is required on dnf hosts
+    /// (`<program> -r`: exit 1 required, 0 not). A bare name is looked for
+    /// in the system directories; when absent, the scan says the reboot
+    /// need is unknown.
+    #[serde(default = "default_needs_restarting")]
+    pub needs_restarting: PathBuf,
+}
+
+fn default_reboot_required_file() -> PathBuf {
+    PathBuf::from("/run/reboot-required")
+}
+fn default_shutdown_program() -> PathBuf {
+    PathBuf::from("/usr/sbin/shutdown")
+}
+fn default_needs_restarting() -> PathBuf {
+    PathBuf::from("needs-restarting")
 }
 
 fn default_systemd_run_dir() -> PathBuf {

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod api;
+pub mod apt_repo;
 mod automation;
 mod backup;
 mod deploy;
@@ -26,6 +27,8 @@ mod wait;
 // Each test binary uses some of these names, none uses all.
 #[allow(unused_imports)]
 pub use api::*;
+#[allow(unused_imports)]
+pub use apt_repo::*;
 #[allow(unused_imports)]
 pub use automation::*;
 #[allow(unused_imports)]

@@ -15,6 +15,8 @@ pub mod firewall;
 pub mod mariadb;
 pub mod pkg;
 pub mod pkg_parse;
+pub mod pkg_scan;
+pub mod reboot;
 pub mod service;
 
 /// Runs one verified command. The caller has already checked signature,
@@ -32,6 +34,8 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
         "firewall" => firewall::run(cmd, ctx).await,
         "mariadb" => mariadb::run(cmd, ctx).await,
         "app" => app::run(cmd, ctx).await,
+        // The only `sys` actions the catalogue puts in rootd.
+        "sys" => reboot::run(cmd, ctx).await,
         _ => Outcome::failed(format!("rootd has no implementation of {}", cmd.action)),
     }
 }
@@ -45,6 +49,7 @@ pub fn available(module: &str, cfg: &RootdConfig) -> Result<(), String> {
         "firewall" => firewall::available(cfg),
         "mariadb" => mariadb::available(cfg),
         "app" => app::available(cfg),
+        "sys" => reboot::available(cfg),
         other => Err(format!("rootd does not know module {other}")),
     }
 }

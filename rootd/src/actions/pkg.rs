@@ -29,12 +29,9 @@ use bus_schema::Command;
 use serde::Serialize;
 use serde_json::json;
 
-pub use super::pkg_parse::{
-    apt_lock_held, is_security, parse_apt_inst, parse_dnf_check_update, parse_dpkg_query,
-    parse_rpm_q, Installed, Upgradable,
-};
+pub use super::pkg_parse::{apt_lock_held, parse_dpkg_query, parse_rpm_q, Installed};
 use crate::config::RootdConfig;
-use crate::toolkit::{params, which, Ctx, Outcome, Ran, Runner};
+use crate::toolkit::{params, which, Ctx, Outcome, Runner};
 
 /// One named package of an install or upgrade: its version before and
 /// after (`None`: not installed).
@@ -104,14 +101,14 @@ impl Manager {
     }
 
     /// The program that installs, as the operator knows it.
-    fn program(self) -> &'static str {
+    pub fn program(self) -> &'static str {
         match self {
             Manager::Apt => "apt-get",
             Manager::Dnf => "dnf",
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Manager::Apt => "apt",
             Manager::Dnf => "dnf",
@@ -131,7 +128,7 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
         return Outcome::failed("no supported package manager found (apt-get or dnf)");
     };
     match cmd.action.as_str() {
-        "pkg.scan" => scan(mgr, ctx).await,
+        "pkg.scan" => super::pkg_scan::scan(mgr, ctx).await,
         "pkg.install" | "pkg.upgrade" => {
             let p: PackagesParams = match params(cmd) {
                 Ok(p) => p,
@@ -150,7 +147,20 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
     }
 }
 
-const APT_ENV: &[(&str, &str)] = &[("DEBIAN_FRONTEND", "noninteractive")];
+/// apt-get's environment: non-interactive, and `APT_CONFIG` when rootd's
+/// `apt_config` names a file.
+pub fn apt_env(cfg: &RootdConfig) -> Vec<(&'static str, String)> {
+    let mut env = vec![("DEBIAN_FRONTEND", "noninteractive".to_string())];
+    if let Some(p) = &cfg.apt_config {
+        env.push(("APT_CONFIG", p.to_string_lossy().into_owned()));
+    }
+    env
+}
+
+/// The borrowed form [`Runner::run`] takes.
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
 
 /// Whether a spec is written in `mgr`'s own syntax; the error gives the
 /// right spelling.
@@ -177,7 +187,7 @@ pub fn check_form(mgr: Manager, raw: &str, spec: &PackageSpec) -> Result<(), Str
 }
 
 /// How to release a hold, per manager.
-fn unhold_hint(mgr: Manager, name: &str) -> String {
+pub fn unhold_hint(mgr: Manager, name: &str) -> String {
     match mgr {
         Manager::Apt => format!("`apt-mark unhold {name}`"),
         Manager::Dnf => format!("`dnf versionlock delete {name}`"),
@@ -249,8 +259,12 @@ async fn change(
     }
     argv.push("--");
     argv.extend(specs.iter().map(|(raw, _)| raw.as_str()));
-    let env = if mgr == Manager::Apt { APT_ENV } else { &[] };
-    let ran = match runner.run(&argv, env, true).await {
+    let env = if mgr == Manager::Apt {
+        apt_env(ctx.cfg)
+    } else {
+        Vec::new()
+    };
+    let ran = match runner.run(&argv, &env_refs(&env), true).await {
         Ok(r) => r,
         Err(o) => return o,
     };
@@ -366,10 +380,10 @@ fn changes_of(
 }
 
 /// dpkg-query's format: name, arch, status abbreviation, version.
-const DPKG_FORMAT: &str = "-f=${Package}\t${Architecture}\t${db:Status-Abbrev}\t${Version}\n";
+pub const DPKG_FORMAT: &str = "-f=${Package}\t${Architecture}\t${db:Status-Abbrev}\t${Version}\n";
 
 /// rpm's format: name, arch, [epoch:]version-release.
-const RPM_FORMAT: &str = "%{NAME}\t%{ARCH}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n";
+pub const RPM_FORMAT: &str = "%{NAME}\t%{ARCH}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n";
 
 /// The installed package behind each spec (`None`: not installed), keyed
 /// by the spec as written.
@@ -432,129 +446,6 @@ async fn versions(
             Ok(out)
         }
     }
-}
-
-/// The held packages (dpkg selection `hold`, installed at least in part).
-async fn held_apt(runner: &Runner<'_>, t: &Tools) -> Result<Vec<String>, Outcome> {
-    let ran = runner
-        .run(&[&t.dpkg_query, "-W", DPKG_FORMAT], &[], false)
-        .await?;
-    Ok(parse_dpkg_query(&ran.stdout)
-        .into_iter()
-        .filter(|i| i.held)
-        .map(|i| i.package)
-        .collect())
-}
-
-pub async fn scan(mgr: Manager, ctx: &Ctx<'_>) -> Outcome {
-    let runner = Runner::new(ctx);
-    let t = Tools::of(ctx.cfg);
-    let pkgs = match mgr {
-        Manager::Apt => {
-            let argv = [
-                t.apt_get.as_str(),
-                "--simulate",
-                "-o",
-                "Debug::NoLocking=true",
-                "dist-upgrade",
-            ];
-            let ran = match runner.run(&argv, APT_ENV, true).await {
-                Ok(r) => r,
-                Err(o) => return o,
-            };
-            if !ran.ok() {
-                return failed_run("apt-get --simulate dist-upgrade", &ran);
-            }
-            ran.stdout
-                .iter()
-                .filter_map(|l| parse_apt_inst(l))
-                .collect::<Vec<_>>()
-        }
-        Manager::Dnf => match scan_dnf(&runner, &t).await {
-            Ok(p) => p,
-            Err(o) => return o,
-        },
-    };
-    // dnf's holds (versionlock, a plugin) are not read.
-    let held = match mgr {
-        Manager::Apt => match held_apt(&runner, &t).await {
-            Ok(h) => h,
-            Err(o) => return o,
-        },
-        Manager::Dnf => Vec::new(),
-    };
-    let pkgs: Vec<Upgradable> = pkgs
-        .into_iter()
-        .map(|p| Upgradable {
-            held: held.contains(&p.name),
-            ..p
-        })
-        .collect();
-    let security = pkgs.iter().filter(|p| p.security).count();
-    let mut summary = format!("{} upgradable, {} security", pkgs.len(), security);
-    if !held.is_empty() {
-        summary.push_str(&format!(
-            ", {} held ({}; not upgraded until released with {})",
-            held.len(),
-            held.join(", "),
-            unhold_hint(mgr, "NAME")
-        ));
-    }
-    Outcome::succeeded(
-        summary,
-        json!({ "manager": mgr.name(), "upgradable": pkgs, "held": held }),
-    )
-}
-
-fn failed_run(what: &str, ran: &Ran) -> Outcome {
-    Outcome {
-        exit_code: ran.exit_code,
-        ..Outcome::failed(format!("{what} failed: {}", ran.error_tail()))
-    }
-}
-
-/// `dnf check-update` (exit 100: updates, 0: none), the security advisories,
-/// and the installed versions.
-async fn scan_dnf(runner: &Runner<'_>, t: &Tools) -> Result<Vec<Upgradable>, Outcome> {
-    let ran = runner
-        .run(&[&t.dnf, "-q", "check-update"], &[], true)
-        .await?;
-    if !matches!(ran.exit_code, Some(0) | Some(100)) {
-        return Err(failed_run("dnf check-update", &ran));
-    }
-    let updates = parse_dnf_check_update(&ran.stdout);
-    if updates.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sec = runner
-        .run(
-            &[&t.dnf, "-q", "updateinfo", "list", "--security"],
-            &[],
-            true,
-        )
-        .await?;
-    if !sec.ok() {
-        return Err(failed_run("dnf updateinfo list --security", &sec));
-    }
-    let names: Vec<String> = updates.iter().map(|u| u.0.clone()).collect();
-    let mut argv = vec![t.rpm.as_str(), "-q", "--qf", RPM_FORMAT, "--"];
-    argv.extend(names.iter().map(|s| s.as_str()));
-    let current: BTreeMap<String, String> =
-        parse_rpm_q(&runner.run(&argv, &[], false).await?.stdout)
-            .into_iter()
-            .map(|i| (i.package, i.version))
-            .collect();
-    Ok(updates
-        .into_iter()
-        .map(|(name, candidate, origin)| Upgradable {
-            security: is_security(&name, &sec.stdout),
-            current: current.get(&name).cloned().unwrap_or_default(),
-            name,
-            candidate,
-            origin,
-            held: false,
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -1,19 +1,39 @@
 //! Parsers of what the package tools print: `dpkg-query` and `rpm -q`
-//! (what is installed, in which state, held or not), `apt-get --simulate`
-//! and `dnf check-update` / `updateinfo` (what is upgradable), and apt's
-//! lock errors. Pure functions over lines; running the tools and deciding
-//! what to do is `pkg.rs`'s job.
+//! (what is installed, in which state, held or not) and apt's lock errors
+//! here; `apt-get --simulate` in [`apt`], `dnf check-update`, `dnf
+//! updateinfo list` and `needs-restarting -r` in [`dnf`]. Pure functions
+//! over lines; running the tools and deciding what to do is `pkg.rs`'s and
+//! `pkg_scan.rs`'s job.
 
 use serde::Serialize;
 
-/// One upgradable package.
+pub mod apt;
+pub mod dnf;
+
+pub use apt::parse_apt_simulation;
+pub use dnf::{parse_dnf_check_update, parse_needs_restarting, parse_updateinfo};
+
+/// One upgradable package: an entry of `pkg.scan`'s `upgradable` list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Upgradable {
     pub name: String,
+    /// The candidate's architecture (`amd64`, `all`, `x86_64`, `noarch`).
+    pub arch: String,
+    /// The installed version (with its epoch when it has one).
     pub current: String,
+    /// The version an upgrade installs.
     pub candidate: String,
+    /// Where the candidate comes from: every release (apt) or repository
+    /// (dnf) that has it, joined with ", ".
     pub origin: String,
+    /// Whether a security release or advisory carries the candidate.
     pub security: bool,
+    /// The highest severity of the advisories covering it:
+    /// `Critical`, `Important`, `Moderate` or `Low`; `None` when unknown
+    /// (apt never says).
+    pub severity: Option<String>,
+    /// Advisory ids (`RHSA-2024:1234`, `FEDORA-2024-…`); empty with apt.
+    pub advisories: Vec<String>,
     /// On hold: an upgrade leaves it until the hold is released.
     pub held: bool,
 }
@@ -123,97 +143,12 @@ pub fn parse_rpm_q(lines: &[String]) -> Vec<Installed> {
         .collect()
 }
 
-/// `name.arch  version  repo` lines of `dnf check-update`, up to the
-/// "Obsoleting Packages" section.
-pub fn parse_dnf_check_update(lines: &[String]) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for l in lines {
-        if l.starts_with("Obsoleting") {
-            break;
-        }
-        if l.starts_with(char::is_whitespace) {
-            continue;
-        }
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() != 3 {
-            continue;
-        }
-        let Some((name, _arch)) = f[0].rsplit_once('.') else {
-            continue;
-        };
-        if !f[1].chars().next().is_some_and(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        out.push((name.to_string(), f[1].to_string(), f[2].to_string()));
-    }
-    out
-}
-
-/// Whether `dnf updateinfo list --security` (`ADVISORY  SEVERITY  NEVRA`)
-/// names an update of `name`.
-pub fn is_security(name: &str, updateinfo: &[String]) -> bool {
-    updateinfo.iter().any(|l| {
-        l.split_whitespace().nth(2).is_some_and(|nevra| {
-            nevra
-                .strip_prefix(name)
-                .and_then(|r| r.strip_prefix('-'))
-                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
-        })
-    })
-}
-
-/// Parses `Inst name [current] (candidate origin [arch])`.
-pub fn parse_apt_inst(line: &str) -> Option<Upgradable> {
-    let rest = line.strip_prefix("Inst ")?;
-    let (name, rest) = rest.split_once(' ')?;
-    let (current, rest) = match rest.strip_prefix('[') {
-        Some(r) => {
-            let (cur, r) = r.split_once(']')?;
-            (cur.to_string(), r.trim_start())
-        }
-        // A new package (no current version) is not an upgrade.
-        None => return None,
-    };
-    let inner = rest.strip_prefix('(')?;
-    let inner = &inner[..inner.find(')')?];
-    let mut parts = inner.split_whitespace();
-    let candidate = parts.next()?.to_string();
-    let origin = parts.next().unwrap_or("").to_string();
-    let security = origin.to_ascii_lowercase().contains("security");
-    Some(Upgradable {
-        name: name.to_string(),
-        current,
-        candidate,
-        origin,
-        security,
-        held: false,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn lines(s: &[&str]) -> Vec<String> {
         s.iter().map(|l| l.to_string()).collect()
-    }
-
-    #[test]
-    fn parses_apt_lines() {
-        let p = parse_apt_inst(
-            "Inst libssl3 [3.0.11-1~deb12u1] (3.0.15-1~deb12u1 Debian-Security:12/stable-security [amd64])",
-        )
-        .unwrap();
-        assert_eq!(p.name, "libssl3");
-        assert_eq!(p.current, "3.0.11-1~deb12u1");
-        assert_eq!(p.candidate, "3.0.15-1~deb12u1");
-        assert!(p.security);
-        let q =
-            parse_apt_inst("Inst bash [5.2.15-2+b8] (5.2.15-2+b13 Debian:12.14/oldstable [amd64])")
-                .unwrap();
-        assert!(!q.security);
-        assert!(parse_apt_inst("Inst newpkg (1.0 Debian:12 [amd64])").is_none());
-        assert!(parse_apt_inst("Conf bash (5.2)").is_none());
     }
 
     #[test]
@@ -259,39 +194,6 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].version, "5.2.15-5.fc39");
         assert_eq!(v[1].version, "1:3.1.4-3.fc39");
-    }
-
-    #[test]
-    fn parses_dnf_check_update_and_security() {
-        let out = lines(&[
-            "",
-            "bash.x86_64                      5.2.26-1.fc39                 updates",
-            "openssl-libs.x86_64              1:3.1.4-3.fc39                updates",
-            "Last metadata expiration check: 0:01:02 ago",
-            "Obsoleting Packages",
-            "grub2-tools.x86_64               1:2.06-100.fc39               updates",
-            "    grub2-tools.x86_64           1:2.06-95.fc39                @updates",
-        ]);
-        let u = parse_dnf_check_update(&out);
-        assert_eq!(
-            u,
-            vec![
-                ("bash".into(), "5.2.26-1.fc39".into(), "updates".into()),
-                (
-                    "openssl-libs".into(),
-                    "1:3.1.4-3.fc39".into(),
-                    "updates".into()
-                ),
-            ]
-        );
-        let sec = lines(&[
-            "FEDORA-2024-1a2b3c4d5e Important/Sec. openssl-libs-1:3.1.4-3.fc39.x86_64",
-            "FEDORA-2024-ffffffffff Moderate/Sec.  openssl-3.1.4-3.fc39.x86_64",
-        ]);
-        assert!(is_security("openssl-libs", &sec));
-        assert!(is_security("openssl", &sec));
-        assert!(!is_security("bash", &sec));
-        assert!(!is_security("openssl-l", &sec));
     }
 
     #[test]
