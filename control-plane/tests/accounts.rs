@@ -435,8 +435,6 @@ async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
             boot_id: Set(None),
             booted_at: Set(None),
             labels: Set(format!(r#"{{"rack":"r{}"}}"#, i % 40)),
-            boot_id: Set(None),
-            booted_at: Set(None),
         })
         .collect();
     for chunk in rows.chunks(500) {

@@ -1,0 +1,648 @@
+//! Patch inventory and approvals end to end: a real `pkg.scan` on a real
+//! agent + rootd fills the inventory from the local APT repository of
+//! `common::apt_repo` (alpha 1.0→1.1, beta 1.0→2.0 from a security origin);
+//! a later scan after a real install drops the stale row; the updates API
+//! lists it by package and by host; approvals, declines, expiry,
+//! revocation and auto-approval rules decide what `approved_for` hands to
+//! maintenance windows; bad input is refused with 4xx and stores nothing;
+//! every write is audited; the Updates page renders (a hostile package name
+//! as text); `drover updates ... --json` parses. Does not install anything
+//! and does not test windows (their own test does).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use control_plane::db::entities::agent;
+use control_plane::updates::approvals::{approved_for, DAY_MS};
+use control_plane::updates::entities::inventory;
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+use serde_json::{json, Value};
+
+const PW: &str = "correct horse battery staple";
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+/// Any method on `/api/v1{path}` as the admin token.
+async fn call(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    api_request(&http, &stack.base, &stack.token, method, path, body).await
+}
+
+async fn host_updates(stack: &Stack, id: &str) -> Value {
+    let (code, v) = stack.get(&format!("/agents/{id}/updates")).await;
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+/// The decision on each of the host's rows, by package.
+async fn decisions(stack: &Stack, id: &str) -> BTreeMap<String, (String, Value)> {
+    let v = host_updates(stack, id).await;
+    v["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["package"].as_str().unwrap().to_string(),
+                (
+                    u["decision"].as_str().unwrap().to_string(),
+                    u["approved_by"].clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn approved(
+    db: &sea_orm::DatabaseConnection,
+    host: &agent::Model,
+    now: i64,
+) -> Vec<(String, String)> {
+    approved_for(db, host, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.package, a.approved_by))
+        .collect()
+}
+
+fn drover_json(stack: &Stack, args: &[&str]) -> Value {
+    let out = stack.drover(args);
+    assert!(
+        out.status.success(),
+        "drover {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "drover {args:?} --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+const ALPHA: &str = "drover-test-alpha";
+const BETA: &str = "drover-test-beta";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_inventory_approvals_rules_page_and_cli() {
+    let stack = Stack::start().await;
+    let repo = AptRepo::build(&stack.tmp.path().join("apt-repo"));
+    let host = stack
+        .start_host_configured("upd", &repo.rootd_extra())
+        .await;
+    stack.wait_online(&host.id).await;
+    let t = Duration::from_secs(300);
+
+    // Before any scan: the host is listed, never scanned, nothing pending.
+    let (code, v) = stack.get("/updates/hosts").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["hosts"][0]["agent_id"], host.id.as_str(), "{v}");
+    assert_eq!(v["hosts"][0]["last_scan_at"], Value::Null, "{v}");
+    assert_eq!(stack.get("/updates").await.1["total"], 0);
+
+    // A real scan of the fixture's repositories: exactly its two upgrades,
+    // and the reboot the fixture asks for.
+    repo.set_reboot_required(&[BETA]);
+    let scan1 = stack.run_final(&host.id, "pkg.scan", json!({}), t).await;
+    assert_eq!(scan1["status"], "succeeded", "{scan1}");
+    let mine = host_updates(&stack, &host.id).await;
+    let rows = mine["updates"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{mine}");
+    // Security first.
+    let (beta, alpha) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (
+            &beta["package"],
+            &beta["current"],
+            &beta["candidate"],
+            &beta["security"]
+        ),
+        (&json!(BETA), &json!("1.0"), &json!("2.0"), &json!(true)),
+        "{mine}"
+    );
+    assert_eq!(beta["origin"], "DroverTest-Security:stable-security");
+    assert_eq!(
+        (
+            &alpha["package"],
+            &alpha["current"],
+            &alpha["candidate"],
+            &alpha["security"],
+            &alpha["arch"]
+        ),
+        (
+            &json!(ALPHA),
+            &json!("1.0"),
+            &json!("1.1"),
+            &json!(false),
+            &json!("all")
+        ),
+        "{mine}"
+    );
+    assert!(rows.iter().all(|r| r["decision"] == "pending"), "{mine}");
+    let state = &mine["state"];
+    assert_eq!(state["last_scan_status"], "succeeded", "{mine}");
+    assert_eq!(state["manager"], "apt");
+    assert_eq!(state["last_scan_command"], scan1["id"]);
+    assert_eq!(state["reboot_required"], true, "{mine}");
+    assert_eq!(state["reboot_packages"], json!([BETA]));
+    let (_, by_host) = stack.get("/updates/hosts").await;
+    let h0 = &by_host["hosts"][0];
+    assert_eq!(
+        (&h0["pending"], &h0["security"], &h0["reboot_required"]),
+        (&json!(2), &json!(1), &json!(true)),
+        "{by_host}"
+    );
+
+    // By package: security first; the filters.
+    let (_, all) = stack.get("/updates").await;
+    let names: Vec<&str> = all["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [BETA, ALPHA], "{all}");
+    assert_eq!(all["updates"][0]["hosts"], 1);
+    assert_eq!(all["updates"][0]["approval"]["state"], "pending");
+    let (_, sec) = stack.get("/updates?security=true").await;
+    assert_eq!(sec["total"], 1, "{sec}");
+    let (_, none_matched) = stack.get("/updates?selector=host:no-such-host").await;
+    assert_eq!(none_matched["total"], 0, "{none_matched}");
+    let (code, _) = stack.get("/updates?selector=label:").await;
+    assert_eq!(code, 400);
+
+    let db = stack.db().await;
+    let h: agent::Model = agent::Entity::find_by_id(host.id.clone())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = bus_schema::now_ms();
+    assert!(
+        approved(&db, &h, now).await.is_empty(),
+        "nothing approved yet"
+    );
+
+    // Rules: security updates at once; everything after 3 days.
+    let (code, r1) = stack
+        .post(
+            "/updates/rules",
+            &json!({"name": "sec-now", "scope": "security", "selector": {"all": true}, "delay_days": 0}),
+        )
+        .await;
+    assert_eq!(code, 201, "{r1}");
+    let (code, r2) = stack
+        .post(
+            "/updates/rules",
+            &json!({"name": "all-later", "scope": "all", "selector": "all", "delay_days": 3}),
+        )
+        .await;
+    assert_eq!(code, 201, "{r2}");
+    let now = bus_schema::now_ms();
+    assert_eq!(
+        approved(&db, &h, now).await,
+        [(BETA.to_string(), "rule:sec-now".to_string())],
+        "alpha's delay has not passed"
+    );
+    let d = decisions(&stack, &host.id).await;
+    assert_eq!(d[BETA], ("approved".into(), json!("rule:sec-now")));
+    assert_eq!(d[ALPHA].0, "pending");
+    let alpha_row = &host_updates(&stack, &host.id).await["updates"][1];
+    assert_eq!(
+        alpha_row["auto_approve_at"].as_i64(),
+        alpha_row["first_seen"].as_i64().map(|f| f + 3 * DAY_MS),
+        "{alpha_row}"
+    );
+    assert_eq!(
+        approved(&db, &h, now + 4 * DAY_MS).await,
+        [
+            (ALPHA.to_string(), "rule:all-later".to_string()),
+            (BETA.to_string(), "rule:sec-now".to_string())
+        ]
+    );
+    // Disabled, then removed.
+    let r1_id = r1["id"].as_str().unwrap();
+    let (code, v) = call(
+        &stack,
+        reqwest::Method::PUT,
+        &format!("/updates/rules/{r1_id}"),
+        Some(&json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!((code, &v["enabled"]), (200, &json!(false)), "{v}");
+    assert!(
+        approved(&db, &h, bus_schema::now_ms()).await.is_empty(),
+        "disabled"
+    );
+    let (code, v) = call(
+        &stack,
+        reqwest::Method::DELETE,
+        &format!("/updates/rules/{r1_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (code, _) = call(
+        &stack,
+        reqwest::Method::DELETE,
+        &format!("/updates/rules/{r1_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+
+    // Approve alpha at its candidate, expiring in an hour; another version
+    // covers nothing.
+    let now = bus_schema::now_ms();
+    let expires = now + 3_600_000;
+    let (code, other) = stack
+        .post(
+            "/updates/approvals",
+            &json!({"decision": "approve", "scope": "package", "package": ALPHA, "version": "9.9", "selector": {"all": true}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{other}");
+    assert!(approved(&db, &h, now).await.is_empty(), "another version");
+    let (code, a1) = stack
+        .post(
+            "/updates/approvals",
+            &json!({"decision": "approve", "scope": "package", "package": ALPHA,
+                    "version": "1.1", "selector": {"all": true},
+                    "note": "<b>monthly</b>", "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(code, 201, "{a1}");
+    assert_eq!(a1["state"], "active");
+    let admin = a1["created_by"].as_str().unwrap().to_string();
+    let got = approved_for(&db, &h, now).await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (
+            got[0].package.as_str(),
+            got[0].version.as_str(),
+            got[0].approved_by.as_str()
+        ),
+        (ALPHA, "1.1", admin.as_str())
+    );
+    assert_eq!(got[0].approval_id.as_deref(), a1["id"].as_str());
+    assert!(
+        approved(&db, &h, expires).await.is_empty(),
+        "expired at its expiry (the rule's 3 days not yet passed)"
+    );
+    assert_eq!(decisions(&stack, &host.id).await[ALPHA].0, "approved");
+
+    // A decline wins over the approval and the rule; revoking it brings
+    // the approval back.
+    let (code, d1) = stack
+        .post(
+            "/updates/approvals",
+            &json!({"decision": "decline", "scope": "package", "package": ALPHA,
+                    "selector": format!("id:{}", host.id)}),
+        )
+        .await;
+    assert_eq!(code, 201, "{d1}");
+    assert!(approved(&db, &h, now).await.is_empty());
+    assert_eq!(
+        approved(&db, &h, now + 4 * DAY_MS).await,
+        [(BETA.to_string(), "rule:all-later".to_string())],
+        "a decline beats the rule too"
+    );
+    assert_eq!(decisions(&stack, &host.id).await[ALPHA].0, "declined");
+    let d1_id = d1["id"].as_str().unwrap();
+    let (code, r) = stack
+        .post(&format!("/updates/approvals/{d1_id}/revoke"), &json!({}))
+        .await;
+    assert_eq!((code, &r["state"]), (200, &json!("revoked")), "{r}");
+    let (code, _) = stack
+        .post(&format!("/updates/approvals/{d1_id}/revoke"), &json!({}))
+        .await;
+    assert_eq!(code, 409, "revoked once");
+    assert_eq!(
+        approved(&db, &h, now).await,
+        [(ALPHA.to_string(), admin.clone())]
+    );
+
+    // Bad input: refused with 4xx, nothing stored.
+    let (_, before) = stack.get("/updates/approvals").await;
+    let n_before = before["approvals"].as_array().unwrap().len();
+    let base = json!({"decision": "approve", "scope": "package", "package": "curl", "selector": {"all": true}});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, says) in [
+        (with("scope", json!("everything")), "scope"),
+        (with("decision", json!("maybe")), "decision"),
+        (with("package", json!("curl;reboot")), "package"),
+        (with("package", json!("$(id)")), "package"),
+        (with("version", json!("1.0 && reboot")), "version"),
+        (with("selector", json!({})), "selector"),
+        (with("selector", json!("")), "selector"),
+        (with("expires_at", json!(1000)), "past"),
+        (
+            json!({"decision": "approve", "scope": "security", "package": "curl", "selector": {"all": true}}),
+            "security",
+        ),
+        (
+            json!({"decision": "approve", "scope": "package", "selector": {"all": true}}),
+            "package",
+        ),
+    ] {
+        let (code, v) = stack.post("/updates/approvals", &body).await;
+        assert_eq!(code, 422, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{body}: {v}");
+    }
+    let (code, v) = stack
+        .post("/updates/approvals", &with("extra", json!(1)))
+        .await;
+    assert_eq!(code, 400, "unknown field: {v}");
+    for (body, code_want) in [
+        (
+            json!({"name": "x", "scope": "security", "selector": {"all": true}, "delay_days": 400}),
+            422,
+        ),
+        (
+            json!({"name": "bad name;", "scope": "all", "selector": "all"}),
+            422,
+        ),
+        (
+            json!({"name": "x", "scope": "nope", "selector": "all"}),
+            422,
+        ),
+        (
+            json!({"name": "all-later", "scope": "all", "selector": "all"}),
+            409,
+        ),
+    ] {
+        let (code, v) = stack.post("/updates/rules", &body).await;
+        assert_eq!(code, code_want, "{body}: {v}");
+    }
+    let (_, after) = stack.get("/updates/approvals").await;
+    assert_eq!(
+        after["approvals"].as_array().unwrap().len(),
+        n_before,
+        "nothing stored"
+    );
+    let (_, rules) = stack.get("/updates/rules").await;
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 1, "{rules}");
+
+    // Audited, with what was decided.
+    let (_, audit) = stack.get("/audit?limit=200").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for want in [
+        "update.approve",
+        "update.decline",
+        "update.approval_revoke",
+        "update.rule_add",
+        "update.rule_change",
+        "update.rule_remove",
+    ] {
+        assert!(actions.contains(&want), "{want} not audited: {actions:?}");
+    }
+    let e = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "update.approve")
+        .unwrap();
+    assert_eq!(e["target"], a1["id"], "{e}");
+
+    // The page: a viewer sees it (no forms), text escaped.
+    inventory::Model {
+        agent_id: host.id.clone(),
+        package: HOSTILE.into(),
+        arch: "all".into(),
+        current_version: "1".into(),
+        candidate_version: "2".into(),
+        origin: HOSTILE.into(),
+        security: true,
+        severity: Some("Critical".into()),
+        advisories: format!("[\"{}\"]", "DSA-<i>1</i>"),
+        held: false,
+        first_seen: 1,
+        last_seen: 1,
+        scan_command_id: "x".into(),
+    }
+    .into_active_model()
+    .insert(&db)
+    .await
+    .unwrap();
+    stack.add_user("vic", "viewer", PW);
+    let viewer = stack.login("vic", PW).await;
+    let (code, _) = viewer
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/updates/approvals",
+            Some(&base),
+            true,
+        )
+        .await;
+    assert_eq!(code, 403, "viewers do not approve");
+    stack.add_user("ada", "operator", PW);
+    let s = stack.login("ada", PW).await;
+    for path in [
+        "/updates",
+        "/updates?view=hosts",
+        &format!("/agents/{}", host.id),
+        "/fleet",
+    ] {
+        let (code, html) = s.get_html(path).await;
+        assert_eq!(code, 200, "{path}");
+        assert!(
+            !html.contains(HOSTILE) && !html.contains("<i>1</i>") && !html.contains("<b>monthly"),
+            "{path} shows markup from the database"
+        );
+    }
+    let (_, html) = s.get_html("/updates").await;
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the hostile name shows as text"
+    );
+    assert!(
+        html.contains("Approve all security updates") && html.contains(ALPHA),
+        "forms and rows"
+    );
+    assert!(html.contains("data-api=\"/api/v1/updates/approvals\""));
+    let (_, html) = viewer.get_html("/updates").await;
+    assert!(
+        !html.contains("Approve all security updates"),
+        "no forms for viewers"
+    );
+    let (_, fleet) = s.get_html("/fleet").await;
+    assert!(
+        fleet.contains("id=\"count-security-updates\""),
+        "fleet counts"
+    );
+    // The page's own form, as the browser sends it (CSRF header, CLI
+    // selector, expiry in days turned into ms by app.js).
+    let (code, v) = s
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/updates/approvals",
+            Some(
+                &json!({"decision": "approve", "scope": "security", "selector": "all",
+                         "expires_at": bus_schema::now_ms() + DAY_MS, "note": ""}),
+            ),
+            true,
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let (code, _) = s
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/updates/approvals",
+            Some(&base),
+            false,
+        )
+        .await;
+    assert_eq!(code, 403, "no CSRF token, no change");
+
+    // The CLI's --json answers parse and say the same.
+    let v = drover_json(&stack, &["updates", "list", "--json"]);
+    assert!(
+        v["updates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["package"] == HOSTILE),
+        "{v}"
+    );
+    let v = drover_json(
+        &stack,
+        &["updates", "list", "--by-host", "--security", "--json"],
+    );
+    assert_eq!(v["hosts"][0]["agent_id"], host.id.as_str(), "{v}");
+    let v = drover_json(
+        &stack,
+        &[
+            "updates",
+            "approve",
+            "drover-test-alpha=1.1",
+            "--selector",
+            "all",
+            "--expires",
+            "7d",
+            "--note",
+            "cli",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (v["state"].as_str(), v["note"].as_str()),
+        (Some("active"), Some("cli")),
+        "{v}"
+    );
+    let cli_id = v["id"].as_str().unwrap().to_string();
+    let v = drover_json(
+        &stack,
+        &[
+            "updates",
+            "decline",
+            "--security",
+            "--selector",
+            "host:none-*",
+            "--json",
+        ],
+    );
+    assert_eq!(v["decision"], "decline", "{v}");
+    let v = drover_json(&stack, &["updates", "revoke", &cli_id, "--json"]);
+    assert_eq!(v["state"], "revoked", "{v}");
+    let v = drover_json(&stack, &["updates", "approvals", "--json"]);
+    assert!(v["approvals"].as_array().unwrap().len() >= 4, "{v}");
+    let v = drover_json(
+        &stack,
+        &[
+            "updates",
+            "rules",
+            "add",
+            "cli-rule",
+            "--scope",
+            "all",
+            "--selector",
+            "all",
+            "--delay-days",
+            "2",
+            "--json",
+        ],
+    );
+    let rid = v["id"].as_str().unwrap().to_string();
+    let v = drover_json(&stack, &["updates", "rules", "list", "--json"]);
+    assert!(
+        v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "cli-rule"),
+        "{v}"
+    );
+    let v = drover_json(&stack, &["updates", "rules", "remove", &rid, "--json"]);
+    assert_eq!(v["deleted"], rid.as_str(), "{v}");
+    let out = stack.drover(&["updates", "approve", "curl;reboot", "--selector", "all"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("package"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A real install of alpha's candidate, then a scan: alpha's row is
+    // gone, beta's keeps its first_seen (same candidate), the hostile row
+    // no scan listed is gone, and the reboot is no longer required.
+    let beta_first = host_updates(&stack, &host.id).await["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["package"] == BETA)
+        .unwrap()["first_seen"]
+        .clone();
+    let done = stack
+        .run_final(
+            &host.id,
+            "pkg.install",
+            json!({"packages": ["drover-test-alpha=1.1"]}),
+            t,
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    repo.clear_reboot_required();
+    let scan3 = stack.run_final(&host.id, "pkg.scan", json!({}), t).await;
+    assert_eq!(scan3["status"], "succeeded", "{scan3}");
+    let after = host_updates(&stack, &host.id).await;
+    let left: Vec<&str> = after["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [BETA], "{after}");
+    assert_eq!(after["updates"][0]["first_seen"], beta_first);
+    assert_eq!(after["state"]["reboot_required"], false, "{after}");
+    assert_eq!(after["state"]["reboot_since"], Value::Null);
+    assert_eq!(after["state"]["last_scan_command"], scan3["id"]);
+    assert!(
+        approved(&db, &h, bus_schema::now_ms())
+            .await
+            .iter()
+            .all(|(p, _)| p != ALPHA),
+        "nothing left to approve for alpha"
+    );
+
+    // Stop rootd before the fixture purges the packages.
+    drop(host);
+    drop(repo);
+    assert_eq!(common::apt_repo::dpkg_installed_version(ALPHA), None);
+}
