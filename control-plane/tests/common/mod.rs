@@ -22,6 +22,7 @@ mod rootd;
 mod session;
 mod stack;
 mod tls;
+mod updates;
 mod wait;
 
 // Each test binary uses some of these names, none uses all.
@@ -54,5 +55,7 @@ pub use session::*;
 pub use stack::*;
 #[allow(unused_imports)]
 pub use tls::*;
+#[allow(unused_imports)]
+pub use updates::*;
 #[allow(unused_imports)]
 pub use wait::*;

@@ -1,0 +1,152 @@
+//! Asking the updates API what patch tests ask: any method as the admin
+//! token, one host's updates and the decision on each, `approved_for` as
+//! (package, approved_by) pairs, a `drover ... --json` answer, and the
+//! refusals of bad approvals and rules (4xx, nothing stored). Starts
+//! nothing; the flows and what they expect stay in the tests.
+
+use std::collections::BTreeMap;
+
+use control_plane::db::entities::agent;
+use control_plane::updates::approvals::approved_for;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// Any method on `/api/v1{path}` as the admin token.
+pub async fn call(
+    stack: &Stack,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    api_request(&http, &stack.base, &stack.token, method, path, body).await
+}
+
+pub async fn host_updates(stack: &Stack, id: &str) -> Value {
+    let (code, v) = stack.get(&format!("/agents/{id}/updates")).await;
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+/// The decision on each of the host's rows, by package.
+pub async fn decisions(stack: &Stack, id: &str) -> BTreeMap<String, (String, Value)> {
+    let v = host_updates(stack, id).await;
+    v["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["package"].as_str().unwrap().to_string(),
+                (
+                    u["decision"].as_str().unwrap().to_string(),
+                    u["approved_by"].clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+pub async fn approved(
+    db: &sea_orm::DatabaseConnection,
+    host: &agent::Model,
+    now: i64,
+) -> Vec<(String, String)> {
+    approved_for(db, host, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.package, a.approved_by))
+        .collect()
+}
+
+pub fn drover_json(stack: &Stack, args: &[&str]) -> Value {
+    let out = stack.drover(args);
+    assert!(
+        out.status.success(),
+        "drover {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "drover {args:?} --json is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Bad approvals and rules are refused (422 naming the field, 400 for an
+/// unknown field, 409 for a rule name in use: the stack must hold a rule
+/// named `all-later`) and nothing is stored.
+pub async fn assert_updates_input_refused(stack: &Stack) {
+    let (_, before) = stack.get("/updates/approvals").await;
+    let n_before = before["approvals"].as_array().unwrap().len();
+    let (_, rules) = stack.get("/updates/rules").await;
+    let rules_before = rules["rules"].as_array().unwrap().len();
+    let base = json!({"decision": "approve", "scope": "package", "package": "curl", "selector": {"all": true}});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, says) in [
+        (with("scope", json!("everything")), "scope"),
+        (with("decision", json!("maybe")), "decision"),
+        (with("package", json!("curl;reboot")), "package"),
+        (with("package", json!("$(id)")), "package"),
+        (with("version", json!("1.0 && reboot")), "version"),
+        (with("selector", json!({})), "selector"),
+        (with("selector", json!("")), "selector"),
+        (with("expires_at", json!(1000)), "past"),
+        (
+            json!({"decision": "approve", "scope": "security", "package": "curl", "selector": {"all": true}}),
+            "security",
+        ),
+        (
+            json!({"decision": "approve", "scope": "package", "selector": {"all": true}}),
+            "package",
+        ),
+    ] {
+        let (code, v) = stack.post("/updates/approvals", &body).await;
+        assert_eq!(code, 422, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{body}: {v}");
+    }
+    let (code, v) = stack
+        .post("/updates/approvals", &with("extra", json!(1)))
+        .await;
+    assert_eq!(code, 400, "unknown field: {v}");
+    for (body, code_want) in [
+        (
+            json!({"name": "x", "scope": "security", "selector": {"all": true}, "delay_days": 400}),
+            422,
+        ),
+        (
+            json!({"name": "bad name;", "scope": "all", "selector": "all"}),
+            422,
+        ),
+        (
+            json!({"name": "x", "scope": "nope", "selector": "all"}),
+            422,
+        ),
+        (
+            json!({"name": "all-later", "scope": "all", "selector": "all"}),
+            409,
+        ),
+    ] {
+        let (code, v) = stack.post("/updates/rules", &body).await;
+        assert_eq!(code, code_want, "{body}: {v}");
+    }
+    let (_, after) = stack.get("/updates/approvals").await;
+    assert_eq!(
+        after["approvals"].as_array().unwrap().len(),
+        n_before,
+        "nothing stored"
+    );
+    let (_, rules) = stack.get("/updates/rules").await;
+    assert_eq!(
+        rules["rules"].as_array().unwrap().len(),
+        rules_before,
+        "{rules}"
+    );
+}
