@@ -494,6 +494,26 @@ mod tests {
                 "/api/v1/account/totp/confirm",
                 Access::Least(Viewer),
             ),
+            // Patch management: reading for everyone, deciding for operators.
+            ("GET", "/updates", Access::Least(Viewer)),
+            ("GET", "/api/v1/updates", Access::Least(Viewer)),
+            ("GET", "/api/v1/updates/hosts", Access::Least(Viewer)),
+            ("GET", "/api/v1/agents/{id}/updates", Access::Least(Viewer)),
+            ("GET", "/api/v1/updates/approvals", Access::Least(Viewer)),
+            ("POST", "/api/v1/updates/approvals", Access::Least(Operator)),
+            (
+                "POST",
+                "/api/v1/updates/approvals/{id}/revoke",
+                Access::Least(Operator),
+            ),
+            ("GET", "/api/v1/updates/rules", Access::Least(Viewer)),
+            ("POST", "/api/v1/updates/rules", Access::Least(Operator)),
+            ("PUT", "/api/v1/updates/rules/{id}", Access::Least(Operator)),
+            (
+                "DELETE",
+                "/api/v1/updates/rules/{id}",
+                Access::Least(Operator),
+            ),
         ];
         let found = routes_in_sources();
         assert!(found.len() > 40, "found only {} routes", found.len());
