@@ -522,3 +522,34 @@ async fn scan_inventory_approvals_rules_page_and_cli() {
     drop(repo);
     assert_eq!(common::apt_repo::dpkg_installed_version(ALPHA), None);
 }
+
+/// A scan result over the bus's budget arrives as a marker with the data in
+/// the command's output (`bus_schema::result_budget`); the inventory is
+/// filled from the output all the same. The package tools are test doubles
+/// (rootd's `pkg_programs_dir`) so the result's size is the test's choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_too_large_for_the_bus_still_fills_the_inventory() {
+    let stack = Stack::start().await;
+    let extra = apt_listing_doubles(&stack.tmp.path().join("apt-doubles"), 300);
+    let host = stack.start_host_configured("big", &extra).await;
+    let done = stack
+        .run_final(&host.id, "pkg.scan", json!({}), Duration::from_secs(180))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["truncated"], true, "over the budget: {done}");
+    let v = wait_for(
+        "the moved scan result in the inventory",
+        Duration::from_secs(60),
+        || async {
+            let v = host_updates(&stack, &host.id).await;
+            (v["state"]["last_scan_command"] == done["id"]).then_some(v)
+        },
+    )
+    .await;
+    let rows = v["updates"].as_array().unwrap();
+    assert_eq!(rows.len(), 300, "{}", v["state"]);
+    assert_eq!(v["state"]["last_scan_status"], "succeeded");
+    assert!(rows
+        .iter()
+        .any(|r| r["current"] == "1.0-7" && r["candidate"] == "1.1-7"));
+}

@@ -21,9 +21,15 @@
 //! - A failed scan records `last_scan_status = failed` with its summary and
 //!   leaves the inventory and the reboot state as they were.
 //!
+//! - A result too large for the bus (`bus_schema::result_budget`: the
+//!   result is a marker, the data is in the command's output) is read back
+//!   from the output stream after the transaction, then applied by the same
+//!   rule in a transaction of its own ([`apply_moved`]).
+//!
 //! Live pages learn of the change from the command event the result loop
 //! publishes for the `pkg.scan` command after the transaction commits
-//! (`app.js` refreshes on a `pkg.scan` event).
+//! (`app.js` refreshes on a `pkg.scan` event); a moved result publishes
+//! that event again once applied.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -32,6 +38,7 @@ use serde::Deserialize;
 
 use super::entities::{host_state, inventory};
 use crate::db::entities::command;
+use crate::state::AppState;
 
 /// The action whose results fill the inventory.
 pub const SCAN_ACTION: &str = "pkg.scan";
@@ -99,6 +106,9 @@ pub enum Applied {
     Stale,
     /// Not a finished `pkg.scan`: nothing to do.
     Ignored,
+    /// A successful scan whose data is in the command's output (the result
+    /// is the budget's marker): nothing written yet, see [`apply_moved`].
+    Moved,
 }
 
 /// Applies a `pkg.scan` command's final state `c` (as just written by the
@@ -131,6 +141,13 @@ pub async fn apply_scan<C: ConnectionTrait>(
         }
     }
     let at = c.finished_at.unwrap_or(now);
+    if c.status == "succeeded" {
+        let data: serde_json::Value =
+            serde_json::from_str(c.result.as_deref().unwrap_or("null")).unwrap_or_default();
+        if bus_schema::result_budget::is_cut(&data) {
+            return Ok(Applied::Moved);
+        }
+    }
     let report = if c.status == "succeeded" {
         match ScanReport::parse(c.result.as_deref().unwrap_or("null")) {
             Ok(r) => Ok(r),
@@ -154,9 +171,13 @@ pub async fn apply_scan<C: ConnectionTrait>(
 }
 
 /// Applies every finished `pkg.scan` among `changed` (commands the ledger
-/// just moved, in the caller's write transaction), oldest first, so a batch
-/// holding two scans of one host ends with the newer one.
+/// just moved, in the caller's write transaction, under the writer's turn),
+/// oldest first, so a batch holding two scans of one host ends with the
+/// newer one. A scan whose data is in its output is handed to
+/// [`apply_moved`], which waits for the writer's turn, so it runs after
+/// this transaction.
 pub async fn apply_scans<'a, C: ConnectionTrait>(
+    state: &AppState,
     db: &C,
     changed: impl Iterator<Item = &'a command::Model>,
     now: i64,
@@ -166,8 +187,54 @@ pub async fn apply_scans<'a, C: ConnectionTrait>(
     for c in scans {
         let applied = apply_scan(db, c, now).await?;
         tracing::debug!(command = %c.id, agent_id = %c.agent_id, ?applied, "scan result applied");
+        if applied == Applied::Moved {
+            tokio::spawn(apply_moved(state.clone(), c.clone()));
+        }
     }
     Ok(())
+}
+
+/// Reads a moved scan result back from the command's output and applies
+/// it in a write transaction of its own (the rule of [`apply_scan`]: an
+/// older scan changes nothing). When the output cannot be read back, the
+/// scan is recorded as failed with the reason; the inventory stays.
+pub async fn apply_moved(state: AppState, c: command::Model) {
+    let full = match crate::output::read(&state.js, &c.agent_id, &c.id, 0).await {
+        Ok(lines) => {
+            let lines: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+            let marker: serde_json::Value =
+                serde_json::from_str(c.result.as_deref().unwrap_or("null")).unwrap_or_default();
+            bus_schema::result_budget::reassemble(&marker, &lines).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let mut whole = c.clone();
+    match full {
+        Ok(data) => whole.result = Some(data.to_string()),
+        Err(why) => {
+            whole.status = "failed".into();
+            whole.summary =
+                format!("the scan's result is in its output but could not be read back: {why}");
+        }
+    }
+    let now = bus_schema::now_ms();
+    let applied = async {
+        let _turn = state.writer.lock().await;
+        let txn = crate::db::begin_write(&state.db).await?;
+        let a = apply_scan(&txn, &whole, now).await?;
+        txn.commit().await?;
+        Ok::<_, DbErr>(a)
+    }
+    .await;
+    match applied {
+        Ok(a) => {
+            tracing::debug!(command = %c.id, ?a, "moved scan result applied");
+            crate::events::publish(&state, &crate::events::of_command(&c)).await;
+        }
+        Err(e) => {
+            tracing::warn!(command = %c.id, error = %e, "a moved scan result was not applied")
+        }
+    }
 }
 
 /// Records a failed scan; the inventory, counts and reboot state stay.

@@ -201,3 +201,26 @@ async fn results_of_older_rootd_versions_get_defaults() {
     other.action = "pkg.install".into();
     assert_eq!(run(&db, &other).await, Applied::Ignored);
 }
+
+#[tokio::test]
+async fn a_result_moved_to_the_output_waits_for_its_data() {
+    let (_d, db) = db().await;
+    run(
+        &db,
+        &scan(
+            "c1",
+            1000,
+            "succeeded",
+            json!({"upgradable": [pkg("alpha", "1.1", false)]}),
+        ),
+    )
+    .await;
+    let marker = json!({"truncated": true, "bytes": 70000, "in_output": true, "chunks": 5,
+                        "preview": {"manager": "apt", "upgradable": {"items": 300}}});
+    assert_eq!(
+        run(&db, &scan("c2", 2000, "succeeded", marker)).await,
+        Applied::Moved
+    );
+    assert_eq!(rows(&db).await.len(), 1, "the marker is not an empty scan");
+    assert_eq!(state(&db).await.last_scan_command.as_deref(), Some("c1"));
+}

@@ -150,3 +150,30 @@ pub async fn assert_updates_input_refused(stack: &Stack) {
         "{rules}"
     );
 }
+
+/// A directory of package-tool test doubles for rootd's
+/// `pkg_programs_dir`: `apt-get` prints `n` `Inst` lines of about 600 bytes
+/// each (so the scan's result size is the test's choice), `dpkg-query`
+/// knows no held package. Returns the rootd.toml line.
+pub fn apt_listing_doubles(dir: &std::path::Path, n: usize) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let listing = dir.join("listing.txt");
+    let text: String = (0..n)
+        .map(|i| {
+            let name = format!("lib{i:05}-{}", "n".repeat(200));
+            let origin = format!("Debian:12/{}", "o".repeat(300));
+            format!("Inst {name} [1.0-{i}] (1.1-{i} {origin} [amd64])\n")
+        })
+        .collect();
+    std::fs::write(&listing, text).unwrap();
+    for (name, body) in [
+        ("apt-get", format!("#!/bin/sh\ncat {listing:?}\n")),
+        ("dpkg-query", "#!/bin/sh\nexit 0\n".to_string()),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!("pkg_programs_dir = {dir:?}\n")
+}
