@@ -553,3 +553,46 @@ async fn a_scan_too_large_for_the_bus_still_fills_the_inventory() {
         .iter()
         .any(|r| r["current"] == "1.0-7" && r["candidate"] == "1.1-7"));
 }
+
+/// Results arrive at least once and in any order: a scan's result that
+/// arrives after a newer scan's, and a result delivered again with other
+/// data, change nothing. The agent is stopped and its results are
+/// published with its own credentials and key, as it would send them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_and_repeated_scan_results_change_nothing() {
+    let stack = Stack::start().await;
+    let mut host = stack.start_host("order").await;
+    stack.wait_online(&host.id).await;
+    host.agent.stop();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (code, c) = stack
+            .command(&host.id, &json!({"action": "pkg.scan"}))
+            .await;
+        assert_eq!(code, 201, "{c}");
+        ids.push(c["id"].as_str().unwrap().to_string());
+    }
+    let (older, newer) = (&ids[0], &ids[1]);
+    let names = |v: &Value| -> Vec<String> {
+        let u = v["updates"].as_array().unwrap();
+        u.iter()
+            .map(|r| r["package"].as_str().unwrap().to_string())
+            .collect()
+    };
+    publish_scan_result(&stack, &host, newer, &[("new-a", "2"), ("new-b", "3")]).await;
+    let v = host_updates(&stack, &host.id).await;
+    assert_eq!(
+        (names(&v), &v["state"]["last_scan_command"]),
+        (vec!["new-a".into(), "new-b".into()], &json!(newer))
+    );
+    // The older scan ends (its command is stored) but its list is not.
+    publish_scan_result(&stack, &host, older, &[("old-z", "9")]).await;
+    assert_eq!(
+        stack.get(&format!("/commands/{older}")).await.1["status"],
+        "succeeded"
+    );
+    // The newer one again, with other data: the first report stands.
+    publish_scan_result(&stack, &host, newer, &[("replayed", "1")]).await;
+    let after = host_updates(&stack, &host.id).await;
+    assert_eq!(after, v, "nothing changed");
+}

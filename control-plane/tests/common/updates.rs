@@ -177,3 +177,41 @@ pub fn apt_listing_doubles(dir: &std::path::Path, n: usize) -> String {
     }
     format!("pkg_programs_dir = {dir:?}\n")
 }
+
+/// Publishes a final `pkg.scan` result for `command` as the host's agent
+/// would (its credentials, signed with its key), listing `packages` as
+/// (name, candidate) pairs; waits until the control plane has consumed
+/// every result. What a redelivery, a replay or a late result looks like.
+pub async fn publish_scan_result(
+    stack: &Stack,
+    host: &Host,
+    command: &str,
+    packages: &[(&str, &str)],
+) {
+    use bus_schema::{subjects, CommandResult, CommandStatus};
+    let upgradable: Vec<Value> = packages
+        .iter()
+        .map(|(n, c)| json!({"name": n, "current": "1.0", "candidate": c, "origin": "o", "security": false}))
+        .collect();
+    let r = CommandResult {
+        command_id: command.into(),
+        agent_id: host.id.clone(),
+        status: CommandStatus::Succeeded,
+        exit_code: Some(0),
+        summary: format!("{} upgradable", packages.len()),
+        data: json!({"manager": "apt", "upgradable": upgradable, "held": []}),
+        attempt: 1,
+        at: bus_schema::now_ms(),
+    };
+    let signed = bus_schema::signing::agent::agent_sign(&agent_key(host), &r);
+    let js = async_nats::jetstream::new(agent_client(stack, host).await);
+    js.publish(
+        subjects::result(&host.id, command),
+        bus_schema::encode(&signed).into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    wait_consumer_settled(stack, subjects::RES_STREAM, subjects::CP_RES_CONSUMER).await;
+}
