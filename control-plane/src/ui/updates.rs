@@ -46,16 +46,16 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The selector and expiry fields every approve / decline form has.
+/// The selector and expiry fields of a package's approve / decline form.
 fn decision_fields(who: &Principal) -> Markup {
     html! {
         input type="hidden" name="csrf" value=(who.csrf());
-        label { "Hosts" input name="selector" value="all" size="14" title="a selector: all, label:env=prod, host:web-*"; }
-        label { "Expires in days" input name="expires_at" type="number" min="1" max="730" size="4" data-type="days" placeholder="never"; }
+        input name="selector" value="all" size="10" aria-label="Hosts" title="Hosts: a selector such as all, label:env=prod, host:web-*";
+        input name="expires_at" type="number" min="1" max="730" data-type="days" placeholder="expires in days" aria-label="Expires in days" title="Expires after this many days (empty: never)";
     }
 }
 
-/// Approve and decline forms for one package.
+/// The approve / decline form for one package (the button says which).
 fn package_forms(who: &Principal, name: &str, candidates: &[String]) -> Markup {
     let version = if candidates.len() == 1 {
         candidates[0].as_str()
@@ -63,16 +63,14 @@ fn package_forms(who: &Principal, name: &str, candidates: &[String]) -> Markup {
         ""
     };
     html! {
-        @for (decision, label, class) in [("approve", "Approve", "primary small"), ("decline", "Decline", "small")] {
-            form.inline-form.auto data-api="/api/v1/updates/approvals" data-done="Saved." {
-                input type="hidden" name="decision" value=(decision);
-                input type="hidden" name="scope" value="package";
-                input type="hidden" name="package" value=(name);
-                input type="hidden" name="version" value=(version);
-                (decision_fields(who))
-                button class=(class) { (label) }
-                span.form-error {}
-            }
+        form.inline-form.auto.decide data-api="/api/v1/updates/approvals" data-done="Saved." {
+            input type="hidden" name="scope" value="package";
+            input type="hidden" name="package" value=(name);
+            input type="hidden" name="version" value=(version);
+            (decision_fields(who))
+            button.primary.small name="decision" value="approve" { "Approve" }
+            button.small name="decision" value="decline" { "Decline" }
+            span.form-error {}
         }
     }
 }
@@ -304,7 +302,9 @@ async fn body(
             form.inline-form #approve-security data-api="/api/v1/updates/approvals" data-done="Saved." {
                 input type="hidden" name="decision" value="approve";
                 input type="hidden" name="scope" value="security";
-                (decision_fields(who))
+                input type="hidden" name="csrf" value=(who.csrf());
+                label { "Hosts" input name="selector" value="all" size="14" title="a selector: all, label:env=prod, host:web-*"; }
+                label { "Expires in days" input name="expires_at" type="number" min="1" max="730" data-type="days" placeholder="never"; }
                 label { "Note" input name="note" size="24"; }
                 button.primary { "Approve all security updates" }
                 span.form-error {}
