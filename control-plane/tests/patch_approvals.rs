@@ -388,92 +388,7 @@ async fn scan_inventory_approvals_rules_page_and_cli() {
     assert_eq!(code, 403, "no CSRF token, no change");
 
     // The CLI's --json answers parse and say the same.
-    let v = drover_json(&stack, &["updates", "list", "--json"]);
-    assert!(
-        v["updates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|u| u["package"] == HOSTILE),
-        "{v}"
-    );
-    let v = drover_json(
-        &stack,
-        &["updates", "list", "--by-host", "--security", "--json"],
-    );
-    assert_eq!(v["hosts"][0]["agent_id"], host.id.as_str(), "{v}");
-    let v = drover_json(
-        &stack,
-        &[
-            "updates",
-            "approve",
-            "drover-test-alpha=1.1",
-            "--selector",
-            "all",
-            "--expires",
-            "7d",
-            "--note",
-            "cli",
-            "--json",
-        ],
-    );
-    assert_eq!(
-        (v["state"].as_str(), v["note"].as_str()),
-        (Some("active"), Some("cli")),
-        "{v}"
-    );
-    let cli_id = v["id"].as_str().unwrap().to_string();
-    let v = drover_json(
-        &stack,
-        &[
-            "updates",
-            "decline",
-            "--security",
-            "--selector",
-            "host:none-*",
-            "--json",
-        ],
-    );
-    assert_eq!(v["decision"], "decline", "{v}");
-    let v = drover_json(&stack, &["updates", "revoke", &cli_id, "--json"]);
-    assert_eq!(v["state"], "revoked", "{v}");
-    let v = drover_json(&stack, &["updates", "approvals", "--json"]);
-    assert!(v["approvals"].as_array().unwrap().len() >= 4, "{v}");
-    let v = drover_json(
-        &stack,
-        &[
-            "updates",
-            "rules",
-            "add",
-            "cli-rule",
-            "--scope",
-            "all",
-            "--selector",
-            "all",
-            "--delay-days",
-            "2",
-            "--json",
-        ],
-    );
-    let rid = v["id"].as_str().unwrap().to_string();
-    let v = drover_json(&stack, &["updates", "rules", "list", "--json"]);
-    assert!(
-        v["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["name"] == "cli-rule"),
-        "{v}"
-    );
-    let v = drover_json(&stack, &["updates", "rules", "remove", &rid, "--json"]);
-    assert_eq!(v["deleted"], rid.as_str(), "{v}");
-    let out = stack.drover(&["updates", "approve", "curl;reboot", "--selector", "all"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("package"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_updates_cli(&stack, &host.id, HOSTILE);
 
     // A real install of alpha's candidate, then a scan: alpha's row is
     // gone, beta's keeps its first_seen (same candidate), the hostile row
@@ -595,4 +510,85 @@ async fn older_and_repeated_scan_results_change_nothing() {
     publish_scan_result(&stack, &host, newer, &[("replayed", "1")]).await;
     let after = host_updates(&stack, &host.id).await;
     assert_eq!(after, v, "nothing changed");
+}
+
+/// The Updates page's forms in a real browser (headless Chromium): the
+/// approve and decline buttons of one row's form, an expiry typed in days
+/// and kept through the page's live refreshes, a rule disabled from its
+/// row. Checked through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_updates_page_in_a_browser() {
+    let stack = Stack::start().await;
+    let extra = apt_listing_doubles(&stack.tmp.path().join("apt-doubles"), 2);
+    let host = stack.start_host_configured("web", &extra).await;
+    let t = Duration::from_secs(120);
+    assert_eq!(
+        stack.run_final(&host.id, "pkg.scan", json!({}), t).await["status"],
+        "succeeded"
+    );
+    let (code, rule) = stack
+        .post(
+            "/updates/rules",
+            &json!({"name": "later", "scope": "all", "selector": "all", "delay_days": 3}),
+        )
+        .await;
+    assert_eq!(code, 201, "{rule}");
+    stack.add_user("ops", "operator", PW);
+    let b = Chrome::start().await;
+    b.login(&stack.base, "ops", PW).await;
+    b.c()
+        .goto(&format!("{}/updates", stack.base))
+        .await
+        .unwrap();
+    let row = |i: usize| format!("tr[data-package^='lib{i:05}-'] form");
+    // Typed, then the page refreshes its live regions (a scan's event),
+    // then sent: what was typed is still there.
+    b.type_into(&format!("{} input[name=expires_at]", row(0)), "3")
+        .await;
+    b.wait_text("#live", "live").await;
+    let c = b.c();
+    c.execute(
+        "document.querySelector('#approvals-wrap').dataset.old = '1'",
+        vec![],
+    )
+    .await
+    .unwrap();
+    stack.run_final(&host.id, "pkg.scan", json!({}), t).await;
+    wait_for(
+        "the page's live refresh",
+        Duration::from_secs(30),
+        || async move {
+            let old = "return !!document.querySelector('#approvals-wrap[data-old]')";
+            (c.execute(old, vec![]).await.ok()? == json!(false)).then_some(())
+        },
+    )
+    .await;
+    b.click(&format!("{} button[value=approve]", row(0))).await;
+    b.wait_text("#approvals-wrap", "= 1.1-0").await;
+    b.click(&format!("{} button[value=decline]", row(1))).await;
+    b.wait_text("#approvals-wrap", "declined").await;
+    let (_, v) = stack.get("/updates/approvals").await;
+    let list = v["approvals"].as_array().unwrap();
+    let approve = list.iter().find(|a| a["decision"] == "approve").unwrap();
+    let left = approve["expires_at"].as_i64().unwrap() - approve["created_at"].as_i64().unwrap();
+    assert!(
+        (3 * DAY_MS - 60_000..=3 * DAY_MS).contains(&left),
+        "3 days: {approve}"
+    );
+    assert_eq!(
+        (&approve["version"], &approve["selector"]),
+        (&json!("1.1-0"), &json!({"all": true}))
+    );
+    let decline = list.iter().find(|a| a["decision"] == "decline").unwrap();
+    assert_eq!(
+        (&decline["expires_at"], &decline["version"]),
+        (&Value::Null, &json!("1.1-1")),
+        "{decline}"
+    );
+    b.click("#rules-wrap form button").await;
+    b.wait_text("#rules-wrap", "Enable").await;
+    assert_eq!(
+        stack.get("/updates/rules").await.1["rules"][0]["enabled"],
+        false
+    );
 }

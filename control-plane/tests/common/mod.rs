@@ -10,6 +10,7 @@ mod api;
 pub mod apt_repo;
 mod automation;
 mod backup;
+mod chrome;
 mod deploy;
 mod gated;
 mod host;
@@ -34,6 +35,8 @@ pub use apt_repo::*;
 pub use automation::*;
 #[allow(unused_imports)]
 pub use backup::*;
+#[allow(unused_imports)]
+pub use chrome::*;
 pub use deploy::*;
 #[allow(unused_imports)]
 pub use gated::*;

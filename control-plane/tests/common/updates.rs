@@ -215,3 +215,96 @@ pub async fn publish_scan_result(
     .unwrap();
     wait_consumer_settled(stack, subjects::RES_STREAM, subjects::CP_RES_CONSUMER).await;
 }
+
+/// `drover updates ...` with `--json` against the stack: every answer
+/// parses and says what the API says (`hostile`: a package name the
+/// inventory holds; the stack must hold `drover-test-alpha` 1.1 for
+/// `host_id`), and a bad package is refused before anything is sent.
+pub fn assert_updates_cli(stack: &Stack, host_id: &str, hostile: &str) {
+    let v = drover_json(stack, &["updates", "list", "--json"]);
+    assert!(
+        v["updates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["package"] == hostile),
+        "{v}"
+    );
+    let v = drover_json(
+        stack,
+        &["updates", "list", "--by-host", "--security", "--json"],
+    );
+    assert_eq!(v["hosts"][0]["agent_id"], host_id, "{v}");
+    let v = drover_json(
+        stack,
+        &[
+            "updates",
+            "approve",
+            "drover-test-alpha=1.1",
+            "--selector",
+            "all",
+            "--expires",
+            "7d",
+            "--note",
+            "cli",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (v["state"].as_str(), v["note"].as_str()),
+        (Some("active"), Some("cli")),
+        "{v}"
+    );
+    let cli_id = v["id"].as_str().unwrap().to_string();
+    let v = drover_json(
+        stack,
+        &[
+            "updates",
+            "decline",
+            "--security",
+            "--selector",
+            "host:none-*",
+            "--json",
+        ],
+    );
+    assert_eq!(v["decision"], "decline", "{v}");
+    let v = drover_json(stack, &["updates", "revoke", &cli_id, "--json"]);
+    assert_eq!(v["state"], "revoked", "{v}");
+    let v = drover_json(stack, &["updates", "approvals", "--json"]);
+    assert!(v["approvals"].as_array().unwrap().len() >= 4, "{v}");
+    let v = drover_json(
+        stack,
+        &[
+            "updates",
+            "rules",
+            "add",
+            "cli-rule",
+            "--scope",
+            "all",
+            "--selector",
+            "all",
+            "--delay-days",
+            "2",
+            "--json",
+        ],
+    );
+    let rid = v["id"].as_str().unwrap().to_string();
+    let v = drover_json(stack, &["updates", "rules", "list", "--json"]);
+    assert!(
+        v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "cli-rule"),
+        "{v}"
+    );
+    let v = drover_json(stack, &["updates", "rules", "remove", &rid, "--json"]);
+    assert_eq!(v["deleted"], rid.as_str(), "{v}");
+    let out = stack.drover(&["updates", "approve", "curl;reboot", "--selector", "all"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("package"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
