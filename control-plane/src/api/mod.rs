@@ -25,6 +25,7 @@ mod install;
 mod jobs;
 mod schedules;
 mod trust;
+mod updates;
 
 pub use crate::http::error::ApiError;
 pub use body::JsonBody;
@@ -91,6 +92,7 @@ pub fn routes() -> Router<AppState> {
         .merge(apps::routes())
         .merge(install::routes())
         .merge(schedules::routes())
+        .merge(updates::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

@@ -91,6 +91,9 @@ async function refreshLive() {
     if (!r.ok) return;
     const doc = new DOMParser().parseFromString(await r.text(), "text/html");
     for (const old of regions) {
+      // Someone is filling in a form here: keep it; a later refresh (after
+      // the form is sent) takes the region.
+      if ($("form[data-dirty]", old)) continue;
       const fresh = doc.querySelector('[data-live="' + old.dataset.live + '"]');
       if (fresh) old.replaceWith(document.importNode(fresh, true));
     }
@@ -172,6 +175,9 @@ function formValues(form) {
     const t = f.dataset.type;
     if (f.type === "checkbox") out[f.name] = f.checked;
     else if (t === "int") out[f.name] = f.value === "" ? null : Number(f.value);
+    else if (t === "bool") out[f.name] = f.value === "true";
+    // Days from now, as milliseconds since the epoch (an expiry).
+    else if (t === "days") out[f.name] = f.value === "" ? null : Date.now() + Number(f.value) * 86400000;
     else if (t === "kv") {
       const m = {};
       for (const part of f.value.split(",").map((s) => s.trim()).filter(Boolean)) {
@@ -189,6 +195,12 @@ function showError(form, msg) {
   if (e) { e.textContent = msg || ""; e.className = "form-error" + (msg ? " on" : ""); }
 }
 
+// A form with unsent edits (see refreshLive).
+document.addEventListener("input", (ev) => {
+  const f = ev.target.closest && ev.target.closest("form[data-api]");
+  if (f) f.dataset.dirty = "1";
+});
+
 function wireForms() {
   for (const form of $$("form[data-api]")) {
     if (form.dataset.wired) continue;
@@ -198,9 +210,13 @@ function wireForms() {
       showError(form, "");
       const btn = $("button", form);
       if (btn) btn.disabled = true;
-      const r = await api(form.dataset.method || "POST", form.dataset.api, formValues(form));
+      const values = formValues(form);
+      // A named submit button says which of several it was (approve / decline).
+      if (ev.submitter && ev.submitter.name) values[ev.submitter.name] = ev.submitter.value;
+      const r = await api(form.dataset.method || "POST", form.dataset.api, values);
       if (btn) btn.disabled = false;
       if (!r.ok) { showError(form, r.data.error || ("failed (" + r.status + ")")); return; }
+      delete form.dataset.dirty;
       if (form.dataset.secret) {
         const box = $(".secret", form);
         $(".value", box).textContent = r.data[form.dataset.secret] || "";
@@ -688,6 +704,11 @@ if ($("#agent-head")) {
   initRunner();
 } else if (PAGE === "fleet") {
   on("agent", () => scheduleRefresh(1500));
+  // A scan's result changes the update and reboot counts.
+  on("command", (ev) => { if (ev.action === "pkg.scan") scheduleRefresh(1500); });
+} else if (PAGE === "updates") {
+  on("command", (ev) => { if (String(ev.action || "").startsWith("pkg.")) scheduleRefresh(1000); });
+  on("agent", () => scheduleRefresh(3000));
 } else if (PAGE === "jobs") {
   on("command", () => scheduleRefresh(800));
   initJobs();

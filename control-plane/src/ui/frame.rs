@@ -20,6 +20,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("jobs", "/jobs", "Jobs"),
     ("schedules", "/schedules", "Schedules"),
     ("apps", "/apps", "Apps"),
+    ("updates", "/updates", "Updates"),
     ("enrolment", "/enrolment", "Enrolment"),
     ("security", "/security", "Security"),
     ("audit", "/audit", "Audit"),

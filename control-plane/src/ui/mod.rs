@@ -31,6 +31,7 @@ mod jobs;
 mod login;
 mod schedules;
 mod trust;
+mod updates;
 
 pub use html::message_page;
 
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::job_page))
         .route("/apps", get(apps::apps_page))
         .route("/schedules", get(schedules::schedules_page))
+        .route("/updates", get(updates::updates_page))
         .route("/enrolment", get(trust::enrolment))
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))

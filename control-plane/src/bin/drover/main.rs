@@ -19,6 +19,7 @@ mod releases;
 mod schedules;
 mod server;
 mod trust;
+mod updates;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,7 @@ use automation::{ApiTokensCmd, AutomationCmd};
 use releases::ReleasesCmd;
 use schedules::SchedulesCmd;
 use trust::TokensCmd;
+use updates::UpdatesCmd;
 
 /// Drover: fleet management over NATS JetStream.
 ///
@@ -255,6 +257,13 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<AppsCmd>,
     },
+    /// Pending updates, approvals and declines, auto-approval rules.
+    #[command(after_help = "Examples:\n  drover updates list --security\n  \
+        drover updates approve --security --selector label:env=staging --expires 7d")]
+    Updates {
+        #[command(subcommand)]
+        action: UpdatesCmd,
+    },
 }
 
 fn init_tracing() {
@@ -415,6 +424,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             max_wait,
         } => jobs::follow_logs(api, &command, follow, max_wait).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
+        Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
     }
 }
