@@ -51,10 +51,43 @@ pub struct NewSchedule {
     /// A selector as jobs take it (`{"labels": {"env": "prod"}}`) or in the
     /// CLI's text form (`label:env=prod,os:debian`).
     pub selector: Value,
+    /// The jobs' params, checked against the action's catalogue entry;
+    /// absent: [`default_params`] (`pkg.scan`: `{"refresh": true}`).
+    #[serde(default)]
+    pub params: Option<Value>,
     pub cron: String,
     pub timezone: String,
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// The params a schedule's jobs get when it names none: a scheduled scan
+/// refreshes the package lists first, so it reports what the repositories
+/// offer now rather than what the host's own timer last fetched.
+pub fn default_params(action: &str) -> Value {
+    match action {
+        "pkg.scan" => json!({"refresh": true}),
+        _ => json!({}),
+    }
+}
+
+/// The params checked against `action`'s catalogue entry.
+fn check_params(action: &str, params: Option<Value>) -> Result<Value, ScheduleError> {
+    let params = params.unwrap_or_else(|| default_params(action));
+    let spec = bus_schema::catalogue::lookup(action)
+        .ok_or_else(|| ScheduleError::Action(action.into()))?;
+    spec.validate(&params).map_err(|e| {
+        ScheduleError::Params(format!("{e}; `drover actions` shows {action}'s params"))
+    })?;
+    Ok(params)
+}
+
+/// A stored schedule's params ([`default_params`] when it has none).
+pub fn params_of(m: &Model) -> Value {
+    m.params
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_else(|| default_params(&m.action))
 }
 
 fn default_action() -> String {
@@ -73,6 +106,8 @@ pub struct SchedulePatch {
     pub action: Option<String>,
     /// As in [`NewSchedule::selector`].
     pub selector: Option<Value>,
+    /// As in [`NewSchedule::params`].
+    pub params: Option<Value>,
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub enabled: Option<bool>,
@@ -88,6 +123,8 @@ pub enum ScheduleError {
     Action(String),
     #[error("selector: {0}")]
     Selector(#[from] SelectorError),
+    #[error("params: {0}")]
+    Params(String),
     #[error("selector: {0}; write it as jobs take it ({{\"all\": true}}, {{\"labels\": {{\"env\": \"prod\"}}}}) or as text (all, label:env=prod, host:web-*)")]
     SelectorShape(String),
     #[error("cron {cron:?} is not valid ({reason}); write five fields `minute hour day-of-month month day-of-week` (\"0 3 * * *\": 03:00 every day) or six with seconds first (\"*/30 * * * * *\": every 30 seconds)")]
@@ -181,6 +218,7 @@ pub fn to_json(m: &Model) -> Value {
         "name": m.name,
         "action": m.action,
         "selector": serde_json::from_str::<Value>(&m.selector).unwrap_or(Value::Null),
+        "params": params_of(m),
         "cron": m.cron,
         "timezone": m.timezone,
         "enabled": m.enabled,
@@ -229,6 +267,7 @@ pub async fn create(state: &AppState, req: NewSchedule, by: &str) -> Result<Mode
     check_name(&req.name)?;
     check_action(&req.action)?;
     let selector = selector_of(&req.selector)?;
+    let params = check_params(&req.action, req.params)?;
     let now = now_ms();
     let next = next_after(&req.cron, &req.timezone, now)?;
     if name_taken(state, &req.name, "").await? {
@@ -239,6 +278,7 @@ pub async fn create(state: &AppState, req: NewSchedule, by: &str) -> Result<Mode
         name: Set(req.name.clone()),
         action: Set(req.action),
         selector: Set(serde_json::to_string(&selector).unwrap_or_default()),
+        params: Set(Some(params.to_string())),
         cron: Set(req.cron.trim().to_string()),
         timezone: Set(req.timezone),
         enabled: Set(req.enabled),
@@ -275,6 +315,11 @@ pub async fn update(state: &AppState, id: &str, p: SchedulePatch) -> Result<Mode
     check_name(&name)?;
     check_action(&action)?;
     let selector = p.selector.as_ref().map(selector_of).transpose()?;
+    let params = match (p.params, action != cur.action) {
+        (Some(v), _) => Some(check_params(&action, Some(v))?),
+        (None, true) => Some(check_params(&action, None)?),
+        (None, false) => None,
+    };
     let now = now_ms();
     let next = next_after(&cron, &timezone, now)?;
     if name != cur.name && name_taken(state, &name, &cur.id).await? {
@@ -286,6 +331,9 @@ pub async fn update(state: &AppState, id: &str, p: SchedulePatch) -> Result<Mode
     row.action = Set(action);
     if let Some(s) = selector {
         row.selector = Set(serde_json::to_string(&s).unwrap_or_default());
+    }
+    if let Some(p) = params {
+        row.params = Set(Some(p.to_string()));
     }
     row.cron = Set(cron);
     row.timezone = Set(timezone);
@@ -351,7 +399,7 @@ async fn run_due(state: &AppState, s: &Model, now: i64) -> anyhow::Result<()> {
             let req = NewJob {
                 selector,
                 action: s.action.clone(),
-                params: json!({}),
+                params: params_of(s),
                 timeout_secs: None,
                 ttl_secs: None,
                 idempotency_key: Some(format!("schedule-{}-{slot}", s.id)),

@@ -158,6 +158,41 @@ async fn scan_install_and_reboot_through_the_stack() {
         .collect();
     assert_eq!(names, ["drover-test-beta"], "{scan}");
 
+    // A newer alpha in the repository: a scan over the lists apt fetched
+    // earlier does not know it; one with `refresh` fetches them first.
+    repo.publish("drover-test-alpha", "1.2", "main");
+    let stale = stack.run_final(&host.id, "pkg.scan", json!({}), t).await;
+    assert!(
+        !stale["result"]["upgradable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["name"] == "drover-test-alpha"),
+        "{stale}"
+    );
+    let fresh = stack
+        .run_final(&host.id, "pkg.scan", json!({"refresh": true}), t)
+        .await;
+    assert_eq!(fresh["status"], "succeeded", "{fresh}");
+    let alpha = fresh["result"]["upgradable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "drover-test-alpha")
+        .cloned()
+        .unwrap_or_else(|| panic!("refresh found alpha 1.2: {fresh}"));
+    assert_eq!(
+        (&alpha["current"], &alpha["candidate"]),
+        (&json!("1.1"), &json!("1.2"))
+    );
+    let (code, body) = stack
+        .command(
+            &host.id,
+            &json!({"action": "pkg.scan", "params": {"refresh": "yes"}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+
     // Refused before anything is signed or run.
     for bad in [
         json!({"delay_minutes": 5000}),

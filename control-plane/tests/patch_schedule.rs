@@ -1,6 +1,4 @@
-//! Patch management, part D: the duties lease against a real nats-server
-//! (two participants in this process, each on its own connection), and
-//! scheduled scans on a real stack (nats-server, `drover serve`, a real
+//! Patch management: scheduled scans on a real stack (nats-server, `drover serve`, a real
 //! agent and rootd running `pkg.scan` against this machine's apt): jobs with
 //! `source: system` and `requested_by: schedule:<name>`, one per slot,
 //! recorded on the schedule; disabling stops them; bad input is refused and
@@ -16,140 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use control_plane::lease::{self, Lease};
 use serde_json::{json, Value};
-
-/// A plain nats-server with JetStream (no accounts) on a free port.
-async fn plain_nats(dir: &Path) -> Nats {
-    std::fs::create_dir_all(dir).unwrap();
-    let conf = dir.join("nats.conf");
-    std::fs::write(
-        &conf,
-        "# JetStream for the lease test\njetstream: enabled\n",
-    )
-    .unwrap();
-    Nats::start(&dir.join("server"), &conf).await
-}
-
-async fn jetstream(url: &str) -> async_nats::jetstream::Context {
-    async_nats::jetstream::new(async_nats::connect(url).await.unwrap())
-}
-
-/// Samples both participants for `window` and fails if both ever hold.
-async fn never_both(a: &Lease, b: &Lease, window: Duration) {
-    let end = Instant::now() + window;
-    for _ in 0..1000 {
-        assert!(
-            !(a.is_held() && b.is_held()),
-            "both participants hold the lease"
-        );
-        if Instant::now() >= end {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_has_one_holder_and_moves_when_it_dies_or_is_overwritten() {
-    let tmp = tempfile::tempdir().unwrap();
-    let nats = plain_nats(tmp.path()).await;
-    let ttl = Duration::from_secs(3);
-    let js1 = jetstream(&nats.url()).await;
-    let js2 = jetstream(&nats.url()).await;
-    // The bucket as `drover serve` declares it, with a short TTL.
-    let store1 = control_plane::bus::ensure_lease_bucket(&js1, ttl)
-        .await
-        .unwrap();
-    let store2 = control_plane::bus::ensure_lease_bucket(&js2, ttl)
-        .await
-        .unwrap();
-
-    let a = Lease::start(store1.clone(), lease::DUTIES_KEY, ttl)
-        .await
-        .unwrap();
-    wait_for(
-        "the first participant to take the lease",
-        ttl * 2,
-        || async { a.is_held().then_some(()) },
-    )
-    .await;
-    let b = Lease::start(store2.clone(), lease::DUTIES_KEY, ttl)
-        .await
-        .unwrap();
-    // Over more than one renewal period: exactly one holds, and the entry
-    // names it.
-    never_both(&a, &b, ttl).await;
-    assert!(a.is_held() && !b.is_held());
-    let holder = lease::current(&store2, lease::DUTIES_KEY)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(holder.id, a.id());
-    assert_eq!(holder.pid, std::process::id());
-    assert_eq!(
-        b.subscribe().borrow().holder.as_ref().map(|h| h.id.clone()),
-        Some(a.id())
-    );
-
-    // The holder dies (no release: its entry stays until it ages out).
-    let killed = Instant::now();
-    drop(a);
-    drop(js1);
-    wait_for("the second participant to take over", ttl * 3, || async {
-        b.is_held().then_some(())
-    })
-    .await;
-    let took = killed.elapsed();
-    println!("lease moved to the other participant {took:?} after its holder died (TTL {ttl:?})");
-    assert!(took < ttl * 2, "took {took:?}, TTL {ttl:?}");
-
-    // Another writer overwrites the entry: the holder stops at once (it
-    // watches the key), without waiting for its next renewal.
-    let foreign = lease::Holder {
-        id: "someone-else".into(),
-        hostname: "elsewhere".into(),
-        pid: 1,
-        expires_at: 0,
-    };
-    let overwritten = Instant::now();
-    store1
-        .put(
-            lease::DUTIES_KEY,
-            serde_json::to_vec(&foreign).unwrap().into(),
-        )
-        .await
-        .unwrap();
-    wait_for("the overwritten holder to stop", ttl, || async {
-        (!b.is_held()).then_some(())
-    })
-    .await;
-    println!(
-        "overwritten holder stopped after {:?}",
-        overwritten.elapsed()
-    );
-    // The foreign entry is never renewed: it ages out and b takes it back.
-    wait_for(
-        "the lease to come back after the foreign entry aged out",
-        ttl * 3,
-        || async { b.is_held().then_some(()) },
-    )
-    .await;
-
-    // A holder that stops cleanly hands over at once.
-    let js3 = jetstream(&nats.url()).await;
-    let store3 = js3.get_key_value(lease::BUCKET).await.unwrap();
-    let c = Lease::start(store3, lease::DUTIES_KEY, ttl).await.unwrap();
-    never_both(&b, &c, Duration::from_millis(500)).await;
-    assert!(!c.is_held());
-    let released = Instant::now();
-    b.release().await;
-    wait_for("a released lease to be taken", ttl, || async {
-        c.is_held().then_some(())
-    })
-    .await;
-    println!("released lease taken after {:?}", released.elapsed());
-}
 
 /// Jobs that schedule `name` submitted, newest first (`GET /jobs` views).
 async fn schedule_jobs(stack: &Stack, name: &str) -> Vec<Value> {
@@ -217,6 +82,8 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
     let good = json!({
         "name": "every5", "action": "pkg.scan", "selector": {"agents": [host.id]},
         "cron": "*/5 * * * * *", "timezone": "Europe/Berlin", "enabled": true,
+        // No `apt-get update` of this machine's lists every five seconds.
+        "params": {"refresh": false},
     });
 
     // Bad input: refused with what to write, nothing stored.
@@ -229,6 +96,8 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
         (with("cron", json!("61 * * * *")), "five fields"),
         (with("cron", json!("* * *")), "five fields"),
         (with("cron", json!("0 0 30 2 *")), "never fires"),
+        (with("params", json!({"refresh": "yes"})), "params"),
+        (with("params", json!({"bogus": 1})), "params"),
         (with("timezone", json!("Mars/Olympus")), "IANA"),
         (
             with("action", json!("pkg.install")),
@@ -317,6 +186,22 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
         )
         .await;
     assert_eq!(code, 201, "{m}");
+    assert_eq!(
+        m["params"],
+        json!({"refresh": true}),
+        "a scheduled scan refreshes the package lists unless told not to"
+    );
+    let (code, v) = api_request(
+        &reqwest::Client::new(),
+        &stack.base,
+        &stack.token,
+        reqwest::Method::PUT,
+        &format!("/schedules/{}", m["id"].as_str().unwrap()),
+        Some(&json!({"params": {"refresh": false}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["params"], json!({"refresh": false}));
     let missed_id = m["id"].as_str().unwrap().to_string();
     {
         use control_plane::schedules::entity;
@@ -537,7 +422,8 @@ async fn two_replicas_schedule_once_and_the_survivor_takes_over() {
     let (code, s) = stack
         .post(
             "/schedules",
-            &json!({"name": "ha", "selector": "all", "cron": "*/2 * * * * *", "timezone": "UTC"}),
+            &json!({"name": "ha", "selector": "all", "cron": "*/2 * * * * *", "timezone": "UTC",
+                    "params": {"refresh": false}}),
         )
         .await;
     assert_eq!(code, 201, "{s}");

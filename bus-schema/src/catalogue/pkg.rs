@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{check_package, ActionSpec, NoParams, Params, RunsIn};
+use super::{check_package, ActionSpec, Params, RunsIn};
 
 /// Params of `pkg.install` and `pkg.upgrade`: named packages only, never
 /// "everything".
@@ -25,11 +25,24 @@ impl Params for PackagesParams {
     }
 }
 
+/// Params of `pkg.scan`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanParams {
+    /// Refresh the package lists first (`apt-get update`, `dnf makecache`)
+    /// so the scan sees what the repositories offer now, not what the
+    /// host's own timer last fetched. Takes the package manager's lock.
+    /// Default: false. Scheduled scans set it.
+    #[serde(default)]
+    pub refresh: bool,
+}
+impl Params for ScanParams {}
+
 pub fn specs() -> Vec<ActionSpec> {
     vec![
-        ActionSpec::new::<NoParams>(
+        ActionSpec::new::<ScanParams>(
             "pkg.scan",
-            "List upgradable packages with current and candidate version and a security flag.",
+            "List upgradable packages (current and candidate version, origin, security flag, advisories) and whether a reboot is required; `refresh` fetches the package lists first.",
             RunsIn::Rootd,
             300,
         ),

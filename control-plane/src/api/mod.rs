@@ -26,6 +26,7 @@ mod jobs;
 mod schedules;
 mod trust;
 mod windows;
+mod updates;
 
 pub use crate::http::error::ApiError;
 pub use body::JsonBody;
@@ -93,6 +94,7 @@ pub fn routes() -> Router<AppState> {
         .merge(install::routes())
         .merge(schedules::routes())
         .merge(windows::routes())
+        .merge(updates::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

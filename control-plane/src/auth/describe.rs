@@ -147,6 +147,7 @@ pub fn describe(
             json!({
                 "name": req["name"], "action": req["action"], "selector": req["selector"],
                 "cron": req["cron"], "timezone": req["timezone"], "enabled": req["enabled"],
+                "params": req["params"],
             }),
         ),
         ("PUT", "/api/v1/schedules/{id}") => (
@@ -155,6 +156,7 @@ pub fn describe(
             json!({
                 "name": req["name"], "action": req["action"], "selector": req["selector"],
                 "cron": req["cron"], "timezone": req["timezone"], "enabled": req["enabled"],
+                "params": req["params"],
             }),
         ),
         ("DELETE", "/api/v1/schedules/{id}") => {
@@ -169,6 +171,9 @@ pub fn describe(
         (_, t) if t.starts_with("/api/v1/windows") => {
             crate::windows::describe(m, t, &id, req, resp)
                 .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))
+        }
+        (_, t) if t.starts_with("/api/v1/updates") => {
+            crate::updates::audit::describe(m, template, id, req, resp)
         }
         // Anything else (new routes): the route itself, no body.
         _ => (format!("{m} {template}"), id, json!({})),

@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0013_patch::M0013Patch),
             Box::new(super::m0014_schedules::M0014Schedules),
             Box::new(super::m0016_patch_runs::M0016PatchRuns),
+            Box::new(super::m0017_schedule_params::M0017ScheduleParams),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

@@ -12,6 +12,7 @@ pub mod m0012_display_name;
 pub mod m0013_patch;
 pub mod m0014_schedules;
 pub mod m0016_patch_runs;
+pub mod m0017_schedule_params;
 pub mod migration;
 
 use std::time::Duration;

@@ -248,6 +248,7 @@ pub async fn apply_results(
         changed.insert(updated.id.clone(), updated);
     }
     crate::ledger::write_reported(&txn, changed.values()).await?;
+    crate::updates::inventory::apply_scans(state, &txn, changed.values(), now).await?;
     txn.commit().await?;
     Ok(changed.into_values().collect())
 }

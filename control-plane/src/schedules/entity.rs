@@ -16,6 +16,9 @@ pub struct Model {
     pub action: String,
     /// The JSON of [`crate::selector::Selector`].
     pub selector: String,
+    /// The jobs' params (JSON); `None`: [`crate::schedules::default_params`]
+    /// (m0017).
+    pub params: Option<String>,
     /// Five fields (minute hour day-of-month month day-of-week) or six with
     /// seconds first.
     pub cron: String,

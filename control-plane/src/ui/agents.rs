@@ -206,6 +206,9 @@ pub(super) async fn agent_page(
     let services = cmds.iter().find(|c| {
         c.action.starts_with("service.") && c.status == "succeeded" && c.result.is_some()
     });
+    let Ok(updates) = super::updates::host_section(&state, &a.id).await else {
+        return unavailable("database");
+    };
     let body = html! {
         div data-live="agent-head" #agent-head {
             section.card.head {
@@ -277,6 +280,7 @@ pub(super) async fn agent_page(
                 }
             }
         }
+        (updates)
         section.card {
             h2 { "Command history" }
             div data-live="history" #history-wrap { (commands_table(&cmds, false)) }

@@ -91,6 +91,9 @@ async function refreshLive() {
     if (!r.ok) return;
     const doc = new DOMParser().parseFromString(await r.text(), "text/html");
     for (const old of regions) {
+      // Someone is filling in a form here: keep it; a later refresh (after
+      // the form is sent) takes the region.
+      if ($("form[data-dirty]", old)) continue;
       const fresh = doc.querySelector('[data-live="' + old.dataset.live + '"]');
       if (fresh) old.replaceWith(document.importNode(fresh, true));
     }
@@ -173,6 +176,9 @@ function formValues(form) {
     if (f.type === "checkbox") out[f.name] = f.checked;
     else if (t === "int") out[f.name] = f.value === "" ? null : Number(f.value);
     else if (t === "list") out[f.name] = f.value.split(",").map((s) => s.trim()).filter(Boolean);
+    else if (t === "bool") out[f.name] = f.value === "true";
+    // Days from now, as milliseconds since the epoch (an expiry).
+    else if (t === "days") out[f.name] = f.value === "" ? null : Date.now() + Number(f.value) * 86400000;
     else if (t === "kv") {
       const m = {};
       for (const part of f.value.split(",").map((s) => s.trim()).filter(Boolean)) {
@@ -190,6 +196,12 @@ function showError(form, msg) {
   if (e) { e.textContent = msg || ""; e.className = "form-error" + (msg ? " on" : ""); }
 }
 
+// A form with unsent edits (see refreshLive).
+document.addEventListener("input", (ev) => {
+  const f = ev.target.closest && ev.target.closest("form[data-api]");
+  if (f) f.dataset.dirty = "1";
+});
+
 function wireForms() {
   for (const form of $$("form[data-api]")) {
     if (form.dataset.wired) continue;
@@ -199,9 +211,13 @@ function wireForms() {
       showError(form, "");
       const btn = $("button", form);
       if (btn) btn.disabled = true;
-      const r = await api(form.dataset.method || "POST", form.dataset.api, formValues(form));
+      const values = formValues(form);
+      // A named submit button says which of several it was (approve / decline).
+      if (ev.submitter && ev.submitter.name) values[ev.submitter.name] = ev.submitter.value;
+      const r = await api(form.dataset.method || "POST", form.dataset.api, values);
       if (btn) btn.disabled = false;
       if (!r.ok) { showError(form, r.data.error || ("failed (" + r.status + ")")); return; }
+      delete form.dataset.dirty;
       if (form.dataset.secret) {
         const box = $(".secret", form);
         $(".value", box).textContent = r.data[form.dataset.secret] || "";
@@ -690,6 +706,11 @@ if ($("#agent-head")) {
   initRunner();
 } else if (PAGE === "fleet") {
   on("agent", () => scheduleRefresh(1500));
+  // A scan's result changes the update and reboot counts.
+  on("command", (ev) => { if (ev.action === "pkg.scan") scheduleRefresh(1500); });
+} else if (PAGE === "updates") {
+  on("command", (ev) => { if (String(ev.action || "").startsWith("pkg.")) scheduleRefresh(1000); });
+  on("agent", () => scheduleRefresh(3000));
 } else if (PAGE === "jobs") {
   on("command", () => scheduleRefresh(800));
   initJobs();

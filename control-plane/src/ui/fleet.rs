@@ -126,6 +126,7 @@ async fn fleet_body(state: &AppState, q: &FleetQuery) -> Result<Markup, sea_orm:
                     b { (counts.get(s).copied().unwrap_or(0)) } span { (s) }
                 }
             }
+            (super::updates::fleet_counts(state).await)
         }
         form.toolbar method="get" action="/fleet" {
             input type="search" name="q" #q placeholder="Search hostname, id or label" value=(text);

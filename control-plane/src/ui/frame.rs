@@ -20,6 +20,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("jobs", "/jobs", "Jobs"),
     ("schedules", "/schedules", "Schedules"),
     ("apps", "/apps", "Apps"),
+    ("updates", "/updates", "Updates"),
     ("windows", "/windows", "Windows"),
     ("history", "/updates/history", "Update history"),
     ("enrolment", "/enrolment", "Enrolment"),

@@ -33,6 +33,7 @@ mod login;
 mod schedules;
 mod trust;
 mod windows;
+mod updates;
 
 pub use html::message_page;
 
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::job_page))
         .route("/apps", get(apps::apps_page))
         .route("/schedules", get(schedules::schedules_page))
+        .route("/updates", get(updates::updates_page))
         .route("/enrolment", get(trust::enrolment))
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))

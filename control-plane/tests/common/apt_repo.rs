@@ -411,6 +411,26 @@ impl AptRepo {
             })
             .unwrap_or_default()
     }
+
+    /// Publishes one more version of a test package into the `main` or
+    /// `security` repository and re-indexes it, without refreshing apt's
+    /// lists: a `pkg.scan` with `refresh` sees it, one without does not.
+    pub fn publish(&self, name: &str, version: &str, repo: &str) {
+        assert!(NAMES.contains(&name), "only the fixture's own packages");
+        let arch = if name.ends_with("alpha") {
+            "all".to_string()
+        } else {
+            run(Command::new("dpkg").arg("--print-architecture"))
+                .trim()
+                .to_string()
+        };
+        let out = self.dir.join("repo").join(repo);
+        build_deb(&self.dir.join("debs"), &out, name, version, &arch);
+        match repo {
+            "security" => index_repo(&out, "DroverTest-Security", "stable-security"),
+            _ => index_repo(&out, "DroverTest", "stable"),
+        }
+    }
 }
 
 impl Drop for AptRepo {

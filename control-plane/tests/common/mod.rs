@@ -10,6 +10,7 @@ mod api;
 pub mod apt_repo;
 mod automation;
 mod backup;
+mod chrome;
 mod deploy;
 mod gated;
 mod host;
@@ -22,6 +23,7 @@ mod rootd;
 mod session;
 mod stack;
 mod tls;
+mod updates;
 mod wait;
 mod windows;
 
@@ -34,6 +36,8 @@ pub use apt_repo::*;
 pub use automation::*;
 #[allow(unused_imports)]
 pub use backup::*;
+#[allow(unused_imports)]
+pub use chrome::*;
 pub use deploy::*;
 #[allow(unused_imports)]
 pub use gated::*;
@@ -55,6 +59,8 @@ pub use session::*;
 pub use stack::*;
 #[allow(unused_imports)]
 pub use tls::*;
+#[allow(unused_imports)]
+pub use updates::*;
 #[allow(unused_imports)]
 pub use wait::*;
 #[allow(unused_imports)]

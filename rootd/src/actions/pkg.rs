@@ -128,7 +128,18 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
         return Outcome::failed("no supported package manager found (apt-get or dnf)");
     };
     match cmd.action.as_str() {
-        "pkg.scan" => super::pkg_scan::scan(mgr, ctx).await,
+        "pkg.scan" => {
+            let p: bus_schema::catalogue::pkg::ScanParams = match params(cmd) {
+                Ok(p) => p,
+                Err(o) => return o,
+            };
+            if p.refresh {
+                if let Err(o) = super::pkg_scan::refresh(mgr, ctx).await {
+                    return o;
+                }
+            }
+            super::pkg_scan::scan(mgr, ctx).await
+        }
         "pkg.install" | "pkg.upgrade" => {
             let p: PackagesParams = match params(cmd) {
                 Ok(p) => p,

@@ -1,8 +1,9 @@
 //! `pkg.scan`: what an upgrade would bring, and whether the host wants a
 //! reboot. Nothing is changed: apt runs `apt-get --simulate dist-upgrade`
 //! (without taking the dpkg lock), dnf `check-update` and `updateinfo
-//! list`. It does not refresh the package lists (the host's own timers,
-//! or an operator, do that).
+//! list`. With `refresh` it first fetches the package lists ([`refresh`]:
+//! `apt-get update` / `dnf makecache`, which take the package manager's
+//! lock); without, it reads what the host's own timers last fetched.
 //!
 //! The result is `{"manager": "apt"|"dnf", "upgradable": [Upgradable…],
 //! "held": [names], "reboot": {"required": bool, "packages": [names]}}`;
@@ -36,6 +37,40 @@ pub struct Reboot {
     /// Why the answer may be incomplete (for the summary only).
     #[serde(skip)]
     pub note: Option<String>,
+}
+
+/// Fetches the package lists: `apt-get update` (waiting up to
+/// `apt_lock_timeout_secs` for the lock) or `dnf makecache`. A failure is
+/// the scan's result: a scan over stale lists would look current.
+pub async fn refresh(mgr: Manager, ctx: &Ctx<'_>) -> Result<(), Outcome> {
+    let runner = Runner::new(ctx);
+    let t = Tools::of(ctx.cfg);
+    let lock_timeout = format!("DPkg::Lock::Timeout={}", ctx.cfg.apt_lock_timeout_secs);
+    let (argv, env): (Vec<&str>, Vec<(&'static str, String)>) = match mgr {
+        Manager::Apt => (
+            vec![&t.apt_get, "-q", "-o", &lock_timeout, "update"],
+            apt_env(ctx.cfg),
+        ),
+        Manager::Dnf => (vec![&t.dnf, "-q", "makecache"], Vec::new()),
+    };
+    let ran = runner.run(&argv, &env_refs(&env), true).await?;
+    if ran.ok() {
+        return Ok(());
+    }
+    if mgr == Manager::Apt && super::pkg_parse::apt_lock_held(&ran.stderr) {
+        return Err(Outcome {
+            exit_code: ran.exit_code,
+            ..Outcome::failed(format!(
+                "another package manager is running; the package lists were not refreshed and nothing was scanned (apt-get waited {} s for the lock); try again",
+                ctx.cfg.apt_lock_timeout_secs
+            ))
+        });
+    }
+    let what = match mgr {
+        Manager::Apt => "apt-get update",
+        Manager::Dnf => "dnf makecache",
+    };
+    Err(failed_run(what, &ran))
 }
 
 pub async fn scan(mgr: Manager, ctx: &Ctx<'_>) -> Outcome {

@@ -21,6 +21,7 @@ mod schedules;
 mod server;
 mod trust;
 mod windows;
+mod updates;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ use releases::ReleasesCmd;
 use schedules::SchedulesCmd;
 use trust::TokensCmd;
 use windows::WindowsCmd;
+use updates::UpdatesCmd;
 
 /// Drover: fleet management over NATS JetStream.
 ///
@@ -270,6 +272,13 @@ enum Cmd {
     ///
     /// Example: drover updates-history --since 7d --csv > history.csv
     UpdatesHistory(history::HistoryArgs),
+    /// Pending updates, approvals and declines, auto-approval rules.
+    #[command(after_help = "Examples:\n  drover updates list --security\n  \
+        drover updates approve --security --selector label:env=staging --expires 7d")]
+    Updates {
+        #[command(subcommand)]
+        action: UpdatesCmd,
+    },
 }
 
 fn init_tracing() {
@@ -432,6 +441,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
         Cmd::UpdatesHistory(args) => history::history(api, args).await,
+        Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
     }
 }

@@ -41,6 +41,11 @@ pub enum SchedulesCmd {
         /// Store it disabled.
         #[arg(long)]
         disabled: bool,
+        /// The jobs' params as JSON (default for pkg.scan: {"refresh": true},
+        /// which fetches the package lists before scanning), e.g.
+        /// --params '{"refresh": false}'.
+        #[arg(long)]
+        params: Option<String>,
         /// Print the stored schedule as JSON.
         #[arg(long)]
         json: bool,
@@ -139,14 +144,22 @@ pub async fn schedules(api: &client::ApiClient, cmd: SchedulesCmd) -> anyhow::Re
             timezone,
             action,
             disabled,
+            params,
             json,
         } => {
             // Checked here for a quick answer, and again by the API.
             control_plane::jobs::Selector::parse(&selector)?;
-            let body = json!({
+            let mut body = json!({
                 "name": name, "action": action, "selector": selector, "cron": cron,
                 "timezone": timezone, "enabled": !disabled,
             });
+            if let Some(p) = params {
+                body["params"] = serde_json::from_str(&p).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--params is not JSON ({e}); write e.g. '{{\"refresh\": false}}'"
+                    )
+                })?;
+            }
             let v = api.post("/schedules", &body).await?;
             if json {
                 return print_json(&v);

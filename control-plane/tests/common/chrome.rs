@@ -1,0 +1,143 @@
+//! A headless Chromium session for tests that check a page's scripts
+//! (forms sent as JSON, live refreshes): chromedriver on a free port, a
+//! throw-away profile, logging in through the real login form. Killed and
+//! removed on drop. `scripts/test-deps/chromium.sh` installs the browser.
+//! It checks nothing itself; what a page must do stays in the tests.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use serde_json::json;
+
+use super::*;
+
+/// chromedriver, a Chromium session on it, and its profile directory.
+pub struct Chrome {
+    client: Option<Client>,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Chrome {
+    pub async fn start() -> Self {
+        let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect("chromedriver is missing: run scripts/test-deps/chromium.sh");
+        let profile = tempfile::Builder::new()
+            .prefix("drover-chromium-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(chromedriver);
+        cmd.arg(format!("--port={port}"));
+        let driver = Proc::spawn("chromedriver", cmd, profile.path().join("chromedriver.log"));
+        wait_for(
+            "chromedriver to listen",
+            Duration::from_secs(20),
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-background-networking", "--window-size=1440,900",
+                    format!("--user-data-dir={}", profile.path().join("profile").display()),
+                ]
+            }),
+        );
+        let client = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session through chromedriver");
+        Self {
+            client: Some(client),
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    pub fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    /// Logs in through the login form and waits for the fleet page.
+    pub async fn login(&self, base: &str, name: &str, pw: &str) {
+        let c = self.c();
+        c.goto(&format!("{base}/login")).await.unwrap();
+        self.type_into("#name", name).await;
+        self.type_into("#password", pw).await;
+        self.click("#login").await;
+        wait_for(
+            "the fleet page after login",
+            Duration::from_secs(20),
+            || async move { (c.current_url().await.ok()?.path() == "/fleet").then_some(()) },
+        )
+        .await;
+    }
+
+    /// Waits until `css` matches an element whose text contains `needle`.
+    pub async fn wait_text(&self, css: &str, needle: &str) {
+        let c = self.c();
+        wait_for(
+            &format!("{css} to show {needle:?}"),
+            Duration::from_secs(30),
+            || async move {
+                let t = c.find(Locator::Css(css)).await.ok()?.text().await.ok()?;
+                t.contains(needle).then_some(())
+            },
+        )
+        .await
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.c()
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let c = self.c();
+        let e = wait_for(
+            &format!("{css} to be shown"),
+            Duration::from_secs(30),
+            || async move {
+                let e = c.find(Locator::Css(css)).await.ok()?;
+                e.is_displayed().await.ok()?.then_some(e)
+            },
+        )
+        .await;
+        e.send_keys(text).await.unwrap();
+    }
+}
+
+impl Drop for Chrome {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
+                })
+            });
+        }
+    }
+}
