@@ -249,7 +249,7 @@ async fn failed_installs_halt_the_run_and_offline_hosts_wait() {
     );
     assert!(csv.contains(&format!(",{PKG},1.0,,9.9,failed,")), "{csv}");
 
-    let out = stack.drover(&["updates-history", "--host", &h1.id, "--csv"]);
+    let out = stack.drover(&["updates", "history", "--host", &h1.id, "--csv"]);
     assert!(
         out.status.success(),
         "{}",

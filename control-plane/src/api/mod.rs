@@ -25,8 +25,8 @@ mod install;
 mod jobs;
 mod schedules;
 mod trust;
-mod windows;
 mod updates;
+mod windows;
 
 pub use crate::http::error::ApiError;
 pub use body::JsonBody;

@@ -32,8 +32,8 @@ mod jobs;
 mod login;
 mod schedules;
 mod trust;
-mod windows;
 mod updates;
+mod windows;
 
 pub use html::message_page;
 

@@ -1,4 +1,4 @@
-//! `drover updates-history`: every install attempt of approved updates per
+//! `drover updates history`: every install attempt of approved updates per
 //! host and package (versions before and after, status, who approved it, in
 //! which window), newest first, as a table, JSON or CSV, through the API.
 //! Owns these arguments and their output; the history is the library's
@@ -9,7 +9,7 @@ use control_plane::client;
 
 use crate::print::print_json;
 
-/// Example: drover updates-history --host 0193a1b2... --package openssl --since 7d --csv > history.csv
+/// Example: drover updates history --host 0193a1b2... --package openssl --since 7d --csv > history.csv
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
     /// Only this agent (its id).
@@ -43,7 +43,7 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// `drover updates-history`.
+/// `drover updates history`.
 pub async fn history(api: &client::ApiClient, a: HistoryArgs) -> anyhow::Result<()> {
     let mut q = vec![format!("page={}", a.page)];
     for (k, v) in [

@@ -20,8 +20,8 @@ mod releases;
 mod schedules;
 mod server;
 mod trust;
-mod windows;
 mod updates;
+mod windows;
 
 use std::path::PathBuf;
 
@@ -36,8 +36,8 @@ use automation::{ApiTokensCmd, AutomationCmd};
 use releases::ReleasesCmd;
 use schedules::SchedulesCmd;
 use trust::TokensCmd;
-use windows::WindowsCmd;
 use updates::UpdatesCmd;
+use windows::WindowsCmd;
 
 /// Drover: fleet management over NATS JetStream.
 ///
@@ -267,11 +267,6 @@ enum Cmd {
         #[command(subcommand)]
         action: WindowsCmd,
     },
-    /// The history of update installs: versions before and after, status,
-    /// who approved them, in which window.
-    ///
-    /// Example: drover updates-history --since 7d --csv > history.csv
-    UpdatesHistory(history::HistoryArgs),
     /// Pending updates, approvals and declines, auto-approval rules.
     #[command(after_help = "Examples:\n  drover updates list --security\n  \
         drover updates approve --security --selector label:env=staging --expires 7d")]
@@ -440,7 +435,6 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         } => jobs::follow_logs(api, &command, follow, max_wait).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
-        Cmd::UpdatesHistory(args) => history::history(api, args).await,
         Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
     }

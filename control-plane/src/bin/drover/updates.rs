@@ -4,8 +4,8 @@
 //!
 //! Owns these arguments, turning `PACKAGE[=VERSION]` and `--expires 7d`
 //! into the API's fields, and the output; every check of what is asked is
-//! the control plane's. Install history is `drover updates-history`
-//! (maintenance windows' part), not this file's.
+//! the control plane's. Install history (`drover updates history`) is
+//! `history.rs`'s.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -67,6 +67,11 @@ pub enum UpdatesCmd {
         #[command(subcommand)]
         action: RulesCmd,
     },
+    /// Install history: versions before and after, status, who approved
+    /// each install, in which window.
+    #[command(after_help = "Examples:\n  drover updates history --since 7d\n  \
+        drover updates history --host 0193a1b2... --package openssl --csv > history.csv")]
+    History(crate::history::HistoryArgs),
 }
 
 /// What `approve` and `decline` take.
@@ -179,6 +184,7 @@ pub async fn updates(api: &client::ApiClient, cmd: UpdatesCmd) -> anyhow::Result
             Ok(())
         }
         UpdatesCmd::Rules { action } => rules(api, action).await,
+        UpdatesCmd::History(a) => crate::history::history(api, a).await,
     }
 }
 
