@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use common::{
     assert_history, assert_no_install, assert_window_fields_checked, assert_windows_cli,
-    create_window, fake_boot, get_text, inventory_of, not_today, open_now, req, run_host,
-    seed_approval, seed_reboot_required, seed_update, wait_for, wait_offline, wait_run,
-    wait_shutdown_calls, wait_window_ticks, AptRepo, Stack,
+    assert_windows_page_and_form, create_window, fake_boot, get_text, inventory_of, not_today,
+    open_now, req, run_host, seed_approval, seed_reboot_required, seed_update, wait_for,
+    wait_offline, wait_run, wait_shutdown_calls, wait_window_ticks, AptRepo, Chrome, Stack,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -84,45 +84,8 @@ async fn windows_api_checks_every_field_and_audits_changes() {
     // The CLI: add, list, refuse a bad field with the API's words, remove.
     assert_windows_cli(&stack);
 
-    // The page and its form, as the browser sends it (the selector in its
-    // text form, days as a list, empty numbers as null): CSRF required,
-    // operators only.
-    stack.add_user("olga", "operator", PW);
-    stack.add_user("vic", "viewer", PW);
-    let olga = stack.login("olga", PW).await;
-    let vic = stack.login("vic", PW).await;
-    let form = json!({
-        "name": "from-the-page", "selector": "all", "days": ["mon", "fri"], "start": "03:15",
-        "duration_minutes": 90, "timezone": "UTC", "max_hosts": null, "max_percent": 50,
-        "max_failures": null, "reboot": "if_required", "reboot_deadline_minutes": 15,
-    });
-    let (code, _) = olga
-        .send(Method::POST, "/api/v1/windows", Some(&form), false)
-        .await;
-    assert_eq!(code, 403, "no CSRF token");
-    let (code, _) = vic
-        .send(Method::POST, "/api/v1/windows", Some(&form), true)
-        .await;
-    assert_eq!(code, 403, "viewers do not add windows");
-    let (code, w3) = olga
-        .send(Method::POST, "/api/v1/windows", Some(&form), true)
-        .await;
-    assert_eq!(code, 201, "{w3}");
-    let (code, html) = olga.get_html("/windows").await;
-    assert_eq!(code, 200);
-    assert!(
-        html.contains("from-the-page") && html.contains("Add window"),
-        "{html}"
-    );
-    assert!(html.contains("href=\"/windows\""), "in the navigation");
-    let (_, html) = vic.get_html("/windows").await;
-    assert!(html.contains("from-the-page") && !html.contains("Add window"));
-    let (code, html) = vic.get_html("/updates/history?since=7d").await;
-    assert_eq!(code, 200);
-    assert!(
-        html.contains("Export CSV") && html.contains("No installs match"),
-        "{html}"
-    );
+    // The page and its form, as the browser sends it: CSRF, operators only.
+    assert_windows_page_and_form(&stack, PW).await;
 
     let (code, e) = stack.get("/updates/history?since=soon").await;
     assert_eq!(code, 400, "{e}");
@@ -588,4 +551,39 @@ async fn an_operator_aborts_a_running_run() {
     let (_, runs) = stack.get(&format!("/windows/{wid}/runs")).await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
     assert_eq!(repo.shutdown_calls().len(), 1, "no second reboot");
+}
+
+/// The page's form in headless Chromium: `app.js` sends the days as a list
+/// and empty numbers as null, the selector in its text form; the window
+/// shows once the page reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_windows_page_in_a_browser() {
+    let stack = Stack::start().await;
+    stack.add_user("ops", "operator", PW);
+    let b = Chrome::start().await;
+    b.login(&stack.base, "ops", PW).await;
+    b.c()
+        .goto(&format!("{}/windows", stack.base))
+        .await
+        .unwrap();
+    b.type_into("#window-form input[name=name]", "browser-made")
+        .await;
+    b.click("#window-form button").await;
+    b.wait_text("#windows-wrap", "browser-made").await;
+    let (_, all) = stack.get("/windows").await;
+    let w = &all["windows"][0];
+    assert_eq!(w["name"], "browser-made", "{all}");
+    assert_eq!(w["days"], json!(["mon", "tue", "wed", "thu", "fri"]));
+    assert_eq!(w["selector"]["all"], true);
+    assert_eq!(
+        (&w["start"], &w["duration_minutes"]),
+        (&json!("02:00"), &json!(120))
+    );
+    assert_eq!(
+        (&w["max_hosts"], &w["max_failures"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(w["reboot"], "never");
+    let (_, audit) = stack.get("/audit?action=window").await;
+    assert_eq!(audit["entries"][0]["actor"], "ops", "{audit}");
 }

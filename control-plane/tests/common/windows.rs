@@ -463,3 +463,47 @@ pub async fn wait_shutdown_calls(repo: &AptRepo, n: usize) -> Vec<Vec<String>> {
     )
     .await
 }
+
+/// The Windows page and its form's request as the browser sends it (the
+/// selector in its text form, days as a list, empty numbers as null):
+/// refused without the CSRF token and for viewers, taken from an
+/// operator; the page shows the window, the form only to operators, and is
+/// in the navigation; the history page renders with its export link.
+pub async fn assert_windows_page_and_form(stack: &Stack, pw: &str) {
+    stack.add_user("olga", "operator", pw);
+    stack.add_user("vic", "viewer", pw);
+    let olga = stack.login("olga", pw).await;
+    let vic = stack.login("vic", pw).await;
+    let form = json!({
+        "name": "from-the-page", "selector": "all", "days": ["mon", "fri"], "start": "03:15",
+        "duration_minutes": 90, "timezone": "UTC", "max_hosts": null, "max_percent": 50,
+        "max_failures": null, "reboot": "if_required", "reboot_deadline_minutes": 15,
+    });
+    let (code, _) = olga
+        .send(reqwest::Method::POST, "/api/v1/windows", Some(&form), false)
+        .await;
+    assert_eq!(code, 403, "no CSRF token");
+    let (code, _) = vic
+        .send(reqwest::Method::POST, "/api/v1/windows", Some(&form), true)
+        .await;
+    assert_eq!(code, 403, "viewers do not add windows");
+    let (code, w3) = olga
+        .send(reqwest::Method::POST, "/api/v1/windows", Some(&form), true)
+        .await;
+    assert_eq!(code, 201, "{w3}");
+    let (code, html) = olga.get_html("/windows").await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("from-the-page") && html.contains("Add window"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/windows\""), "in the navigation");
+    let (_, html) = vic.get_html("/windows").await;
+    assert!(html.contains("from-the-page") && !html.contains("Add window"));
+    let (code, html) = vic.get_html("/updates/history?since=7d").await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("Export CSV") && html.contains("No installs match"),
+        "{html}"
+    );
+}
