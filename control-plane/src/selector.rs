@@ -55,6 +55,40 @@ pub enum SelectorError {
 }
 
 impl Selector {
+    /// The CLI form, which [`Selector::parse`] reads back: `all`,
+    /// `label:env=prod,host:web-*`... What pages and the CLI show.
+    pub fn to_text(&self) -> String {
+        let mut t: Vec<String> = Vec::new();
+        if self.all {
+            t.push("all".into());
+        }
+        t.extend(self.agents.iter().map(|a| format!("id:{a}")));
+        t.extend(self.labels.iter().map(|(k, v)| format!("label:{k}={v}")));
+        t.extend(self.hostname.iter().map(|h| format!("host:{h}")));
+        t.extend(self.facts.iter().map(|(k, v)| {
+            if k == "os" {
+                format!("os:{v}")
+            } else {
+                format!("fact:{k}={v}")
+            }
+        }));
+        t.join(",")
+    }
+
+    /// A stored selector (JSON text or value) in the CLI form; the JSON
+    /// itself when it is not a selector.
+    pub fn text_of(json: &serde_json::Value) -> String {
+        let parsed = match json {
+            Value::String(t) => serde_json::from_str::<Selector>(t).ok(),
+            v => serde_json::from_value::<Selector>(v.clone()).ok(),
+        };
+        match (parsed, json) {
+            (Some(s), _) => s.to_text(),
+            (None, Value::String(t)) => t.clone(),
+            (None, v) => v.to_string(),
+        }
+    }
+
     /// The CLI form: `all`, or comma-separated terms `id:…`, `label:k=v`,
     /// `host:glob`, `os:name`, `fact:k=v`.
     pub fn parse(text: &str) -> Result<Self, SelectorError> {
@@ -340,6 +374,28 @@ mod tests {
                 "{empty}"
             );
         }
+    }
+
+    #[test]
+    fn text_form_round_trips() {
+        for t in [
+            "all",
+            "label:env=prod,host:web-*",
+            "id:A1,os:debian,fact:kernel=6.1.*",
+        ] {
+            let s = Selector::parse(t).unwrap();
+            assert_eq!(Selector::parse(&s.to_text()).unwrap(), s, "{t}");
+        }
+        let json = serde_json::json!({"labels": {"env": "prod"}});
+        assert_eq!(Selector::text_of(&json), "label:env=prod");
+        assert_eq!(
+            Selector::text_of(&serde_json::Value::String(json.to_string())),
+            "label:env=prod"
+        );
+        assert_eq!(
+            Selector::text_of(&serde_json::json!({"bogus": 1})),
+            r#"{"bogus":1}"#
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub(super) async fn history_page(
     };
     let body = html! {
         form.toolbar method="get" action="/updates/history" {
-            (field("agent", "Host (agent id)", &f.agent, "0193a1b2…"))
+            (field("agent", "Host (agent id)", &f.agent, "UB3X… (as on the host page)"))
             (field("package", "Package", &f.package, "openssl"))
             (field("since", "Since", &f.since, "7d, 2026-11-24"))
             button { "Filter" }

@@ -62,7 +62,7 @@ pub(super) async fn schedules_page(
                                 tr data-schedule=(s.id) {
                                     td { (s.name) }
                                     td { code { (s.action) } }
-                                    td { code { (s.selector) } }
+                                    td { code { (crate::selector::Selector::text_of(&serde_json::Value::String(s.selector.clone()))) } }
                                     td { code { (s.cron) } }
                                     td { (s.timezone) }
                                     td { (pill(if s.enabled { "enabled" } else { "disabled" })) }

@@ -69,7 +69,7 @@ fn windows_table(who: &Principal, ws: &[Value]) -> Markup {
                         @let days: Vec<&str> = w["days"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                         tr data-window=(w["id"].as_str().unwrap_or("")) {
                             td { b { (w["name"].as_str().unwrap_or("")) } }
-                            td { code { (w["selector"].to_string()) } }
+                            td { code { (crate::selector::Selector::text_of(&w["selector"])) } }
                             td {
                                 (days.join(", ")) " " (w["start"].as_str().unwrap_or(""))
                                 " for " (w["duration_minutes"]) " min "

@@ -333,22 +333,5 @@ pub async fn fleet_counts<C: ConnectionTrait>(db: &C) -> Result<(usize, usize), 
 /// A stored selector (JSON) in the CLI form people type: `all`,
 /// `label:env=prod,host:web-*`...; the JSON itself when it does not parse.
 pub fn selector_text(json: &str) -> String {
-    let Ok(s) = serde_json::from_str::<Selector>(json) else {
-        return json.to_string();
-    };
-    let mut t: Vec<String> = Vec::new();
-    if s.all {
-        t.push("all".into());
-    }
-    t.extend(s.agents.iter().map(|a| format!("id:{a}")));
-    t.extend(s.labels.iter().map(|(k, v)| format!("label:{k}={v}")));
-    t.extend(s.hostname.iter().map(|h| format!("host:{h}")));
-    t.extend(s.facts.iter().map(|(k, v)| {
-        if k == "os" {
-            format!("os:{v}")
-        } else {
-            format!("fact:{k}={v}")
-        }
-    }));
-    t.join(",")
+    Selector::text_of(&serde_json::Value::String(json.to_string()))
 }

@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use control_plane::selector::Selector;
 use control_plane::{auth::urlencode, client};
 use serde_json::{json, Value};
 
@@ -343,7 +344,7 @@ async fn approvals(api: &client::ApiClient, json: bool) -> anyhow::Result<()> {
             s(&a["decision"]),
             s(&a["state"]),
             what,
-            a["selector"].to_string(),
+            Selector::text_of(&a["selector"]),
             s(&a["created_by"]),
         );
     }
@@ -369,7 +370,7 @@ async fn rules(api: &client::ApiClient, action: RulesCmd) -> anyhow::Result<()> 
                     s(&r["scope"]),
                     s(&r["delay_days"]),
                     s(&r["enabled"]),
-                    r["selector"],
+                    Selector::text_of(&r["selector"]),
                 );
             }
             Ok(())

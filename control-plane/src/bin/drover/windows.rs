@@ -177,7 +177,7 @@ pub async fn windows(api: &client::ApiClient, cmd: WindowsCmd) -> anyhow::Result
                     } else {
                         "closed"
                     },
-                    w["selector"].to_string(),
+                    control_plane::selector::Selector::text_of(&w["selector"]),
                     occ(&w["next_occurrence"]),
                 );
             }
