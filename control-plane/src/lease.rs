@@ -1,5 +1,5 @@
 //! The duties lease: which one control-plane replica runs the periodic
-//! duties (`crate::duties`). A key in the JetStream KV bucket
+//! duties (the `duties` module). A key in the JetStream KV bucket
 //! [`BUCKET`] holds the holder's id (random per process), host name, pid
 //! and expiry. A replica takes the lease with `create` (refused while
 //! another holds it), renews it every third of the TTL with a
@@ -11,8 +11,8 @@
 //! cannot reach the broker stops counting itself the holder before its
 //! entry can age out ([`LeaseStatus::held_until`]).
 //!
-//! Owns the lease protocol only: what runs under it is `crate::duties`;
-//! the bucket is declared by `crate::bus::ensure_lease_bucket`.
+//! Owns the lease protocol only: what runs under it is the `duties`
+//! module's; the bucket is declared by `bus::ensure_lease_bucket`.
 
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ pub struct Lease {
 
 impl Lease {
     /// Starts taking part in the lease `key` of `store` with `ttl` (the
-    /// bucket's max age must be the same TTL: [`crate::bus::ensure_lease_bucket`]).
+    /// bucket's max age must be the same TTL: `bus::ensure_lease_bucket`).
     pub async fn start(store: kv::Store, key: &str, ttl: Duration) -> Result<Self, LeaseError> {
         if !(3..=3600).contains(&ttl.as_secs()) {
             return Err(LeaseError::BadTtl(ttl.as_secs()));

@@ -1,6 +1,6 @@
 //! Scheduled jobs: a named cron expression read in an IANA time zone, an
 //! action (for now only `pkg.scan`) and a selector. [`tick`] is a periodic
-//! duty (`crate::duties`, so it runs on the lease holder only): it submits
+//! duty (the `duties` module, so it runs on the lease holder only): it submits
 //! each due schedule's job through `jobs::submit` as the system
 //! (`source: system`, `requested_by: schedule:<name>`), records the job or
 //! the error, and computes the next run. A run missed while no control

@@ -34,7 +34,7 @@ pub struct Inner {
     /// `?wait=`) re-check then instead of polling the database.
     pub results_stored: tokio::sync::watch::Sender<u64>,
     /// The duties lease as this replica sees it and each duty's last run.
-    pub duties: crate::duties::Board,
+    pub duties: crate::duties::board::Board,
 }
 
 impl std::ops::Deref for AppState {

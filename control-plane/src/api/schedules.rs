@@ -105,5 +105,5 @@ async fn remove(
 /// Whether this replica holds the duties lease, since when, and each
 /// duty's last run and error here.
 async fn duties(State(state): State<AppState>) -> Json<Value> {
-    Json(state.duties.json())
+    Json(crate::duties::status(&state))
 }

@@ -35,7 +35,7 @@ pub(super) async fn schedules_page(
         Ok(a) => a,
         Err(e) => return unavailable(e),
     };
-    let lease = state.duties.json();
+    let lease = crate::duties::status(&state);
     let operator = who.can(Role::Operator);
     let body = html! {
         section.card {

@@ -1,7 +1,7 @@
 //! The patch-management tables as sea-orm entities (schema: migration
 //! `db::m0013_patch`). Owns what each column means; the rules for writing
 //! them live in `updates::inventory` (scan results), `updates::approvals`
-//! (approvals and rules) and `crate::windows` (windows, runs, history).
+//! (approvals and rules) and the `windows` module (windows, runs, history).
 //! Times are milliseconds since the epoch; selectors are the JSON of
 //! [`crate::selector::Selector`]; lists are JSON arrays of strings.
 

@@ -4,25 +4,25 @@
 //! of work; [`run`] calls each at its own period while this replica holds
 //! the duties lease (`crate::lease`), stops a running tick at once when
 //! the lease is lost, and records each duty's last run and error on the
-//! [`Board`] that `GET /api/v1/duties` shows. A failing or panicking tick
+//! [`Board`] (`board.rs`) that `GET /api/v1/duties` shows. A failing or panicking tick
 //! is logged and recorded, never fatal.
 //!
 //! Owns the runner and the list of duties; not the lease protocol
-//! (`crate::lease`) nor what a duty does (its own module).
+//! (the `lease` module) nor what a duty does (its own module).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+pub mod board;
+
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{error, warn};
 
 use crate::lease::LeaseStatus;
 use crate::state::AppState;
+pub use board::{Board, DutyRun};
 
 /// One round of a duty's work at `now_ms` (milliseconds since the epoch).
 pub type Tick = fn(AppState, i64) -> BoxFuture<'static, anyhow::Result<()>>;
@@ -59,89 +59,18 @@ pub fn registered() -> Vec<Duty> {
     ]
 }
 
-/// The last run of one duty on this replica.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DutyRun {
-    /// Milliseconds since the epoch; `None`: not run on this replica.
-    pub last_run_at: Option<i64>,
-    pub last_ok_at: Option<i64>,
-    /// The last tick's error; `None` after a successful one.
-    pub last_error: Option<String>,
-    /// How long the last tick took, milliseconds.
-    pub last_duration_ms: Option<u64>,
-    /// Ticks run by this process.
-    pub runs: u64,
-}
-
-/// What this replica knows about the lease and its duties.
-pub struct Board {
-    lease: watch::Receiver<LeaseStatus>,
-    ttl: Duration,
-    runs: Mutex<BTreeMap<&'static str, DutyRun>>,
-}
-
-impl Board {
-    pub fn new(lease: watch::Receiver<LeaseStatus>, ttl: Duration) -> Self {
-        Self {
-            lease,
-            ttl,
-            runs: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn record(&self, name: &'static str, at: i64, took: Duration, r: Result<(), String>) {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        let e = runs.entry(name).or_default();
-        e.last_run_at = Some(at);
-        e.last_duration_ms = Some(took.as_millis() as u64);
-        e.runs += 1;
-        match r {
-            Ok(()) => {
-                e.last_ok_at = Some(at);
-                e.last_error = None;
-            }
-            Err(msg) => e.last_error = Some(msg),
-        }
-    }
-
-    /// `GET /api/v1/duties`: `{"lease": {"id", "held", "since", "holder",
-    /// "ttl_secs"}, "duties": [{"name", "period_ms", "last_run_at",
-    /// "last_ok_at", "last_error", "last_duration_ms", "runs"}]}`.
-    pub fn json(&self) -> Value {
-        let l = self.lease.borrow().clone();
-        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let duties: Vec<Value> = registered()
-            .iter()
-            .map(|d| {
-                let r = runs.get(d.name).cloned().unwrap_or_default();
-                json!({
-                    "name": d.name,
-                    "period_ms": d.period.as_millis() as u64,
-                    "last_run_at": r.last_run_at,
-                    "last_ok_at": r.last_ok_at,
-                    "last_error": r.last_error,
-                    "last_duration_ms": r.last_duration_ms,
-                    "runs": r.runs,
-                })
-            })
-            .collect();
-        json!({
-            "lease": {
-                "id": l.id,
-                "held": l.is_held(),
-                "since": l.since,
-                "holder": l.holder,
-                "ttl_secs": self.ttl.as_secs(),
-            },
-            "duties": duties,
-        })
-    }
+/// `GET /api/v1/duties`: the lease as this replica sees it and each
+/// registered duty's last run here (see [`Board::json`]).
+pub fn status(state: &AppState) -> Value {
+    let list: Vec<(&'static str, Duration)> =
+        registered().iter().map(|d| (d.name, d.period)).collect();
+    state.duties.json(&list)
 }
 
 /// Runs the duties while `state.duties`' lease is held; never returns.
 pub async fn run(state: AppState) {
     let duties = registered();
-    let mut lease = state.duties.lease.clone();
+    let mut lease = state.duties.lease();
     let mut next: Vec<Instant> = duties.iter().map(|_| Instant::now()).collect();
     let mut was_held = false;
     loop {
