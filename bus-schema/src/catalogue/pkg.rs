@@ -25,6 +25,58 @@ impl Params for PackagesParams {
     }
 }
 
+/// One upgradable package: an entry of `pkg.scan`'s `upgradable` list.
+/// rootd writes it; the control plane reads it into the update inventory.
+/// Every field may be missing in results of older rootd versions (read as
+/// its default).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Upgradable {
+    pub name: String,
+    /// The candidate's architecture (`amd64`, `all`, `x86_64`, `noarch`).
+    pub arch: String,
+    /// The installed version (with its epoch when it has one).
+    pub current: String,
+    /// The version an upgrade installs.
+    pub candidate: String,
+    /// Where the candidate comes from: every release (apt) or repository
+    /// (dnf) that has it, joined with ", ".
+    pub origin: String,
+    /// Whether a security release or advisory carries the candidate.
+    pub security: bool,
+    /// The highest severity of the advisories covering it:
+    /// `Critical`, `Important`, `Moderate` or `Low`; `None` when unknown
+    /// (apt never says).
+    pub severity: Option<String>,
+    /// Advisory ids (`RHSA-2024:1234`, `FEDORA-2024-…`); empty with apt.
+    pub advisories: Vec<String>,
+    /// On hold: an upgrade leaves it until the hold is released.
+    pub held: bool,
+}
+
+/// Whether the host needs a reboot, and which packages asked for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RebootNeed {
+    pub required: bool,
+    /// Sorted, without repeats; may be empty when a reboot is required for
+    /// reasons no package names.
+    pub packages: Vec<String>,
+}
+
+/// `pkg.scan`'s result: `{"manager", "upgradable": [...], "held": [names],
+/// "reboot": {"required", "packages"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScanReport {
+    /// `apt` or `dnf`; empty when not reported.
+    pub manager: String,
+    pub upgradable: Vec<Upgradable>,
+    /// Names on hold on the host.
+    pub held: Vec<String>,
+    pub reboot: RebootNeed,
+}
+
 /// Params of `pkg.scan`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -34,7 +34,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
-use serde::Deserialize;
 
 use super::entities::{host_state, inventory};
 use crate::db::entities::command;
@@ -47,51 +46,12 @@ pub const SCAN_ACTION: &str = "pkg.scan";
 /// are skipped (names) or cut (origin).
 const MAX_FIELD: usize = 256;
 
-/// One upgradable package as `pkg.scan` reports it. Every field may be
-/// missing in results from older rootd versions.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct ScanPackage {
-    pub name: String,
-    pub arch: String,
-    pub current: String,
-    pub candidate: String,
-    /// All origins, joined with ", ".
-    pub origin: String,
-    pub security: bool,
-    /// `Critical`, `Important`, `Moderate`, `Low` (dnf), or none.
-    pub severity: Option<String>,
-    /// `DSA-…`, `RHSA-…` ids.
-    pub advisories: Vec<String>,
-    pub held: bool,
-}
+/// `pkg.scan`'s result shape, shared with rootd (the wire crate owns it).
+pub use bus_schema::catalogue::pkg::{RebootNeed, ScanReport, Upgradable};
 
-/// Whether the host needs a reboot, and which packages asked for it.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct RebootState {
-    pub required: bool,
-    pub packages: Vec<String>,
-}
-
-/// A `pkg.scan` result: `{"manager", "upgradable": [...], "held": [names],
-/// "reboot": {"required", "packages"}}`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct ScanReport {
-    /// `apt` or `dnf`; empty when not reported.
-    pub manager: String,
-    pub upgradable: Vec<ScanPackage>,
-    /// Names on hold on the host.
-    pub held: Vec<String>,
-    pub reboot: RebootState,
-}
-
-impl ScanReport {
-    /// Reads a scan's result JSON (the command's `result` column).
-    pub fn parse(result: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(result)
-    }
+/// Reads a scan's result JSON (the command's `result` column).
+pub fn parse_report(result: &str) -> Result<ScanReport, serde_json::Error> {
+    serde_json::from_str(result)
 }
 
 /// What applying a scan's final state did.
@@ -149,7 +109,7 @@ pub async fn apply_scan<C: ConnectionTrait>(
         }
     }
     let report = if c.status == "succeeded" {
-        match ScanReport::parse(c.result.as_deref().unwrap_or("null")) {
+        match parse_report(c.result.as_deref().unwrap_or("null")) {
             Ok(r) => Ok(r),
             Err(e) => Err(format!("the scan's result was not understood: {e}")),
         }

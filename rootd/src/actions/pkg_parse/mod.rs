@@ -13,30 +13,8 @@ pub mod dnf;
 pub use apt::parse_apt_simulation;
 pub use dnf::{parse_dnf_check_update, parse_needs_restarting, parse_updateinfo};
 
-/// One upgradable package: an entry of `pkg.scan`'s `upgradable` list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Upgradable {
-    pub name: String,
-    /// The candidate's architecture (`amd64`, `all`, `x86_64`, `noarch`).
-    pub arch: String,
-    /// The installed version (with its epoch when it has one).
-    pub current: String,
-    /// The version an upgrade installs.
-    pub candidate: String,
-    /// Where the candidate comes from: every release (apt) or repository
-    /// (dnf) that has it, joined with ", ".
-    pub origin: String,
-    /// Whether a security release or advisory carries the candidate.
-    pub security: bool,
-    /// The highest severity of the advisories covering it:
-    /// `Critical`, `Important`, `Moderate` or `Low`; `None` when unknown
-    /// (apt never says).
-    pub severity: Option<String>,
-    /// Advisory ids (`RHSA-2024:1234`, `FEDORA-2024-…`); empty with apt.
-    pub advisories: Vec<String>,
-    /// On hold: an upgrade leaves it until the hold is released.
-    pub held: bool,
-}
+/// One upgradable package: the wire shape, shared with the control plane.
+pub use bus_schema::catalogue::pkg::Upgradable;
 
 /// One installed (or partly installed) package as the package database
 /// reports it.
