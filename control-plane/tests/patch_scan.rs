@@ -193,6 +193,44 @@ async fn scan_install_and_reboot_through_the_stack() {
         .await;
     assert_eq!(code, 422, "{body}");
 
+    // A version that conflicts with an installed package: apt would remove
+    // beta to make room. Drover refuses, names it, and changes nothing.
+    repo.publish_with(
+        "drover-test-alpha",
+        "1.4",
+        "main",
+        "Conflicts: drover-test-beta\n",
+    );
+    let fresh = stack
+        .run_final(&host.id, "pkg.scan", json!({"refresh": true}), t)
+        .await;
+    assert_eq!(fresh["status"], "succeeded", "{fresh}");
+    for action in ["pkg.upgrade", "pkg.install"] {
+        let done = stack
+            .run_final(
+                &host.id,
+                action,
+                json!({"packages": ["drover-test-alpha=1.4"]}),
+                t,
+            )
+            .await;
+        assert_eq!(done["status"], "failed", "{done}");
+        let summary = done["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("would remove") && summary.contains("drover-test-beta"),
+            "{summary}"
+        );
+        assert_eq!(
+            repo.installed_version("drover-test-beta").as_deref(),
+            Some("1.0"),
+            "{action} removed nothing"
+        );
+        assert_eq!(
+            repo.installed_version("drover-test-alpha").as_deref(),
+            Some("1.1")
+        );
+    }
+
     // Refused before anything is signed or run.
     for bad in [
         json!({"delay_minutes": 5000}),

@@ -1,6 +1,6 @@
 //! The install history: one row per package per install attempt, written
 //! when a window's runner issues the install (`status = "installing"`) and
-//! completed from the `pkg.install` result (versions after, exit code,
+//! completed from the `pkg.upgrade` result (versions after, exit code,
 //! bounded output). Owns writing, listing and exporting those rows (JSON,
 //! CSV); does not decide what is installed (`runner`).
 

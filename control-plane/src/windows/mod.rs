@@ -1,12 +1,14 @@
 //! Maintenance windows: when approved updates may be installed on which
 //! hosts, and how (batch size, failure threshold, reboots). Owns checking,
 //! storing and showing windows; the occurrence math is in [`schedule`],
-//! installing inside an open window in [`runner`] (reboots in [`reboots`]),
+//! installing inside an open window in [`runner`] (reboots in [`reboots`],
+//! who takes part in [`late`]),
 //! runs as the API shows them in [`runs`], the install history in
 //! [`history`]. Does not own which updates are approved
 //! (`crate::updates::approvals`) or scanning hosts.
 
 pub mod history;
+pub mod late;
 pub mod reboots;
 pub mod runner;
 pub mod runs;

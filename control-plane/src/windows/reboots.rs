@@ -132,7 +132,7 @@ pub async fn check(state: &AppState, h: &run_host::Model, now: i64) -> anyhow::R
             crate::events::publish(state, &crate::events::of_agent(a)).await;
         }
     }
-    super::runner::recount(db, &h.run_id).await?;
+    super::runs::recount(db, &h.run_id).await?;
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 //!
 //! A run's life: created when the occurrence opens, with the selector's
 //! hosts that have approved updates (or, when the window reboots, need a
-//! reboot), in batches; one batch at a time gets a `pkg.install` (source
+//! reboot), in batches; hosts that become eligible while it is open join
+//! it in later batches (`late.rs`); one batch at a time gets a `pkg.upgrade` (source
 //! `system`, requested by `window:<name>`); the next batch starts when every
 //! host of the current one has ended (installed, failed, deferred,
 //! rebooted, reboot_failed). After an install: history rows are completed
@@ -26,12 +27,11 @@ use serde_json::json;
 
 use crate::commands::{self, NewCommand};
 use crate::db::entities::{agent, command};
-use crate::selector::Selector;
 use crate::state::AppState;
 use crate::updates::approvals::{approved_for, ApprovedUpdate};
 use crate::updates::entities::{host_state, run, run_host, window};
 
-use super::runs::{defer_pending, ACTIVE};
+use super::runs::{defer_pending, recount};
 use super::{history, reboots, schedule_of};
 
 /// After the post-install scan's command ended, how long its result may
@@ -39,7 +39,11 @@ use super::{history, reboots, schedule_of};
 /// it (and does not reboot).
 const SCAN_GRACE_MS: i64 = 60_000;
 
-/// Packages one `pkg.install` may name (the catalogue's limit).
+/// What a window runs on a host: `pkg.upgrade` of the approved
+/// `name=version`s (installed packages only; apt with `--no-remove`).
+pub const INSTALL_ACTION: &str = "pkg.upgrade";
+
+/// Packages one `pkg.upgrade` may name (the catalogue's limit).
 const MAX_PACKAGES: usize = 50;
 
 /// One round: open runs for open occurrences, move installing and
@@ -54,6 +58,9 @@ pub async fn tick(state: &AppState, now_ms: i64) -> anyhow::Result<()> {
         if let Some(o) = schedule_of(w).and_then(|s| s.open_at(now_ms)) {
             if let Err(e) = open_run(state, w, o, now_ms).await {
                 tracing::warn!(window = %w.name, error = %e, "window run not opened");
+            }
+            if let Err(e) = super::late::join_late(state, w, o, now_ms).await {
+                tracing::warn!(window = %w.name, error = %e, "late hosts not added");
             }
         }
     }
@@ -110,15 +117,7 @@ async fn open_run(
     if exists {
         return Ok(());
     }
-    let sel: Selector = serde_json::from_str(&w.selector)?;
-    let mut hosts = Vec::new();
-    for a in crate::jobs::targets(state, &sel).await? {
-        let updates = approved_for(&state.db, &a, now).await?;
-        let reboot = w.reboot == "if_required" && needs_reboot(&state.db, &a.id).await?;
-        if !updates.is_empty() || reboot {
-            hosts.push(a.id);
-        }
-    }
+    let hosts = super::late::eligible_hosts(state, w, &Default::default(), now).await?;
     let size = batch_size(w, hosts.len());
     let id = uuid::Uuid::now_v7().simple().to_string();
     let empty = hosts.is_empty();
@@ -171,7 +170,10 @@ async fn open_run(
     Ok(())
 }
 
-async fn needs_reboot(db: &DatabaseConnection, agent_id: &str) -> Result<bool, sea_orm::DbErr> {
+pub(super) async fn needs_reboot(
+    db: &DatabaseConnection,
+    agent_id: &str,
+) -> Result<bool, sea_orm::DbErr> {
     Ok(host_state::Entity::find_by_id(agent_id.to_string())
         .one(db)
         .await?
@@ -308,6 +310,16 @@ async fn start_host(
         .await?;
         return Ok(());
     };
+    if super::late::busy_elsewhere(db, &a.id, &r.id).await? {
+        // Another window's run is installing on (or rebooting) this host:
+        // its turn comes again next round, so nothing installs twice.
+        if h.message != super::late::WAITING {
+            set_status(h, "pending", super::late::WAITING.into(), now)
+                .update(db)
+                .await?;
+        }
+        return Ok(());
+    }
     let updates = approved_for(db, &a, now).await?;
     if updates.is_empty() {
         if w.reboot == "if_required" && needs_reboot(db, &a.id).await? {
@@ -331,7 +343,9 @@ async fn start_host(
         state,
         NewCommand {
             agent_id: a.id.clone(),
-            action: "pkg.install".into(),
+            // Only upgrades of installed packages, never a new install;
+            // rootd's apt also never removes a package to make room.
+            action: INSTALL_ACTION.into(),
             params: json!({ "packages": packages }),
             timeout_secs: None,
             ttl_secs: Some(ttl),
@@ -486,53 +500,6 @@ async fn progress_install(state: &AppState, h: &run_host::Model, now: i64) -> an
         recount(db, &r.id).await?;
     }
     Ok(())
-}
-
-/// A run's host counts by status.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    pub pending: i32,
-    pub installing: i32,
-    pub rebooting: i32,
-    pub succeeded: i32,
-    pub failed: i32,
-    pub deferred: i32,
-}
-
-impl Counts {
-    /// Hosts that still move.
-    pub fn active(&self) -> i32 {
-        self.pending + self.installing + self.rebooting
-    }
-}
-
-/// Counts a run's hosts and stores the totals on the run.
-pub async fn recount(db: &DatabaseConnection, run_id: &str) -> Result<Counts, sea_orm::DbErr> {
-    let rows = run_host::Entity::find()
-        .filter(run_host::Column::RunId.eq(run_id))
-        .all(db)
-        .await?;
-    let mut c = Counts::default();
-    for h in &rows {
-        match h.status.as_str() {
-            "pending" => c.pending += 1,
-            "installing" => c.installing += 1,
-            "rebooting" => c.rebooting += 1,
-            "installed" | "rebooted" => c.succeeded += 1,
-            "failed" | "reboot_failed" => c.failed += 1,
-            "deferred" => c.deferred += 1,
-            _ => {}
-        }
-    }
-    debug_assert!(ACTIVE.len() == 3);
-    run::Entity::update_many()
-        .col_expr(run::Column::HostsSucceeded, c.succeeded.into())
-        .col_expr(run::Column::HostsFailed, c.failed.into())
-        .col_expr(run::Column::HostsDeferred, c.deferred.into())
-        .filter(run::Column::Id.eq(run_id))
-        .exec(db)
-        .await?;
-    Ok(c)
 }
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ pub async fn abort(
     m.finished_at = Set(Some(now));
     m.halted_reason = Set(Some(format!("aborted by {who}")));
     let r = m.update(db).await?;
-    crate::windows::runner::recount(db, &r.id).await?;
+    recount(db, &r.id).await?;
     Ok(r)
 }
 
@@ -165,4 +165,51 @@ pub async fn defer_pending(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// A run's host counts by status.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub pending: i32,
+    pub installing: i32,
+    pub rebooting: i32,
+    pub succeeded: i32,
+    pub failed: i32,
+    pub deferred: i32,
+}
+
+impl Counts {
+    /// Hosts that still move.
+    pub fn active(&self) -> i32 {
+        self.pending + self.installing + self.rebooting
+    }
+}
+
+/// Counts a run's hosts and stores the totals on the run.
+pub async fn recount(db: &DatabaseConnection, run_id: &str) -> Result<Counts, sea_orm::DbErr> {
+    let rows = run_host::Entity::find()
+        .filter(run_host::Column::RunId.eq(run_id))
+        .all(db)
+        .await?;
+    let mut c = Counts::default();
+    for h in &rows {
+        match h.status.as_str() {
+            "pending" => c.pending += 1,
+            "installing" => c.installing += 1,
+            "rebooting" => c.rebooting += 1,
+            "installed" | "rebooted" => c.succeeded += 1,
+            "failed" | "reboot_failed" => c.failed += 1,
+            "deferred" => c.deferred += 1,
+            _ => {}
+        }
+    }
+    debug_assert!(ACTIVE.len() == 3);
+    run::Entity::update_many()
+        .col_expr(run::Column::HostsSucceeded, c.succeeded.into())
+        .col_expr(run::Column::HostsFailed, c.failed.into())
+        .col_expr(run::Column::HostsDeferred, c.deferred.into())
+        .filter(run::Column::Id.eq(run_id))
+        .exec(db)
+        .await?;
+    Ok(c)
 }

@@ -145,8 +145,16 @@ pub fn dpkg_installed_version(pkg: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// Builds one package into `out`: returns the .deb's path.
-fn build_deb(stage: &Path, out: &Path, name: &str, version: &str, arch: &str) -> PathBuf {
+/// Builds one package into `out`: returns the .deb's path. `extra` is
+/// appended to its control file (`Conflicts: …\n`).
+fn build_deb(
+    stage: &Path,
+    out: &Path,
+    name: &str,
+    version: &str,
+    arch: &str,
+    extra: &str,
+) -> PathBuf {
     let root = stage.join(format!("{name}_{version}"));
     let _ = std::fs::remove_dir_all(&root);
     let short = name.trim_start_matches("drover-test-");
@@ -157,7 +165,7 @@ fn build_deb(stage: &Path, out: &Path, name: &str, version: &str, arch: &str) ->
         format!(
             "Package: {name}\nVersion: {version}\nArchitecture: {arch}\n\
              Maintainer: Drover tests <tests@drover.invalid>\nSection: misc\nPriority: optional\n\
-             Description: Drover test package {short}\n A tiny package for Drover's patch tests.\n"
+             {extra}Description: Drover test package {short}\n A tiny package for Drover's patch tests.\n"
         ),
     )
     .unwrap();
@@ -251,7 +259,7 @@ impl AptRepo {
             let a = if name.ends_with("alpha") { "all" } else { arch };
             let out = dir.join("repo").join(repo);
             std::fs::create_dir_all(&out).unwrap();
-            let deb = build_deb(&stage, &out, name, version, a);
+            let deb = build_deb(&stage, &out, name, version, a, "");
             debs.insert((name, version), deb);
         }
         index_repo(&dir.join("repo/main"), "DroverTest", "stable");
@@ -416,6 +424,12 @@ impl AptRepo {
     /// `security` repository and re-indexes it, without refreshing apt's
     /// lists: a `pkg.scan` with `refresh` sees it, one without does not.
     pub fn publish(&self, name: &str, version: &str, repo: &str) {
+        self.publish_with(name, version, repo, "");
+    }
+
+    /// [`Self::publish`] with `extra` control-file lines (`Conflicts:
+    /// drover-test-beta\n`).
+    pub fn publish_with(&self, name: &str, version: &str, repo: &str, extra: &str) {
         assert!(NAMES.contains(&name), "only the fixture's own packages");
         let arch = if name.ends_with("alpha") {
             "all".to_string()
@@ -425,7 +439,7 @@ impl AptRepo {
                 .to_string()
         };
         let out = self.dir.join("repo").join(repo);
-        build_deb(&self.dir.join("debs"), &out, name, version, &arch);
+        build_deb(&self.dir.join("debs"), &out, name, version, &arch, extra);
         match repo {
             "security" => index_repo(&out, "DroverTest-Security", "stable-security"),
             _ => index_repo(&out, "DroverTest", "stable"),

@@ -393,7 +393,7 @@ pub async fn seed_reboot_required(db: &sea_orm::DatabaseConnection, agent: &str)
     .unwrap();
 }
 
-/// Asserts that no `pkg.install` was ever issued to `agent`.
+/// Asserts that no `pkg.install` or `pkg.upgrade` was ever issued to `agent`.
 pub async fn assert_no_install(stack: &Stack, agent: &str) {
     let (_, cmds) = stack.get(&format!("/agents/{agent}/commands")).await;
     assert!(
@@ -401,7 +401,7 @@ pub async fn assert_no_install(stack: &Stack, agent: &str) {
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| c["action"] != "pkg.install"),
+            .all(|c| c["action"] != "pkg.install" && c["action"] != "pkg.upgrade"),
         "nothing installed outside a window: {cmds}"
     );
 }
@@ -442,7 +442,7 @@ pub async fn assert_history(
             row["command_id"].as_str().unwrap()
         ))
         .await;
-    assert_eq!(c["action"], "pkg.install", "{c}");
+    assert_eq!(c["action"], "pkg.upgrade", "{c}");
     assert_eq!(
         (&c["source"], c["requested_by"].as_str()),
         (&json!("system"), Some(requested_by))

@@ -158,6 +158,29 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
     }
 }
 
+/// The packages apt-get listed under "The following packages will be
+/// REMOVED:" (it prints them before refusing under `--no-remove`).
+pub fn would_remove(stdout: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in stdout {
+        if l.starts_with("The following packages will be REMOVED") {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !l.starts_with(' ') {
+                break;
+            }
+            out.extend(
+                l.split_whitespace()
+                    .map(|p| p.trim_end_matches('*').to_string()),
+            );
+        }
+    }
+    out
+}
+
 /// apt-get's environment: non-interactive, and `APT_CONFIG` when rootd's
 /// `apt_config` names a file.
 pub fn apt_env(cfg: &RootdConfig) -> Vec<(&'static str, String)> {
@@ -258,8 +281,12 @@ async fn change(
         (Manager::Dnf, false) => vec![&t.dnf, "upgrade", "-y"],
     };
     if mgr == Manager::Apt {
+        // Never remove a package to make room (a Conflicts: of the new
+        // version): apt refuses instead, and the result names what it
+        // would have removed. dnf never erases without --allowerasing.
         // Keep changed configuration files without asking.
         argv.extend([
+            "--no-remove",
             "-o",
             &lock_timeout,
             "-o",
@@ -281,10 +308,17 @@ async fn change(
     };
     let verb = if install { "install" } else { "upgrade" };
     if !ran.ok() {
+        let removals = would_remove(&ran.stdout);
         let summary = if mgr == Manager::Apt && apt_lock_held(&ran.stderr) {
             format!(
                 "another package manager is running; try again (apt-get waited {} s for the dpkg lock)",
                 ctx.cfg.apt_lock_timeout_secs
+            )
+        } else if mgr == Manager::Apt && !removals.is_empty() {
+            format!(
+                "nothing was changed: the {verb} would remove {} ({}); Drover never removes packages to make room — resolve the conflict on the host first",
+                if removals.len() == 1 { "a package" } else { "packages" },
+                removals.join(", ")
             )
         } else {
             let mut s = format!("{} {verb} failed: {}", mgr.program(), ran.error_tail());
@@ -463,6 +497,22 @@ async fn versions(
 mod tests {
     use super::*;
     use bus_schema::catalogue::parse_package;
+
+    #[test]
+    fn names_what_apt_would_remove() {
+        let out: Vec<String> = [
+            "Reading package lists...",
+            "The following packages will be REMOVED:",
+            "  drover-test-beta libfoo1*",
+            "The following packages will be upgraded:",
+            "  drover-test-alpha",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(would_remove(&out), ["drover-test-beta", "libfoo1"]);
+        assert!(would_remove(&out[..1]).is_empty());
+    }
 
     #[test]
     fn each_manager_gets_its_own_spelling() {
