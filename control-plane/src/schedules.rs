@@ -6,7 +6,9 @@
 //! the error, and computes the next run. A run missed while no control
 //! plane was up runs once, not once per missed slot. A slot is claimed with
 //! a conditional update of `next_run_at`, and its job carries an
-//! idempotency key of the slot, so two replicas never both submit it.
+//! idempotency key of the slot, so two replicas never both submit it. A
+//! slot that comes while the schedule's previous job is still running is
+//! skipped (recorded as the last error), so scans never pile up.
 //!
 //! Owns the schedule rules (checks, next run, CRUD, the tick); not the
 //! HTTP routes (`api/schedules.rs`), the page (`ui/schedules.rs`) nor the
@@ -21,8 +23,8 @@ use chrono::TimeZone;
 use croner::parser::{CronParser, Seconds, Year};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, ExprTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -394,7 +396,17 @@ async fn run_due(state: &AppState, s: &Model, now: i64) -> anyhow::Result<()> {
         // Another replica (or a change) got there first.
         return Ok(());
     }
+    let busy = match &s.last_job_id {
+        Some(j) => still_running(state, j).await?,
+        None => false,
+    };
     let outcome = match serde_json::from_str::<Selector>(&s.selector) {
+        // A scan that outlasts its interval is not run twice at once (two
+        // refreshes would fight for the package manager's lock).
+        Ok(_) if busy => Err(format!(
+            "skipped a run: the previous job {} is still running",
+            s.last_job_id.as_deref().unwrap_or_default()
+        )),
         Ok(selector) => {
             let req = NewJob {
                 selector,
@@ -436,6 +448,17 @@ async fn run_due(state: &AppState, s: &Model, now: i64) -> anyhow::Result<()> {
         .exec(&state.db)
         .await?;
     Ok(())
+}
+
+/// Whether job `id` still has a command that has not ended.
+async fn still_running(state: &AppState, id: &str) -> Result<bool, DbErr> {
+    use crate::db::entities::command;
+    Ok(command::Entity::find()
+        .filter(command::Column::JobId.eq(id))
+        .filter(command::Column::Status.is_in(crate::ledger::OPEN))
+        .count(&state.db)
+        .await?
+        > 0)
 }
 
 #[cfg(test)]

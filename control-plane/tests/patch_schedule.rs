@@ -77,7 +77,7 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
         return;
     }
     let stack = Stack::start().await;
-    let host = stack.start_host("sched").await;
+    let mut host = stack.start_host("sched").await;
     stack.wait_online(&host.id).await;
     let good = json!({
         "name": "every5", "action": "pkg.scan", "selector": {"agents": [host.id]},
@@ -344,6 +344,33 @@ async fn scheduled_scans_run_as_the_system_once_per_slot() {
     );
     let (_, v) = stack.get("/schedules").await;
     assert_eq!(v["schedules"], json!([]));
+
+    // A job that outlasts its interval (its host is down, so its scan stays
+    // queued) is not joined by another: the next slots are skipped, said.
+    host.agent.stop();
+    let (code, s) = stack
+        .post(
+            "/schedules",
+            &json!({"name": "slow", "selector": {"agents": [host.id]},
+                    "cron": "*/2 * * * * *", "timezone": "UTC",
+                    "params": {"refresh": false}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{s}");
+    let id = s["id"].as_str().unwrap().to_string();
+    let skipped = wait_for("a skipped slot", Duration::from_secs(30), || async {
+        let s = schedule(&stack, &id).await;
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("still running"))
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(
+        schedule_jobs(&stack, "slow").await.len(),
+        1,
+        "one job while it runs: {skipped}"
+    );
 }
 
 /// `GET {base}/api/v1{path}` as `token`; `None` while nothing answers there.
