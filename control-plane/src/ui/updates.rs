@@ -56,17 +56,23 @@ fn decision_fields(who: &Principal) -> Markup {
 }
 
 /// The approve / decline form for one package (the button says which).
+/// The approve / decline form of one package. The decision is always for
+/// a version: the one candidate, or (when hosts report several) the one
+/// the operator picks — never "any version" by default, so a host that
+/// reports an odd candidate cannot widen the approval.
 fn package_forms(who: &Principal, name: &str, candidates: &[String]) -> Markup {
-    let version = if candidates.len() == 1 {
-        candidates[0].as_str()
-    } else {
-        ""
-    };
     html! {
         form.inline-form.auto.decide data-api="/api/v1/updates/approvals" data-done="Saved." {
             input type="hidden" name="scope" value="package";
             input type="hidden" name="package" value=(name);
-            input type="hidden" name="version" value=(version);
+            @if candidates.len() == 1 {
+                input type="hidden" name="version" value=(candidates[0]);
+            } @else {
+                select name="version" required aria-label="Version" {
+                    option value="" { "version…" }
+                    @for c in candidates { option value=(c) { (c) } }
+                }
+            }
             (decision_fields(who))
             button.primary.small name="decision" value="approve" { "Approve" }
             button.small name="decision" value="decline" { "Decline" }
@@ -400,5 +406,29 @@ pub(super) async fn fleet_counts(state: &AppState) -> Markup {
         a class="count c-reboot" href="/updates?view=hosts" id="count-reboot" {
             b { (reboot) } span { "need a reboot" }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Via;
+
+    #[test]
+    fn a_decision_is_always_for_a_version() {
+        let who = Principal {
+            name: "ops".into(),
+            role: "operator".into(),
+            via: Via::Token {
+                token_id: "t".into(),
+            },
+            ip: "127.0.0.1".into(),
+        };
+        let one = package_forms(&who, "openssl", &["3.0.15".into()]).into_string();
+        assert!(one.contains(r#"name="version" value="3.0.15""#), "{one}");
+        // Hosts report two candidates: the operator must pick one.
+        let two = package_forms(&who, "openssl", &["3.0.15".into(), "9.9".into()]).into_string();
+        assert!(two.contains(r#"<select name="version" required"#), "{two}");
+        assert!(!two.contains(r#"type="hidden" name="version""#), "{two}");
     }
 }

@@ -46,6 +46,11 @@ pub const SCAN_ACTION: &str = "pkg.scan";
 /// are skipped (names) or cut (origin).
 const MAX_FIELD: usize = 256;
 
+/// Most upgradable packages one host's inventory holds (a whole release
+/// upgrade of a large Debian host lists a few thousand). A scan listing
+/// more is recorded as failed, so no host can flood the pages.
+pub const MAX_ROWS: usize = 5_000;
+
 /// `pkg.scan`'s result shape, shared with rootd (the wire crate owns it).
 pub use bus_schema::catalogue::pkg::{RebootNeed, ScanReport, Upgradable};
 
@@ -110,6 +115,11 @@ pub async fn apply_scan<C: ConnectionTrait>(
     }
     let report = if c.status == "succeeded" {
         match parse_report(c.result.as_deref().unwrap_or("null")) {
+            Ok(r) if r.upgradable.len() > MAX_ROWS => Err(format!(
+                "the scan listed {} packages, more than the {MAX_ROWS} a host's inventory holds; \
+                 the previous inventory is kept",
+                r.upgradable.len()
+            )),
             Ok(r) => Ok(r),
             Err(e) => Err(format!("the scan's result was not understood: {e}")),
         }

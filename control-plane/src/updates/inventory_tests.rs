@@ -224,3 +224,28 @@ async fn a_result_moved_to_the_output_waits_for_its_data() {
     assert_eq!(rows(&db).await.len(), 1, "the marker is not an empty scan");
     assert_eq!(state(&db).await.last_scan_command.as_deref(), Some("c1"));
 }
+
+#[tokio::test]
+async fn a_scan_listing_more_than_a_host_holds_is_refused_and_changes_nothing() {
+    let (_d, db) = db().await;
+    let ok = json!({"manager": "apt", "upgradable": [pkg("alpha", "1.1", false)]});
+    run(&db, &scan("c1", 1000, "succeeded", ok)).await;
+    let before = rows(&db).await;
+    let many: Vec<Value> = (0..=MAX_ROWS)
+        .map(|i| pkg(&format!("p{i}"), "2", true))
+        .collect();
+    let flood = json!({"manager": "apt", "upgradable": many});
+    assert_eq!(
+        run(&db, &scan("c2", 2000, "succeeded", flood)).await,
+        Applied::Failed
+    );
+    assert_eq!(rows(&db).await, before, "the previous inventory is kept");
+    let s = state(&db).await;
+    assert_eq!(s.last_scan_status.as_deref(), Some("failed"));
+    assert!(
+        s.last_scan_error
+            .as_deref()
+            .is_some_and(|e| e.contains("more than the 5000")),
+        "{s:?}"
+    );
+}
