@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_window, open_now, wait_run, AptRepo, Stack};
+use common::{create_window, open_now, req, wait_run, AptRepo, Stack};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,6 +30,14 @@ async fn a_late_approval_joins_open_runs_and_installs_once() {
     let a = create_window(&stack, &open_now("first", json!({}))).await;
     let b = create_window(&stack, &open_now("second", json!({}))).await;
     let ids = [a["id"].as_str().unwrap(), b["id"].as_str().unwrap()];
+    // A window is found by its name too; `reboot` defaults to never.
+    let (code, by_name) = stack.get("/windows/first").await;
+    assert_eq!((code, &by_name["id"]), (200, &a["id"]), "{by_name}");
+    let mut quiet = open_now("third", json!({"enabled": false}));
+    quiet.as_object_mut().unwrap().remove("reboot");
+    assert_eq!(create_window(&stack, &quiet).await["reboot"], "never");
+    let (code, gone) = req(&stack, reqwest::Method::DELETE, "/windows/third", None).await;
+    assert_eq!(code, 200, "{gone}");
     for id in ids {
         let r = wait_run(&stack, id, "an empty run", t, |r| {
             r["status"] == "completed"

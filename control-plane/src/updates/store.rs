@@ -226,7 +226,7 @@ pub async fn revoke_approval<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| {
             UpdatesError::NotFound(format!(
-                "no approval {id}; list them with GET /api/v1/updates/approvals"
+                "no approval {id}; `drover updates approvals` (or GET /api/v1/updates/approvals) lists them"
             ))
         })?;
     if a.revoked_at.is_some() {
@@ -385,7 +385,7 @@ async fn find_rule<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| {
             UpdatesError::NotFound(format!(
-                "no rule {id}; list them with GET /api/v1/updates/rules"
+                "no rule {id}; `drover updates rules list` (or GET /api/v1/updates/rules) lists them"
             ))
         })
 }

@@ -16,7 +16,7 @@ pub mod schedule;
 
 use bus_schema::now_ms;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait};
-use sea_orm::{QueryFilter, QueryOrder};
+use sea_orm::{ExprTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -50,6 +50,10 @@ impl SelectorInput {
     }
 }
 
+fn never() -> String {
+    "never".into()
+}
+
 /// The body of `POST /api/v1/windows` and `PUT /api/v1/windows/{id}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,7 +75,8 @@ pub struct WindowInput {
     pub max_percent: Option<i64>,
     #[serde(default)]
     pub max_failures: Option<i64>,
-    /// `never` or `if_required`.
+    /// `never` (the default) or `if_required`.
+    #[serde(default = "never")]
     pub reboot: String,
     /// 1..=1440; default [`DEFAULT_REBOOT_DEADLINE_MINUTES`].
     #[serde(default)]
@@ -211,7 +216,7 @@ pub async fn update(
 ) -> Result<window::Model, WindowError> {
     let old = get(db, id).await?;
     let c = check(input)?;
-    if name_taken(db, &c.name, Some(id)).await? {
+    if name_taken(db, &c.name, Some(&old.id)).await? {
         return Err(WindowError::NameTaken(c.name));
     }
     let mut m: window::ActiveModel = old.into();
@@ -222,14 +227,14 @@ pub async fn update(
 /// Removes a window; its runs and history stay.
 pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<window::Model, WindowError> {
     let w = get(db, id).await?;
-    window::Entity::delete_by_id(id.to_string())
-        .exec(db)
-        .await?;
+    window::Entity::delete_by_id(w.id.clone()).exec(db).await?;
     Ok(w)
 }
 
+/// One window by id or name.
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<window::Model, WindowError> {
-    window::Entity::find_by_id(id.to_string())
+    window::Entity::find()
+        .filter(window::Column::Id.eq(id).or(window::Column::Name.eq(id)))
         .one(db)
         .await?
         .ok_or_else(|| WindowError::NotFound(id.to_string()))

@@ -63,17 +63,18 @@ pub enum WindowsCmd {
     },
     /// Remove a window (its runs and history stay).
     ///
-    /// Example: drover windows remove 0193a1b2c3d4...
+    /// Example: drover windows remove nightly
     Remove {
+        /// The window's name or id.
         id: String,
         #[arg(long)]
         json: bool,
     },
     /// A window's recent runs, or one run with its hosts (--run).
     ///
-    /// Example: drover windows runs 0193a1b2c3d4... ; drover windows runs --run 0193f0e1...
+    /// Example: drover windows runs nightly ; drover windows runs --run 0193f0e1...
     Runs {
-        /// The window's id (not needed with --run).
+        /// The window's name or id (not needed with --run).
         window: Option<String>,
         /// Show this run with its per-host rows.
         #[arg(long)]
