@@ -44,6 +44,12 @@ pub const EVT_ALL: &str = "drover.evt.>";
 pub const CP_HB_CONSUMER: &str = "control-plane-hb";
 /// Durable consumer of the control plane on the result stream.
 pub const CP_RES_CONSUMER: &str = "control-plane-res";
+/// The JetStream object store of signed release artifacts (agent packages).
+pub const RELEASES_BUCKET: &str = "drover-releases";
+/// The JetStream KV bucket of control-plane leases.
+pub const LEASE_BUCKET: &str = "drover-leases";
+/// The lease key the periodic duties (scheduler, window runner) run under.
+pub const DUTIES_LEASE_KEY: &str = "duties";
 
 pub fn heartbeat(agent: &str) -> String {
     format!("{PREFIX}.hb.{agent}")

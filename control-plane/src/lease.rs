@@ -23,10 +23,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-/// The KV bucket of control-plane leases.
-pub const BUCKET: &str = "drover-leases";
+/// The KV bucket of control-plane leases (named in `bus-schema`).
+pub const BUCKET: &str = bus_schema::subjects::LEASE_BUCKET;
 /// The key of the lease the periodic duties run under.
-pub const DUTIES_KEY: &str = "duties";
+pub const DUTIES_KEY: &str = bus_schema::subjects::DUTIES_LEASE_KEY;
 
 /// What the lease's KV entry holds (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

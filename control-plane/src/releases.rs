@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 
-/// The object store bucket of signed artifacts.
-pub const BUCKET: &str = "drover-releases";
+/// The object store bucket of signed artifacts (named in `bus-schema`).
+pub const BUCKET: &str = bus_schema::subjects::RELEASES_BUCKET;
 
 /// Largest package accepted, in bytes.
 pub const MAX_ARTIFACT_BYTES: u64 = 512 * 1024 * 1024;
