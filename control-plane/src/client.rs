@@ -60,26 +60,24 @@ impl ApiClient {
         bail!("{status}: {msg}")
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self
-            .http
+    /// `GET /api/v1{path}` with the token; the answer unread.
+    async fn send_get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        self.http
             .get(format!("{}/api/v1{path}", self.base))
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| unreachable(&self.base, e))?;
+            .map_err(|e| unreachable(&self.base, e))
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self.send_get(path).await?;
         self.check(resp).await
     }
 
     /// A GET whose answer is text (CSV exports); errors as [`Self::get`].
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let resp = self
-            .http
-            .get(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, e))?;
+        let resp = self.send_get(path).await?;
         if resp.status().is_success() {
             return Ok(resp.text().await?);
         }

@@ -283,9 +283,10 @@ pub fn wildcard_match(pattern: &str, have: &str, fold: bool) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// An online agent row for unit tests (also used by other modules').
     pub(crate) fn agent(id: &str, host: &str, labels: &str, facts: &str) -> agent::Model {
         agent::Model {
             id: id.into(),

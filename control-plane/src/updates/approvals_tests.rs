@@ -9,29 +9,13 @@ const NOW: i64 = 100 * DAY_MS;
 
 fn host(id: &str, env: &str) -> agent::Model {
     agent::Model {
-        id: id.into(),
-        hostname: format!("h-{id}"),
-        status: "online".into(),
-        machine_id: "m".into(),
-        facts: "{}".into(),
-        token_id: None,
-        approved_by: None,
-        revoked_at: None,
-        first_seen: 0,
-        last_seen: 0,
-        last_seq: 0,
-        heartbeat_secs: 30,
         os: "Debian GNU/Linux 12".into(),
-        kernel: "6".into(),
-        agent_version: String::new(),
-        metrics: "{}".into(),
-        modules: "[]".into(),
-        operations: "[]".into(),
-        labels: format!(r#"{{"env":"{env}"}}"#),
-        rootd_error: None,
-        display_name: None,
-        boot_id: None,
-        booted_at: None,
+        ..crate::selector::tests::agent(
+            id,
+            &format!("h-{id}"),
+            &format!(r#"{{"env":"{env}"}}"#),
+            "{}",
+        )
     }
 }
 

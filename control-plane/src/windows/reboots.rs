@@ -159,29 +159,9 @@ mod tests {
 
     fn host(boot_id: Option<&str>, booted_at: Option<i64>) -> agent::Model {
         agent::Model {
-            id: "A".into(),
-            hostname: "web-1".into(),
-            status: "online".into(),
-            machine_id: "m".into(),
-            facts: "{}".into(),
-            token_id: None,
-            approved_by: None,
-            revoked_at: None,
-            first_seen: 0,
-            last_seen: 0,
-            last_seq: 0,
-            heartbeat_secs: 30,
-            os: String::new(),
-            kernel: String::new(),
-            agent_version: String::new(),
-            metrics: "{}".into(),
-            modules: "[]".into(),
-            operations: "[]".into(),
-            labels: "{}".into(),
-            rootd_error: None,
-            display_name: None,
             boot_id: boot_id.map(str::to_string),
             booted_at,
+            ..crate::selector::tests::agent("A", "web-1", "{}", "{}")
         }
     }
 
