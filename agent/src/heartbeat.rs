@@ -81,6 +81,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             sent_at: bus_schema::now_ms(),
             interval_secs: interval,
             agent_version: env!("CARGO_PKG_VERSION").into(),
+            agent_channel: String::new(),
             os: os.clone(),
             kernel: kernel.clone(),
             metrics: collector.sample(),

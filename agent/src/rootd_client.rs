@@ -60,8 +60,8 @@ pub async fn run(
                     Outcome::rejected(summary)
                 });
             }
-            RootFrame::Capabilities { .. } => {
-                anyhow::bail!("rootd answered a run request with its capabilities")
+            RootFrame::Capabilities { .. } | RootFrame::UpdateStatus { .. } => {
+                anyhow::bail!("rootd answered a run request with something else")
             }
         }
     }

@@ -291,6 +291,7 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             sent_at: now_ms(),
             interval_secs: every.max(1),
             agent_version: env!("CARGO_PKG_VERSION").into(),
+            agent_channel: String::new(),
             os: "simulated".into(),
             kernel: "sim".into(),
             metrics: Metrics {

@@ -247,6 +247,7 @@ mod tests {
             sent_at: 5,
             interval_secs: 30,
             agent_version: "0".into(),
+            agent_channel: String::new(),
             os: "debian".into(),
             kernel: "6".into(),
             metrics: Metrics::default(),

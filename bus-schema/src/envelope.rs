@@ -180,6 +180,10 @@ pub struct Heartbeat {
     pub interval_secs: u32,
     #[serde(default)]
     pub agent_version: String,
+    /// The release channel of the running agent (`stable`, `beta`; "" for
+    /// a build not installed from a release).
+    #[serde(default)]
+    pub agent_channel: String,
     #[serde(default)]
     pub os: String,
     #[serde(default)]

@@ -19,6 +19,40 @@ pub enum RootRequest {
     /// Which modules rootd can run on this host now (answered with one
     /// `Capabilities` frame). Needs no signature: it changes nothing.
     Capabilities,
+    /// rootd's record of agent updates it started (answered with one
+    /// `UpdateStatus` frame). Needs no signature: it changes nothing. The
+    /// agent asks at start, to report an update's end.
+    UpdateStatus,
+}
+
+/// Where one agent update stands on rootd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    /// Installed and switched to; waiting for the new agent's self-test.
+    Pending,
+    /// The new agent proved itself (a signed `agent.selftest` reached rootd
+    /// through it).
+    Healthy,
+    /// The previous binary runs again.
+    RolledBack,
+}
+
+/// One agent update as rootd records it (its state file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    /// The `agent.update` command that started it.
+    pub command_id: String,
+    pub from_version: String,
+    pub to_version: String,
+    pub state: UpdateState,
+    /// Why it was rolled back ("" otherwise).
+    #[serde(default)]
+    pub reason: String,
+    /// When the switch happened, ms since the epoch.
+    pub started_at: i64,
+    /// When rootd rolls back if no self-test came, ms since the epoch.
+    pub deadline_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +76,10 @@ pub enum RootFrame {
     Capabilities {
         modules: Vec<String>,
         missing: Vec<(String, String)>,
+    },
+    /// rootd's update records, newest first (answer to `UpdateStatus`).
+    UpdateStatus {
+        updates: Vec<UpdateRecord>,
     },
     /// Not run, and why.
     Refused {

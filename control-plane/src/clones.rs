@@ -503,6 +503,7 @@ mod tests {
             sent_at: 0,
             interval_secs: 1,
             agent_version: String::new(),
+            agent_channel: String::new(),
             os: String::new(),
             kernel: String::new(),
             metrics: Default::default(),

@@ -26,6 +26,7 @@
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
 //! - [`client`]: the CLI's HTTP client.
 
+pub mod agent_releases;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -55,6 +56,7 @@ pub mod poison;
 pub mod queues;
 pub mod releases;
 pub mod result_guard;
+pub mod rollouts;
 pub mod schedules;
 pub mod selector;
 pub mod serve;

@@ -193,6 +193,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
             sent_at: bus_schema::now_ms(),
             interval_secs: 30,
             agent_version: "bench".into(),
+            agent_channel: String::new(),
             os: "simulated".into(),
             kernel: "sim".into(),
             metrics: Default::default(),

@@ -137,6 +137,7 @@ fn heartbeat(agent: &str) -> Heartbeat {
         sent_at: bus_schema::now_ms(),
         interval_secs: 30,
         agent_version: "test".into(),
+        agent_channel: String::new(),
         os: "test".into(),
         kernel: "test".into(),
         metrics: Metrics {

@@ -161,6 +161,13 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
                 .await;
             return;
         }
+        RootRequest::UpdateStatus => {
+            // Filled in by the self-update work: no updates recorded yet.
+            let _ = framed
+                .send(encode_frame(&RootFrame::UpdateStatus { updates: vec![] }))
+                .await;
+            return;
+        }
     };
     let cmd = match admit(&shared, &command).await {
         Ok(c) => c,

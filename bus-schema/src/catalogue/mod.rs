@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod agent;
 pub mod app;
 pub mod firewall;
 pub mod mariadb;
@@ -147,6 +148,7 @@ static ACTIONS: LazyLock<Vec<ActionSpec>> = LazyLock::new(|| {
     v.extend(firewall::specs());
     v.extend(mariadb::specs());
     v.extend(app::specs());
+    v.extend(agent::specs());
     v
 });
 
@@ -184,7 +186,7 @@ mod tests {
         assert!(lookup("sys.nope").is_none());
         assert_eq!(
             modules(),
-            vec!["sys", "service", "pkg", "firewall", "mariadb", "app"]
+            vec!["sys", "service", "pkg", "firewall", "mariadb", "app", "agent"]
         );
     }
 

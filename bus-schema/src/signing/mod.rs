@@ -18,6 +18,7 @@ pub mod agent;
 pub mod artifact;
 pub mod automation;
 pub mod command;
+pub mod release;
 
 pub use agent::{agent_open, agent_sign, sign_result, AgentSignatureError, AgentSigned};
 pub use automation::{open_job, AutomationKey, SignedJob};

@@ -1,0 +1,4 @@
+//! Staged rollouts of an agent release: canary, waves, pause, failure
+//! threshold, pause/resume/abort, offline hosts remembered.
+
+pub mod entity;
