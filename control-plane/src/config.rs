@@ -89,6 +89,17 @@ pub struct Config {
     /// replica that dies is replaced by another within about this long.
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl_secs: u64,
+    /// The fleet's release key, public half: base64 of the 32 raw bytes, or
+    /// the path of a file holding it (`drover releases keygen` writes
+    /// `<name>.pub`). Agent releases must be signed by it; install.sh pins
+    /// it on each host. `None`: agent releases cannot be published.
+    #[serde(default)]
+    pub release_key: Option<String>,
+    /// The oldest agent version this control plane works with; an older
+    /// agent is shown as outdated and gets no command but `agent.update`
+    /// and `agent.selftest`. `None`: the built-in minimum.
+    #[serde(default)]
+    pub min_agent_version: Option<String>,
 }
 
 fn default_lease_ttl() -> u64 {

@@ -4,3 +4,4 @@
 //! plane only checks signatures with the pinned public half.
 
 pub mod entity;
+pub mod selftest;

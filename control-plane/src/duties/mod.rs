@@ -55,6 +55,22 @@ pub fn registered() -> Vec<Duty> {
             timeout: Duration::from_secs(120),
             tick: |s, now| Box::pin(async move { crate::windows::runner::tick(&s, now).await }),
         },
+        // Staged agent rollouts: canary, waves, pauses, halts.
+        Duty {
+            name: "rollouts",
+            period: Duration::from_secs(2),
+            timeout: Duration::from_secs(120),
+            tick: |s, now| Box::pin(async move { crate::rollouts::engine::tick(&s, now).await }),
+        },
+        // The self-test that proves an updated agent works.
+        Duty {
+            name: "update_proofs",
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+            tick: |s, now| {
+                Box::pin(async move { crate::agent_releases::selftest::tick(&s, now).await })
+            },
+        },
         // Later work: alert evaluation.
     ]
 }
