@@ -187,12 +187,14 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
                 // The distribution (`debian`), for `os:debian` selectors.
                 "os_id": sysinfo::System::distribution_id(),
                 "arch": sysinfo::System::cpu_arch(),
-                "agent_version": env!("CARGO_PKG_VERSION"),
+                "agent_version": crate::version::running().version,
+                "agent_channel": crate::version::running().channel,
             }),
             at: bus_schema::now_ms(),
             reply_key: reply_key.public_key(),
             display_name: cfg.display_name.clone(),
             labels: cfg.labels.clone(),
+            protocol_version: bus_schema::signing::PROTOCOL_VERSION,
         };
         let within = Duration::from_secs(10);
         let reply = match ask(

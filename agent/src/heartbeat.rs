@@ -80,8 +80,8 @@ pub async fn run_loop(agent: Arc<Agent>) {
             seq,
             sent_at: bus_schema::now_ms(),
             interval_secs: interval,
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-            agent_channel: String::new(),
+            agent_version: crate::version::running().version.clone(),
+            agent_channel: crate::version::running().channel.clone(),
             os: os.clone(),
             kernel: kernel.clone(),
             metrics: collector.sample(),
@@ -91,6 +91,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             instance_id: agent.instance.instance_id.clone(),
             machine_id: agent.instance.machine_id.clone(),
             boot_id: agent.instance.boot_id.clone(),
+            protocol_version: bus_schema::signing::PROTOCOL_VERSION,
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced
         // by the next one, so no ack is awaited.

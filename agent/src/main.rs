@@ -4,7 +4,8 @@
 //! ([`identity`]), heartbeats ([`heartbeat`], [`metrics`]), the command loop
 //! ([`commands`]) with its on-disk journal ([`journal`]), redeliveries
 //! ([`redelivery`]), results and refusal reports ([`report`]), the built-in
-//! actions ([`sys`]) and the client for the root daemon ([`rootd_client`]).
+//! actions ([`sys`]), the client for the root daemon ([`rootd_client`]) and
+//! the version it reports ([`version`]).
 
 use std::path::PathBuf;
 
@@ -27,10 +28,11 @@ mod run;
 mod simulate;
 mod state;
 mod sys;
+mod version;
 
 /// Drover's agent: heartbeats, metrics and commands for one host, over NATS.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version = version::display(), about, long_about = None)]
 struct Cli {
     /// Configuration file (TOML). Every key can also be set as
     /// `DROVER_AGENT_<KEY>` in the environment.

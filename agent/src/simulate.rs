@@ -128,6 +128,7 @@ async fn enrol(
         reply_key: String::new(),
         display_name: None,
         labels: Default::default(),
+        protocol_version: bus_schema::signing::PROTOCOL_VERSION,
     };
     let reply_key = bus_schema::enroll::new_reply_key();
     let inbox = enroll.new_inbox();
@@ -311,6 +312,7 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             instance_id: String::new(),
             machine_id: String::new(),
             boot_id: String::new(),
+            protocol_version: bus_schema::signing::PROTOCOL_VERSION,
         };
         if a.client
             .publish(subject.clone(), bus_schema::encode(&hb).into())

@@ -51,7 +51,10 @@ pub fn info() -> Outcome {
         "mem_total_bytes": sys.total_memory(),
         "uptime_secs": System::uptime(),
         "disks": disks,
-        "agent_version": env!("CARGO_PKG_VERSION"),
+        "agent_version": crate::version::running().version,
+        "agent_channel": crate::version::running().channel,
+        "agent_build_version": crate::version::BUILD_VERSION,
+        "protocol_version": bus_schema::signing::PROTOCOL_VERSION,
     });
     Outcome {
         status: CommandStatus::Succeeded,

@@ -248,6 +248,7 @@ mod tests {
             interval_secs: 30,
             agent_version: "0".into(),
             agent_channel: String::new(),
+            protocol_version: crate::signing::PROTOCOL_VERSION,
             os: "debian".into(),
             kernel: "6".into(),
             metrics: Metrics::default(),

@@ -45,6 +45,13 @@ pub struct EnrollClaim {
     /// labels; the token's labels win on a conflicting key.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The wire protocol version the agent speaks
+    /// ([`crate::signing::PROTOCOL_VERSION`] of its build); absent = 1. The
+    /// envelope's `v` stays readable across versions so that the control
+    /// plane can answer a claim of another version with a sealed refusal
+    /// that says why, instead of an unreadable drop.
+    #[serde(default = "crate::signing::protocol_version_absent")]
+    pub protocol_version: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

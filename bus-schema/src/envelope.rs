@@ -211,6 +211,12 @@ pub struct Heartbeat {
     /// unreadable or from older agents.
     #[serde(default)]
     pub boot_id: String,
+    /// The wire protocol version the agent speaks
+    /// ([`crate::signing::PROTOCOL_VERSION`] of its build); absent = 1.
+    /// The control plane marks an agent whose version it does not speak as
+    /// incompatible and sends it no command but `agent.update`.
+    #[serde(default = "crate::signing::protocol_version_absent")]
+    pub protocol_version: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,6 +319,17 @@ impl Heartbeat {
                 return Err(EnvelopeError::Field {
                     field,
                     why: "must be at most 64 letters, digits or '-'".into(),
+                });
+            }
+        }
+        for (field, v) in [
+            ("agent_version", &self.agent_version),
+            ("agent_channel", &self.agent_channel),
+        ] {
+            if v.chars().count() > 64 || v.chars().any(char::is_control) {
+                return Err(EnvelopeError::Field {
+                    field,
+                    why: "must be at most 64 characters, none a control character".into(),
                 });
             }
         }

@@ -513,6 +513,7 @@ mod tests {
             instance_id: instance.into(),
             machine_id: machine.into(),
             boot_id: String::new(),
+            protocol_version: bus_schema::signing::PROTOCOL_VERSION,
         }
     }
 

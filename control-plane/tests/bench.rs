@@ -203,6 +203,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
             instance_id: String::new(),
             machine_id: String::new(),
             boot_id: String::new(),
+            protocol_version: bus_schema::signing::PROTOCOL_VERSION,
         };
         acks.push(
             js.publish(

@@ -155,6 +155,7 @@ fn signed_bogus_claim() -> Vec<u8> {
         reply_key: bus_schema::enroll::new_reply_key().public_key(),
         display_name: None,
         labels: Default::default(),
+        protocol_version: bus_schema::signing::PROTOCOL_VERSION,
     };
     bus_schema::encode(&agent_sign(&key, &claim))
 }

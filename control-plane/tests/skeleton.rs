@@ -150,6 +150,7 @@ fn heartbeat(agent: &str) -> Heartbeat {
         instance_id: String::new(),
         machine_id: String::new(),
         boot_id: String::new(),
+        protocol_version: bus_schema::signing::PROTOCOL_VERSION,
     }
 }
 

@@ -174,6 +174,13 @@ pub fn bounded_detail(detail: &str) -> String {
 /// keep the number; anything an older reader would misread raises it.
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// The protocol version a heartbeat or enrolment claim means when it does
+/// not say (`protocol_version` absent): agents from before the field existed
+/// all speak version 1. Used as those fields' `#[serde(default)]`.
+pub fn protocol_version_absent() -> u16 {
+    1
+}
+
 /// A signed envelope of a protocol version this build does not speak.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
