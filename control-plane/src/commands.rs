@@ -42,6 +42,10 @@ pub enum CreateError {
     /// Two machines use the agent's identity; the message says what to do.
     #[error("{0}")]
     IdentityConflict(String),
+    /// The agent is outdated or incompatible (`version_policy`); the message
+    /// says why and what to do.
+    #[error("refused by the version policy: {0}")]
+    VersionPolicy(String),
     #[error("the broker did not accept the command: {0}")]
     Broker(String),
     #[error("database: {0}")]
@@ -290,6 +294,10 @@ pub async fn issue(
     // Identity conflicts: open ones refuse (the command ends rejected with
     // what to do), decided ones route to the kept machine.
     let conflicts = crate::clones::latest(&state.db, Some(agents)).await?;
+    // Outdated or incompatible agents get nothing but the update actions:
+    // their commands end rejected with the reason, never published.
+    let policy = crate::version_policy::Policy::of(&state.cfg);
+    let refused = crate::version_policy::refusals(&state.db, &policy, &spec.action, agents).await?;
     let t0 = std::time::Instant::now();
     {
         let _turn = state.writer.lock().await;
@@ -309,6 +317,9 @@ pub async fn issue(
             Vec::with_capacity(window.len());
         for cmd in window {
             let sent = match conflicts.get(&cmd.agent_id) {
+                _ if refused.contains_key(&cmd.agent_id) => {
+                    Err(CreateError::VersionPolicy(refused[&cmd.agent_id].clone()))
+                }
                 Some(c) if c.is_open() => Err(CreateError::IdentityConflict(c.refusal())),
                 c => send(state, cmd, spec.ttl_secs, c.and_then(|c| c.headers())).await,
             };

@@ -239,6 +239,11 @@ async fn handle(state: &AppState, claim: &EnrollClaim) -> EnrollReply {
         warn!(reason = %why, "enrolment refused");
         reply(state, claim, EnrollStatus::Rejected, why, None)
     };
+    // First: a claimant of another protocol version would misread anything
+    // else this control plane sends it. Nothing is stored, no token used.
+    if claim.protocol_version != bus_schema::signing::PROTOCOL_VERSION {
+        return rejected(protocol_refusal(claim.protocol_version));
+    }
     if !claim.public_key.starts_with('U') {
         return rejected("the key must be a NATS user nkey (U...)".into());
     }
@@ -274,6 +279,19 @@ async fn handle(state: &AppState, claim: &EnrollClaim) -> EnrollReply {
             )
         }
     }
+}
+
+/// Why a claim of protocol version `got` is refused, and what to do.
+fn protocol_refusal(got: u16) -> String {
+    let ours = bus_schema::signing::PROTOCOL_VERSION;
+    let what = if got > ours {
+        "upgrade the control plane first, or install an agent package that speaks this one"
+    } else {
+        "install a current agent package on the host, then enrol again"
+    };
+    format!(
+        "the agent speaks wire protocol version {got}, this control plane speaks {ours}; {what}"
+    )
 }
 
 async fn record_conflict(
@@ -413,6 +431,13 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
         display_name: Set(claim.display_name.clone()),
         boot_id: Set(None),
         booted_at: Set(None),
+        agent_channel: Set(claim.facts["agent_channel"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(32)
+            .collect()),
+        protocol_version: Set(claim.protocol_version as i32),
     })
     .exec(&txn)
     .await?;

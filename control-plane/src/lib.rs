@@ -67,4 +67,5 @@ pub mod tokens;
 pub mod trust;
 pub mod ui;
 pub mod updates;
+pub mod version_policy;
 pub mod windows;

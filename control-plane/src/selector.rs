@@ -312,6 +312,8 @@ pub(crate) mod tests {
             display_name: None,
             boot_id: None,
             booted_at: None,
+            agent_channel: String::new(),
+            protocol_version: 1,
         }
     }
 

@@ -146,6 +146,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let signer = load_signer(&cfg)?;
+    // A minimum agent version that is not a version stops here.
+    crate::version_policy::Policy::from_config(&cfg)?;
     crate::tls::install_crypto_provider();
     // HTTPS files are read before anything starts: a bad one stops here.
     let https =

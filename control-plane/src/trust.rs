@@ -203,6 +203,8 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
         .all(&state.db)
         .await?;
     let key = state.signer.public();
+    let policy = crate::version_policy::Policy::of(&state.cfg);
+    let versions = crate::version_policy::findings(&state.db, &policy).await?;
     Ok(json!({
         "signing_key": { "fingerprint": key.fingerprint(), "public_key": key.to_base64() },
         "broker": state.auth.describe(),
@@ -223,6 +225,9 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
         // Two machines on one agent id (cloned state), open ones first.
         "identity_conflicts": crate::clones::all_json(&state.db).await?,
         "revoked_agents": revoked.iter().map(|a| json!({"id": a.id, "hostname": a.hostname, "revoked_at": a.revoked_at})).collect::<Vec<_>>(),
+        // Agents outdated or of another protocol version: they get no
+        // command but agent.update (version_policy).
+        "agent_versions": versions,
         "pending_agents": pending.iter().map(|a| json!({"id": a.id, "hostname": a.hostname, "machine_id": a.machine_id, "first_seen": a.first_seen})).collect::<Vec<_>>(),
     }))
 }

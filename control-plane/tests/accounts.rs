@@ -434,6 +434,8 @@ async fn fleet_page_counts_filters_and_pages_ten_thousand_agents() {
             display_name: Set(None),
             boot_id: Set(None),
             booted_at: Set(None),
+            agent_channel: Set(String::new()),
+            protocol_version: Set(1),
             labels: Set(format!(r#"{{"rack":"r{}"}}"#, i % 40)),
         })
         .collect();

@@ -47,7 +47,8 @@ impl From<CreateError> for ApiError {
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
             CreateError::AgentNotActive(..)
             | CreateError::ModuleUnavailable { .. }
-            | CreateError::IdentityConflict(_) => StatusCode::CONFLICT,
+            | CreateError::IdentityConflict(_)
+            | CreateError::VersionPolicy(_) => StatusCode::CONFLICT,
             CreateError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
             CreateError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -189,12 +190,14 @@ async fn list_agents(
     let clocks = crate::skew::load(&state.db, &ids)
         .await
         .map_err(ApiError::internal)?;
+    let policy = crate::version_policy::Policy::of(&state.cfg);
     let views: Vec<Value> = l
         .rows
         .iter()
         .map(|a| {
             let mut v = agent_json(a);
             crate::skew::decorate(&mut v, &clocks);
+            policy.decorate(&mut v, a);
             v
         })
         .collect();
@@ -276,6 +279,7 @@ async fn get_agent(
         .map_err(ApiError::internal)?;
     let mut v = agent_json(&a);
     crate::skew::decorate(&mut v, &clocks);
+    crate::version_policy::Policy::of(&state.cfg).decorate(&mut v, &a);
     v["identity_conflict"] = crate::clones::view(&state.db, &id)
         .await
         .map_err(ApiError::internal)?;

@@ -46,6 +46,12 @@ pub mod agent {
         pub boot_id: Option<String>,
         /// When the host booted (heartbeat time minus uptime), ms; m0013.
         pub booted_at: Option<i64>,
+        /// The release channel the agent reports (`stable`, `beta`; "" for
+        /// a build not installed from a release); m0019.
+        pub agent_channel: String,
+        /// The wire protocol version the agent speaks (from its heartbeat
+        /// or enrolment claim; 1 when it does not say); m0019.
+        pub protocol_version: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

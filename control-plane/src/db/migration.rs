@@ -27,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0016_patch_runs::M0016PatchRuns),
             Box::new(super::m0017_schedule_params::M0017ScheduleParams),
             Box::new(super::m0018_self_update::M0018SelfUpdate),
+            Box::new(super::m0019_agent_channel::M0019AgentChannel),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

@@ -14,6 +14,7 @@ pub mod m0014_schedules;
 pub mod m0016_patch_runs;
 pub mod m0017_schedule_params;
 pub mod m0018_self_update;
+pub mod m0019_agent_channel;
 pub mod migration;
 
 use std::time::Duration;

@@ -155,6 +155,9 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
                 .rootd_error
                 .as_ref()
                 .map(|e| e.chars().take(500).collect())),
+            // What `version_policy` judges the agent by.
+            agent_channel: Set(h.agent_channel.chars().take(32).collect()),
+            protocol_version: Set(h.protocol_version as i32),
         })
         .collect();
     // Samples are stored on the control plane's clock: a host's clock may
@@ -198,6 +201,8 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
                         agent::Column::Os,
                         agent::Column::Kernel,
                         agent::Column::AgentVersion,
+                        agent::Column::AgentChannel,
+                        agent::Column::ProtocolVersion,
                         agent::Column::Metrics,
                         agent::Column::Modules,
                         agent::Column::Operations,

@@ -219,9 +219,10 @@ pub(super) async fn agent_page(
                     }
                     div.id { (a.id) }
                     div class="mut" {
-                        (a.os) " · kernel " (a.kernel) " · agent " (a.agent_version)
+                        (a.os) " · kernel " (a.kernel)
                         " · last seen " (time(a.last_seen)) " · heartbeat every " (a.heartbeat_secs) "s"
                     }
+                    div #agent-version { (super::version::version(&crate::version_policy::Policy::of(&state.cfg), &a)) }
                     div #clock { (super::clock::clock(clock.get(&a.id))) }
                     div { (labels_html(&parse_json(&a.labels))) }
                     div { (ops_html(&parse_json(&a.operations))) }

@@ -99,6 +99,7 @@ async fn fleet_body(state: &AppState, q: &FleetQuery) -> Result<Markup, sea_orm:
     .await?;
     let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
     let clocks = crate::skew::load(&state.db, &ids).await?;
+    let policy = crate::version_policy::Policy::of(&state.cfg);
 
     let th = |key: &str, label: &str| {
         let cur = q.sort.as_deref().unwrap_or("hostname") == key;
@@ -165,6 +166,7 @@ async fn fleet_body(state: &AppState, q: &FleetQuery) -> Result<Markup, sea_orm:
                                         a.host href=(format!("/agents/{}", a.id)) { (a.hostname) }
                                     }
                                     div.id { (short(&a.id)) }
+                                    div { (super::version::version(&policy, a)) }
                                 }
                                 td { (pill(&a.status)) }
                                 td { (time(a.last_seen)) div { (super::clock::clock(skew)) } }

@@ -33,6 +33,7 @@ mod login;
 mod schedules;
 mod trust;
 mod updates;
+mod version;
 mod windows;
 
 pub use html::message_page;

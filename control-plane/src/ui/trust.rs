@@ -269,6 +269,33 @@ pub(super) async fn security(
                     }
                 }
             }
+            section.card #agent-versions {
+                @let av = &v["agent_versions"];
+                h2 { "Agent versions" }
+                p class="mut" {
+                    "Minimum agent version " code { (s(&av["min_agent_version"])) }
+                    " (" (s(&av["min_agent_version_from"])) "), wire protocol " (av["protocol_version"].to_string())
+                    ": " b { (av["outdated"].to_string()) } " outdated, "
+                    b { (av["incompatible"].to_string()) } " incompatible. They get no command but "
+                    code { "agent.update" } "."
+                }
+                table.grid {
+                    thead { tr { th { "Agent" } th { "Host" } th { "Version" } th { "Why" } } }
+                    tbody {
+                        @for a in av["agents"].as_array().into_iter().flatten() {
+                            tr {
+                                td.id { (short(a["id"].as_str().unwrap_or(""))) }
+                                td { (s(&a["hostname"])) }
+                                td { code { (s(&a["agent_version"])) } }
+                                td { (s(&a["reason"])) }
+                            }
+                        }
+                        @if av["agents"].as_array().is_none_or(|l| l.is_empty()) {
+                            tr { td colspan="4" class="mut" { "Every agent is within the compatible range." } }
+                        }
+                    }
+                }
+            }
             div.cols {
                 section.card { h2 { "Revoked agents" } (agent_list(&v["revoked_agents"])) }
                 section.card { h2 { "Pending agents" } (agent_list(&v["pending_agents"])) }

@@ -174,8 +174,10 @@ enum Cmd {
         #[command(subcommand)]
         action: TokensCmd,
     },
-    /// Signing key, broker trust, refused commands, binding conflicts,
-    /// revoked and pending agents.
+    /// Signing key, broker trust, agents older than the minimum agent
+    /// version or of another wire protocol (they get no command but
+    /// agent.update), refused commands, binding conflicts, revoked and
+    /// pending agents.
     Security {
         /// Print the raw JSON.
         #[arg(long)]

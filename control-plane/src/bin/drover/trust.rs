@@ -1,5 +1,5 @@
 //! `drover tokens` (registration tokens for enrolling hosts) and
-//! `drover security` (signing key, broker trust, refusals, conflicts,
+//! `drover security` (signing key, broker trust, agent versions, refusals, conflicts,
 //! revoked and pending agents), through the API.
 //!
 //! Owns those arguments and their output; approving or revoking an agent is
@@ -128,6 +128,24 @@ pub async fn security(api: &client::ApiClient, json: bool) -> anyhow::Result<()>
         "                      {} unreadable since start (not a signed claim)",
         v["enrolment"]["unreadable_requests"].as_u64().unwrap_or(0)
     );
+    let av = &v["agent_versions"];
+    println!(
+        "\nAgent versions        minimum {} ({}), wire protocol {}: {} outdated, {} incompatible",
+        av["min_agent_version"].as_str().unwrap_or(""),
+        av["min_agent_version_from"].as_str().unwrap_or(""),
+        av["protocol_version"],
+        av["outdated"].as_u64().unwrap_or(0),
+        av["incompatible"].as_u64().unwrap_or(0),
+    );
+    for a in av["agents"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<13} {:<58} {:<24} {}",
+            a["standing"].as_str().unwrap_or(""),
+            a["id"].as_str().unwrap_or(""),
+            a["hostname"].as_str().unwrap_or(""),
+            a["reason"].as_str().unwrap_or("")
+        );
+    }
     println!("\nRefused commands and results:");
     let refused = v["refused"].as_array().cloned().unwrap_or_default();
     if refused.is_empty() {
