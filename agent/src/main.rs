@@ -32,7 +32,7 @@ mod version;
 
 /// Drover's agent: heartbeats, metrics and commands for one host, over NATS.
 #[derive(Parser, Debug)]
-#[command(version = version::display(), about, long_about = None)]
+#[command(name = "drover-agent", version = version::display(), about, long_about = None)]
 struct Cli {
     /// Configuration file (TOML). Every key can also be set as
     /// `DROVER_AGENT_<KEY>` in the environment.
