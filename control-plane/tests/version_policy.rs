@@ -299,3 +299,61 @@ async fn an_enrolment_claim_of_another_protocol_version_is_refused_with_the_reas
     assert!(!tokens.is_empty());
     assert!(tokens.iter().all(|t| t["uses"] == 0), "{tokens:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_installed_from_a_release_reports_the_release_version_and_channel() {
+    let stack = Stack::start().await;
+    let mut host = stack.start_host("released").await;
+    let id = host.id.clone();
+    // What rootd leaves in <agent_releases_dir>/<version>/: the binary and
+    // release.json with the signed manifest that names it.
+    let dir = host.dir.join("releases").join("7.0.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("drover-agent");
+    std::fs::copy(bin("drover-agent"), &exe).unwrap();
+    let bytes = std::fs::read(&exe).unwrap();
+    let m = manifest_for(&bytes, "7.0.0", &platform(), "beta", "", "", 1);
+    let (manifest, signature) = ReleaseSigner::generate().sign(&m).unwrap();
+    std::fs::write(
+        dir.join("release.json"),
+        json!({"manifest": manifest, "signature": signature}).to_string(),
+    )
+    .unwrap();
+    let version = std::process::Command::new(&exe)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    assert!(
+        version.contains("7.0.0") && version.contains("beta"),
+        "{version}"
+    );
+
+    host.agent.stop();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--config").arg(&host.agent_toml).arg("run");
+    host.agent = Proc::spawn("drover-agent 7.0.0", cmd, host.dir.join("agent-7.log"));
+    let a = wait_for(
+        "the agent to report the release's version",
+        Duration::from_secs(30),
+        || async {
+            let (_, a) = stack.get(&format!("/agents/{id}")).await;
+            (a["agent_version"] == "7.0.0").then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(a["agent_channel"], "beta", "{a}");
+    assert_eq!(a["version_standing"], "current", "{a}");
+    let (code, c) = stack
+        .post(
+            &format!("/agents/{id}/commands?wait=20"),
+            &json!({"action": "sys.info"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{c}");
+    let c = stack
+        .wait_final(c["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(c["result"]["agent_version"], "7.0.0", "{c}");
+    assert_eq!(c["result"]["agent_channel"], "beta", "{c}");
+}
