@@ -316,12 +316,10 @@ pub async fn issue(
         let mut pending: Vec<Result<PublishAckFuture, CreateError>> =
             Vec::with_capacity(window.len());
         for cmd in window {
-            let sent = match conflicts.get(&cmd.agent_id) {
-                _ if refused.contains_key(&cmd.agent_id) => {
-                    Err(CreateError::VersionPolicy(refused[&cmd.agent_id].clone()))
-                }
-                Some(c) if c.is_open() => Err(CreateError::IdentityConflict(c.refusal())),
-                c => send(state, cmd, spec.ttl_secs, c.and_then(|c| c.headers())).await,
+            let sent = match (refused.get(&cmd.agent_id), conflicts.get(&cmd.agent_id)) {
+                (Some(why), _) => Err(CreateError::VersionPolicy(why.clone())),
+                (_, Some(c)) if c.is_open() => Err(CreateError::IdentityConflict(c.refusal())),
+                (_, c) => send(state, cmd, spec.ttl_secs, c.and_then(|c| c.headers())).await,
             };
             pending.push(sent);
         }

@@ -175,7 +175,10 @@ pub fn command_json(c: &command::Model) -> Value {
 /// `status`, `last_seen`, `os`), `dir` (`asc`, `desc`), `page` (1-based) and
 /// `per_page` (1..=[`fleet::MAX_PER_PAGE`], default [`fleet::PER_PAGE`] when
 /// `page` is given). Without `page` and `per_page` every matching agent is
-/// returned. The answer is `{"agents": [...], "total": n}`, plus `page`,
+/// returned. Each agent carries its version standing too (`agent_channel`,
+/// `protocol_version`, `version_standing`, `outdated`, `incompatible`,
+/// `outdated_reason`: `version_policy::Policy::decorate`).
+/// The answer is `{"agents": [...], "total": n}`, plus `page`,
 /// `pages` and `per_page` when paged. A value out of range is a 400 that
 /// names it.
 async fn list_agents(
