@@ -27,6 +27,7 @@ mod run;
 mod simulate;
 mod state;
 mod sys;
+mod update;
 
 /// Drover's agent: heartbeats, metrics and commands for one host, over NATS.
 #[derive(Parser, Debug)]
