@@ -449,7 +449,13 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             // hold the result, which has its own retries.
             let _ = tokio::time::timeout(OUTPUT_FLUSH_WITHIN, publisher).await;
             match cmd.action.as_str() {
-                "agent.update" => update::with_report(cmd, outcome),
+                "agent.update" => {
+                    if !update::is_restarting(&outcome) {
+                        // Nothing was switched to: the staged copy is done.
+                        update::clear_staging(agent).await;
+                    }
+                    update::with_report(cmd, outcome)
+                }
                 "agent.selftest" => {
                     update::after_selftest(agent, &outcome).await;
                     outcome

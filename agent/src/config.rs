@@ -70,6 +70,12 @@ pub struct AgentConfig {
     /// `agent.update` is refused.
     #[serde(default)]
     pub release_key: Option<String>,
+    /// rootd's `agent_releases_dir`. When set and `<dir>/current/drover-agent`
+    /// exists, `drover-agent run` started as any other binary (the packaged
+    /// `/usr/bin/drover-agent` of the systemd unit) re-executes that one, so
+    /// the unit always runs the release rootd switched to.
+    #[serde(default)]
+    pub agent_releases_dir: Option<PathBuf>,
 }
 
 fn default_nats() -> String {

@@ -396,3 +396,26 @@ pub async fn after_selftest(agent: &Agent, outcome: &Outcome) {
         clear_staging(agent).await;
     }
 }
+
+/// Re-executes `<dir>/current/drover-agent` with this process's arguments
+/// and environment when that is not already this executable (and exists);
+/// returns when there is nothing to do or the exec failed (logged: the
+/// running binary carries on).
+pub fn exec_current_release(dir: &std::path::Path) {
+    use std::os::unix::process::CommandExt;
+    let target = dir
+        .join("current")
+        .join(bus_schema::signing::release::AGENT_BINARY);
+    let Ok(target) = std::fs::canonicalize(&target) else {
+        return;
+    };
+    let me = std::env::current_exe().and_then(std::fs::canonicalize);
+    if me.as_ref().is_ok_and(|m| *m == target) {
+        return;
+    }
+    info!(release = %target.display(), "running the installed release rootd switched to");
+    let err = std::process::Command::new(&target)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    warn!(release = %target.display(), error = %err, "could not run the installed release; running this binary");
+}
