@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use bus_schema::rootd_proto::{RootFrame, UpdateState};
 use common::*;
+use control_plane::db::entities::command;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 
 const FINAL: [&str; 5] = ["succeeded", "failed", "rejected", "expired", "cancelled"];
@@ -96,17 +98,19 @@ async fn an_update_proves_itself_no_ping_is_lost_and_a_downgrade_is_refused() {
         );
         assert_eq!(c["attempts"], 1, "a ping ran more than once: {c}");
     }
-    // Exactly one self-test was sent for the update.
-    let (_, list) = stack
-        .get(&format!("/agents/{}/commands?limit=200", host.id))
-        .await;
-    let selftests = list
-        .as_array()
-        .or_else(|| list["commands"].as_array())
-        .map(|l| l.iter().filter(|c| c["action"] == "agent.selftest").count());
-    if let Some(n) = selftests {
-        assert_eq!(n, 1, "one self-test per update: {list}");
-    }
+    // Exactly one self-test was sent for the update, by the duty.
+    let selftests = command::Entity::find()
+        .filter(command::Column::Action.eq("agent.selftest"))
+        .all(&stack.db().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        selftests.len(),
+        1,
+        "one self-test per update: {selftests:?}"
+    );
+    assert_eq!(selftests[0].requested_by, format!("update:{upd}"));
+    assert_eq!(selftests[0].status, "succeeded");
 
     // (e) 0.1.5 < 0.2.0, the highest installed: refused, nothing changes.
     let down = rel.publish(&agent_bytes(), "0.1.5").await;
@@ -332,6 +336,37 @@ async fn a_rootd_killed_mid_update_rolls_back_when_it_starts_again() {
     assert_eq!(recs[0].command_id, upd);
     assert_eq!(recs[0].state, UpdateState::RolledBack);
     assert!(recs[0].reason.contains("cannot vouch"), "{:?}", recs[0]);
+    stack.wait_agent_version(&host.id, &old).await;
+    let p = stack.ping(&host.id).await;
+    assert_eq!(p["status"], "succeeded", "{p}");
+}
+
+/// A release that starts but never proves itself (it hangs: no heartbeat,
+/// no self-test) is rolled back when `update_health_secs` pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_never_proves_itself_is_rolled_back_at_the_deadline() {
+    let stack = Stack::start().await;
+    let rel = Releases::new(&stack).await;
+    let host = stack
+        .start_supervised_host("h", &rel.public_key(), "update_health_secs = 4\n")
+        .await;
+    let old = built_agent_version();
+    let hang = b"#!/bin/sh\nexec sleep 600\n".to_vec();
+    let r = rel.publish(&hang, "0.7.0").await;
+    let upd = stack
+        .submit(&host.id, "agent.update", r.update_params(false))
+        .await;
+    let u = stack.wait_final(&upd, Duration::from_secs(120)).await;
+    assert_eq!(u["status"], "failed", "{u}");
+    assert_eq!(report(&u)["outcome"], "rolled_back", "{u}");
+    assert!(
+        report(&u)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not pass its self-test within 4 s"),
+        "{u}"
+    );
+    assert_eq!(host.current().as_deref(), Some(old.as_str()));
     stack.wait_agent_version(&host.id, &old).await;
     let p = stack.ping(&host.id).await;
     assert_eq!(p["status"], "succeeded", "{p}");

@@ -119,6 +119,12 @@ impl Supervisor {
         }
     }
 
+    /// Forgets earlier exits (an update starts counting afresh).
+    pub fn reset_exits(&self) {
+        self.exits.store(0, Ordering::SeqCst);
+        self.last_exit.lock().unwrap().clear();
+    }
+
     /// How often the agent exited since the last restart (supervise mode;
     /// always 0 under systemd, where only the deadline catches a bad
     /// release), and how the last exit ended.

@@ -258,6 +258,8 @@ impl SelfUpdate {
             previous: running.clone(),
         });
         book.note_installed(&m.version);
+        // Crashes of the agent before this update are not the new one's.
+        self.sup.reset_exits();
         // The record is durable before the switch: a crash after it rolls
         // back on the next start.
         if let Err(e) = book.save(&self.state_dir) {
