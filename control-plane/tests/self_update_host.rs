@@ -247,6 +247,28 @@ async fn tampered_or_foreign_releases_are_refused_by_agent_and_rootd() {
         other => panic!("rootd answered {other:?}"),
     }
     std::fs::remove_dir_all(&staging).ok();
+    // The staging directory is the agent's: rootd never reads through a
+    // symlink there, even to the right bytes.
+    let elsewhere = host.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join(&signed.sha256), &bytes).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &staging).unwrap();
+    let cmd = signed_command(
+        &stack,
+        &host.id,
+        "agent.update",
+        signed.update_params(false),
+    );
+    match ask_rootd(&host.socket, &cmd).await {
+        RootFrame::Done {
+            status, summary, ..
+        } => {
+            assert_eq!(status, bus_schema::CommandStatus::Rejected, "{summary}");
+            assert!(summary.contains("symlink"), "{summary}");
+        }
+        other => panic!("rootd answered {other:?}"),
+    }
+    std::fs::remove_file(&staging).ok();
     assert_eq!(host.current().as_deref(), Some(old.as_str()));
     assert!(
         host.update_records().await.is_empty(),

@@ -304,6 +304,21 @@ impl SelfUpdate {
             .staging
             .as_ref()
             .context("agent_staging_dir is not set in rootd.toml")?;
+        // The directory is the agent's: a symlink there could point rootd at
+        // any file, so it must be a real directory, and the file is opened
+        // without following links. Nothing about a file that does not match
+        // (its size or digest) is told back.
+        let dir_meta = std::fs::symlink_metadata(staging).with_context(|| {
+            format!(
+                "the staging directory {} is missing (the agent stages the release before asking)",
+                staging.display()
+            )
+        })?;
+        anyhow::ensure!(
+            dir_meta.is_dir(),
+            "the staging directory {} is not a directory (a symlink?); refusing to read through it",
+            staging.display()
+        );
         // m.sha256 is 64 hex digits (checked with the signature).
         let staged = staging.join(&m.sha256);
         let mut src = std::fs::OpenOptions::new()
@@ -320,8 +335,7 @@ impl SelfUpdate {
         anyhow::ensure!(meta.is_file(), "{} is not a regular file", staged.display());
         anyhow::ensure!(
             meta.len() == m.size,
-            "the staged binary is {} bytes, the signed manifest says {}: it was altered or truncated",
-            meta.len(),
+            "the staged binary's size is not the signed {} bytes: it was altered or truncated",
             m.size
         );
         let safe_id: String = cmd
@@ -361,12 +375,12 @@ impl SelfUpdate {
             let got = hex::encode(hash.finalize());
             anyhow::ensure!(
                 total == m.size,
-                "the staged binary is {total} bytes, the signed manifest says {}",
+                "the staged binary's size is not the signed {} bytes: it was altered or truncated",
                 m.size
             );
             anyhow::ensure!(
                 got == m.sha256,
-                "the staged binary's SHA-256 is {got}, the signed manifest says {}: it was altered",
+                "the staged binary's SHA-256 is not the signed {}: it was altered",
                 m.sha256
             );
             std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
