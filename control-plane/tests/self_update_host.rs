@@ -393,3 +393,93 @@ async fn a_release_that_never_proves_itself_is_rolled_back_at_the_deadline() {
     let p = stack.ping(&host.id).await;
     assert_eq!(p["status"], "succeeded", "{p}");
 }
+
+/// Whether a process runs (a zombie does not count).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+fn pid_in(file: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// Kills the agent named in rootd's pid file when the test ends, however it
+/// ends: an agent started without the parent-death signal outlives rootd.
+struct KillAgentOnDrop(std::path::PathBuf);
+impl Drop for KillAgentOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = pid_in(&self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// An agent that outlives a crashed rootd (no parent-death signal, as on a
+/// host) is stopped by the next rootd, from its pid file, before it starts
+/// its own: one agent runs, and it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_rootd_stops_the_agent_a_crashed_one_left_running() {
+    let stack = Stack::start().await;
+    let rel = Releases::new(&stack).await;
+    let mut host = stack
+        .start_supervised_host("h", &rel.public_key(), "")
+        .await;
+    let pid_file = host.dir.join("rootd").join("agent.pid");
+    let _cleanup = KillAgentOnDrop(pid_file.clone());
+    // From here on the agent does not die with rootd.
+    let toml = std::fs::read_to_string(&host.rootd_toml).unwrap();
+    std::fs::write(
+        &host.rootd_toml,
+        toml.replace(
+            "agent_stop_with_rootd = true",
+            "agent_stop_with_rootd = false",
+        ),
+    )
+    .unwrap();
+    let first = pid_in(&pid_file).unwrap();
+    host.rootd.stop();
+    wait_for(
+        "the first agent to stop with its rootd",
+        Duration::from_secs(30),
+        || async { (!alive(first)).then_some(()) },
+    )
+    .await;
+    host.rootd = spawn_rootd(&host.rootd_toml, &host.dir);
+    let orphan = wait_for(
+        "rootd to start an agent",
+        Duration::from_secs(30),
+        || async { pid_in(&pid_file).filter(|p| *p != first && alive(*p)) },
+    )
+    .await;
+    stack.wait_online(&host.id).await;
+    host.rootd.kill9();
+    assert!(alive(orphan), "the agent outlives a crashed rootd");
+    host.rootd = spawn_rootd(&host.rootd_toml, &host.dir);
+    let next = wait_for(
+        "the next rootd to start its own agent",
+        Duration::from_secs(60),
+        || async { pid_in(&pid_file).filter(|p| *p != orphan && alive(*p)) },
+    )
+    .await;
+    assert!(
+        !alive(orphan),
+        "the orphan was stopped before the new agent started"
+    );
+    assert!(alive(next));
+    Stack::wait_log(
+        &host.rootd,
+        "stopping the agent a previous rootd left running",
+    )
+    .await;
+    let p = stack.ping(&host.id).await;
+    assert_eq!(p["status"], "succeeded", "{p}");
+}
