@@ -24,6 +24,7 @@ use crate::result_fit;
 use crate::rootd_client;
 use crate::state::Agent;
 use crate::sys;
+use crate::update;
 use bus_schema::Outcome;
 
 /// How often a waiting or running command tells the broker it is still being
@@ -336,6 +337,12 @@ async fn handle(
     };
     agent.ops.lock().await.retain(|o| o.command_id != cmd.id);
     agent.ops_changed.notify_one();
+    if update::is_restarting(&outcome) {
+        // rootd switched to the new release and restarts this process; the
+        // process after it publishes the result (see `update`).
+        info!(command = %cmd.id, summary = %outcome.summary, "update installed; rootd restarts the agent");
+        return;
+    }
 
     info!(command = %cmd.id, action = %cmd.action, status = outcome.status.as_str(), summary = %outcome.summary, "command finished");
     let result = result_of(agent, &cmd, delivered, outcome);
@@ -374,6 +381,13 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             result_fit::fit_and_publish(agent, &cmd.id, outcome).await
         }
         RunsIn::Rootd => {
+            if cmd.action == "agent.update" {
+                // The release is fetched and checked here before rootd
+                // checks it again.
+                if let Err(o) = update::prepare(agent, cmd).await {
+                    return o;
+                }
+            }
             publish_state(agent, cmd, delivered, CommandStatus::Running).await;
             let subject = subjects::output(&agent.id, &cmd.id);
             let js = agent.js.clone();
@@ -434,7 +448,20 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             // once its lines are confirmed. Bounded: a broker outage must not
             // hold the result, which has its own retries.
             let _ = tokio::time::timeout(OUTPUT_FLUSH_WITHIN, publisher).await;
-            outcome
+            match cmd.action.as_str() {
+                "agent.update" => {
+                    if !update::is_restarting(&outcome) {
+                        // Nothing was switched to: the staged copy is done.
+                        update::clear_staging(agent).await;
+                    }
+                    update::with_report(cmd, outcome)
+                }
+                "agent.selftest" => {
+                    update::after_selftest(agent, &outcome).await;
+                    outcome
+                }
+                _ => outcome,
+            }
         }
     }
 }

@@ -64,6 +64,18 @@ pub struct AgentConfig {
     /// conflicting key.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The pinned public release key (base64, or the path of the `.pub`
+    /// file `drover releases keygen` writes): every agent release is
+    /// checked against it before it is staged for rootd. Unset:
+    /// `agent.update` is refused.
+    #[serde(default)]
+    pub release_key: Option<String>,
+    /// rootd's `agent_releases_dir`. When set and `<dir>/current/drover-agent`
+    /// exists, `drover-agent run` started as any other binary (the packaged
+    /// `/usr/bin/drover-agent` of the systemd unit) re-executes that one, so
+    /// the unit always runs the release rootd switched to.
+    #[serde(default)]
+    pub agent_releases_dir: Option<PathBuf>,
 }
 
 fn default_nats() -> String {
@@ -94,6 +106,7 @@ impl AgentConfig {
             .try_deserialize()
             .context("the agent needs at least state_dir")?;
         cfg.configured_key()?;
+        cfg.release_key()?;
         if let Some(ca) = &cfg.nats_ca {
             anyhow::ensure!(
                 ca.is_file(),
@@ -107,6 +120,21 @@ impl AgentConfig {
     /// TLS options for a broker connection, see [`with_tls`].
     pub fn tls(&self, opts: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
         with_tls(opts, &self.nats_url, self.nats_ca.as_deref())
+    }
+
+    /// The pinned release key, if configured (base64 or a file's path).
+    pub fn release_key(&self) -> anyhow::Result<Option<bus_schema::signing::release::ReleaseKey>> {
+        use bus_schema::signing::release::ReleaseKey;
+        let Some(k) = self.release_key.as_deref() else {
+            return Ok(None);
+        };
+        let key = if k.contains('/') && Path::new(k).is_file() {
+            ReleaseKey::load(Path::new(k))
+        } else {
+            ReleaseKey::parse(k)
+        };
+        key.map(Some)
+            .context("release_key (base64, or the path of the .pub file)")
     }
 
     pub fn configured_key(&self) -> anyhow::Result<Option<VerifyingKey>> {

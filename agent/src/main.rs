@@ -28,6 +28,7 @@ mod run;
 mod simulate;
 mod state;
 mod sys;
+mod update;
 mod version;
 
 /// Drover's agent: heartbeats, metrics and commands for one host, over NATS.
@@ -70,6 +71,11 @@ fn main() -> anyhow::Result<()> {
     }
     let cfg =
         config::AgentConfig::load(cli.config.as_deref()).context("loading agent configuration")?;
+    if matches!(cli.cmd, None | Some(Cmd::Run)) {
+        if let Some(dir) = &cfg.agent_releases_dir {
+            update::exec_current_release(dir);
+        }
+    }
     // A small runtime: the agent is mostly idle and should stay light.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

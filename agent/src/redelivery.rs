@@ -81,6 +81,13 @@ pub(crate) async fn seen_again(
             return Some(stop);
         }
     }
+    if agent.held.lock().unwrap().contains_key(&cmd.id) {
+        // An update rootd switched to: its result goes out after the
+        // self-test, from the journal; this message has done its job.
+        info!(command = %cmd.id, delivered, "redelivered while its update waits for the self-test; acked, reported later");
+        let _ = msg.ack().await;
+        return None;
+    }
     if agent.running.lock().unwrap().contains_key(&cmd.id) {
         // The delivery in hand acks it when done; this one only keeps it
         // alive.
@@ -99,7 +106,11 @@ pub(crate) async fn seen_again(
 /// ([`INTERRUPTED`]), published until the broker confirms it. Returns how
 /// many there were.
 pub async fn report_interrupted(agent: &Agent) -> usize {
-    let entries = agent.journal.lock().await.interrupted();
+    let mut entries = agent.journal.lock().await.interrupted();
+    {
+        let held = agent.held.lock().unwrap();
+        entries.retain(|e| !held.contains_key(&e.id));
+    }
     for e in &entries {
         let result = CommandResult {
             command_id: e.id.clone(),

@@ -79,10 +79,14 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         ops_changed: Notify::new(),
         running: Default::default(),
         instance,
+        held: Default::default(),
     });
 
     // Commands that were running when the agent stopped: reported now, from
     // the journal, not left for a sweep to guess at.
+    // An update rootd switched to before this process started: its result
+    // is this process's to publish (now, or after the self-test).
+    crate::update::resume(&agent).await;
     let interrupted = crate::redelivery::report_interrupted(&agent).await;
     if interrupted > 0 {
         info!(

@@ -38,4 +38,7 @@ pub struct Agent {
         std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
     /// This process's instance id, machine-id and boot id.
     pub instance: Instance,
+    /// `agent.update` commands whose result waits for the self-test (this
+    /// process is the new version rootd switched to), by command id.
+    pub held: std::sync::Mutex<std::collections::HashMap<String, crate::update::Held>>,
 }

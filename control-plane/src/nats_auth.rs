@@ -125,18 +125,42 @@ pub fn agent_permissions(name: &str) -> Permissions {
     let cmd = "*";
     let consumer = subjects::agent_consumer(name);
     Permissions {
-        publish: allow(&[
-            subjects::heartbeat(name),
-            format!("{}.>", subjects::result(name, "*").trim_end_matches(".*")),
-            format!("{}.>", subjects::output(name, "*").trim_end_matches(".*")),
-            subjects::refusal(name),
-            format!("$JS.API.CONSUMER.MSG.NEXT.{cmd}.{consumer}"),
-            format!("$JS.API.CONSUMER.INFO.{cmd}.{consumer}"),
-            format!("$JS.ACK.{cmd}.{consumer}.>"),
-        ]),
+        publish: allow(
+            &[
+                subjects::heartbeat(name),
+                format!("{}.>", subjects::result(name, "*").trim_end_matches(".*")),
+                format!("{}.>", subjects::output(name, "*").trim_end_matches(".*")),
+                subjects::refusal(name),
+                format!("$JS.API.CONSUMER.MSG.NEXT.{cmd}.{consumer}"),
+                format!("$JS.API.CONSUMER.INFO.{cmd}.{consumer}"),
+                format!("$JS.ACK.{cmd}.{consumer}.>"),
+            ]
+            .into_iter()
+            .chain(releases_read_only())
+            .collect::<Vec<_>>(),
+        ),
         subscribe: allow(&[format!("{}.>", subjects::inbox_prefix(name))]),
         resp: None,
     }
+}
+
+/// Reading the releases object store (self-update): its stream's info, a
+/// message by subject (the object's metadata), and an ordered consumer over
+/// its chunks delivered to the agent's own inbox (with the flow-control
+/// replies it needs). Nothing here writes: no `$O.` subject and no
+/// `STREAM.MSG.DELETE`/`PURGE`; no other bucket's stream is named.
+pub fn releases_read_only() -> Vec<String> {
+    let stream = format!("OBJ_{}", subjects::RELEASES_BUCKET);
+    vec![
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+        format!("$JS.FC.{stream}.>"),
+    ]
 }
 
 /// What the enrolment responder may do: hear requests, answer on enrolment

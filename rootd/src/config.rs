@@ -91,6 +91,75 @@ pub struct RootdConfig {
     /// need is unknown.
     #[serde(default = "default_needs_restarting")]
     pub needs_restarting: PathBuf,
+    /// The pinned public release key (base64, or a path to the `.pub` file
+    /// `drover releases keygen` writes). Unset: `agent.update` is refused.
+    #[serde(default)]
+    pub release_key: Option<String>,
+    /// Where installed agent releases live: `<dir>/<version>/drover-agent`
+    /// and `release.json`, and `<dir>/current` (a symlink to the running
+    /// one). Unset: self-update is off (`agent.update` is refused and rootd
+    /// starts no agent).
+    #[serde(default)]
+    pub agent_releases_dir: Option<PathBuf>,
+    /// Where the agent stages a checked release (`<agent state_dir>/updates`);
+    /// rootd reads `<dir>/<sha256>` from there, a name it derives from the
+    /// signed manifest, never a path from the params.
+    #[serde(default)]
+    pub agent_staging_dir: Option<PathBuf>,
+    /// The packaged agent binary adopted as the first release when
+    /// `<agent_releases_dir>/current` does not exist yet.
+    #[serde(default = "default_agent_program")]
+    pub agent_program: PathBuf,
+    /// How the agent is restarted after a switch: `systemd` (`systemctl
+    /// restart <agent_unit>`) or `supervise` (rootd runs the agent as its
+    /// child and restarts it when it exits).
+    #[serde(default)]
+    pub agent_restart: AgentRestart,
+    /// The agent's unit, for `agent_restart = "systemd"`.
+    #[serde(default = "default_agent_unit")]
+    pub agent_unit: String,
+    /// Arguments of the supervised agent (`["--config", "/etc/drover/agent.toml", "run"]`).
+    #[serde(default)]
+    pub agent_args: Vec<String>,
+    /// Environment variables of the supervised agent (only these are added).
+    #[serde(default)]
+    pub agent_env: std::collections::BTreeMap<String, String>,
+    /// The supervised agent's uid and gid (default: rootd's own, for tests
+    /// and containers; on a host: the `drover` user's).
+    #[serde(default)]
+    pub agent_run_uid: Option<u32>,
+    #[serde(default)]
+    pub agent_run_gid: Option<u32>,
+    /// Supervise mode: the agent gets TERM when rootd dies (`prctl`
+    /// parent-death signal). Default false: an agent outlives a rootd crash
+    /// and the next rootd stops it (pid file) before starting its own.
+    #[serde(default)]
+    pub agent_stop_with_rootd: bool,
+    /// Seconds a new agent has to pass its self-test before rootd rolls it
+    /// back.
+    #[serde(default = "default_update_health_secs")]
+    pub update_health_secs: u64,
+}
+
+/// How rootd restarts the agent after installing a release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentRestart {
+    /// `systemctl restart <agent_unit>` (systemd is PID 1).
+    #[default]
+    Systemd,
+    /// rootd spawns and watches the agent itself.
+    Supervise,
+}
+
+fn default_agent_program() -> PathBuf {
+    PathBuf::from("/usr/bin/drover-agent")
+}
+fn default_agent_unit() -> String {
+    "drover-agent.service".into()
+}
+fn default_update_health_secs() -> u64 {
+    300
 }
 
 fn default_reboot_required_file() -> PathBuf {
@@ -141,6 +210,7 @@ impl RootdConfig {
             .try_deserialize()
             .context("rootd needs agent_uid, control_plane_key, agent_id_file and state_dir")?;
         cfg.key()?;
+        cfg.release_key()?;
         for entry in &cfg.service_allow_list {
             if let Err(e) = bus_schema::catalogue::parse_unit(entry.trim()) {
                 tracing::warn!(%entry, error = %e, "service_allow_list entry covers nothing");
@@ -151,5 +221,21 @@ impl RootdConfig {
 
     pub fn key(&self) -> anyhow::Result<VerifyingKey> {
         VerifyingKey::parse(&self.control_plane_key).context("control_plane_key")
+    }
+
+    /// The pinned release key, if configured: base64, or a path to a file
+    /// holding it.
+    pub fn release_key(&self) -> anyhow::Result<Option<bus_schema::signing::release::ReleaseKey>> {
+        use bus_schema::signing::release::ReleaseKey;
+        let Some(k) = self.release_key.as_deref() else {
+            return Ok(None);
+        };
+        let key = if k.contains('/') && Path::new(k).is_file() {
+            ReleaseKey::load(Path::new(k))
+        } else {
+            ReleaseKey::parse(k)
+        };
+        key.map(Some)
+            .context("release_key (base64, or the path of the .pub file)")
     }
 }

@@ -11,7 +11,9 @@ mod config;
 mod exec;
 mod replay;
 mod server;
+mod supervise;
 mod toolkit;
+mod update_state;
 
 /// Drover's root daemon: runs verified, allow-listed privileged actions for
 /// the local agent over a Unix socket.

@@ -18,6 +18,7 @@ use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
 use crate::actions;
+use crate::actions::agent_update::SelfUpdate;
 use crate::config::RootdConfig;
 use crate::replay::ReplayMemory;
 use crate::toolkit::{Ctx, Limits};
@@ -26,6 +27,8 @@ struct Shared {
     cfg: RootdConfig,
     key: VerifyingKey,
     replay: Mutex<ReplayMemory>,
+    /// Agent self-update, when `agent_releases_dir` is set.
+    self_update: Option<Arc<SelfUpdate>>,
 }
 
 pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
@@ -33,6 +36,10 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
     let replay = ReplayMemory::open(&cfg.state_dir, now_ms())
         .with_context(|| format!("opening replay memory in {}", cfg.state_dir.display()))?;
     let listener = bind(&cfg)?;
+    // After the socket is bound: a supervised agent finds rootd answering.
+    let self_update = SelfUpdate::init(&cfg)
+        .await
+        .context("setting up agent self-update (agent_releases_dir)")?;
     info!(
         socket = %cfg.socket.display(),
         agent_uid = cfg.agent_uid,
@@ -43,6 +50,7 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
         cfg,
         key,
         replay: Mutex::new(replay),
+        self_update,
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -162,9 +170,12 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
             return;
         }
         RootRequest::UpdateStatus => {
-            // Filled in by the self-update work: no updates recorded yet.
+            let updates = match &shared.self_update {
+                Some(su) => su.status().await,
+                None => vec![],
+            };
             let _ = framed
-                .send(encode_frame(&RootFrame::UpdateStatus { updates: vec![] }))
+                .send(encode_frame(&RootFrame::UpdateStatus { updates }))
                 .await;
             return;
         }
@@ -185,6 +196,10 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
         .await
         .is_err()
     {
+        return;
+    }
+    if cmd.action == "agent.update" || cmd.action == "agent.selftest" {
+        self_update(&shared, &cmd, &mut framed).await;
         return;
     }
     let (tx, mut rx) = mpsc::channel(256);
@@ -248,6 +263,51 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
             exit_code: outcome.exit_code,
             summary: result_budget::cut_summary(outcome.summary),
             data: fitted.data,
+        }))
+        .await;
+}
+
+/// `agent.update` / `agent.selftest`: answered by [`SelfUpdate`]; after an
+/// install the agent gets its answer first, then is restarted.
+async fn self_update(
+    shared: &Shared,
+    cmd: &Command,
+    framed: &mut Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>,
+) {
+    let Some(su) = shared.self_update.clone() else {
+        let why = actions::agent_update::available(&shared.cfg)
+            .err()
+            .unwrap_or_default();
+        let o = bus_schema::Outcome::rejected(format!(
+            "agent self-update is not set up on this host: {why}"
+        ));
+        send_done(framed, o).await;
+        return;
+    };
+    let (outcome, restart) = if cmd.action == "agent.update" {
+        su.update(cmd).await
+    } else {
+        (su.selftest(cmd).await, false)
+    };
+    info!(command = %cmd.id, status = outcome.status.as_str(), summary = %outcome.summary, "finished");
+    send_done(framed, outcome).await;
+    if restart {
+        // Not tied to this connection: the agent it serves is the one
+        // being replaced.
+        tokio::spawn(async move { su.restart_agent().await });
+    }
+}
+
+async fn send_done(
+    framed: &mut Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>,
+    o: bus_schema::Outcome,
+) {
+    let _ = framed
+        .send(encode_frame(&RootFrame::Done {
+            status: o.status,
+            exit_code: o.exit_code,
+            summary: result_budget::cut_summary(o.summary),
+            data: o.data,
         }))
         .await;
 }

@@ -37,6 +37,15 @@ pub struct HostSpec {
     pub machine_id: String,
     /// Extra lines for rootd.toml (allow-lists, test doubles).
     pub rootd_extra: String,
+    /// The release key (base64) pinned in agent.toml and rootd.toml
+    /// (`release_key`); `None` pins none.
+    pub release_key: Option<String>,
+    /// rootd runs the agent itself (`agent_restart = "supervise"`, releases
+    /// in `dir/releases`, the test binary adopted as the first release)
+    /// instead of the test spawning it: start such a host with
+    /// `HostSpec::launch_supervised` (`common/self_update.rs`). Here
+    /// rootd's supervision stands in for systemd as PID 1.
+    pub supervise_agent: bool,
 }
 
 impl HostSpec {
@@ -57,6 +66,8 @@ impl HostSpec {
             enroll_creds,
             machine_id: random_machine_id(),
             rootd_extra: String::new(),
+            release_key: None,
+            supervise_agent: false,
         }
     }
 
@@ -64,44 +75,14 @@ impl HostSpec {
     /// once the agent wrote its id (enrolment asked, not necessarily
     /// approved) and rootd's socket exists.
     pub async fn launch(self) -> Host {
-        let dir = self.dir;
+        assert!(
+            !self.supervise_agent,
+            "a host whose rootd runs the agent starts with HostSpec::launch_supervised"
+        );
+        let dir = self.dir.clone();
         let state_dir = dir.join("agent");
         let socket = dir.join("rootd.sock");
-        std::fs::create_dir_all(&dir).unwrap();
-        let rootd_toml = dir.join("rootd.toml");
-        std::fs::write(
-            &rootd_toml,
-            format!(
-                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n{}\n",
-                socket,
-                nix::unistd::getuid().as_raw(),
-                self.control_plane_key,
-                state_dir.join("agent.id"),
-                dir.join("rootd"),
-                self.rootd_extra,
-            ),
-        )
-        .unwrap();
-        let ca_line = self
-            .nats_ca
-            .map(|ca| format!("nats_ca = {ca:?}\n"))
-            .unwrap_or_default();
-        let agent_toml = dir.join("agent.toml");
-        std::fs::write(
-            &agent_toml,
-            format!(
-                "nats_url = {:?}\n{ca_line}state_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\nenroll_token = {:?}\nenroll_creds = {:?}\nmachine_id_file = {:?}\n",
-                self.nats_url,
-                state_dir,
-                self.control_plane_key,
-                socket,
-                self.enroll_token,
-                self.enroll_creds,
-                dir.join("machine-id"),
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("machine-id"), format!("{}\n", self.machine_id)).unwrap();
+        let (rootd_toml, agent_toml) = self.write_files();
         let mut rc = Command::new(bin("drover-rootd"));
         rc.arg("--config").arg(&rootd_toml);
         let rootd = Proc::spawn("drover-rootd", rc, dir.join("rootd.log"));
@@ -146,4 +127,67 @@ pub async fn wait_id_file(what: &str, file: &Path) -> String {
         }
     })
     .await
+}
+
+impl HostSpec {
+    /// Writes `rootd.toml`, `agent.toml` and `machine-id` into `dir`;
+    /// returns the two configuration files' paths.
+    pub fn write_files(&self) -> (PathBuf, PathBuf) {
+        let dir = &self.dir;
+        let state_dir = dir.join("agent");
+        let socket = dir.join("rootd.sock");
+        std::fs::create_dir_all(dir).unwrap();
+        let agent_toml = dir.join("agent.toml");
+        let rootd_toml = dir.join("rootd.toml");
+        let key_line = self
+            .release_key
+            .as_ref()
+            .map(|k| format!("release_key = {k:?}\n"))
+            .unwrap_or_default();
+        let supervise = if self.supervise_agent {
+            format!(
+                "agent_releases_dir = {:?}\nagent_staging_dir = {:?}\nagent_program = {:?}\nagent_restart = \"supervise\"\nagent_stop_with_rootd = true\nagent_args = [\"--config\", {:?}, \"run\"]\n[agent_env]\nRUST_LOG = \"info,async_nats=warn\"\nNO_COLOR = \"1\"\n",
+                dir.join("releases"),
+                state_dir.join("updates"),
+                bin("drover-agent"),
+                agent_toml,
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &rootd_toml,
+            format!(
+                "socket = {:?}\nagent_uid = {}\ncontrol_plane_key = {:?}\nagent_id_file = {:?}\nstate_dir = {:?}\nkill_grace_secs = 1\n{key_line}{}\n{supervise}",
+                socket,
+                nix::unistd::getuid().as_raw(),
+                self.control_plane_key,
+                state_dir.join("agent.id"),
+                dir.join("rootd"),
+                self.rootd_extra,
+            ),
+        )
+        .unwrap();
+        let ca_line = self
+            .nats_ca
+            .as_ref()
+            .map(|ca| format!("nats_ca = {ca:?}\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &agent_toml,
+            format!(
+                "nats_url = {:?}\n{ca_line}{key_line}state_dir = {:?}\ncontrol_plane_key = {:?}\nrootd_socket = {:?}\nheartbeat_secs = 1\nenroll_token = {:?}\nenroll_creds = {:?}\nmachine_id_file = {:?}\n",
+                self.nats_url,
+                state_dir,
+                self.control_plane_key,
+                socket,
+                self.enroll_token,
+                self.enroll_creds,
+                dir.join("machine-id"),
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("machine-id"), format!("{}\n", self.machine_id)).unwrap();
+        (rootd_toml, agent_toml)
+    }
 }

@@ -65,3 +65,6 @@ pub use updates::*;
 pub use wait::*;
 #[allow(unused_imports)]
 pub use windows::*;
+mod self_update;
+#[allow(unused_imports)]
+pub use self_update::*;

@@ -10,6 +10,7 @@ use bus_schema::Command;
 use crate::config::RootdConfig;
 use crate::toolkit::{Ctx, Outcome};
 
+pub mod agent_update;
 pub mod app;
 pub mod firewall;
 pub mod mariadb;
@@ -36,6 +37,8 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
         "app" => app::run(cmd, ctx).await,
         // The only `sys` actions the catalogue puts in rootd.
         "sys" => reboot::run(cmd, ctx).await,
+        // Handled by the server with rootd's one `SelfUpdate`.
+        "agent" => Outcome::failed("agent actions are handled by rootd's self-update"),
         _ => Outcome::failed(format!("rootd has no implementation of {}", cmd.action)),
     }
 }
@@ -50,6 +53,7 @@ pub fn available(module: &str, cfg: &RootdConfig) -> Result<(), String> {
         "mariadb" => mariadb::available(cfg),
         "app" => app::available(cfg),
         "sys" => reboot::available(cfg),
+        "agent" => agent_update::available(cfg),
         other => Err(format!("rootd does not know module {other}")),
     }
 }
