@@ -146,6 +146,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let signer = load_signer(&cfg)?;
+    // A release key that is set but unusable stops the start: every agent
+    // update would be refused with it.
+    match crate::agent_releases::release_key(&cfg)? {
+        Some(k) => info!(fingerprint = %k.fingerprint(), "release key"),
+        None => info!("no release key configured: agent releases cannot be published (`drover releases keygen`, then release_key in drover.toml)"),
+    }
     crate::tls::install_crypto_provider();
     // HTTPS files are read before anything starts: a bad one stops here.
     let https =

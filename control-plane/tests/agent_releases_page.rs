@@ -10,10 +10,12 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bus_schema::signing::release::{self, ReleaseSigner};
-use common::{Chrome, Stack};
+use common::{wait_for, Chrome, Stack};
+use fantoccini::Locator;
 use serde_json::json;
 
 const PW: &str = "a-long-test-password";
@@ -93,15 +95,28 @@ async fn the_releases_page_shows_the_key_the_releases_and_yanks() {
     b.wait_text("#agent-releases", "the first self-updating agent")
         .await;
     let row = format!("tr[data-release=\"1.0.0-rc.1-{}\"]", release::platform());
+    // The live region may be swapped under the first attempt (the page
+    // refreshes once its event stream opens): find the input afresh until
+    // the reason is typed in, bounded in time.
     let input = format!("{row} input[name=reason]");
-    b.c()
-        .execute(
-            "document.querySelector(arguments[0]).scrollIntoView({block: 'center', inline: 'center'})",
-            vec![json!(input)],
-        )
-        .await
-        .unwrap();
-    b.type_into(&input, "breaks metrics on arm hosts").await;
+    let c = b.c();
+    wait_for("the yank reason typed in", Duration::from_secs(30), || {
+        let input = input.clone();
+        async move {
+            c.execute(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})",
+                vec![json!(input)],
+            )
+            .await
+            .ok()?;
+            let e = c.find(Locator::Css(&input)).await.ok()?;
+            e.clear().await.ok()?;
+            e.send_keys("breaks metrics on arm hosts").await.ok()?;
+            let v = e.prop("value").await.ok()??;
+            (v == "breaks metrics on arm hosts").then_some(())
+        }
+    })
+    .await;
     b.click(&format!("{row} button")).await;
     b.wait_text(
         &format!("{row} .yank-reason"),
