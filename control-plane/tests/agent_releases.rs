@@ -370,43 +370,51 @@ fn r_sig(shown: &Value) -> &str {
     shown["releases"][0]["signature"].as_str().unwrap()
 }
 
-/// install.sh carries the release key when the control plane has one, and
-/// writes it into agent.toml and rootd.toml (the lines are in the script;
-/// `host_install.rs` runs the whole script).
+/// install.sh pins the release key: run for real (`--root DIR
+/// --no-start`, as `host_install.rs` does, with the real packages), it
+/// writes `release_key` into agent.toml and rootd.toml; before a key is
+/// configured the script carries none and writes no such line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn install_sh_pins_the_release_key() {
+async fn install_sh_pins_the_release_key_on_the_host() {
     let mut stack = Stack::start().await;
-    let http = reqwest::Client::new();
-    let script = http
-        .get(format!("{}/install.sh", stack.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(script.contains("DROVER_RELEASE_KEY=''\n"), "no key yet");
+    let pkgs = common::packages::build();
+    let work = stack.tmp.path().join("install");
+    std::fs::create_dir_all(work.join("tmp")).unwrap();
+    let script = stack.fetch_install_script(&work);
+    let text_of = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    assert!(
+        text_of(&script).contains("DROVER_RELEASE_KEY=''\n"),
+        "no key yet"
+    );
+
     let key = ReleaseSigner::generate().public();
     stack
-        .restart_cp_with(&[("DROVER_RELEASE_KEY", &key.to_base64())])
+        .restart_cp_with(&[
+            ("DROVER_RELEASES_DIR", pkgs.dir.to_str().unwrap()),
+            ("DROVER_RELEASE_KEY", &key.to_base64()),
+        ])
         .await;
-    let script = http
-        .get(format!("{}/install.sh", stack.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        script.contains(&format!("DROVER_RELEASE_KEY='{}'\n", key.to_base64())),
-        "{script}"
+    let script = stack.fetch_install_script(&work);
+    let root = work.join("root");
+    std::fs::create_dir(&root).unwrap();
+    let token = stack.token(1, "1h", true).await;
+    let out = run_install(
+        &script,
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--no-start",
+            "--token",
+            &token,
+        ],
+        &work.join("tmp"),
+        &[],
     );
-    assert_eq!(
-        script
-            .matches("|| say \"release_key = \\\"$DROVER_RELEASE_KEY\\\"\"")
-            .count(),
-        2,
-        "both agent.toml and rootd.toml get the key"
-    );
+    assert!(out.status.success(), "{}", text(&out));
+    let line = format!("release_key = \"{}\"", key.to_base64());
+    let etc = root.join("etc/drover");
+    for f in ["agent.toml", "rootd.toml"] {
+        let t = text_of(&etc.join(f));
+        assert_eq!(t.matches(&line).count(), 1, "{f}:\n{t}");
+    }
 }
