@@ -142,7 +142,8 @@ pub async fn publish(
             created: false,
         });
     }
-    put_object(state, &m, bytes).await?;
+    // The row first: the unique (version, platform) index decides between
+    // two publishers racing, so the loser never overwrites the object.
     let row = entity::ActiveModel {
         id: Set(uuid::Uuid::now_v7().simple().to_string()),
         version: Set(m.version.clone()),
@@ -161,8 +162,38 @@ pub async fn publish(
         yanked_by: Set(None),
         yank_reason: Set(None),
     };
-    let _turn = state.writer.lock().await;
-    let release = row.insert(&state.db).await?;
+    let inserted = {
+        let _turn = state.writer.lock().await;
+        row.insert(&state.db).await
+    };
+    let release = match inserted {
+        Ok(r) => r,
+        Err(e) => {
+            return match find(&state.db, &m.version, &m.platform).await? {
+                Some(other) if other.sha256 == m.sha256 => {
+                    put_object(state, &m, bytes).await?;
+                    Ok(Published {
+                        release: other,
+                        created: false,
+                    })
+                }
+                Some(other) => Err(AgentReleaseError::Conflict(format!(
+                    "release {} for {} was just published with SHA-256 {} (other bytes)",
+                    m.version, m.platform, other.sha256
+                ))),
+                None => Err(e.into()),
+            };
+        }
+    };
+    if let Err(e) = put_object(state, &m, bytes).await {
+        // Without its object the row would offer a release no host can
+        // fetch: take it back, so publishing again starts clean.
+        let _turn = state.writer.lock().await;
+        let _ = entity::Entity::delete_by_id(release.id.clone())
+            .exec(&state.db)
+            .await;
+        return Err(e);
+    }
     Ok(Published {
         release,
         created: true,
