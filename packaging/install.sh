@@ -4,8 +4,8 @@
 #   curl -fsSL https://cp.example/install.sh | sudo sh -s -- --token drvreg_...
 #
 # This file is the template the control plane serves at GET /install.sh; it
-# bakes in its API URL, broker URL, command-signing key (PEM and base64) and
-# broker CA where the __DROVER_...__ markers are (control-plane/src/install.rs).
+# bakes in its API URL, broker URL, command-signing key (PEM and base64), the
+# release key (base64, when configured) and broker CA where the __DROVER_...__ markers are (control-plane/src/install.rs).
 # The script owns what it writes: /etc/drover/agent.toml, rootd.toml,
 # enroll.creds and ca.pem. It does not own the package's files, users or units
 # (the drover-agent package's maintainer scripts do).
@@ -27,6 +27,9 @@ DROVER_URL='__DROVER_PUBLIC_URL__'
 DROVER_NATS_URL='__DROVER_NATS_URL__'
 DROVER_CONTROL_PLANE_KEY='__DROVER_CONTROL_PLANE_KEY__'
 DROVER_HAS_CA='__DROVER_HAS_CA__'
+# The fleet's release key ('' when the control plane has none): agent and
+# rootd accept an agent release only when this key signed it.
+DROVER_RELEASE_KEY='__DROVER_RELEASE_KEY__'
 
 control_plane_key_pem() {
 	cat <<'DROVER_END_OF_KEY'
@@ -404,6 +407,7 @@ fi
 	say "enroll_token = \"$token\""
 	say "enroll_creds = \"$etc/enroll.creds\""
 	say "control_plane_key = \"$DROVER_CONTROL_PLANE_KEY\""
+	[ -z "$DROVER_RELEASE_KEY" ] || say "release_key = \"$DROVER_RELEASE_KEY\""
 	say "rootd_socket = \"$socket\""
 	[ -z "$machine_line" ] || say "$machine_line"
 	[ -z "$name" ] || say "display_name = \"$name\""
@@ -417,6 +421,7 @@ put "$etc/agent.toml" "$agent_mode" "$group"
 	[ -z "$group_line" ] || say "$group_line"
 	say "agent_uid = $agent_uid"
 	say "control_plane_key = \"$DROVER_CONTROL_PLANE_KEY\""
+	[ -z "$DROVER_RELEASE_KEY" ] || say "release_key = \"$DROVER_RELEASE_KEY\""
 	say "agent_id_file = \"$agent_state/agent.id\""
 	say "state_dir = \"$rootd_state\""
 	say "manifests_dir = \"$manifests\""

@@ -95,6 +95,31 @@ impl ApiClient {
         self.check(resp).await
     }
 
+    /// `POST /api/v1{path}` with a raw body (`application/octet-stream`)
+    /// and extra headers (`drover releases publish` sends an agent binary
+    /// this way); errors as [`Self::get`].
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: reqwest::Body,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, e))?;
+        self.check(resp).await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self
             .http

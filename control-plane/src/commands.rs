@@ -87,8 +87,9 @@ pub async fn ensure_consumer(state: &AppState, agent_id: &str) -> anyhow::Result
 }
 
 /// Checks an action and its params against the catalogue and fills in the
-/// defaults.
-pub fn validate(
+/// defaults. An `agent.update` is also checked against the fleet's release
+/// key and the yanked releases (`agent_releases::check_update`).
+pub async fn validate(
     state: &AppState,
     action: &str,
     params: serde_json::Value,
@@ -109,6 +110,19 @@ pub fn validate(
             action: action.into(),
             why,
         })?;
+    if action == "agent.update" {
+        let p: catalogue::agent::UpdateParams =
+            catalogue::parse(&params).map_err(|why| CreateError::InvalidParams {
+                action: action.into(),
+                why,
+            })?;
+        crate::agent_releases::check_update(state, &p)
+            .await
+            .map_err(|why| CreateError::InvalidParams {
+                action: action.into(),
+                why,
+            })?;
+    }
     let mut default_timeout = spec.default_timeout_secs;
     let shown_params = if action == "app.install" {
         // The manifest says which inputs are valid and which are secret.
@@ -168,7 +182,8 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         req.ttl_secs,
         &req.requested_by,
         req.source,
-    )?;
+    )
+    .await?;
     match agent::Entity::find_by_id(req.agent_id.clone())
         .one(&state.db)
         .await?

@@ -1,6 +1,6 @@
 //! One-line host onboarding, the control plane's side: the install script
 //! rendered for this control plane (`packaging/install.sh` with the API URL,
-//! broker URL, command-signing key and broker CA baked in), the install line
+//! broker URL, command-signing key, release key and broker CA baked in), the install line
 //! an operator copies, and the per-address rate limit of the public
 //! endpoints. Checking a token without using it up is `tokens::check`.
 //!
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
+use bus_schema::signing::release::ReleaseKey;
 use bus_schema::VerifyingKey;
 
 use crate::config::Config;
@@ -31,6 +32,10 @@ pub struct Baked {
     pub key: VerifyingKey,
     /// The broker's CA certificate(s), PEM, if the broker speaks TLS.
     pub ca_pem: Option<String>,
+    /// The fleet's release key (`release_key`), pinned on the host as
+    /// `release_key` in agent.toml and rootd.toml; `None` when the control
+    /// plane has none (the hosts then refuse every `agent.update`).
+    pub release_key: Option<ReleaseKey>,
 }
 
 /// Why the script could not be rendered (a configuration problem of the
@@ -84,17 +89,21 @@ pub fn broker_ca_path(cfg: &Config) -> Option<PathBuf> {
     cfg.nats_ca_file().filter(|p| p.is_file())
 }
 
-/// What this control plane bakes into its script.
+/// What this control plane bakes into its script. Errors: the broker CA
+/// or the configured release key cannot be read.
 pub fn baked(cfg: &Config, key: VerifyingKey) -> std::io::Result<Baked> {
     let ca_pem = match broker_ca_path(cfg) {
         Some(p) => Some(std::fs::read_to_string(p)?),
         None => None,
     };
+    let release_key = crate::agent_releases::release_key(cfg)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(Baked {
         public_url: cfg.public_url(),
         nats_url: cfg.agent_nats_url(),
         key,
         ca_pem,
+        release_key,
     })
 }
 
@@ -127,6 +136,11 @@ pub fn render(b: &Baked) -> Result<String, RenderError> {
         .replace("__DROVER_PUBLIC_URL__", url)
         .replace("__DROVER_NATS_URL__", &b.nats_url)
         .replace("__DROVER_CONTROL_PLANE_KEY__", &b.key.to_base64())
+        // Base64 of 32 bytes: only A-Z a-z 0-9 + / =, inert in quotes.
+        .replace(
+            "__DROVER_RELEASE_KEY__",
+            &b.release_key.map(|k| k.to_base64()).unwrap_or_default(),
+        )
         .replace(
             "__DROVER_HAS_CA__",
             if ca.is_empty() { "no" } else { "yes" },
@@ -222,6 +236,7 @@ mod tests {
             nats_url: nats.into(),
             key: bus_schema::CommandSigner::generate().public(),
             ca_pem: ca.map(str::to_string),
+            release_key: None,
         }
     }
 
@@ -257,6 +272,12 @@ mod tests {
         );
         let plain = render(&baked("http://10.0.0.5:8080", "nats://10.0.0.5:4222", None)).unwrap();
         assert!(plain.contains("DROVER_HAS_CA='no'\n"));
+        assert!(plain.contains("DROVER_RELEASE_KEY=''\n") && !plain.contains("__DROVER_R"));
+        let mut with_key = baked("http://cp", "nats://cp:4222", None);
+        let rk = bus_schema::signing::release::ReleaseSigner::generate().public();
+        with_key.release_key = Some(rk);
+        let s = render(&with_key).unwrap();
+        assert!(s.contains(&format!("DROVER_RELEASE_KEY='{}'\n", rk.to_base64())));
     }
 
     #[test]

@@ -133,7 +133,8 @@ pub async fn submit(
         req.ttl_secs,
         &who.name,
         source,
-    )?;
+    )
+    .await?;
     let fingerprint = idempotency::fingerprint(state, &canonical(&spec, &req));
     if let Some(k) = &req.idempotency_key {
         if let Some(bound) = idempotency::find(&state.db, &who.scope, k, now_ms()).await? {

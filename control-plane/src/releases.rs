@@ -283,8 +283,8 @@ async fn publish_bytes(
     Ok((artifact, true))
 }
 
-/// Every artifact in the bucket, sorted by name (objects without Drover's
-/// metadata are left out).
+/// Every package in the bucket, sorted by name (objects without Drover's
+/// package metadata, and the agent binaries of self-update, are left out).
 pub async fn list(js: &jetstream::Context) -> Result<Vec<Artifact>, ReleaseError> {
     let store = bucket(js).await?;
     let mut objects = store.list().await.map_err(store_err)?;
@@ -292,7 +292,10 @@ pub async fn list(js: &jetstream::Context) -> Result<Vec<Artifact>, ReleaseError
     // Bounded: the bucket holds a handful of packages per release.
     while let Some(info) = objects.next().await {
         let info = info.map_err(store_err)?;
-        if info.deleted {
+        // Agent binaries for self-update share the bucket; not packages.
+        let agent_binary = info.metadata.get(crate::agent_releases::store::KIND_KEY)
+            == Some(&crate::agent_releases::store::KIND_AGENT_RELEASE.to_string());
+        if info.deleted || agent_binary {
             continue;
         }
         if let Some(a) = Artifact::from_info(&info) {

@@ -148,6 +148,12 @@ pub async fn serve(
     let signer = load_signer(&cfg)?;
     // A minimum agent version that is not a version stops here.
     crate::version_policy::Policy::from_config(&cfg)?;
+    // A release key that is set but unusable stops the start: every agent
+    // update would be refused with it.
+    match crate::agent_releases::release_key(&cfg)? {
+        Some(k) => info!(fingerprint = %k.fingerprint(), "release key"),
+        None => info!("no release key configured: agent releases cannot be published (`drover releases keygen`, then release_key in drover.toml)"),
+    }
     crate::tls::install_crypto_provider();
     // HTTPS files are read before anything starts: a bad one stops here.
     let https =

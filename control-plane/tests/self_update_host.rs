@@ -31,8 +31,8 @@ fn report(cmd: &Value) -> &Value {
 /// `allow_downgrade`, and nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_proves_itself_no_ping_is_lost_and_a_downgrade_is_refused() {
-    let stack = Stack::start().await;
-    let rel = Releases::new(&stack).await;
+    let mut stack = Stack::start().await;
+    let rel = Releases::new(&mut stack).await;
     let host = stack
         .start_supervised_host("h", &rel.public_key(), "update_health_secs = 120\n")
         .await;
@@ -135,8 +135,8 @@ async fn an_update_proves_itself_no_ping_is_lost_and_a_downgrade_is_refused() {
 /// agent answers pings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_exits_at_start_is_rolled_back() {
-    let stack = Stack::start().await;
-    let rel = Releases::new(&stack).await;
+    let mut stack = Stack::start().await;
+    let rel = Releases::new(&mut stack).await;
     let host = stack
         .start_supervised_host("h", &rel.public_key(), "update_health_secs = 120\n")
         .await;
@@ -167,8 +167,8 @@ async fn a_release_that_exits_at_start_is_rolled_back() {
 /// file. (3) The agent's broker credentials read the releases bucket only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_or_foreign_releases_are_refused_by_agent_and_rootd() {
-    let stack = Stack::start().await;
-    let rel = Releases::new(&stack).await;
+    let mut stack = Stack::start().await;
+    let rel = Releases::new(&mut stack).await;
     let host = stack
         .start_supervised_host("h", &rel.public_key(), "update_health_secs = 120\n")
         .await;
@@ -327,8 +327,8 @@ async fn tampered_or_foreign_releases_are_refused_by_agent_and_rootd() {
 /// host answers pings on the old version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rootd_killed_mid_update_rolls_back_when_it_starts_again() {
-    let stack = Stack::start().await;
-    let rel = Releases::new(&stack).await;
+    let mut stack = Stack::start().await;
+    let rel = Releases::new(&mut stack).await;
     let mut host = stack
         .start_supervised_host("h", &rel.public_key(), "update_health_secs = 120\n")
         .await;
@@ -367,8 +367,8 @@ async fn a_rootd_killed_mid_update_rolls_back_when_it_starts_again() {
 /// no self-test) is rolled back when `update_health_secs` pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_never_proves_itself_is_rolled_back_at_the_deadline() {
-    let stack = Stack::start().await;
-    let rel = Releases::new(&stack).await;
+    let mut stack = Stack::start().await;
+    let rel = Releases::new(&mut stack).await;
     let host = stack
         .start_supervised_host("h", &rel.public_key(), "update_health_secs = 4\n")
         .await;
@@ -428,8 +428,8 @@ impl Drop for KillAgentOnDrop {
 /// its own: one agent runs, and it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_rootd_stops_the_agent_a_crashed_one_left_running() {
-    let stack = Stack::start().await;
-    let rel = Releases::new(&stack).await;
+    let mut stack = Stack::start().await;
+    let rel = Releases::new(&mut stack).await;
     let mut host = stack
         .start_supervised_host("h", &rel.public_key(), "")
         .await;

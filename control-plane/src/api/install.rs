@@ -1,7 +1,8 @@
 //! `POST /api/v1/enroll/bootstrap` (public, rate-limited per address): a
 //! host presents a registration token and gets what `install.sh` does not
 //! carry, the enrolment-only broker user's credentials (`enroll.creds`) and
-//! nothing else secret; and `GET /api/v1/releases` (viewer): the artifacts.
+//! nothing else secret. (`GET /api/v1/releases`, the artifacts, is
+//! `api::agent_releases`'s.)
 //!
 //! The token is checked, not used up (the agent's enrolment uses it). An
 //! unknown or revoked token is 401, an expired or used-up one 410. Every
@@ -15,7 +16,7 @@ use axum::{
     extract::{ConnectInfo, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::post,
     Json, Router,
 };
 use serde_json::{json, Value};
@@ -29,9 +30,7 @@ use crate::tokens::TokenRefusal;
 const MAX_BODY: usize = 4096;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/enroll/bootstrap", post(bootstrap))
-        .route("/releases", get(list))
+    Router::new().route("/enroll/bootstrap", post(bootstrap))
 }
 
 /// The token from `Authorization: Bearer`, a JSON body `{"token": ...}` or
@@ -177,13 +176,4 @@ async fn audit(state: &AppState, token_id: &str, ip: &str, result: &str) {
     if let Err(e) = crate::audit::record(&state.db, entry).await {
         tracing::error!(error = %e, "could not record the bootstrap in the audit trail");
     }
-}
-
-/// `GET /api/v1/releases`: `{"releases": [artifact...]}` (name, package,
-/// format, arch, version, size, sha256, signature).
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let list = crate::releases::list(&state.js)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(Json(json!({ "releases": list })))
 }

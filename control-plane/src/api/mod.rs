@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod accounts;
+mod agent_releases;
 mod apps;
 mod body;
 mod install;
@@ -96,6 +97,7 @@ pub fn routes() -> Router<AppState> {
         .merge(schedules::routes())
         .merge(windows::routes())
         .merge(updates::routes())
+        .merge(agent_releases::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

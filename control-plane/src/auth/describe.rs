@@ -175,6 +175,22 @@ pub fn describe(
         (_, t) if t.starts_with("/api/v1/updates") => {
             crate::updates::audit::describe(m, template, id, req, resp)
         }
+        ("POST", "/api/v1/releases") => (
+            "release.publish".into(),
+            resp["release"]["version"].as_str().unwrap_or("").into(),
+            json!({
+                "platform": resp["release"]["platform"],
+                "channel": resp["release"]["channel"],
+                "sha256": resp["release"]["sha256"],
+                "size": resp["release"]["size"],
+                "created": resp["created"],
+            }),
+        ),
+        ("POST", "/api/v1/releases/{version}/yank") => (
+            "release.yank".into(),
+            id,
+            json!({"reason": req["reason"], "platform": req["platform"]}),
+        ),
         // Anything else (new routes): the route itself, no body.
         _ => (format!("{m} {template}"), id, json!({})),
     }

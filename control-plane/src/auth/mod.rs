@@ -169,6 +169,10 @@ pub fn required(method: &Method, path: &str) -> Access {
     }
     if !read {
         let admin_writes = path == "/api/v1/tokens"
+            // Agent releases: publishing and yanking decide what every
+            // host may run.
+            || path == "/api/v1/releases"
+            || path == "/api/v1/releases/{version}/yank"
             || path.starts_with("/api/v1/tokens/")
             || (path.starts_with("/api/v1/agents/")
                 && ["/approve", "/reject", "/revoke", "/conflict/resolve"]
@@ -307,13 +311,21 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
 
     // A change: read the body (for CSRF form fields and the audit detail).
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_AUDITED_BODY).await {
+    // An agent binary is the one body larger than 4 MiB (raw bytes, never
+    // audited as they are: the release's description comes from the answer).
+    let binary = template == "/api/v1/releases";
+    let limit = if binary {
+        crate::agent_releases::store::MAX_BINARY_BYTES
+    } else {
+        MAX_AUDITED_BODY
+    };
+    let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
             return denied(
                 api,
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large (at most 4 MiB)",
+                &format!("request body too large (at most {} MiB)", limit >> 20),
             )
         }
     };
@@ -335,7 +347,11 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             );
         }
     }
-    let req_json: Value = audited_json(&bytes);
+    let req_json: Value = if binary {
+        Value::Null
+    } else {
+        audited_json(&bytes)
+    };
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(who.clone());
     let resp = next.run(req).await;

@@ -30,6 +30,7 @@ pub mod html;
 mod identity;
 mod jobs;
 mod login;
+mod releases;
 mod schedules;
 mod trust;
 mod updates;
@@ -60,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit::audit_page))
         .route("/windows", get(windows::windows_page))
         .route("/updates/history", get(history::history_page))
+        .route("/releases", get(releases::releases_page))
         .route("/account", get(accounts::account))
         .route("/users", get(accounts::users))
 }

@@ -195,15 +195,17 @@ pub struct Releases {
 }
 
 impl Releases {
-    /// A new release key for this stack, and the bucket (created if the
-    /// control plane has not yet).
-    pub async fn new(stack: &Stack) -> Self {
+    /// A new release key for this stack, pinned by its control plane (which
+    /// is restarted with it, as an operator sets `release_key`), and the
+    /// bucket (created if the control plane has not yet).
+    pub async fn new(stack: &mut Stack) -> Self {
+        let signer = ReleaseSigner::generate();
+        stack
+            .restart_cp_with(&[("DROVER_RELEASE_KEY", &signer.public().to_base64())])
+            .await;
         let js = async_nats::jetstream::new(stack.client().await);
         control_plane::releases::bucket(&js).await.unwrap();
-        Self {
-            signer: ReleaseSigner::generate(),
-            js,
-        }
+        Self { signer, js }
     }
 
     /// The public half, as `release_key` is configured (base64).

@@ -163,8 +163,9 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<AgentsCmd>,
     },
-    /// Signed agent packages that install.sh fetches: publish (on the
-    /// control-plane host) and list.
+    /// Agent releases for self-update (keygen, publish --version, show,
+    /// yank) and the signed agent packages install.sh fetches (publish on
+    /// the control-plane host); list shows both.
     Releases {
         #[command(subcommand)]
         action: ReleasesCmd,
@@ -340,8 +341,16 @@ async fn main() -> anyhow::Result<()> {
             action: AutomationCmd::Keygen,
         } => automation::keygen(),
         Cmd::Releases {
-            action: ReleasesCmd::Publish { files },
+            action:
+                ReleasesCmd::Publish {
+                    files,
+                    version: None,
+                    ..
+                },
         } => releases::publish(&cfg, &files).await,
+        Cmd::Releases {
+            action: ReleasesCmd::Keygen { out, json },
+        } => releases::keygen(&out, json),
         other => {
             // Piped into `head` or `less` that quit early, a listing ends
             // quietly like other Unix tools instead of panicking on EPIPE.
@@ -392,9 +401,44 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
     match cmd {
         Cmd::Agents { json, action } => agents::agents(api, json, action).await,
         Cmd::Tokens { action } => trust::tokens(api, action).await,
-        Cmd::Releases {
-            action: ReleasesCmd::List { json },
-        } => releases::list(api, json).await,
+        Cmd::Releases { action } => match action {
+            ReleasesCmd::List { json } => releases::list(api, json).await,
+            ReleasesCmd::Show { version, json } => releases::show(api, &version, json).await,
+            ReleasesCmd::Yank {
+                version,
+                reason,
+                platform,
+                json,
+            } => releases::yank(api, &version, &reason, platform.as_deref(), json).await,
+            ReleasesCmd::Publish {
+                mut files,
+                version: Some(version),
+                channel,
+                notes,
+                min_control_plane,
+                key,
+                platform,
+                json,
+            } => {
+                anyhow::ensure!(
+                    files.len() == 1,
+                    "an agent release is one binary; got {} files",
+                    files.len()
+                );
+                let a = releases::AgentPublish {
+                    binary: files.remove(0),
+                    version,
+                    channel,
+                    notes,
+                    min_control_plane,
+                    key,
+                    platform,
+                    json,
+                };
+                releases::publish_agent(api, a).await
+            }
+            other => unreachable!("{other:?} runs without the API"),
+        },
         Cmd::ApiTokens { action } => automation::api_tokens(api, action).await,
         Cmd::Security { json } => trust::security(api, json).await,
         Cmd::Send {
