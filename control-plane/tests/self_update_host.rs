@@ -192,16 +192,46 @@ async fn tampered_or_foreign_releases_are_refused_by_agent_and_rootd() {
     assert_eq!(report(&c)["outcome"], "failed", "{c}");
     assert!(c["summary"].as_str().unwrap().contains("altered"), "{c}");
 
-    // Another key signed it: refused before any download.
+    // Another key signed it: the control plane refuses it at submission
+    // (it checks with its own pinned key)...
     let other = bus_schema::signing::release::ReleaseSigner::generate();
     let foreign = Releases::sign_with(&other, &bytes, "0.5.0");
     rel.put_object("0.5.0", &bytes).await;
+    let (code, body) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "agent.update", "params": foreign.update_params(false)}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("signature"), "{body}");
+    // ...and a host that pins another key than the control plane refuses,
+    // on its own, a release the control plane accepts: nothing downloaded.
+    let elsewhere_host = stack
+        .start_supervised_host(
+            "h2",
+            &other.public().to_base64(),
+            "update_health_secs = 120\n",
+        )
+        .await;
+    let ours = Releases::sign_with(&rel.signer, &bytes, "0.5.0");
     let c = stack
-        .submit(&host.id, "agent.update", foreign.update_params(false))
+        .submit(
+            &elsewhere_host.id,
+            "agent.update",
+            ours.update_params(false),
+        )
         .await;
     let c = stack.wait_final(&c, Duration::from_secs(60)).await;
     assert_eq!(c["status"], "rejected", "{c}");
     assert!(c["summary"].as_str().unwrap().contains("signature"), "{c}");
+    assert_eq!(elsewhere_host.current().as_deref(), Some(old.as_str()));
+    assert!(!elsewhere_host.releases.join("0.5.0").exists());
+    assert!(!elsewhere_host
+        .state_dir
+        .join("updates")
+        .join(&ours.sha256)
+        .exists());
     assert_eq!(host.current().as_deref(), Some(old.as_str()));
     assert!(!host.releases.join("0.4.0").exists());
     assert!(!host.releases.join("0.5.0").exists());
