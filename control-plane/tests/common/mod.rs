@@ -65,3 +65,6 @@ pub use updates::*;
 pub use wait::*;
 #[allow(unused_imports)]
 pub use windows::*;
+mod rollouts;
+#[allow(unused_imports)]
+pub use rollouts::*;
