@@ -112,6 +112,21 @@ async fn canary_then_waves_then_done_with_every_host_on_the_new_version() {
     for step in ["rollout.start", "rollout.wave_start", "rollout.done"] {
         assert!(trail.iter().any(|a| a == step), "{step} not in {trail:?}");
     }
+    // The CLI: status --follow exits 0 on a done rollout; --json views.
+    let out = stack.drover(&["rollout", "status", &id, "--follow"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("done") && text.contains("6 healthy"),
+        "{text}"
+    );
+    let out = stack.drover(&["rollout", "list", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rollouts"][0]["id"], id);
+    assert_eq!(v["rollouts"][0]["counts"]["healthy"], 6);
+    let out = stack.drover(&["rollout", "status", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("canary") && text.contains("wave 2"), "{text}");
     // Everyone runs it now: a second rollout has nothing to do.
     let (code, v) = stack
         .post("/rollouts", &json!({"version": "2.0.0", "selector": "all"}))
@@ -160,6 +175,8 @@ async fn a_failing_canary_halts_and_so_do_failures_past_the_threshold() {
     assert!(audit_actions(&stack, &id)
         .await
         .contains(&"rollout.halt".to_string()));
+    let out = stack.drover(&["rollout", "status", &id, "--follow"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 
     // No canary, two waves, one failure allowed: the first wave's two
     // failures halt it before the second wave.
@@ -257,6 +274,11 @@ async fn pause_resume_abort_and_yank() {
         .post(&format!("/rollouts/{id}/resume"), &json!({}))
         .await;
     assert_eq!(code, 409);
+    let out = stack.drover(&["rollout", "status", &id, "--follow"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = stack.drover(&["rollout", "pause", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only a running rollout"));
 
     // A yank halts a running rollout at its next round.
     let rel = insert_release(&stack, "4.0.0").await;
@@ -334,6 +356,21 @@ async fn bad_start_inputs_are_refused_with_what_to_write() {
     let token = stack.token(10, "1h", true).await;
     let (_fleet, _) = sim_fleet(&stack, &token, 1, &stack.tmp.path().join("fleet"), &[]).await;
     insert_release(&stack, "2.0.0").await;
+    // The CLI says the same, and fails.
+    let out = stack.drover(&[
+        "rollout",
+        "start",
+        "2.0.0",
+        "--selector",
+        "all",
+        "--waves",
+        "10%,50%",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("last wave must be 100%"),
+        "{out:?}"
+    );
     let cases = [
         (
             json!({"version": "9.9.9", "selector": "all"}),
