@@ -23,6 +23,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("updates", "/updates", "Updates"),
     ("windows", "/windows", "Windows"),
     ("history", "/updates/history", "Update history"),
+    ("rollouts", "/rollouts", "Rollouts"),
     ("enrolment", "/enrolment", "Enrolment"),
     ("security", "/security", "Security"),
     ("audit", "/audit", "Audit"),

@@ -30,6 +30,7 @@ pub mod html;
 mod identity;
 mod jobs;
 mod login;
+mod rollouts;
 mod schedules;
 mod trust;
 mod updates;
@@ -58,6 +59,8 @@ pub fn routes() -> Router<AppState> {
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))
         .route("/windows", get(windows::windows_page))
+        .route("/rollouts", get(rollouts::rollouts_page))
+        .route("/rollouts/{id}", get(rollouts::rollout_page))
         .route("/updates/history", get(history::history_page))
         .route("/account", get(accounts::account))
         .route("/users", get(accounts::users))
