@@ -522,3 +522,59 @@ async fn the_rollout_pages_start_follow_and_pause_a_rollout() {
     let (_, v) = stack.get(&format!("/rollouts/{id}")).await;
     assert_eq!(v["state"], "paused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_in_a_maintenance_window_is_updated_only_while_it_is_open() {
+    let stack = Stack::start().await;
+    let token = stack.token(10, "1h", true).await;
+    let (_a, a) = sim_fleet(&stack, &token, 1, &stack.tmp.path().join("win"), &[]).await;
+    let (_b, b) = sim_fleet(&stack, &token, 1, &stack.tmp.path().join("free"), &[]).await;
+    let covered = &a[0];
+    let closed = open_now(
+        "db-nights",
+        json!({"days": [not_today()], "selector": {"agents": [covered]}}),
+    );
+    let w = create_window(&stack, &closed).await;
+    insert_release(&stack, "2.0.0").await;
+    let r = start(&stack, json!({"version": "2.0.0", "selector": "all"})).await;
+    let id = r["id"].as_str().unwrap().to_string();
+    // The host outside any window is updated; the covered one waits.
+    let v = wait_rollout(&stack, &id, "the free host healthy", LONG, |v| {
+        hosts(v)
+            .iter()
+            .any(|h| h["agent_id"] == b[0] && h["state"] == "healthy")
+    })
+    .await;
+    let h = hosts(&v)
+        .iter()
+        .find(|h| &h["agent_id"] == covered)
+        .unwrap();
+    assert_eq!(h["state"], "pending", "{h}");
+    assert!(h["command_id"].is_null());
+    assert!(
+        h["reason"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for maintenance window db-nights"),
+        "{h}"
+    );
+    assert_eq!(v["state"], "running");
+    // Opened: it goes out, and the rollout ends.
+    let open = open_now("db-nights", json!({"selector": {"agents": [covered]}}));
+    let wid = w["id"].as_str().unwrap();
+    let (code, body) = api_request(
+        &reqwest::Client::new(),
+        &stack.base,
+        &stack.token,
+        reqwest::Method::PUT,
+        &format!("/windows/{wid}"),
+        Some(&open),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let v = wait_rollout(&stack, &id, "done once the window opened", LONG, |v| {
+        v["state"] == "done"
+    })
+    .await;
+    assert!(hosts(&v).iter().all(|h| h["state"] == "healthy"), "{v}");
+}

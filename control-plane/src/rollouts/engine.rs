@@ -500,3 +500,80 @@ async fn send(
         .ok_or_else(|| anyhow::anyhow!("job {} has no command", j.id))?;
     Ok(c.id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(status: &str, result: Option<&str>, summary: &str) -> command::Model {
+        command::Model {
+            id: "c".into(),
+            agent_id: "a".into(),
+            job_id: None,
+            action: UPDATE_ACTION.into(),
+            params: "{}".into(),
+            status: status.into(),
+            requested_by: "rollout:r".into(),
+            source: "system".into(),
+            created_at: 0,
+            updated_at: 0,
+            expires_at: 0,
+            timeout_secs: 900,
+            exit_code: None,
+            summary: summary.into(),
+            result: result.map(str::to_string),
+            attempts: 1,
+            finished_at: None,
+            stream_seq: None,
+            outcome_source: None,
+            inferred_status: None,
+            inferred_summary: None,
+            inferred_at: None,
+        }
+    }
+
+    #[test]
+    fn a_host_follows_its_command_and_version() {
+        let t = "2.0.0";
+        assert_eq!(
+            host_state("pending", &cmd("queued", None, ""), "1.0.0", t).0,
+            "pending"
+        );
+        assert_eq!(
+            host_state("pending", &cmd("running", None, ""), "1.0.0", t).0,
+            "downloading"
+        );
+        assert_eq!(
+            host_state("downloading", &cmd("running", None, ""), t, t).0,
+            "installed"
+        );
+        // Never back: installed stays installed while the command is open.
+        assert_eq!(
+            host_state("installed", &cmd("running", None, ""), "1.0.0", t).0,
+            "installed"
+        );
+        let healthy = r#"{"outcome":"healthy","from_version":"1.0.0","to_version":"2.0.0","running_version":"2.0.0","reason":""}"#;
+        assert_eq!(
+            host_state("installed", &cmd("succeeded", Some(healthy), ""), t, t),
+            ("healthy", None)
+        );
+        let back = r#"{"outcome":"rolled_back","reason":"exited at start"}"#;
+        assert_eq!(
+            host_state("installed", &cmd("failed", Some(back), "x"), "1.0.0", t),
+            ("rolled_back", Some("exited at start".into()))
+        );
+        let (s, why) = host_state("pending", &cmd("expired", None, ""), "1.0.0", t);
+        assert_eq!(s, "failed");
+        assert!(why.unwrap().contains("expired"));
+        let (s, why) = host_state(
+            "pending",
+            &cmd("rejected", None, "bad signature"),
+            "1.0.0",
+            t,
+        );
+        assert_eq!(
+            (s, why.as_deref()),
+            ("failed", Some("rejected: bad signature"))
+        );
+    }
+}
