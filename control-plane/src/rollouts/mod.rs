@@ -18,6 +18,7 @@
 pub mod engine;
 pub mod entity;
 pub mod plan;
+mod sending;
 mod views;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use crate::state::AppState;
 use crate::windows::SelectorInput;
 use entity::{host, rollout};
 pub use plan::Amount;
+pub use sending::update_params;
 pub use views::{detail, list, summary};
 
 /// Rollout states that are final.
@@ -172,12 +174,20 @@ pub async fn start(
             "the selector matches no approved agent; check it with drover agents list".into(),
         ));
     }
+    // Already there, or newer without --allow-downgrade: skipped.
+    let newer = |a: &crate::db::entities::agent::Model| {
+        !input.allow_downgrade
+            && !a.agent_version.is_empty()
+            && bus_schema::signing::release::compare_versions(&a.agent_version, &version)
+                == std::cmp::Ordering::Greater
+    };
     let (skip, todo): (Vec<_>, Vec<_>) = targets
         .into_iter()
-        .partition(|a| a.agent_version == version);
+        .partition(|a| a.agent_version == version || newer(a));
     if todo.is_empty() {
         return Err(RolloutError::Invalid(format!(
-            "every host the selector matches already runs {version}; nothing to roll out"
+            "every host the selector matches already runs {version} or newer; nothing to \
+             roll out (--allow-downgrade sends an older version)"
         )));
     }
     let waves_stored = waves
@@ -212,7 +222,14 @@ pub async fn start(
         hosts.push(host_row(&id, &a.id, w, "pending", &a.agent_version, now));
     }
     for a in &skip {
-        hosts.push(host_row(&id, &a.id, -1, "skipped", &a.agent_version, now));
+        let mut row = host_row(&id, &a.id, -1, "skipped", &a.agent_version, now);
+        if a.agent_version != version {
+            row.reason = Set(Some(format!(
+                "runs {}, newer than {version} (a downgrade needs --allow-downgrade)",
+                a.agent_version
+            )));
+        }
+        hosts.push(row);
     }
     let r = {
         let _turn = state.writer.lock().await;

@@ -106,6 +106,17 @@ pub fn parse_pause(text: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
+/// A pause in seconds as [`parse_pause`] reads it back: `0`, `90s`,
+/// `10m`, `2h`.
+pub fn pause_text(secs: i64) -> String {
+    match secs {
+        0 => "0".into(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Each of `n` hosts' wave, in the hosts' order: the first `canary` hosts
 /// are wave 0; of the `r` others, host `j` is in the first wave `i` (1..)
 /// whose cumulative share reaches it (`j < ceil(r * waves[i-1] / 100)`).
@@ -167,6 +178,9 @@ mod tests {
         assert_eq!(parse_pause("").unwrap(), 0);
         assert!(parse_pause("10x").is_err());
         assert!(parse_pause("8000h").unwrap_err().contains("7 days"));
+        for t in ["0", "90s", "10m", "2h"] {
+            assert_eq!(pause_text(parse_pause(t).unwrap()), t);
+        }
     }
 
     #[test]

@@ -103,14 +103,14 @@ fn list_table(rs: &[Value]) -> Markup {
 fn plan_text(r: &Value) -> String {
     let canary = r["canary"].as_str().unwrap_or("");
     format!(
-        "{}waves {}, pause {} s, max failures {}",
+        "{}waves {}, pause {}, max failures {}",
         if canary.is_empty() {
             String::new()
         } else {
             format!("canary {canary}, ")
         },
         r["waves"].as_str().unwrap_or(""),
-        r["pause_secs"],
+        rollouts::plan::pause_text(r["pause_secs"].as_i64().unwrap_or(0)),
         r["max_failures"].as_str().unwrap_or("")
     )
 }
