@@ -433,6 +433,24 @@ async fn bad_start_inputs_are_refused_with_what_to_write() {
     // Nothing was created.
     let (_, v) = stack.get("/rollouts").await;
     assert_eq!(v["rollouts"], json!([]));
+    // An older release is a downgrade: refused unless asked for.
+    insert_release(&stack, "0.9.0").await;
+    let (code, v) = stack
+        .post("/rollouts", &json!({"version": "0.9.0", "selector": "all"}))
+        .await;
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--allow-downgrade"),
+        "{v}"
+    );
+    let (code, v) = stack
+        .post(
+            "/rollouts",
+            &json!({"version": "0.9.0", "selector": "all", "allow_downgrade": true}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["hosts"][0]["state"], "pending");
     let (code, _) = stack.get("/rollouts/nope").await;
     assert_eq!(code, 404);
 }
