@@ -53,6 +53,7 @@ pub enum RolloutCmd {
         /// The release's platform (default: the control plane's, linux-x86_64).
         #[arg(long)]
         platform: Option<String>,
+        /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +61,7 @@ pub enum RolloutCmd {
     ///
     /// Example: drover rollout list --json
     List {
+        /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -73,9 +75,12 @@ pub enum RolloutCmd {
     /// Example: drover rollout status 0193f0e1... --follow
     #[command(after_help = "Exit codes with --follow: 0 done, 2 halted, 3 aborted, 1 error.")]
     Status {
+        /// The rollout's id (see drover rollout list).
         id: String,
+        /// Keep watching until it ends; the exit code says how it ended.
         #[arg(long)]
         follow: bool,
+        /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -83,7 +88,9 @@ pub enum RolloutCmd {
     ///
     /// Example: drover rollout pause 0193f0e1...
     Pause {
+        /// The rollout's id (see drover rollout list).
         id: String,
+        /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -91,7 +98,9 @@ pub enum RolloutCmd {
     ///
     /// Example: drover rollout resume 0193f0e1...
     Resume {
+        /// The rollout's id (see drover rollout list).
         id: String,
+        /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -99,7 +108,9 @@ pub enum RolloutCmd {
     ///
     /// Example: drover rollout abort 0193f0e1...
     Abort {
+        /// The rollout's id (see drover rollout list).
         id: String,
+        /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
