@@ -433,6 +433,37 @@ async fn bad_start_inputs_are_refused_with_what_to_write() {
     // Nothing was created.
     let (_, v) = stack.get("/rollouts").await;
     assert_eq!(v["rollouts"], json!([]));
+    // A viewer may look, not start.
+    let out = stack.drover(&["api-tokens", "create", "watcher", "--role", "viewer"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let viewer = text
+        .lines()
+        .find(|l| l.starts_with("drv_"))
+        .unwrap()
+        .to_string();
+    let ask = |m: reqwest::Method, path: &'static str, body: Option<Value>| {
+        let (base, viewer) = (stack.base.clone(), viewer.clone());
+        async move {
+            api_request(
+                &reqwest::Client::new(),
+                &base,
+                &viewer,
+                m,
+                path,
+                body.as_ref(),
+            )
+            .await
+        }
+    };
+    let (code, v) = ask(
+        reqwest::Method::POST,
+        "/rollouts",
+        Some(json!({"version": "2.0.0", "selector": "all"})),
+    )
+    .await;
+    assert_eq!(code, 403, "{v}");
+    let (code, _) = ask(reqwest::Method::GET, "/rollouts", None).await;
+    assert_eq!(code, 200);
     // An older release is a downgrade: refused unless asked for.
     insert_release(&stack, "0.9.0").await;
     let (code, v) = stack
