@@ -50,7 +50,7 @@ enum Cmd {
     /// Print this host's agent id (creating the identity if needed) and exit.
     Id,
     /// Run N light virtual agents in this process, for load tests.
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        return rt.block_on(simulate::run(args));
+        return rt.block_on(simulate::run(*args));
     }
     let cfg =
         config::AgentConfig::load(cli.config.as_deref()).context("loading agent configuration")?;

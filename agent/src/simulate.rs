@@ -10,6 +10,10 @@
 //! be killed and restarted without re-enrolling, and never runs a command
 //! twice; each execution appends the command id to `<dir>/<i>/executions`,
 //! the effect the chaos test counts.
+//!
+//! `agent.update` is answered by faking the install (`update.rs` beside
+//! this file): no binary is fetched or run; the virtual agent heartbeats
+//! the new version from then on and reports the `UpdateReport`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +30,9 @@ use bus_schema::{
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
+
+#[path = "simulate_update.rs"]
+mod update;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
@@ -59,9 +66,23 @@ pub struct SimulateArgs {
     /// Keep identities, credentials and journals here (reused on restart).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// The version the virtual agents report until an `agent.update`
+    /// changes it (kept in `<state-dir>/<i>/version` when given).
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub agent_version: String,
+    /// Fake a failed install of this version: the update is reported
+    /// `rolled_back` and the old version keeps running. Repeatable.
+    #[arg(long, value_name = "VERSION")]
+    pub fail_update: Vec<String>,
+    /// After a fake install, wait this long for `agent.selftest` before
+    /// reporting healthy; no self-test in time reports `rolled_back`, as
+    /// rootd does. 0 reports healthy at once, without waiting for a
+    /// self-test (for a control plane that does not send them).
+    #[arg(long, default_value_t = 0)]
+    pub selftest_wait_secs: u64,
 }
 
-struct Virtual {
+pub(crate) struct Virtual {
     id: String,
     hostname: String,
     key: nkeys::KeyPair,
@@ -71,6 +92,8 @@ struct Virtual {
     /// Per-agent journal and effect file, when `--state-dir` is given.
     journal: Option<tokio::sync::Mutex<crate::journal::Journal>>,
     dir: Option<PathBuf>,
+    /// The fake install's state: version reported, self-tests seen.
+    update: update::Updates,
 }
 
 /// Loads a virtual agent's saved identity, or enrols it and saves it.
@@ -224,6 +247,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 cp_key,
                 client,
                 js,
+                update: update::Updates::new(&args, dir.as_deref()),
                 journal,
                 dir,
             };
@@ -291,7 +315,7 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             seq,
             sent_at: now_ms(),
             interval_secs: every.max(1),
-            agent_version: env!("CARGO_PKG_VERSION").into(),
+            agent_version: a.update.version(),
             agent_channel: String::new(),
             os: "simulated".into(),
             kernel: "sim".into(),
@@ -306,7 +330,7 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
                 load15: 0.1,
                 uptime_secs: seq * every as u64,
             },
-            modules: vec!["sys".into()],
+            modules: vec!["sys".into(), "agent".into()],
             operations: vec![],
             rootd_error: None,
             instance_id: String::new(),
@@ -321,7 +345,11 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
         {
             stats.heartbeats.fetch_add(1, Ordering::Relaxed);
         }
-        tokio::time::sleep(Duration::from_secs(every.max(1) as u64)).await;
+        // A fake install heartbeats its new version at once.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(every.max(1) as u64)) => {}
+            _ = a.update.changed.notified() => {}
+        }
     }
 }
 
@@ -396,7 +424,16 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
                     continue;
                 }
             }
+            if cmd.action == "agent.update" {
+                // Runs on (a self-test must get through meanwhile); its
+                // result is published when the fake install ends.
+                update::start(a.clone(), cmd, attempt);
+                let _ = msg.ack().await;
+                stats.commands.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let (status, summary, data) = match cmd.action.as_str() {
+                "agent.selftest" => a.update.selftest(&cmd.params),
                 "sys.ping" => (
                     CommandStatus::Succeeded,
                     "pong".to_string(),
@@ -448,7 +485,7 @@ async fn commands(a: Arc<Virtual>, stats: Arc<Stats>) {
 
 /// Publishes a signed result until the broker confirms it, then marks it
 /// confirmed in the journal.
-async fn publish_confirmed(a: &Virtual, result: &CommandResult) {
+pub(crate) async fn publish_confirmed(a: &Virtual, result: &CommandResult) {
     let body = bus_schema::encode(&sign_result(&a.key, result));
     let subject = subjects::result(&a.id, &result.command_id);
     let mut delay = Duration::from_millis(100);

@@ -260,6 +260,15 @@ pub enum Event {
         #[serde(default)]
         summary: String,
     },
+    /// A staged agent rollout changed: its state, its current wave, or a
+    /// host's state in it (the page re-reads the rollout).
+    Rollout {
+        rollout_id: String,
+        /// `running`, `paused`, `halted`, `aborted`, `done`.
+        state: String,
+        /// 0 is the canary, 1.. the waves.
+        current_wave: i32,
+    },
 }
 
 /// Why a message was refused. Also the label operators see counted.

@@ -109,6 +109,11 @@ pub fn command_event(command: &str) -> String {
     format!("{PREFIX}.evt.command.{command}")
 }
 
+/// `drover.evt.rollout.<rollout>`: a staged agent rollout changed.
+pub fn rollout_event(rollout: &str) -> String {
+    format!("{PREFIX}.evt.rollout.{rollout}")
+}
+
 /// Inbox prefix of an agent's connection: replies to its own requests land
 /// here and nowhere another agent can read.
 pub fn inbox_prefix(agent: &str) -> String {

@@ -10,6 +10,7 @@ pub async fn publish(state: &AppState, ev: &Event) {
     let subject = match ev {
         Event::Agent { agent_id, .. } => subjects::agent_event(agent_id),
         Event::Command { command_id, .. } => subjects::command_event(command_id),
+        Event::Rollout { rollout_id, .. } => subjects::rollout_event(rollout_id),
     };
     if let Err(e) = state
         .nats

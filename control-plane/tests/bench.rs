@@ -13,6 +13,13 @@
 //!   stored, through the API's `?wait`);
 //! - heartbeat ingest: heartbeats/s from publish to committed in SQLite;
 //! - RSS of nats-server, the control plane, the real agent and rootd.
+//!
+//! `rollout_benchmark` (also run by `just bench`) rolls one release out to
+//! `DROVER_BENCH_ROLLOUT_AGENTS` (default 1000) simulated agents that fake
+//! the install (canary 10, waves 25%,100%, no pause) and prints the time
+//! from start to done and the broker's load meanwhile: messages and bytes
+//! in and out from the server's `VARZ` (asked over `$SYS` with the system
+//! account's credentials), before and after, and each process's CPU.
 
 mod common;
 
@@ -340,4 +347,111 @@ async fn fleet_benchmark() {
             }
         );
     }
+}
+
+/// The broker's message and byte counters (`$SYS.REQ.SERVER.PING.VARZ`).
+async fn varz(stack: &Stack) -> serde_json::Value {
+    let opts = async_nats::ConnectOptions::with_credentials_file(stack.data_dir.join("sys.creds"))
+        .await
+        .unwrap();
+    let c = opts.connect(stack.nats.url()).await.unwrap();
+    let m = c
+        .request("$SYS.REQ.SERVER.PING.VARZ", "{}".into())
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    v["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with `just bench`"]
+async fn rollout_benchmark() {
+    let n: usize = std::env::var("DROVER_BENCH_ROLLOUT_AGENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let stack = Stack::start().await;
+    let token = stack.token(n as i32 + 10, "2h", true).await;
+    let extra = [
+        std::ffi::OsStr::new("--agent-version"),
+        std::ffi::OsStr::new(common::SIM_FROM_VERSION),
+    ];
+    let sim = stack.spawn_simulate(n, &token, 30, &extra, "simulate.log");
+    let budget = Duration::from_secs(120 + n as u64 / 20);
+    wait_for("the virtual fleet to be ready", budget, || async {
+        sim.log_text().contains("ready ").then_some(())
+    })
+    .await;
+    wait_for("every virtual agent online", budget, || async {
+        (stack.online_count().await >= n).then_some(())
+    })
+    .await;
+    common::insert_release(&stack, "2.0.0").await;
+    let procs = [
+        ("nats-server", stack.nats.proc.pid()),
+        ("control plane", stack.cp.pid()),
+        ("simulated agents", sim.pid()),
+    ];
+    let cpu_before: Vec<f64> = procs.iter().map(|(_, p)| cpu_secs(*p)).collect();
+    let before = varz(&stack).await;
+    let start = Instant::now();
+    let (code, r) = stack
+        .post(
+            "/rollouts",
+            &json!({"version": "2.0.0", "selector": "all", "canary": "10",
+                    "waves": "25%,100%", "pause": "0", "max_failures": "1%"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let canary_at = std::cell::Cell::new(None);
+    let wave1_at = std::cell::Cell::new(None);
+    let done = wait_for("the rollout to end", Duration::from_secs(1800), || async {
+        let (_, v) = stack.get("/rollouts").await;
+        let r = v["rollouts"]
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == id)?
+            .clone();
+        let w = r["current_wave"].as_i64().unwrap_or(0);
+        if w >= 1 && canary_at.get().is_none() {
+            canary_at.set(Some(start.elapsed().as_secs_f64()));
+        }
+        if w >= 2 && wave1_at.get().is_none() {
+            wave1_at.set(Some(start.elapsed().as_secs_f64()));
+        }
+        ["done", "halted", "aborted"]
+            .contains(&r["state"].as_str()?)
+            .then_some(r)
+    })
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    let after = varz(&stack).await;
+    let cpu: Vec<String> = procs
+        .iter()
+        .zip(&cpu_before)
+        .map(|((name, pid), b)| format!("{name} {:.1}s", cpu_secs(*pid) - b))
+        .collect();
+    let d = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+    println!();
+    println!(
+        "rollout to {n} simulated agents: {} in {secs:.1} s (canary through at {:.1} s, wave 1 at {:.1} s); hosts {}",
+        done["state"],
+        canary_at.get().unwrap_or(f64::NAN),
+        wave1_at.get().unwrap_or(f64::NAN),
+        done["counts"]
+    );
+    println!(
+        "broker while it ran: {} msgs in ({:.0}/s), {} msgs out ({:.0}/s), {:.1} MiB in, {:.1} MiB out",
+        d("in_msgs"),
+        d("in_msgs") as f64 / secs,
+        d("out_msgs"),
+        d("out_msgs") as f64 / secs,
+        d("in_bytes") as f64 / 1048576.0,
+        d("out_bytes") as f64 / 1048576.0,
+    );
+    println!("CPU while it ran: {}", cpu.join(", "));
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["counts"]["healthy"].as_u64(), Some(n as u64), "{done}");
+    drop(sim);
 }

@@ -24,6 +24,7 @@ mod apps;
 mod body;
 mod install;
 mod jobs;
+mod rollouts;
 mod schedules;
 mod trust;
 mod updates;
@@ -98,6 +99,7 @@ pub fn routes() -> Router<AppState> {
         .merge(windows::routes())
         .merge(updates::routes())
         .merge(agent_releases::routes())
+        .merge(rollouts::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))
@@ -443,6 +445,7 @@ async fn events(
         let name = match &ev {
             bus_schema::Event::Agent { .. } => "agent",
             bus_schema::Event::Command { .. } => "command",
+            bus_schema::Event::Rollout { .. } => "rollout",
         };
         Some(Ok(sse::Event::default().event(name).json_data(&ev).ok()?))
     });

@@ -126,7 +126,7 @@ document.addEventListener("click", (ev) => {
 
 // ----------------------------------------------------------------- SSE
 
-const handlers = { agent: [], command: [] };
+const handlers = { agent: [], command: [], rollout: [] };
 function on(kind, f) { handlers[kind].push(f); }
 let backoff = 1000;
 let es = null;
@@ -148,12 +148,12 @@ function connect() {
     setTimeout(connect, backoff);
     backoff = Math.min(backoff * 2, 15000);
   };
-  for (const kind of ["agent", "command"]) {
+  for (const kind of ["agent", "command", "rollout"]) {
     es.addEventListener(kind, (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
       // Events are externally tagged ({"Agent": {...}}) or flat.
-      const body = ev.Agent || ev.Command || ev.agent || ev.command || ev;
+      const body = ev.Agent || ev.Command || ev.Rollout || ev.agent || ev.command || ev.rollout || ev;
       for (const f of handlers[kind]) f(body);
     });
   }
@@ -695,7 +695,7 @@ fillTails();
 const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],
   security: ["agent"], audit: ["command", "agent"], schedules: ["command"],
-  windows: ["command", "agent"], history: ["command"],
+  windows: ["command", "agent"], history: ["command"], rollouts: ["rollout", "command"],
 };
 if ($("#agent-head")) {
   const form = $("#run-form");

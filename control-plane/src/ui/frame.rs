@@ -24,6 +24,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("windows", "/windows", "Windows"),
     ("history", "/updates/history", "Update history"),
     ("releases", "/releases", "Releases"),
+    ("rollouts", "/rollouts", "Rollouts"),
     ("enrolment", "/enrolment", "Enrolment"),
     ("security", "/security", "Security"),
     ("audit", "/audit", "Audit"),

@@ -31,6 +31,7 @@ mod identity;
 mod jobs;
 mod login;
 mod releases;
+mod rollouts;
 mod schedules;
 mod trust;
 mod updates;
@@ -60,6 +61,8 @@ pub fn routes() -> Router<AppState> {
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))
         .route("/windows", get(windows::windows_page))
+        .route("/rollouts", get(rollouts::rollouts_page))
+        .route("/rollouts/{id}", get(rollouts::rollout_page))
         .route("/updates/history", get(history::history_page))
         .route("/releases", get(releases::releases_page))
         .route("/account", get(accounts::account))

@@ -68,3 +68,6 @@ pub use windows::*;
 mod self_update;
 #[allow(unused_imports)]
 pub use self_update::*;
+mod rollouts;
+#[allow(unused_imports)]
+pub use rollouts::*;

@@ -17,6 +17,7 @@ mod history;
 mod jobs;
 mod print;
 mod releases;
+mod rollout;
 mod schedules;
 mod server;
 mod trust;
@@ -34,6 +35,7 @@ use agents::AgentsCmd;
 use apps::AppsCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
 use releases::ReleasesCmd;
+use rollout::RolloutCmd;
 use schedules::SchedulesCmd;
 use trust::TokensCmd;
 use updates::UpdatesCmd;
@@ -263,6 +265,16 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<AppsCmd>,
     },
+    /// Staged rollouts of an agent release: canary, waves, pause, halt.
+    #[command(
+        after_help = "Examples:\n  drover rollout start 1.4.0 --selector all --canary 1 \
+        --waves 25%,100% --pause 10m --max-failures 2%\n  \
+        drover rollout status <id> --follow   (exit 0 done, 2 halted, 3 aborted)"
+    )]
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutCmd,
+    },
     /// Maintenance windows: when and how approved updates are installed.
     ///
     /// Example: drover windows list
@@ -481,6 +493,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         } => jobs::follow_logs(api, &command, follow, max_wait).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
+        Cmd::Rollout { action } => rollout::rollout(api, action).await,
         Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
     }
