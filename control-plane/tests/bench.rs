@@ -370,7 +370,8 @@ async fn rollout_benchmark() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    common::pin_test_release_key(&mut stack).await;
     let token = stack.token(n as i32 + 10, "2h", true).await;
     let extra = [
         std::ffi::OsStr::new("--agent-version"),

@@ -31,7 +31,8 @@ async fn shot(b: &Chrome, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rollout_pages_start_follow_and_pause_a_rollout() {
     const PW: &str = "a-long-test-password";
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    pin_test_release_key(&mut stack).await;
     let token = stack.token(10, "1h", true).await;
     let (_ok, _) = sim_fleet(&stack, &token, 4, &stack.tmp.path().join("web"), &[]).await;
     let (_bad, _) = sim_fleet(

@@ -39,7 +39,8 @@ async fn audit_actions(stack: &Stack, target: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_then_waves_then_done_with_every_host_on_the_new_version() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    pin_test_release_key(&mut stack).await;
     let token = stack.token(10, "1h", true).await;
     let (_fleet, ids) = sim_fleet(&stack, &token, 6, &stack.tmp.path().join("fleet"), &[]).await;
     insert_release(&stack, "2.0.0").await;
@@ -143,7 +144,8 @@ async fn canary_then_waves_then_done_with_every_host_on_the_new_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_canary_halts_and_so_do_failures_past_the_threshold() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    pin_test_release_key(&mut stack).await;
     let token = stack.token(10, "1h", true).await;
     let dir = stack.tmp.path().join("bad");
     let (_fleet, _ids) = sim_fleet(&stack, &token, 4, &dir, &["--fail-update", "2.0.0"]).await;
@@ -209,7 +211,8 @@ async fn a_failing_canary_halts_and_so_do_failures_past_the_threshold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_abort_and_yank() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    pin_test_release_key(&mut stack).await;
     let token = stack.token(10, "1h", true).await;
     let (_fleet, _) = sim_fleet(&stack, &token, 4, &stack.tmp.path().join("fleet"), &[]).await;
     insert_release(&stack, "2.0.0").await;
@@ -315,7 +318,8 @@ async fn pause_resume_abort_and_yank() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_host_gets_the_update_when_it_comes_back() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    pin_test_release_key(&mut stack).await;
     let token = stack.token(10, "1h", true).await;
     let (_up, up_ids) = sim_fleet(&stack, &token, 2, &stack.tmp.path().join("up"), &[]).await;
     let away_dir = stack.tmp.path().join("away");
@@ -355,7 +359,8 @@ async fn an_offline_host_gets_the_update_when_it_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_start_inputs_are_refused_with_what_to_write() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    pin_test_release_key(&mut stack).await;
     let token = stack.token(10, "1h", true).await;
     let (_fleet, _) = sim_fleet(&stack, &token, 1, &stack.tmp.path().join("fleet"), &[]).await;
     insert_release(&stack, "2.0.0").await;
@@ -488,7 +493,8 @@ async fn bad_start_inputs_are_refused_with_what_to_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_in_a_maintenance_window_is_updated_only_while_it_is_open() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
+    pin_test_release_key(&mut stack).await;
     let token = stack.token(10, "1h", true).await;
     let (_a, a) = sim_fleet(&stack, &token, 1, &stack.tmp.path().join("win"), &[]).await;
     let (_b, b) = sim_fleet(&stack, &token, 1, &stack.tmp.path().join("free"), &[]).await;

@@ -285,6 +285,11 @@ impl ReleaseSigner {
         Self(ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))
     }
 
+    /// The key of a 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
     /// The seed as base64 (what the key file holds).
     pub fn seed_base64(&self) -> String {
         STANDARD.encode(self.0.to_bytes())

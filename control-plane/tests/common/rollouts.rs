@@ -14,10 +14,26 @@ use super::*;
 /// The version simulated fleets start at.
 pub const SIM_FROM_VERSION: &str = "1.0.0";
 
-/// Inserts a release `version` for this platform, signed by a fresh
-/// release key (the simulator does not check it); returns its id.
+/// The release key rollout tests sign with: a fixed seed, for tests only.
+pub fn test_release_signer() -> bus_schema::signing::release::ReleaseSigner {
+    bus_schema::signing::release::ReleaseSigner::from_seed(&[7; 32])
+}
+
+/// Restarts the control plane pinning [`test_release_signer`]'s public
+/// half as its `release_key`, as an operator configures it: without one,
+/// every `agent.update` is refused at submission.
+pub async fn pin_test_release_key(stack: &mut Stack) {
+    let key = test_release_signer().public().to_base64();
+    stack
+        .restart_cp_with(&[("DROVER_RELEASE_KEY", key.as_str())])
+        .await;
+}
+
+/// Inserts a release `version` for this platform, signed by
+/// [`test_release_signer`] (the simulator does not check the bytes; the
+/// control plane checks the signature at submission); returns its id.
 pub async fn insert_release(stack: &Stack, version: &str) -> String {
-    use bus_schema::signing::release::{manifest_for, platform, ReleaseSigner};
+    use bus_schema::signing::release::{manifest_for, platform};
     let bytes = format!("simulated drover-agent {version}").into_bytes();
     let m = manifest_for(
         &bytes,
@@ -28,7 +44,7 @@ pub async fn insert_release(stack: &Stack, version: &str) -> String {
         "",
         bus_schema::now_ms(),
     );
-    let (text, sig) = ReleaseSigner::generate().sign(&m).unwrap();
+    let (text, sig) = test_release_signer().sign(&m).unwrap();
     let id = uuid::Uuid::now_v7().simple().to_string();
     use control_plane::agent_releases::entity as release;
     release::Entity::insert(release::ActiveModel {
