@@ -373,9 +373,13 @@ async fn rollout_benchmark() {
     let mut stack = Stack::start().await;
     common::pin_test_release_key(&mut stack).await;
     let token = stack.token(n as i32 + 10, "2h", true).await;
+    // The simulated install waits for the control plane's self-test, as a
+    // real one does: the bench includes the update_proofs duty's work.
     let extra = [
         std::ffi::OsStr::new("--agent-version"),
         std::ffi::OsStr::new(common::SIM_FROM_VERSION),
+        std::ffi::OsStr::new("--selftest-wait-secs"),
+        std::ffi::OsStr::new("120"),
     ];
     let sim = stack.spawn_simulate(n, &token, 30, &extra, "simulate.log");
     let budget = Duration::from_secs(120 + n as u64 / 20);
