@@ -40,5 +40,17 @@ pub struct Agent {
     pub instance: Instance,
     /// `agent.update` commands whose result waits for the self-test (this
     /// process is the new version rootd switched to), by command id.
-    pub held: std::sync::Mutex<std::collections::HashMap<String, crate::update::Held>>,
+    pub held: std::sync::Mutex<std::collections::HashMap<String, Held>>,
+}
+
+/// An `agent.update` whose result waits for its self-test (the update
+/// module holds them; the command loop acks their redeliveries).
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// rootd's record of the update.
+    pub record: bus_schema::rootd_proto::UpdateRecord,
+    /// The command's expiry, ms since the epoch (for the journal).
+    pub expires_at: i64,
+    /// The broker's delivery count of the delivery that ran it.
+    pub delivered: u32,
 }

@@ -36,13 +36,7 @@ use tracing::{info, warn};
 use crate::report::publish_confirmed;
 use crate::state::Agent;
 
-/// An update whose result waits for its self-test.
-#[derive(Debug, Clone)]
-pub struct Held {
-    pub record: UpdateRecord,
-    pub expires_at: i64,
-    pub delivered: u32,
-}
+use crate::state::Held;
 
 /// Where checked releases wait for rootd: `<state_dir>/updates`.
 pub fn staging_dir(agent: &Agent) -> PathBuf {

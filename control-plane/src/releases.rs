@@ -25,6 +25,13 @@ use tracing::{info, warn};
 /// The object store bucket of signed artifacts (named in `bus-schema`).
 pub const BUCKET: &str = bus_schema::subjects::RELEASES_BUCKET;
 
+/// The object metadata key that marks an agent binary (self-update, the
+/// `agent_releases` module) in this shared bucket: [`list`] skips such
+/// objects, which are not packages.
+pub const KIND_KEY: &str = "kind";
+/// Its value for an agent binary.
+pub const KIND_AGENT_RELEASE: &str = "agent-release";
+
 /// Largest package accepted, in bytes.
 pub const MAX_ARTIFACT_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -293,8 +300,7 @@ pub async fn list(js: &jetstream::Context) -> Result<Vec<Artifact>, ReleaseError
     while let Some(info) = objects.next().await {
         let info = info.map_err(store_err)?;
         // Agent binaries for self-update share the bucket; not packages.
-        let agent_binary = info.metadata.get(crate::agent_releases::store::KIND_KEY)
-            == Some(&crate::agent_releases::store::KIND_AGENT_RELEASE.to_string());
+        let agent_binary = info.metadata.get(KIND_KEY) == Some(&KIND_AGENT_RELEASE.to_string());
         if info.deleted || agent_binary {
             continue;
         }

@@ -33,11 +33,7 @@ pub const MAX_BINARY_BYTES: usize = 256 * 1024 * 1024;
 pub const MAX_REASON_CHARS: usize = 500;
 /// At most this many releases are listed (newest first).
 pub const LISTED: u64 = 1000;
-/// The object metadata key that marks an agent binary in the shared
-/// releases bucket (`releases::list` skips such objects: not packages).
-pub const KIND_KEY: &str = "kind";
-/// Its value.
-pub const KIND_AGENT_RELEASE: &str = "agent-release";
+pub use crate::releases::{KIND_AGENT_RELEASE, KIND_KEY};
 
 /// What to do next when no release key is configured.
 pub const NO_KEY_HELP: &str = "no release key is configured on the control plane: run \
