@@ -269,6 +269,13 @@ pub enum Event {
         /// 0 is the canary, 1.. the waves.
         current_wave: i32,
     },
+    /// An agent release was published or yanked (the Releases page
+    /// re-reads the list).
+    Release {
+        version: String,
+        platform: String,
+        yanked: bool,
+    },
 }
 
 /// Why a message was refused. Also the label operators see counted.

@@ -114,6 +114,11 @@ pub fn rollout_event(rollout: &str) -> String {
     format!("{PREFIX}.evt.rollout.{rollout}")
 }
 
+/// `drover.evt.release`: an agent release was published or yanked.
+pub fn release_event() -> String {
+    format!("{PREFIX}.evt.release")
+}
+
 /// Inbox prefix of an agent's connection: replies to its own requests land
 /// here and nowhere another agent can read.
 pub fn inbox_prefix(agent: &str) -> String {

@@ -11,6 +11,7 @@ pub async fn publish(state: &AppState, ev: &Event) {
         Event::Agent { agent_id, .. } => subjects::agent_event(agent_id),
         Event::Command { command_id, .. } => subjects::command_event(command_id),
         Event::Rollout { rollout_id, .. } => subjects::rollout_event(rollout_id),
+        Event::Release { .. } => subjects::release_event(),
     };
     if let Err(e) = state
         .nats

@@ -190,10 +190,25 @@ pub async fn publish(
             .await;
         return Err(e);
     }
+    announce(state, &release).await;
     Ok(Published {
         release,
         created: true,
     })
+}
+
+/// The live event of a published or yanked release
+/// (`drover.evt.release`).
+async fn announce(state: &AppState, r: &entity::Model) {
+    crate::events::publish(
+        state,
+        &bus_schema::Event::Release {
+            version: r.version.clone(),
+            platform: r.platform.clone(),
+            yanked: r.yanked_at.is_some(),
+        },
+    )
+    .await;
 }
 
 /// Stores the binary unless the bucket holds it with the same SHA-256.
@@ -343,14 +358,34 @@ pub async fn yank(
         a.yank_reason = Set(Some(reason.to_string()));
         out.push(a.update(&state.db).await?);
     }
+    drop(_turn);
+    for r in &out {
+        announce(state, r).await;
+    }
     Ok(out)
 }
 
+/// Refuses a release that needs a newer control plane than this one
+/// (`min_control_plane` of its manifest against this build's version).
+pub fn check_control_plane_version(min_control_plane: &str, version: &str) -> Result<(), String> {
+    let this = env!("CARGO_PKG_VERSION");
+    if !min_control_plane.is_empty()
+        && bus_schema::signing::release::compare_versions(this, min_control_plane)
+            == std::cmp::Ordering::Less
+    {
+        return Err(format!(
+            "release {version} needs a control plane of version {min_control_plane} or later; \
+             this one is {this}: upgrade the control plane first"
+        ));
+    }
+    Ok(())
+}
+
 /// Checked when an `agent.update` is submitted: the release's signature
-/// must verify with the control plane's pinned release key, and the
-/// release must not be yanked (matched by version+platform and by
-/// SHA-256). A release not in the table is allowed when its signature
-/// holds. `Err` is the reason shown to the requester.
+/// must verify with the control plane's pinned release key, the release
+/// must not need a newer control plane, and it must not be yanked
+/// (matched by version+platform and by SHA-256). A release not in the
+/// table is allowed when its signature holds. `Err` is the reason shown to the requester.
 pub async fn check_update(state: &AppState, p: &UpdateParams) -> Result<(), String> {
     let key = release_key(&state.cfg)
         .map_err(|e| e.to_string())?
@@ -364,6 +399,7 @@ pub async fn check_update(state: &AppState, p: &UpdateParams) -> Result<(), Stri
             p.version, m.version
         ));
     }
+    check_control_plane_version(&m.min_control_plane, &m.version)?;
     match is_yanked(&state.db, &m.version, &m.platform, &m.sha256).await {
         Ok(None) => Ok(()),
         Ok(Some(y)) => Err(format!(
@@ -375,5 +411,18 @@ pub async fn check_update(state: &AppState, p: &UpdateParams) -> Result<(), Stri
             y.yank_reason.as_deref().unwrap_or("")
         )),
         Err(e) => Err(format!("could not check the release's yank state: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_control_plane_version;
+
+    #[test]
+    fn a_release_for_a_newer_control_plane_is_refused() {
+        assert!(check_control_plane_version("", "1.0.0").is_ok());
+        assert!(check_control_plane_version("0.0.1", "1.0.0").is_ok());
+        let e = check_control_plane_version("99.0.0", "1.0.0").unwrap_err();
+        assert!(e.contains("upgrade the control plane first"), "{e}");
     }
 }

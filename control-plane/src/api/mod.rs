@@ -446,6 +446,7 @@ async fn events(
             bus_schema::Event::Agent { .. } => "agent",
             bus_schema::Event::Command { .. } => "command",
             bus_schema::Event::Rollout { .. } => "rollout",
+            bus_schema::Event::Release { .. } => "release",
         };
         Some(Ok(sse::Event::default().event(name).json_data(&ev).ok()?))
     });

@@ -121,6 +121,8 @@ pub async fn find_release(
             r.yank_reason.as_deref().unwrap_or("no reason given")
         )));
     }
+    crate::agent_releases::store::check_control_plane_version(&r.min_control_plane, version)
+        .map_err(RolloutError::Invalid)?;
     Ok(r)
 }
 

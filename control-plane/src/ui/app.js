@@ -126,7 +126,7 @@ document.addEventListener("click", (ev) => {
 
 // ----------------------------------------------------------------- SSE
 
-const handlers = { agent: [], command: [], rollout: [] };
+const handlers = { agent: [], command: [], rollout: [], release: [] };
 function on(kind, f) { handlers[kind].push(f); }
 let backoff = 1000;
 let es = null;
@@ -148,12 +148,12 @@ function connect() {
     setTimeout(connect, backoff);
     backoff = Math.min(backoff * 2, 15000);
   };
-  for (const kind of ["agent", "command", "rollout"]) {
+  for (const kind of ["agent", "command", "rollout", "release"]) {
     es.addEventListener(kind, (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
       // Events are externally tagged ({"Agent": {...}}) or flat.
-      const body = ev.Agent || ev.Command || ev.Rollout || ev.agent || ev.command || ev.rollout || ev;
+      const body = ev.Agent || ev.Command || ev.Rollout || ev.Release || ev.agent || ev.command || ev.rollout || ev.release || ev;
       for (const f of handlers[kind]) f(body);
     });
   }
@@ -695,7 +695,8 @@ fillTails();
 const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],
   security: ["agent"], audit: ["command", "agent"], schedules: ["command"],
-  windows: ["command", "agent"], history: ["command"], rollouts: ["rollout", "command"],
+  windows: ["command", "agent"], history: ["command"], rollouts: ["rollout", "command", "release"],
+  releases: ["release"],
 };
 if ($("#agent-head")) {
   const form = $("#run-form");
