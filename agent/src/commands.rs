@@ -381,6 +381,24 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             result_fit::fit_and_publish(agent, &cmd.id, outcome).await
         }
         RunsIn::Rootd => {
+            // One update at a time on a host: a second one would share the
+            // staging directory and switch under the first.
+            let _update_turn = if cmd.action == "agent.update" {
+                match update::turn() {
+                    Some(t) => Some(t),
+                    None => {
+                        return update::with_report(
+                            cmd,
+                            Outcome::rejected(
+                                "another agent.update is running on this host; send this one \
+                                 again when it ended",
+                            ),
+                        )
+                    }
+                }
+            } else {
+                None
+            };
             if cmd.action == "agent.update" {
                 // The release is fetched and checked here before rootd
                 // checks it again.

@@ -196,6 +196,13 @@ async fn fetch(agent: &Agent, m: &ReleaseManifest) -> Result<(), Fetch> {
     Ok(())
 }
 
+/// The one turn to run an `agent.update` in this process, or `None` while
+/// another one has it.
+pub fn turn() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.try_lock().ok()
+}
+
 /// Removes staged releases (rootd has copied what it installs).
 pub async fn clear_staging(agent: &Agent) {
     let _ = tokio::fs::remove_dir_all(staging_dir(agent)).await;

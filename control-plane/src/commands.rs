@@ -110,6 +110,14 @@ pub async fn validate(
             action: action.into(),
             why,
         })?;
+    if action == "agent.selftest" && source != Source::System {
+        return Err(CreateError::InvalidParams {
+            action: action.into(),
+            why: "agent.selftest is sent by the control plane itself once an updated agent \
+                  heartbeats its new version; it cannot be requested"
+                .into(),
+        });
+    }
     if action == "agent.update" {
         let p: catalogue::agent::UpdateParams =
             catalogue::parse(&params).map_err(|why| CreateError::InvalidParams {

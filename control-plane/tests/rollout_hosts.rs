@@ -313,4 +313,80 @@ async fn a_release_that_exits_at_start_rolls_back_on_the_canary_and_halts_the_ro
         let c = stack.wait_final(&p, Duration::from_secs(60)).await;
         assert_eq!(c["status"], "succeeded", "{c}");
     }
+    // The release that rolled back is gone from the canary host and does
+    // not raise its rollback floor: a good release below it installs.
+    let canary_host = if canary["agent_id"] == a.id.as_str() {
+        &a
+    } else {
+        &b
+    };
+    assert!(!canary_host.releases.join("0.8.0").exists());
+    publish(&stack, dir.path(), &key, &agent_bytes(), "0.7.5");
+    let id = start_rollout(&stack, "0.7.5", &["--canary", "1"]);
+    let (code, out) = follow(&stack, &id).await;
+    assert_eq!(code, 0, "the good release below the rolled-back one: {out}");
+    for h in [&a, &b] {
+        stack.wait_agent_version(&h.id, "0.7.5").await;
+    }
+}
+
+/// A yank also stops updates submitted before it that still wait in a
+/// host's queue (the host is off); and nobody but the control plane may
+/// send the self-test that confirms an update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yank_cancels_queued_updates_and_users_cannot_send_the_self_test() {
+    let mut stack = Stack::start().await;
+    let rel = Releases::new(&mut stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(&rel, dir.path());
+    let mut host = stack
+        .start_supervised_host("q", &rel.public_key(), "update_health_secs = 120\n")
+        .await;
+    let old = built_agent_version();
+    publish(&stack, dir.path(), &key, &agent_bytes(), "0.9.0");
+
+    let (code, body) = stack
+        .post(
+            &format!("/agents/{}/commands", host.id),
+            &json!({"action": "agent.selftest", "params": {"version": "0.9.0"}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.to_string()
+            .contains("sent by the control plane itself"),
+        "{body}"
+    );
+
+    power_off(&mut host);
+    wait_for(
+        "the host to be offline",
+        Duration::from_secs(60),
+        || async {
+            let (_, v) = stack.get(&format!("/agents/{}", host.id)).await;
+            (v["status"] == "offline").then_some(())
+        },
+    )
+    .await;
+    let signed = Releases::sign_with(&rel.signer, &agent_bytes(), "0.9.0");
+    let upd = stack
+        .submit(&host.id, "agent.update", signed.update_params(false))
+        .await;
+    let out = stack.drover(&["releases", "yank", "0.9.0", "--reason", "breaks heartbeats"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let c = stack.wait_final(&upd, Duration::from_secs(60)).await;
+    assert_eq!(c["status"], "cancelled", "{c}");
+
+    host.rootd = spawn_rootd(&host.rootd_toml, &host.dir);
+    stack.wait_agent_version(&host.id, &old).await;
+    let p = stack.submit(&host.id, "sys.ping", json!({})).await;
+    let c = stack.wait_final(&p, Duration::from_secs(60)).await;
+    assert_eq!(c["status"], "succeeded", "{c}");
+    assert_eq!(
+        host.current().as_deref(),
+        Some(old.as_str()),
+        "never installed"
+    );
+    let (_, c) = stack.get(&format!("/commands/{upd}")).await;
+    assert_eq!(c["status"], "cancelled", "{c}");
 }

@@ -244,6 +244,23 @@ async fn pause_resume_abort_and_yank() {
         .as_str()
         .unwrap()
         .contains("only a running rollout"));
+    // One rollout at a time: a second one while this one is paused would
+    // send its hosts a second update.
+    insert_release(&stack, "2.5.0").await;
+    let (code, v) = stack
+        .post(
+            "/rollouts",
+            &json!({"version": "2.5.0", "selector": "all", "waves": "100%"}),
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("one rollout runs at a time"),
+        "{v}"
+    );
     let (code, _) = stack
         .post(&format!("/rollouts/{id}/resume"), &json!({}))
         .await;

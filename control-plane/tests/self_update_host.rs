@@ -299,6 +299,33 @@ async fn tampered_or_foreign_releases_are_refused_by_agent_and_rootd() {
         other => panic!("rootd answered {other:?}"),
     }
     std::fs::remove_file(&staging).ok();
+    // A FIFO where the release should be: refused at once, rootd never
+    // waits for a writer (which would hold its update records).
+    std::fs::create_dir_all(&staging).unwrap();
+    nix::unistd::mkfifo(
+        &staging.join(&signed.sha256),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let cmd = signed_command(
+        &stack,
+        &host.id,
+        "agent.update",
+        signed.update_params(false),
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(30), ask_rootd(&host.socket, &cmd))
+        .await
+        .expect("rootd answers at once about a FIFO");
+    match answer {
+        RootFrame::Done {
+            status, summary, ..
+        } => {
+            assert_eq!(status, bus_schema::CommandStatus::Rejected, "{summary}");
+            assert!(summary.contains("not a regular file"), "{summary}");
+        }
+        other => panic!("rootd answered {other:?}"),
+    }
+    std::fs::remove_dir_all(&staging).ok();
     assert_eq!(host.current().as_deref(), Some(old.as_str()));
     assert!(
         host.update_records().await.is_empty(),

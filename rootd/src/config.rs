@@ -124,8 +124,9 @@ pub struct RootdConfig {
     /// Environment variables of the supervised agent (only these are added).
     #[serde(default)]
     pub agent_env: std::collections::BTreeMap<String, String>,
-    /// The supervised agent's uid and gid (default: rootd's own, for tests
-    /// and containers; on a host: the `drover` user's).
+    /// The supervised agent's uid and gid (default: `agent_uid`, the user
+    /// allowed on the socket, and its primary group; never root unless
+    /// set so).
     #[serde(default)]
     pub agent_run_uid: Option<u32>,
     #[serde(default)]

@@ -56,8 +56,17 @@ impl Supervisor {
                     program: releases.join(CURRENT).join(AGENT_BIN),
                     args: cfg.agent_args.clone(),
                     env: cfg.agent_env.clone(),
-                    uid: cfg.agent_run_uid,
-                    gid: cfg.agent_run_gid,
+                    // Never root by default: the agent's own user (the
+                    // one allowed on the socket) and its primary group.
+                    uid: Some(cfg.agent_run_uid.unwrap_or(cfg.agent_uid)),
+                    gid: cfg.agent_run_gid.or_else(|| {
+                        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(
+                            cfg.agent_run_uid.unwrap_or(cfg.agent_uid),
+                        ))
+                        .ok()
+                        .flatten()
+                        .map(|u| u.gid.as_raw())
+                    }),
                     pid_file: cfg.state_dir.join("agent.pid"),
                     die_with_rootd: cfg.agent_stop_with_rootd,
                     exits: exits.clone(),

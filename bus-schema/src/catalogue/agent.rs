@@ -65,6 +65,14 @@ impl Params for UpdateParams {
     }
 }
 
+/// The `requested_by` of the self-test that proves update `command_id`:
+/// the control plane's `update_proofs` duty sends it as the system under
+/// this name, and rootd confirms an update only with a self-test so
+/// requested.
+pub fn proof_requester(command_id: &str) -> String {
+    format!("update:{command_id}")
+}
+
 /// Params of `agent.selftest`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -23,9 +23,10 @@ use crate::state::AppState;
 const UPDATE: &str = "agent.update";
 const SELFTEST: &str = "agent.selftest";
 
-/// Who a self-test is requested by: `update:<update command id>`.
+/// Who a self-test is requested by: `update:<update command id>` (the
+/// name rootd checks before it confirms an update).
 pub fn requester_of(update_command_id: &str) -> String {
-    format!("update:{update_command_id}")
+    bus_schema::catalogue::agent::proof_requester(update_command_id)
 }
 
 /// Sends the self-tests that are due.

@@ -362,7 +362,54 @@ pub async fn yank(
     for r in &out {
         announce(state, r).await;
     }
+    cancel_queued_updates(state, &out, by).await;
     Ok(out)
+}
+
+/// Cancels every `agent.update` of a just-yanked release that still waits
+/// in a host's queue (an offline host's, or a rollout's not yet taken), so
+/// a yank also stops what was submitted before it: matched by version and
+/// platform or by SHA-256, as [`check_update`] matches. Updates a host
+/// already took run to their end (rootd is mid-install; the rollout halts).
+async fn cancel_queued_updates(state: &AppState, yanked: &[entity::Model], by: &str) {
+    use crate::db::entities::command;
+    let queued = match command::Entity::find()
+        .filter(command::Column::Action.eq("agent.update"))
+        .filter(command::Column::Status.eq(bus_schema::CommandStatus::Queued.as_str()))
+        .all(&state.db)
+        .await
+    {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::warn!(error = %e, "yank: could not list queued agent updates to cancel");
+            return;
+        }
+    };
+    for c in queued {
+        let Ok(p) = serde_json::from_str::<serde_json::Value>(&c.params)
+            .map_err(|e| e.to_string())
+            .and_then(|v| bus_schema::catalogue::parse::<UpdateParams>(&v))
+        else {
+            continue;
+        };
+        let Ok(m) = p.unverified_manifest() else {
+            continue;
+        };
+        let hit = yanked
+            .iter()
+            .any(|y| (y.version == m.version && y.platform == m.platform) || y.sha256 == m.sha256);
+        if !hit {
+            continue;
+        }
+        match crate::commands::cancel(state, &c.id, by).await {
+            Ok(_) => {
+                tracing::info!(command = %c.id, agent = %c.agent_id, version = %m.version, "yank: cancelled a queued update")
+            }
+            Err(e) => {
+                tracing::warn!(command = %c.id, error = %e, "yank: could not cancel a queued update")
+            }
+        }
+    }
 }
 
 /// Refuses a release that needs a newer control plane than this one

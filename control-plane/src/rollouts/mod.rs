@@ -147,7 +147,8 @@ pub async fn start(
         .resolve_selector()
         .map_err(RolloutError::Invalid)?;
     let canary_text = input.canary.clone().unwrap_or_default().trim().to_string();
-    let canary = if canary_text.is_empty() {
+    // `0` means no canary, as an empty one does.
+    let canary = if canary_text.is_empty() || canary_text == "0" {
         None
     } else {
         Some(Amount::parse("canary", &canary_text).map_err(RolloutError::Invalid)?)
@@ -170,6 +171,18 @@ pub async fn start(
         .filter(|p| !p.trim().is_empty())
         .unwrap_or_else(|| bus_schema::signing::release::platform().to_string());
     let rel = find_release(state, &version, &platform).await?;
+    // One rollout at a time: two would send a host two updates at once.
+    if let Some(busy) = rollout::Entity::find()
+        .filter(rollout::Column::State.is_in(["running", "paused"]))
+        .one(&state.db)
+        .await?
+    {
+        return Err(RolloutError::Conflict(format!(
+            "rollout {} of {} is still {}: one rollout runs at a time, so no host gets two \
+             updates at once; wait for it to end or abort it (drover rollout abort {})",
+            busy.id, busy.version, busy.state, busy.id
+        )));
+    }
     let targets = crate::jobs::targets(state, &sel).await?;
     if targets.is_empty() {
         return Err(RolloutError::Invalid(

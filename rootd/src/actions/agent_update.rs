@@ -128,6 +128,7 @@ impl SelfUpdate {
                 &reason,
             );
             book.save(&cfg.state_dir)?;
+            discard(&dir, &p.record.to_version, &p.previous);
             rolled_back = true;
         }
         let sup = Supervisor::start(cfg, &dir);
@@ -257,7 +258,9 @@ impl SelfUpdate {
             },
             previous: running.clone(),
         });
-        book.note_installed(&m.version);
+        // The rollback floor (`highest`) rises only once the new agent
+        // proved itself (see `selftest`): a release that rolled back does
+        // not lock the host out of the versions below it.
         // Crashes of the agent before this update are not the new one's.
         self.sup.reset_exits();
         // The record is durable before the switch: a crash after it rolls
@@ -323,7 +326,9 @@ impl SelfUpdate {
         let staged = staging.join(&m.sha256);
         let mut src = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            // O_NONBLOCK: opening a FIFO the agent put there returns at
+            // once (and is refused below) instead of waiting for a writer.
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
             .open(&staged)
             .with_context(|| {
                 format!(
@@ -407,7 +412,9 @@ impl SelfUpdate {
         result
     }
 
-    /// `agent.selftest`: confirms a pending update to `params.version`.
+    /// `agent.selftest`: confirms a pending update to `params.version` when
+    /// the control plane sent it for that update
+    /// ([`proof_requester`]).
     pub async fn selftest(&self, cmd: &Command) -> Outcome {
         let p: SelftestParams = match serde_json::from_value(cmd.params.clone()) {
             Ok(p) => p,
@@ -416,8 +423,18 @@ impl SelfUpdate {
         let running = us::current(&self.dir).unwrap_or_default();
         let mut book = self.book.lock().await;
         let confirmed = match book.pending().cloned() {
-            Some(s) if s.record.to_version == p.version && running == p.version => {
+            // Only the control plane's own self-test for this very update
+            // (it sends one once the new version heartbeats; users cannot
+            // submit agent.selftest), so a self-test the old agent relays
+            // during the switch never confirms a release that never ran.
+            Some(s)
+                if s.record.to_version == p.version
+                    && running == p.version
+                    && cmd.source == bus_schema::Source::System
+                    && cmd.requested_by == proof_requester(&s.record.command_id) =>
+            {
                 mark(&mut book, &s.record.command_id, UpdateState::Healthy, "");
+                book.note_installed(&s.record.to_version);
                 let keep = [s.record.to_version.as_str(), s.previous.as_str()];
                 us::prune(&self.dir, &mut book, &keep);
                 if let Err(e) = book.save(&self.state_dir) {
@@ -479,8 +496,24 @@ impl SelfUpdate {
             if let Err(e) = book.save(&self.state_dir) {
                 warn!(error = %e, "could not record the rollback");
             }
+            discard(&self.dir, &p.record.to_version, &p.previous);
             drop(book);
             self.restart_agent().await;
+        }
+    }
+}
+
+/// Removes the directory of a release that rolled back (never the one it
+/// rolled back to): it never proved itself, and keeping it would only take
+/// the place of a good one.
+fn discard(dir: &Path, rolled_back: &str, previous: &str) {
+    if rolled_back == previous || rolled_back.is_empty() {
+        return;
+    }
+    match std::fs::remove_dir_all(dir.join(rolled_back)) {
+        Ok(()) => info!(version = %rolled_back, "removed the release that rolled back"),
+        Err(e) => {
+            warn!(version = %rolled_back, error = %e, "could not remove the release that rolled back")
         }
     }
 }
@@ -539,4 +572,11 @@ fn adopt(program: &Path, dir: &Path, book: &mut UpdateBook) -> anyhow::Result<()
     book.note_installed(&version);
     info!(%version, program = %program.display(), "adopted the packaged agent as the first release");
     Ok(())
+}
+
+/// Who a self-test that confirms update `command_id` is requested by: the
+/// control plane's `update_proofs` duty sends it as `update:<command id>`
+/// (`bus_schema::catalogue::agent::proof_requester`).
+fn proof_requester(command_id: &str) -> String {
+    bus_schema::catalogue::agent::proof_requester(command_id)
 }
