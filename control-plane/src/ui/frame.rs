@@ -102,7 +102,13 @@ pub(super) fn time(ms: i64) -> Markup {
         @if ms <= 0 {
             span class="mut" { "never" }
         } @else {
-            time data-ms=(ms) { (ms) }
+            // The UTC time until app.js shows it in the viewer's terms
+            // (and for readers without JavaScript).
+            time data-ms=(ms) {
+                (chrono::DateTime::from_timestamp_millis(ms)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_else(|| ms.to_string()))
+            }
         }
     }
 }
