@@ -227,16 +227,11 @@ impl RootdConfig {
     /// The pinned release key, if configured: base64, or a path to a file
     /// holding it.
     pub fn release_key(&self) -> anyhow::Result<Option<bus_schema::signing::release::ReleaseKey>> {
-        use bus_schema::signing::release::ReleaseKey;
-        let Some(k) = self.release_key.as_deref() else {
+        let Some(k) = self.release_key.as_deref().filter(|k| !k.trim().is_empty()) else {
             return Ok(None);
         };
-        let key = if k.contains('/') && Path::new(k).is_file() {
-            ReleaseKey::load(Path::new(k))
-        } else {
-            ReleaseKey::parse(k)
-        };
-        key.map(Some)
+        bus_schema::signing::release::ReleaseKey::from_setting(k)
+            .map(Some)
             .context("release_key (base64, or the path of the .pub file)")
     }
 }

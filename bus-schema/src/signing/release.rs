@@ -228,6 +228,20 @@ impl ReleaseKey {
         Self::parse(&text)
     }
 
+    /// A `release_key` setting as agent.toml, rootd.toml and drover.toml
+    /// take it: base64 of the key, or else the path of a file holding it.
+    /// The error names what was tried.
+    pub fn from_setting(text: &str) -> Result<Self, ReleaseError> {
+        let text = text.trim();
+        Self::parse(text).or_else(|_| {
+            Self::load(Path::new(text)).map_err(|e| {
+                ReleaseError::BadKey(format!(
+                    "release_key is neither a base64 key nor a readable key file ({e})"
+                ))
+            })
+        })
+    }
+
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0.as_bytes())
     }

@@ -12,7 +12,6 @@
 //! plane.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use async_nats::jetstream::object_store;
 use bus_schema::catalogue::agent::UpdateParams;
@@ -79,13 +78,9 @@ pub fn release_key(cfg: &Config) -> Result<Option<ReleaseKey>, AgentReleaseError
     if v.is_empty() {
         return Ok(None);
     }
-    // Base64 first; anything that is not a key is read as a file's path.
-    match ReleaseKey::parse(v) {
-        Ok(k) => Ok(Some(k)),
-        Err(_) => ReleaseKey::load(Path::new(v))
-            .map(Some)
-            .map_err(|e| AgentReleaseError::BadKey(e.to_string())),
-    }
+    ReleaseKey::from_setting(v)
+        .map(Some)
+        .map_err(|e| AgentReleaseError::BadKey(e.to_string()))
 }
 
 fn refused(e: ReleaseError) -> AgentReleaseError {
