@@ -174,6 +174,14 @@ async fn releases_are_signed_published_listed_yanked_and_refused_when_wrong() {
         "{}",
         text(&out)
     );
+    // The same bytes with other notes: refused, never silently kept.
+    let out = publish(
+        &stack,
+        "1.2.3",
+        &["--channel", "beta", "--notes", "second thoughts"],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("never changes"), "{}", text(&out));
 
     // --- list and show (JSON), and the human list names the key.
     let out = stack.drover(&["releases", "list", "--json"]);

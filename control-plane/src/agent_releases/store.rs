@@ -125,6 +125,17 @@ pub async fn publish(
                 m.version, m.platform, existing.sha256
             )));
         }
+        if existing.channel != m.channel
+            || existing.notes != m.notes
+            || existing.min_control_plane != m.min_control_plane
+        {
+            return Err(AgentReleaseError::Conflict(format!(
+                "release {} for {} is already published with other metadata (channel {}, \
+                 min control plane {:?}, its notes): a published release never changes; \
+                 publish it again as a new version",
+                m.version, m.platform, existing.channel, existing.min_control_plane
+            )));
+        }
         // Identical: make sure the object is there too (a crash between the
         // two writes leaves a row without its object).
         put_object(state, &m, bytes).await?;

@@ -154,17 +154,20 @@ fn print_detail(r: &Value) {
         );
     }
     println!(
-        "  {:<5} {:<24} {:<12} {:<10} {:<10} REASON",
-        "WAVE", "HOST", "STATE", "FROM", "RUNNING"
+        "  {:<5} {:<24} {:<14} {:<12} {:<10} {:<10} REASON",
+        "WAVE", "HOST", "AGENT", "STATE", "FROM", "RUNNING"
     );
     for h in r["hosts"].as_array().into_iter().flatten() {
+        // Host names need not be unique: the id's start tells them apart.
+        let id = h["agent_id"].as_str().unwrap_or("");
         println!(
-            "  {:<5} {:<24} {:<12} {:<10} {:<10} {}",
+            "  {:<5} {:<24} {:<14} {:<12} {:<10} {:<10} {}",
             h["wave"],
             h["hostname"]
                 .as_str()
                 .filter(|s| !s.is_empty())
-                .unwrap_or(h["agent_id"].as_str().unwrap_or("")),
+                .unwrap_or("-"),
+            format!("{}…", id.chars().take(12).collect::<String>()),
             h["state"].as_str().unwrap_or(""),
             h["from_version"].as_str().unwrap_or(""),
             h["running_version"].as_str().unwrap_or(""),
