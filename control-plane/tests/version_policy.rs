@@ -75,9 +75,14 @@ async fn an_agent_below_the_minimum_is_outdated_refused_and_counted_until_the_mi
     assert_eq!(a["version_standing"], "current", "{a}");
     assert_eq!(a["outdated"], false, "{a}");
 
-    // A minimum above it: outdated, with the reason and what to do.
+    // A minimum above it: outdated, with the reason and what to do. (The
+    // release key is pinned too: agent.update needs one.)
+    let release_key = test_release_signer().public().to_base64();
     stack
-        .restart_cp_with(&[("DROVER_MIN_AGENT_VERSION", "99.0.0")])
+        .restart_cp_with(&[
+            ("DROVER_MIN_AGENT_VERSION", "99.0.0"),
+            ("DROVER_RELEASE_KEY", release_key.as_str()),
+        ])
         .await;
     let (_, a) = stack.get(&format!("/agents/{id}")).await;
     assert_eq!(a["outdated"], true, "{a}");
@@ -142,7 +147,7 @@ async fn an_agent_below_the_minimum_is_outdated_refused_and_counted_until_the_mi
 
     // agent.update is the way out: the policy lets it through to the
     // broker (what the host then makes of this release is not tested here).
-    let signer = ReleaseSigner::generate();
+    let signer = test_release_signer();
     let m = manifest_for(
         b"some other agent build",
         "99.0.0",
