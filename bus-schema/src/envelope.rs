@@ -276,6 +276,38 @@ pub enum Event {
         platform: String,
         yanked: bool,
     },
+    /// An alert changed state (`pending`, `firing`, `resolved`, or was
+    /// acknowledged): the live feed of the Alerts page and of automation, on
+    /// `drover.evt.alert.<rule>`. Best effort like every event; the
+    /// transition itself is durable (the control plane's `alert_transitions`
+    /// table and the notification stream).
+    Alert {
+        alert_id: String,
+        rule_id: String,
+        rule_name: String,
+        /// `pending`, `firing`, `resolved`.
+        state: String,
+        /// `info`, `warning`, `critical`.
+        severity: String,
+        /// The host the alert is about, when it is about one.
+        #[serde(default)]
+        agent_id: Option<String>,
+        /// What the alert is about: an agent id, a unit on a host
+        /// (`<agent>/<unit>`), a job id, or `fleet`.
+        target: String,
+        summary: String,
+        /// When the state changed, ms since the epoch.
+        at: i64,
+    },
+    /// A watched service's state changed on a host (the Services page and
+    /// the host page re-read it).
+    Service {
+        agent_id: String,
+        unit: String,
+        /// systemd's `ActiveState`: `active`, `inactive`, `failed`, ...
+        active_state: String,
+        sub_state: String,
+    },
 }
 
 /// Why a message was refused. Also the label operators see counted.

@@ -119,6 +119,16 @@ pub fn release_event() -> String {
     format!("{PREFIX}.evt.release")
 }
 
+/// `drover.evt.alert.<rule>`: an alert of this rule changed state.
+pub fn alert_event(rule: &str) -> String {
+    format!("{PREFIX}.evt.alert.{rule}")
+}
+
+/// `drover.evt.service.<agent>`: a watched service changed on a host.
+pub fn service_event(agent: &str) -> String {
+    format!("{PREFIX}.evt.service.{agent}")
+}
+
 /// Inbox prefix of an agent's connection: replies to its own requests land
 /// here and nowhere another agent can read.
 pub fn inbox_prefix(agent: &str) -> String {

@@ -12,6 +12,8 @@ pub async fn publish(state: &AppState, ev: &Event) {
         Event::Command { command_id, .. } => subjects::command_event(command_id),
         Event::Rollout { rollout_id, .. } => subjects::rollout_event(rollout_id),
         Event::Release { .. } => subjects::release_event(),
+        Event::Alert { rule_id, .. } => subjects::alert_event(rule_id),
+        Event::Service { agent_id, .. } => subjects::service_event(agent_id),
     };
     if let Err(e) = state
         .nats

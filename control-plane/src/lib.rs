@@ -24,9 +24,13 @@
 //! - [`db`]: entities and migrations;
 //! - [`backup`]: `drover backup` / `drover restore` archives and the data-directory lock;
 //! - [`dev`]: `drover dev`, the whole stack on one machine;
+//! - [`services`], [`alerts`], [`notify`], [`retention`]: watched services,
+//!   alert rules and their lifecycle, notifications that are never lost,
+//!   what is kept how long;
 //! - [`client`]: the CLI's HTTP client.
 
 pub mod agent_releases;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -51,15 +55,18 @@ pub mod jobs;
 pub mod lease;
 pub mod ledger;
 pub mod nats_auth;
+pub mod notify;
 pub mod output;
 pub mod poison;
 pub mod queues;
 pub mod releases;
 pub mod result_guard;
+pub mod retention;
 pub mod rollouts;
 pub mod schedules;
 pub mod selector;
 pub mod serve;
+pub mod services;
 pub mod skew;
 pub mod state;
 pub mod tls;

@@ -447,6 +447,8 @@ async fn events(
             bus_schema::Event::Command { .. } => "command",
             bus_schema::Event::Rollout { .. } => "rollout",
             bus_schema::Event::Release { .. } => "release",
+            bus_schema::Event::Alert { .. } => "alert",
+            bus_schema::Event::Service { .. } => "service",
         };
         Some(Ok(sse::Event::default().event(name).json_data(&ev).ok()?))
     });

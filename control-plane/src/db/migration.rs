@@ -28,6 +28,11 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0017_schedule_params::M0017ScheduleParams),
             Box::new(super::m0018_self_update::M0018SelfUpdate),
             Box::new(super::m0019_agent_channel::M0019AgentChannel),
+            Box::new(super::m0020_observe::M0020Observe),
+            Box::new(super::m0021_watch::M0021Watch),
+            Box::new(super::m0022_alerts::M0022Alerts),
+            Box::new(super::m0023_notify::M0023Notify),
+            Box::new(super::m0024_retention::M0024Retention),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

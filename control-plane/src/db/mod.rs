@@ -15,6 +15,11 @@ pub mod m0016_patch_runs;
 pub mod m0017_schedule_params;
 pub mod m0018_self_update;
 pub mod m0019_agent_channel;
+pub mod m0020_observe;
+pub mod m0021_watch;
+pub mod m0022_alerts;
+pub mod m0023_notify;
+pub mod m0024_retention;
 pub mod migration;
 
 use std::time::Duration;

@@ -71,7 +71,34 @@ pub fn registered() -> Vec<Duty> {
                 Box::pin(async move { crate::agent_releases::selftest::tick(&s, now).await })
             },
         },
-        // Later work: alert evaluation.
+        // Watch lists sent to hosts whose list differs from their selectors'.
+        Duty {
+            name: "service_watch",
+            period: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+            tick: |s, now| Box::pin(async move { crate::services::watch::tick(&s, now).await }),
+        },
+        // Alert rules against the current state: pending, firing, resolved.
+        Duty {
+            name: "alerts",
+            period: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+            tick: |s, now| Box::pin(async move { crate::alerts::evaluate::tick(&s, now).await }),
+        },
+        // Alert transitions from the outbox onto the notification stream.
+        Duty {
+            name: "notifications",
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+            tick: |s, now| Box::pin(async move { crate::notify::dispatch::tick(&s, now).await }),
+        },
+        // Pruning and rollups in bounded batches.
+        Duty {
+            name: "retention",
+            period: Duration::from_secs(30),
+            timeout: Duration::from_secs(120),
+            tick: |s, now| Box::pin(async move { crate::retention::tick(&s, now).await }),
+        },
     ]
 }
 
