@@ -78,6 +78,37 @@ impl UpdateBook {
         }
     }
 
+    /// Loads the book like [`UpdateBook::load`], but a file that does not
+    /// parse (a torn disk, a hand edit) does not stop rootd: it is renamed
+    /// to `agent-updates.json.corrupt-<ms>` for a person to read, and an
+    /// empty book is returned whose downgrade floor is the release `current`
+    /// points at in `releases_dir` (so the floor never drops below what
+    /// runs). The second value is where the corrupt file went. Read errors
+    /// other than "not found" are still errors.
+    pub fn load_or_quarantine(
+        state_dir: &Path,
+        releases_dir: &Path,
+    ) -> Result<(Self, Option<PathBuf>), BookError> {
+        match Self::load(state_dir) {
+            Err(BookError::Parse { path, .. }) => {
+                let aside = state_dir.join(format!(
+                    "agent-updates.json.corrupt-{}",
+                    bus_schema::now_ms()
+                ));
+                std::fs::rename(&path, &aside).map_err(|source| BookError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut book = Self::default();
+                if let Some(v) = current(releases_dir) {
+                    book.note_installed(&v);
+                }
+                Ok((book, Some(aside)))
+            }
+            other => other.map(|b| (b, None)),
+        }
+    }
+
     /// Writes the book durably (temp file, fsync, rename, fsync of the dir).
     pub fn save(&self, state_dir: &Path) -> Result<(), BookError> {
         let path = Self::path(state_dir);
@@ -206,6 +237,30 @@ mod tests {
         assert_eq!(b.records()[0].command_id, "p");
         assert_eq!(b.pending().unwrap().record.command_id, "p");
         assert_eq!(b.highest, "1.1.0");
+    }
+
+    #[test]
+    fn a_corrupt_book_is_set_aside_and_the_floor_is_the_running_release() {
+        let state = tempfile::tempdir().unwrap();
+        let releases = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(releases.path().join("1.4.0")).unwrap();
+        switch_current(releases.path(), "1.4.0").unwrap();
+        std::fs::write(UpdateBook::path(state.path()), b"{\"updates\": [tor").unwrap();
+        assert!(matches!(
+            UpdateBook::load(state.path()),
+            Err(BookError::Parse { .. })
+        ));
+        let (b, aside) = UpdateBook::load_or_quarantine(state.path(), releases.path()).unwrap();
+        let aside = aside.expect("the corrupt file was set aside");
+        assert_eq!(std::fs::read(&aside).unwrap(), b"{\"updates\": [tor");
+        assert!(!UpdateBook::path(state.path()).exists());
+        assert!(b.updates.is_empty());
+        assert_eq!(b.highest, "1.4.0");
+        // A sound book is read as it is, nothing set aside.
+        b.save(state.path()).unwrap();
+        let (again, aside) = UpdateBook::load_or_quarantine(state.path(), releases.path()).unwrap();
+        assert!(aside.is_none());
+        assert_eq!(again.highest, "1.4.0");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use bus_schema::signing::release::{
 use bus_schema::{now_ms, Command, CommandStatus, Outcome};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::RootdConfig;
 use crate::supervise::Supervisor;
@@ -107,7 +107,13 @@ impl SelfUpdate {
             return Ok(None);
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut book = UpdateBook::load(&cfg.state_dir)?;
+        let (mut book, aside) = UpdateBook::load_or_quarantine(&cfg.state_dir, &dir)?;
+        if let Some(aside) = aside {
+            error!(
+                file = %aside.display(),
+                "the update record file did not parse; it was set aside and rootd starts with an empty record (downgrade floor: the running release)"
+            );
+        }
         if us::current(&dir).is_none() {
             adopt(&cfg.agent_program, &dir, &mut book)?;
             book.save(&cfg.state_dir)?;
