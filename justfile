@@ -77,6 +77,8 @@ bench: deps
     ulimit -n "$(ulimit -Hn)"
     cargo build --release --workspace
     cargo test --release -p control-plane --test bench -- --ignored --nocapture
+    cargo test --release -p control-plane --test bench_alerts -- --ignored --nocapture
+    cargo test --release -p control-plane --test bench_retention -- --ignored --nocapture
 
 # From a release build, or with `dev` from the debug binaries already built
 # (lighter compression; what the package tests do). Output:
