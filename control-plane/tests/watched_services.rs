@@ -145,6 +145,28 @@ async fn a_watched_unit_that_stops_shows_down_and_back_up() {
         (php["hosts"].as_u64(), php["failed"].as_u64()),
         (Some(1), Some(1))
     );
+    // The CLI's fleet view answers the same question.
+    let out = stack.drover(&["services", "--unit", "php-fpm", "--state", "down", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["services"][0]["active_state"], "failed", "{cli}");
+    let out = stack.drover(&[
+        "services",
+        "watch",
+        "add",
+        "--name",
+        "x",
+        "--selector",
+        "all",
+        "a b",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a valid systemd unit name"), "{err}");
     set_unit_state(&states, "php-fpm.service", "inactive", "dead");
     wait_state(&stack, &host.id, "php-fpm.service", "inactive").await;
     set_unit_state(&states, "php-fpm.service", "active", "running");
