@@ -7,6 +7,12 @@
 //! active; a narrower list's full report removes the unit no longer
 //! watched; bad unit names and selectors are refused and change nothing.
 //!
+//! The Services page as a person sees it: an operator in headless Chromium
+//! adds a list with the page's form, sees a stopped unit appear live, finds
+//! the host where it is down, and the page is screenshotted into
+//! `docs/screenshots/services.png` (a temporary directory under CI); the
+//! fleet page counts it and the host page lists it.
+//!
 //! `systemctl` is a test double (`common/services.rs`): systemd cannot run
 //! as PID 1 here. Its `show` answers from state files this test edits.
 
@@ -14,7 +20,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{api_send, host_with_unit_states, service_rows, set_unit_state, wait_for, Stack};
+use std::path::PathBuf;
+
+use common::{
+    api_send, host_with_unit_states, service_rows, set_unit_state, wait_for, Chrome, Stack,
+};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(60);
@@ -223,4 +233,89 @@ async fn a_watched_unit_that_stops_shows_down_and_back_up() {
         audit.to_string().contains("/api/v1/services/watches"),
         "changes are audited: {audit}"
     );
+}
+
+const PW: &str = "a-long-test-password";
+
+fn shots_dir() -> PathBuf {
+    if std::env::var_os("CI").is_some() {
+        let d = std::env::temp_dir().join("drover-screenshots");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_page_finds_where_a_unit_is_down() {
+    let stack = Stack::start().await;
+    let (host, states) = host_with_unit_states(&stack, "web2").await;
+    stack.add_user("ada", "operator", PW);
+    stack.add_user("vic", "viewer", PW);
+    let viewer = stack.login("vic", PW).await;
+    let (code, html) = viewer.get_html("/services").await;
+    assert_eq!(code, 200);
+    assert!(!html.contains("watch-form"), "viewers get no form");
+
+    // The operator adds a list with the page's form.
+    let b = Chrome::start().await;
+    b.login(&stack.base, "ada", PW).await;
+    b.c()
+        .goto(&format!("{}/services", stack.base))
+        .await
+        .unwrap();
+    b.type_into("#watch-form input[name=name]", "web").await;
+    b.type_into("#watch-form input[name=units]", "nginx, php-fpm")
+        .await;
+    b.click("#watch-form button").await;
+    b.wait_text("#watches-wrap", "php-fpm.service").await;
+    wait_state(&stack, &host.id, "php-fpm.service", "active").await;
+
+    // php-fpm dies on the host: the open page shows it without a reload.
+    b.wait_text("#service-units-wrap", "php-fpm.service").await;
+    set_unit_state(&states, "php-fpm.service", "failed", "failed");
+    b.wait_text(
+        "#service-rows-wrap tr[data-unit=\"php-fpm.service\"]",
+        "failed",
+    )
+    .await;
+
+    // Where is php-fpm down right now? This host, linked.
+    b.c()
+        .goto(&format!("{}/services?unit=php-fpm&state=down", stack.base))
+        .await
+        .unwrap();
+    let link = format!("#service-rows a[href=\"/agents/{}\"]", host.id);
+    wait_for("the host's link in the filtered list", T, || {
+        let (c, link) = (b.c(), link.clone());
+        async move {
+            c.find(fantoccini::Locator::Css(&link))
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
+    let rows = b
+        .c()
+        .find(fantoccini::Locator::Css("#service-rows tbody"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(rows.contains("failed") && !rows.contains("nginx"), "{rows}");
+    let png = b.c().screenshot().await.unwrap();
+    std::fs::write(shots_dir().join("services.png"), png).unwrap();
+
+    // The fleet page counts it; the host page lists it.
+    b.c().goto(&format!("{}/fleet", stack.base)).await.unwrap();
+    b.wait_text("#count-services-down", "1").await;
+    b.c()
+        .goto(&format!("{}/agents/{}", stack.base, host.id))
+        .await
+        .unwrap();
+    b.wait_text("#host-services", "php-fpm.service").await;
+    b.wait_text("#host-services", "failed").await;
 }
