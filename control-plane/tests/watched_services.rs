@@ -47,7 +47,7 @@ async fn wait_state(stack: &Stack, agent: &str, unit: &str, active: &str) -> Val
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watched_unit_that_stops_shows_down_and_back_up() {
     let stack = Stack::start().await;
-    let (host, states) = host_with_unit_states(&stack, "web1").await;
+    let (mut host, states) = host_with_unit_states(&stack, "web1").await;
 
     // Bad input: refused with what is wrong, nothing stored.
     for (body, says) in [
@@ -182,6 +182,22 @@ async fn a_watched_unit_that_stops_shows_down_and_back_up() {
     set_unit_state(&states, "php-fpm.service", "active", "running");
     wait_state(&stack, &host.id, "php-fpm.service", "active").await;
     assert!(service_rows(&stack, "?state=down").await.is_empty());
+
+    // The agent restarts: it keeps its list (no new agent.watch is needed)
+    // and reports a unit that stopped meanwhile.
+    host.agent.kill9();
+    set_unit_state(&states, "nginx.service", "inactive", "dead");
+    host.agent = Stack::spawn_agent(&host.agent_toml, &host.dir);
+    wait_state(&stack, &host.id, "nginx.service", "inactive").await;
+    let (_, cmds) = stack.get(&format!("/agents/{}/commands", host.id)).await;
+    let watches = cmds["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "agent.watch")
+        .count();
+    assert_eq!(watches, 1, "the list survived the restart: {cmds}");
+    set_unit_state(&states, "nginx.service", "active", "running");
 
     // The list narrows: the full report removes the unit no longer watched.
     let id = w["id"].as_str().unwrap();
