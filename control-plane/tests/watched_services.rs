@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
+use futures::StreamExt;
+
 use common::{
     api_send, host_with_unit_states, service_rows, set_unit_state, wait_for, Chrome, Stack,
 };
@@ -136,9 +138,34 @@ async fn a_watched_unit_that_stops_shows_down_and_back_up() {
     let stored = std::fs::read_to_string(host.state_dir.join("watch.json")).unwrap();
     assert!(stored.contains("php-fpm.service"), "{stored}");
 
-    // php-fpm dies: failed, then stopped (inactive), then back.
+    // php-fpm dies: failed, then stopped (inactive), then back. The
+    // change is published on the bus for automation and the pages.
+    let nats = stack.client().await;
+    let mut events = nats
+        .subscribe(bus_schema::subjects::service_event(&host.id))
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
     set_unit_state(&states, "php-fpm.service", "failed", "failed");
     let down = wait_state(&stack, &host.id, "php-fpm.service", "failed").await;
+    // Bounded in time and count: events for this host's units only.
+    let deadline = tokio::time::Instant::now() + T;
+    let mut seen = Vec::new();
+    let ev = loop {
+        assert!(seen.len() < 100, "no php-fpm failed event among {seen:?}");
+        let m = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("a service event within the deadline")
+            .expect("the subscription stays open");
+        let ev: bus_schema::Event = bus_schema::decode(&m.payload, None).unwrap();
+        if matches!(&ev, bus_schema::Event::Service { unit, active_state, .. }
+            if unit == "php-fpm.service" && active_state == "failed")
+        {
+            break ev;
+        }
+        seen.push(ev);
+    };
+    assert!(matches!(ev, bus_schema::Event::Service { ref agent_id, .. } if *agent_id == host.id));
     assert_eq!(down["down"], true);
     let fleet = service_rows(&stack, "?unit=php-fpm&state=down").await;
     assert_eq!(fleet.len(), 1, "{fleet:?}");
