@@ -185,29 +185,54 @@ pub fn row_json(r: &Row) -> Value {
 /// Per unit: how many hosts report it, and how many are active, failed,
 /// inactive, other (activating, deactivating...) and down.
 pub fn per_unit(rows: &[Row]) -> Vec<Value> {
-    let mut by: BTreeMap<&str, [u64; 5]> = BTreeMap::new();
-    for r in rows {
-        let c = by.entry(r.state.unit.as_str()).or_default();
-        c[0] += 1;
-        match r.state.active_state.as_str() {
-            "active" => c[1] += 1,
-            "failed" => c[2] += 1,
-            "inactive" => c[3] += 1,
-            _ => c[4] += 1,
+    count_units(
+        rows.iter()
+            .map(|r| (r.state.unit.as_str(), r.state.active_state.as_str(), 1)),
+    )
+}
+
+/// [`per_unit`] from `(unit, active_state, hosts)` triples.
+fn count_units<'a>(triples: impl Iterator<Item = (&'a str, &'a str, u64)>) -> Vec<Value> {
+    let mut by: BTreeMap<&str, [u64; 6]> = BTreeMap::new();
+    for (unit, state, n) in triples {
+        let c = by.entry(unit).or_default();
+        c[0] += n;
+        match state {
+            "active" => c[1] += n,
+            "failed" => c[2] += n,
+            "inactive" => c[3] += n,
+            _ => c[4] += n,
+        }
+        if is_down(state) {
+            c[5] += n;
         }
     }
     by.into_iter()
         .map(|(unit, c)| {
-            let down = rows
-                .iter()
-                .filter(|r| r.state.unit == unit && is_down(&r.state.active_state))
-                .count();
             json!({
                 "unit": unit, "hosts": c[0], "active": c[1], "failed": c[2],
-                "inactive": c[3], "other": c[4], "down": down,
+                "inactive": c[3], "other": c[4], "down": c[5],
             })
         })
         .collect()
+}
+
+/// [`per_unit`] over the whole fleet, counted by the database (not bounded
+/// by [`MAX_ROWS`]).
+pub async fn fleet_units(db: &DatabaseConnection) -> Result<Vec<Value>, sea_orm::DbErr> {
+    let counted: Vec<(String, String, i64)> = service_state::Entity::find()
+        .select_only()
+        .column(service_state::Column::Unit)
+        .column(service_state::Column::ActiveState)
+        .column_as(service_state::Column::AgentId.count(), "n")
+        .group_by(service_state::Column::Unit)
+        .group_by(service_state::Column::ActiveState)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(count_units(counted.iter().map(|(u, s, n)| {
+        (u.as_str(), s.as_str(), (*n).max(0) as u64)
+    })))
 }
 
 /// The whole answer: `{"services": [row...], "units": [per unit...],
@@ -228,4 +253,54 @@ pub async fn down_count(db: &DatabaseConnection) -> Result<u64, sea_orm::DbErr> 
         .filter(service_state::Column::ActiveState.is_not_in(["active", "activating", "reloading"]))
         .count(db)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_are_counted_by_state() {
+        let c = count_units(
+            [
+                ("php-fpm.service", "active", 3),
+                ("php-fpm.service", "failed", 2),
+                ("php-fpm.service", "deactivating", 1),
+                ("nginx.service", "inactive", 1),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(c[0]["unit"], "nginx.service");
+        assert_eq!(
+            (c[0]["inactive"].as_u64(), c[0]["down"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(c[1]["hosts"], 6);
+        assert_eq!(c[1]["failed"], 2);
+        assert_eq!(c[1]["other"], 1);
+        assert_eq!(c[1]["down"], 3);
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        let f = Filter {
+            unit: Some("php-fpm".into()),
+            state: Some("down".into()),
+            agent: None,
+        };
+        assert_eq!(
+            f.checked().unwrap().unit.as_deref(),
+            Some("php-fpm.service")
+        );
+        let bad = Filter {
+            state: Some("sleepy".into()),
+            ..Default::default()
+        };
+        assert!(bad.checked().unwrap_err().to_string().contains("use down"));
+        let bad = Filter {
+            unit: Some("-x".into()),
+            ..Default::default()
+        };
+        assert!(bad.checked().is_err());
+    }
 }

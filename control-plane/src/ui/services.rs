@@ -127,8 +127,8 @@ pub(super) async fn services_page(
         Ok(f) => (f, None),
         Err(e) => (view::Filter::default(), Some(e.to_string())),
     };
-    let all = match view::rows(&state.db, &view::Filter::default()).await {
-        Ok((r, _)) => r,
+    let units = match view::fleet_units(&state.db).await {
+        Ok(u) => u,
         Err(e) => return super::frame::unavailable(e),
     };
     let filtered = match view::rows(&state.db, &f).await {
@@ -139,7 +139,6 @@ pub(super) async fn services_page(
         Ok(w) => w.iter().map(lists::view).collect::<Vec<_>>(),
         Err(e) => return super::frame::unavailable(e),
     };
-    let units = view::per_unit(&all);
     let unit_text = f.unit.clone().unwrap_or_default();
     let state_text = f.state.clone().unwrap_or_default();
     let body = html! {
