@@ -20,7 +20,11 @@ pub fn modules(rootd_modules: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for a in catalogue::all() {
         let m = a.module();
-        let available = a.runs_in == RunsIn::Agent || rootd_modules.iter().any(|r| r == m);
+        // `agent` names rootd's update machinery; its one agent-run action
+        // (`agent.watch`) needs no module report (the control plane never
+        // asks for one for actions the agent runs itself).
+        let own = a.runs_in == RunsIn::Agent && m != "agent";
+        let available = own || rootd_modules.iter().any(|r| r == m);
         if available && !out.iter().any(|x| x == m) {
             out.push(m.to_string());
         }
@@ -62,6 +66,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
     let kernel = metrics::kernel();
     let subject = subjects::heartbeat(&agent.id);
     let mut seq = 0u64;
+    let mut tracker = crate::watch::Tracker::default();
     loop {
         // Asked before every heartbeat (it is a few stat calls in rootd): a
         // module installed since, or a rootd that stopped, shows at once.
@@ -74,6 +79,13 @@ pub async fn run_loop(agent: Arc<Agent>) {
         }
         .max(1);
         seq += 1;
+        let (watch, force_full) = {
+            let mut w = agent.watch.lock().expect("watch list");
+            let changed = std::mem::take(&mut w.changed);
+            (w.clone(), changed)
+        };
+        let states = crate::watch::read_states(&agent, &watch.units).await;
+        let report = tracker.report(&watch, force_full, states);
         let hb = Heartbeat {
             agent_id: agent.id.clone(),
             hostname: hostname.clone(),
@@ -92,6 +104,9 @@ pub async fn run_loop(agent: Arc<Agent>) {
             machine_id: agent.instance.machine_id.clone(),
             boot_id: agent.instance.boot_id.clone(),
             protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+            watch_revision: report.revision,
+            services: report.services,
+            services_full: report.full,
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced
         // by the next one, so no ack is awaited.

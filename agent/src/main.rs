@@ -30,6 +30,7 @@ mod state;
 mod sys;
 mod update;
 mod version;
+mod watch;
 
 /// Drover's agent: heartbeats, metrics and commands for one host, over NATS.
 #[derive(Parser, Debug)]

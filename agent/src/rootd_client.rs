@@ -60,7 +60,9 @@ pub async fn run(
                     Outcome::rejected(summary)
                 });
             }
-            RootFrame::Capabilities { .. } | RootFrame::UpdateStatus { .. } => {
+            RootFrame::Capabilities { .. }
+            | RootFrame::UpdateStatus { .. }
+            | RootFrame::ServiceStates { .. } => {
                 anyhow::bail!("rootd answered a run request with something else")
             }
         }
@@ -94,6 +96,39 @@ pub async fn capabilities(socket: &Path) -> anyhow::Result<Vec<String>> {
             }
             Ok(modules)
         }
+        RootFrame::Refused { reason, label } => {
+            anyhow::bail!("rootd refused ({label}): {reason}")
+        }
+        other => anyhow::bail!("unexpected answer from rootd: {other:?}"),
+    }
+}
+
+/// The states of `units` (full names), one per unit in order, as rootd
+/// reads them with `systemctl show`.
+pub async fn service_states(
+    socket: &Path,
+    units: &[String],
+) -> anyhow::Result<Vec<bus_schema::ServiceState>> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("connecting to rootd at {}", socket.display()))?;
+    let mut framed = Framed::new(stream, rootd_proto::codec());
+    let req = RootRequest::ServiceStates {
+        units: units.to_vec(),
+    };
+    framed
+        .send(bytes::Bytes::from(bus_schema::encode(&req)))
+        .await
+        .context("asking rootd for service states")?;
+    let frame = framed
+        .next()
+        .await
+        .context("rootd closed the connection")?
+        .context("reading from rootd")?;
+    match bus_schema::codec::decode_limited(&frame, None, rootd_proto::MAX_FRAME_BYTES)
+        .context("rootd sent a frame we cannot read")?
+    {
+        RootFrame::ServiceStates { states } => Ok(states),
         RootFrame::Refused { reason, label } => {
             anyhow::bail!("rootd refused ({label}): {reason}")
         }

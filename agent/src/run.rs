@@ -67,6 +67,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
     let js = jetstream::new(client.clone());
 
+    let watch = std::sync::Mutex::new(crate::watch::load(&cfg.state_dir));
     let agent = Arc::new(Agent {
         id,
         identity,
@@ -80,6 +81,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         running: Default::default(),
         instance,
         held: Default::default(),
+        watch,
     });
 
     // Commands that were running when the agent stopped: reported now, from

@@ -337,6 +337,9 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             machine_id: String::new(),
             boot_id: String::new(),
             protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+            watch_revision: String::new(),
+            services: vec![],
+            services_full: false,
         };
         if a.client
             .publish(subject.clone(), bus_schema::encode(&hb).into())

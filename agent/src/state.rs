@@ -41,6 +41,8 @@ pub struct Agent {
     /// `agent.update` commands whose result waits for the self-test (this
     /// process is the new version rootd switched to), by command id.
     pub held: std::sync::Mutex<std::collections::HashMap<String, Held>>,
+    /// The watched units (`agent.watch`), reported in heartbeats.
+    pub watch: std::sync::Mutex<crate::watch::Watch>,
 }
 
 /// An `agent.update` whose result waits for its self-test (the update

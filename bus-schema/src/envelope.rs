@@ -217,6 +217,59 @@ pub struct Heartbeat {
     /// incompatible and sends it no command but `agent.update`.
     #[serde(default = "crate::signing::protocol_version_absent")]
     pub protocol_version: u16,
+    /// The revision of the watch list the agent holds
+    /// ([`crate::catalogue::agent::watch_revision`] of its units; "" for
+    /// none). The control plane sends `agent.watch` while it differs from
+    /// the desired one.
+    #[serde(default)]
+    pub watch_revision: String,
+    /// States of watched units: only those that changed since the last
+    /// heartbeat, or every watched unit when `services_full`. At most
+    /// [`MAX_WATCHED_UNITS`].
+    #[serde(default)]
+    pub services: Vec<ServiceState>,
+    /// `services` is the complete list: units the host no longer reports are
+    /// no longer watched there. Sent on start, after a watch change and
+    /// every 10th heartbeat.
+    #[serde(default)]
+    pub services_full: bool,
+}
+
+/// Most units one host watches (and one heartbeat reports).
+pub const MAX_WATCHED_UNITS: usize = 64;
+
+/// One watched systemd unit's state as `systemctl show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// The full unit name, `nginx.service`.
+    pub unit: String,
+    /// `loaded`, `not-found`, `masked`, ...
+    pub load_state: String,
+    /// `active`, `inactive`, `failed`, `activating`, ...
+    pub active_state: String,
+    /// `running`, `dead`, `exited`, ...
+    pub sub_state: String,
+}
+
+impl ServiceState {
+    /// Checks a reported state: a valid unit name, and short states of
+    /// letters, digits and '-' (at most 32 characters each).
+    pub fn validate(&self) -> Result<(), String> {
+        crate::catalogue::parse_unit(&self.unit)?;
+        for (field, v) in [
+            ("load_state", &self.load_state),
+            ("active_state", &self.active_state),
+            ("sub_state", &self.sub_state),
+        ] {
+            if v.len() > 32 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(format!(
+                    "{field} of {}: at most 32 letters, digits or '-'",
+                    self.unit
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,6 +440,26 @@ impl Heartbeat {
                 why: "must be 1..=3600".into(),
             });
         }
+        if self.watch_revision.len() > 64
+            || !self.watch_revision.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            return Err(EnvelopeError::Field {
+                field: "watch_revision",
+                why: "must be at most 64 hex digits".into(),
+            });
+        }
+        if self.services.len() > MAX_WATCHED_UNITS {
+            return Err(EnvelopeError::Field {
+                field: "services",
+                why: format!("at most {MAX_WATCHED_UNITS} units"),
+            });
+        }
+        for s in &self.services {
+            s.validate().map_err(|why| EnvelopeError::Field {
+                field: "services",
+                why,
+            })?;
+        }
         Ok(())
     }
 }
@@ -418,5 +491,62 @@ impl CommandResult {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+
+    fn hb() -> Heartbeat {
+        Heartbeat {
+            agent_id: "A1".into(),
+            hostname: "h".into(),
+            seq: 1,
+            sent_at: 1,
+            interval_secs: 30,
+            agent_version: String::new(),
+            agent_channel: String::new(),
+            os: String::new(),
+            kernel: String::new(),
+            metrics: Metrics::default(),
+            modules: vec![],
+            operations: vec![],
+            rootd_error: None,
+            instance_id: String::new(),
+            machine_id: String::new(),
+            boot_id: String::new(),
+            protocol_version: crate::signing::PROTOCOL_VERSION,
+            watch_revision: "0a1b".into(),
+            services: vec![ServiceState {
+                unit: "nginx.service".into(),
+                load_state: "loaded".into(),
+                active_state: "active".into(),
+                sub_state: "running".into(),
+            }],
+            services_full: true,
+        }
+    }
+
+    #[test]
+    fn service_fields_are_bounded() {
+        assert!(hb().validate("A1").is_ok());
+        let mut h = hb();
+        h.watch_revision = "not hex".into();
+        assert!(h.validate("A1").is_err());
+        let mut h = hb();
+        h.services[0].unit = "a b".into();
+        assert!(h.validate("A1").is_err());
+        let mut h = hb();
+        h.services[0].active_state = "x".repeat(33);
+        assert!(h.validate("A1").is_err());
+        let mut h = hb();
+        h.services = vec![h.services[0].clone(); MAX_WATCHED_UNITS + 1];
+        assert!(h.validate("A1").is_err());
+        // Older agents send none of it.
+        let old = serde_json::json!({"agent_id": "A1", "hostname": "h", "seq": 1, "sent_at": 1,
+            "interval_secs": 30, "metrics": Metrics::default()});
+        let h: Heartbeat = serde_json::from_value(old).unwrap();
+        assert!(h.services.is_empty() && h.watch_revision.is_empty() && !h.services_full);
     }
 }

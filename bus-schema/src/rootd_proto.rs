@@ -23,6 +23,11 @@ pub enum RootRequest {
     /// `UpdateStatus` frame). Needs no signature: it changes nothing. The
     /// agent asks at start, to report an update's end.
     UpdateStatus,
+    /// The states of these units (answered with one `ServiceStates` frame,
+    /// in the same order). Needs no signature: it only reads. At most
+    /// [`crate::MAX_WATCHED_UNITS`] valid unit names; anything else is
+    /// refused.
+    ServiceStates { units: Vec<String> },
 }
 
 /// Where one agent update stands on rootd.
@@ -80,6 +85,11 @@ pub enum RootFrame {
     /// rootd's update records, newest first (answer to `UpdateStatus`).
     UpdateStatus {
         updates: Vec<UpdateRecord>,
+    },
+    /// The units' states (answer to `ServiceStates`), one per unit asked,
+    /// in order.
+    ServiceStates {
+        states: Vec<crate::ServiceState>,
     },
     /// Not run, and why.
     Refused {

@@ -514,6 +514,9 @@ mod tests {
             machine_id: machine.into(),
             boot_id: String::new(),
             protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+            watch_revision: String::new(),
+            services: vec![],
+            services_full: false,
         }
     }
 

@@ -230,6 +230,10 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
 /// waits in its queue and the agent or rootd refuses it if need be.
 pub fn check_module(a: &agent::Model, action: &str) -> Result<(), CreateError> {
     let module = action.split('.').next().unwrap_or_default();
+    // The agent runs these itself (`agent.watch`): no module report needed.
+    if catalogue::lookup(action).is_some_and(|s| s.runs_in == catalogue::RunsIn::Agent) {
+        return Ok(());
+    }
     let reported: Vec<String> = serde_json::from_str(&a.modules).unwrap_or_default();
     if reported.is_empty() || reported.iter().any(|m| m == module) {
         return Ok(());

@@ -211,6 +211,9 @@ async fn one_size(n: usize, runs: usize) -> Row {
             machine_id: String::new(),
             boot_id: String::new(),
             protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+            watch_revision: String::new(),
+            services: vec![],
+            services_full: false,
         };
         acks.push(
             js.publish(

@@ -151,6 +151,9 @@ fn heartbeat(agent: &str) -> Heartbeat {
         machine_id: String::new(),
         boot_id: String::new(),
         protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+        watch_revision: String::new(),
+        services: vec![],
+        services_full: false,
     }
 }
 

@@ -218,6 +218,9 @@ async fn an_agent_below_the_minimum_is_outdated_refused_and_counted_until_the_mi
         machine_id: String::new(),
         boot_id: String::new(),
         protocol_version: PROTOCOL_VERSION + 1,
+        watch_revision: String::new(),
+        services: vec![],
+        services_full: false,
     };
     client
         .publish(subjects::heartbeat(&id), bus_schema::encode(&hb).into())

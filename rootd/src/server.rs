@@ -169,6 +169,17 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
                 .await;
             return;
         }
+        RootRequest::ServiceStates { units } => {
+            match actions::service_states::read(&shared.cfg, &units).await {
+                Ok(states) => {
+                    let _ = framed
+                        .send(encode_frame(&RootFrame::ServiceStates { states }))
+                        .await;
+                }
+                Err(e) => refuse(&mut framed, e.label(), e.to_string()).await,
+            }
+            return;
+        }
         RootRequest::UpdateStatus => {
             let updates = match &shared.self_update {
                 Some(su) => su.status().await,

@@ -5,6 +5,10 @@
 //! the control plane sends it once the new version heartbeats, and rootd,
 //! receiving it through the new agent, confirms the update.
 //!
+//! `agent.watch` hands the agent the systemd units it watches (the union of
+//! the watched-service lists that match the host); the agent reports their
+//! states in its heartbeats.
+//!
 //! Owns the params and the result's `data` shape ([`UpdateReport`]); the
 //! release manifest and its signature are `signing::release`.
 
@@ -83,6 +87,74 @@ pub struct SelftestParams {
 }
 impl Params for SelftestParams {}
 
+/// Params of `agent.watch`: the complete set of units the host watches
+/// from now on (replacing the previous one).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatchParams {
+    /// Unit names (systemd's rules, see `parse_unit`; not templates), at
+    /// most [`crate::MAX_WATCHED_UNITS`]; the agent stores them in full
+    /// form (`nginx` → `nginx.service`).
+    pub units: Vec<String>,
+    /// [`watch_revision`] of `units`; the agent reports it in its
+    /// heartbeats, so the control plane knows the list arrived.
+    pub revision: String,
+}
+
+impl WatchParams {
+    /// The units in full form, sorted, without repeats.
+    pub fn normalized(&self) -> Result<Vec<String>, String> {
+        normalize_units(&self.units)
+    }
+}
+
+impl Params for WatchParams {
+    fn check(&self) -> Result<(), String> {
+        let units = self.normalized()?;
+        let want = watch_revision(&units);
+        if self.revision != want {
+            return Err(format!(
+                "revision {:?} does not match the units (expected {want:?})",
+                self.revision
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Unit names in full form (`nginx` → `nginx.service`), sorted, without
+/// repeats. Refuses an invalid name or a template (the error names it) and
+/// more than [`crate::MAX_WATCHED_UNITS`] units.
+pub fn normalize_units(units: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::with_capacity(units.len());
+    for u in units {
+        super::check_unit(u)?;
+        out.push(super::parse_unit(u)?.full());
+    }
+    out.sort();
+    out.dedup();
+    if out.len() > crate::MAX_WATCHED_UNITS {
+        return Err(format!(
+            "{} units: a host watches at most {}",
+            out.len(),
+            crate::MAX_WATCHED_UNITS
+        ));
+    }
+    Ok(out)
+}
+
+/// The revision of a watch set: "" for no units, else the first 16 bytes
+/// of SHA-256 over the sorted full names joined by newlines, in hex (32
+/// characters). Callers pass [`normalize_units`]' output.
+pub fn watch_revision(units: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    if units.is_empty() {
+        return String::new();
+    }
+    let digest = Sha256::digest(units.join("\n").as_bytes());
+    hex::encode(&digest[..16])
+}
+
 /// How an update ended on the host (`agent.update` result `data.outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -124,5 +196,41 @@ pub fn specs() -> Vec<ActionSpec> {
             RunsIn::Rootd,
             60,
         ),
+        ActionSpec::new::<WatchParams>(
+            "agent.watch",
+            "Set the systemd units this host watches (it reports their states in its heartbeats); sent by the control plane from the watched-service lists.",
+            RunsIn::Agent,
+            60,
+        ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_units_are_normalized_and_revision_checked() {
+        let units =
+            normalize_units(&["php-fpm".into(), "nginx.service".into(), "nginx".into()]).unwrap();
+        assert_eq!(units, ["nginx.service", "php-fpm.service"]);
+        let rev = watch_revision(&units);
+        assert_eq!(rev.len(), 32);
+        assert_eq!(watch_revision(&[]), "");
+        let ok = WatchParams {
+            units: vec!["php-fpm".into(), "nginx".into()],
+            revision: rev.clone(),
+        };
+        assert!(ok.check().is_ok());
+        let stale = WatchParams {
+            units: vec!["nginx".into()],
+            revision: rev,
+        };
+        assert!(stale.check().unwrap_err().contains("does not match"));
+        for bad in ["-x", "a b", "getty@.service", ""] {
+            assert!(normalize_units(&[bad.into()]).is_err(), "{bad}");
+        }
+        let many: Vec<String> = (0..65).map(|i| format!("u{i}")).collect();
+        assert!(normalize_units(&many).unwrap_err().contains("at most 64"));
+    }
 }

@@ -26,6 +26,7 @@ mod install;
 mod jobs;
 mod rollouts;
 mod schedules;
+mod services;
 mod trust;
 mod updates;
 mod windows;
@@ -100,6 +101,7 @@ pub fn routes() -> Router<AppState> {
         .merge(updates::routes())
         .merge(agent_releases::routes())
         .merge(rollouts::routes())
+        .merge(services::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

@@ -223,7 +223,9 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             .await?;
     }
     crate::skew::store(&txn, crate::skew::rows(&clocks, now)).await?;
+    let service_changes = crate::services::ingest::store(&txn, &hbs, now).await?;
     txn.commit().await?;
+    crate::services::ingest::publish(state, service_changes).await;
 
     for h in &hbs {
         if before.get(&h.agent_id).map(String::as_str) == Some("offline") {

@@ -209,6 +209,7 @@ pub(super) async fn agent_page(
     let Ok(updates) = super::updates::host_section(&state, &a.id).await else {
         return unavailable("database");
     };
+    let watched = super::services::host_section(&state, &a.id).await;
     let body = html! {
         div data-live="agent-head" #agent-head {
             section.card.head {
@@ -245,6 +246,7 @@ pub(super) async fn agent_page(
             section.card { (chart("Last hour", &hour, now - 3_600_000, now)) }
             section.card { (chart("Last day", &day, now - 86_400_000, now)) }
         }
+        div data-live="host-services" #host-services-wrap { (watched) }
         @if who.can(Role::Operator) && a.status != "revoked" {
             section.card #run-card {
                 h2 { "Run an action" }

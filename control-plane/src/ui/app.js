@@ -126,7 +126,7 @@ document.addEventListener("click", (ev) => {
 
 // ----------------------------------------------------------------- SSE
 
-const handlers = { agent: [], command: [], rollout: [], release: [] };
+const handlers = { agent: [], command: [], rollout: [], release: [], service: [] };
 function on(kind, f) { handlers[kind].push(f); }
 let backoff = 1000;
 let es = null;
@@ -148,12 +148,12 @@ function connect() {
     setTimeout(connect, backoff);
     backoff = Math.min(backoff * 2, 15000);
   };
-  for (const kind of ["agent", "command", "rollout", "release"]) {
+  for (const kind of ["agent", "command", "rollout", "release", "service"]) {
     es.addEventListener(kind, (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
       // Events are externally tagged ({"Agent": {...}}) or flat.
-      const body = ev.Agent || ev.Command || ev.Rollout || ev.Release || ev.agent || ev.command || ev.rollout || ev.release || ev;
+      const body = ev.Agent || ev.Command || ev.Rollout || ev.Release || ev.Service || ev.agent || ev.command || ev.rollout || ev.release || ev.service || ev;
       for (const f of handlers[kind]) f(body);
     });
   }
@@ -696,7 +696,7 @@ const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],
   security: ["agent"], audit: ["command", "agent"], schedules: ["command"],
   windows: ["command", "agent"], history: ["command"], rollouts: ["rollout", "command", "release"],
-  releases: ["release"],
+  releases: ["release"], services: ["service"],
 };
 if ($("#agent-head")) {
   const form = $("#run-form");
@@ -704,9 +704,11 @@ if ($("#agent-head")) {
   const agentId = form ? form.dataset.agent : (head ? head.textContent : "");
   on("agent", (ev) => { if (ev.agent_id === agentId) scheduleRefresh(1000); });
   on("command", (ev) => { if (ev.agent_id === agentId) scheduleRefresh(500); });
+  on("service", (ev) => { if (ev.agent_id === agentId) scheduleRefresh(500); });
   initRunner();
 } else if (PAGE === "fleet") {
   on("agent", () => scheduleRefresh(1500));
+  on("service", () => scheduleRefresh(1500));
   // A scan's result changes the update and reboot counts.
   on("command", (ev) => { if (ev.action === "pkg.scan") scheduleRefresh(1500); });
 } else if (PAGE === "updates") {

@@ -33,6 +33,7 @@ mod login;
 mod releases;
 mod rollouts;
 mod schedules;
+mod services;
 mod trust;
 mod updates;
 mod version;
@@ -61,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))
         .route("/windows", get(windows::windows_page))
+        .route("/services", get(services::services_page))
         .route("/rollouts", get(rollouts::rollouts_page))
         .route("/rollouts/{id}", get(rollouts::rollout_page))
         .route("/updates/history", get(history::history_page))

@@ -19,6 +19,7 @@ pub mod pkg_parse;
 pub mod pkg_scan;
 pub mod reboot;
 pub mod service;
+pub mod service_states;
 
 /// Runs one verified command. The caller has already checked signature,
 /// addressee, expiry, replay, and that the catalogue puts it in rootd.

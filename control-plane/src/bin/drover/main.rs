@@ -20,6 +20,7 @@ mod releases;
 mod rollout;
 mod schedules;
 mod server;
+mod services;
 mod trust;
 mod updates;
 mod windows;
@@ -37,6 +38,7 @@ use automation::{ApiTokensCmd, AutomationCmd};
 use releases::ReleasesCmd;
 use rollout::RolloutCmd;
 use schedules::SchedulesCmd;
+use services::{ServicesArgs, ServicesCmd};
 use trust::TokensCmd;
 use updates::UpdatesCmd;
 use windows::WindowsCmd;
@@ -275,6 +277,20 @@ enum Cmd {
         #[command(subcommand)]
         action: RolloutCmd,
     },
+    /// Watched services: the fleet view of watched systemd units, and the
+    /// lists of units to watch per selector.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  drover services --unit php-fpm --state down\n  \
+        drover services watch add --name web --selector label:role=web nginx php-fpm\n  \
+        drover services watch list\n  drover services watch remove web"
+    )]
+    Services {
+        #[command(flatten)]
+        args: ServicesArgs,
+        #[command(subcommand)]
+        action: Option<ServicesCmd>,
+    },
     /// Maintenance windows: when and how approved updates are installed.
     ///
     /// Example: drover windows list
@@ -493,6 +509,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         } => jobs::follow_logs(api, &command, follow, max_wait).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
+        Cmd::Services { args, action } => services::services(api, args, action).await,
         Cmd::Rollout { action } => rollout::rollout(api, action).await,
         Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
