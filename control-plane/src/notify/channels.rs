@@ -44,7 +44,10 @@ fn invalid(m: impl Into<String>) -> ChannelError {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
+    /// Both empty: no quiet hours (what an unfilled form sends).
+    #[serde(default)]
     pub start: String,
+    #[serde(default)]
     pub end: String,
     #[serde(default)]
     pub timezone: Option<String>,
@@ -159,7 +162,10 @@ fn check_config(kind: &str, config: &Value, has_secret: bool) -> Result<Value, C
             if !url.username().is_empty() || url.password().is_some() {
                 return Err(invalid("webhook url must not carry credentials; use the channel's secret (HMAC) instead"));
             }
-            let format = c.format.unwrap_or_else(|| "json".into());
+            let format = c
+                .format
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| "json".into());
             if !["json", "slack", "teams"].contains(&format.as_str()) {
                 return Err(invalid(format!(
                     "webhook format {format:?}: use json, slack or teams"
@@ -177,7 +183,11 @@ fn check_config(kind: &str, config: &Value, has_secret: bool) -> Result<Value, C
             if host.is_empty() || host.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
                 return Err(invalid("email host must be a host name or address"));
             }
-            let tls = c.tls.unwrap_or_else(|| "starttls".into());
+            let tls = c
+                .tls
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "starttls".into());
+            let username = c.username.filter(|u| !u.trim().is_empty());
             let default_port = match tls.as_str() {
                 "starttls" => 587,
                 "tls" => 465,
@@ -198,14 +208,14 @@ fn check_config(kind: &str, config: &Value, has_secret: bool) -> Result<Value, C
                 t.parse::<lettre::message::Mailbox>()
                     .map_err(|e| invalid(format!("email recipient {t:?}: {e}")))?;
             }
-            if c.username.is_some() && !has_secret {
+            if username.is_some() && !has_secret {
                 return Err(invalid(
                     "email username given without a password: set `secret` to the SMTP password",
                 ));
             }
             Ok(json!({
                 "host": host, "port": c.port.unwrap_or(default_port), "tls": tls,
-                "from": c.from, "to": c.to, "username": c.username,
+                "from": c.from, "to": c.to, "username": username,
             }))
         }
         "bus" => {
@@ -251,7 +261,10 @@ fn apply(
     };
     let fresh_secret = input.secret.as_deref().filter(|s| !s.is_empty());
     let config = check_config(&input.kind, &input.config, secret_sealed.is_some())?;
-    let min_severity = input.min_severity.unwrap_or_else(|| "info".into());
+    let min_severity = input
+        .min_severity
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "info".into());
     if severity_rank(&min_severity) < 0 {
         return Err(invalid(format!(
             "min_severity {min_severity:?}: use info, warning or critical"
@@ -266,10 +279,18 @@ fn apply(
     if !(0..=3600).contains(&input.group_secs) {
         return Err(invalid("group_secs must be between 0 and 3600"));
     }
-    let (qs, qe, qtz, bypass) = match &input.quiet_hours {
+    let quiet = input
+        .quiet_hours
+        .as_ref()
+        .filter(|q| !(q.start.trim().is_empty() && q.end.trim().is_empty()));
+    let (qs, qe, qtz, bypass) = match quiet {
         None => (None, None, None, false),
         Some(q) => {
-            let tz = q.timezone.clone().unwrap_or_else(|| "UTC".into());
+            let tz = q
+                .timezone
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| "UTC".into());
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
                 invalid(format!(
                     "quiet_hours.timezone {tz:?} is not an IANA time zone (e.g. Europe/Paris)"
