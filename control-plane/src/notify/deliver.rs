@@ -38,7 +38,9 @@ enum Outcome {
     Later(Duration),
 }
 
-/// The deliverer's loop: pulls small batches and handles them one by one.
+/// The deliverer's loop: pulls small batches (4, so the ones waiting in a
+/// batch stay well inside the consumer's 90 s ack wait) and handles them
+/// one by one.
 pub async fn run(state: AppState, consumer: jetstream::consumer::PullConsumer) {
     loop {
         let mut msgs = match consumer
@@ -63,7 +65,7 @@ pub async fn run(state: AppState, consumer: jetstream::consumer::PullConsumer) {
                 }
             };
             let outcome = match serde_json::from_slice::<NotifyMsg>(&m.payload) {
-                Ok(n) => handle(&state, &n).await.unwrap_or_else(|e| {
+                Ok(n) => handle(&state, &n, &m).await.unwrap_or_else(|e| {
                     warn!(error = %e, "notification not handled; redelivering");
                     Outcome::Later(Duration::from_secs(5))
                 }),
@@ -171,7 +173,11 @@ async fn delivery_of(
     Ok(Some(d))
 }
 
-async fn handle(state: &AppState, n: &NotifyMsg) -> anyhow::Result<Outcome> {
+async fn handle(
+    state: &AppState,
+    n: &NotifyMsg,
+    m: &jetstream::Message,
+) -> anyhow::Result<Outcome> {
     let Some(ch) = channel::Entity::find_by_id(&n.channel)
         .one(&state.db)
         .await?
@@ -213,6 +219,9 @@ async fn handle(state: &AppState, n: &NotifyMsg) -> anyhow::Result<Outcome> {
     }
     let attempts = d.attempts + 1;
     row.attempts = Set(attempts);
+    // The send may take up to `notify_send_timeout_secs`: restart the
+    // broker's ack wait so no other replica gets this message meanwhile.
+    let _ = m.ack_with(AckKind::Progress).await;
     match send::send(state, &ch, &d, &transitions).await {
         Ok(()) => {
             row.state = Set("sent".into());

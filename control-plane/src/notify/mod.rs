@@ -87,7 +87,7 @@ pub async fn ensure_stream(
                 deliver_policy: DeliverPolicy::All,
                 // Longer than one send may take; retries are explicit
                 // delayed naks (see `deliver`), this only covers a crash.
-                ack_wait: Duration::from_secs(60),
+                ack_wait: Duration::from_secs(90),
                 max_deliver: 100_000,
                 max_ack_pending: 10_000,
                 ..Default::default()
