@@ -12,27 +12,10 @@ use std::time::Duration;
 
 use common::*;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SECRET: &str = "hmac-key-5b1e0c7d93fa44e1";
 const SMTP_PASSWORD: &str = "smtp-pass-8f31a2c6d0b94e77";
-
-async fn add_channel(stack: &Stack, body: Value) -> Value {
-    let (st, v) = stack.post("/notify/channels", &body).await;
-    assert_eq!(st, 201, "{v}");
-    v
-}
-
-async fn test_notify(stack: &Stack, channel: &str, severity: &str) -> i64 {
-    let (st, v) = stack
-        .post(
-            &format!("/notify/channels/{channel}/test"),
-            &json!({ "severity": severity }),
-        )
-        .await;
-    assert_eq!(st, 202, "{v}");
-    v["transition_id"].as_i64().unwrap()
-}
 
 fn hmac_hex(key: &str, body: &[u8]) -> String {
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
@@ -93,16 +76,14 @@ async fn webhook_is_signed_bad_input_refused_and_secrets_never_shown() {
     let (_, v) = stack.get("/notify/channels").await;
     assert_eq!(v["channels"], json!([]), "nothing stored after bad input");
 
-    let ch = add_channel(
-        &stack,
+    let ch = stack.add_channel(
         json!({"name": "ops-hook", "kind": "webhook", "config": {"url": hook.url()}, "secret": SECRET}),
     )
     .await;
     assert_eq!(ch["secret"], "set");
     let id = ch["id"].as_str().unwrap().to_string();
     // An email channel with a password, to look for that secret too.
-    let mail = add_channel(
-        &stack,
+    let mail = stack.add_channel(
         json!({"name": "ops-mail", "kind": "email", "config": {"host": "127.0.0.1", "port": 2525,
                "tls": "none", "from": "drover@example.test", "to": ["ops@example.test"],
                "username": "drover"}, "secret": SMTP_PASSWORD, "enabled": false}),
@@ -118,7 +99,7 @@ async fn webhook_is_signed_bad_input_refused_and_secrets_never_shown() {
         .await;
     assert_eq!(st, 409);
 
-    let tid = test_notify(&stack, &id, "warning").await;
+    let tid = stack.test_notify(&id, "warning").await;
     let got = wait_for(
         "the webhook to get the test",
         Duration::from_secs(30),
@@ -159,6 +140,38 @@ async fn webhook_is_signed_bad_input_refused_and_secrets_never_shown() {
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["secret"], "set");
+
+    // Slack format: a `text` body, signed the same way.
+    stack.test_notify(&id, "critical").await;
+    let slack = wait_for("the slack-format test", Duration::from_secs(30), || async {
+        hook.accepted().get(1).cloned()
+    })
+    .await;
+    let text = slack.json()["text"].as_str().unwrap().to_string();
+    assert!(text.contains("[FIRING] Test notification"), "{text}");
+    assert_eq!(
+        slack.header("x-drover-signature"),
+        format!("sha256={}", hmac_hex(SECRET, &slack.body))
+    );
+
+    // The window after a crash: the first transition's message published
+    // again (another message id, past the broker's duplicate check) is
+    // recognised by its (transition, channel) key and not sent again.
+    let js = async_nats::jetstream::new(stack.client().await);
+    js.publish(
+        format!("drover.notify.{id}"),
+        json!({"transition": tid, "channel": id}).to_string().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    wait_consumer_settled(&stack, "DROVER_NOTIFY", "drover-notify").await;
+    assert_eq!(
+        hook.accepted().len(),
+        2,
+        "the republished one was not sent again"
+    );
 
     // The secrets' bytes appear nowhere: database files, API answers, log.
     let mut answers = String::new();
@@ -214,15 +227,14 @@ async fn receiver_down_then_back_gets_each_notification_exactly_once() {
     stack.restart_cp_with(&fast).await;
     let mut hook = Hook::start().await;
     hook.stop().await; // connection refused from now on
-    let ch = add_channel(
-        &stack,
+    let ch = stack.add_channel(
         json!({"name": "pager", "kind": "webhook", "config": {"url": hook.url()}, "secret": SECRET}),
     )
     .await;
     let id = ch["id"].as_str().unwrap().to_string();
     let mut tids = Vec::new();
     for _ in 0..3 {
-        tids.push(test_notify(&stack, &id, "critical").await);
+        tids.push(stack.test_notify(&id, "critical").await);
     }
     wait_for(
         "every delivery to have failed once (refused)",
@@ -282,14 +294,13 @@ async fn receiver_down_then_back_gets_each_notification_exactly_once() {
 async fn email_reaches_the_smtp_server() {
     let stack = Stack::start().await;
     let smtp = Smtp::start(stack.tmp.path()).await;
-    let ch = add_channel(
-        &stack,
+    let ch = stack.add_channel(
         json!({"name": "mail", "kind": "email", "config": {"host": "127.0.0.1", "port": smtp.port,
                "tls": "none", "from": "Drover <drover@example.test>", "to": ["ops@example.test"]}}),
     )
     .await;
     let id = ch["id"].as_str().unwrap();
-    test_notify(&stack, id, "critical").await;
+    stack.test_notify(id, "critical").await;
     let log = wait_for(
         "the mail at the SMTP server",
         Duration::from_secs(30),
@@ -322,15 +333,14 @@ async fn email_reaches_the_smtp_server() {
 async fn grouping_sends_one_message_for_many_transitions() {
     let stack = Stack::start().await;
     let hook = Hook::start().await;
-    let ch = add_channel(
-        &stack,
+    let ch = stack.add_channel(
         json!({"name": "grouped", "kind": "webhook", "config": {"url": hook.url()}, "group_secs": 4}),
     )
     .await;
     let id = ch["id"].as_str().unwrap();
     let mut tids = Vec::new();
     for _ in 0..6 {
-        tids.push(test_notify(&stack, id, "warning").await);
+        tids.push(stack.test_notify(id, "warning").await);
     }
     let ds = wait_for(
         "the grouped delivery sent",
@@ -380,15 +390,15 @@ async fn quiet_hours_hold_until_they_end_and_critical_may_bypass() {
     .await;
     let m = now.hour() * 60 + now.minute();
     let hhmm = |m: u32| format!("{:02}:{:02}", (m / 60) % 24, m % 60);
-    let ch = add_channel(
-        &stack,
-        json!({"name": "night", "kind": "webhook", "config": {"url": hook.url()},
+    let ch = stack
+        .add_channel(
+            json!({"name": "night", "kind": "webhook", "config": {"url": hook.url()},
                "quiet_hours": {"start": hhmm(m), "end": hhmm((m + 1) % 1440),
                                "timezone": "UTC", "bypass_critical": true}}),
-    )
-    .await;
+        )
+        .await;
     let id = ch["id"].as_str().unwrap();
-    let held = test_notify(&stack, id, "warning").await;
+    let held = stack.test_notify(id, "warning").await;
     let d = wait_for(
         "the warning held by quiet hours",
         Duration::from_secs(15),
@@ -399,7 +409,7 @@ async fn quiet_hours_hold_until_they_end_and_critical_may_bypass() {
     )
     .await;
     assert_eq!(d["state"], "queued");
-    let urgent = test_notify(&stack, id, "critical").await;
+    let urgent = stack.test_notify(id, "critical").await;
     let first = wait_for(
         "the critical one, bypassing",
         Duration::from_secs(15),
@@ -435,217 +445,4 @@ async fn quiet_hours_hold_until_they_end_and_critical_may_bypass() {
         sent["sent_at"].as_i64() >= d["held_until"].as_i64(),
         "{sent}"
     );
-}
-
-/// Appends outbox rows the way alert evaluation does (part of the contract:
-/// the evaluator writes `alert_transitions`, nothing else).
-async fn outbox(
-    db: &sea_orm::DatabaseConnection,
-    rule: &str,
-    host: &str,
-    severity: &str,
-    labels: Value,
-    suppressed: Option<&str>,
-) -> i64 {
-    use control_plane::alerts::transition::alert_transition;
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
-    alert_transition::ActiveModel {
-        alert_id: Set(format!("{rule}:{host}")),
-        rule_id: Set(rule.into()),
-        rule_name: Set(format!("rule {rule}")),
-        agent_id: Set(Some(format!("agent-{host}"))),
-        hostname: Set(Some(host.into())),
-        target: Set(format!("agent-{host}")),
-        state: Set("firing".into()),
-        severity: Set(severity.into()),
-        summary: Set(format!("{rule} on {host}")),
-        labels: Set(labels.to_string()),
-        at: Set(bus_schema::now_ms()),
-        suppressed: Set(suppressed.map(String::from)),
-        dispatched_at: Set(None),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap()
-    .id
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outbox_rows_are_routed_grouped_and_suppressed_ones_skipped() {
-    let stack = Stack::start().await;
-    let hook = Hook::start().await;
-    let db = stack.db().await;
-    // Every critical alert of rule "disk" for team db, grouped.
-    let ch = add_channel(
-        &stack,
-        json!({"name": "db-team", "kind": "webhook", "config": {"url": hook.url()},
-               "min_severity": "critical", "rule_ids": ["disk"], "matchers": {"team": "db"},
-               "group_secs": 5}),
-    )
-    .await;
-    let id = ch["id"].as_str().unwrap();
-    let db_team = json!({"team": "db"});
-    let mut wanted = Vec::new();
-    for i in 0..40 {
-        wanted.push(
-            outbox(
-                &db,
-                "disk",
-                &format!("db-{i}"),
-                "critical",
-                db_team.clone(),
-                None,
-            )
-            .await,
-        );
-    }
-    // Not for this channel: too low, another rule, another team, silenced.
-    let low = outbox(&db, "disk", "db-x", "warning", db_team.clone(), None).await;
-    let other_rule = outbox(&db, "load", "db-y", "critical", db_team.clone(), None).await;
-    let other_team = outbox(
-        &db,
-        "disk",
-        "web-1",
-        "critical",
-        json!({"team": "web"}),
-        None,
-    )
-    .await;
-    let silenced = outbox(
-        &db,
-        "disk",
-        "db-z",
-        "critical",
-        db_team.clone(),
-        Some("silenced"),
-    )
-    .await;
-
-    let ds = wait_for(
-        "one grouped delivery sent",
-        Duration::from_secs(30),
-        || async {
-            let ds = stack.deliveries(id).await;
-            (!ds.is_empty() && ds.iter().all(|d| d["state"] == "sent")).then_some(ds)
-        },
-    )
-    .await;
-    // Every outbox row is marked dispatched, the skipped ones included.
-    use control_plane::alerts::transition::alert_transition;
-    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-    wait_for(
-        "every outbox row dispatched",
-        Duration::from_secs(15),
-        || async {
-            let left = alert_transition::Entity::find()
-                .filter(alert_transition::Column::DispatchedAt.is_null())
-                .count(&db)
-                .await
-                .ok()?;
-            (left == 0).then_some(())
-        },
-    )
-    .await;
-    wait_consumer_settled(&stack, "DROVER_NOTIFY", "drover-notify").await;
-    assert_eq!(ds.len(), 1, "{ds:?}");
-    assert_eq!(
-        stack.deliveries(id).await.len(),
-        1,
-        "no later delivery either"
-    );
-    let got = hook.accepted();
-    assert_eq!(got.len(), 1, "40 hosts, one message");
-    let body = got[0].json();
-    let mut ids: Vec<i64> = body["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_i64().unwrap())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, wanted);
-    for not in [low, other_rule, other_team, silenced] {
-        assert!(!ids.contains(&not), "{not} must not be sent");
-    }
-    let text = body["text"].as_str().unwrap();
-    assert!(text.contains("db-0") && text.contains("db-39"), "{text}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bus_channel_publishes_to_drover_alerts_through_the_cli() {
-    use futures::StreamExt;
-    let stack = Stack::start().await;
-    let run = |args: &[&str]| {
-        let out = stack.drover(args);
-        assert!(
-            out.status.success(),
-            "drover {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let added: Value = serde_json::from_str(&run(&[
-        "notify", "channels", "add", "robots", "--kind", "bus", "--json",
-    ]))
-    .unwrap();
-    let id = added["id"].as_str().unwrap().to_string();
-    // Bad input from the CLI: a clear error, nothing stored.
-    let bad = stack.drover(&[
-        "notify",
-        "channels",
-        "add",
-        "x",
-        "--kind",
-        "webhook",
-        "--url",
-        "gopher://h",
-    ]);
-    assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("http"),
-        "{bad:?}"
-    );
-    let list: Value =
-        serde_json::from_str(&run(&["notify", "channels", "list", "--json"])).unwrap();
-    assert_eq!(list["channels"].as_array().unwrap().len(), 1, "{list}");
-    assert!(run(&["notify", "channels", "list"]).contains("robots"));
-
-    let js = async_nats::jetstream::new(stack.client().await);
-    run(&[
-        "notify",
-        "channels",
-        "test",
-        "robots",
-        "--severity",
-        "critical",
-    ]);
-    let stream = wait_for(
-        "the DROVER_ALERTS stream",
-        Duration::from_secs(30),
-        || async {
-            let mut s = js.get_stream("DROVER_ALERTS").await.ok()?;
-            (s.info().await.ok()?.state.messages == 1).then_some(s)
-        },
-    )
-    .await;
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
-        .await
-        .unwrap();
-    let mut msgs = consumer.fetch().max_messages(1).messages().await.unwrap();
-    let m = msgs.next().await.unwrap().unwrap();
-    assert_eq!(m.subject.as_str(), format!("drover.alert.{id}"));
-    let body: Value = serde_json::from_slice(&m.payload).unwrap();
-    assert_eq!(body["severity"], "critical");
-    assert_eq!(body["channel"]["name"], "robots");
-    let d: Value =
-        serde_json::from_str(&run(&["notify", "deliveries", "robots", "--json"])).unwrap();
-    assert_eq!(d["deliveries"][0]["state"], "sent", "{d}");
-    assert_eq!(body["delivery"], d["deliveries"][0]["id"]);
-    assert!(run(&["notify", "deliveries", "robots"]).contains("sent"));
-    run(&["notify", "channels", "remove", "robots"]);
-    let list: Value =
-        serde_json::from_str(&run(&["notify", "channels", "list", "--json"])).unwrap();
-    assert_eq!(list["channels"], json!([]));
 }

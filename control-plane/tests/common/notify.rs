@@ -196,6 +196,26 @@ impl Stack {
         .await
     }
 
+    /// `POST /notify/channels` with `body`, asserting 201: the channel.
+    pub async fn add_channel(&self, body: serde_json::Value) -> serde_json::Value {
+        let (st, v) = self.post("/notify/channels", &body).await;
+        assert_eq!(st, 201, "{v}");
+        v
+    }
+
+    /// A test notification on `channel` (through the outbox): its
+    /// transition id.
+    pub async fn test_notify(&self, channel: &str, severity: &str) -> i64 {
+        let (st, v) = self
+            .post(
+                &format!("/notify/channels/{channel}/test"),
+                &serde_json::json!({ "severity": severity }),
+            )
+            .await;
+        assert_eq!(st, 202, "{v}");
+        v["transition_id"].as_i64().unwrap()
+    }
+
     /// The deliveries of a channel, newest first.
     pub async fn deliveries(&self, channel: &str) -> Vec<serde_json::Value> {
         let (st, v) = self
