@@ -158,11 +158,30 @@ async fn bus_channel_publishes_to_drover_alerts_through_the_cli() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
+    // Quiet hours that critical alerts bypass: the critical test below
+    // goes out whatever the time of day.
     let added: Value = serde_json::from_str(&run(&[
-        "notify", "channels", "add", "robots", "--kind", "bus", "--json",
+        "notify",
+        "channels",
+        "add",
+        "robots",
+        "--kind",
+        "bus",
+        "--quiet",
+        "22:00-07:00",
+        "--quiet-timezone",
+        "Europe/Paris",
+        "--quiet-bypass-critical",
+        "--match",
+        "channel-test=yes",
+        "--json",
     ]))
     .unwrap();
     let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(added["quiet_hours"]["start"], "22:00", "{added}");
+    assert_eq!(added["quiet_hours"]["timezone"], "Europe/Paris");
+    assert_eq!(added["quiet_hours"]["bypass_critical"], true);
+    assert_eq!(added["matchers"]["channel-test"], "yes");
     // Bad input from the CLI: a clear error, nothing stored.
     let bad = stack.drover(&[
         "notify",

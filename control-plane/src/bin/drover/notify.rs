@@ -43,13 +43,14 @@ pub enum ChannelsCmd {
         json: bool,
     },
     /// Add a channel.
-    ///
-    /// Examples:
-    ///   drover notify channels add ops-hook --kind webhook --url https://hooks.example/drover
-    ///     --secret-file /etc/drover/hook.key --min-severity warning --group-secs 60
-    ///   drover notify channels add ops-mail --kind email --smtp-host smtp.example --tls starttls
-    ///     --from drover@example.com --to ops@example.com --username drover --secret-file -
-    ///   drover notify channels add automation --kind bus
+    #[command(after_help = "Examples:\n  \
+        drover notify channels add ops-hook --kind webhook --url https://hooks.example/drover \
+        --secret-file /etc/drover/hook.key --min-severity warning --group-secs 60\n  \
+        drover notify channels add ops-mail --kind email --smtp-host smtp.example --tls starttls \
+        --from drover@example.com --to ops@example.com --username drover --secret-file -\n  \
+        drover notify channels add night --kind webhook --url https://h.example/x \
+        --quiet 22:00-07:00 --quiet-timezone Europe/Paris --quiet-bypass-critical\n  \
+        drover notify channels add automation --kind bus")]
     Add {
         /// A unique name: letters, digits, '-', '_', '.'.
         name: String,
