@@ -131,7 +131,8 @@ pub struct BackupSummary {
 }
 
 /// Whether `path` (relative, `/`-separated) is a file a backup may hold:
-/// `drover.db`, `signing.key`, `admin.token`, `<name>.creds`,
+/// `drover.db`, `signing.key`, `admin.token`, `notify.key` (what opens
+/// notification channels' sealed secrets), `<name>.creds`,
 /// `nats-auth/<name>.nk`, `nats-config/<name>.conf`, `tls/<name>.pem|.key`.
 /// Every component is `[A-Za-z0-9._-]+` and starts with no dot, so no
 /// absolute path, `..` or hidden file ever matches.
@@ -149,8 +150,10 @@ pub fn allowed(path: &str) -> bool {
     }
     match parts.as_slice() {
         [name] => {
-            matches!(*name, DATABASE_ENTRY | "signing.key" | "admin.token")
-                || name.ends_with(".creds")
+            matches!(
+                *name,
+                DATABASE_ENTRY | "signing.key" | "admin.token" | "notify.key"
+            ) || name.ends_with(".creds")
         }
         ["nats-auth", name] => name.ends_with(".nk"),
         ["nats-config", name] => name.ends_with(".conf"),
@@ -294,6 +297,7 @@ mod tests {
             "drover.db",
             "signing.key",
             "admin.token",
+            "notify.key",
             "enroll.creds",
             "nats-auth/operator.nk",
             "nats-config/nats.conf",

@@ -100,6 +100,32 @@ pub struct Config {
     /// and `agent.selftest`. `None`: the built-in minimum.
     #[serde(default)]
     pub min_agent_version: Option<String>,
+    /// Notifications: the file holding the key that seals channel secrets
+    /// (32 bytes, made 0600 at first use). `None`: `<data_dir>/notify.key`.
+    /// Every replica must read the same key.
+    #[serde(default)]
+    pub notify_key_file: Option<PathBuf>,
+    /// Notifications: the first retry's delay in ms; later retries wait 6×,
+    /// 24× and then 120× it (default 5 s, 30 s, 2 min, 10 min, capped).
+    #[serde(default = "default_notify_retry_base_ms")]
+    pub notify_retry_base_ms: u64,
+    /// Notifications: attempts before a delivery is `failed` (at the
+    /// 10-minute cap, 100 attempts is about 16 hours).
+    #[serde(default = "default_notify_max_attempts")]
+    pub notify_max_attempts: i32,
+    /// Notifications: seconds one webhook, email or bus send may take.
+    #[serde(default = "default_notify_send_timeout")]
+    pub notify_send_timeout_secs: u64,
+}
+
+fn default_notify_retry_base_ms() -> u64 {
+    5_000
+}
+fn default_notify_max_attempts() -> i32 {
+    100
+}
+fn default_notify_send_timeout() -> u64 {
+    10
 }
 
 fn default_lease_ttl() -> u64 {

@@ -196,6 +196,7 @@ pub async fn serve(
     let js = jetstream::new(nats.clone());
     crate::bus::ensure_streams(&js, &cfg).await?;
     let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
+    let notify_consumer = crate::notify::ensure_stream(&js).await?;
     let jobs_consumer = crate::automation::consumer(&js)
         .await
         .context("declaring the job stream")?;
@@ -244,6 +245,7 @@ pub async fn serve(
         tokio::spawn(crate::automation::submit_loop(state.clone(), jobs_consumer)),
         tokio::spawn(crate::queues::keeper_loop(state.clone())),
         tokio::spawn(crate::duties::run(state.clone())),
+        tokio::spawn(crate::notify::deliver::run(state.clone(), notify_consumer)),
     ];
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

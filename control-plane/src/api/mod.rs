@@ -24,6 +24,7 @@ mod apps;
 mod body;
 mod install;
 mod jobs;
+mod notify;
 mod rollouts;
 mod schedules;
 mod services;
@@ -102,6 +103,7 @@ pub fn routes() -> Router<AppState> {
         .merge(agent_releases::routes())
         .merge(rollouts::routes())
         .merge(services::routes())
+        .merge(notify::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

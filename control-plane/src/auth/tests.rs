@@ -190,6 +190,30 @@ fn every_route_has_a_decided_role() {
             "/api/v1/updates/rules/{id}",
             Access::Least(Operator),
         ),
+        // Notifications: channels and their deliveries.
+        ("GET", "/notifications", Access::Least(Viewer)),
+        ("GET", "/api/v1/notify/channels", Access::Least(Viewer)),
+        ("POST", "/api/v1/notify/channels", Access::Least(Operator)),
+        (
+            "PUT",
+            "/api/v1/notify/channels/{id}",
+            Access::Least(Operator),
+        ),
+        (
+            "DELETE",
+            "/api/v1/notify/channels/{id}",
+            Access::Least(Operator),
+        ),
+        (
+            "POST",
+            "/api/v1/notify/channels/{id}/test",
+            Access::Least(Operator),
+        ),
+        (
+            "GET",
+            "/api/v1/notify/channels/{id}/deliveries",
+            Access::Least(Viewer),
+        ),
     ];
     let found = routes_in_sources();
     assert!(found.len() > 40, "found only {} routes", found.len());

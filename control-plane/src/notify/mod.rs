@@ -4,5 +4,95 @@
 //!
 //! Owns channels and deliveries; reads the `alert_transitions` outbox that
 //! alert evaluation writes (`alerts::transition`), never alerts themselves.
+//!
+//! The path: alert evaluation appends `alert_transitions` rows →
+//! [`dispatch::tick`] (lease holder) publishes one message per (transition,
+//! channel) to the stream [`NOTIFY_STREAM`] → [`deliver::run`] (every
+//! replica, one durable consumer) groups, holds for quiet hours, records
+//! and sends, retrying with backoff.
 
+pub mod channels;
+pub mod deliver;
+pub mod deliveries;
 pub mod dispatch;
+pub mod model;
+pub mod route;
+pub mod seal;
+pub mod send;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy},
+    stream::{DiscardPolicy, RetentionPolicy, StorageType},
+};
+
+/// The stream notifications wait in until delivered: subjects
+/// `drover.notify.<channel id>`, file storage, work-queue retention (a
+/// message leaves once acked), at most 7 days, 1 GiB (then publishes are
+/// refused, not old messages dropped: the outbox keeps them), duplicate
+/// window 10 minutes.
+pub const NOTIFY_STREAM: &str = "DROVER_NOTIFY";
+/// `drover.notify.<channel id>`.
+pub const NOTIFY_SUBJECT_PREFIX: &str = "drover.notify";
+/// The durable pull consumer every replica's deliverer shares.
+pub const NOTIFY_CONSUMER: &str = "drover-notify";
+/// Bus channels publish each notification to `drover.alert.<channel id>`,
+/// kept in this stream (7 days, 256 MiB, oldest dropped first) for
+/// automation to consume durably.
+pub const ALERTS_STREAM: &str = "DROVER_ALERTS";
+/// `drover.alert.<channel id>`.
+pub const ALERTS_SUBJECT_PREFIX: &str = "drover.alert";
+
+/// Declares both streams and the deliverer's consumer (idempotent; every
+/// start, every replica).
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+) -> anyhow::Result<jetstream::consumer::PullConsumer> {
+    js.create_or_update_stream(jetstream::stream::Config {
+        name: NOTIFY_STREAM.into(),
+        description: Some("alert notifications waiting for delivery, one per channel".into()),
+        subjects: vec![format!("{NOTIFY_SUBJECT_PREFIX}.>")],
+        retention: RetentionPolicy::WorkQueue,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        max_bytes: 1 << 30,
+        discard: DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(600),
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("declaring stream {NOTIFY_STREAM}"))?;
+    js.create_or_update_stream(jetstream::stream::Config {
+        name: ALERTS_STREAM.into(),
+        description: Some("alert notifications of bus channels, for automation".into()),
+        subjects: vec![format!("{ALERTS_SUBJECT_PREFIX}.>")],
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        max_bytes: 256 << 20,
+        duplicate_window: Duration::from_secs(600),
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("declaring stream {ALERTS_STREAM}"))?;
+    js.get_stream(NOTIFY_STREAM)
+        .await?
+        .get_or_create_consumer(
+            NOTIFY_CONSUMER,
+            pull::Config {
+                durable_name: Some(NOTIFY_CONSUMER.into()),
+                ack_policy: AckPolicy::Explicit,
+                deliver_policy: DeliverPolicy::All,
+                // Longer than one send may take; retries are explicit
+                // delayed naks (see `deliver`), this only covers a crash.
+                ack_wait: Duration::from_secs(90),
+                max_deliver: 100_000,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("declaring the notification consumer")
+}

@@ -188,6 +188,15 @@ function formValues(form) {
       out[f.name] = m;
     } else out[f.name] = f.value;
   }
+  // Dotted names ("config.url") become nested objects for the API.
+  for (const k of Object.keys(out)) {
+    if (!k.includes(".")) continue;
+    const parts = k.split(".");
+    let o = out;
+    for (const p of parts.slice(0, -1)) o = (o[p] = o[p] || {});
+    o[parts[parts.length - 1]] = out[k];
+    delete out[k];
+  }
   return out;
 }
 
@@ -724,3 +733,5 @@ if ($("#agent-head")) {
 } else if (LIVE_ON[PAGE]) {
   for (const k of LIVE_ON[PAGE]) on(k, () => scheduleRefresh(1500));
 }
+// Deliveries change without an event on the stream: refresh while open.
+if (PAGE === "notifications") setInterval(() => scheduleRefresh(0), 3000);

@@ -26,6 +26,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("history", "/updates/history", "Update history"),
     ("releases", "/releases", "Releases"),
     ("rollouts", "/rollouts", "Rollouts"),
+    ("notifications", "/notifications", "Notifications"),
     ("enrolment", "/enrolment", "Enrolment"),
     ("security", "/security", "Security"),
     ("audit", "/audit", "Audit"),

@@ -30,6 +30,7 @@ pub mod html;
 mod identity;
 mod jobs;
 mod login;
+mod notify;
 mod releases;
 mod rollouts;
 mod schedules;
@@ -63,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit::audit_page))
         .route("/windows", get(windows::windows_page))
         .route("/services", get(services::services_page))
+        .route("/notifications", get(notify::notifications_page))
         .route("/rollouts", get(rollouts::rollouts_page))
         .route("/rollouts/{id}", get(rollouts::rollout_page))
         .route("/updates/history", get(history::history_page))

@@ -74,3 +74,6 @@ pub use rollouts::*;
 mod services;
 #[allow(unused_imports)]
 pub use services::*;
+mod notify;
+#[allow(unused_imports)]
+pub use notify::*;

@@ -15,6 +15,7 @@ mod automation;
 mod backup;
 mod history;
 mod jobs;
+mod notify;
 mod print;
 mod releases;
 mod rollout;
@@ -35,6 +36,7 @@ use accounts::{AuditCmd, UsersCmd};
 use agents::AgentsCmd;
 use apps::AppsCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
+use notify::NotifyCmd;
 use releases::ReleasesCmd;
 use rollout::RolloutCmd;
 use schedules::SchedulesCmd;
@@ -291,6 +293,16 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<ServicesCmd>,
     },
+    /// Notification channels (webhook, email, bus) and their deliveries.
+    #[command(
+        after_help = "Examples:\n  drover notify channels add ops-hook --kind webhook \
+        --url https://hooks.example/drover --secret-file hook.key\n  \
+        drover notify channels test ops-hook\n  drover notify deliveries ops-hook --json"
+    )]
+    Notify {
+        #[command(subcommand)]
+        action: NotifyCmd,
+    },
     /// Maintenance windows: when and how approved updates are installed.
     ///
     /// Example: drover windows list
@@ -510,6 +522,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
         Cmd::Services { args, action } => services::services(api, args, action).await,
+        Cmd::Notify { action } => notify::notify(api, action).await,
         Cmd::Rollout { action } => rollout::rollout(api, action).await,
         Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
