@@ -224,6 +224,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     }
     crate::skew::store(&txn, crate::skew::rows(&clocks, now)).await?;
     txn.commit().await?;
+    crate::prometheus::HEARTBEATS.inc_by(hbs.len() as u64);
 
     for h in &hbs {
         if before.get(&h.agent_id).map(String::as_str) == Some("offline") {
