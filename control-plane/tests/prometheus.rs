@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_for, Stack};
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_need_a_token_and_move_with_traffic() {
@@ -78,7 +77,7 @@ async fn metrics_parse_need_a_token_and_move_with_traffic() {
     if hostname.len() > 3 {
         assert!(!s.text.contains(&hostname), "{}", s.text);
     }
-    assert!(s.families.get("drover_host_cpu_percent").is_none());
+    assert!(!s.families.contains_key("drover_host_cpu_percent"));
 
     // Heartbeats move the heartbeat counter.
     let hb0 = s
@@ -157,5 +156,4 @@ async fn metrics_parse_need_a_token_and_move_with_traffic() {
         "{}",
         s.text
     );
-    let _ = json!(null);
 }
