@@ -88,7 +88,8 @@ pub async fn round(
     let refusal_cutoff = now_ms - ms(cfg.retention_refusals_secs);
     p.refusals = prune::refusals(state, refusal_cutoff, batch, deadline).await?;
     p.input_drops = prune::input_drops(state, refusal_cutoff).await?;
-    PRUNED_TOTAL.fetch_add(p.total(), Ordering::Relaxed);
+    // Samples were counted batch by batch.
+    PRUNED_TOTAL.fetch_add(p.total() - p.samples, Ordering::Relaxed);
     ROUNDS_TOTAL.fetch_add(1, Ordering::Relaxed);
     Ok(p)
 }

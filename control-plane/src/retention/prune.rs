@@ -53,12 +53,15 @@ pub async fn samples(
         }
         let full = ids.len() as u64 == batch;
         let _turn = state.writer.lock().await;
-        n += metric_sample::Entity::delete_many()
+        let gone = metric_sample::Entity::delete_many()
             .filter(metric_sample::Column::Id.is_in(ids))
             .exec(&state.db)
             .await?
             .rows_affected;
         drop(_turn);
+        // Counted per batch: `/metrics` shows a long prune progressing.
+        super::PRUNED_TOTAL.fetch_add(gone, std::sync::atomic::Ordering::Relaxed);
+        n += gone;
         tokio::task::yield_now().await;
         if !full {
             break;
