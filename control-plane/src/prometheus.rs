@@ -260,6 +260,14 @@ pub async fn render(state: &AppState) -> anyhow::Result<String> {
         "alerts",
         "Alerts by state and severity (firing, pending, resolved)",
     );
+    // Zero, not absent, when nothing fires (and before the table exists).
+    for st in ["pending", "firing"] {
+        for sev in ["info", "warning", "critical"] {
+            alerts
+                .get_or_create(&l(&[("state", st), ("severity", sev)]))
+                .set(0);
+        }
+    }
     for (st, sev, n) in &snap.alerts {
         alerts
             .get_or_create(&l(&[("state", st), ("severity", sev)]))

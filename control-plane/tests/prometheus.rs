@@ -72,6 +72,31 @@ async fn metrics_parse_need_a_token_and_move_with_traffic() {
         s.value("drover_duties_lease_held", "drover_duties_lease_held", &[]),
         Some(1.0)
     );
+    // Every metric the shipped Grafana dashboard queries is exported.
+    let dash = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let mut names: Vec<&str> = dash
+        .match_indices("drover_")
+        .map(|(i, _)| {
+            let rest = &dash[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() > 10, "{names:?}");
+    for n in names {
+        assert!(
+            s.text.contains(n),
+            "the dashboard queries {n}, not exported:\n{}",
+            s.text
+        );
+    }
     // By default nothing names a host.
     assert!(!s.text.contains(&host.id), "{}", s.text);
     if hostname.len() > 3 {
