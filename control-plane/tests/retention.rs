@@ -158,7 +158,7 @@ async fn old_data_is_rolled_up_then_pruned_and_charts_read_rollups() {
     let rolled_5m = count(
         &db,
         &format!(
-            "SELECT COALESCE(SUM(samples), 0) FROM metric_rollups WHERE resolution_secs = 300 \
+            "SELECT CAST(COALESCE(SUM(samples), 0) AS BIGINT) FROM metric_rollups WHERE resolution_secs = 300 \
              AND agent_id = '{id}' AND bucket_at < {}",
             now - DAY
         ),
@@ -171,7 +171,7 @@ async fn old_data_is_rolled_up_then_pruned_and_charts_read_rollups() {
     let rolled_1h = count(
         &db,
         &format!(
-            "SELECT COALESCE(SUM(samples), 0) FROM metric_rollups WHERE resolution_secs = 3600 \
+            "SELECT CAST(COALESCE(SUM(samples), 0) AS BIGINT) FROM metric_rollups WHERE resolution_secs = 3600 \
              AND agent_id = '{id}' AND bucket_at < {}",
             now - DAY
         ),
