@@ -223,7 +223,7 @@ pub(super) async fn agent_page(
             section.card { (chart("Last hour", &hour, now - 3_600_000, now)) }
             section.card #history-range {
                 (chart(range.label(), &day, now - range.span_ms(), now))
-                nav.chips {
+                nav.chips aria-label="Chart range" {
                     @for r in Range::ALL {
                         @if r == range { span.chip.on { (r.as_str()) } }
                         @else { a.chip href=(format!("/agents/{}?range={}", a.id, r.as_str())) { (r.as_str()) } }
