@@ -137,11 +137,46 @@ pub enum Verdict {
     },
 }
 
+/// Walks the chain in the database. When segments were archived
+/// (`drover audit archive`, table `audit_archives`), the walk starts after
+/// the last archived row, from its recorded head hash; the archives must
+/// cover ids `1..` without gaps.
 pub async fn verify(db: &DatabaseConnection) -> Result<Verdict, sea_orm::DbErr> {
-    let mut prev = GENESIS.to_string();
-    let mut expect_id = 1i64;
+    use crate::retention::entity::audit_archive;
+    let archives = audit_archive::Entity::find()
+        .order_by_asc(audit_archive::Column::FromId)
+        .all(db)
+        .await?;
+    let mut next = 1i64;
+    for a in &archives {
+        if a.from_id != next {
+            return Ok(Verdict::Broken {
+                id: next,
+                reason: format!(
+                    "rows {next}..{} are neither in the database nor in a recorded archive",
+                    a.from_id - 1
+                ),
+            });
+        }
+        next = a.to_id + 1;
+    }
+    match archives.last() {
+        Some(a) => verify_from(db, a.to_id, &a.head_hash).await,
+        None => verify_from(db, 0, GENESIS).await,
+    }
+}
+
+/// Walks the rows with an id above `after`, the first of which must be
+/// `after + 1` and carry `prev_hash == prev`.
+pub async fn verify_from(
+    db: &DatabaseConnection,
+    after: i64,
+    prev: &str,
+) -> Result<Verdict, sea_orm::DbErr> {
+    let mut prev = prev.to_string();
+    let mut expect_id = after + 1;
     let mut rows = 0u64;
-    let mut after = 0i64;
+    let mut after = after;
     loop {
         let page = audit_log::Entity::find()
             .filter(audit_log::Column::Id.gt(after))

@@ -115,6 +115,9 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             allow_message_ttl: true,
             max_consumers: cfg.max_agents,
             duplicate_window: Duration::from_secs(120),
+            // A backstop only: every command carries its own TTL (at most
+            // 30 days, `commands::validate`), so this never cuts one short.
+            max_age: Duration::from_secs(31 * 86_400),
             storage: StorageType::File,
             ..Default::default()
         }

@@ -116,6 +116,64 @@ pub struct Config {
     /// Notifications: seconds one webhook, email or bus send may take.
     #[serde(default = "default_notify_send_timeout")]
     pub notify_send_timeout_secs: u64,
+    /// Retention (part of alerting, `crate::retention`): raw metric samples
+    /// are kept this many seconds (default 48 h) and rolled up into
+    /// five-minute rows before they go.
+    #[serde(default = "default_retention_samples")]
+    pub retention_samples_secs: u64,
+    /// Five-minute rollups kept this many seconds (default 30 days).
+    #[serde(default = "default_retention_rollup_5m")]
+    pub retention_rollup_5m_secs: u64,
+    /// Hourly rollups kept this many seconds (default 365 days).
+    #[serde(default = "default_retention_rollup_1h")]
+    pub retention_rollup_1h_secs: u64,
+    /// Final commands (and their results) kept this many seconds after
+    /// their last change (default 90 days). Open commands are never pruned.
+    #[serde(default = "default_retention_90d")]
+    pub retention_commands_secs: u64,
+    /// Jobs kept this many seconds after creation (default 90 days), and
+    /// only once none of their commands is left.
+    #[serde(default = "default_retention_90d")]
+    pub retention_jobs_secs: u64,
+    /// Refusals and dropped-input counts kept this many seconds (default
+    /// 30 days; counts by their last drop).
+    #[serde(default = "default_retention_30d")]
+    pub retention_refusals_secs: u64,
+    /// Rows one pruning statement deletes at most (default 5,000); the
+    /// database writer is taken per batch, so ingest never waits long.
+    #[serde(default = "default_retention_batch")]
+    pub retention_batch_rows: u64,
+    /// Seconds between two retention rounds (default 300). 0 turns rollups
+    /// and pruning off.
+    #[serde(default = "default_retention_every")]
+    pub retention_every_secs: u64,
+    /// `GET /metrics` also exports per-host gauges
+    /// (`drover_host_cpu_percent{agent,host}`, ...) for federation. Off by
+    /// default: host names stay out of the scrape.
+    #[serde(default)]
+    pub metrics_per_host: bool,
+}
+
+fn default_retention_samples() -> u64 {
+    48 * 3600
+}
+fn default_retention_rollup_5m() -> u64 {
+    30 * 86_400
+}
+fn default_retention_rollup_1h() -> u64 {
+    365 * 86_400
+}
+fn default_retention_90d() -> u64 {
+    90 * 86_400
+}
+fn default_retention_30d() -> u64 {
+    30 * 86_400
+}
+fn default_retention_batch() -> u64 {
+    5_000
+}
+fn default_retention_every() -> u64 {
+    300
 }
 
 fn default_notify_retry_base_ms() -> u64 {

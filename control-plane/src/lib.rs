@@ -58,6 +58,7 @@ pub mod nats_auth;
 pub mod notify;
 pub mod output;
 pub mod poison;
+pub mod prometheus;
 pub mod queues;
 pub mod releases;
 pub mod result_guard;

@@ -22,6 +22,7 @@ mod accounts;
 mod agent_releases;
 mod apps;
 mod body;
+mod history;
 mod install;
 mod jobs;
 mod notify;
@@ -66,6 +67,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/agents", get(list_agents))
         .route("/agents/{id}", get(get_agent))
+        // Metric history across retention tiers (raw samples, rollups).
+        .route("/agents/{id}/metrics", get(history::metrics))
         .route(
             "/agents/{id}/commands",
             post(create_command).get(agent_commands),

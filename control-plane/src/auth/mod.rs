@@ -221,8 +221,10 @@ pub async fn store_token(
     Ok(id)
 }
 
+/// Answered with JSON errors (401/403), not a redirect to the login page:
+/// the API, and `/metrics` (a scraper cannot log in).
 fn is_api(path: &str) -> bool {
-    path.starts_with("/api/")
+    path.starts_with("/api/") || path == "/metrics"
 }
 
 fn denied(api: bool, status: StatusCode, msg: &str) -> Response {

@@ -12,6 +12,9 @@ fn every_route_has_a_decided_role() {
     use Role::*;
     let expected: &[(&str, &str, Access)] = &[
         ("GET", "/healthz", Access::Public),
+        // Prometheus scrapes with a (viewer) bearer token.
+        ("GET", "/metrics", Access::Least(Viewer)),
+        ("GET", "/api/v1/agents/{id}/metrics", Access::Least(Viewer)),
         ("GET", "/login", Access::Public),
         ("POST", "/login", Access::Public),
         ("GET", "/ui/{file}", Access::Public),

@@ -25,6 +25,8 @@ pub struct DutyRun {
     pub last_duration_ms: Option<u64>,
     /// Ticks run by this process.
     pub runs: u64,
+    /// Ticks that failed in this process (for `/metrics`).
+    pub errors: u64,
 }
 
 /// What this replica knows about the lease and its duties.
@@ -60,8 +62,17 @@ impl Board {
                 e.last_ok_at = Some(at);
                 e.last_error = None;
             }
-            Err(msg) => e.last_error = Some(msg),
+            Err(msg) => {
+                e.errors += 1;
+                e.last_error = Some(msg);
+            }
         }
+    }
+
+    /// Each duty's last run on this replica, by name (for `/metrics`).
+    pub fn runs(&self) -> Vec<(&'static str, DutyRun)> {
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.iter().map(|(k, v)| (*k, v.clone())).collect()
     }
 
     /// `GET /api/v1/duties`: `{"lease": {"id", "held", "since", "holder",

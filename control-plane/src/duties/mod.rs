@@ -92,10 +92,11 @@ pub fn registered() -> Vec<Duty> {
             timeout: Duration::from_secs(60),
             tick: |s, now| Box::pin(async move { crate::notify::dispatch::tick(&s, now).await }),
         },
-        // Pruning and rollups in bounded batches.
+        // Pruning and rollups in bounded batches; a round runs at most
+        // every `retention_every_secs` (the tick checks).
         Duty {
             name: "retention",
-            period: Duration::from_secs(30),
+            period: Duration::from_secs(5),
             timeout: Duration::from_secs(120),
             tick: |s, now| Box::pin(async move { crate::retention::tick(&s, now).await }),
         },

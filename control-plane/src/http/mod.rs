@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::ui::routes())
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::prometheus::handler))
         .merge(install::routes())
         .nest("/api/v1", crate::api::routes())
         .layer(middleware::from_fn_with_state(

@@ -226,6 +226,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     let service_changes = crate::services::ingest::store(&txn, &hbs, now).await?;
     txn.commit().await?;
     crate::services::ingest::publish(state, service_changes).await;
+    crate::prometheus::HEARTBEATS.inc_by(hbs.len() as u64);
 
     for h in &hbs {
         if before.get(&h.agent_id).map(String::as_str) == Some("offline") {

@@ -182,6 +182,7 @@ pub async fn result_loop(state: AppState, consumer: PullConsumer) {
             );
             match applied {
                 Ok(changed) => {
+                    crate::prometheus::RESULTS.inc_by(results.len() as u64);
                     // Stored first, acked second: a crash in between means a
                     // redelivery, which changes nothing.
                     for (m, _) in &good {

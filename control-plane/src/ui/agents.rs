@@ -2,7 +2,7 @@
 //! command history. Pages check no roles and write no rows.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     Extension,
@@ -12,7 +12,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 
 use crate::auth::{Principal, Role};
-use crate::db::entities::{agent, command, metric_sample};
+use crate::db::entities::{agent, command};
+use crate::retention::history::Range;
 use crate::state::AppState;
 
 use super::frame::{
@@ -20,59 +21,30 @@ use super::frame::{
     unavailable,
 };
 
-/// Averages per bucket since `since`, in SQL (cheap however often agents
-/// report).
+/// `?range=1h|24h|7d|30d` on a host's page (default 24h).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct ChartRange {
+    range: Option<String>,
+}
+
+/// A chart's points over `range`: raw samples or rollups, whichever
+/// retention keeps for it (`retention::history`).
 async fn series(
     state: &AppState,
     agent_id: &str,
-    since: i64,
-    bucket_ms: i64,
+    range: Range,
+    now: i64,
 ) -> Result<Vec<(i64, f64, f64, f64)>, sea_orm::DbErr> {
-    use sea_orm::sea_query::Expr;
-    let b = Expr::cust(format!("(at / {bucket_ms})"));
-    let rows: Vec<(i64, f64, f64, f64)> = metric_sample::Entity::find()
-        .select_only()
-        .column_as(b.clone(), "b")
-        // Cast to a float: PostgreSQL's AVG over `100.0 * bigint` is
-        // NUMERIC, which does not decode as f64 (SQLite has no such type).
-        .column_as(Expr::cust("CAST(AVG(cpu_percent) AS DOUBLE PRECISION)"), "cpu")
-        .column_as(
-            Expr::cust(
-                "CAST(AVG(CASE WHEN mem_total > 0 THEN 100.0 * mem_used / mem_total ELSE 0 END) \
-                 AS DOUBLE PRECISION)",
-            ),
-            "mem",
-        )
-        .column_as(
-            Expr::cust(
-                "CAST(AVG(CASE WHEN disk_total > 0 THEN 100.0 * disk_used / disk_total ELSE 0 END) \
-                 AS DOUBLE PRECISION)",
-            ),
-            "disk",
-        )
-        .filter(metric_sample::Column::AgentId.eq(agent_id))
-        .filter(metric_sample::Column::At.gte(since))
-        .group_by(b)
-        .order_by_asc(Expr::cust("b"))
-        .into_tuple()
-        .all(&state.db)
-        .await?;
-    Ok(rows)
+    let (_, pts) = crate::retention::history::series(state, agent_id, range, now).await?;
+    Ok(pts.iter().map(|p| (p.at, p.cpu, p.mem, p.disk)).collect())
 }
 
 /// An inline SVG line chart of percentages.
 fn chart(title: &str, pts: &[(i64, f64, f64, f64)], since: i64, until: i64) -> Markup {
     let (w, h) = (560.0, 140.0);
     let span = (until - since).max(1) as f64;
-    // Bucket size is the same for all points of a chart; recover it.
-    let bucket_ms = if title.contains("hour") {
-        60_000.0
-    } else {
-        900_000.0
-    };
-    let x_of = |p: &(i64, f64, f64, f64)| {
-        ((p.0 as f64 * bucket_ms - since as f64) / span * w).clamp(0.0, w)
-    };
+    // Each point's first element is its bucket's start, ms.
+    let x_of = |p: &(i64, f64, f64, f64)| ((p.0 - since) as f64 / span * w).clamp(0.0, w);
     let y_of = |v: f64| h - (v.clamp(0.0, 100.0) / 100.0 * h);
     let line = |sel: fn(&(i64, f64, f64, f64)) -> f64| -> String {
         pts.iter()
@@ -171,7 +143,13 @@ pub(super) async fn agent_page(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
+    Query(q): Query<ChartRange>,
 ) -> Response {
+    let range = q
+        .range
+        .as_deref()
+        .and_then(Range::parse)
+        .unwrap_or(Range::Day);
     let a = match agent::Entity::find_by_id(id.clone()).one(&state.db).await {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -187,8 +165,8 @@ pub(super) async fn agent_page(
         Err(e) => return unavailable(e),
     };
     let now = bus_schema::now_ms();
-    let hour = series(&state, &a.id, now - 3_600_000, 60_000).await;
-    let day = series(&state, &a.id, now - 86_400_000, 900_000).await;
+    let hour = series(&state, &a.id, Range::Hour, now).await;
+    let day = series(&state, &a.id, range, now).await;
     let cmds = command::Entity::find()
         .filter(command::Column::AgentId.eq(a.id.clone()))
         .order_by_desc(command::Column::CreatedAt)
@@ -244,7 +222,15 @@ pub(super) async fn agent_page(
         }
         div.cols {
             section.card { (chart("Last hour", &hour, now - 3_600_000, now)) }
-            section.card { (chart("Last day", &day, now - 86_400_000, now)) }
+            section.card #history-range {
+                (chart(range.label(), &day, now - range.span_ms(), now))
+                nav.chips aria-label="Chart range" {
+                    @for r in Range::ALL {
+                        @if r == range { span.chip.on { (r.as_str()) } }
+                        @else { a.chip href=(format!("/agents/{}?range={}", a.id, r.as_str())) { (r.as_str()) } }
+                    }
+                }
+            }
         }
         div data-live="host-services" #host-services-wrap { (watched) }
         @if who.can(Role::Operator) && a.status != "revoked" {

@@ -77,3 +77,6 @@ pub use services::*;
 mod notify;
 #[allow(unused_imports)]
 pub use notify::*;
+mod scrape;
+#[allow(unused_imports)]
+pub use scrape::*;

@@ -56,27 +56,6 @@ pub enum ApiTokensCmd {
     Revoke { id: String },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum AuditCmd {
-    /// Walk the chain; report the first edited or deleted entry (exit 1).
-    Verify,
-}
-
-/// `drover audit verify`: exits 1 when the chain is broken.
-pub async fn audit_verify(cfg: &Config) -> anyhow::Result<()> {
-    let db = control_plane::db::connect(&cfg.database_url()).await?;
-    match control_plane::audit::verify(&db).await? {
-        control_plane::audit::Verdict::Intact { rows, head } => {
-            println!("audit trail intact: {rows} entries; head hash {head}");
-            Ok(())
-        }
-        control_plane::audit::Verdict::Broken { id, reason } => {
-            eprintln!("audit trail BROKEN at entry {id}: {reason}");
-            std::process::exit(1);
-        }
-    }
-}
-
 /// The contents of a password file, without its final line break.
 pub fn read_password_file(p: &std::path::Path) -> anyhow::Result<String> {
     let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;

@@ -11,6 +11,7 @@
 mod accounts;
 mod agents;
 mod apps;
+mod audit;
 mod automation;
 mod backup;
 mod history;
@@ -32,9 +33,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control_plane::{client, config::Config, serve};
 
-use accounts::{AuditCmd, UsersCmd};
+use accounts::UsersCmd;
 use agents::AgentsCmd;
 use apps::AppsCmd;
+use audit::AuditCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
 use notify::NotifyCmd;
 use releases::ReleasesCmd;
@@ -351,9 +353,7 @@ async fn main() -> anyhow::Result<()> {
             server::init(&cfg, admin_password_file, &tls).await
         }
         Cmd::Users { action } => accounts::users(&cfg, action).await,
-        Cmd::Audit {
-            action: AuditCmd::Verify,
-        } => accounts::audit_verify(&cfg).await,
+        Cmd::Audit { action } => audit::run(&cfg, action).await,
         Cmd::Serve => serve::serve(cfg, serve::signal()).await,
         Cmd::Backup { out, json } => backup::backup(&cfg, out, json).await,
         Cmd::Restore {

@@ -1,0 +1,133 @@
+//! `drover audit`: verifying the hash-chained audit trail (in the database,
+//! or an archive file alone) and archiving its oldest segment to a file.
+//! Works on the database directly, like `drover backup`; owns only the
+//! arguments and the printing (`control_plane::audit` and
+//! `control_plane::retention::archive` do the work).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use control_plane::audit::Verdict;
+use control_plane::config::Config;
+use serde_json::json;
+
+use crate::print::print_json;
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Walk the chain; report the first edited or deleted entry (exit 1).
+    /// After `drover audit archive` the walk starts from the last archive's
+    /// recorded head hash. With --archive, verify an archive file alone.
+    Verify {
+        /// An archive file made by `drover audit archive`: checks its rows,
+        /// their links and its trailer, without the database.
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the entries recorded before a time to FILE (JSON lines, each
+    /// row with its hashes, then a trailer with the head hash), then delete
+    /// them from the database and record the archive, so `drover audit
+    /// verify` still proves the rest. The newest entry always stays. Keep
+    /// the file: it is the only copy of those entries.
+    Archive {
+        /// Entries before this time: YYYY-MM-DD (UTC midnight),
+        /// YYYY-MM-DDTHH:MM[:SS]Z, or milliseconds since the epoch.
+        #[arg(long)]
+        before: String,
+        /// The archive to write; must not exist yet (written 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
+    match cmd {
+        AuditCmd::Verify {
+            archive: None,
+            json,
+        } => {
+            let db = control_plane::db::connect(&cfg.database_url()).await?;
+            report(
+                control_plane::audit::verify(&db).await?,
+                json,
+                "audit trail",
+            )
+        }
+        AuditCmd::Verify {
+            archive: Some(file),
+            json,
+        } => {
+            let (v, _) = control_plane::retention::archive::verify_file(&file).map_err(|e| {
+                anyhow::anyhow!(
+                    "reading {}: {e} (is it the file `drover audit archive` wrote?)",
+                    file.display()
+                )
+            })?;
+            report(v, json, &format!("archive {}", file.display()))
+        }
+        AuditCmd::Archive { before, out, json } => {
+            let before_ms = control_plane::audit::parse_time(&before)
+                .map_err(|e| anyhow::anyhow!("--before {e}"))?;
+            let db = control_plane::db::connect(&cfg.database_url()).await?;
+            let t = control_plane::retention::archive::archive(&db, before_ms, &out).await?;
+            // The archiving itself is on the record.
+            let _ = control_plane::audit::record(
+                &db,
+                control_plane::audit::Entry::new(
+                    "cli",
+                    "audit.archive",
+                    &out.display().to_string(),
+                    "local",
+                    json!({"from_id": t.from_id, "to_id": t.to_id, "rows": t.rows, "head_hash": t.head_hash}),
+                ),
+            )
+            .await;
+            if json {
+                print_json(&json!({
+                    "file": out.display().to_string(),
+                    "from_id": t.from_id,
+                    "to_id": t.to_id,
+                    "rows": t.rows,
+                    "head_hash": t.head_hash,
+                    "exported_at": t.exported_at,
+                }))
+            } else {
+                println!(
+                    "archived entries {}..{} ({} rows) to {}; head hash {}\nkeep this file: those entries are no longer in the database",
+                    t.from_id,
+                    t.to_id,
+                    t.rows,
+                    out.display(),
+                    t.head_hash
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Prints a verdict; exits 1 when broken.
+fn report(v: Verdict, json: bool, what: &str) -> anyhow::Result<()> {
+    match v {
+        Verdict::Intact { rows, head } => {
+            if json {
+                print_json(&json!({"intact": true, "rows": rows, "head_hash": head}))?;
+            } else {
+                println!("{what} intact: {rows} entries; head hash {head}");
+            }
+            Ok(())
+        }
+        Verdict::Broken { id, reason } => {
+            if json {
+                print_json(&json!({"intact": false, "id": id, "reason": reason}))?;
+            } else {
+                eprintln!("{what} BROKEN at entry {id}: {reason}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
