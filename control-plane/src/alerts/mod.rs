@@ -5,5 +5,10 @@
 //! Owns rules, alerts, silences and the `alert_transitions` outbox rows it
 //! writes; not delivering notifications (`notify` reads the outbox).
 
+pub mod conditions;
+pub mod entities;
 pub mod evaluate;
+pub mod rules;
+pub mod silences;
+pub mod store;
 pub mod transition;

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 mod accounts;
 mod agent_releases;
+mod alerts;
 mod apps;
 mod body;
 mod install;
@@ -100,6 +101,7 @@ pub fn routes() -> Router<AppState> {
         .merge(updates::routes())
         .merge(agent_releases::routes())
         .merge(rollouts::routes())
+        .merge(alerts::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))
