@@ -71,3 +71,6 @@ pub use self_update::*;
 mod rollouts;
 #[allow(unused_imports)]
 pub use rollouts::*;
+mod alerts;
+#[allow(unused_imports)]
+pub use alerts::*;
