@@ -38,6 +38,16 @@ pub fn describe(
             ("alert_rule.create".into(), str_of(&resp["id"]), rule())
         }
         ("PUT", "/api/v1/alerts/rules/{id}") => ("alert_rule.update".into(), id, rule()),
+        ("POST", "/api/v1/alerts/rules/{id}/enable") => (
+            "alert_rule.enable".into(),
+            id,
+            json!({ "name": resp["name"] }),
+        ),
+        ("POST", "/api/v1/alerts/rules/{id}/disable") => (
+            "alert_rule.disable".into(),
+            id,
+            json!({ "name": resp["name"] }),
+        ),
         ("DELETE", "/api/v1/alerts/rules/{id}") => (
             "alert_rule.delete".into(),
             id,

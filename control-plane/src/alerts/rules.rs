@@ -215,12 +215,40 @@ struct RefusalParams {
 #[serde(deny_unknown_fields)]
 struct NoParams {}
 
+/// Parameters whose values are numbers: a form's text (`threshold=90`) is
+/// read as one, as is `security_only=true`.
+const NUMERIC: &[&str] = &[
+    "threshold",
+    "min_hosts",
+    "within_hours",
+    "days",
+    "within_minutes",
+];
+
 fn params_as<T: serde::de::DeserializeOwned>(
     kind: &str,
     p: &Value,
     want: &str,
 ) -> Result<T, RuleError> {
-    serde_json::from_value(p.clone())
+    let mut p = p.clone();
+    if let Some(obj) = p.as_object_mut() {
+        for (k, v) in obj.iter_mut() {
+            let Some(t) = v.as_str().map(|t| t.trim().to_string()) else {
+                continue;
+            };
+            if NUMERIC.contains(&k.as_str()) {
+                if let Ok(n) = t.parse::<i64>() {
+                    *v = Value::from(n);
+                } else if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
+                {
+                    *v = Value::Number(n);
+                }
+            } else if k == "security_only" && (t == "true" || t == "false") {
+                *v = Value::Bool(t == "true");
+            }
+        }
+    }
+    serde_json::from_value(p)
         .map_err(|e| RuleError::Invalid(format!("params of a {kind} rule: {e}; write {want}")))
 }
 
@@ -490,6 +518,20 @@ pub async fn update(
     Ok(m.update(db).await?)
 }
 
+/// Enables or disables a rule (a disabled rule's alerts resolve in the
+/// next round).
+pub async fn set_enabled(
+    db: &DatabaseConnection,
+    id: &str,
+    enabled: bool,
+) -> Result<alert_rule::Model, RuleError> {
+    let r = get(db, id).await?;
+    let mut m: alert_rule::ActiveModel = r.into();
+    m.enabled = Set(enabled);
+    m.updated_at = Set(now_ms());
+    Ok(m.update(db).await?)
+}
+
 /// A rule by id or by name.
 pub async fn get(db: &DatabaseConnection, id: &str) -> Result<alert_rule::Model, RuleError> {
     if let Some(r) = alert_rule::Entity::find_by_id(id).one(db).await? {
@@ -529,4 +571,42 @@ pub fn view(r: &alert_rule::Model) -> Value {
         "created_at": r.created_at,
         "updated_at": r.updated_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_checked_per_kind_and_form_text_reads_as_numbers() {
+        let c = Condition::parse(
+            "metric",
+            &json!({"metric": "disk_used_percent", "op": ">", "threshold": "90"}),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Condition::Metric {
+                metric: "disk_used_percent".into(),
+                op: Op::Above,
+                threshold: 90.0
+            }
+        );
+        assert!(
+            Condition::parse("metric", &json!({"metric": "x", "op": ">", "threshold": 1})).is_err()
+        );
+        assert!(Condition::parse("host_offline", &json!({"unit": "x"})).is_err());
+        assert_eq!(
+            Condition::parse(
+                "updates_pending",
+                &json!({"days": "7", "security_only": "true"})
+            )
+            .unwrap(),
+            Condition::UpdatesPending {
+                days: 7,
+                security_only: true
+            }
+        );
+        assert!(Condition::parse("nope", &json!({})).is_err());
+    }
 }

@@ -40,6 +40,8 @@ pub fn routes() -> Router<AppState> {
         .route("/alerts", get(list))
         .route("/alerts/rules", get(list_rules).post(create_rule))
         .route("/alerts/rules/{id}", put(update_rule).delete(remove_rule))
+        .route("/alerts/rules/{id}/enable", post(enable_rule))
+        .route("/alerts/rules/{id}/disable", post(disable_rule))
         .route("/alerts/{id}", get(detail))
         .route("/alerts/{id}/ack", post(ack))
         .route("/silences", get(list_silences).post(create_silence))
@@ -53,7 +55,8 @@ struct ListQuery {
 }
 
 /// `GET /alerts?state=open|pending|firing|resolved|all&limit=`: newest
-/// first; default `open`, limit 200 (at most 5000).
+/// first; default `open`, limit 200 (at most 5000). `{"alerts": [...],
+/// "firing": <how many fire now, whatever the filter>}`.
 async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -71,7 +74,10 @@ async fn list(
     let views = store::views(&state.db, &alerts)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "alerts": views })))
+    let firing = store::firing_count(&state.db)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "alerts": views, "firing": firing })))
 }
 
 async fn detail(
@@ -117,6 +123,26 @@ async fn update_rule(
 ) -> Result<Json<Value>, ApiError> {
     let r = rules::update(&state.db, &id, body).await?;
     tracing::info!(rule = %r.name, by = %who.name, "alert rule changed");
+    Ok(Json(rules::view(&r)))
+}
+
+async fn enable_rule(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let r = rules::set_enabled(&state.db, &id, true).await?;
+    tracing::info!(rule = %r.name, by = %who.name, "alert rule enabled");
+    Ok(Json(rules::view(&r)))
+}
+
+async fn disable_rule(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let r = rules::set_enabled(&state.db, &id, false).await?;
+    tracing::info!(rule = %r.name, by = %who.name, "alert rule disabled");
     Ok(Json(rules::view(&r)))
 }
 

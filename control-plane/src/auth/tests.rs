@@ -117,6 +117,16 @@ fn every_route_has_a_decided_role() {
             "/api/v1/alerts/rules/{id}",
             Access::Least(Operator),
         ),
+        (
+            "POST",
+            "/api/v1/alerts/rules/{id}/enable",
+            Access::Least(Operator),
+        ),
+        (
+            "POST",
+            "/api/v1/alerts/rules/{id}/disable",
+            Access::Least(Operator),
+        ),
         ("GET", "/api/v1/silences", Access::Least(Viewer)),
         ("POST", "/api/v1/silences", Access::Least(Operator)),
         ("DELETE", "/api/v1/silences/{id}", Access::Least(Operator)),

@@ -17,6 +17,7 @@ use super::html::document;
 
 const NAV: &[(&str, &str, &str)] = &[
     ("fleet", "/fleet", "Fleet"),
+    ("alerts", "/alerts", "Alerts"),
     ("jobs", "/jobs", "Jobs"),
     ("schedules", "/schedules", "Schedules"),
     ("apps", "/apps", "Apps"),

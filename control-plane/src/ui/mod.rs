@@ -20,6 +20,7 @@ use crate::state::AppState;
 
 mod accounts;
 mod agents;
+mod alerts;
 mod apps;
 mod audit;
 mod clock;
@@ -61,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/security", get(trust::security))
         .route("/audit", get(audit::audit_page))
         .route("/windows", get(windows::windows_page))
+        .route("/alerts", get(alerts::alerts_page))
         .route("/rollouts", get(rollouts::rollouts_page))
         .route("/rollouts/{id}", get(rollouts::rollout_page))
         .route("/updates/history", get(history::history_page))
