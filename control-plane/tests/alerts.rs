@@ -4,8 +4,10 @@
 //! goes pending, fires only after its duration with one `firing` outbox row,
 //! resolves with one `resolved` row; acknowledging suppresses the rest;
 //! `host_offline` fires when the hosts die and resolves when they return;
-//! a silence marks its host's transitions suppressed; bad rules are refused
-//! and nothing is stored; the CLI and the audit trail see it all.
+//! a silence and an open maintenance window mark their hosts' transitions
+//! suppressed; `agent_outdated` follows the configured minimum version; bad
+//! rules are refused and nothing is stored; the CLI and the audit trail see
+//! it all.
 
 mod common;
 
@@ -141,7 +143,17 @@ async fn a_disk_rule_goes_pending_fires_after_its_duration_and_resolves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_offline_fires_when_hosts_die_and_a_silence_suppresses_its_host() {
     let stack = Stack::start().await;
-    let (mut sim, ids, _file) = sim_hosts_with_metrics(&stack, 2, "edge").await;
+    let (mut sim, ids, _file) = sim_hosts_with_metrics(&stack, 3, "edge").await;
+    // edge-2 is in a maintenance window open all day, every day.
+    let (code, w) = stack
+        .post(
+            "/windows",
+            &json!({"name": "all-day", "selector": format!("id:{}", ids[2]),
+                    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "start": "00:00", "duration_minutes": 1440, "timezone": "UTC"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{w}");
     let rule = add_rule(
         &stack,
         json!({"name": "down", "kind": "host_offline", "severity": "critical"}),
@@ -175,9 +187,14 @@ async fn host_offline_fires_when_hosts_die_and_a_silence_suppresses_its_host() {
         vec![("firing".to_string(), Some("silenced".to_string()))]
     );
     assert!(s(&loud["summary"]).contains("offline"), "{loud}");
+    let kept = wait_alert(&stack, &rid, &ids[2], "firing", LONG).await;
+    assert_eq!(
+        transitions(&kept),
+        vec![("firing".to_string(), Some("maintenance window".to_string()))]
+    );
 
     let token = stack.token(4, "1h", true).await;
-    let _back = sim_restart(&stack, &token, 2, &stack.tmp.path().join("edge"));
+    let _back = sim_restart(&stack, &token, 3, &stack.tmp.path().join("edge"));
     let loud = wait_alert(&stack, &rid, &ids[0], "resolved", LONG).await;
     let quiet = wait_alert(&stack, &rid, &ids[1], "resolved", LONG).await;
     assert_eq!(
@@ -381,4 +398,38 @@ async fn bad_rules_are_refused_with_what_to_write_and_nothing_is_stored() {
     ] {
         assert!(audit.iter().any(|x| x == a), "{a} not in {audit:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_outdated_fires_when_the_minimum_version_rises_and_resolves_when_it_drops() {
+    let mut stack = Stack::start().await;
+    // The simulated hosts report SIM_FROM_VERSION (1.0.0).
+    let (_sim, ids, _file) = sim_hosts_with_metrics(&stack, 1, "old").await;
+    let rule = add_rule(
+        &stack,
+        json!({"name": "outdated", "kind": "agent_outdated"}),
+    )
+    .await;
+    let rid = s(&rule["id"]).to_string();
+    wait_alert_rounds(&stack, 2, LONG).await;
+    assert!(
+        alerts_of(&stack, &rid).await.is_empty(),
+        "1.0.0 meets the built-in minimum"
+    );
+
+    stack
+        .restart_cp_with(&[("DROVER_MIN_AGENT_VERSION", "1.5.0")])
+        .await;
+    let firing = wait_alert(&stack, &rid, &ids[0], "firing", LONG).await;
+    assert!(s(&firing["summary"]).contains("1.0.0"), "{firing}");
+    assert_eq!(transitions(&firing), vec![("firing".to_string(), None)]);
+
+    stack
+        .restart_cp_with(&[("DROVER_MIN_AGENT_VERSION", "1.0.0")])
+        .await;
+    let done = wait_alert_state(&stack, s(&firing["id"]), "resolved", LONG).await;
+    assert_eq!(
+        transitions(&done),
+        vec![("firing".to_string(), None), ("resolved".to_string(), None)]
+    );
 }

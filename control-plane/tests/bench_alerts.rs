@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_rule, wait_for, Stack};
+use common::{add_rule, wait_alert_rounds, wait_for, Stack};
 use serde_json::{json, Value};
 
 /// CPU seconds (user + system) a process has used so far.
@@ -45,20 +45,6 @@ async fn alerts_duty(stack: &Stack) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Waits until the alerts duty has finished `n` more rounds.
-async fn wait_rounds(stack: &Stack, n: u64) {
-    let start = alerts_duty(stack).await["runs"].as_u64().unwrap_or(0);
-    wait_for(
-        "alert evaluation rounds",
-        Duration::from_secs(120),
-        || async {
-            let d = alerts_duty(stack).await;
-            (d["runs"].as_u64().unwrap_or(0) >= start + n).then_some(())
-        },
-    )
-    .await;
-}
-
 /// The control plane's CPU seconds per minute over `window`, waited out
 /// by watching the clock (this is the measurement itself, not a wait for
 /// a condition).
@@ -87,7 +73,7 @@ async fn alert_evaluation_benchmark() {
     })
     .await;
     // One full heartbeat interval so every agent's metrics are in.
-    wait_rounds(&stack, 7).await;
+    wait_alert_rounds(&stack, 7, Duration::from_secs(120)).await;
 
     let cp = stack.cp.pid();
     let without = cpu_per_minute(cp, window).await;
@@ -102,7 +88,7 @@ async fn alert_evaluation_benchmark() {
     ] {
         add_rule(&stack, body).await;
     }
-    wait_rounds(&stack, 2).await;
+    wait_alert_rounds(&stack, 2, Duration::from_secs(120)).await;
     let with = cpu_per_minute(cp, window).await;
     let duty = alerts_duty(&stack).await;
     let added = (with - without) / without * 100.0;

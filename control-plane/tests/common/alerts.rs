@@ -126,3 +126,22 @@ pub async fn wait_alert_state(stack: &Stack, id: &str, state: &str, max: Duratio
     })
     .await
 }
+
+/// The `alerts` duty's finished rounds so far, from `GET /duties`.
+pub async fn alert_rounds(stack: &Stack) -> u64 {
+    let (_, v) = stack.get("/duties").await;
+    v["duties"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == "alerts"))
+        .and_then(|d| d["runs"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until the `alerts` duty has finished `n` more rounds.
+pub async fn wait_alert_rounds(stack: &Stack, n: u64, max: Duration) {
+    let start = alert_rounds(stack).await;
+    wait_for(&format!("{n} alert evaluation rounds"), max, || async {
+        (alert_rounds(stack).await >= start + n).then_some(())
+    })
+    .await;
+}
