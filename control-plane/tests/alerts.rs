@@ -138,6 +138,18 @@ async fn a_disk_rule_goes_pending_fires_after_its_duration_and_resolves() {
     let audit = audit_actions(&stack).await;
     assert!(audit.iter().any(|a| a == "alert_rule.create"), "{audit:?}");
     assert!(audit.iter().any(|a| a == "alert.ack"), "{audit:?}");
+
+    // Removing the rule resolves what it raised.
+    set_disk_percent(&file, 99);
+    let third = wait_alert(&stack, &rid, host, "firing", LONG).await;
+    let (code, v) = alerts_api(&stack, "DELETE", &format!("/alerts/rules/{rid}"), None).await;
+    assert_eq!(code, 200, "{v}");
+    let gone = wait_alert_state(&stack, s(&third["id"]), "resolved", LONG).await;
+    assert_eq!(
+        transitions(&gone),
+        vec![("firing".to_string(), None), ("resolved".to_string(), None)]
+    );
+    assert_eq!(gone["transitions"][1]["rule_name"], "disk-full");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

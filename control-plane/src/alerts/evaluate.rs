@@ -9,8 +9,9 @@
 //! same transaction, `suppressed` when the alert is acknowledged, silenced
 //! or its host is in an open maintenance window; `Event::Alert` goes out
 //! after the commit. A disabled or removed rule resolves its alerts.
-//! A firing alert's `value`/`last_at` are refreshed at most once a minute
-//! (writes stay few at 10,000 hosts).
+//! An open alert's `value`/`summary`/`last_at` are refreshed at most once a
+//! minute (writes stay few at 10,000 hosts); `last_at` is when the
+//! condition was last confirmed, to within that minute.
 //!
 //! Owns the lifecycle; not what each kind finds (`conditions`) nor
 //! delivering notifications (`notify` reads the outbox).
@@ -80,10 +81,14 @@ fn judge(
     for f in outcome.findings {
         match open.remove(&f.target) {
             Some(mut a) if a.state == "pending" => {
+                let fire = now - a.first_at >= due;
+                if !fire && now - a.last_at < REFRESH_MS {
+                    continue;
+                }
                 a.value = f.value;
                 a.last_at = now;
                 a.summary = f.summary;
-                if now - a.first_at >= due {
+                if fire {
                     a.state = "firing".into();
                     a.fired_at = Some(now);
                     plan.transitions.push((a.clone(), rule.name.clone()));
