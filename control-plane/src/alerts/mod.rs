@@ -8,6 +8,7 @@
 pub mod conditions;
 pub mod entities;
 pub mod evaluate;
+pub mod kinds;
 pub mod rules;
 pub mod silences;
 pub mod store;
