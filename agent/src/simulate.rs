@@ -3,7 +3,8 @@
 //! enrolment path, keeps its own NATS connection with its own credentials,
 //! pulls from its own durable consumer, verifies every command's signature,
 //! answers `sys.ping` and `sys.info` with signed results, and sends
-//! heartbeats. What it skips: rootd and real metrics.
+//! heartbeats. What it skips: rootd and real metrics (`--metrics-file`
+//! overrides the fake ones, so a test can change a host's disk use).
 //!
 //! With `--state-dir`, each virtual agent keeps its identity, credentials
 //! and journal on disk (`<dir>/<i>/`) like a real agent, so the process can
@@ -80,6 +81,13 @@ pub struct SimulateArgs {
     /// self-test (for a control plane that does not send them).
     #[arg(long, default_value_t = 0)]
     pub selftest_wait_secs: u64,
+    /// A JSON object of metric overrides (`{"disk_used_bytes": ...,
+    /// "disk_total_bytes": ...}`, the heartbeat's `metrics` field names),
+    /// read before every heartbeat of every virtual agent while it exists:
+    /// rewrite it to change what the fleet reports. Unreadable or invalid
+    /// content leaves the simulated defaults.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 pub(crate) struct Virtual {
@@ -277,7 +285,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 
     let stats = Arc::new(Stats::default());
     for (n, a) in agents.iter().enumerate() {
-        tokio::spawn(heartbeats(a.clone(), args.heartbeat_secs, n, stats.clone()));
+        tokio::spawn(heartbeats(
+            a.clone(),
+            args.heartbeat_secs,
+            n,
+            stats.clone(),
+            args.metrics_file.clone(),
+        ));
         tokio::spawn(commands(a.clone(), stats.clone()));
     }
     println!("ready {}", agents.len());
@@ -301,7 +315,33 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
+/// `base` with the overrides of the `--metrics-file`, when it exists and
+/// holds a JSON object of metric fields.
+fn with_overrides(base: Metrics, file: Option<&std::path::Path>) -> Metrics {
+    let Some(text) = file.and_then(|f| std::fs::read_to_string(f).ok()) else {
+        return base;
+    };
+    let Ok(serde_json::Value::Object(over)) = serde_json::from_str(&text) else {
+        return base;
+    };
+    let mut v = serde_json::to_value(&base).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        for (k, x) in over {
+            if obj.contains_key(&k) {
+                obj.insert(k, x);
+            }
+        }
+    }
+    serde_json::from_value(v).unwrap_or(base)
+}
+
+async fn heartbeats(
+    a: Arc<Virtual>,
+    every: u32,
+    n: usize,
+    stats: Arc<Stats>,
+    metrics_file: Option<PathBuf>,
+) {
     // Spread the fleet's heartbeats over the interval.
     let offset = Duration::from_millis(((n as u64) * 7919) % (every.max(1) as u64 * 1000));
     tokio::time::sleep(offset).await;
@@ -319,17 +359,20 @@ async fn heartbeats(a: Arc<Virtual>, every: u32, n: usize, stats: Arc<Stats>) {
             agent_channel: String::new(),
             os: "simulated".into(),
             kernel: "sim".into(),
-            metrics: Metrics {
-                cpu_percent: (seq % 100) as f32,
-                mem_used_bytes: 1 << 30,
-                mem_total_bytes: 4 << 30,
-                disk_used_bytes: 10 << 30,
-                disk_total_bytes: 40 << 30,
-                load1: 0.1,
-                load5: 0.1,
-                load15: 0.1,
-                uptime_secs: seq * every as u64,
-            },
+            metrics: with_overrides(
+                Metrics {
+                    cpu_percent: (seq % 100) as f32,
+                    mem_used_bytes: 1 << 30,
+                    mem_total_bytes: 4 << 30,
+                    disk_used_bytes: 10 << 30,
+                    disk_total_bytes: 40 << 30,
+                    load1: 0.1,
+                    load5: 0.1,
+                    load15: 0.1,
+                    uptime_secs: seq * every as u64,
+                },
+                metrics_file.as_deref(),
+            ),
             modules: vec!["sys".into(), "agent".into()],
             operations: vec![],
             rootd_error: None,

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 mod accounts;
 mod agent_releases;
+mod alerts;
 mod apps;
 mod body;
 mod history;
@@ -107,6 +108,7 @@ pub fn routes() -> Router<AppState> {
         .merge(rollouts::routes())
         .merge(services::routes())
         .merge(notify::routes())
+        .merge(alerts::routes())
         .route("/events", get(events))
         .route("/audit", get(accounts::audit_list))
         .route("/users", get(accounts::list_users).post(accounts::add_user))

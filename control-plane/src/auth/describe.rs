@@ -176,6 +176,10 @@ pub fn describe(
             crate::notify::channels::describe(m, t, &id, req, resp)
                 .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))
         }
+        (_, t) if t.starts_with("/api/v1/alerts") || t.starts_with("/api/v1/silences") => {
+            crate::alerts::describe(m, t, &id, req, resp)
+                .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))
+        }
         (_, t) if t.starts_with("/api/v1/rollouts") => {
             crate::rollouts::describe(m, t, &id, req, resp)
                 .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))

@@ -126,7 +126,7 @@ document.addEventListener("click", (ev) => {
 
 // ----------------------------------------------------------------- SSE
 
-const handlers = { agent: [], command: [], rollout: [], release: [], service: [] };
+const handlers = { agent: [], command: [], rollout: [], release: [], service: [], alert: [] };
 function on(kind, f) { handlers[kind].push(f); }
 let backoff = 1000;
 let es = null;
@@ -148,7 +148,7 @@ function connect() {
     setTimeout(connect, backoff);
     backoff = Math.min(backoff * 2, 15000);
   };
-  for (const kind of ["agent", "command", "rollout", "release", "service"]) {
+  for (const kind of ["agent", "command", "rollout", "release", "service", "alert"]) {
     es.addEventListener(kind, (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
@@ -705,7 +705,7 @@ const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],
   security: ["agent"], audit: ["command", "agent"], schedules: ["command"],
   windows: ["command", "agent"], history: ["command"], rollouts: ["rollout", "command", "release"],
-  releases: ["release"], services: ["service"],
+  releases: ["release"], services: ["service"], alerts: ["alert"],
 };
 if ($("#agent-head")) {
   const form = $("#run-form");
@@ -735,3 +735,25 @@ if ($("#agent-head")) {
 }
 // Deliveries change without an event on the stream: refresh while open.
 if (PAGE === "notifications") setInterval(() => scheduleRefresh(0), 3000);
+
+// ------------------------------------------------------------- alerts
+
+// The nav's Alerts entry counts firing alerts, re-read on each alert event.
+async function alertBadge() {
+  const link = $('nav a[href="/alerts"]');
+  if (!link) return;
+  try {
+    const r = await fetch("/api/v1/alerts?state=firing&limit=1", { credentials: "same-origin" });
+    if (!r.ok) return;
+    const n = (await r.json()).firing || 0;
+    let b = $(".badge", link);
+    if (!b) { b = el("span", { class: "badge" }); link.append(" ", b); }
+    b.textContent = String(n);
+    b.hidden = n === 0;
+  } catch (e) { /* the banner shows connectivity */ }
+}
+if ($("#banner")) {
+  alertBadge();
+  let badgeTimer = null;
+  on("alert", () => { clearTimeout(badgeTimer); badgeTimer = setTimeout(alertBadge, 500); });
+}

@@ -18,6 +18,7 @@ use super::html::document;
 const NAV: &[(&str, &str, &str)] = &[
     ("fleet", "/fleet", "Fleet"),
     ("services", "/services", "Services"),
+    ("alerts", "/alerts", "Alerts"),
     ("jobs", "/jobs", "Jobs"),
     ("schedules", "/schedules", "Schedules"),
     ("apps", "/apps", "Apps"),

@@ -20,6 +20,7 @@ use crate::state::AppState;
 
 mod accounts;
 mod agents;
+mod alerts;
 mod apps;
 mod audit;
 mod clock;
@@ -65,6 +66,7 @@ pub fn routes() -> Router<AppState> {
         .route("/windows", get(windows::windows_page))
         .route("/services", get(services::services_page))
         .route("/notifications", get(notify::notifications_page))
+        .route("/alerts", get(alerts::alerts_page))
         .route("/rollouts", get(rollouts::rollouts_page))
         .route("/rollouts/{id}", get(rollouts::rollout_page))
         .route("/updates/history", get(history::history_page))

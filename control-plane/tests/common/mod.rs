@@ -80,3 +80,6 @@ pub use notify::*;
 mod scrape;
 #[allow(unused_imports)]
 pub use scrape::*;
+mod alerts;
+#[allow(unused_imports)]
+pub use alerts::*;

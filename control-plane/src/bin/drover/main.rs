@@ -10,6 +10,7 @@
 
 mod accounts;
 mod agents;
+mod alerts;
 mod apps;
 mod audit;
 mod automation;
@@ -35,6 +36,7 @@ use control_plane::{client, config::Config, serve};
 
 use accounts::UsersCmd;
 use agents::AgentsCmd;
+use alerts::{AlertsCmd, SilencesCmd};
 use apps::AppsCmd;
 use audit::AuditCmd;
 use automation::{ApiTokensCmd, AutomationCmd};
@@ -305,6 +307,30 @@ enum Cmd {
         #[command(subcommand)]
         action: NotifyCmd,
     },
+    /// Alerts: open (or --state firing|pending|resolved|all) alerts,
+    /// acknowledging them, and the rules that raise them.
+    #[command(after_help = "Examples:\n  drover alerts --state firing\n  \
+        drover alerts ack <id>\n  \
+        drover alerts rules add disk-full --kind metric --param metric=disk_used_percent \
+        --param 'op=>' --param threshold=90 --for 5m --severity critical\n  \
+        drover alerts rules list")]
+    Alerts {
+        #[command(subcommand)]
+        action: Option<AlertsCmd>,
+        /// open (the default: pending and firing), pending, firing, resolved or all.
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Silences: alerts whose transitions are recorded but not notified,
+    /// for a time.
+    ///
+    /// Example: drover silences add --rule disk-full --for 2h --comment "resizing"
+    Silences {
+        #[command(subcommand)]
+        action: SilencesCmd,
+    },
     /// Maintenance windows: when and how approved updates are installed.
     ///
     /// Example: drover windows list
@@ -523,6 +549,16 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         Cmd::Windows { action } => windows::windows(api, action).await,
         Cmd::Services { args, action } => services::services(api, args, action).await,
         Cmd::Notify { action } => notify::notify(api, action).await,
+        Cmd::Alerts {
+            action: None,
+            state,
+            json,
+        } => alerts::list(api, &state, json).await,
+        Cmd::Alerts {
+            action: Some(action),
+            ..
+        } => alerts::alerts(api, action).await,
+        Cmd::Silences { action } => alerts::silences(api, action).await,
         Cmd::Rollout { action } => rollout::rollout(api, action).await,
         Cmd::Updates { action } => updates::updates(api, action).await,
         _ => unreachable!("server commands are handled in main"),
