@@ -59,6 +59,9 @@ async fn ingest_rate(stack: &Stack, ids: &[String], burst: usize) -> f64 {
             machine_id: String::new(),
             boot_id: String::new(),
             protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+            watch_revision: String::new(),
+            services: vec![],
+            services_full: false,
         };
         acks.push(
             js.publish(
