@@ -187,20 +187,22 @@ impl Condition {
             }
             "service_not_active" => {
                 let s: ServiceParams = params_as(kind, p, r#"{"unit": "nginx.service"} or {}"#)?;
-                let unit = s
-                    .unit
-                    .map(|u| u.trim().to_string())
-                    .filter(|u| !u.is_empty());
-                if let Some(u) = &unit {
-                    if u.len() > 256
-                        || u.chars()
-                            .any(|c| c.is_control() || c == '/' || c.is_whitespace())
-                    {
-                        return bad(format!(
-                            "unit {u:?} is not a systemd unit name (e.g. nginx.service)"
-                        ));
+                // The same names watch lists and heartbeats use: `nginx`
+                // is `nginx.service`, so the rule matches what hosts report.
+                let unit = match s.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+                    None => None,
+                    Some(u) => {
+                        let name = bus_schema::catalogue::parse_unit(u).map_err(|e| {
+                            RuleError::Invalid(format!("{e} (e.g. nginx or nginx.service)"))
+                        })?;
+                        if name.is_template() {
+                            return bad(format!(
+                                "unit {u:?} is a template; name an instance (getty@tty1.service)"
+                            ));
+                        }
+                        Some(name.full())
                     }
-                }
+                };
                 Condition::ServiceNotActive { unit }
             }
             "job_failed" => {
@@ -318,5 +320,18 @@ mod tests {
             }
         );
         assert!(Condition::parse("nope", &json!({})).is_err());
+        // Unit names are read as hosts report them: `nginx` is nginx.service.
+        assert_eq!(
+            Condition::parse("service_not_active", &json!({"unit": "nginx"})).unwrap(),
+            Condition::ServiceNotActive {
+                unit: Some("nginx.service".into())
+            }
+        );
+        for bad in ["-x", "getty@.service", "a b", "../x"] {
+            assert!(
+                Condition::parse("service_not_active", &json!({ "unit": bad })).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
