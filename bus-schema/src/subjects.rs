@@ -124,6 +124,25 @@ pub fn alert_event(rule: &str) -> String {
     format!("{PREFIX}.evt.alert.{rule}")
 }
 
+/// The stream alert notifications wait in until delivered (the control
+/// plane's `notify` module declares it): subjects `drover.notify.<channel>`.
+pub const NOTIFY_STREAM: &str = "DROVER_NOTIFY";
+/// The durable consumer every control-plane replica's deliverer shares.
+pub const NOTIFY_CONSUMER: &str = "drover-notify";
+/// The stream a `bus` notification channel publishes into, for automation
+/// to consume durably: subjects `drover.alert.<channel>`.
+pub const ALERTS_STREAM: &str = "DROVER_ALERTS";
+
+/// `drover.notify.<channel>`: one notification waiting for delivery.
+pub fn notify_subject(channel: &str) -> String {
+    format!("{PREFIX}.notify.{channel}")
+}
+
+/// `drover.alert.<channel>`: a notification of a `bus` channel.
+pub fn alert_notification(channel: &str) -> String {
+    format!("{PREFIX}.alert.{channel}")
+}
+
 /// `drover.evt.service.<agent>`: a watched service changed on a host.
 pub fn service_event(agent: &str) -> String {
     format!("{PREFIX}.evt.service.{agent}")

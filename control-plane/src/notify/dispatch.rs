@@ -16,7 +16,7 @@ use anyhow::Context;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 
-use super::{channels, route, NOTIFY_SUBJECT_PREFIX};
+use super::{channels, route};
 use crate::alerts::transition::alert_transition;
 use crate::state::AppState;
 
@@ -59,7 +59,7 @@ pub async fn tick(state: &AppState, now_ms: i64) -> anyhow::Result<()> {
             let ack = state
                 .js
                 .publish_with_headers(
-                    format!("{NOTIFY_SUBJECT_PREFIX}.{}", c.id),
+                    bus_schema::subjects::notify_subject(&c.id),
                     headers,
                     body.into(),
                 )

@@ -29,22 +29,15 @@ use async_nats::jetstream::{
     stream::{DiscardPolicy, RetentionPolicy, StorageType},
 };
 
-/// The stream notifications wait in until delivered: subjects
-/// `drover.notify.<channel id>`, file storage, work-queue retention (a
-/// message leaves once acked), at most 7 days, 1 GiB (then publishes are
-/// refused, not old messages dropped: the outbox keeps them), duplicate
-/// window 10 minutes.
-pub const NOTIFY_STREAM: &str = "DROVER_NOTIFY";
-/// `drover.notify.<channel id>`.
-pub const NOTIFY_SUBJECT_PREFIX: &str = "drover.notify";
-/// The durable pull consumer every replica's deliverer shares.
-pub const NOTIFY_CONSUMER: &str = "drover-notify";
-/// Bus channels publish each notification to `drover.alert.<channel id>`,
-/// kept in this stream (7 days, 256 MiB, oldest dropped first) for
-/// automation to consume durably.
-pub const ALERTS_STREAM: &str = "DROVER_ALERTS";
-/// `drover.alert.<channel id>`.
-pub const ALERTS_SUBJECT_PREFIX: &str = "drover.alert";
+// The names are bus-schema's (`subjects`): the stream notifications wait
+// in (`DROVER_NOTIFY`: `drover.notify.<channel id>`, file storage,
+// work-queue retention — a message leaves once acked — at most 7 days,
+// 1 GiB, then publishes are refused rather than old messages dropped: the
+// outbox keeps them; duplicate window 10 minutes), the deliverers' shared
+// durable consumer, and the stream bus channels publish into
+// (`DROVER_ALERTS`: `drover.alert.<channel id>`, 7 days, 256 MiB, oldest
+// dropped first).
+pub use bus_schema::subjects::{ALERTS_STREAM, NOTIFY_CONSUMER, NOTIFY_STREAM};
 
 /// Declares both streams and the deliverer's consumer (idempotent; every
 /// start, every replica).
@@ -54,7 +47,7 @@ pub async fn ensure_stream(
     js.create_or_update_stream(jetstream::stream::Config {
         name: NOTIFY_STREAM.into(),
         description: Some("alert notifications waiting for delivery, one per channel".into()),
-        subjects: vec![format!("{NOTIFY_SUBJECT_PREFIX}.>")],
+        subjects: vec![bus_schema::subjects::notify_subject(">")],
         retention: RetentionPolicy::WorkQueue,
         max_age: Duration::from_secs(7 * 24 * 3600),
         max_bytes: 1 << 30,
@@ -68,7 +61,7 @@ pub async fn ensure_stream(
     js.create_or_update_stream(jetstream::stream::Config {
         name: ALERTS_STREAM.into(),
         description: Some("alert notifications of bus channels, for automation".into()),
-        subjects: vec![format!("{ALERTS_SUBJECT_PREFIX}.>")],
+        subjects: vec![bus_schema::subjects::alert_notification(">")],
         max_age: Duration::from_secs(7 * 24 * 3600),
         max_bytes: 256 << 20,
         duplicate_window: Duration::from_secs(600),

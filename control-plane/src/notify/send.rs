@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::model::{channel, delivery};
-use super::{seal, ALERTS_SUBJECT_PREFIX};
+use super::seal;
 use crate::alerts::transition::alert_transition;
 use crate::state::AppState;
 
@@ -138,7 +138,7 @@ pub async fn send(
             state
                 .js
                 .publish_with_headers(
-                    format!("{ALERTS_SUBJECT_PREFIX}.{}", ch.id),
+                    bus_schema::subjects::alert_notification(&ch.id),
                     headers,
                     full.to_string().into(),
                 )
