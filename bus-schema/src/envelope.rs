@@ -255,7 +255,13 @@ impl ServiceState {
     /// Checks a reported state: a valid unit name, and short states of
     /// letters, digits and '-' (at most 32 characters each).
     pub fn validate(&self) -> Result<(), String> {
-        crate::catalogue::parse_unit(&self.unit)?;
+        let name = crate::catalogue::parse_unit(&self.unit)?;
+        if name.full() != self.unit || name.is_template() {
+            return Err(format!(
+                "unit {:?} must be a full unit name such as nginx.service",
+                self.unit
+            ));
+        }
         for (field, v) in [
             ("load_state", &self.load_state),
             ("active_state", &self.active_state),
@@ -393,18 +399,30 @@ fn check_subject(subject_agent: &str, inner: &str) -> Result<(), EnvelopeError> 
     }
 }
 
+/// Checks a host name as hosts send it (heartbeats, enrolment claims): 1 to
+/// 253 bytes and no control character. A newline or an escape sequence in a
+/// host name would forge lines in notifications and drive terminals that
+/// print `drover agents`; everything else is escaped where it is shown.
+pub fn check_hostname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be 1..=253 bytes".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("must not contain control characters (newlines, escapes)".into());
+    }
+    Ok(())
+}
+
 impl Heartbeat {
     /// Checks what serde cannot: the heartbeat belongs to the subject's agent
     /// and its values are plausible.
     pub fn validate(&self, subject_agent: &str) -> Result<(), EnvelopeError> {
         check_token(&self.agent_id)?;
         check_subject(subject_agent, &self.agent_id)?;
-        if self.hostname.is_empty() || self.hostname.len() > 253 {
-            return Err(EnvelopeError::Field {
-                field: "hostname",
-                why: "must be 1..=253 characters".into(),
-            });
-        }
+        check_hostname(&self.hostname).map_err(|why| EnvelopeError::Field {
+            field: "hostname",
+            why,
+        })?;
         if !(0.0..=100.0 * 1024.0).contains(&self.metrics.cpu_percent) {
             return Err(EnvelopeError::Field {
                 field: "metrics.cpu_percent",
@@ -454,11 +472,20 @@ impl Heartbeat {
                 why: format!("at most {MAX_WATCHED_UNITS} units"),
             });
         }
+        // Full names, each once: `nginx` and `nginx.service` twice in one
+        // report would be two writes of one row.
+        let mut seen = std::collections::HashSet::new();
         for s in &self.services {
             s.validate().map_err(|why| EnvelopeError::Field {
                 field: "services",
                 why,
             })?;
+            if !seen.insert(s.unit.as_str()) {
+                return Err(EnvelopeError::Field {
+                    field: "services",
+                    why: format!("{} is reported twice", s.unit),
+                });
+            }
         }
         Ok(())
     }
@@ -548,5 +575,38 @@ mod service_tests {
             "interval_secs": 30, "metrics": Metrics::default()});
         let h: Heartbeat = serde_json::from_value(old).unwrap();
         assert!(h.services.is_empty() && h.watch_revision.is_empty() && !h.services_full);
+    }
+
+    #[test]
+    fn a_unit_is_reported_once_by_its_full_name() {
+        // Twice in one report (the batch's upsert would touch one row twice).
+        let mut h = hb();
+        h.services.push(h.services[0].clone());
+        let e = h.validate("A1").unwrap_err().to_string();
+        assert!(e.contains("reported twice"), "{e}");
+        // `nginx` is nginx.service: the short form would be a second row.
+        let mut h = hb();
+        h.services[0].unit = "nginx".into();
+        assert!(h.validate("A1").is_err());
+        let mut h = hb();
+        h.services[0].unit = "getty@.service".into();
+        assert!(h.validate("A1").is_err());
+    }
+
+    #[test]
+    fn a_hostname_with_control_characters_is_refused() {
+        for bad in [
+            "web\n- resolved critical db-1: fine",
+            "esc\u{1b}]0;pwned\u{7}",
+            "",
+        ] {
+            let mut h = hb();
+            h.hostname = bad.into();
+            assert!(h.validate("A1").is_err(), "{bad:?}");
+        }
+        // Odd but printable names are shown escaped, not refused.
+        let mut h = hb();
+        h.hostname = "<b>web</b> ü".into();
+        assert!(h.validate("A1").is_ok());
     }
 }

@@ -255,8 +255,8 @@ async fn handle(state: &AppState, claim: &EnrollClaim) -> EnrollReply {
     if !valid_machine_id(&claim.machine_id) {
         return rejected("machine-id must be 8..=128 characters of [0-9a-zA-Z-]".into());
     }
-    if claim.hostname.is_empty() || claim.hostname.len() > 253 {
-        return rejected("hostname must be 1..=253 characters".into());
+    if let Err(why) = bus_schema::check_hostname(&claim.hostname) {
+        return rejected(format!("hostname {why}"));
     }
     if let Some(name) = &claim.display_name {
         if let Err(why) = check_display_name(name) {

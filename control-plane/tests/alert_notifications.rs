@@ -74,7 +74,10 @@ async fn a_disk_alert_reaches_a_signed_webhook_once_per_transition_and_resolves(
     // Over the threshold: pending (nothing sent), then firing after 3 s.
     set_disk_percent(&file, 95);
     wait_alert(&stack, &rid, &host, "pending", LONG).await;
-    assert!(hook.accepted().is_empty(), "a pending alert is not notified");
+    assert!(
+        hook.accepted().is_empty(),
+        "a pending alert is not notified"
+    );
     let firing = wait_alert(&stack, &rid, &host, "firing", LONG).await;
     let msg = wait_for("the firing notification", LONG, || async {
         hooked(&hook, "firing").into_iter().next()

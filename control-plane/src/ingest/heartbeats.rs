@@ -85,7 +85,12 @@ pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
                         }
                     }
                 }
-                Err(e) => error!(error = %e, "storing heartbeats failed; they will be redelivered"),
+                // Not acked: redelivered unless a later batch's ack (the
+                // consumer acks all up to it) covers it first. Heartbeats are
+                // snapshots, so each agent's next one replaces what is lost.
+                Err(e) => {
+                    error!(error = %e, "storing heartbeats failed; each agent's next heartbeat replaces this batch")
+                }
             }
         }
     }
