@@ -364,7 +364,7 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                 match cmd.action.as_str() {
                     "sys.ping" => sys::ping(&agent.id),
                     "sys.info" => sys::info(),
-                    "agent.watch" => crate::watch::apply(agent, cmd),
+                    "agent.watch" => crate::watch::apply(&agent.cfg.state_dir, &agent.watch, cmd),
                     "sys.cancel" => {
                         sys::cancel(agent, cmd.params["command_id"].as_str().unwrap_or_default())
                             .await

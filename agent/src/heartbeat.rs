@@ -84,7 +84,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             let changed = std::mem::take(&mut w.changed);
             (w.clone(), changed)
         };
-        let states = crate::watch::read_states(&agent, &watch.units).await;
+        let states = crate::watch::read_states(&agent.cfg.rootd_socket, &watch.units).await;
         let report = tracker.report(&watch, force_full, states);
         let hb = Heartbeat {
             agent_id: agent.id.clone(),

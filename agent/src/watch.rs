@@ -16,8 +16,6 @@ use bus_schema::{Command, Outcome, ServiceState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::state::Agent;
-
 /// Every this many heartbeats the full list goes out.
 pub const FULL_EVERY: u64 = 10;
 
@@ -60,8 +58,9 @@ fn store(state_dir: &Path, w: &Watch) -> std::io::Result<()> {
     std::fs::rename(&tmp, file(state_dir))
 }
 
-/// `agent.watch`: replaces the list (params validated by the catalogue).
-pub fn apply(agent: &Agent, cmd: &Command) -> Outcome {
+/// `agent.watch`: replaces the list (params validated by the catalogue),
+/// stored in `state_dir` and then in `slot` (the agent's current list).
+pub fn apply(state_dir: &Path, slot: &std::sync::Mutex<Watch>, cmd: &Command) -> Outcome {
     let p: WatchParams = match bus_schema::catalogue::parse(&cmd.params) {
         Ok(p) => p,
         Err(e) => return Outcome::rejected(format!("invalid params for agent.watch: {e}")),
@@ -75,15 +74,15 @@ pub fn apply(agent: &Agent, cmd: &Command) -> Outcome {
         units,
         changed: true,
     };
-    if let Err(e) = store(&agent.cfg.state_dir, &w) {
+    if let Err(e) = store(state_dir, &w) {
         return Outcome::failed(format!(
             "could not store the watch list in {}: {e}",
-            agent.cfg.state_dir.display()
+            state_dir.display()
         ));
     }
     let summary = format!("watching {} units", w.units.len());
     let data = json!({ "units": w.units, "revision": w.revision });
-    *agent.watch.lock().expect("watch list") = w;
+    *slot.lock().expect("watch list") = w;
     Outcome::succeeded(summary, data)
 }
 
@@ -135,15 +134,15 @@ impl Tracker {
     }
 }
 
-/// Reads the watched units' states through rootd (none watched: an empty
-/// list, rootd not asked).
-pub async fn read_states(agent: &Agent, units: &[String]) -> Option<Vec<ServiceState>> {
+/// Reads the watched units' states through rootd at `socket` (none
+/// watched: an empty list, rootd not asked).
+pub async fn read_states(socket: &Path, units: &[String]) -> Option<Vec<ServiceState>> {
     if units.is_empty() {
         return Some(vec![]);
     }
     let asked = tokio::time::timeout(
         STATES_WITHIN,
-        crate::rootd_client::service_states(&agent.cfg.rootd_socket, units),
+        crate::rootd_client::service_states(socket, units),
     )
     .await;
     match asked {

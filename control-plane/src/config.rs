@@ -116,7 +116,7 @@ pub struct Config {
     /// Notifications: seconds one webhook, email or bus send may take.
     #[serde(default = "default_notify_send_timeout")]
     pub notify_send_timeout_secs: u64,
-    /// Retention (part of alerting, `crate::retention`): raw metric samples
+    /// Retention (part of alerting, the `retention` module): raw metric samples
     /// are kept this many seconds (default 48 h) and rolled up into
     /// five-minute rows before they go.
     #[serde(default = "default_retention_samples")]
