@@ -3,7 +3,8 @@
 //! then leaves the database with a row in `audit_archives` recording the
 //! segment's ids and head hash, so `drover audit verify` goes on proving
 //! the remaining chain and `drover audit verify --archive FILE` proves the
-//! file alone. Owns the file format and the export; not the chain's
+//! file's rows and trailer, then that the trailer is the one the database
+//! recorded ([`check_record`]: same ids, row count and hashes). Owns the file format and the export; not the chain's
 //! hashing (`crate::audit`).
 //!
 //! The file: one JSON object per line, `{"id", "at", "actor", "action",
@@ -151,6 +152,7 @@ pub async fn archive(
         from_id: Set(trailer.from_id),
         to_id: Set(trailer.to_id),
         head_hash: Set(trailer.head_hash.clone()),
+        first_prev_hash: Set(trailer.first_prev_hash.clone()),
         rows: Set(trailer.rows),
         exported_at: Set(trailer.exported_at),
         file_name: Set(out
@@ -303,4 +305,82 @@ pub fn verify_file(path: &Path) -> std::io::Result<(Verdict, Option<Trailer>)> {
         },
         Some(t),
     ))
+}
+
+/// How an archive file's trailer compares with the database's record of
+/// the archive (`audit_archives`).
+#[derive(Debug, PartialEq)]
+pub enum RecordCheck {
+    /// The record of these rows names the same ids, row count, head hash
+    /// and first `prev_hash`.
+    Matches { file_name: String },
+    /// No record has these ids or this file name: the file could only be
+    /// checked against itself.
+    NoRecord,
+    /// The record found (by ids, else by file name) differs: one line per
+    /// field, saying what the file says and what the record says.
+    Differs {
+        file_name: String,
+        differences: Vec<String>,
+    },
+}
+
+/// Compares a file's trailer (already verified against its rows by
+/// [`verify_file`]) with the record `drover audit archive` left in the
+/// database: looked up by `from_id`/`to_id`, else by the file's name. A
+/// file cut and given a rewritten trailer, or rewritten whole with
+/// recomputed hashes, no longer matches the recorded ids and head hash.
+pub async fn check_record(
+    db: &DatabaseConnection,
+    path: &Path,
+    t: &Trailer,
+) -> Result<RecordCheck, sea_orm::DbErr> {
+    let mut rec = audit_archive::Entity::find()
+        .filter(audit_archive::Column::FromId.eq(t.from_id))
+        .filter(audit_archive::Column::ToId.eq(t.to_id))
+        .one(db)
+        .await?;
+    if rec.is_none() {
+        if let Some(name) = path.file_name() {
+            rec = audit_archive::Entity::find()
+                .filter(audit_archive::Column::FileName.eq(name.to_string_lossy().to_string()))
+                .order_by_asc(audit_archive::Column::FromId)
+                .one(db)
+                .await?;
+        }
+    }
+    let Some(r) = rec else {
+        return Ok(RecordCheck::NoRecord);
+    };
+    let mut d = Vec::new();
+    let mut differ = |field: &str, file: String, record: String| {
+        if file != record {
+            d.push(format!(
+                "{field}: the file says {file}, the record says {record}"
+            ));
+        }
+    };
+    differ("from_id", t.from_id.to_string(), r.from_id.to_string());
+    differ("to_id", t.to_id.to_string(), r.to_id.to_string());
+    differ("rows", t.rows.to_string(), r.rows.to_string());
+    differ("head_hash", t.head_hash.clone(), r.head_hash.clone());
+    // Empty only for a record made before the column existed whose
+    // predecessor was gone.
+    if !r.first_prev_hash.is_empty() {
+        differ(
+            "first_prev_hash",
+            t.first_prev_hash.clone(),
+            r.first_prev_hash.clone(),
+        );
+    }
+    Ok(if d.is_empty() {
+        RecordCheck::Matches {
+            file_name: r.file_name,
+        }
+    } else {
+        RecordCheck::Differs {
+            file_name: r.file_name,
+            differences: d,
+        }
+    })
 }

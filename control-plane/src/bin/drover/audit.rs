@@ -4,7 +4,7 @@
 //! arguments and the printing (`control_plane::audit` and
 //! `control_plane::retention::archive` do the work).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use control_plane::audit::Verdict;
@@ -20,9 +20,14 @@ pub enum AuditCmd {
     /// recorded head hash. With --archive, verify an archive file alone.
     Verify {
         /// An archive file made by `drover audit archive`: checks its rows,
-        /// their links and its trailer, without the database.
+        /// their links and its trailer, then that the trailer matches the
+        /// archive's record in the database (ids, row count, hashes).
         #[arg(long, value_name = "FILE")]
         archive: Option<PathBuf>,
+        /// With --archive: check the file only against itself, without the
+        /// database (weaker: a cut file with a rewritten trailer passes).
+        #[arg(long, requires = "archive")]
+        offline: bool,
         #[arg(long)]
         json: bool,
     },
@@ -49,6 +54,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
         AuditCmd::Verify {
             archive: None,
             json,
+            ..
         } => {
             let db = control_plane::db::connect(&cfg.database_url()).await?;
             report(
@@ -59,16 +65,9 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
         }
         AuditCmd::Verify {
             archive: Some(file),
+            offline,
             json,
-        } => {
-            let (v, _) = control_plane::retention::archive::verify_file(&file).map_err(|e| {
-                anyhow::anyhow!(
-                    "reading {}: {e} (is it the file `drover audit archive` wrote?)",
-                    file.display()
-                )
-            })?;
-            report(v, json, &format!("archive {}", file.display()))
-        }
+        } => verify_archive(cfg, &file, offline, json).await,
         AuditCmd::Archive { before, out, json } => {
             let before_ms = control_plane::audit::parse_time(&before)
                 .map_err(|e| anyhow::anyhow!("--before {e}"))?;
@@ -126,6 +125,88 @@ fn report(v: Verdict, json: bool, what: &str) -> anyhow::Result<()> {
                 print_json(&json!({"intact": false, "id": id, "reason": reason}))?;
             } else {
                 eprintln!("{what} BROKEN at entry {id}: {reason}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `drover audit verify --archive FILE`: the file against itself, then
+/// (unless `--offline`) against the database's record of the archive.
+/// Exits 1 when the file is broken, differs from its record, or has no
+/// record and `--offline` was not given.
+async fn verify_archive(
+    cfg: &Config,
+    file: &Path,
+    offline: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use control_plane::retention::archive::{check_record, verify_file, RecordCheck};
+    let what = format!("archive {}", file.display());
+    let (v, trailer) = verify_file(file).map_err(|e| {
+        anyhow::anyhow!(
+            "reading {}: {e} (is it the file `drover audit archive` wrote?)",
+            file.display()
+        )
+    })?;
+    let (Verdict::Intact { rows, head }, Some(t)) = (&v, trailer) else {
+        return report(v, json, &what);
+    };
+    let alone = "checked only against itself (its rows and trailer), not against the database's record: a cut or rewritten file would pass this";
+    if offline {
+        if json {
+            print_json(
+                &json!({"intact": true, "rows": rows, "head_hash": head, "checked_against_record": false}),
+            )?;
+        } else {
+            println!("{what} intact: {rows} entries; head hash {head}\n{alone} (--offline)");
+        }
+        return Ok(());
+    }
+    let db = control_plane::db::connect(&cfg.database_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: the database holds the archive's record; give --offline to check the file only against itself"))?;
+    match check_record(&db, file, &t).await? {
+        RecordCheck::Matches { file_name } => {
+            if json {
+                print_json(
+                    &json!({"intact": true, "rows": rows, "head_hash": head, "checked_against_record": true, "record": file_name}),
+                )?;
+            } else {
+                println!("{what} intact: {rows} entries; head hash {head}; matches the recorded archive of rows {}..{} ({file_name})", t.from_id, t.to_id);
+            }
+            Ok(())
+        }
+        RecordCheck::Differs {
+            file_name,
+            differences,
+        } => {
+            let reason = format!(
+                "the file does not match the database's record of the archive {file_name}: {}",
+                differences.join("; ")
+            );
+            if json {
+                print_json(
+                    &json!({"intact": false, "id": 0, "reason": reason, "differences": differences, "checked_against_record": true}),
+                )?;
+            } else {
+                eprintln!("{what} BROKEN: {reason}");
+            }
+            std::process::exit(1);
+        }
+        RecordCheck::NoRecord => {
+            let reason = format!(
+                "no archive record in the database has rows {}..{} or the file name {}: the file was {alone}; give --offline to accept that",
+                t.from_id,
+                t.to_id,
+                file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+            );
+            if json {
+                print_json(
+                    &json!({"intact": false, "id": 0, "reason": reason, "checked_against_record": false}),
+                )?;
+            } else {
+                eprintln!("{what} NOT PROVEN: {reason}");
             }
             std::process::exit(1);
         }
