@@ -3,7 +3,9 @@
 //! plane, SQLite, the `drover` CLI): a file cut to rows 6..21 with a
 //! rewritten trailer, and a file rewritten whole with recomputed hashes,
 //! both fail and say which recorded field differs; a file with no record
-//! fails unless `--offline` is given; the untouched file passes. Archives
+//! fails unless `--offline` is given; alone (`--offline`) both fail on the
+//! trailer's signature (the control plane's command-signing key); the
+//! untouched file passes. Archives
 //! chain to each other by hash, and `drover audit verify` finds a record
 //! that does not.
 
@@ -60,6 +62,7 @@ fn trailer_for(rows: &[Value], old: &Value) -> Value {
         "first_prev_hash": first["prev_hash"],
         "head_hash": last["hash"],
         "exported_at": old["archive"]["exported_at"],
+        "signature": old["archive"]["signature"],
     }})
 }
 
@@ -99,6 +102,7 @@ async fn a_cut_or_rewritten_archive_fails_against_its_record_and_archives_chain(
 
     let (rows, trailer) = parse(&file);
     assert_eq!(rows.len() as i64, to_id);
+    assert!(trailer["archive"]["signature"].is_string(), "{trailer}");
 
     // The reviewer's attack: keep rows 6..21 of 1..24, rewrite only the
     // trailer. The file agrees with itself; under the recorded file name
@@ -138,11 +142,18 @@ async fn a_cut_or_rewritten_archive_fails_against_its_record_and_archives_chain(
     let err = text(&out.stderr);
     assert!(err.contains("no archive record"), "{err}");
     assert!(err.contains("checked only against itself"), "{err}");
-    // ... unless the operator asks for the file alone, and is told so.
+    // Alone (--offline) it agrees with itself, but its rewritten trailer
+    // no longer carries the control plane's signature.
     let out = stack.drover(&["audit", "verify", "--archive", renamed_s, "--offline"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("signature does not verify"), "{err}");
+    // The untouched file alone passes, and says it was checked alone.
+    let out = stack.drover(&["audit", "verify", "--archive", file_s, "--offline"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     assert!(said.contains("checked only against itself"), "{said}");
+    assert!(said.contains("signed by the control plane's key"), "{said}");
 
     // A full rewrite: row 3's actor changed and every hash from it on
     // recomputed, trailer too. Self-consistent, but its head hash is not
@@ -167,12 +178,29 @@ async fn a_cut_or_rewritten_archive_fails_against_its_record_and_archives_chain(
     let forged_file = dir.path().join("forged.jsonl");
     write(&forged_file, &forged, &trailer_for(&forged, &trailer));
     let forged_s = forged_file.to_str().unwrap();
+    // Alone, the forgery agrees with itself but not with its signature
+    // (the signed trailer was the original's; a fresh trailer is unsigned).
     let out = stack.drover(&["audit", "verify", "--archive", forged_s, "--offline"]);
-    assert!(
-        out.status.success(),
-        "the forgery agrees with itself: {}",
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("signature does not verify"), "{err}");
+    let mut unsigned = trailer_for(&forged, &trailer);
+    unsigned["archive"]
+        .as_object_mut()
+        .unwrap()
+        .remove("signature");
+    let unsigned_file = dir.path().join("unsigned.jsonl");
+    write(&unsigned_file, &forged, &unsigned);
+    let out = stack.drover(&[
+        "audit",
+        "verify",
+        "--archive",
+        unsigned_file.to_str().unwrap(),
+        "--offline",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("not signed"), "{err}");
     let out = stack.drover(&["audit", "verify", "--archive", forged_s, "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

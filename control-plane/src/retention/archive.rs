@@ -11,7 +11,9 @@
 //! "target", "ip", "detail", "prev_hash", "hash"}` per row in id order
 //! (`detail` the stored JSON text, exactly as hashed), then one trailer
 //! line `{"archive": {"from_id", "to_id", "rows", "first_prev_hash",
-//! "head_hash", "exported_at"}}`.
+//! "head_hash", "exported_at", "signature"}}`, `signature` the base64
+//! Ed25519 signature of the control plane's command-signing key over the
+//! trailer's JSON without it ([`Trailer::signed_bytes`]).
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -67,6 +69,41 @@ pub struct Trailer {
     pub head_hash: String,
     /// Milliseconds since the epoch.
     pub exported_at: i64,
+    /// Base64 of the control plane's Ed25519 command-signing key's
+    /// signature over [`Trailer::signed_bytes`] (domain-separated,
+    /// `bus_schema::CommandSigner::sign_audit_archive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl Trailer {
+    /// What the signature covers: the trailer's JSON without the
+    /// signature, fields in declaration order (re-serialized, so the
+    /// file's own spelling of the line does not matter).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut t = self.clone();
+        t.signature = None;
+        serde_json::to_vec(&t).expect("a trailer serializes")
+    }
+
+    /// Whether the trailer carries a valid signature by `key`.
+    pub fn signature_check(&self, key: &bus_schema::VerifyingKey) -> Result<(), String> {
+        use base64::Engine;
+        let Some(sig) = &self.signature else {
+            return Err("the trailer is not signed".into());
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(sig)
+            .map_err(|_| "the trailer's signature is not base64".to_string())?;
+        if key.verify_audit_archive(&self.signed_bytes(), &raw) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the trailer's signature does not verify with the control plane's key {} (the file was rewritten, or made by another control plane)",
+                key.fingerprint()
+            ))
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,11 +112,13 @@ struct TrailerLine {
 }
 
 /// Exports every audit row recorded before `before_ms` (but never the
-/// newest row, which the next entry links to) to `out`, then deletes them
+/// newest row, which the next entry links to) to `out`, the trailer signed
+/// with the control plane's command-signing key, then deletes them
 /// and records the archive, in one transaction. The file is written and
 /// synced first: a failure after it leaves the rows in place.
 pub async fn archive(
     db: &DatabaseConnection,
+    signer: &bus_schema::CommandSigner,
     before_ms: i64,
     out: &Path,
 ) -> Result<Trailer, ArchiveError> {
@@ -141,7 +180,14 @@ pub async fn archive(
         first_prev_hash: first.prev_hash.clone(),
         head_hash: lastrow.hash.clone(),
         exported_at: bus_schema::now_ms(),
+        signature: None,
     };
+    let mut trailer = trailer;
+    {
+        use base64::Engine;
+        let sig = signer.sign_audit_archive(&trailer.signed_bytes());
+        trailer.signature = Some(base64::engine::general_purpose::STANDARD.encode(sig));
+    }
     write_file(out, &segment, &trailer).map_err(|err| ArchiveError::Io {
         path: shown.clone(),
         err,
