@@ -140,7 +140,9 @@ pub enum Verdict {
 /// Walks the chain in the database. When segments were archived
 /// (`drover audit archive`, table `audit_archives`), the walk starts after
 /// the last archived row, from its recorded head hash; the archives must
-/// cover ids `1..` without gaps.
+/// cover ids `1..` without gaps and chain by hash (each record's
+/// `first_prev_hash` is the previous record's `head_hash`, the first one's
+/// the genesis value).
 pub async fn verify(db: &DatabaseConnection) -> Result<Verdict, sea_orm::DbErr> {
     use crate::retention::entity::audit_archive;
     let archives = audit_archive::Entity::find()
@@ -148,6 +150,7 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Verdict, sea_orm::DbErr> 
         .all(db)
         .await?;
     let mut next = 1i64;
+    let mut head = GENESIS.to_string();
     for a in &archives {
         if a.from_id != next {
             return Ok(Verdict::Broken {
@@ -158,6 +161,20 @@ pub async fn verify(db: &DatabaseConnection) -> Result<Verdict, sea_orm::DbErr> 
                 ),
             });
         }
+        if a.first_prev_hash != head {
+            return Ok(Verdict::Broken {
+                id: a.from_id,
+                reason: format!(
+                    "the archive record of rows {}..{} ({}) does not start from {}: its first_prev_hash is {:?}, expected {head}",
+                    a.from_id,
+                    a.to_id,
+                    a.file_name,
+                    if a.from_id == 1 { "the genesis hash".to_string() } else { format!("the head hash of the archive before it (rows ..{})", a.from_id - 1) },
+                    a.first_prev_hash,
+                ),
+            });
+        }
+        head = a.head_hash.clone();
         next = a.to_id + 1;
     }
     match archives.last() {

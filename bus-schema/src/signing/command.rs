@@ -90,6 +90,21 @@ impl VerifyingKey {
     }
 }
 
+/// Prefixed to an audit archive trailer before it is signed, so such a
+/// signature can never be taken for one over a command body or anything
+/// else the command-signing key signs.
+const AUDIT_ARCHIVE_DOMAIN: &[u8] = b"drover audit archive trailer v1\0";
+
+impl VerifyingKey {
+    /// True when `signature` is [`CommandSigner::sign_audit_archive`] of
+    /// `trailer` (the canonical trailer JSON without its signature).
+    pub fn verify_audit_archive(&self, trailer: &[u8], signature: &[u8]) -> bool {
+        let mut bytes = AUDIT_ARCHIVE_DOMAIN.to_vec();
+        bytes.extend_from_slice(trailer);
+        self.verify_raw(&bytes, signature)
+    }
+}
+
 /// The control plane's signing key. The seed never leaves the control plane's
 /// data directory.
 pub struct CommandSigner {
@@ -156,6 +171,15 @@ impl CommandSigner {
     /// [`super::artifact`], which signs nothing but packages.
     pub(crate) fn sign_raw(&self, bytes: &[u8]) -> [u8; 64] {
         self.key.sign(bytes).to_bytes()
+    }
+
+    /// The signature over an audit archive's trailer (the canonical
+    /// trailer JSON without its signature), domain-separated from
+    /// everything else this key signs.
+    pub fn sign_audit_archive(&self, trailer: &[u8]) -> [u8; 64] {
+        let mut bytes = AUDIT_ARCHIVE_DOMAIN.to_vec();
+        bytes.extend_from_slice(trailer);
+        self.key.sign(&bytes).to_bytes()
     }
 
     pub fn sign(&self, cmd: &Command) -> SignedCommand {

@@ -33,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0022_alerts::M0022Alerts),
             Box::new(super::m0023_notify::M0023Notify),
             Box::new(super::m0024_retention::M0024Retention),
+            Box::new(super::m0025_audit_archive_chain::M0025AuditArchiveChain),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

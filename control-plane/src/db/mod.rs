@@ -20,6 +20,7 @@ pub mod m0021_watch;
 pub mod m0022_alerts;
 pub mod m0023_notify;
 pub mod m0024_retention;
+pub mod m0025_audit_archive_chain;
 pub mod migration;
 
 use std::time::Duration;

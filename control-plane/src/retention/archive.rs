@@ -3,14 +3,17 @@
 //! then leaves the database with a row in `audit_archives` recording the
 //! segment's ids and head hash, so `drover audit verify` goes on proving
 //! the remaining chain and `drover audit verify --archive FILE` proves the
-//! file alone. Owns the file format and the export; not the chain's
+//! file's rows and trailer, then that the trailer is the one the database
+//! recorded ([`check_record`]: same ids, row count and hashes). Owns the file format and the export; not the chain's
 //! hashing (`crate::audit`).
 //!
 //! The file: one JSON object per line, `{"id", "at", "actor", "action",
 //! "target", "ip", "detail", "prev_hash", "hash"}` per row in id order
 //! (`detail` the stored JSON text, exactly as hashed), then one trailer
 //! line `{"archive": {"from_id", "to_id", "rows", "first_prev_hash",
-//! "head_hash", "exported_at"}}`.
+//! "head_hash", "exported_at", "signature"}}`, `signature` the base64
+//! Ed25519 signature of the control plane's command-signing key over the
+//! trailer's JSON without it ([`Trailer::signed_bytes`]).
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -66,6 +69,41 @@ pub struct Trailer {
     pub head_hash: String,
     /// Milliseconds since the epoch.
     pub exported_at: i64,
+    /// Base64 of the control plane's Ed25519 command-signing key's
+    /// signature over [`Trailer::signed_bytes`] (domain-separated,
+    /// `bus_schema::CommandSigner::sign_audit_archive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl Trailer {
+    /// What the signature covers: the trailer's JSON without the
+    /// signature, fields in declaration order (re-serialized, so the
+    /// file's own spelling of the line does not matter).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut t = self.clone();
+        t.signature = None;
+        serde_json::to_vec(&t).expect("a trailer serializes")
+    }
+
+    /// Whether the trailer carries a valid signature by `key`.
+    pub fn signature_check(&self, key: &bus_schema::VerifyingKey) -> Result<(), String> {
+        use base64::Engine;
+        let Some(sig) = &self.signature else {
+            return Err("the trailer is not signed".into());
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(sig)
+            .map_err(|_| "the trailer's signature is not base64".to_string())?;
+        if key.verify_audit_archive(&self.signed_bytes(), &raw) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the trailer's signature does not verify with the control plane's key {} (the file was rewritten, or made by another control plane)",
+                key.fingerprint()
+            ))
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,11 +112,13 @@ struct TrailerLine {
 }
 
 /// Exports every audit row recorded before `before_ms` (but never the
-/// newest row, which the next entry links to) to `out`, then deletes them
+/// newest row, which the next entry links to) to `out`, the trailer signed
+/// with the control plane's command-signing key, then deletes them
 /// and records the archive, in one transaction. The file is written and
 /// synced first: a failure after it leaves the rows in place.
 pub async fn archive(
     db: &DatabaseConnection,
+    signer: &bus_schema::CommandSigner,
     before_ms: i64,
     out: &Path,
 ) -> Result<Trailer, ArchiveError> {
@@ -140,7 +180,14 @@ pub async fn archive(
         first_prev_hash: first.prev_hash.clone(),
         head_hash: lastrow.hash.clone(),
         exported_at: bus_schema::now_ms(),
+        signature: None,
     };
+    let mut trailer = trailer;
+    {
+        use base64::Engine;
+        let sig = signer.sign_audit_archive(&trailer.signed_bytes());
+        trailer.signature = Some(base64::engine::general_purpose::STANDARD.encode(sig));
+    }
     write_file(out, &segment, &trailer).map_err(|err| ArchiveError::Io {
         path: shown.clone(),
         err,
@@ -151,6 +198,7 @@ pub async fn archive(
         from_id: Set(trailer.from_id),
         to_id: Set(trailer.to_id),
         head_hash: Set(trailer.head_hash.clone()),
+        first_prev_hash: Set(trailer.first_prev_hash.clone()),
         rows: Set(trailer.rows),
         exported_at: Set(trailer.exported_at),
         file_name: Set(out
@@ -303,4 +351,82 @@ pub fn verify_file(path: &Path) -> std::io::Result<(Verdict, Option<Trailer>)> {
         },
         Some(t),
     ))
+}
+
+/// How an archive file's trailer compares with the database's record of
+/// the archive (`audit_archives`).
+#[derive(Debug, PartialEq)]
+pub enum RecordCheck {
+    /// The record of these rows names the same ids, row count, head hash
+    /// and first `prev_hash`.
+    Matches { file_name: String },
+    /// No record has these ids or this file name: the file could only be
+    /// checked against itself.
+    NoRecord,
+    /// The record found (by ids, else by file name) differs: one line per
+    /// field, saying what the file says and what the record says.
+    Differs {
+        file_name: String,
+        differences: Vec<String>,
+    },
+}
+
+/// Compares a file's trailer (already verified against its rows by
+/// [`verify_file`]) with the record `drover audit archive` left in the
+/// database: looked up by `from_id`/`to_id`, else by the file's name. A
+/// file cut and given a rewritten trailer, or rewritten whole with
+/// recomputed hashes, no longer matches the recorded ids and head hash.
+pub async fn check_record(
+    db: &DatabaseConnection,
+    path: &Path,
+    t: &Trailer,
+) -> Result<RecordCheck, sea_orm::DbErr> {
+    let mut rec = audit_archive::Entity::find()
+        .filter(audit_archive::Column::FromId.eq(t.from_id))
+        .filter(audit_archive::Column::ToId.eq(t.to_id))
+        .one(db)
+        .await?;
+    if rec.is_none() {
+        if let Some(name) = path.file_name() {
+            rec = audit_archive::Entity::find()
+                .filter(audit_archive::Column::FileName.eq(name.to_string_lossy().to_string()))
+                .order_by_asc(audit_archive::Column::FromId)
+                .one(db)
+                .await?;
+        }
+    }
+    let Some(r) = rec else {
+        return Ok(RecordCheck::NoRecord);
+    };
+    let mut d = Vec::new();
+    let mut differ = |field: &str, file: String, record: String| {
+        if file != record {
+            d.push(format!(
+                "{field}: the file says {file}, the record says {record}"
+            ));
+        }
+    };
+    differ("from_id", t.from_id.to_string(), r.from_id.to_string());
+    differ("to_id", t.to_id.to_string(), r.to_id.to_string());
+    differ("rows", t.rows.to_string(), r.rows.to_string());
+    differ("head_hash", t.head_hash.clone(), r.head_hash.clone());
+    // Empty only for a record made before the column existed whose
+    // predecessor was gone.
+    if !r.first_prev_hash.is_empty() {
+        differ(
+            "first_prev_hash",
+            t.first_prev_hash.clone(),
+            r.first_prev_hash.clone(),
+        );
+    }
+    Ok(if d.is_empty() {
+        RecordCheck::Matches {
+            file_name: r.file_name,
+        }
+    } else {
+        RecordCheck::Differs {
+            file_name: r.file_name,
+            differences: d,
+        }
+    })
 }

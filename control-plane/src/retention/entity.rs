@@ -60,6 +60,9 @@ pub mod audit_archive {
         pub exported_at: i64,
         /// The file's name as given to `drover audit archive --out`.
         pub file_name: String,
+        /// The `prev_hash` of row `from_id`: the previous archive's
+        /// `head_hash`, or the genesis value (64 zeros) for row 1.
+        pub first_prev_hash: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
