@@ -208,6 +208,11 @@ fn check_config(kind: &str, config: &Value, has_secret: bool) -> Result<Value, C
                 t.parse::<lettre::message::Mailbox>()
                     .map_err(|e| invalid(format!("email recipient {t:?}: {e}")))?;
             }
+            if username.is_some() && tls == "none" {
+                return Err(invalid(
+                    "email credentials need an encrypted connection: with a username use tls starttls or tls, not none",
+                ));
+            }
             if username.is_some() && !has_secret {
                 return Err(invalid(
                     "email username given without a password: set `secret` to the SMTP password",
@@ -230,14 +235,34 @@ fn check_config(kind: &str, config: &Value, has_secret: bool) -> Result<Value, C
     }
 }
 
+/// Where a channel sends: its kind and the config fields that pick the
+/// receiver (webhook url; SMTP host, port, tls, username). A stored secret
+/// is only ever used for the destination it was given for.
+fn destination(kind: &str, config: &Value) -> Value {
+    match kind {
+        "webhook" => json!([kind, config["url"]]),
+        "email" => json!([
+            kind,
+            config["host"],
+            config["port"],
+            config["tls"],
+            config["username"]
+        ]),
+        _ => json!([kind]),
+    }
+}
+
 /// Checks `input` and fills `row` (all but id and creation fields).
-/// `old_secret`: what is stored now (kept when `input.secret` is absent).
+/// `old`: what is stored now, on update: the secret is kept when
+/// `input.secret` is absent, unless the destination changes (refused: the
+/// secret must be given again).
 fn apply(
     cfg: &Config,
     input: ChannelInput,
-    old_secret: Option<String>,
+    old: Option<&channel::Model>,
     row: &mut channel::ActiveModel,
 ) -> Result<(), ChannelError> {
+    let old_secret = old.and_then(|o| o.secret_sealed.clone());
     let name = input.name.trim();
     if name.is_empty()
         || name.len() > 64
@@ -261,6 +286,20 @@ fn apply(
     };
     let fresh_secret = input.secret.as_deref().filter(|s| !s.is_empty());
     let config = check_config(&input.kind, &input.config, secret_sealed.is_some())?;
+    if let Some(o) = old {
+        let before = destination(
+            &o.kind,
+            &serde_json::from_str::<Value>(&o.config).unwrap_or(Value::Null),
+        );
+        if input.secret.is_none()
+            && o.secret_sealed.is_some()
+            && before != destination(&input.kind, &config)
+        {
+            return Err(invalid(
+                "give the secret again when changing where the channel sends (kind, webhook url, or email host, port, tls, username); `\"secret\": \"\"` removes it",
+            ));
+        }
+    }
     let min_severity = input
         .min_severity
         .filter(|m| !m.is_empty())
@@ -358,7 +397,8 @@ pub async fn create(
     Ok(row.insert(db).await?)
 }
 
-/// Replaces a channel's settings (the secret kept unless given).
+/// Replaces a channel's settings (the secret kept unless given; refused
+/// when the destination changes without it).
 pub async fn update(
     db: &DatabaseConnection,
     cfg: &Config,
@@ -368,7 +408,7 @@ pub async fn update(
     let old = get(db, id).await?;
     let name = input.name.clone();
     let mut row: channel::ActiveModel = old.clone().into();
-    apply(cfg, input, old.secret_sealed.clone(), &mut row)?;
+    apply(cfg, input, Some(&old), &mut row)?;
     if name_taken(db, &name, &old.id).await? {
         return Err(ChannelError::NameTaken(name.trim().into()));
     }
