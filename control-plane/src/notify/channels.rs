@@ -367,6 +367,54 @@ fn apply(
     Ok(())
 }
 
+/// The ids of the alert rules named in `given` (each an id or a name);
+/// an unknown one is refused.
+async fn resolve_rules(
+    db: &DatabaseConnection,
+    given: &[String],
+) -> Result<Vec<String>, ChannelError> {
+    use crate::alerts::entities::alert_rule;
+    let mut ids = Vec::with_capacity(given.len());
+    for r in given {
+        let r = r.trim();
+        if r.is_empty() {
+            return Err(invalid("rule_ids must not hold empty ids"));
+        }
+        let found = match alert_rule::Entity::find_by_id(r).one(db).await? {
+            Some(m) => Some(m),
+            None => {
+                alert_rule::Entity::find()
+                    .filter(alert_rule::Column::Name.eq(r))
+                    .one(db)
+                    .await?
+            }
+        };
+        match found {
+            Some(m) if !ids.contains(&m.id) => ids.push(m.id),
+            Some(_) => {}
+            None => {
+                return Err(invalid(format!(
+                    "no alert rule {r:?} (give a rule's name or id); `drover alerts rules list` shows them"
+                )))
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Alert rule names by id, for [`view_named`].
+pub async fn rule_names(
+    db: &DatabaseConnection,
+) -> Result<std::collections::HashMap<String, String>, ChannelError> {
+    use crate::alerts::entities::alert_rule;
+    Ok(alert_rule::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect())
+}
+
 async fn name_taken(db: &DatabaseConnection, name: &str, not: &str) -> Result<bool, ChannelError> {
     Ok(channel::Entity::find()
         .filter(channel::Column::Name.eq(name.trim()))
@@ -390,6 +438,8 @@ pub async fn create(
         ..Default::default()
     };
     let name = input.name.clone();
+    let mut input = input;
+    input.rule_ids = resolve_rules(db, &input.rule_ids).await?;
     apply(cfg, input, None, &mut row)?;
     if name_taken(db, &name, "").await? {
         return Err(ChannelError::NameTaken(name.trim().into()));
@@ -408,6 +458,8 @@ pub async fn update(
     let old = get(db, id).await?;
     let name = input.name.clone();
     let mut row: channel::ActiveModel = old.clone().into();
+    let mut input = input;
+    input.rule_ids = resolve_rules(db, &input.rule_ids).await?;
     apply(cfg, input, Some(&old), &mut row)?;
     if name_taken(db, &name, &old.id).await? {
         return Err(ChannelError::NameTaken(name.trim().into()));
@@ -474,6 +526,19 @@ pub fn view(c: &channel::Model) -> Value {
         "group_secs": c.group_secs, "enabled": c.enabled,
         "created_at": c.created_at, "created_by": c.created_by,
     })
+}
+
+/// [`view`] with `rules`: the names of the channel's rules (an id whose
+/// rule is gone stays as the id).
+pub fn view_named(c: &channel::Model, names: &std::collections::HashMap<String, String>) -> Value {
+    let mut v = view(c);
+    let rules: Vec<String> = serde_json::from_str::<Vec<String>>(&c.rule_ids)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| names.get(&id).cloned().unwrap_or(id))
+        .collect();
+    v["rules"] = json!(rules);
+    v
 }
 
 /// What the audit trail says of a channel change: its settings, never the
