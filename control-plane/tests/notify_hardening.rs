@@ -133,3 +133,27 @@ async fn smtp_credentials_need_tls() {
                 "from": "drover@example.test", "to": ["ops@example.test"]}, "enabled": false}))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_webhook_keys_are_refused() {
+    let stack = Stack::start().await;
+    let (st, v) = stack
+        .post(
+            "/notify/channels",
+            &json!({"name": "weak", "kind": "webhook",
+                "config": {"url": "https://hooks.example/x"}, "secret": "fifteen-bytes!!"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("at least 16 bytes"),
+        "{v}"
+    );
+    let (_, v) = stack.get("/notify/channels").await;
+    assert_eq!(v["channels"], json!([]), "nothing stored");
+    let ch = stack
+        .add_channel(json!({"name": "strong", "kind": "webhook",
+            "config": {"url": "https://hooks.example/x"}, "secret": "sixteen-bytes!!!"}))
+        .await;
+    assert_eq!(ch["secret"], "set");
+}

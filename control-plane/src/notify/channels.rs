@@ -278,6 +278,11 @@ fn apply(
         None => old_secret,
         Some("") => None,
         Some(s) if s.len() > 1024 => return Err(invalid("secret is longer than 1024 bytes")),
+        Some(s) if input.kind == "webhook" && s.len() < 16 => {
+            return Err(invalid(
+                "a webhook's HMAC secret must be at least 16 bytes (e.g. `openssl rand -hex 32`)",
+            ));
+        }
         Some(_) if input.kind == "bus" => {
             return Err(invalid("bus channels take no secret"));
         }
