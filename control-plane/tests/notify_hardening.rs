@@ -157,3 +157,19 @@ async fn short_webhook_keys_are_refused() {
         .await;
     assert_eq!(ch["secret"], "set");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_never_holds_a_webhook_url_token() {
+    let stack = Stack::start().await;
+    let token = "T000/B000/XXXXsecretpathtoken";
+    stack
+        .add_channel(json!({"name": "slack", "kind": "webhook",
+            "config": {"url": format!("https://hooks.example:8443/services/{token}?k=qtoken"),
+                "format": "slack"}}))
+        .await;
+    let (st, audit) = stack.get("/audit").await;
+    assert_eq!(st, 200, "{audit}");
+    let text = audit.to_string();
+    assert!(text.contains("https://hooks.example:8443/…"), "{text}");
+    assert!(!text.contains(token) && !text.contains("qtoken"), "{text}");
+}

@@ -546,6 +546,22 @@ pub fn view_named(c: &channel::Model, names: &std::collections::HashMap<String, 
     v
 }
 
+/// `config` with a webhook `url` cut to `scheme://host[:port]/…`: a
+/// webhook URL's path or query is often the receiver's token.
+pub fn redact_url(config: &Value) -> Value {
+    let mut c = config.clone();
+    if let Some(u) = config["url"].as_str() {
+        c["url"] = json!(match reqwest::Url::parse(u.trim()) {
+            Ok(p) => {
+                let port = p.port().map(|x| format!(":{x}")).unwrap_or_default();
+                format!("{}://{}{port}/…", p.scheme(), p.host_str().unwrap_or(""))
+            }
+            Err(_) => "…".to_string(),
+        });
+    }
+    c
+}
+
 /// What the audit trail says of a channel change: its settings, never the
 /// secret (only whether one was given).
 pub fn describe(
@@ -557,7 +573,7 @@ pub fn describe(
 ) -> Option<(String, String, Value)> {
     let settings = || {
         json!({
-            "name": req["name"], "kind": req["kind"], "config": req["config"],
+            "name": req["name"], "kind": req["kind"], "config": redact_url(&req["config"]),
             "secret": if req["secret"].is_string() { "given" } else { "unchanged" },
             "min_severity": req["min_severity"], "rule_ids": req["rule_ids"],
             "matchers": req["matchers"], "quiet_hours": req["quiet_hours"],
