@@ -85,7 +85,7 @@ async fn webhook_is_signed_bad_input_refused_and_secrets_never_shown() {
     // An email channel with a password, to look for that secret too.
     let mail = stack.add_channel(
         json!({"name": "ops-mail", "kind": "email", "config": {"host": "127.0.0.1", "port": 2525,
-               "tls": "none", "from": "drover@example.test", "to": ["ops@example.test"],
+               "tls": "starttls", "from": "drover@example.test", "to": ["ops@example.test"],
                "username": "drover"}, "secret": SMTP_PASSWORD, "enabled": false}),
     )
     .await;

@@ -49,6 +49,29 @@ async fn outbox_rows_are_routed_grouped_and_suppressed_ones_skipped() {
     let stack = Stack::start().await;
     let hook = Hook::start().await;
     let db = stack.db().await;
+    // The rule the channel names must exist (refused otherwise): a row
+    // with id "disk", the id the outbox rows below carry.
+    {
+        use control_plane::alerts::entities::alert_rule;
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+        alert_rule::ActiveModel {
+            id: Set("disk".into()),
+            name: Set("disk-usage".into()),
+            kind: Set("host_offline".into()),
+            selector: Set("{}".into()),
+            params: Set("{}".into()),
+            severity: Set("critical".into()),
+            for_secs: Set(0),
+            labels: Set("{}".into()),
+            enabled: Set(false),
+            created_by: Set("test".into()),
+            created_at: Set(0),
+            updated_at: Set(0),
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+    }
     // Every critical alert of rule "disk" for team db, grouped.
     let ch = stack
         .add_channel(
@@ -240,4 +263,84 @@ async fn bus_channel_publishes_to_drover_alerts_through_the_cli() {
     let list: Value =
         serde_json::from_str(&run(&["notify", "channels", "list", "--json"])).unwrap();
     assert_eq!(list["channels"], json!([]));
+}
+
+/// `--rule <name>` routes that rule's notifications: the API resolves a
+/// rule name to its id (what outbox rows carry), shows the name back, and
+/// refuses an unknown rule with nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_for_a_rule_by_name_gets_its_notifications() {
+    let stack = Stack::start().await;
+    let hook = Hook::start().await;
+    let db = stack.db().await;
+    let (st, rule) = stack
+        .post(
+            "/alerts/rules",
+            &json!({"name": "hosts-down", "kind": "host_offline", "enabled": false}),
+        )
+        .await;
+    assert_eq!(st, 201, "{rule}");
+    let rid = rule["id"].as_str().unwrap().to_string();
+    let url = hook.url();
+    let out = stack.drover(&[
+        "notify",
+        "channels",
+        "add",
+        "by-name",
+        "--kind",
+        "webhook",
+        "--url",
+        &url,
+        "--rule",
+        "hosts-down",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["rule_ids"], json!([rid]), "{added}");
+    assert_eq!(added["rules"], json!(["hosts-down"]), "{added}");
+    let list = stack.drover(&["notify", "channels", "list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("rules hosts-down"),
+        "{list:?}"
+    );
+
+    // A transition of that rule (by id, as evaluation writes it) reaches
+    // the channel; one of another rule does not.
+    let other = outbox(&db, "other-rule", "web-1", "critical", json!({}), None).await;
+    let mine = outbox(&db, &rid, "web-1", "critical", json!({}), None).await;
+    let got = wait_for(
+        "the rule's notification",
+        Duration::from_secs(30),
+        || async { hook.accepted().first().cloned() },
+    )
+    .await;
+    let ids: Vec<i64> = got.json()["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![mine], "only the named rule's transition");
+    assert!(!ids.contains(&other));
+
+    // An unknown rule: 400, nothing stored.
+    let (st, v) = stack
+        .post(
+            "/notify/channels",
+            &json!({"name": "nope", "kind": "webhook", "config": {"url": url},
+                    "rule_ids": ["no-such-rule"]}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no alert rule"),
+        "{v}"
+    );
+    let (_, v) = stack.get("/notify/channels").await;
+    assert_eq!(v["channels"].as_array().unwrap().len(), 1, "{v}");
 }

@@ -6,8 +6,9 @@
 //! pending for `for_secs` → `firing`; the condition gone → a pending alert
 //! is dropped (deleted, nothing was announced) and a firing one `resolved`.
 //! Every firing/resolved change appends an `alert_transitions` row in the
-//! same transaction, `suppressed` when the alert is acknowledged, silenced
-//! or its host is in an open maintenance window; `Event::Alert` goes out
+//! same transaction, `suppressed` when the alert is acknowledged (not the
+//! resolution of a notified firing), silenced or its host is in an open
+//! maintenance window; `Event::Alert` goes out
 //! after the commit. A disabled or removed rule resolves its alerts.
 //! An open alert's `value`/`summary`/`last_at` are refreshed at most once a
 //! minute (writes stay few at 10,000 hosts); `last_at` is when the
@@ -240,7 +241,12 @@ async fn write(
     }
     for (a, rule_name) in plan.transitions {
         let host = a.agent_id.as_ref().and_then(|id| snap.hosts.get(id));
-        let suppressed = if a.acked_at.is_some() {
+        // An acknowledgement quiets what follows, but the resolution of an
+        // alert whose firing was notified is still sent: receivers learn it
+        // is over.
+        let ack_quiets = a.acked_at.is_some()
+            && (a.state != "resolved" || !firing_was_notified(&txn, &a.id).await?);
+        let suppressed = if ack_quiets {
             Some("acknowledged")
         } else if quiet.silenced(&a, host.map(|h| &h.agent)) {
             Some("silenced")
@@ -261,6 +267,19 @@ async fn write(
     }
     txn.commit().await?;
     Ok(events)
+}
+
+/// Whether the last `firing` transition of alert `id` was notified (not
+/// suppressed).
+async fn firing_was_notified<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    Ok(alert_transition::Entity::find()
+        .filter(alert_transition::Column::AlertId.eq(id))
+        .filter(alert_transition::Column::State.eq("firing"))
+        .order_by_desc(alert_transition::Column::Id)
+        .one(db)
+        .await?
+        .is_some_and(|t| t.suppressed.is_none()))
 }
 
 /// Appends one outbox row for `a`'s current state (`firing`/`resolved`).

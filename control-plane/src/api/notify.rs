@@ -41,8 +41,9 @@ pub fn routes() -> Router<AppState> {
 
 async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let cs = channels::list(&state.db).await?;
+    let names = channels::rule_names(&state.db).await?;
     Ok(Json(
-        json!({ "channels": cs.iter().map(channels::view).collect::<Vec<_>>() }),
+        json!({ "channels": cs.iter().map(|c| channels::view_named(c, &names)).collect::<Vec<_>>() }),
     ))
 }
 
@@ -53,7 +54,8 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let c = channels::create(&state.db, &state.cfg, body, &who.name).await?;
     tracing::info!(channel = %c.name, kind = %c.kind, by = %who.name, "notification channel created");
-    Ok((StatusCode::CREATED, Json(channels::view(&c))))
+    let names = channels::rule_names(&state.db).await?;
+    Ok((StatusCode::CREATED, Json(channels::view_named(&c, &names))))
 }
 
 async fn update(
@@ -64,7 +66,8 @@ async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let c = channels::update(&state.db, &state.cfg, &id, body).await?;
     tracing::info!(channel = %c.name, by = %who.name, "notification channel changed");
-    Ok(Json(channels::view(&c)))
+    let names = channels::rule_names(&state.db).await?;
+    Ok(Json(channels::view_named(&c, &names)))
 }
 
 async fn remove(
@@ -125,7 +128,7 @@ async fn deliveries_of(
     let c = channels::get(&state.db, &id).await?;
     let ds = deliveries::recent(&state.db, &c.id, q.limit.unwrap_or(50).clamp(1, 500)).await?;
     Ok(Json(json!({
-        "channel": channels::view(&c),
+        "channel": channels::view_named(&c, &channels::rule_names(&state.db).await?),
         "deliveries": ds.iter().map(deliveries::view).collect::<Vec<_>>(),
     })))
 }

@@ -208,6 +208,11 @@ fn check_config(kind: &str, config: &Value, has_secret: bool) -> Result<Value, C
                 t.parse::<lettre::message::Mailbox>()
                     .map_err(|e| invalid(format!("email recipient {t:?}: {e}")))?;
             }
+            if username.is_some() && tls == "none" {
+                return Err(invalid(
+                    "email credentials need an encrypted connection: with a username use tls starttls or tls, not none",
+                ));
+            }
             if username.is_some() && !has_secret {
                 return Err(invalid(
                     "email username given without a password: set `secret` to the SMTP password",
@@ -230,14 +235,34 @@ fn check_config(kind: &str, config: &Value, has_secret: bool) -> Result<Value, C
     }
 }
 
+/// Where a channel sends: its kind and the config fields that pick the
+/// receiver (webhook url; SMTP host, port, tls, username). A stored secret
+/// is only ever used for the destination it was given for.
+fn destination(kind: &str, config: &Value) -> Value {
+    match kind {
+        "webhook" => json!([kind, config["url"]]),
+        "email" => json!([
+            kind,
+            config["host"],
+            config["port"],
+            config["tls"],
+            config["username"]
+        ]),
+        _ => json!([kind]),
+    }
+}
+
 /// Checks `input` and fills `row` (all but id and creation fields).
-/// `old_secret`: what is stored now (kept when `input.secret` is absent).
+/// `old`: what is stored now, on update: the secret is kept when
+/// `input.secret` is absent, unless the destination changes (refused: the
+/// secret must be given again).
 fn apply(
     cfg: &Config,
     input: ChannelInput,
-    old_secret: Option<String>,
+    old: Option<&channel::Model>,
     row: &mut channel::ActiveModel,
 ) -> Result<(), ChannelError> {
+    let old_secret = old.and_then(|o| o.secret_sealed.clone());
     let name = input.name.trim();
     if name.is_empty()
         || name.len() > 64
@@ -253,6 +278,11 @@ fn apply(
         None => old_secret,
         Some("") => None,
         Some(s) if s.len() > 1024 => return Err(invalid("secret is longer than 1024 bytes")),
+        Some(s) if input.kind == "webhook" && s.len() < 16 => {
+            return Err(invalid(
+                "a webhook's HMAC secret must be at least 16 bytes (e.g. `openssl rand -hex 32`)",
+            ));
+        }
         Some(_) if input.kind == "bus" => {
             return Err(invalid("bus channels take no secret"));
         }
@@ -261,6 +291,20 @@ fn apply(
     };
     let fresh_secret = input.secret.as_deref().filter(|s| !s.is_empty());
     let config = check_config(&input.kind, &input.config, secret_sealed.is_some())?;
+    if let Some(o) = old {
+        let before = destination(
+            &o.kind,
+            &serde_json::from_str::<Value>(&o.config).unwrap_or(Value::Null),
+        );
+        if input.secret.is_none()
+            && o.secret_sealed.is_some()
+            && before != destination(&input.kind, &config)
+        {
+            return Err(invalid(
+                "give the secret again when changing where the channel sends (kind, webhook url, or email host, port, tls, username); `\"secret\": \"\"` removes it",
+            ));
+        }
+    }
     let min_severity = input
         .min_severity
         .filter(|m| !m.is_empty())
@@ -328,6 +372,54 @@ fn apply(
     Ok(())
 }
 
+/// The ids of the alert rules named in `given` (each an id or a name);
+/// an unknown one is refused.
+async fn resolve_rules(
+    db: &DatabaseConnection,
+    given: &[String],
+) -> Result<Vec<String>, ChannelError> {
+    use crate::alerts::entities::alert_rule;
+    let mut ids = Vec::with_capacity(given.len());
+    for r in given {
+        let r = r.trim();
+        if r.is_empty() {
+            return Err(invalid("rule_ids must not hold empty ids"));
+        }
+        let found = match alert_rule::Entity::find_by_id(r).one(db).await? {
+            Some(m) => Some(m),
+            None => {
+                alert_rule::Entity::find()
+                    .filter(alert_rule::Column::Name.eq(r))
+                    .one(db)
+                    .await?
+            }
+        };
+        match found {
+            Some(m) if !ids.contains(&m.id) => ids.push(m.id),
+            Some(_) => {}
+            None => {
+                return Err(invalid(format!(
+                    "no alert rule {r:?} (give a rule's name or id); `drover alerts rules list` shows them"
+                )))
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Alert rule names by id, for [`view_named`].
+pub async fn rule_names(
+    db: &DatabaseConnection,
+) -> Result<std::collections::HashMap<String, String>, ChannelError> {
+    use crate::alerts::entities::alert_rule;
+    Ok(alert_rule::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect())
+}
+
 async fn name_taken(db: &DatabaseConnection, name: &str, not: &str) -> Result<bool, ChannelError> {
     Ok(channel::Entity::find()
         .filter(channel::Column::Name.eq(name.trim()))
@@ -351,6 +443,8 @@ pub async fn create(
         ..Default::default()
     };
     let name = input.name.clone();
+    let mut input = input;
+    input.rule_ids = resolve_rules(db, &input.rule_ids).await?;
     apply(cfg, input, None, &mut row)?;
     if name_taken(db, &name, "").await? {
         return Err(ChannelError::NameTaken(name.trim().into()));
@@ -358,7 +452,8 @@ pub async fn create(
     Ok(row.insert(db).await?)
 }
 
-/// Replaces a channel's settings (the secret kept unless given).
+/// Replaces a channel's settings (the secret kept unless given; refused
+/// when the destination changes without it).
 pub async fn update(
     db: &DatabaseConnection,
     cfg: &Config,
@@ -368,7 +463,9 @@ pub async fn update(
     let old = get(db, id).await?;
     let name = input.name.clone();
     let mut row: channel::ActiveModel = old.clone().into();
-    apply(cfg, input, old.secret_sealed.clone(), &mut row)?;
+    let mut input = input;
+    input.rule_ids = resolve_rules(db, &input.rule_ids).await?;
+    apply(cfg, input, Some(&old), &mut row)?;
     if name_taken(db, &name, &old.id).await? {
         return Err(ChannelError::NameTaken(name.trim().into()));
     }
@@ -436,6 +533,35 @@ pub fn view(c: &channel::Model) -> Value {
     })
 }
 
+/// [`view`] with `rules`: the names of the channel's rules (an id whose
+/// rule is gone stays as the id).
+pub fn view_named(c: &channel::Model, names: &std::collections::HashMap<String, String>) -> Value {
+    let mut v = view(c);
+    let rules: Vec<String> = serde_json::from_str::<Vec<String>>(&c.rule_ids)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| names.get(&id).cloned().unwrap_or(id))
+        .collect();
+    v["rules"] = json!(rules);
+    v
+}
+
+/// `config` with a webhook `url` cut to `scheme://host[:port]/…`: a
+/// webhook URL's path or query is often the receiver's token.
+pub fn redact_url(config: &Value) -> Value {
+    let mut c = config.clone();
+    if let Some(u) = config["url"].as_str() {
+        c["url"] = json!(match reqwest::Url::parse(u.trim()) {
+            Ok(p) => {
+                let port = p.port().map(|x| format!(":{x}")).unwrap_or_default();
+                format!("{}://{}{port}/…", p.scheme(), p.host_str().unwrap_or(""))
+            }
+            Err(_) => "…".to_string(),
+        });
+    }
+    c
+}
+
 /// What the audit trail says of a channel change: its settings, never the
 /// secret (only whether one was given).
 pub fn describe(
@@ -447,7 +573,7 @@ pub fn describe(
 ) -> Option<(String, String, Value)> {
     let settings = || {
         json!({
-            "name": req["name"], "kind": req["kind"], "config": req["config"],
+            "name": req["name"], "kind": req["kind"], "config": redact_url(&req["config"]),
             "secret": if req["secret"].is_string() { "given" } else { "unchanged" },
             "min_severity": req["min_severity"], "rule_ids": req["rule_ids"],
             "matchers": req["matchers"], "quiet_hours": req["quiet_hours"],

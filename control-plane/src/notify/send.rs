@@ -55,7 +55,7 @@ pub fn title(ts: &[alert_transition::Model]) -> String {
     states.sort();
     states.dedup();
     let states = states.join("+").to_uppercase();
-    let rule = ts.first().map_or("", |t| t.rule_name.as_str());
+    let rule = one_line(ts.first().map_or("", |t| t.rule_name.as_str()));
     match ts.len() {
         1 => format!("[{states}] {rule}"),
         n => format!("[{states}] {rule} ({n} hosts)"),
@@ -67,10 +67,54 @@ pub fn text(ts: &[alert_transition::Model]) -> String {
     ts.iter()
         .map(|t| {
             let who = t.hostname.as_deref().unwrap_or(&t.target);
-            format!("- {} {} {}: {}", t.state, t.severity, who, t.summary)
+            format!(
+                "- {} {} {}: {}",
+                one_line(&t.state),
+                one_line(&t.severity),
+                one_line(who),
+                one_line(&t.summary)
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `s` with every control character (newlines included) as a space: what
+/// goes into a one-line position (email subject, a transition's line).
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Slack `text`: `&`, `<`, `>` escaped, so host names and summaries cannot
+/// make mentions (`<!channel>`) or links (`<https://…|x>`).
+pub fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Teams card text is HTML: escaped.
+pub fn html_escape(s: &str) -> String {
+    slack_escape(s)
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The webhook body in `format` (`json`, `slack` or `teams`).
+pub fn payload(format: &str, full: Value, ts: &[alert_transition::Model]) -> Value {
+    match format {
+        "slack" => {
+            json!({"text": format!("*{}*\n{}", slack_escape(&title(ts)), slack_escape(&text(ts)))})
+        }
+        "teams" => json!({
+            "@type": "MessageCard", "@context": "http://schema.org/extensions",
+            "summary": title(ts), "title": html_escape(&title(ts)),
+            "text": html_escape(&text(ts)).replace('\n', "<br>"),
+        }),
+        _ => full,
+    }
 }
 
 fn secret(state: &AppState, ch: &channel::Model) -> anyhow::Result<Option<String>> {
@@ -101,15 +145,7 @@ pub async fn send(
     match ch.kind.as_str() {
         "webhook" => {
             let url = cfg["url"].as_str().context("webhook url missing")?;
-            let payload = match cfg["format"].as_str().unwrap_or("json") {
-                "slack" => json!({"text": format!("*{}*\n{}", title(ts), text(ts))}),
-                "teams" => json!({
-                    "@type": "MessageCard", "@context": "http://schema.org/extensions",
-                    "summary": title(ts), "title": title(ts),
-                    "text": text(ts).replace('\n', "<br>"),
-                }),
-                _ => full,
-            };
+            let payload = payload(cfg["format"].as_str().unwrap_or("json"), full, ts);
             let bytes = serde_json::to_vec(&payload)?;
             let client = reqwest::Client::builder()
                 .timeout(timeout)
@@ -194,4 +230,66 @@ async fn email(
         .await
         .map_err(|e| anyhow::anyhow!("SMTP {host}:{port}: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(host: &str, summary: &str, rule: &str) -> alert_transition::Model {
+        alert_transition::Model {
+            id: 1,
+            alert_id: "a".into(),
+            rule_id: "r".into(),
+            rule_name: rule.into(),
+            agent_id: None,
+            hostname: Some(host.into()),
+            target: "t".into(),
+            state: "firing".into(),
+            severity: "critical".into(),
+            summary: summary.into(),
+            labels: "{}".into(),
+            at: 0,
+            suppressed: None,
+            dispatched_at: None,
+        }
+    }
+
+    #[test]
+    fn slack_text_cannot_mention_or_link() {
+        let ts = [t(
+            "<!channel>",
+            "see <https://evil.example|x> & more",
+            "disk",
+        )];
+        let p = payload("slack", Value::Null, &ts);
+        let text = p["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(text.contains("&amp; more"), "{text}");
+    }
+
+    #[test]
+    fn teams_text_is_html_escaped_and_keeps_its_line_breaks() {
+        let ts = [
+            t("web-1", "<img src=x onerror=alert(1)>", "disk"),
+            t("web-2", "ok", "disk"),
+        ];
+        let p = payload("teams", Value::Null, &ts);
+        let text = p["text"].as_str().unwrap();
+        assert!(!text.contains("<img"), "{text}");
+        assert!(text.contains("&lt;img src=x"), "{text}");
+        assert_eq!(text.matches("<br>").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn one_line_positions_hold_no_control_characters() {
+        let ts = [t("web-1\nBcc: x@evil", "a\r\nb\tc", "disk\nSubject: x")];
+        let title = title(&ts);
+        assert!(!title.chars().any(char::is_control), "{title:?}");
+        assert_eq!(title, "[FIRING] disk Subject: x");
+        let text = text(&ts);
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
 }

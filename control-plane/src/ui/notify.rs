@@ -25,7 +25,7 @@ const RECENT: u64 = 10;
 
 /// Routing fields every add form shares (fixed markup).
 const ROUTING: &str = "<label>Least severity<select name=\"min_severity\"><option value=\"info\">info</option><option value=\"warning\">warning</option><option value=\"critical\">critical</option></select></label>\
-<label>Only rules (ids, comma-separated; empty: all)<input name=\"rule_ids\" data-type=\"list\"></label>\
+<label>Only rules (names or ids, comma-separated; empty: all)<input name=\"rule_ids\" data-type=\"list\"></label>\
 <label>Only labels (k=v, comma-separated)<input name=\"matchers\" data-type=\"kv\" placeholder=\"team=db\"></label>\
 <label>Group a rule's alerts over (seconds)<input name=\"group_secs\" data-type=\"int\" type=\"number\" min=\"0\" max=\"3600\" value=\"0\"></label>\
 <label>Quiet hours from (HH:MM)<input name=\"quiet_hours.start\" pattern=\"[0-2][0-9]:[0-5][0-9]\" placeholder=\"22:00\"></label>\
@@ -87,7 +87,7 @@ fn target(c: &Value) -> String {
 
 fn routing(c: &Value) -> String {
     let mut parts = vec![format!("{}+", c["min_severity"].as_str().unwrap_or("info"))];
-    let rules: Vec<&str> = c["rule_ids"]
+    let rules: Vec<&str> = c["rules"]
         .as_array()
         .into_iter()
         .flatten()
@@ -175,10 +175,14 @@ pub(super) async fn notifications_page(
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };
+    let names = match channels::rule_names(&state.db).await {
+        Ok(n) => n,
+        Err(e) => return unavailable(e),
+    };
     let mut cards = Vec::with_capacity(cs.len());
     for c in &cs {
         match deliveries::recent(&state.db, &c.id, RECENT).await {
-            Ok(ds) => cards.push((channels::view(c), ds)),
+            Ok(ds) => cards.push((channels::view_named(c, &names), ds)),
             Err(e) => return unavailable(e),
         }
     }

@@ -88,7 +88,7 @@ pub enum ChannelsCmd {
         /// The least severity sent: info (default), warning, critical.
         #[arg(long)]
         min_severity: Option<String>,
-        /// Only these rules (repeat); none: every rule.
+        /// Only these alert rules, by name or id (repeat); none: every rule.
         #[arg(long = "rule")]
         rules: Vec<String>,
         /// Only transitions with this label, as key=value (repeat: all must match).
@@ -214,7 +214,7 @@ async fn channels(api: &client::ApiClient, cmd: ChannelsCmd) -> anyhow::Result<(
                 return print_json(&v);
             }
             println!(
-                "{:<38} {:<16} {:<8} {:<9} {:<8} {:<8} {:<12} TARGET",
+                "{:<38} {:<16} {:<8} {:<9} {:<8} {:<8} {:<12} TARGET [RULES]",
                 "ID", "NAME", "KIND", "SEVERITY", "SECRET", "ENABLED", "QUIET"
             );
             for c in v["channels"].as_array().into_iter().flatten() {
@@ -228,6 +228,17 @@ async fn channels(api: &client::ApiClient, cmd: ChannelsCmd) -> anyhow::Result<(
                         .collect::<Vec<_>>()
                         .join(","),
                     _ => format!("drover.alert.{}", c["id"].as_str().unwrap_or("")),
+                };
+                let rules: Vec<&str> = c["rules"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let target = if rules.is_empty() {
+                    target
+                } else {
+                    format!("{target} [rules {}]", rules.join(","))
                 };
                 let q = &c["quiet_hours"];
                 println!(
