@@ -2,7 +2,7 @@
 //! `GET/POST /notify/channels`, `PUT/DELETE /notify/channels/{id}`,
 //! `POST /notify/channels/{id}/test`, `GET /notify/channels/{id}/deliveries`.
 //! Translates HTTP to `crate::notify`; the gate checks roles and audits
-//! changes (never the secret: `notify::channels::describe`).
+//! changes (never the secret: `notify::views::describe`).
 
 use axum::{
     extract::{Path, Query, State},
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::{ApiError, JsonBody};
 use crate::auth::Principal;
 use crate::notify::channels::{self, ChannelError, ChannelInput};
-use crate::notify::deliveries;
+use crate::notify::{deliveries, views};
 use crate::state::AppState;
 
 impl From<ChannelError> for ApiError {
@@ -43,7 +43,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let cs = channels::list(&state.db).await?;
     let names = channels::rule_names(&state.db).await?;
     Ok(Json(
-        json!({ "channels": cs.iter().map(|c| channels::view_named(c, &names)).collect::<Vec<_>>() }),
+        json!({ "channels": cs.iter().map(|c| views::view_named(c, &names)).collect::<Vec<_>>() }),
     ))
 }
 
@@ -55,7 +55,7 @@ async fn create(
     let c = channels::create(&state.db, &state.cfg, body, &who.name).await?;
     tracing::info!(channel = %c.name, kind = %c.kind, by = %who.name, "notification channel created");
     let names = channels::rule_names(&state.db).await?;
-    Ok((StatusCode::CREATED, Json(channels::view_named(&c, &names))))
+    Ok((StatusCode::CREATED, Json(views::view_named(&c, &names))))
 }
 
 async fn update(
@@ -67,7 +67,7 @@ async fn update(
     let c = channels::update(&state.db, &state.cfg, &id, body).await?;
     tracing::info!(channel = %c.name, by = %who.name, "notification channel changed");
     let names = channels::rule_names(&state.db).await?;
-    Ok(Json(channels::view_named(&c, &names)))
+    Ok(Json(views::view_named(&c, &names)))
 }
 
 async fn remove(
@@ -128,7 +128,7 @@ async fn deliveries_of(
     let c = channels::get(&state.db, &id).await?;
     let ds = deliveries::recent(&state.db, &c.id, q.limit.unwrap_or(50).clamp(1, 500)).await?;
     Ok(Json(json!({
-        "channel": channels::view_named(&c, &channels::rule_names(&state.db).await?),
+        "channel": views::view_named(&c, &channels::rule_names(&state.db).await?),
         "deliveries": ds.iter().map(deliveries::view).collect::<Vec<_>>(),
     })))
 }

@@ -173,7 +173,7 @@ pub fn describe(
                 .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))
         }
         (_, t) if t.starts_with("/api/v1/notify") => {
-            crate::notify::channels::describe(m, t, &id, req, resp)
+            crate::notify::views::describe(m, t, &id, req, resp)
                 .unwrap_or_else(|| (format!("{m} {template}"), id, json!({})))
         }
         (_, t) if t.starts_with("/api/v1/alerts") || t.starts_with("/api/v1/silences") => {

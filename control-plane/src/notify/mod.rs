@@ -19,6 +19,7 @@ pub mod model;
 pub mod route;
 pub mod seal;
 pub mod send;
+pub mod views;
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use maud::{html, Markup, PreEscaped};
 use serde_json::Value;
 
 use crate::auth::{Principal, Role};
-use crate::notify::{channels, deliveries, model::delivery};
+use crate::notify::{channels, deliveries, model::delivery, views};
 use crate::state::AppState;
 
 use super::frame::{none, page, pill, short, time, unavailable};
@@ -182,7 +182,7 @@ pub(super) async fn notifications_page(
     let mut cards = Vec::with_capacity(cs.len());
     for c in &cs {
         match deliveries::recent(&state.db, &c.id, RECENT).await {
-            Ok(ds) => cards.push((channels::view_named(c, &names), ds)),
+            Ok(ds) => cards.push((views::view_named(c, &names), ds)),
             Err(e) => return unavailable(e),
         }
     }
