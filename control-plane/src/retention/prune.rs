@@ -5,7 +5,9 @@
 //! is old enough to go; not the rollups that must exist first (`rollup`).
 
 use bus_schema::CommandStatus;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use std::future::Future;
+
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::time::Instant;
 
 use crate::db::entities::{command, input_drop, job, metric_sample, refusal};
@@ -30,44 +32,69 @@ impl Pruned {
     }
 }
 
-/// Deletes raw samples taken before `cutoff` (ms).
-pub async fn samples(
+/// One table's bounded-batch delete: `select` reads at most `batch` ids (a
+/// plain read), `delete` removes exactly those under the database writer's
+/// turn and returns how many went; a yield between batches; stops at a
+/// short batch or at `deadline`. Returns the rows deleted.
+async fn in_batches<K, S, SF, D, DF>(
     state: &AppState,
-    cutoff: i64,
     batch: u64,
     deadline: Instant,
-) -> Result<u64, sea_orm::DbErr> {
+    mut select: S,
+    mut delete: D,
+) -> Result<u64, DbErr>
+where
+    S: FnMut() -> SF,
+    SF: Future<Output = Result<Vec<K>, DbErr>>,
+    D: FnMut(Vec<K>) -> DF,
+    DF: Future<Output = Result<u64, DbErr>>,
+{
     let mut n = 0;
     while Instant::now() < deadline {
-        let ids: Vec<i64> = metric_sample::Entity::find()
-            .select_only()
-            .column(metric_sample::Column::Id)
-            .filter(metric_sample::Column::At.lt(cutoff))
-            .order_by_asc(metric_sample::Column::At)
-            .limit(batch)
-            .into_tuple()
-            .all(&state.db)
-            .await?;
+        let ids = select().await?;
         if ids.is_empty() {
             break;
         }
         let full = ids.len() as u64 == batch;
-        let _turn = state.writer.lock().await;
-        let gone = metric_sample::Entity::delete_many()
-            .filter(metric_sample::Column::Id.is_in(ids))
-            .exec(&state.db)
-            .await?
-            .rows_affected;
-        drop(_turn);
-        // Counted per batch: `/metrics` shows a long prune progressing.
-        super::PRUNED_TOTAL.fetch_add(gone, std::sync::atomic::Ordering::Relaxed);
-        n += gone;
+        let turn = state.writer.lock().await;
+        n += delete(ids).await?;
+        drop(turn);
         tokio::task::yield_now().await;
         if !full {
             break;
         }
     }
     Ok(n)
+}
+
+/// Deletes raw samples taken before `cutoff` (ms).
+pub async fn samples(
+    state: &AppState,
+    cutoff: i64,
+    batch: u64,
+    deadline: Instant,
+) -> Result<u64, DbErr> {
+    let select = || {
+        metric_sample::Entity::find()
+            .select_only()
+            .column(metric_sample::Column::Id)
+            .filter(metric_sample::Column::At.lt(cutoff))
+            .order_by_asc(metric_sample::Column::At)
+            .limit(batch)
+            .into_tuple::<i64>()
+            .all(&state.db)
+    };
+    let delete = |ids: Vec<i64>| async move {
+        let gone = metric_sample::Entity::delete_many()
+            .filter(metric_sample::Column::Id.is_in(ids))
+            .exec(&state.db)
+            .await?
+            .rows_affected;
+        // Counted per batch: `/metrics` shows a long prune progressing.
+        super::PRUNED_TOTAL.fetch_add(gone, std::sync::atomic::Ordering::Relaxed);
+        Ok(gone)
+    };
+    in_batches(state, batch, deadline, select, delete).await
 }
 
 /// Deletes rollups of `resolution_secs` whose bucket starts before
@@ -120,42 +147,35 @@ pub async fn commands(
     cutoff: i64,
     batch: u64,
     deadline: Instant,
-) -> Result<u64, sea_orm::DbErr> {
+) -> Result<u64, DbErr> {
     let finals: Vec<&str> = CommandStatus::ALL
         .iter()
         .filter(|s| s.is_final())
         .map(|s| s.as_str())
         .collect();
-    let mut n = 0;
-    while Instant::now() < deadline {
-        let ids: Vec<String> = command::Entity::find()
+    let select = || {
+        command::Entity::find()
             .select_only()
             .column(command::Column::Id)
             .filter(command::Column::Status.is_in(finals.clone()))
             .filter(command::Column::UpdatedAt.lt(cutoff))
             .limit(batch)
-            .into_tuple()
+            .into_tuple::<String>()
             .all(&state.db)
-            .await?;
-        if ids.is_empty() {
-            break;
+    };
+    let delete = |ids: Vec<String>| {
+        let finals = finals.clone();
+        async move {
+            Ok(command::Entity::delete_many()
+                .filter(command::Column::Id.is_in(ids))
+                // Re-checked under the turn: a command is never pruned open.
+                .filter(command::Column::Status.is_in(finals))
+                .exec(&state.db)
+                .await?
+                .rows_affected)
         }
-        let full = ids.len() as u64 == batch;
-        let _turn = state.writer.lock().await;
-        n += command::Entity::delete_many()
-            .filter(command::Column::Id.is_in(ids))
-            // Re-checked under the turn: a command is never pruned open.
-            .filter(command::Column::Status.is_in(finals.clone()))
-            .exec(&state.db)
-            .await?
-            .rows_affected;
-        drop(_turn);
-        tokio::task::yield_now().await;
-        if !full {
-            break;
-        }
-    }
-    Ok(n)
+    };
+    in_batches(state, batch, deadline, select, delete).await
 }
 
 /// Deletes jobs created before `cutoff` (ms) none of whose commands is
@@ -165,16 +185,18 @@ pub async fn jobs(
     cutoff: i64,
     batch: u64,
     deadline: Instant,
-) -> Result<u64, sea_orm::DbErr> {
+) -> Result<u64, DbErr> {
     use sea_orm::sea_query::Expr;
-    let mut n = 0;
-    let mut after = String::new();
-    while Instant::now() < deadline {
+    // Ids go up from batch to batch: a job kept (its commands remain) is
+    // not read again.
+    let after = std::sync::Mutex::new(String::new());
+    let select = || async {
+        let from = after.lock().expect("job cursor").clone();
         let ids: Vec<String> = job::Entity::find()
             .select_only()
             .column(job::Column::Id)
             .filter(job::Column::CreatedAt.lt(cutoff))
-            .filter(job::Column::Id.gt(after.clone()))
+            .filter(job::Column::Id.gt(from))
             .filter(Expr::cust(
                 "NOT EXISTS (SELECT 1 FROM commands WHERE commands.job_id = jobs.id)",
             ))
@@ -183,24 +205,19 @@ pub async fn jobs(
             .into_tuple()
             .all(&state.db)
             .await?;
-        let Some(last) = ids.last().cloned() else {
-            break;
-        };
-        let full = ids.len() as u64 == batch;
-        let _turn = state.writer.lock().await;
-        n += job::Entity::delete_many()
+        if let Some(last) = ids.last() {
+            *after.lock().expect("job cursor") = last.clone();
+        }
+        Ok(ids)
+    };
+    let delete = |ids: Vec<String>| async move {
+        Ok(job::Entity::delete_many()
             .filter(job::Column::Id.is_in(ids))
             .exec(&state.db)
             .await?
-            .rows_affected;
-        drop(_turn);
-        after = last;
-        tokio::task::yield_now().await;
-        if !full {
-            break;
-        }
-    }
-    Ok(n)
+            .rows_affected)
+    };
+    in_batches(state, batch, deadline, select, delete).await
 }
 
 /// Deletes refusals recorded before `cutoff` (ms).
@@ -209,35 +226,25 @@ pub async fn refusals(
     cutoff: i64,
     batch: u64,
     deadline: Instant,
-) -> Result<u64, sea_orm::DbErr> {
-    let mut n = 0;
-    while Instant::now() < deadline {
-        let ids: Vec<i64> = refusal::Entity::find()
+) -> Result<u64, DbErr> {
+    let select = || {
+        refusal::Entity::find()
             .select_only()
             .column(refusal::Column::Id)
             .filter(refusal::Column::At.lt(cutoff))
             .order_by_asc(refusal::Column::Id)
             .limit(batch)
-            .into_tuple()
+            .into_tuple::<i64>()
             .all(&state.db)
-            .await?;
-        if ids.is_empty() {
-            break;
-        }
-        let full = ids.len() as u64 == batch;
-        let _turn = state.writer.lock().await;
-        n += refusal::Entity::delete_many()
+    };
+    let delete = |ids: Vec<i64>| async move {
+        Ok(refusal::Entity::delete_many()
             .filter(refusal::Column::Id.is_in(ids))
             .exec(&state.db)
             .await?
-            .rows_affected;
-        drop(_turn);
-        tokio::task::yield_now().await;
-        if !full {
-            break;
-        }
-    }
-    Ok(n)
+            .rows_affected)
+    };
+    in_batches(state, batch, deadline, select, delete).await
 }
 
 /// Deletes dropped-input counts whose last drop was before `cutoff` (ms):
