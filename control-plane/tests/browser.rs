@@ -178,35 +178,42 @@ async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
-/// Clicks the element `css` matches now (no wait: wait first if it may be
-/// late).
+/// Clicks the element `css` matches once it is shown. Live pages re-render,
+/// so find and click are retried together until one click succeeds (an
+/// element found before a re-render is stale).
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    wait_page(
+        c,
+        &format!("{css} to be shown and clicked"),
+        || async move {
+            let e = c.find(Locator::Css(css)).await.ok()?;
+            if !e.is_displayed().await.ok()? {
+                return None;
+            }
+            e.click().await.ok()
+        },
+    )
+    .await
 }
 
-/// Chooses the option with `value` in the `<select>` that `css` matches.
+/// Chooses the option with `value` in the `<select>` that `css` matches,
+/// finding it again if a re-render made it stale.
 async fn select(c: &Client, css: &str, value: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .select_by_value(value)
-        .await
-        .unwrap();
+    wait_page(c, &format!("{css} to offer {value:?}"), || async move {
+        let e = c.find(Locator::Css(css)).await.ok()?;
+        e.select_by_value(value).await.ok()
+    })
+    .await
 }
 
-/// Types `text` into the field that `css` matches.
+/// Types `text` into the field that `css` matches, finding it again if a
+/// re-render made it stale (a failed send types nothing).
 async fn type_into(c: &Client, css: &str, text: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .send_keys(text)
-        .await
-        .unwrap();
+    wait_page(c, &format!("{css} to take input"), || async move {
+        let e = c.find(Locator::Css(css)).await.ok()?;
+        e.send_keys(text).await.ok()
+    })
+    .await
 }
 
 async fn login(c: &Client, base: &str, name: &str, pw: &str) {
@@ -349,11 +356,7 @@ async fn operator_console_end_to_end() {
     // field appears only in secret mode.
     c.goto(&format!("{base}/apps")).await.unwrap();
     {
-        wait_css(c, "button[data-install=\"hello\"]")
-            .await
-            .click()
-            .await
-            .unwrap();
+        click(c, "button[data-install=\"hello\"]").await;
         wait_css(c, "#in-greeting").await;
         wait_gone(c, "[data-input=\"token\"]").await;
         select(c, "#in-mode", "secret").await;
@@ -366,7 +369,7 @@ async fn operator_console_end_to_end() {
             token.attr("type").await.unwrap().as_deref(),
             Some("password")
         );
-        token.send_keys("browser-secret-123").await.unwrap();
+        type_into(c, "#in-token", "browser-secret-123").await;
         wait_text(c, "#install-card #preview", "1 host matches").await;
         shot(c, "apps").await;
         click(c, "#install").await;
@@ -444,7 +447,7 @@ async fn operator_console_end_to_end() {
     shot(c, "users").await;
 
     c.goto(&format!("{base}/account")).await.unwrap();
-    wait_css(c, "#totp-start").await.click().await.unwrap();
+    click(c, "#totp-start").await;
     wait_css(c, "#totp-secret").await;
     shot(c, "account").await;
 

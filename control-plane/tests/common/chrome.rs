@@ -105,28 +105,42 @@ impl Chrome {
         .await
     }
 
+    /// Clicks the element `css` matches once it is shown. Live pages
+    /// re-render, so a found element can go stale before the click lands:
+    /// find and click are retried together until one click succeeds.
     pub async fn click(&self, css: &str) {
-        self.c()
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-    }
-
-    pub async fn type_into(&self, css: &str, text: &str) {
         let c = self.c();
-        let e = wait_for(
-            &format!("{css} to be shown"),
+        wait_for(
+            &format!("{css} to be shown and clicked"),
             Duration::from_secs(30),
             || async move {
                 let e = c.find(Locator::Css(css)).await.ok()?;
-                e.is_displayed().await.ok()?.then_some(e)
+                if !e.is_displayed().await.ok()? {
+                    return None;
+                }
+                e.click().await.ok()
             },
         )
-        .await;
-        e.send_keys(text).await.unwrap();
+        .await
+    }
+
+    /// Types `text` into the element `css` matches once it is shown; like
+    /// [`Chrome::click`], a stale element is found again (a failed send
+    /// types nothing).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let c = self.c();
+        wait_for(
+            &format!("{css} to be shown and typed into"),
+            Duration::from_secs(30),
+            || async move {
+                let e = c.find(Locator::Css(css)).await.ok()?;
+                if !e.is_displayed().await.ok()? {
+                    return None;
+                }
+                e.send_keys(text).await.ok()
+            },
+        )
+        .await
     }
 }
 
