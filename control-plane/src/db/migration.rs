@@ -34,6 +34,10 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0023_notify::M0023Notify),
             Box::new(super::m0024_retention::M0024Retention),
             Box::new(super::m0025_audit_archive_chain::M0025AuditArchiveChain),
+            Box::new(super::m0026_sealed::M0026Sealed),
+            Box::new(super::m0027_credentials::M0027Credentials),
+            Box::new(super::m0028_keys::M0028Keys),
+            Box::new(super::m0029_web_surface::M0029WebSurface),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

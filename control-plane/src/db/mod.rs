@@ -21,6 +21,10 @@ pub mod m0022_alerts;
 pub mod m0023_notify;
 pub mod m0024_retention;
 pub mod m0025_audit_archive_chain;
+pub mod m0026_sealed;
+pub mod m0027_credentials;
+pub mod m0028_keys;
+pub mod m0029_web_surface;
 pub mod migration;
 
 use std::time::Duration;
