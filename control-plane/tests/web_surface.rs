@@ -216,6 +216,16 @@ async fn a_login_post_without_the_forms_token_is_refused() {
         assert_eq!(r.status().as_u16(), 403, "{cookie:?} {field:?}");
         assert!(no_session(&r));
     }
+    // Showing the form again to the same browser keeps its token (a reload
+    // must not break a form open in another tab).
+    let r = http
+        .get(&url)
+        .header("Cookie", &cookie_a)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.text().await.unwrap().contains(&token_a));
     // A planted cookie with a matching field but not signed by the server.
     let forged = format!("9999999999999.{}.{}", "ab".repeat(16), "0".repeat(64));
     let r = http

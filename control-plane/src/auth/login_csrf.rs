@@ -92,6 +92,17 @@ pub fn check_login_token(
     Ok(())
 }
 
+/// The request's login token when it is valid for at least 10 more
+/// minutes: a login page shown again (a reload, a second tab, a browser
+/// that loads the page twice) keeps the token the browser already holds
+/// instead of replacing the cookie under a form that is still open.
+pub fn reusable_login_token(headers: &axum::http::HeaderMap, now_ms: i64) -> Option<&str> {
+    let c = login_cookie_value(headers)?;
+    check_login_token(Some(c), Some(c), now_ms + 10 * 60 * 1000)
+        .ok()
+        .map(|_| c)
+}
+
 /// The login token in a request's cookies, if any.
 pub fn login_cookie_value(headers: &axum::http::HeaderMap) -> Option<&str> {
     super::session::cookie_value(headers, LOGIN_COOKIE)

@@ -88,7 +88,13 @@ fn login_html(
     Html(document("Sign in", body).into_string())
 }
 
-pub(super) async fn login_page(Query(q): Query<NextQuery>) -> Response {
+pub(super) async fn login_page(
+    Query(q): Query<NextQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(token) = auth::reusable_login_token(&headers, bus_schema::now_ms()) {
+        return login_html(&safe_next(q.next.as_deref()), None, "", false, token).into_response();
+    }
     login_response(
         StatusCode::OK,
         &safe_next(q.next.as_deref()),
