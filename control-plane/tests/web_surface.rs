@@ -460,3 +460,36 @@ async fn a_password_change_ends_the_other_sessions() {
         303
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_browser_the_login_works_and_bars_get_their_width_under_the_csp() {
+    let stack = Stack::start().await;
+    let host = stack.start_host("h1").await;
+    stack.add_user("olga", "operator", PW);
+    let b = Chrome::start().await;
+    // The login form (with its token) in a real browser.
+    b.login(&stack.base, "olga", PW).await;
+    let c = b.c();
+    c.goto(&format!("{}/agents/{}", stack.base, host.id))
+        .await
+        .unwrap();
+    // The usage bars carry data-w; app.js (allowed by the CSP) sets their
+    // width, which an inline style attribute could no longer do.
+    let widths = wait_for(
+        "the agent page's usage bars with a width",
+        std::time::Duration::from_secs(60),
+        || async {
+            let v = c
+                .execute(
+                    "return Array.from(document.querySelectorAll('[data-w]')).map(e => e.style.width)",
+                    vec![],
+                )
+                .await
+                .ok()?;
+            let w: Vec<String> = serde_json::from_value(v).ok()?;
+            (!w.is_empty() && w.iter().all(|x| x.ends_with('%'))).then_some(w)
+        },
+    )
+    .await;
+    assert!(!widths.is_empty());
+}

@@ -95,6 +95,7 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
     };
     (
         StatusCode::SERVICE_UNAVAILABLE,
+        [("refresh", "4")],
         Html(document("Unavailable", body).into_string()),
     )
         .into_response()
