@@ -152,6 +152,37 @@ pub struct Config {
     /// default: host names stay out of the scrape.
     #[serde(default)]
     pub metrics_per_host: bool,
+    /// Web surface: requests per second one API token may make (a token
+    /// bucket holding [`Config::http_rate_burst`]; default 50). Beyond it
+    /// the API answers 429 with `Retry-After`. 0 turns the limit off.
+    #[serde(default = "default_http_rate_per_token")]
+    pub http_rate_per_token: u32,
+    /// Web surface: requests per second one client address may make, with
+    /// or without a token (default 100; 0 turns it off). `/healthz` and the
+    /// UI's static files are not counted; the event stream counts once per
+    /// connection.
+    #[serde(default = "default_http_rate_per_address")]
+    pub http_rate_per_address: u32,
+    /// Web surface: how many requests a token or an address may send at
+    /// once before the per-second rates apply (the bucket size, default 200).
+    #[serde(default = "default_http_rate_burst")]
+    pub http_rate_burst: u32,
+    /// Web surface: admins must have two-factor authentication (TOTP). An
+    /// admin without it is sent to the account page after logging in and
+    /// gets 403 on every admin-only route until TOTP is confirmed. API
+    /// tokens are not accounts and are not affected. Default false.
+    #[serde(default)]
+    pub auth_require_2fa_admins: bool,
+}
+
+fn default_http_rate_per_token() -> u32 {
+    50
+}
+fn default_http_rate_per_address() -> u32 {
+    100
+}
+fn default_http_rate_burst() -> u32 {
+    200
 }
 
 fn default_retention_samples() -> u64 {

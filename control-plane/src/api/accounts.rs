@@ -158,6 +158,18 @@ pub async fn revoke_api_token(
 
 // ------------------------------------------------------------- own account
 
+/// After a password or TOTP change: every other session of the user ends;
+/// the caller's own stays. Returns how many ended.
+async fn end_others(state: &AppState, who: &Principal, user_id: &str) -> Result<u64, ApiError> {
+    let keep = match &who.via {
+        Via::Session { session_id, .. } => Some(session_id.as_str()),
+        Via::Token { .. } => None,
+    };
+    auth::end_other_sessions(&state.db, user_id, keep)
+        .await
+        .map_err(ApiError::internal)
+}
+
 fn session_user(who: &Principal) -> Result<&str, ApiError> {
     match &who.via {
         Via::Session { user_id, .. } => Ok(user_id),
@@ -198,7 +210,8 @@ pub async fn change_password(
         ));
     }
     auth::set_password(&state.db, &u.id, &b.new).await?;
-    Ok(Json(json!({ "changed": true })))
+    let ended = end_others(&state, &who, &u.id).await?;
+    Ok(Json(json!({ "changed": true, "sessions_ended": ended })))
 }
 
 /// Starts enabling TOTP: a new secret, shown once, confirmed with a code.
@@ -250,7 +263,7 @@ pub async fn totp_confirm(
         ));
     }
     user::Entity::update(user::ActiveModel {
-        id: Set(u.id),
+        id: Set(u.id.clone()),
         totp_secret: Set(Some(pending)),
         totp_pending: Set(None),
         ..Default::default()
@@ -258,7 +271,8 @@ pub async fn totp_confirm(
     .exec(&state.db)
     .await
     .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "totp": true })))
+    let ended = end_others(&state, &who, &u.id).await?;
+    Ok(Json(json!({ "totp": true, "sessions_ended": ended })))
 }
 
 pub async fn totp_disable(
@@ -279,7 +293,7 @@ pub async fn totp_disable(
         ));
     }
     user::Entity::update(user::ActiveModel {
-        id: Set(u.id),
+        id: Set(u.id.clone()),
         totp_secret: Set(None),
         totp_pending: Set(None),
         ..Default::default()
@@ -287,7 +301,8 @@ pub async fn totp_disable(
     .exec(&state.db)
     .await
     .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "totp": false })))
+    let ended = end_others(&state, &who, &u.id).await?;
+    Ok(Json(json!({ "totp": false, "sessions_ended": ended })))
 }
 
 // ------------------------------------------------------------------- audit

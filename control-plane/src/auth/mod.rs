@@ -41,11 +41,15 @@ use crate::http::error::ApiError;
 use crate::state::AppState;
 
 mod describe;
+mod login_csrf;
+mod second_factor;
 mod session;
 mod totp;
 mod users;
 
 pub use describe::*;
+pub use login_csrf::*;
+pub use second_factor::*;
 pub use session::*;
 pub use totp::*;
 pub use users::*;
@@ -304,6 +308,11 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                 who.role
             ),
         );
+    }
+    match blocked_by_totp(&state, &who, need).await {
+        Ok(false) => {}
+        Ok(true) => return denied(api, StatusCode::FORBIDDEN, TOTP_REQUIRED),
+        Err(e) => return e.into_response(),
     }
     let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !writes {

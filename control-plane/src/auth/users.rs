@@ -194,6 +194,21 @@ pub async fn end_sessions_of(db: &DatabaseConnection, user_id: &str) -> Result<(
     Ok(())
 }
 
+/// Ends every session of `user_id` except `keep` (the session row id, the
+/// SHA-256 of its cookie), if given: after a password or TOTP change only
+/// the session that made it stays logged in.
+pub async fn end_other_sessions(
+    db: &DatabaseConnection,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<u64, sea_orm::DbErr> {
+    let mut q = session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
+    if let Some(k) = keep {
+        q = q.filter(session::Column::Id.ne(k));
+    }
+    Ok(q.exec(db).await?.rows_affected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

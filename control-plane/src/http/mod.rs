@@ -13,13 +13,19 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub mod error;
+pub mod headers;
 pub mod install;
+pub mod rate;
 
 /// The whole server: the web UI's pages, `/healthz`, the host-install
 /// downloads (`/install.sh`, `/releases/...`), and the REST API under
 /// `/api/v1`, all behind one gate (authentication, the role each route
-/// needs, CSRF for browser sessions, the audit trail).
+/// needs, CSRF for browser sessions, the audit trail). In front of the gate
+/// the rate limits ([`rate`]); outermost the security headers ([`headers`]),
+/// so refusals carry them too.
 pub fn router(state: AppState) -> Router {
+    let tls = headers::Tls(matches!(state.cfg.http_tls_files(), Ok(Some(_))));
+    let limits = rate::Limits::from_config(&state.cfg);
     Router::new()
         .merge(crate::ui::routes())
         .route("/healthz", get(healthz))
@@ -29,6 +35,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::guard,
+        ))
+        .layer(middleware::from_fn_with_state(limits, rate::limit))
+        .layer(middleware::from_fn_with_state(
+            tls,
+            headers::security_headers,
         ))
         .with_state(state)
 }

@@ -68,6 +68,14 @@ function updateTimes(root) {
   }
 }
 setInterval(() => updateTimes(), 5000);
+// Bar widths come as data-w (a percentage): the CSP allows no inline
+// style attributes, but setting a style property from script is fine.
+function applyWidths(root) {
+  for (const b of $$("[data-w]", root)) {
+    const w = Number(b.dataset.w);
+    if (Number.isFinite(w)) b.style.width = Math.max(0, Math.min(100, w)) + "%";
+  }
+}
 
 // ------------------------------------------------------- live regions
 
@@ -98,6 +106,7 @@ async function refreshLive() {
       if (fresh) old.replaceWith(document.importNode(fresh, true));
     }
     updateTimes();
+    applyWidths();
     wireButtons();
     wireForms();
 // A copy button copies the text of the [data-field] it names in its box.
@@ -696,6 +705,7 @@ function initAccount() {
 // ---------------------------------------------------------------- init
 
 updateTimes();
+applyWidths();
 wireForms();
 wireButtons();
 wireCancelJob();

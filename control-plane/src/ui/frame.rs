@@ -7,7 +7,7 @@ use axum::{
     http::StatusCode,
     response::{Html, IntoResponse, Response},
 };
-use maud::{html, Markup, PreEscaped};
+use maud::{html, Markup};
 use serde_json::Value;
 
 use crate::auth::{Principal, Role};
@@ -86,14 +86,16 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> Response {
     let body = html! {
         body.center {
             div.card.narrow {
+                // Reloads by itself (no inline script: the CSP forbids it).
+                meta http-equiv="refresh" content="4";
                 h2 { "Temporarily unavailable" }
                 p { "The control plane could not load this page just now. It will try again in a few seconds." }
             }
-            script { (PreEscaped("setTimeout(function(){location.reload()},4000)")) }
         }
     };
     (
         StatusCode::SERVICE_UNAVAILABLE,
+        [("refresh", "4")],
         Html(document("Unavailable", body).into_string()),
     )
         .into_response()
@@ -141,7 +143,7 @@ pub(super) fn bar(used: f64, total: f64) -> Markup {
     };
     html! {
         span class=(cls) title=(format!("{:.1} / {:.1} GiB", used / 1073741824.0, total / 1073741824.0)) {
-            i style=(format!("width:{pct:.0}%")) {}
+            i data-w=(format!("{pct:.0}")) {}
         }
         span.num { (format!("{pct:.0}%")) }
     }

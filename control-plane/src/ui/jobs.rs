@@ -36,7 +36,7 @@ fn progress(counts: &Value, target: i64) -> Markup {
             @for (k, cls) in [("succeeded", "p-ok"), ("failed", "p-bad"), ("expired", "p-bad"), ("running", "p-run")] {
                 @let n = counts[k].as_i64().unwrap_or(0);
                 @if n != 0 {
-                    i class=(cls) style=(format!("width:{:.2}%", n as f64 / t * 100.0)) title=(format!("{n} {k}")) {}
+                    i class=(cls) data-w=(format!("{:.2}", n as f64 / t * 100.0)) title=(format!("{n} {k}")) {}
                 }
             }
         }

@@ -40,7 +40,31 @@ fn safe_next(n: Option<&str>) -> String {
     }
 }
 
-fn login_html(next: &str, error: Option<&str>, name: &str, need_code: bool) -> Html<String> {
+/// The login page with a fresh sign-in token in its hidden field and in the
+/// `drover_login` cookie (see [`auth::issue_login_token`]).
+fn login_response(
+    status: StatusCode,
+    next: &str,
+    error: Option<&str>,
+    name: &str,
+    need_code: bool,
+) -> Response {
+    let token = auth::issue_login_token(bus_schema::now_ms());
+    (
+        status,
+        [(header::SET_COOKIE, auth::login_cookie(&token))],
+        login_html(next, error, name, need_code, &token),
+    )
+        .into_response()
+}
+
+fn login_html(
+    next: &str,
+    error: Option<&str>,
+    name: &str,
+    need_code: bool,
+    token: &str,
+) -> Html<String> {
     let body = html! {
         body.center.login-bg {
             form.card.narrow.login method="post" action="/login" {
@@ -50,6 +74,7 @@ fn login_html(next: &str, error: Option<&str>, name: &str, need_code: bool) -> H
                     div.err #login-error { (e) }
                 }
                 input type="hidden" name="next" value=(next);
+                input type="hidden" name=(auth::LOGIN_FIELD) value=(token);
                 label { "User" input name="name" #name autocomplete="username" value=(name) required autofocus; }
                 label { "Password" input name="password" #password type="password" autocomplete="current-password" required; }
                 label class=(if need_code { "" } else { "opt" }) {
@@ -63,12 +88,25 @@ fn login_html(next: &str, error: Option<&str>, name: &str, need_code: bool) -> H
     Html(document("Sign in", body).into_string())
 }
 
-pub(super) async fn login_page(Query(q): Query<NextQuery>) -> Html<String> {
-    login_html(&safe_next(q.next.as_deref()), None, "", false)
+pub(super) async fn login_page(
+    Query(q): Query<NextQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(token) = auth::reusable_login_token(&headers, bus_schema::now_ms()) {
+        return login_html(&safe_next(q.next.as_deref()), None, "", false, token).into_response();
+    }
+    login_response(
+        StatusCode::OK,
+        &safe_next(q.next.as_deref()),
+        None,
+        "",
+        false,
+    )
 }
 
 pub(super) async fn login(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let ip = auth::client_ip(&req);
+    let login_cookie = auth::login_cookie_value(req.headers()).map(str::to_string);
     let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response(),
@@ -81,8 +119,33 @@ pub(super) async fn login(State(state): State<AppState>, req: axum::extract::Req
     let password = f.get("password").cloned().unwrap_or_default();
     let code = f.get("code").cloned().unwrap_or_default();
     let next = safe_next(f.get("next").map(String::as_str));
+    // A post without this site's sign-in token (a cross-site form, a stale
+    // page) is refused before anything else: no attempt is counted, and the
+    // form comes back with a fresh token.
+    if let Err(e) = auth::check_login_token(
+        login_cookie.as_deref(),
+        f.get(auth::LOGIN_FIELD).map(String::as_str),
+        bus_schema::now_ms(),
+    ) {
+        return login_response(
+            StatusCode::FORBIDDEN,
+            &next,
+            Some(&format!(
+                "Sign-in refused: {e}. Reload this page and sign in again."
+            )),
+            &name,
+            false,
+        );
+    }
+    // Later failures re-render the form with the token it came with (still
+    // valid, and its cookie is still set).
+    let token = login_cookie.unwrap_or_default();
     let fail = |status: StatusCode, msg: &str, need_code: bool| {
-        (status, login_html(&next, Some(msg), &name, need_code)).into_response()
+        (
+            status,
+            login_html(&next, Some(msg), &name, need_code, &token),
+        )
+            .into_response()
     };
     let u = match auth::find_user(&state.db, &name).await {
         Ok(u) => u,
@@ -161,6 +224,12 @@ pub(super) async fn login(State(state): State<AppState>, req: axum::extract::Req
         }
     }
     auth::login_succeeded(&name, &ip);
+    // Admins who must have TOTP and do not are sent to set it up first.
+    let next = if auth::must_enrol_totp(&state.cfg, &u) {
+        "/account".to_string()
+    } else {
+        next
+    };
     let cookie = match auth::create_session(&state.db, &u.id, &ip).await {
         Ok(c) => c,
         Err(e) => return unavailable(e),

@@ -49,9 +49,9 @@ fn progress(counts: &Value, total: i64) -> Markup {
     let moving = n("downloading") + n("installed");
     html! {
         span.progress title=(format!("{ok} healthy, {bad} failed, {moving} updating of {total}")) {
-            i.p-ok style=(format!("width:{:.1}%", pct(ok))) {}
-            i.p-bad style=(format!("width:{:.1}%", pct(bad))) {}
-            i.p-run style=(format!("width:{:.1}%", pct(moving))) {}
+            i.p-ok data-w=(format!("{:.1}", pct(ok))) {}
+            i.p-bad data-w=(format!("{:.1}", pct(bad))) {}
+            i.p-run data-w=(format!("{:.1}", pct(moving))) {}
         }
     }
 }

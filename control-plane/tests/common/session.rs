@@ -52,6 +52,31 @@ impl Session {
     }
 }
 
+/// `GET /login`: the `drover_login=...` cookie pair and the form's hidden
+/// `login_csrf` value.
+pub async fn login_token(http: &reqwest::Client, base: &str) -> (String, String) {
+    let r = http.get(format!("{base}/login")).send().await.unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("drover_login="))
+        .expect("a drover_login cookie from GET /login")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = r.text().await.unwrap();
+    let key = "name=\"login_csrf\" value=\"";
+    let i = html
+        .find(key)
+        .expect("a login_csrf field in the login form")
+        + key.len();
+    let token = html[i..i + html[i..].find('"').unwrap()].to_string();
+    (cookie, token)
+}
+
 /// The value of `name="csrf-token" content="..."` in a page.
 pub fn csrf_from_html(html: &str) -> Option<String> {
     let i = html.find("name=\"csrf-token\" content=\"")?;
@@ -79,14 +104,23 @@ impl Stack {
         );
     }
 
-    /// Posts the login form; returns the raw response.
+    /// Posts the login form as a browser does: first `GET /login` for the
+    /// sign-in token (cookie + hidden field), then the post with both;
+    /// returns the raw response.
     pub async fn login_form(&self, name: &str, password: &str, code: &str) -> reqwest::Response {
-        reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap()
-            .post(format!("{}/login", self.base))
-            .form(&[("name", name), ("password", password), ("code", code)])
+            .unwrap();
+        let (cookie, token) = login_token(&http, &self.base).await;
+        http.post(format!("{}/login", self.base))
+            .header("Cookie", cookie)
+            .form(&[
+                ("name", name),
+                ("password", password),
+                ("code", code),
+                ("login_csrf", token.as_str()),
+            ])
             .send()
             .await
             .unwrap()
