@@ -144,7 +144,7 @@ pub async fn issue(
     };
     let entry = audit::Entry::new(
         &format!("agent:{agent_id}"),
-        &format!("agent.credentials.{via}"),
+        &format!("credentials.{via}"),
         agent_id,
         "",
         json!({ "expires_at": expires_at }),

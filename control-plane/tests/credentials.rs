@@ -118,11 +118,10 @@ async fn a_command_in_flight_across_renewals_completes_exactly_once() {
     // And the renewed connection carries new commands.
     assert_eq!(stack.ping(&h.id).await["status"], "succeeded");
     // Each issue is in the audit trail.
-    let (_, audit) = stack.get("/audit?action=agent.credentials.renew").await;
-    assert!(
-        audit.to_string().contains("agent.credentials.renew"),
-        "{audit}"
-    );
+    let (_, audit) = stack.get("/audit?action=credentials.renew").await;
+    let e = &audit["entries"][0];
+    assert_eq!(e["action"], "credentials.renew", "{audit}");
+    assert_eq!(e["target"], h.id.as_str(), "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
