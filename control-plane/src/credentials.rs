@@ -34,11 +34,12 @@ use crate::state::AppState;
 /// Requests whose time is further than this from ours are refused.
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
-/// Renewal requests refused since this process started (shown with
-/// `GET /api/v1/agents/{id}` only per agent; this is the process total).
+/// Renewal requests refused (or dropped for a reply subject outside the
+/// agent's inbox) since this process started.
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 
-/// Renewal requests refused since this process started.
+/// Renewal requests refused since this process started (shown by
+/// `GET /api/v1/security` as `credentials.refused_renewals`).
 pub fn refused_renewals() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }

@@ -276,6 +276,11 @@ async fn forged_replayed_and_revoked_renewals_are_refused() {
         "nothing was sent outside the agent's inbox"
     );
     assert_eq!(renewals().await, before + 2, "only the good ones counted");
+    let (_, sec) = stack.get("/security").await;
+    assert!(
+        sec["credentials"]["refused_renewals"].as_u64().unwrap() >= 6,
+        "{sec}"
+    );
 
     // Revoked: refused, and told what to do.
     let (code, v) = stack
