@@ -31,7 +31,8 @@ pub struct Enrolment {
     pub control_plane_key: VerifyingKey,
 }
 
-fn jwt_path(state: &Path) -> PathBuf {
+/// Where the agent keeps its NATS user JWT.
+pub(crate) fn jwt_path(state: &Path) -> PathBuf {
     state.join("agent.jwt")
 }
 
@@ -118,6 +119,38 @@ pub async fn ask(
     })
 }
 
+/// A claim for this host, made now, naming `reply_key` for the answer.
+/// `token` may be empty for an agent the control plane already knows (a
+/// re-authentication after its JWT expired).
+pub(crate) fn claim(
+    cfg: &AgentConfig,
+    id: &Identity,
+    token: &str,
+    machine_id: &str,
+    reply_key: &nkeys::XKey,
+) -> EnrollClaim {
+    EnrollClaim {
+        token: token.to_string(),
+        public_key: id.agent_id(),
+        machine_id: machine_id.to_string(),
+        hostname: crate::metrics::hostname(),
+        facts: serde_json::json!({
+            "os": crate::metrics::os(),
+            "kernel": crate::metrics::kernel(),
+            // The distribution (`debian`), for `os:debian` selectors.
+            "os_id": sysinfo::System::distribution_id(),
+            "arch": sysinfo::System::cpu_arch(),
+            "agent_version": crate::version::running().version,
+            "agent_channel": crate::version::running().channel,
+        }),
+        at: bus_schema::now_ms(),
+        reply_key: reply_key.public_key(),
+        display_name: cfg.display_name.clone(),
+        labels: cfg.labels.clone(),
+        protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+    }
+}
+
 /// Loads the enrolment from the state directory, or enrols now.
 pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolment> {
     let state = &cfg.state_dir;
@@ -176,26 +209,7 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
     let mut delay = Duration::from_secs(1);
     let mut told_pending = false;
     loop {
-        let claim = EnrollClaim {
-            token: token.clone(),
-            public_key: id.agent_id(),
-            machine_id: machine_id.clone(),
-            hostname: crate::metrics::hostname(),
-            facts: serde_json::json!({
-                "os": crate::metrics::os(),
-                "kernel": crate::metrics::kernel(),
-                // The distribution (`debian`), for `os:debian` selectors.
-                "os_id": sysinfo::System::distribution_id(),
-                "arch": sysinfo::System::cpu_arch(),
-                "agent_version": crate::version::running().version,
-                "agent_channel": crate::version::running().channel,
-            }),
-            at: bus_schema::now_ms(),
-            reply_key: reply_key.public_key(),
-            display_name: cfg.display_name.clone(),
-            labels: cfg.labels.clone(),
-            protocol_version: bus_schema::signing::PROTOCOL_VERSION,
-        };
+        let claim = claim(cfg, id, &token, &machine_id, &reply_key);
         let within = Duration::from_secs(10);
         let reply = match ask(
             &client,

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod config;
+mod credentials;
 mod enroll;
 mod heartbeat;
 mod identity;

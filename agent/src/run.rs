@@ -22,6 +22,21 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let id = identity.agent_id();
     let enrolment = crate::enroll::ensure(&cfg, &identity).await?;
     let key = enrolment.control_plane_key;
+    // Offline past the JWT's expiry: re-authenticate with the key first.
+    let mut user_jwt = enrolment.user_jwt;
+    if crate::credentials::expired_within(&user_jwt, std::time::Duration::from_secs(2)) {
+        info!("the stored JWT has expired; re-authenticating with the agent's key");
+        match crate::credentials::reauth_until_answered(&cfg, &identity).await {
+            Ok(jwt) => {
+                if let Err(e) = crate::credentials::store(&cfg.state_dir, &jwt) {
+                    warn!(error = %e, "the fresh JWT was not saved");
+                }
+                user_jwt = jwt;
+            }
+            Err(why) => crate::credentials::refused_exit(&why),
+        }
+    }
+    let creds = crate::credentials::Creds::new(user_jwt);
     let instance = crate::instance::Instance::detect(&cfg);
     let journal = Journal::open(&cfg.state_dir, bus_schema::now_ms())
         .with_context(|| format!("opening the journal in {}", cfg.state_dir.display()))?;
@@ -31,9 +46,17 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     // agent: retrying forever would only fill the logs.
     let (refused_tx, mut refused_rx) = tokio::sync::mpsc::channel::<String>(1);
     let signer = std::sync::Arc::new(nkeys::KeyPair::from_seed(&identity.key().seed()?)?);
-    let opts = async_nats::ConnectOptions::with_jwt(enrolment.user_jwt.clone(), move |nonce| {
+    // The JWT is read at every (re)connect: a renewal replaces it.
+    let auth_creds = creds.clone();
+    let opts = async_nats::ConnectOptions::with_auth_callback(move |nonce| {
         let signer = signer.clone();
-        async move { signer.sign(&nonce).map_err(async_nats::AuthError::new) }
+        let jwt = auth_creds.current();
+        async move {
+            let mut auth = async_nats::Auth::new();
+            auth.jwt = Some(jwt);
+            auth.signature = Some(signer.sign(&nonce).map_err(async_nats::AuthError::new)?);
+            Ok(auth)
+        }
     });
     let client = cfg
         .tls(opts)
@@ -108,16 +131,35 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
     }
 
+    let renewal = tokio::spawn(crate::credentials::renew_loop(
+        agent.cfg.clone(),
+        Arc::new(Identity::load_or_create(&agent.cfg.state_dir)?),
+        creds.clone(),
+        agent.client.clone(),
+    ));
     let hb = tokio::spawn(crate::heartbeat::run_loop(agent.clone()));
     let cmds = tokio::spawn(crate::commands::run_loop(agent.clone()));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut refused = None;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        why = refused_rx.recv() => refused = why,
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            why = refused_rx.recv() => {
+                // An expired JWT is refused too: that is the renewal loop's
+                // to mend (re-authentication), not a reason to stop.
+                if why.is_some() && creds.expired_within(std::time::Duration::from_secs(2)) {
+                    warn!("the broker refused the expired JWT; re-authenticating");
+                    creds.wake.notify_one();
+                    continue;
+                }
+                refused = why;
+            }
+        }
+        break;
     }
+    renewal.abort();
     if let Some(why) = refused {
         cmds.abort();
         hb.abort();

@@ -10,6 +10,7 @@
 pub mod catalogue;
 pub mod clock;
 pub mod codec;
+pub mod credentials;
 pub mod enroll;
 pub mod envelope;
 pub mod jobs;

@@ -173,6 +173,13 @@ pub struct Config {
     /// tokens are not accounts and are not affected. Default false.
     #[serde(default)]
     pub auth_require_2fa_admins: bool,
+    /// Credentials: life of an agent's NATS user JWT, in seconds (default
+    /// 30 days). Agents renew at about two thirds of it with a request
+    /// signed by their key; one offline past it re-authenticates through
+    /// the enrolment user. 0: JWTs do not expire (the behaviour before
+    /// issue 16). `DROVER_AGENT_JWT_TTL_SECS`.
+    #[serde(default = "default_agent_jwt_ttl")]
+    pub agent_jwt_ttl_secs: u64,
 }
 
 fn default_http_rate_per_token() -> u32 {
@@ -183,6 +190,9 @@ fn default_http_rate_per_address() -> u32 {
 }
 fn default_http_rate_burst() -> u32 {
     200
+}
+fn default_agent_jwt_ttl() -> u64 {
+    30 * 86_400
 }
 
 fn default_retention_samples() -> u64 {

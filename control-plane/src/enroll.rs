@@ -321,7 +321,11 @@ async fn approved(
 ) -> anyhow::Result<EnrollReply> {
     let agent_id = &claim.public_key;
     crate::commands::ensure_consumer(state, agent_id).await?;
-    let jwt = state.auth.agent_user_jwt(agent_id)?;
+    // A known agent's claim after its JWT expired is a re-authentication:
+    // signed by its key, no token needed (see `credentials`).
+    let (jwt, _) = crate::credentials::issue(state, agent_id, crate::credentials::Issue::Claim)
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(reply(
         state,
         claim,

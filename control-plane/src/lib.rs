@@ -41,6 +41,7 @@ pub mod client;
 pub mod clones;
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod dev;
 pub mod duties;

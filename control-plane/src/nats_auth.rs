@@ -134,6 +134,8 @@ pub fn agent_permissions(name: &str) -> Permissions {
                 format!("$JS.API.CONSUMER.MSG.NEXT.{cmd}.{consumer}"),
                 format!("$JS.API.CONSUMER.INFO.{cmd}.{consumer}"),
                 format!("$JS.ACK.{cmd}.{consumer}.>"),
+                // Asking for a fresh JWT before this one expires.
+                bus_schema::credentials::renew_subject(name),
             ]
             .into_iter()
             .chain(releases_read_only())
@@ -250,7 +252,23 @@ impl NatsAuth {
         perms: Option<Permissions>,
         scoped: bool,
     ) -> anyhow::Result<String> {
+        self.user_jwt_until(name, user, signer, perms, scoped, None)
+    }
+
+    /// Like [`Self::user_jwt`], expiring at `exp` (seconds since the epoch)
+    /// when given: the broker refuses it after, and closes a connection
+    /// made with it then.
+    fn user_jwt_until(
+        &self,
+        name: &str,
+        user: &KeyPair,
+        signer: &KeyPair,
+        perms: Option<Permissions>,
+        scoped: bool,
+        exp: Option<i64>,
+    ) -> anyhow::Result<String> {
         let mut c = User::new_claims(name.into(), user.public_key());
+        c.exp = exp;
         if scoped {
             // A scoped key's users carry no permissions of their own.
             c.nats.permissions = UserPermissionLimits {
@@ -272,8 +290,23 @@ impl NatsAuth {
     /// The agent's user JWT: name = agent id = its public nkey, signed by the
     /// scoped key, so the template confines it.
     pub fn agent_user_jwt(&self, agent_id: &str) -> anyhow::Result<String> {
+        Ok(self.agent_user_jwt_for(agent_id, 0)?.0)
+    }
+
+    /// Like [`Self::agent_user_jwt`], living `ttl_secs` seconds (0: no
+    /// expiry). Returns the JWT and its expiry in ms since the epoch.
+    pub fn agent_user_jwt_for(
+        &self,
+        agent_id: &str,
+        ttl_secs: u64,
+    ) -> anyhow::Result<(String, Option<i64>)> {
         let user = KeyPair::from_public_key(agent_id).context("agent id is not a public nkey")?;
-        self.user_jwt(agent_id, &user, &self.agent_signer, None, true)
+        let exp = (ttl_secs > 0).then(|| {
+            let now = bus_schema::now_ms() / 1000;
+            now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2))
+        });
+        let jwt = self.user_jwt_until(agent_id, &user, &self.agent_signer, None, true, exp)?;
+        Ok((jwt, exp.map(|e| e.saturating_mul(1000))))
     }
 
     /// Writes a creds file for a user of ours (seed kept in `nats-auth/`).

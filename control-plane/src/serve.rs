@@ -238,6 +238,7 @@ pub async fn serve(
         .context("pushing the account to the broker")?;
     let tasks = vec![
         tokio::spawn(crate::enroll::serve(state.clone(), responder)),
+        tokio::spawn(crate::credentials::serve(state.clone())),
         tokio::spawn(crate::ingest::heartbeat_loop(state.clone(), hb_consumer)),
         tokio::spawn(crate::ingest::result_loop(state.clone(), res_consumer)),
         tokio::spawn(crate::ingest::sweep_loop(state.clone())),

@@ -229,5 +229,10 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
         // command but agent.update (version_policy).
         "agent_versions": versions,
         "pending_agents": pending.iter().map(|a| json!({"id": a.id, "hostname": a.hostname, "machine_id": a.machine_id, "first_seen": a.first_seen})).collect::<Vec<_>>(),
+        // Agent JWT life (0: no expiry) and renewals refused by this process.
+        "credentials": {
+            "agent_jwt_ttl_secs": state.cfg.agent_jwt_ttl_secs,
+            "refused_renewals": crate::credentials::refused_renewals(),
+        },
     }))
 }

@@ -99,10 +99,62 @@ pub async fn remove_user(
 pub struct NewApiToken {
     name: String,
     role: String,
+    /// Seconds from now until the token stops working (at most
+    /// [`MAX_API_TOKEN_LIFE_SECS`]). Give this or `expires_at`, or neither
+    /// for a token that never expires.
+    #[serde(default)]
+    expires_in_secs: Option<i64>,
+    /// When the token stops working, ms since the epoch (in the future).
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+/// The longest life an API token may be given: ten years, in seconds.
+pub const MAX_API_TOKEN_LIFE_SECS: i64 = 10 * 365 * 86_400;
+
+/// The expiry (ms since the epoch) a creation request asks for, or why it
+/// is refused: both fields given, not positive, in the past, or too far.
+pub fn api_token_expiry(
+    expires_in_secs: Option<i64>,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<Option<i64>, String> {
+    let at = match (expires_in_secs, expires_at) {
+        (Some(_), Some(_)) => {
+            return Err("give expires_in_secs or expires_at, not both".into());
+        }
+        (Some(s), None) => {
+            if s <= 0 || s > MAX_API_TOKEN_LIFE_SECS {
+                return Err(format!(
+                    "expires_in_secs must be 1..={MAX_API_TOKEN_LIFE_SECS} (e.g. 2592000 for 30 days)"
+                ));
+            }
+            now + s * 1000
+        }
+        (None, Some(at)) => at,
+        (None, None) => return Ok(None),
+    };
+    if at <= now {
+        return Err(
+            "expires_at is in the past; give a time in the future (ms since the epoch)".into(),
+        );
+    }
+    if at - now > MAX_API_TOKEN_LIFE_SECS * 1000 {
+        return Err("expires_at is more than ten years away".into());
+    }
+    Ok(Some(at))
 }
 
 pub fn api_token_json(t: &api_token::Model) -> Value {
-    json!({ "id": t.id, "name": t.name, "role": t.role, "created_at": t.created_at })
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "created_at": t.created_at,
+        "expires_at": t.expires_at,
+        "expired": t.expires_at.is_some_and(|e| e <= bus_schema::now_ms()),
+        "last_used_at": t.last_used_at,
+    })
 }
 
 pub async fn create_api_token(
@@ -118,14 +170,18 @@ pub async fn create_api_token(
             format!("role {:?}: use admin, operator or viewer", b.role),
         ));
     }
+    let expires_at = api_token_expiry(b.expires_in_secs, b.expires_at, bus_schema::now_ms())
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let token = auth::new_token();
-    let id = auth::store_token(&state.db, &b.name, &b.role, &token)
+    let id = auth::store_token_expiring(&state.db, &b.name, &b.role, &token, expires_at)
         .await
         .map_err(ApiError::internal)?;
     // The only time the token is ever shown.
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "name": b.name, "role": b.role, "token": token })),
+        Json(
+            json!({ "id": id, "name": b.name, "role": b.role, "token": token, "expires_at": expires_at }),
+        ),
     ))
 }
 

@@ -299,6 +299,9 @@ async fn get_agent(
     v["identity_conflict"] = crate::clones::view(&state.db, &id)
         .await
         .map_err(ApiError::internal)?;
+    v["credentials"] = crate::credentials::view(&state.db, &id)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(v))
 }
 

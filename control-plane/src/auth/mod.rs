@@ -205,12 +205,25 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
-/// Stores a new API token bound to a role; returns its id.
+/// Stores a new API token bound to a role that never expires; returns its
+/// id.
 pub async fn store_token(
     db: &sea_orm::DatabaseConnection,
     name: &str,
     role: &str,
     token: &str,
+) -> Result<String, sea_orm::DbErr> {
+    store_token_expiring(db, name, role, token, None).await
+}
+
+/// Stores a new API token bound to a role, expiring at `expires_at` (ms
+/// since the epoch; `None`: never); returns its id.
+pub async fn store_token_expiring(
+    db: &sea_orm::DatabaseConnection,
+    name: &str,
+    role: &str,
+    token: &str,
+    expires_at: Option<i64>,
 ) -> Result<String, sea_orm::DbErr> {
     let id = uuid::Uuid::now_v7().simple().to_string();
     api_token::Entity::insert(api_token::ActiveModel {
@@ -219,6 +232,8 @@ pub async fn store_token(
         role: Set(role.into()),
         token_hash: Set(hash_token(token)),
         created_at: Set(bus_schema::now_ms()),
+        expires_at: Set(expires_at),
+        last_used_at: Set(None),
     })
     .exec(db)
     .await?;

@@ -4,6 +4,8 @@
 
 use super::*;
 use crate::db::entities::session;
+use sea_orm::sea_query::Expr;
+use sea_orm::Condition;
 
 /// (user, address) -> (failures, window start).
 type Failures = HashMap<(String, String), (u32, i64)>;
@@ -93,6 +95,14 @@ pub fn client_ip(req: &Request) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// How often at most an API token's `last_used_at` is written, ms.
+pub const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// True when a token last used at `last` (ms) should have `now` recorded.
+pub fn last_used_due(last: Option<i64>, now: i64) -> bool {
+    last.is_none_or(|l| now - l >= LAST_USED_EVERY_MS)
+}
+
 pub(super) async fn from_token(
     state: &AppState,
     token: &str,
@@ -104,6 +114,28 @@ pub(super) async fn from_token(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+    let now = bus_schema::now_ms();
+    if let Some(exp) = found.expires_at.filter(|e| *e <= now) {
+        return Err(ApiError::unauthorized(format!(
+            "API token {} ({}) expired at {} (ms since the epoch); create a new one with \
+             `drover api-tokens create {} --role {} --expires 30d` and revoke this one",
+            found.id, found.name, exp, found.name, found.role
+        )));
+    }
+    if last_used_due(found.last_used_at, now) {
+        // Conditional, so concurrent requests write it once; a failure here
+        // must not refuse the request.
+        let _ = api_token::Entity::update_many()
+            .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
+            .filter(api_token::Column::Id.eq(found.id.clone()))
+            .filter(
+                Condition::any()
+                    .add(api_token::Column::LastUsedAt.is_null())
+                    .add(api_token::Column::LastUsedAt.lte(now - LAST_USED_EVERY_MS)),
+            )
+            .exec(&state.db)
+            .await;
+    }
     Ok(Principal {
         name: found.name,
         role: found.role,

@@ -148,6 +148,12 @@ pub mod api_token {
         #[sea_orm(unique)]
         pub token_hash: String,
         pub created_at: i64,
+        /// When the token stops working, ms since the epoch (`None`: never);
+        /// set at creation; m0027.
+        pub expires_at: Option<i64>,
+        /// When the token last authenticated a request, ms since the epoch,
+        /// written at most about once a minute (`None`: never used); m0027.
+        pub last_used_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -400,6 +406,40 @@ pub mod audit_log {
         #[sea_orm(unique)]
         pub prev_hash: String,
         pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod agent_credential {
+    use sea_orm::entity::prelude::*;
+
+    /// The NATS user JWT last issued to an agent (m0027): when it expires
+    /// and how it was obtained. One row per agent, written at enrolment
+    /// approval, renewal and re-authentication.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agent_credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent_id: String,
+        /// Expiry of the latest JWT, ms since the epoch (`None`: no expiry).
+        pub jwt_expires_at: Option<i64>,
+        /// When the latest JWT was issued, ms since the epoch.
+        pub issued_at: i64,
+        /// `enrol` (first approval), `renew` (key-signed renewal on the
+        /// agent's own connection) or `reauth` (key-signed claim through the
+        /// enrolment user after the JWT had expired, or a repeated claim).
+        pub issued_via: String,
+        /// Renewals answered so far.
+        pub renewals: i64,
+        /// Re-authentications answered so far.
+        pub reauths: i64,
+        /// The `at` (ms) of the last renewal request answered: a request
+        /// not later than it is a replay and refused.
+        pub last_request_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

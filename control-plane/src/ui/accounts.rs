@@ -41,7 +41,8 @@ const USER_FORM: &str = "<h2>Add a user</h2><form data-api=\"/api/v1/users\" cla
 
 /// Creating an API token (fixed markup; `app.js` shows the secret once).
 const API_TOKEN_FORM: &str = "<form data-api=\"/api/v1/api-tokens\" data-secret=\"token\" class=\"inline-form\" id=\"api-token-form\"><label>Name<input name=\"name\" required placeholder=\"ci-deploy\"></label>\
-<label>Role<select name=\"role\"><option>viewer</option><option selected>operator</option><option>admin</option></select></label><button class=\"primary\">Create token</button><span class=\"form-error\"></span>\
+<label>Role<select name=\"role\"><option>viewer</option><option selected>operator</option><option>admin</option></select></label>\
+<label>Expires in (days)<input name=\"expires_at\" data-type=\"days\" type=\"number\" min=\"1\" max=\"3650\" step=\"1\" placeholder=\"never\"></label><button class=\"primary\">Create token</button><span class=\"form-error\"></span>\
 <div class=\"secret\" hidden><b>API token — shown once.</b> Send it as <code>Authorization: Bearer …</code>.<code class=\"value\"></code></div></form>";
 
 pub(super) async fn account(
@@ -92,6 +93,7 @@ pub(super) async fn users(
         (Ok(u), Ok(t)) => (u, t),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
+    let now = bus_schema::now_ms();
     let body = html! {
         section.card {
             h2 { "Users" }
@@ -134,13 +136,26 @@ pub(super) async fn users(
             }
             div data-live="api-tokens" #api-tokens-wrap {
                 table.grid #api-tokens {
-                    thead { tr { th { "Name" } th { "Role" } th { "Created" } th {} } }
+                    thead { tr { th { "Name" } th { "Role" } th { "Created" } th { "Expires" } th { "Last used" } th {} } }
                     tbody {
                         @for t in &toks {
                             tr {
                                 td { (t.name) }
                                 td { (pill(&t.role)) }
                                 td { (time(t.created_at)) }
+                                td.expires {
+                                    @match t.expires_at {
+                                        None => "never",
+                                        Some(e) if e <= now => { span.bad { "expired " } (time(e)) },
+                                        Some(e) => (time(e)),
+                                    }
+                                }
+                                td.last-used {
+                                    @match t.last_used_at {
+                                        None => "never",
+                                        Some(u) => (time(u)),
+                                    }
+                                }
                                 td {
                                     button.danger.small data-api=(format!("/api/v1/api-tokens/{}", t.id)) data-method="DELETE"
                                         data-confirm=(format!("Revoke API token {}?", t.name)) { "Revoke" }

@@ -139,6 +139,26 @@ pub(super) fn commands_table(cmds: &[command::Model], show_agent: bool) -> Marku
     }
 }
 
+/// The agent's broker credentials: when its JWT expires, how it was last
+/// issued, and how often it was renewed or re-authenticated.
+fn credentials_line(c: &Value) -> Markup {
+    if c.is_null() {
+        return html! { span.mut { "Broker credentials: issued before expiring credentials (no expiry recorded)" } };
+    }
+    html! {
+        span.mut {
+            "Broker credentials "
+            @match c["jwt_expires_at"].as_i64() {
+                Some(e) => { "expire " (time(e)) }
+                None => "never expire",
+            }
+            " · last issued by " (c["issued_via"].as_str().unwrap_or("")) " " (time(c["issued_at"].as_i64().unwrap_or(0)))
+            " · renewed " span #jwt-renewals { (c["renewals"].as_i64().unwrap_or(0)) } "×"
+            " · re-authenticated " (c["reauths"].as_i64().unwrap_or(0)) "×"
+        }
+    }
+}
+
 pub(super) async fn agent_page(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -188,6 +208,9 @@ pub(super) async fn agent_page(
         return unavailable("database");
     };
     let watched = super::services::host_section(&state, &a.id).await;
+    let creds = crate::credentials::view(&state.db, &a.id)
+        .await
+        .unwrap_or(Value::Null);
     let body = html! {
         div data-live="agent-head" #agent-head {
             section.card.head {
@@ -203,6 +226,7 @@ pub(super) async fn agent_page(
                     }
                     div #agent-version { (super::version::version(&crate::version_policy::Policy::of(&state.cfg), &a)) }
                     div #clock { (super::clock::clock(clock.get(&a.id))) }
+                    div #credentials { (credentials_line(&creds)) }
                     div { (labels_html(&parse_json(&a.labels))) }
                     div { (ops_html(&parse_json(&a.operations))) }
                 }

@@ -12,14 +12,27 @@ use control_plane::client;
 #[derive(Subcommand, Debug)]
 pub enum ApiTokensCmd {
     /// Make a token bound to a role (shown once).
+    ///
+    /// Example: `drover api-tokens create ci-deploy --role operator --expires 30d`
     Create {
         name: String,
         /// viewer, operator or admin.
         #[arg(long, default_value = "operator")]
         role: String,
+        /// Life of the token: `90m`, `24h`, `30d` or seconds (default:
+        /// never expires). An expired token is refused with 401.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Print the answer as JSON (the secret included).
+        #[arg(long)]
+        json: bool,
     },
-    /// List tokens (never their secrets).
-    List,
+    /// List tokens (never their secrets), with expiry and last use.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a token.
     Revoke { id: String },
 }
@@ -46,27 +59,55 @@ pub enum AutomationCmd {
 /// `drover api-tokens create|list|revoke`.
 pub async fn api_tokens(api: &client::ApiClient, action: ApiTokensCmd) -> anyhow::Result<()> {
     match action {
-        ApiTokensCmd::Create { name, role } => {
-            let v = api
-                .post(
-                    "/api-tokens",
-                    &serde_json::json!({"name": name, "role": role}),
-                )
-                .await?;
+        ApiTokensCmd::Create {
+            name,
+            role,
+            expires,
+            json,
+        } => {
+            let mut body = serde_json::json!({"name": name, "role": role});
+            if let Some(e) = expires {
+                let secs = control_plane::tokens::parse_duration_secs(&e)
+                    .map_err(|m| anyhow::anyhow!("--expires: {m}"))?;
+                body["expires_in_secs"] = secs.into();
+            }
+            let v = api.post("/api-tokens", &body).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
             println!("API token {name} ({role}), shown once:");
             println!("{}", v["token"].as_str().unwrap_or(""));
             println!("id {}", v["id"].as_str().unwrap_or(""));
+            match v["expires_at"].as_i64() {
+                Some(at) => println!("expires {}", when(Some(at))),
+                None => println!("never expires"),
+            }
             Ok(())
         }
-        ApiTokensCmd::List => {
+        ApiTokensCmd::List { json } => {
             let v = api.get("/api-tokens").await?;
-            println!("{:<34} {:<24} ROLE", "ID", "NAME");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "{:<34} {:<24} {:<9} {:<22} LAST USED",
+                "ID", "NAME", "ROLE", "EXPIRES"
+            );
             for t in v["tokens"].as_array().cloned().unwrap_or_default() {
+                let expires = match (t["expires_at"].as_i64(), t["expired"].as_bool()) {
+                    (None, _) => "never".to_string(),
+                    (Some(at), Some(true)) => format!("expired {}", when(Some(at))),
+                    (Some(at), _) => when(Some(at)),
+                };
                 println!(
-                    "{:<34} {:<24} {}",
+                    "{:<34} {:<24} {:<9} {:<22} {}",
                     t["id"].as_str().unwrap_or(""),
                     t["name"].as_str().unwrap_or(""),
-                    t["role"].as_str().unwrap_or("")
+                    t["role"].as_str().unwrap_or(""),
+                    expires,
+                    when(t["last_used_at"].as_i64()),
                 );
             }
             Ok(())
@@ -77,6 +118,13 @@ pub async fn api_tokens(api: &client::ApiClient, action: ApiTokensCmd) -> anyhow
             Ok(())
         }
     }
+}
+
+/// A time (ms since the epoch) as UTC `YYYY-MM-DD HH:MM`, or `never`.
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%MZ").to_string())
+        .unwrap_or_else(|| "never".into())
 }
 
 /// `drover automation keygen`: a new key pair, printed here (no API).
