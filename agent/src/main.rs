@@ -24,6 +24,7 @@ mod redelivery;
 mod report;
 mod result_fit;
 mod rootd_client;
+mod rotate;
 mod run;
 mod simulate;
 mod state;
