@@ -192,6 +192,14 @@ async fn the_command_key_rotates_during_a_job_without_refusing_anything_in_fligh
         assert_eq!(r.generation, 1);
         assert_eq!(r.current, new.public().to_base64());
     }
+    // The Security page shows it too.
+    stack.add_user("viewer1", "viewer", "a long enough password");
+    let session = stack.login("viewer1", "a long enough password").await;
+    let (code, page) = session.get_html("/security").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("Signing keys"), "{page}");
+    assert!(page.contains(new.public().fingerprint().as_str()), "{page}");
+    assert!(page.contains("1 of 1"), "{page}");
     let out = stack.drover(&["keys", "--json"]);
     assert!(out.status.success(), "{out:?}");
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();

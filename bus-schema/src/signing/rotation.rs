@@ -448,6 +448,61 @@ mod tests {
     }
 
     #[test]
+    fn releases_verify_with_the_new_key_and_with_the_old_one_only_during_the_overlap() {
+        use crate::signing::release::{manifest_for, ReleaseSigner};
+        let old = ReleaseSigner::generate();
+        let new = ReleaseSigner::generate();
+        let mut ring = KeyRing::pinned(KeyKind::Release, &old.public().to_base64());
+        let r = KeyRotation {
+            which: KeyKind::Release,
+            generation: 1,
+            new_key: new.public().to_base64(),
+            overlap_end_ms: 2_000,
+            at_ms: 1_000,
+        };
+        let (text, sig) = r.sign_release(&old).unwrap();
+        ring.apply(&text, &sig).unwrap();
+        let m = manifest_for(b"bin", "1.0.0", "linux-x86_64", "stable", "", "", 1);
+        let (t_new, s_new) = new.sign(&m).unwrap();
+        let (t_old, s_old) = old.sign(&m).unwrap();
+        assert!(ring.open_release(&t_new, &s_new, 1_500).is_ok());
+        assert!(ring.open_release(&t_new, &s_new, 9_000).is_ok());
+        assert!(ring.open_release(&t_old, &s_old, 1_500).is_ok());
+        assert!(matches!(
+            ring.open_release(&t_old, &s_old, 2_000),
+            Err(ReleaseError::BadSignature(_))
+        ));
+    }
+
+    #[test]
+    fn commands_verify_with_the_old_key_only_during_the_overlap() {
+        let (old, old_pub) = key();
+        let (new, new_pub) = key();
+        let mut ring = KeyRing::pinned(KeyKind::Command, &old_pub);
+        let (text, sig) = rotation(1, &new_pub).sign_command(&old).unwrap();
+        ring.apply(&text, &sig).unwrap();
+        let cmd = Command {
+            id: "c".into(),
+            agent_id: "A".into(),
+            action: "sys.ping".into(),
+            params: serde_json::json!({}),
+            issued_at: 0,
+            expires_at: i64::MAX / 2,
+            timeout_secs: 1,
+            requested_by: "t".into(),
+            source: crate::Source::User,
+            job_id: None,
+            clock_skew_ms: None,
+        };
+        assert!(ring.open_command(&new.sign(&cmd), 5_000).is_ok());
+        assert!(ring.open_command(&old.sign(&cmd), 1_999).is_ok());
+        assert_eq!(
+            ring.open_command(&old.sign(&cmd), 2_000),
+            Err(Refusal::BadSignature)
+        );
+    }
+
+    #[test]
     fn a_stranger_edits_or_another_kind_are_refused() {
         let (_, old_pub) = key();
         let (stranger, _) = key();
