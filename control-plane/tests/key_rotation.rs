@@ -111,7 +111,7 @@ async fn wait_holding(stack: &Stack, kind: &str, generation: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_key_rotates_during_a_job_without_refusing_anything_in_flight() {
-    let (_tmp, gate, stack, h) = gated_stack(&[]).await;
+    let (_tmp, gate, stack, mut h) = gated_stack(&[]).await;
     let old = stack.signer();
 
     // A job signed by the old key is running in rootd.
@@ -358,7 +358,11 @@ async fn the_command_key_rotates_during_a_job_without_refusing_anything_in_fligh
         ring(&h.state_dir.join("command-keys.json"), KeyKind::Command),
         held
     );
-    // The agent restarted keeps the rotated key (it is in its state dir).
+    // The agent restarted keeps the rotated key (it is in its state dir)
+    // and runs what the newest key signs.
+    h.agent.stop();
+    h.agent = Stack::spawn_agent(&h.agent_toml, &h.dir);
+    Stack::wait_log(&h.agent, "key_generation=2").await;
     assert_eq!(stack.ping(&h.id).await["status"], "succeeded");
 }
 
