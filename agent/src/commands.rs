@@ -163,7 +163,7 @@ async fn handle(
         }
     };
     // Nothing is believed, not even the id, before the signature holds.
-    let cmd = match agent.key.open(&signed) {
+    let cmd = match agent.keys.open_command(&signed, now_ms()) {
         Ok(c) => c,
         Err(r) => {
             warn!(reason = r.label(), detail = %r, "refused command");
@@ -400,6 +400,14 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
             } else {
                 None
             };
+            if cmd.action == "agent.rotate_key" {
+                // The agent adopts the key first, then rootd: both accept
+                // the old key until the overlap ends, so rootd still admits
+                // this command.
+                if let Err(o) = crate::rotate::apply(agent, cmd).await {
+                    return o;
+                }
+            }
             if cmd.action == "agent.update" {
                 // The release is fetched and checked here before rootd
                 // checks it again.

@@ -107,6 +107,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             watch_revision: report.revision,
             services: report.services,
             services_full: report.full,
+            key_fingerprints: Some(agent.keys.fingerprints(bus_schema::now_ms())),
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced
         // by the next one, so no ack is awaited.

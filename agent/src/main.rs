@@ -25,6 +25,7 @@ mod redelivery;
 mod report;
 mod result_fit;
 mod rootd_client;
+mod rotate;
 mod run;
 mod simulate;
 mod state;

@@ -21,7 +21,6 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let identity = Identity::load_or_create(&cfg.state_dir)?;
     let id = identity.agent_id();
     let enrolment = crate::enroll::ensure(&cfg, &identity).await?;
-    let key = enrolment.control_plane_key;
     // Offline past the JWT's expiry: re-authenticate with the key first.
     let mut user_jwt = enrolment.user_jwt;
     if crate::credentials::expired_within(&user_jwt, std::time::Duration::from_secs(2)) {
@@ -37,10 +36,17 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
     }
     let creds = crate::credentials::Creds::new(user_jwt);
+    let pinned_release = cfg.release_key()?;
+    let keys = bus_schema::signing::host_keys::HostKeys::load(
+        &cfg.state_dir,
+        &enrolment.control_plane_key,
+        pinned_release.as_ref(),
+    )
+    .with_context(|| format!("loading the key rings in {}", cfg.state_dir.display()))?;
     let instance = crate::instance::Instance::detect(&cfg);
     let journal = Journal::open(&cfg.state_dir, bus_schema::now_ms())
         .with_context(|| format!("opening the journal in {}", cfg.state_dir.display()))?;
-    info!(agent_id = %id, control_plane_key = %key.fingerprint(), nats = %cfg.nats_url, "agent starting");
+    info!(agent_id = %id, control_plane_key = %keys.command_fingerprint(), key_generation = keys.command_ring().generation, nats = %cfg.nats_url, "agent starting");
 
     // The broker refusing our credentials (revoked, or never valid) ends the
     // agent: retrying forever would only fill the logs.
@@ -95,7 +101,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         id,
         identity,
         cfg,
-        key,
+        keys,
         client,
         js,
         journal: Mutex::new(journal),

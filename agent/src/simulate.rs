@@ -383,6 +383,7 @@ async fn heartbeats(
             watch_revision: String::new(),
             services: vec![],
             services_full: false,
+            key_fingerprints: None,
         };
         if a.client
             .publish(subject.clone(), bus_schema::encode(&hb).into())

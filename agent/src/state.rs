@@ -4,7 +4,7 @@
 //! handled (`commands`) or how results travel (`report`).
 
 use async_nats::jetstream;
-use bus_schema::{ActiveOperation, VerifyingKey};
+use bus_schema::ActiveOperation;
 use tokio::sync::{Mutex, Notify};
 
 use crate::config::AgentConfig;
@@ -20,8 +20,9 @@ pub struct Agent {
     pub identity: Identity,
     /// The configuration the agent started with.
     pub cfg: AgentConfig,
-    /// The control plane's command-signing key.
-    pub key: VerifyingKey,
+    /// The command-signing and release keys this host accepts (pinned at
+    /// enrolment, moved on by verified rotations).
+    pub keys: bus_schema::signing::host_keys::HostKeys,
     /// The broker connection (core publishes: heartbeats).
     pub client: async_nats::Client,
     /// JetStream over `client`: commands, results, output, refusals.

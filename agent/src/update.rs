@@ -87,14 +87,15 @@ pub fn with_report(cmd: &Command, mut o: Outcome) -> Outcome {
 pub async fn prepare(agent: &Agent, cmd: &Command) -> Result<(), Outcome> {
     let p: UpdateParams = serde_json::from_value(cmd.params.clone())
         .map_err(|e| refused("", format!("invalid params: {e}")))?;
-    let key = match agent.cfg.release_key() {
-        Ok(Some(k)) => k,
-        Ok(None) => return Err(refused(&p.version, "this agent has no release key pinned: set release_key in agent.toml to the public half of `drover releases keygen` (install.sh does)".into())),
-        Err(e) => return Err(refused(&p.version, format!("{e:#}"))),
+    // The pinned release key, or the keys a verified rotation moved it to.
+    let Some(opened) = agent
+        .keys
+        .open_release(&p.manifest, &p.signature, bus_schema::now_ms())
+    else {
+        return Err(refused(&p.version, "this agent has no release key pinned: set release_key in agent.toml to the public half of `drover releases keygen` (install.sh does)".into()));
     };
-    let m = key
-        .open(&p.manifest, &p.signature)
-        .map_err(|e| refused(&p.version, format!("the agent refused the release: {e}")))?;
+    let m =
+        opened.map_err(|e| refused(&p.version, format!("the agent refused the release: {e}")))?;
     if m.version != p.version {
         return Err(refused(
             &p.version,

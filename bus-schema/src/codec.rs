@@ -252,6 +252,7 @@ mod tests {
             watch_revision: String::new(),
             services: vec![],
             services_full: false,
+            key_fingerprints: None,
             os: "debian".into(),
             kernel: "6".into(),
             metrics: Metrics::default(),

@@ -233,6 +233,11 @@ pub struct Heartbeat {
     /// every 10th heartbeat.
     #[serde(default)]
     pub services_full: bool,
+    /// Fingerprints (`SHA256:<base64>`) of every signing key the host
+    /// accepts now: command keys, then release keys (two of a kind during a
+    /// rotation's overlap). `None` from agents before key rotation.
+    #[serde(default)]
+    pub key_fingerprints: Option<Vec<String>>,
 }
 
 /// Most units one host watches (and one heartbeat reports).

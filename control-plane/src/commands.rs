@@ -118,6 +118,13 @@ pub async fn validate(
                 .into(),
         });
     }
+    if action == crate::keys::ROTATE_ACTION && source != Source::System {
+        return Err(CreateError::InvalidParams {
+            action: action.into(),
+            why: "agent.rotate_key is sent by the control plane itself: use `drover keys rotate`"
+                .into(),
+        });
+    }
     if action == "agent.update" {
         let p: catalogue::agent::UpdateParams =
             catalogue::parse(&params).map_err(|why| CreateError::InvalidParams {
@@ -231,6 +238,10 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
 pub fn check_module(a: &agent::Model, action: &str) -> Result<(), CreateError> {
     let module = action.split('.').next().unwrap_or_default();
     // The agent runs these itself (`agent.watch`): no module report needed.
+    // A key rotation needs no module either: every rootd applies it.
+    if action == crate::keys::ROTATE_ACTION {
+        return Ok(());
+    }
     if catalogue::lookup(action).is_some_and(|s| s.runs_in == catalogue::RunsIn::Agent) {
         return Ok(());
     }
@@ -431,7 +442,9 @@ async fn send(
     ensure_consumer(state, &cmd.agent_id)
         .await
         .map_err(|e| CreateError::Broker(format!("{e:#}")))?;
-    let signed = state.signer.sign(cmd);
+    // The current key generation, or the previous one during a rotation's
+    // overlap for a host that has not adopted it yet.
+    let signed = crate::keys::sign(state, cmd);
     let mut publish = async_nats::jetstream::message::PublishMessage::build();
     // After an identity conflict was decided: which machine must leave it.
     if let Some((name, value)) = route {

@@ -124,7 +124,8 @@ fn reply(
     message: impl Into<String>,
     user_jwt: Option<String>,
 ) -> EnrollReply {
-    let key = state.signer.public();
+    // New hosts pin the current generation.
+    let (_, key) = state.keys.current();
     EnrollReply {
         status,
         message: message.into(),

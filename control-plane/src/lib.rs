@@ -53,6 +53,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod install;
 pub mod jobs;
+pub mod keys;
 pub mod lease;
 pub mod ledger;
 pub mod nats_auth;

@@ -224,6 +224,10 @@ pub async fn serve(
         db,
         nats,
         js,
+        keys: crate::keys::KeyState::new(
+            CommandSigner::load(&cfg.signing_key_path())
+                .context("loading the command-signing key")?,
+        ),
         signer,
         auth,
         sys,
@@ -232,6 +236,10 @@ pub async fn serve(
         results_stored: tokio::sync::watch::Sender::new(0),
         duties: crate::duties::Board::new(lease.subscribe(), lease_ttl),
     }));
+    // A rotated command-signing key signs from its generation on.
+    crate::keys::load(&state)
+        .await
+        .context("loading the rotated signing keys")?;
     // The broker's revocation list follows the database at every start.
     crate::trust::push_revocations(&state)
         .await

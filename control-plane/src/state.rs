@@ -19,6 +19,9 @@ pub struct Inner {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     pub signer: CommandSigner,
+    /// The command-signing key generations in use and which keys hosts
+    /// reported (`keys`): commands are signed through it, not `signer`.
+    pub keys: crate::keys::KeyState,
     /// Keys and JWTs of the broker's trust chain.
     pub auth: crate::nats_auth::NatsAuth,
     /// A system-account connection, for account updates.

@@ -202,7 +202,8 @@ pub async fn overview(state: &AppState) -> Result<Value, TrustError> {
         .filter(agent::Column::Status.eq("pending"))
         .all(&state.db)
         .await?;
-    let key = state.signer.public();
+    // The generation that signs now (`keys`).
+    let (_, key) = state.keys.current();
     let policy = crate::version_policy::Policy::of(&state.cfg);
     let versions = crate::version_policy::findings(&state.db, &policy).await?;
     Ok(json!({

@@ -40,7 +40,7 @@ use crate::db::entities::agent;
 pub const BUILTIN_MIN_AGENT_VERSION: &str = "0.1.0";
 
 /// Actions an incompatible or outdated agent still gets: the way out.
-pub const EXEMPT_ACTIONS: &[&str] = &["agent.update", "agent.selftest"];
+pub const EXEMPT_ACTIONS: &[&str] = &["agent.update", "agent.selftest", "agent.rotate_key"];
 
 /// Most agents listed by name in the security findings (all are counted).
 const MAX_LISTED: usize = 500;

@@ -214,6 +214,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
             watch_revision: String::new(),
             services: vec![],
             services_full: false,
+            key_fingerprints: None,
         };
         acks.push(
             js.publish(

@@ -221,6 +221,7 @@ async fn an_agent_below_the_minimum_is_outdated_refused_and_counted_until_the_mi
         watch_revision: String::new(),
         services: vec![],
         services_full: false,
+        key_fingerprints: None,
     };
     client
         .publish(subjects::heartbeat(&id), bus_schema::encode(&hb).into())

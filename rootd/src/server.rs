@@ -10,7 +10,8 @@ use anyhow::Context;
 use bus_schema::catalogue::{self, RunsIn};
 use bus_schema::result_budget;
 use bus_schema::rootd_proto::{self, RootFrame, RootRequest};
-use bus_schema::{now_ms, Command, Refusal, VerifyingKey};
+use bus_schema::signing::host_keys::{HostKeys, Rotated};
+use bus_schema::{now_ms, Command, Refusal};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Mutex};
@@ -25,14 +26,17 @@ use crate::toolkit::{Ctx, Limits};
 
 struct Shared {
     cfg: RootdConfig,
-    key: VerifyingKey,
+    /// The command-signing and release keys this rootd accepts (pinned in
+    /// rootd.toml, moved on by verified rotations, saved in its state dir).
+    keys: HostKeys,
     replay: Mutex<ReplayMemory>,
     /// Agent self-update, when `agent_releases_dir` is set.
     self_update: Option<Arc<SelfUpdate>>,
 }
 
 pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
-    let key = cfg.key()?;
+    let keys = HostKeys::load(&cfg.state_dir, &cfg.key()?, cfg.release_key()?.as_ref())
+        .with_context(|| format!("loading the key rings in {}", cfg.state_dir.display()))?;
     let replay = ReplayMemory::open(&cfg.state_dir, now_ms())
         .with_context(|| format!("opening replay memory in {}", cfg.state_dir.display()))?;
     let listener = bind(&cfg)?;
@@ -43,12 +47,13 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
     info!(
         socket = %cfg.socket.display(),
         agent_uid = cfg.agent_uid,
-        control_plane_key = %key.fingerprint(),
+        control_plane_key = %keys.command_fingerprint(),
+        key_generation = keys.command_ring().generation,
         "rootd listening"
     );
     let shared = Arc::new(Shared {
         cfg,
-        key,
+        keys,
         replay: Mutex::new(replay),
         self_update,
     });
@@ -209,6 +214,12 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
     {
         return;
     }
+    if cmd.action == "agent.rotate_key" {
+        let o = rotate_key(&shared, &cmd);
+        info!(command = %cmd.id, status = o.status.as_str(), summary = %o.summary, "finished");
+        send_done(&mut framed, o).await;
+        return;
+    }
     if cmd.action == "agent.update" || cmd.action == "agent.selftest" {
         self_update(&shared, &cmd, &mut framed).await;
         return;
@@ -296,7 +307,7 @@ async fn self_update(
         return;
     };
     let (outcome, restart) = if cmd.action == "agent.update" {
-        su.update(cmd).await
+        su.update(cmd, &shared.keys).await
     } else {
         (su.selftest(cmd).await, false)
     };
@@ -306,6 +317,45 @@ async fn self_update(
         // Not tied to this connection: the agent it serves is the one
         // being replaced.
         tokio::spawn(async move { su.restart_agent().await });
+    }
+}
+
+/// `agent.rotate_key`: rootd checks the rotation against its own ring
+/// (signed by the key it trusts now, a higher generation) and saves it in
+/// its state dir. A forged or played-back rotation is refused.
+fn rotate_key(shared: &Shared, cmd: &Command) -> bus_schema::Outcome {
+    let p: bus_schema::catalogue::agent::RotateKeyParams =
+        match serde_json::from_value(cmd.params.clone()) {
+            Ok(p) => p,
+            Err(e) => return bus_schema::Outcome::rejected(format!("invalid params: {e}")),
+        };
+    match shared.keys.rotate(&p.rotation, &p.signature) {
+        Ok(Rotated::Applied(r)) | Ok(Rotated::AlreadyHeld(r)) => {
+            info!(
+                command = %cmd.id,
+                which = r.which.as_str(),
+                generation = r.generation,
+                new_key = %bus_schema::signing::rotation::key_fingerprint(&r.new_key),
+                "adopted a new signing key; the old one is accepted until the overlap ends"
+            );
+            bus_schema::Outcome::succeeded(
+                format!(
+                    "{} key generation {} adopted by agent and rootd",
+                    r.which.as_str(),
+                    r.generation
+                ),
+                serde_json::json!({
+                    "which": r.which.as_str(),
+                    "generation": r.generation,
+                    "fingerprint": bus_schema::signing::rotation::key_fingerprint(&r.new_key),
+                    "overlap_end_ms": r.overlap_end_ms,
+                }),
+            )
+        }
+        Err(e) => {
+            warn!(command = %cmd.id, error = %e, "refused key rotation");
+            bus_schema::Outcome::rejected(format!("rootd refused the key rotation: {e}"))
+        }
     }
 }
 
@@ -329,7 +379,7 @@ async fn admit(shared: &Shared, signed: &bus_schema::SignedCommand) -> Result<Co
     let me = std::fs::read_to_string(&shared.cfg.agent_id_file)
         .map(|s| s.trim().to_string())
         .map_err(|e| Refusal::Malformed(format!("agent id file unreadable: {e}")))?;
-    let cmd = shared.key.verify_for(signed, &me, now_ms())?;
+    let cmd = shared.keys.verify_command_for(signed, &me, now_ms())?;
     let spec = catalogue::lookup(&cmd.action)
         .filter(|s| s.runs_in == RunsIn::Rootd)
         .ok_or_else(|| Refusal::UnknownAction(cmd.action.clone()))?;

@@ -155,6 +155,29 @@ pub fn watch_revision(units: &[String]) -> String {
     hex::encode(&digest[..16])
 }
 
+/// Params of `agent.rotate_key`: a key rotation signed by the key it
+/// replaces (`signing::rotation`). The agent applies it to its own key ring,
+/// then rootd (receiving the same command) to its own.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyParams {
+    /// The rotation's JSON text, exactly as the old key signed it.
+    pub rotation: String,
+    /// Base64 Ed25519 signature by the old key over the rotation.
+    pub signature: String,
+}
+
+impl Params for RotateKeyParams {
+    fn check(&self) -> Result<(), String> {
+        if self.signature.len() > 128 {
+            return Err("signature: at most 128 characters of base64".into());
+        }
+        crate::signing::rotation::KeyRotation::parse_unverified(&self.rotation)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// How an update ended on the host (`agent.update` result `data.outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +216,12 @@ pub fn specs() -> Vec<ActionSpec> {
         ActionSpec::new::<SelftestParams>(
             "agent.selftest",
             "Prove the running agent works end to end; confirms a pending update on rootd.",
+            RunsIn::Rootd,
+            60,
+        ),
+        ActionSpec::new::<RotateKeyParams>(
+            "agent.rotate_key",
+            "Adopt a new command-signing or release key: the rotation is signed by the key it replaces; the host accepts both until the overlap ends, then only the new one. Sent by `drover keys rotate`.",
             RunsIn::Rootd,
             60,
         ),

@@ -30,6 +30,7 @@ fn hb() -> Heartbeat {
             sub_state: "running".into(),
         }],
         services_full: true,
+        key_fingerprints: None,
     }
 }
 

@@ -73,21 +73,26 @@ impl VerifyingKey {
         now_ms: i64,
     ) -> Result<Command, Refusal> {
         let cmd = self.open(signed)?;
-        if cmd.agent_id != me {
-            return Err(Refusal::WrongAgent {
-                addressed: cmd.agent_id,
-                me: me.to_string(),
-            });
-        }
-        crate::clock::check_skew(&cmd, now_ms)?;
-        if crate::clock::expired(cmd.expires_at, now_ms) {
-            return Err(Refusal::Expired {
-                expires_at: cmd.expires_at,
-                now: now_ms,
-            });
-        }
-        Ok(cmd)
+        check_opened(cmd, me, now_ms)
     }
+}
+
+/// The checks after the signature: addressee, clock skew, expiry.
+pub(crate) fn check_opened(cmd: Command, me: &str, now_ms: i64) -> Result<Command, Refusal> {
+    if cmd.agent_id != me {
+        return Err(Refusal::WrongAgent {
+            addressed: cmd.agent_id,
+            me: me.to_string(),
+        });
+    }
+    crate::clock::check_skew(&cmd, now_ms)?;
+    if crate::clock::expired(cmd.expires_at, now_ms) {
+        return Err(Refusal::Expired {
+            expires_at: cmd.expires_at,
+            now: now_ms,
+        });
+    }
+    Ok(cmd)
 }
 
 /// Prefixed to an audit archive trailer before it is signed, so such a

@@ -2,7 +2,7 @@
 //! signing ([`command`]), the agents' signing of results, refusal reports and
 //! enrolment claims ([`agent`]), automation's signing of job submissions
 //! ([`automation`]), the control plane's signing of release packages
-//! ([`artifact`]); the protocol version every signed envelope carries
+//! ([`artifact`]), key rotation ([`rotation`]); the protocol version every signed envelope carries
 //! ([`PROTOCOL_VERSION`], [`check_version`]) and the refusal vocabulary.
 //!
 //! The plain messages that travel inside the envelopes stay in
@@ -18,7 +18,9 @@ pub mod agent;
 pub mod artifact;
 pub mod automation;
 pub mod command;
+pub mod host_keys;
 pub mod release;
+pub mod rotation;
 
 pub use agent::{agent_open, agent_sign, sign_result, AgentSignatureError, AgentSigned};
 pub use automation::{open_job, AutomationKey, SignedJob};

@@ -326,6 +326,12 @@ impl ReleaseSigner {
         ReleaseKey(self.0.verifying_key())
     }
 
+    /// The signature over `bytes` exactly. Only for [`super::rotation`],
+    /// whose signed bytes carry their own domain prefix.
+    pub(crate) fn sign_raw(&self, bytes: &[u8]) -> [u8; 64] {
+        self.0.sign(bytes).to_bytes()
+    }
+
     /// Checks the manifest and signs its text; returns (text, base64
     /// signature).
     pub fn sign(&self, m: &ReleaseManifest) -> Result<(String, String), ReleaseError> {

@@ -115,7 +115,12 @@ pub async fn publish(
             bytes.len()
         )));
     }
-    let m = key.open(manifest_text, signature).map_err(refused)?;
+    // The configured key, or the one a recorded rotation moved it to.
+    let m = match crate::keys::release_ring(state).await? {
+        Some(ring) => ring.open_release(manifest_text, signature, bus_schema::now_ms()),
+        None => key.open(manifest_text, signature),
+    }
+    .map_err(refused)?;
     m.check_bytes(bytes).map_err(refused)?;
     if let Some(existing) = find(&state.db, &m.version, &m.platform).await? {
         if existing.sha256 != m.sha256 {
@@ -443,9 +448,14 @@ pub async fn check_update(state: &AppState, p: &UpdateParams) -> Result<(), Stri
     let key = release_key(&state.cfg)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("agent.update needs the fleet's release key: {NO_KEY_HELP}"))?;
-    let m = key
-        .open(&p.manifest, &p.signature)
-        .map_err(|e| format!("the release is refused: {e}"))?;
+    let ring = crate::keys::release_ring(state)
+        .await
+        .map_err(|e| e.to_string())?;
+    let m = match ring {
+        Some(ring) => ring.open_release(&p.manifest, &p.signature, bus_schema::now_ms()),
+        None => key.open(&p.manifest, &p.signature),
+    }
+    .map_err(|e| format!("the release is refused: {e}"))?;
     if m.version != p.version {
         return Err(format!(
             "version {} does not match the signed manifest's {}",

@@ -26,6 +26,7 @@ mod body;
 mod history;
 mod install;
 mod jobs;
+mod keys;
 mod notify;
 mod rollouts;
 mod schedules;
@@ -87,6 +88,8 @@ pub fn routes() -> Router<AppState> {
             post(trust::resolve_conflict),
         )
         .route("/security", get(trust::security))
+        .route("/keys", get(keys::overview))
+        .route("/keys/rotate", post(keys::rotate))
         .route(
             "/automation-keys",
             post(trust::add_automation_key).get(trust::list_automation_keys),

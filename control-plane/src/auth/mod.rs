@@ -177,6 +177,8 @@ pub fn required(method: &Method, path: &str) -> Access {
             // host may run.
             || path == "/api/v1/releases"
             || path == "/api/v1/releases/{version}/yank"
+            // Key rotation changes what every host trusts.
+            || path == "/api/v1/keys/rotate"
             || path.starts_with("/api/v1/tokens/")
             || (path.starts_with("/api/v1/agents/")
                 && ["/approve", "/reject", "/revoke", "/conflict/resolve"]

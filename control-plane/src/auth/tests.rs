@@ -153,6 +153,8 @@ fn every_route_has_a_decided_role() {
         ),
         ("GET", "/api/v1/updates/history", Access::Least(Viewer)),
         ("GET", "/api/v1/security", Access::Least(Viewer)),
+        ("GET", "/api/v1/keys", Access::Least(Viewer)),
+        ("POST", "/api/v1/keys/rotate", Access::Least(Admin)),
         ("GET", "/api/v1/automation-keys", Access::Least(Admin)),
         ("POST", "/api/v1/automation-keys", Access::Least(Admin)),
         (

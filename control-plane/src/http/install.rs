@@ -77,7 +77,20 @@ async fn script(
     if let Some(r) = limited(&ip) {
         return r;
     }
-    let rendered = install::baked(&state.cfg, state.signer.public())
+    // New hosts pin the keys that sign now (`keys`): the current command-key
+    // generation, and the release key a recorded rotation moved to, if any.
+    let release = crate::keys::release_ring(&state)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| bus_schema::signing::release::ReleaseKey::parse(&r.current).ok());
+    let rendered = install::baked(&state.cfg, state.keys.current().1)
+        .map(|mut b| {
+            if release.is_some() {
+                b.release_key = release;
+            }
+            b
+        })
         .map_err(|e| format!("reading the broker CA: {e}"))
         .and_then(|b| install::render(&b).map_err(|e| e.to_string()));
     match rendered {

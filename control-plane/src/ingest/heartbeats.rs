@@ -231,6 +231,9 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     let service_changes = crate::services::ingest::store(&txn, &hbs, now).await?;
     txn.commit().await?;
     crate::services::ingest::publish(state, service_changes).await;
+    if let Err(e) = crate::keys::record_heartbeats(state, &hbs).await {
+        warn!(error = %e, "could not store the hosts' reported signing keys");
+    }
     crate::prometheus::HEARTBEATS.inc_by(hbs.len() as u64);
 
     for h in &hbs {

@@ -30,6 +30,7 @@ mod history;
 pub mod html;
 mod identity;
 mod jobs;
+mod keys;
 mod login;
 mod notify;
 mod releases;

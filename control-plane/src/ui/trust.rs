@@ -1,5 +1,6 @@
 //! The enrolment page (`/enrolment`: tokens, pending and decided hosts) and
-//! the security overview (`/security`). Decisions go through the API.
+//! the security overview (`/security`, with the signing keys' card from
+//! `keys`). Decisions go through the API.
 
 use axum::{
     extract::State,
@@ -178,6 +179,11 @@ pub(super) async fn security(
         Ok(v) => v,
         Err(e) => return unavailable(e),
     };
+    // Key generations and which hosts hold them (`keys`).
+    let keys = match crate::keys::view::overview(&state).await {
+        Ok(k) => k,
+        Err(e) => return unavailable(e),
+    };
     let s = |x: &Value| x.as_str().unwrap_or("").to_string();
     let refused: Vec<&Value> = v["refused"].as_array().into_iter().flatten().collect();
     let dropped: Vec<(&str, &Value)> = [
@@ -229,6 +235,7 @@ pub(super) async fn security(
                     }
                 }
             }
+            (super::keys::card(&keys))
             section.card {
                 h2 { "Dropped input" }
                 table.grid {

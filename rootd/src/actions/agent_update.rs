@@ -30,9 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bus_schema::catalogue::agent::{SelftestParams, UpdateOutcome, UpdateParams, UpdateReport};
 use bus_schema::rootd_proto::{UpdateRecord, UpdateState};
-use bus_schema::signing::release::{
-    compare_versions, InstalledRelease, ReleaseKey, ReleaseManifest,
-};
+use bus_schema::signing::release::{compare_versions, InstalledRelease, ReleaseManifest};
 use bus_schema::{now_ms, Command, CommandStatus, Outcome};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -41,6 +39,7 @@ use tracing::{error, info, warn};
 use crate::config::RootdConfig;
 use crate::supervise::Supervisor;
 use crate::update_state::{self as us, Stored, UpdateBook, AGENT_BIN};
+use bus_schema::signing::host_keys::HostKeys;
 
 /// Exits of a new agent since the switch that roll it back.
 pub const EXITS_MEAN_BROKEN: u32 = 3;
@@ -53,7 +52,6 @@ pub struct SelfUpdate {
     dir: PathBuf,
     staging: Option<PathBuf>,
     state_dir: PathBuf,
-    key: Option<ReleaseKey>,
     health: Duration,
     book: Mutex<UpdateBook>,
     sup: Arc<Supervisor>,
@@ -153,7 +151,6 @@ impl SelfUpdate {
             dir,
             staging: cfg.agent_staging_dir.clone(),
             state_dir: cfg.state_dir.clone(),
-            key: cfg.release_key()?,
             health: Duration::from_secs(cfg.update_health_secs.max(1)),
             book: Mutex::new(book),
             sup,
@@ -177,16 +174,19 @@ impl SelfUpdate {
 
     /// `agent.update`. Returns the outcome and whether the agent must be
     /// restarted once it has it (installed and switched).
-    pub async fn update(&self, cmd: &Command) -> (Outcome, bool) {
+    /// The manifest is checked with `keys`' release ring (the pinned key,
+    /// or the keys a verified rotation moved it to).
+    pub async fn update(&self, cmd: &Command, keys: &HostKeys) -> (Outcome, bool) {
         let running = us::current(&self.dir).unwrap_or_default();
         let p: UpdateParams = match serde_json::from_value(cmd.params.clone()) {
             Ok(p) => p,
             Err(e) => return (refused(&running, "", format!("invalid params: {e}")), false),
         };
-        let Some(key) = self.key else {
+        let Some(opened) = keys.open_release(&p.manifest, &p.signature, bus_schema::now_ms())
+        else {
             return (refused(&running, &p.version, "rootd has no release key pinned: set release_key in rootd.toml to the public half of `drover releases keygen`".into()), false);
         };
-        let m = match key.open(&p.manifest, &p.signature) {
+        let m = match opened {
             Ok(m) => m,
             Err(e) => {
                 return (

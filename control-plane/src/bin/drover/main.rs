@@ -17,6 +17,7 @@ mod automation;
 mod backup;
 mod history;
 mod jobs;
+mod keys;
 mod notify;
 mod print;
 mod releases;
@@ -190,6 +191,16 @@ enum Cmd {
     /// agent.update), refused commands, binding conflicts, revoked and
     /// pending agents.
     Security {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Signing keys: generations, overlap end, which hosts hold the current
+    /// key; `drover keys rotate` rotates one, e.g.
+    /// `drover keys rotate --which command --overlap 24h`.
+    Keys {
+        #[command(subcommand)]
+        action: Option<keys::KeysCmd>,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -507,6 +518,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         },
         Cmd::ApiTokens { action } => automation::api_tokens(api, action).await,
         Cmd::Security { json } => trust::security(api, json).await,
+        Cmd::Keys { action, json } => keys::run(api, action, json).await,
         Cmd::Send {
             agent,
             action,
