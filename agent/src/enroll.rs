@@ -176,6 +176,16 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
     let mut delay = Duration::from_secs(1);
     let mut told_pending = false;
     loop {
+        // rootd's box key, pinned with the enrolment when rootd answers;
+        // else the first heartbeat that carries it is pinned.
+        let rootd_box_key = tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::rootd_client::capabilities(&cfg.rootd_socket),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|c| c.box_key);
         let claim = EnrollClaim {
             token: token.clone(),
             public_key: id.agent_id(),
@@ -195,6 +205,7 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
             display_name: cfg.display_name.clone(),
             labels: cfg.labels.clone(),
             protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+            rootd_box_key,
         };
         let within = Duration::from_secs(10);
         let reply = match ask(

@@ -266,6 +266,7 @@ mod tests {
             instance_id: String::new(),
             machine_id: String::new(),
             boot_id: String::new(),
+            rootd_box_key: None,
         }
     }
 

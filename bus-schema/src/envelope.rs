@@ -233,6 +233,11 @@ pub struct Heartbeat {
     /// every 10th heartbeat.
     #[serde(default)]
     pub services_full: bool,
+    /// rootd's public box key (base64, [`crate::sealed`]) as rootd told the
+    /// agent; `None` when rootd did not answer or is older. The control
+    /// plane pins the first one and refuses a changed one.
+    #[serde(default)]
+    pub rootd_box_key: Option<String>,
 }
 
 /// Most units one host watches (and one heartbeat reports).

@@ -517,6 +517,7 @@ mod tests {
             watch_revision: String::new(),
             services: vec![],
             services_full: false,
+            rootd_box_key: None,
         }
     }
 

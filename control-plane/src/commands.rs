@@ -46,6 +46,10 @@ pub enum CreateError {
     /// says why and what to do.
     #[error("refused by the version policy: {0}")]
     VersionPolicy(String),
+    /// Secrets for the host cannot be sealed (no pinned rootd box key, or
+    /// a changed one); the message says what to do.
+    #[error("{0}")]
+    Sealing(#[from] crate::sealing::SealRefusal),
     #[error("the broker did not accept the command: {0}")]
     Broker(String),
     #[error("database: {0}")]
@@ -60,6 +64,9 @@ pub struct CommandSpec {
     pub params: serde_json::Value,
     /// What is stored, logged and shown: secrets masked.
     pub shown_params: serde_json::Value,
+    /// Paths in `params` holding secrets (`password`, `inputs/token`):
+    /// sealed per host before signing. Empty: nothing to seal.
+    pub sealed_paths: Vec<String>,
     pub timeout_secs: u32,
     pub ttl_secs: u64,
     pub requested_by: String,
@@ -132,6 +139,7 @@ pub async fn validate(
             })?;
     }
     let mut default_timeout = spec.default_timeout_secs;
+    let mut manifest = None;
     let shown_params = if action == "app.install" {
         // The manifest says which inputs are valid and which are secret.
         let p: catalogue::app::InstallParams =
@@ -159,6 +167,7 @@ pub async fn validate(
         default_timeout = m.timeout_secs;
         let shown = serde_json::json!({ "app": p.app, "inputs": m.mask(&resolved.kept) });
         params = serde_json::json!({ "app": p.app, "inputs": resolved.kept });
+        manifest = Some(m);
         shown
     } else {
         spec.mask(&params)
@@ -167,10 +176,18 @@ pub async fn validate(
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
     }
+    let paths = crate::sealing::sensitive_paths(spec, manifest.as_ref());
+    let sealed_paths = if bus_schema::sealed::has_secrets(&params, |p| paths.iter().any(|s| s == p))
+    {
+        paths
+    } else {
+        Vec::new()
+    };
     Ok(CommandSpec {
         action: action.into(),
         params,
         shown_params,
+        sealed_paths,
         timeout_secs: timeout,
         ttl_secs: ttl_secs
             .unwrap_or(state.cfg.command_ttl_secs)
@@ -210,6 +227,12 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         .filter(|c| c.is_open())
     {
         return Err(CreateError::IdentityConflict(c.refusal()));
+    }
+    // Secrets go only to a host whose rootd key is pinned: refused here,
+    // before anything is written, never sent in clear.
+    if !spec.sealed_paths.is_empty() {
+        let pins = crate::sealing::pins(state, std::slice::from_ref(&req.agent_id)).await?;
+        crate::sealing::check(&req.agent_id, pins.get(&req.agent_id))?;
     }
     let mut issued = issue(
         state,
@@ -275,7 +298,7 @@ pub async fn issue(
     // Each host's measured clock skew travels signed in its command, so the
     // agent and rootd can tell a wrong clock from an expired command.
     let clocks = crate::skew::load(&state.db, agents).await?;
-    let cmds: Vec<Command> = agents
+    let mut cmds: Vec<Command> = agents
         .iter()
         .map(|a| Command {
             id: uuid::Uuid::now_v7().simple().to_string(),
@@ -291,6 +314,22 @@ pub async fn issue(
             clock_skew_ms: clocks.get(a).map(|c| c.skew_ms),
         })
         .collect();
+    // Each host's secrets sealed to its own rootd key, before signing; a
+    // host that cannot get them ends rejected with what to do.
+    let mut unsealable: std::collections::HashMap<String, crate::sealing::SealRefusal> =
+        Default::default();
+    if !spec.sealed_paths.is_empty() {
+        let pins = crate::sealing::pins(state, agents).await?;
+        for cmd in &mut cmds {
+            let sealed = crate::sealing::check(&cmd.agent_id, pins.get(&cmd.agent_id))
+                .and_then(|key| crate::sealing::seal(cmd, &key, &spec.sealed_paths));
+            if let Err(e) = sealed {
+                // Never kept in clear, not even for a command not sent.
+                cmd.params = spec.shown_params.clone();
+                unsealable.insert(cmd.agent_id.clone(), e);
+            }
+        }
+    }
     let models: Vec<command::Model> = cmds
         .iter()
         .map(|c| command::Model {
@@ -344,6 +383,9 @@ pub async fn issue(
             Vec::with_capacity(window.len());
         for cmd in window {
             let sent = match (refused.get(&cmd.agent_id), conflicts.get(&cmd.agent_id)) {
+                _ if unsealable.contains_key(&cmd.agent_id) => {
+                    Err(CreateError::Sealing(unsealable[&cmd.agent_id].clone()))
+                }
                 (Some(why), _) => Err(CreateError::VersionPolicy(why.clone())),
                 (_, Some(c)) if c.is_open() => Err(CreateError::IdentityConflict(c.refusal())),
                 (_, c) => send(state, cmd, spec.ttl_secs, c.and_then(|c| c.headers())).await,

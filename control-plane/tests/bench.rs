@@ -214,6 +214,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
             watch_revision: String::new(),
             services: vec![],
             services_full: false,
+            rootd_box_key: None,
         };
         acks.push(
             js.publish(

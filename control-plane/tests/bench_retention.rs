@@ -62,6 +62,7 @@ async fn ingest_rate(stack: &Stack, ids: &[String], burst: usize) -> f64 {
             watch_revision: String::new(),
             services: vec![],
             services_full: false,
+            rootd_box_key: None,
         };
         acks.push(
             js.publish(

@@ -154,6 +154,7 @@ fn heartbeat(agent: &str) -> Heartbeat {
         watch_revision: String::new(),
         services: vec![],
         services_full: false,
+        rootd_box_key: None,
     }
 }
 

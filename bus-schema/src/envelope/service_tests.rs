@@ -30,6 +30,7 @@ fn hb() -> Heartbeat {
             sub_state: "running".into(),
         }],
         services_full: true,
+        rootd_box_key: None,
     }
 }
 

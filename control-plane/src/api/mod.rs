@@ -51,6 +51,7 @@ impl From<CreateError> for ApiError {
             | CreateError::InvalidParams { .. }
             | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
+            CreateError::Sealing(_) => StatusCode::BAD_REQUEST,
             CreateError::AgentNotActive(..)
             | CreateError::ModuleUnavailable { .. }
             | CreateError::IdentityConflict(_)
