@@ -117,6 +117,10 @@ pub async fn observe(
             .exec(&state.db)
             .await?;
         warn!(agent_id = %agent, pinned = %old, offered = %key, "refused a changed rootd box key; secrets for this host are refused until an operator accepts it");
+    }
+    // The audit chain takes the write turn itself.
+    drop(_turn);
+    for (agent, key, old) in &changed {
         let _ = crate::audit::record(
             &state.db,
             crate::audit::Entry::new(

@@ -231,13 +231,6 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     let service_changes = crate::services::ingest::store(&txn, &hbs, now).await?;
     txn.commit().await?;
     crate::services::ingest::publish(state, service_changes).await;
-    let box_keys: Vec<(String, String)> = hbs
-        .iter()
-        .filter_map(|h| Some((h.agent_id.clone(), h.rootd_box_key.clone()?)))
-        .collect();
-    if let Err(e) = crate::sealing::observe(state, &box_keys, "heartbeat").await {
-        warn!(error = %e, "storing rootd box keys failed; the next heartbeats report them again");
-    }
     crate::prometheus::HEARTBEATS.inc_by(hbs.len() as u64);
 
     for h in &hbs {
@@ -256,6 +249,16 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             },
         )
         .await;
+    }
+    // rootd box keys: pinned or refused (`sealing`), which takes the write
+    // turn itself.
+    drop(_turn);
+    let box_keys: Vec<(String, String)> = hbs
+        .iter()
+        .filter_map(|h| Some((h.agent_id.clone(), h.rootd_box_key.clone()?)))
+        .collect();
+    if let Err(e) = crate::sealing::observe(state, &box_keys, "heartbeat").await {
+        warn!(error = %e, "storing rootd box keys failed; the next heartbeats report them again");
     }
     Ok(())
 }
