@@ -32,7 +32,7 @@ pub enum SealRefusal {
     #[error(
         "agent {0} has no pinned rootd box key, so its secrets cannot be sealed (they are never \
          sent in clear); start drover-rootd on the host (systemctl start drover-rootd) and, \
-         once a heartbeat reports its key (`drover agents {0}` shows it), try again"
+         once a heartbeat reports its key (`drover agents box-key {0}` shows it), try again"
     )]
     NoKey(String),
     #[error(

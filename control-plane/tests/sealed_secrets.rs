@@ -263,6 +263,34 @@ async fn hosts_without_a_usable_key_are_refused_at_submit() {
         msg.contains("different box key") && msg.contains("accept-box-key"),
         "{msg}"
     );
+    // The API and CLI show both keys; an admin accepts the new one and
+    // secrets flow again, sealed to it.
+    let (s, v) = stack.get(&format!("/agents/{}/box-key", host.id)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["offered_key"], json!(real), "{v}");
+    let out = stack.drover(&["agents", "--json", "box-key", &host.id]);
+    assert!(out.status.success(), "{out:?}");
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["public_key"], json!(stale));
+    let out = stack.drover(&["agents", "accept-box-key", &host.id]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&real));
+    let p = pin_of(&stack, &host.id).await.unwrap();
+    assert_eq!(
+        (p.public_key.as_str(), p.offered_key),
+        (real.as_str(), None)
+    );
+    let (s, v) = stack
+        .post(&format!("/agents/{}/box-key/accept", host.id), &json!({}))
+        .await;
+    assert_eq!(s, 409, "nothing offered any more: {v}");
+    let (s, job) = install(&stack, &host.id, "tok-123456789").await;
+    assert_eq!(s, 201, "{job}");
+    stack
+        .wait_job_done(job["job_id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), "tok-123456789");
+
     // Nothing secret: still accepted.
     let (s, v) = stack
         .command(
