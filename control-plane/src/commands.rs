@@ -46,8 +46,7 @@ pub enum CreateError {
     /// says why and what to do.
     #[error("refused by the version policy: {0}")]
     VersionPolicy(String),
-    /// Secrets for the host cannot be sealed (no pinned rootd box key, or
-    /// a changed one); the message says what to do.
+    /// No pinned rootd box key (or a changed one); says what to do.
     #[error("{0}")]
     Sealing(#[from] crate::sealing::SealRefusal),
     #[error("the broker did not accept the command: {0}")]
@@ -176,13 +175,7 @@ pub async fn validate(
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
     }
-    let paths = crate::sealing::sensitive_paths(spec, manifest.as_ref());
-    let sealed_paths = if bus_schema::sealed::has_secrets(&params, |p| paths.iter().any(|s| s == p))
-    {
-        paths
-    } else {
-        Vec::new()
-    };
+    let sealed_paths = crate::sealing::paths_to_seal(spec, manifest.as_ref(), &params);
     Ok(CommandSpec {
         action: action.into(),
         params,
@@ -230,10 +223,7 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
     }
     // Secrets go only to a host whose rootd key is pinned: refused here,
     // before anything is written, never sent in clear.
-    if !spec.sealed_paths.is_empty() {
-        let pins = crate::sealing::pins(state, std::slice::from_ref(&req.agent_id)).await?;
-        crate::sealing::check(&req.agent_id, pins.get(&req.agent_id))?;
-    }
+    crate::sealing::require(state, &spec, std::slice::from_ref(&req.agent_id)).await??;
     let mut issued = issue(
         state,
         &spec,
@@ -316,20 +306,7 @@ pub async fn issue(
         .collect();
     // Each host's secrets sealed to its own rootd key, before signing; a
     // host that cannot get them ends rejected with what to do.
-    let mut unsealable: std::collections::HashMap<String, crate::sealing::SealRefusal> =
-        Default::default();
-    if !spec.sealed_paths.is_empty() {
-        let pins = crate::sealing::pins(state, agents).await?;
-        for cmd in &mut cmds {
-            let sealed = crate::sealing::check(&cmd.agent_id, pins.get(&cmd.agent_id))
-                .and_then(|key| crate::sealing::seal(cmd, &key, &spec.sealed_paths));
-            if let Err(e) = sealed {
-                // Never kept in clear, not even for a command not sent.
-                cmd.params = spec.shown_params.clone();
-                unsealable.insert(cmd.agent_id.clone(), e);
-            }
-        }
-    }
+    let unsealable = crate::sealing::seal_all(state, spec, &mut cmds).await?;
     let models: Vec<command::Model> = cmds
         .iter()
         .map(|c| command::Model {

@@ -148,13 +148,10 @@ pub async fn submit(
     // Secrets go to every target sealed or to none: a target whose rootd
     // key is not pinned (or changed) refuses the whole job, before anything
     // is written, with what to do.
-    if !spec.sealed_paths.is_empty() {
-        let ids: Vec<String> = targets.iter().map(|a| a.id.clone()).collect();
-        let pins = crate::sealing::pins(state, &ids).await?;
-        for id in &ids {
-            crate::sealing::check(id, pins.get(id)).map_err(CreateError::from)?;
-        }
-    }
+    let ids: Vec<String> = targets.iter().map(|a| a.id.clone()).collect();
+    crate::sealing::require(state, &spec, &ids)
+        .await?
+        .map_err(CreateError::from)?;
     let now = now_ms();
     let row = job::ActiveModel {
         id: Set(uuid::Uuid::now_v7().simple().to_string()),

@@ -197,13 +197,20 @@ pub async fn accept(
     }))
 }
 
-/// The sensitive paths of `action` with these (clear, validated) params;
-/// for `app.install` the manifest's sensitive inputs.
-pub fn sensitive_paths(
+/// The paths of `params` (clear, validated) to seal: the action's
+/// sensitive fields (for `app.install` the manifest's sensitive inputs),
+/// or none when no secret is given.
+pub fn paths_to_seal(
     spec: &bus_schema::catalogue::ActionSpec,
     manifest: Option<&bus_schema::manifest::Manifest>,
+    params: &serde_json::Value,
 ) -> Vec<String> {
-    sealed::sensitive_paths(spec, manifest)
+    let paths = sealed::sensitive_paths(spec, manifest);
+    if sealed::has_secrets(params, |p| paths.iter().any(|s| s == p)) {
+        paths
+    } else {
+        Vec::new()
+    }
 }
 
 /// Whether `agent` can receive these secrets: a pinned key, and no
@@ -214,6 +221,47 @@ pub fn check(agent: &str, pin: Option<&rootd_box_key::Model>) -> Result<BoxPubli
         return Err(SealRefusal::KeyChanged(agent.into()));
     }
     BoxPublicKey::parse(&pin.public_key).map_err(|e| SealRefusal::Seal(agent.into(), e.to_string()))
+}
+
+/// Whether every agent in `agents` can receive `spec`'s secrets (always,
+/// when it carries none); the first refusal otherwise.
+pub async fn require(
+    state: &AppState,
+    spec: &crate::commands::CommandSpec,
+    agents: &[String],
+) -> Result<Result<(), SealRefusal>, sea_orm::DbErr> {
+    if spec.sealed_paths.is_empty() {
+        return Ok(Ok(()));
+    }
+    let pins = pins(state, agents).await?;
+    Ok(agents
+        .iter()
+        .try_for_each(|a| check(a, pins.get(a)).map(|_| ())))
+}
+
+/// Seals each command's secrets to its host's pinned key. A command whose
+/// host cannot get them has its params replaced by the masked ones (never
+/// kept in clear, even unsent) and is returned with the refusal, by agent.
+pub async fn seal_all(
+    state: &AppState,
+    spec: &crate::commands::CommandSpec,
+    cmds: &mut [Command],
+) -> Result<HashMap<String, SealRefusal>, sea_orm::DbErr> {
+    let mut refused = HashMap::new();
+    if spec.sealed_paths.is_empty() {
+        return Ok(refused);
+    }
+    let agents: Vec<String> = cmds.iter().map(|c| c.agent_id.clone()).collect();
+    let pins = pins(state, &agents).await?;
+    for cmd in cmds.iter_mut() {
+        let sealed = check(&cmd.agent_id, pins.get(&cmd.agent_id))
+            .and_then(|key| seal(cmd, &key, &spec.sealed_paths));
+        if let Err(e) = sealed {
+            cmd.params = spec.shown_params.clone();
+            refused.insert(cmd.agent_id.clone(), e);
+        }
+    }
+    Ok(refused)
 }
 
 /// Seals `cmd`'s values at `paths` to `key` (its params are replaced).
