@@ -130,7 +130,7 @@ pub async fn reauth(cfg: &AgentConfig, id: &Identity) -> Result<String, ReauthEr
         .map_err(|e| fail(&e))?;
     let reply_key = bus_schema::enroll::new_reply_key();
     let token = cfg.enroll_token.clone().unwrap_or_default();
-    let claim = crate::enroll::claim(cfg, id, &token, &machine_id, &reply_key);
+    let claim = crate::enroll::claim(cfg, id, &token, &machine_id, &reply_key, None);
     let answer = ask(
         &client,
         &inbox,

@@ -128,6 +128,7 @@ pub(crate) fn claim(
     token: &str,
     machine_id: &str,
     reply_key: &nkeys::XKey,
+    rootd_box_key: Option<String>,
 ) -> EnrollClaim {
     EnrollClaim {
         token: token.to_string(),
@@ -148,6 +149,7 @@ pub(crate) fn claim(
         display_name: cfg.display_name.clone(),
         labels: cfg.labels.clone(),
         protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+        rootd_box_key,
     }
 }
 
@@ -209,7 +211,17 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
     let mut delay = Duration::from_secs(1);
     let mut told_pending = false;
     loop {
-        let claim = claim(cfg, id, &token, &machine_id, &reply_key);
+        // rootd's box key, pinned with the enrolment when rootd answers;
+        // else the first heartbeat that carries it is pinned.
+        let rootd_box_key = tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::rootd_client::capabilities(&cfg.rootd_socket),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|c| c.box_key);
+        let claim = claim(cfg, id, &token, &machine_id, &reply_key, rootd_box_key);
         let within = Duration::from_secs(10);
         let reply = match ask(
             &client,

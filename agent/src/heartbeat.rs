@@ -35,7 +35,7 @@ pub fn modules(rootd_modules: &[String]) -> Vec<String> {
 /// rootd's modules, or why it does not answer (not started yet, or
 /// restarting): then it is asked again at the next heartbeat, and the
 /// heartbeat says why, so the control plane can tell the operator.
-async fn ask_rootd(agent: &Agent) -> Result<Vec<String>, String> {
+async fn ask_rootd(agent: &Agent) -> Result<crate::rootd_client::RootdCapabilities, String> {
     let asked = tokio::time::timeout(
         CAPABILITIES_WITHIN,
         crate::rootd_client::capabilities(&agent.cfg.rootd_socket),
@@ -97,7 +97,12 @@ pub async fn run_loop(agent: Arc<Agent>) {
             os: os.clone(),
             kernel: kernel.clone(),
             metrics: collector.sample(),
-            modules: modules(rootd_modules.as_deref().unwrap_or_default()),
+            modules: modules(
+                rootd_modules
+                    .as_ref()
+                    .map(|c| c.modules.as_slice())
+                    .unwrap_or_default(),
+            ),
             operations,
             rootd_error: rootd_modules.as_ref().err().cloned(),
             instance_id: agent.instance.instance_id.clone(),
@@ -108,6 +113,7 @@ pub async fn run_loop(agent: Arc<Agent>) {
             services: report.services,
             services_full: report.full,
             key_fingerprints: Some(agent.keys.fingerprints(bus_schema::now_ms())),
+            rootd_box_key: rootd_modules.as_ref().ok().and_then(|c| c.box_key.clone()),
         };
         // Core publish: the stream captures it; a lost heartbeat is replaced
         // by the next one, so no ack is awaited.

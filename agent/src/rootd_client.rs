@@ -70,8 +70,16 @@ pub async fn run(
     anyhow::bail!("rootd closed the connection before the action finished")
 }
 
-/// The modules rootd can run on this host now.
-pub async fn capabilities(socket: &Path) -> anyhow::Result<Vec<String>> {
+/// What rootd says it can do: its modules, and its public box key (what
+/// secrets for this host are sealed to; `None` from an older rootd).
+#[derive(Debug, Clone, Default)]
+pub struct RootdCapabilities {
+    pub modules: Vec<String>,
+    pub box_key: Option<String>,
+}
+
+/// The modules rootd can run on this host now, and its box key.
+pub async fn capabilities(socket: &Path) -> anyhow::Result<RootdCapabilities> {
     let stream = UnixStream::connect(socket)
         .await
         .with_context(|| format!("connecting to rootd at {}", socket.display()))?;
@@ -90,11 +98,15 @@ pub async fn capabilities(socket: &Path) -> anyhow::Result<Vec<String>> {
     match bus_schema::codec::decode_limited(&frame, None, rootd_proto::MAX_FRAME_BYTES)
         .context("rootd sent a frame we cannot read")?
     {
-        RootFrame::Capabilities { modules, missing } => {
+        RootFrame::Capabilities {
+            modules,
+            missing,
+            box_key,
+        } => {
             for (m, why) in missing {
                 tracing::debug!(module = %m, reason = %why, "rootd module unavailable");
             }
-            Ok(modules)
+            Ok(RootdCapabilities { modules, box_key })
         }
         RootFrame::Refused { reason, label } => {
             anyhow::bail!("rootd refused ({label}): {reason}")

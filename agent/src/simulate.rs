@@ -160,6 +160,7 @@ async fn enrol(
         display_name: None,
         labels: Default::default(),
         protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+        rootd_box_key: None,
     };
     let reply_key = bus_schema::enroll::new_reply_key();
     let inbox = enroll.new_inbox();
@@ -384,6 +385,7 @@ async fn heartbeats(
             services: vec![],
             services_full: false,
             key_fingerprints: None,
+            rootd_box_key: None,
         };
         if a.client
             .publish(subject.clone(), bus_schema::encode(&hb).into())

@@ -267,6 +267,7 @@ mod tests {
             instance_id: String::new(),
             machine_id: String::new(),
             boot_id: String::new(),
+            rootd_box_key: None,
         }
     }
 

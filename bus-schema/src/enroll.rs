@@ -52,6 +52,11 @@ pub struct EnrollClaim {
     /// that says why, instead of an unreadable drop.
     #[serde(default = "crate::signing::protocol_version_absent")]
     pub protocol_version: u16,
+    /// rootd's public box key (base64, [`crate::sealed`]) when rootd
+    /// answered at enrolment; pinned with the enrolment. `None`: learnt
+    /// from the first heartbeat that carries it.
+    #[serde(default)]
+    pub rootd_box_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -238,6 +238,11 @@ pub struct Heartbeat {
     /// rotation's overlap). `None` from agents before key rotation.
     #[serde(default)]
     pub key_fingerprints: Option<Vec<String>>,
+    /// rootd's public box key (base64, [`crate::sealed`]) as rootd told the
+    /// agent; `None` when rootd did not answer or is older. The control
+    /// plane pins the first one and refuses a changed one.
+    #[serde(default)]
+    pub rootd_box_key: Option<String>,
 }
 
 /// Most units one host watches (and one heartbeat reports).

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod outcome;
 pub mod result_budget;
 pub mod rootd_proto;
+pub mod sealed;
 pub mod shape;
 pub mod signing;
 pub mod subjects;

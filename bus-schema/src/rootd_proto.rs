@@ -81,6 +81,11 @@ pub enum RootFrame {
     Capabilities {
         modules: Vec<String>,
         missing: Vec<(String, String)>,
+        /// rootd's public box key (base64, [`crate::sealed`]): what the
+        /// control plane seals secrets for this host to. `None` from older
+        /// rootd.
+        #[serde(default)]
+        box_key: Option<String>,
     },
     /// rootd's update records, newest first (answer to `UpdateStatus`).
     UpdateStatus {

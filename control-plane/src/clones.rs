@@ -518,6 +518,7 @@ mod tests {
             services: vec![],
             services_full: false,
             key_fingerprints: None,
+            rootd_box_key: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub enum CreateError {
     /// says why and what to do.
     #[error("refused by the version policy: {0}")]
     VersionPolicy(String),
+    /// No pinned rootd box key (or a changed one); says what to do.
+    #[error("{0}")]
+    Sealing(#[from] crate::sealing::SealRefusal),
     #[error("the broker did not accept the command: {0}")]
     Broker(String),
     #[error("database: {0}")]
@@ -60,6 +63,9 @@ pub struct CommandSpec {
     pub params: serde_json::Value,
     /// What is stored, logged and shown: secrets masked.
     pub shown_params: serde_json::Value,
+    /// Paths in `params` holding secrets (`password`, `inputs/token`):
+    /// sealed per host before signing. Empty: nothing to seal.
+    pub sealed_paths: Vec<String>,
     pub timeout_secs: u32,
     pub ttl_secs: u64,
     pub requested_by: String,
@@ -139,6 +145,7 @@ pub async fn validate(
             })?;
     }
     let mut default_timeout = spec.default_timeout_secs;
+    let mut manifest = None;
     let shown_params = if action == "app.install" {
         // The manifest says which inputs are valid and which are secret.
         let p: catalogue::app::InstallParams =
@@ -166,6 +173,7 @@ pub async fn validate(
         default_timeout = m.timeout_secs;
         let shown = serde_json::json!({ "app": p.app, "inputs": m.mask(&resolved.kept) });
         params = serde_json::json!({ "app": p.app, "inputs": resolved.kept });
+        manifest = Some(m);
         shown
     } else {
         spec.mask(&params)
@@ -174,10 +182,12 @@ pub async fn validate(
     if !(1..=86_400).contains(&timeout) {
         return Err(CreateError::BadTimeout);
     }
+    let sealed_paths = crate::sealing::paths_to_seal(spec, manifest.as_ref(), &params);
     Ok(CommandSpec {
         action: action.into(),
         params,
         shown_params,
+        sealed_paths,
         timeout_secs: timeout,
         ttl_secs: ttl_secs
             .unwrap_or(state.cfg.command_ttl_secs)
@@ -218,6 +228,9 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
     {
         return Err(CreateError::IdentityConflict(c.refusal()));
     }
+    // Secrets go only to a host whose rootd key is pinned: refused here,
+    // before anything is written, never sent in clear.
+    crate::sealing::require(state, &spec, std::slice::from_ref(&req.agent_id)).await??;
     let mut issued = issue(
         state,
         &spec,
@@ -286,7 +299,7 @@ pub async fn issue(
     // Each host's measured clock skew travels signed in its command, so the
     // agent and rootd can tell a wrong clock from an expired command.
     let clocks = crate::skew::load(&state.db, agents).await?;
-    let cmds: Vec<Command> = agents
+    let mut cmds: Vec<Command> = agents
         .iter()
         .map(|a| Command {
             id: uuid::Uuid::now_v7().simple().to_string(),
@@ -302,6 +315,9 @@ pub async fn issue(
             clock_skew_ms: clocks.get(a).map(|c| c.skew_ms),
         })
         .collect();
+    // Each host's secrets sealed to its own rootd key, before signing; a
+    // host that cannot get them ends rejected with what to do.
+    let unsealable = crate::sealing::seal_all(state, spec, &mut cmds).await?;
     let models: Vec<command::Model> = cmds
         .iter()
         .map(|c| command::Model {
@@ -355,6 +371,9 @@ pub async fn issue(
             Vec::with_capacity(window.len());
         for cmd in window {
             let sent = match (refused.get(&cmd.agent_id), conflicts.get(&cmd.agent_id)) {
+                _ if unsealable.contains_key(&cmd.agent_id) => {
+                    Err(CreateError::Sealing(unsealable[&cmd.agent_id].clone()))
+                }
                 (Some(why), _) => Err(CreateError::VersionPolicy(why.clone())),
                 (_, Some(c)) if c.is_open() => Err(CreateError::IdentityConflict(c.refusal())),
                 (_, c) => send(state, cmd, spec.ttl_secs, c.and_then(|c| c.headers())).await,

@@ -448,6 +448,10 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
     .await?;
     txn.commit().await?;
     drop(_turn);
+    if let Some(key) = &claim.rootd_box_key {
+        let report = [(claim.public_key.clone(), key.clone())];
+        crate::sealing::observe(state, &report, "enrolment").await?;
+    }
     info!(agent_id = %claim.public_key, hostname = %claim.hostname, display_name = ?claim.display_name, token = %token.id, status, "agent enrolled");
     if token.auto_approve {
         approved(state, claim, "approved by token policy").await

@@ -145,6 +145,13 @@ pub async fn submit(
     if targets.is_empty() {
         return Err(JobError::NoTargets);
     }
+    // Secrets go to every target sealed or to none: a target whose rootd
+    // key is not pinned (or changed) refuses the whole job, before anything
+    // is written, with what to do.
+    let ids: Vec<String> = targets.iter().map(|a| a.id.clone()).collect();
+    crate::sealing::require(state, &spec, &ids)
+        .await?
+        .map_err(CreateError::from)?;
     let now = now_ms();
     let row = job::ActiveModel {
         id: Set(uuid::Uuid::now_v7().simple().to_string()),

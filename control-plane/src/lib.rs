@@ -67,6 +67,7 @@ pub mod result_guard;
 pub mod retention;
 pub mod rollouts;
 pub mod schedules;
+pub mod sealing;
 pub mod selector;
 pub mod serve;
 pub mod services;

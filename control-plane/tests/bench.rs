@@ -215,6 +215,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
             services: vec![],
             services_full: false,
             key_fingerprints: None,
+            rootd_box_key: None,
         };
         acks.push(
             js.publish(

@@ -63,6 +63,7 @@ async fn ingest_rate(stack: &Stack, ids: &[String], burst: usize) -> f64 {
             services: vec![],
             services_full: false,
             key_fingerprints: None,
+            rootd_box_key: None,
         };
         acks.push(
             js.publish(

@@ -156,6 +156,7 @@ fn signed_bogus_claim() -> Vec<u8> {
         display_name: None,
         labels: Default::default(),
         protocol_version: bus_schema::signing::PROTOCOL_VERSION,
+        rootd_box_key: None,
     };
     bus_schema::encode(&agent_sign(&key, &claim))
 }

@@ -174,13 +174,17 @@ async fn databases_and_users_on_a_real_mariadb_server() {
     // Straight to rootd: what it streams and answers for a user_create holds
     // the statements it ran, with the password nowhere.
     let direct_pw = format!("Direct-{}-pw", &tag[..12]);
+    // The password sealed to rootd's box key, as the control plane sends it.
+    let box_key = common::rootd_box_key(&host.socket).await;
     let frames = ask_rootd_all(
         &host.socket,
-        &signed_command(
+        &common::sealed_command(
             &stack,
             &host.id,
             "mariadb.user_create",
             json!({"user": "direct_user", "password": direct_pw, "database": "shop", "template": "readonly"}),
+            &box_key,
+            &["password"],
         ),
     )
     .await;

@@ -155,6 +155,7 @@ fn heartbeat(agent: &str) -> Heartbeat {
         services: vec![],
         services_full: false,
         key_fingerprints: None,
+        rootd_box_key: None,
     }
 }
 

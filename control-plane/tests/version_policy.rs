@@ -222,6 +222,7 @@ async fn an_agent_below_the_minimum_is_outdated_refused_and_counted_until_the_mi
         services: vec![],
         services_full: false,
         key_fingerprints: None,
+        rootd_box_key: None,
     };
     client
         .publish(subjects::heartbeat(&id), bus_schema::encode(&hb).into())
@@ -278,6 +279,7 @@ async fn an_enrolment_claim_of_another_protocol_version_is_refused_with_the_reas
         display_name: None,
         labels: Default::default(),
         protocol_version: PROTOCOL_VERSION + 1,
+        rootd_box_key: None,
     };
     let answer = tokio::time::timeout(
         Duration::from_secs(30),

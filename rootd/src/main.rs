@@ -7,9 +7,11 @@ use anyhow::Context;
 use clap::Parser;
 
 mod actions;
+mod box_key;
 mod config;
 mod exec;
 mod replay;
+mod sealing;
 mod server;
 mod supervise;
 mod toolkit;

@@ -32,11 +32,15 @@ struct Shared {
     replay: Mutex<ReplayMemory>,
     /// Agent self-update, when `agent_releases_dir` is set.
     self_update: Option<Arc<SelfUpdate>>,
+    /// What secrets for this host are sealed to (`box_key`).
+    box_key: bus_schema::sealed::BoxSecretKey,
 }
 
 pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
     let keys = HostKeys::load(&cfg.state_dir, &cfg.key()?, cfg.release_key()?.as_ref())
         .with_context(|| format!("loading the key rings in {}", cfg.state_dir.display()))?;
+    let box_key = crate::box_key::load_or_create(&cfg.state_dir)
+        .context("loading rootd's box key (what secrets are sealed to)")?;
     let replay = ReplayMemory::open(&cfg.state_dir, now_ms())
         .with_context(|| format!("opening replay memory in {}", cfg.state_dir.display()))?;
     let listener = bind(&cfg)?;
@@ -49,6 +53,7 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
         agent_uid = cfg.agent_uid,
         control_plane_key = %keys.command_fingerprint(),
         key_generation = keys.command_ring().generation,
+        box_key = %box_key.public_key().to_base64(),
         "rootd listening"
     );
     let shared = Arc::new(Shared {
@@ -56,6 +61,7 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
         keys,
         replay: Mutex::new(replay),
         self_update,
+        box_key,
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -169,8 +175,13 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
         RootRequest::Run { command } => command,
         RootRequest::Capabilities => {
             let (modules, missing) = actions::capabilities(&shared.cfg);
+            let box_key = Some(shared.box_key.public_key().to_base64());
             let _ = framed
-                .send(encode_frame(&RootFrame::Capabilities { modules, missing }))
+                .send(encode_frame(&RootFrame::Capabilities {
+                    modules,
+                    missing,
+                    box_key,
+                }))
                 .await;
             return;
         }
@@ -379,10 +390,14 @@ async fn admit(shared: &Shared, signed: &bus_schema::SignedCommand) -> Result<Co
     let me = std::fs::read_to_string(&shared.cfg.agent_id_file)
         .map(|s| s.trim().to_string())
         .map_err(|e| Refusal::Malformed(format!("agent id file unreadable: {e}")))?;
-    let cmd = shared.keys.verify_command_for(signed, &me, now_ms())?;
+    let mut cmd = shared.keys.verify_command_for(signed, &me, now_ms())?;
     let spec = catalogue::lookup(&cmd.action)
         .filter(|s| s.runs_in == RunsIn::Rootd)
         .ok_or_else(|| Refusal::UnknownAction(cmd.action.clone()))?;
+    // Signature first, then the sealed secrets, then the same validation
+    // the control plane ran on the clear values.
+    cmd.params = crate::sealing::open(&shared.cfg, &shared.box_key, spec, &cmd)
+        .map_err(Refusal::InvalidParams)?;
     spec.validate(&cmd.params).map_err(Refusal::InvalidParams)?;
     let fresh = shared
         .replay

@@ -31,6 +31,7 @@ fn hb() -> Heartbeat {
         }],
         services_full: true,
         key_fingerprints: None,
+        rootd_box_key: None,
     }
 }
 

@@ -23,6 +23,7 @@ mod agent_releases;
 mod alerts;
 mod apps;
 mod body;
+mod box_keys;
 mod history;
 mod install;
 mod jobs;
@@ -52,6 +53,7 @@ impl From<CreateError> for ApiError {
             | CreateError::InvalidParams { .. }
             | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
+            CreateError::Sealing(_) => StatusCode::BAD_REQUEST,
             CreateError::AgentNotActive(..)
             | CreateError::ModuleUnavailable { .. }
             | CreateError::IdentityConflict(_)
@@ -87,6 +89,9 @@ pub fn routes() -> Router<AppState> {
             "/agents/{id}/conflict/resolve",
             post(trust::resolve_conflict),
         )
+        // Secrets sealed to rootd: the pinned box key, accepting a new one.
+        .route("/agents/{id}/box-key", get(box_keys::get))
+        .route("/agents/{id}/box-key/accept", post(box_keys::accept))
         .route("/security", get(trust::security))
         .route("/keys", get(keys::overview))
         .route("/keys/rotate", post(keys::rotate))

@@ -102,6 +102,11 @@ pub fn describe(
         ("POST", "/api/v1/agents/{id}/approve") => ("agent.approve".into(), id, json!({})),
         ("POST", "/api/v1/agents/{id}/reject") => ("agent.reject".into(), id, json!({})),
         ("POST", "/api/v1/agents/{id}/revoke") => ("agent.revoke".into(), id, json!({})),
+        ("POST", "/api/v1/agents/{id}/box-key/accept") => (
+            "agent.box_key_accept".into(),
+            id,
+            json!({"public_key": resp["public_key"]}),
+        ),
         ("POST", "/api/v1/agents/{id}/conflict/resolve") => (
             "agent.conflict_resolve".into(),
             id,

@@ -181,7 +181,15 @@ pub fn required(method: &Method, path: &str) -> Access {
             || path == "/api/v1/keys/rotate"
             || path.starts_with("/api/v1/tokens/")
             || (path.starts_with("/api/v1/agents/")
-                && ["/approve", "/reject", "/revoke", "/conflict/resolve"]
+                && [
+                    "/approve",
+                    "/reject",
+                    "/revoke",
+                    "/conflict/resolve",
+                    // Trusting a host's new rootd key, which its secrets
+                    // are then sealed to.
+                    "/box-key/accept",
+                ]
                     .iter()
                     .any(|s| path.ends_with(s)));
         if admin_writes {

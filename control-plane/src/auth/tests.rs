@@ -90,6 +90,12 @@ fn every_route_has_a_decided_role() {
             "/api/v1/agents/{id}/conflict/resolve",
             Access::Least(Admin),
         ),
+        ("GET", "/api/v1/agents/{id}/box-key", Access::Least(Viewer)),
+        (
+            "POST",
+            "/api/v1/agents/{id}/box-key/accept",
+            Access::Least(Admin),
+        ),
         ("GET", "/schedules", Access::Least(Viewer)),
         ("GET", "/api/v1/schedules", Access::Least(Viewer)),
         ("POST", "/api/v1/schedules", Access::Least(Operator)),

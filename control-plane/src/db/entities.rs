@@ -447,3 +447,34 @@ pub mod agent_credential {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod rootd_box_key {
+    use sea_orm::entity::prelude::*;
+
+    /// The rootd box key pinned for one agent (m0026): what the control
+    /// plane seals that host's secrets to (`sealing`). Public keys only.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "rootd_box_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent_id: String,
+        /// The pinned public key, base64 of 32 bytes.
+        pub public_key: String,
+        /// When it was pinned, ms.
+        pub pinned_at: i64,
+        /// Who pinned it: `enrolment`, `heartbeat` (first seen), or the
+        /// operator who accepted a changed key.
+        pub pinned_by: String,
+        /// A different key the host reported since (refused: secrets are
+        /// still sealed to `public_key` and commands carrying secrets are
+        /// refused until an operator accepts it).
+        pub offered_key: Option<String>,
+        /// When the different key was first reported, ms.
+        pub offered_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

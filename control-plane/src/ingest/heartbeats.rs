@@ -253,6 +253,16 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         )
         .await;
     }
+    // rootd box keys: pinned or refused (`sealing`), which takes the write
+    // turn itself.
+    drop(_turn);
+    let box_keys: Vec<(String, String)> = hbs
+        .iter()
+        .filter_map(|h| Some((h.agent_id.clone(), h.rootd_box_key.clone()?)))
+        .collect();
+    if let Err(e) = crate::sealing::observe(state, &box_keys, "heartbeat").await {
+        warn!(error = %e, "storing rootd box keys failed; the next heartbeats report them again");
+    }
     Ok(())
 }
 

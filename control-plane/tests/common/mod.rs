@@ -83,3 +83,6 @@ pub use scrape::*;
 mod alerts;
 #[allow(unused_imports)]
 pub use alerts::*;
+mod sealed;
+#[allow(unused_imports)]
+pub use sealed::*;

@@ -19,6 +19,17 @@ pub enum AgentsCmd {
     /// Cut an agent off: the broker closes its connection at once and refuses
     /// it from now on; its queued commands are cancelled.
     Revoke { id: String },
+    /// Show the rootd box key this host's secrets are sealed to, and a
+    /// different one it reported since (refused until accepted).
+    ///
+    /// Example: `drover agents --json box-key UABC...`
+    BoxKey { id: String },
+    /// Trust the different rootd box key a host reported (check the host
+    /// first: rootd reinstalled or its state directory lost). Until then,
+    /// commands carrying secrets to it are refused.
+    ///
+    /// Example: `drover agents accept-box-key UABC...`
+    AcceptBoxKey { id: String },
 }
 
 /// `drover agents [--json] [approve|reject|revoke <id>]`.
@@ -28,6 +39,8 @@ pub async fn agents(
     action: Option<AgentsCmd>,
 ) -> anyhow::Result<()> {
     match action {
+        Some(AgentsCmd::BoxKey { id }) => crate::box_key::show(api, &id, json).await,
+        Some(AgentsCmd::AcceptBoxKey { id }) => crate::box_key::accept(api, &id, json).await,
         Some(action) => decide(api, action).await,
         None => list(api, json).await,
     }
@@ -38,6 +51,9 @@ async fn decide(api: &client::ApiClient, action: AgentsCmd) -> anyhow::Result<()
         AgentsCmd::Approve { id } => ("approve", id),
         AgentsCmd::Reject { id } => ("reject", id),
         AgentsCmd::Revoke { id } => ("revoke", id),
+        AgentsCmd::BoxKey { .. } | AgentsCmd::AcceptBoxKey { .. } => {
+            unreachable!("handled by box_key")
+        }
     };
     let v = api
         .post(&format!("/agents/{id}/{verb}"), &serde_json::json!({}))

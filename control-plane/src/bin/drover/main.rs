@@ -15,6 +15,7 @@ mod apps;
 mod audit;
 mod automation;
 mod backup;
+mod box_key;
 mod history;
 mod jobs;
 mod keys;
@@ -166,7 +167,8 @@ enum Cmd {
     /// Read one message body on stdin and print it as JSON
     /// (for `nats sub --translate 'drover decode'`).
     Decode,
-    /// List agents (status, last seen, metrics), or approve, reject, revoke one.
+    /// List agents (status, last seen, metrics), or approve, reject, revoke one,
+    /// or show / accept the rootd box key its secrets are sealed to.
     Agents {
         /// Print the raw JSON.
         #[arg(long)]
