@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod outcome;
 pub mod result_budget;
 pub mod rootd_proto;
+pub mod selector;
 pub mod shape;
 pub mod signing;
 pub mod subjects;
