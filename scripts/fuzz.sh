@@ -2,7 +2,7 @@
 # Fuzzes every decoder that reads bytes from outside (fuzz/fuzz_targets/).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default 60 s each)
-#   scripts/fuzz.sh --ci [TARGET...]                   (12 s each: CI smoke)
+#   scripts/fuzz.sh --ci [TARGET...]                   (10 s each: CI smoke)
 #
 # Installs cargo-fuzz when it is missing (needs the nightly toolchain:
 # `rustup toolchain install nightly`), builds every target (address
@@ -34,7 +34,7 @@ case "${1:-}" in
         exit 0
         ;;
     --ci)
-        secs=12
+        secs=10
         shift
         ;;
     '' | *[!0-9]*) ;;

@@ -137,3 +137,30 @@ fn json_depth_is_ours_not_the_parsers() {
         })
     ));
 }
+
+/// Reads an input the fuzzer found, checked in under `tests/fuzz_inputs/`.
+fn found(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_inputs")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// envelope_json: a JSON number with more digits than an f64 holds
+/// (`1.446744073709500006`) decoded to a float one step off the nearest,
+/// so the value drifted each time a message was decoded and sent on as
+/// JSON. JSON numbers now decode to the nearest f64 (serde_json's
+/// `float_roundtrip`), and re-encoding is stable.
+#[test]
+fn envelope_json_float_drift() {
+    let input = found("envelope_json-float-drift");
+    // The first byte is the target's type selector (17: any JSON value).
+    let (which, text) = input.split_first().unwrap();
+    assert_eq!(*which, 17);
+    let once: serde_json::Value = codec::decode_json(text).unwrap();
+    let again: serde_json::Value = codec::decode_json(&serde_json::to_vec(&once).unwrap()).unwrap();
+    assert_eq!(again, once);
+    // The nearest f64, as Rust's own (correctly rounded) parser finds it.
+    let nearest: f64 = "1.446744073709500006".parse().unwrap();
+    assert_eq!(once["u"].as_f64(), Some(nearest));
+}
