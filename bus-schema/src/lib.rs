@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod result_budget;
 pub mod rootd_proto;
 pub mod sealed;
+pub mod selector;
 pub mod shape;
 pub mod signing;
 pub mod subjects;

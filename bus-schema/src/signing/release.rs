@@ -272,8 +272,13 @@ impl ReleaseKey {
         self.0
             .verify(&signed_bytes(manifest_text), &sig)
             .map_err(|_| ReleaseError::BadSignature(self.fingerprint()))?;
-        let m: ReleaseManifest = serde_json::from_str(manifest_text)
-            .map_err(|e| ReleaseError::Malformed(e.to_string()))?;
+        // The same depth and length limits as every other outside JSON.
+        let m: ReleaseManifest = crate::codec::decode_with(
+            manifest_text.as_bytes(),
+            Some(crate::codec::CONTENT_TYPE_JSON),
+            crate::codec::Limits::MESSAGE.with_max_bytes(MAX_MANIFEST_BYTES),
+        )
+        .map_err(|e| ReleaseError::Malformed(e.to_string()))?;
         m.check()?;
         Ok(m)
     }
