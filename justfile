@@ -69,6 +69,24 @@ test-compose: deps
     cargo build --workspace
     cargo test -p control-plane --test compose -- --ignored --nocapture
 
+# cargo fuzz (libFuzzer) needs the nightly toolchain and installs cargo-fuzz
+# once. Default 60 s per target; e.g. `just fuzz 300 manifest selector`.
+# Fuzz every decoder that reads outside bytes; prints executions per target.
+fuzz *ARGS:
+    bash scripts/fuzz.sh {{ARGS}}
+
+# Skipped, saying why, where the nightly toolchain is missing.
+# The short fuzz run CI does: 10 s per target.
+fuzz-ci:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="$HOME/.cargo/bin:$PATH"
+    if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+        echo "fuzz-ci: skipped: no nightly toolchain here (rustup toolchain install nightly)"
+        exit 0
+    fi
+    bash scripts/fuzz.sh --ci
+
 # Fleet-scale numbers (fan-out, latency, ingest, memory) with real processes; minutes, not seconds.
 bench: deps
     #!/usr/bin/env bash
