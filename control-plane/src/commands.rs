@@ -13,6 +13,7 @@ use bus_schema::{catalogue, now_ms, subjects, Command, CommandStatus, Source};
 use sea_orm::EntityTrait;
 use tracing::warn;
 
+pub use crate::command_spec::{CommandSpec, NewCommand};
 use crate::db::entities::{agent, command};
 use crate::state::AppState;
 
@@ -53,34 +54,6 @@ pub enum CreateError {
     Broker(String),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
-}
-
-/// What to run, independent of where.
-#[derive(Debug, Clone)]
-pub struct CommandSpec {
-    pub action: String,
-    /// What the agent gets (signed): secrets in clear.
-    pub params: serde_json::Value,
-    /// What is stored, logged and shown: secrets masked.
-    pub shown_params: serde_json::Value,
-    /// Paths in `params` holding secrets (`password`, `inputs/token`):
-    /// sealed per host before signing. Empty: nothing to seal.
-    pub sealed_paths: Vec<String>,
-    pub timeout_secs: u32,
-    pub ttl_secs: u64,
-    pub requested_by: String,
-    pub source: Source,
-}
-
-pub struct NewCommand {
-    pub agent_id: String,
-    pub action: String,
-    pub params: serde_json::Value,
-    pub timeout_secs: Option<u32>,
-    pub ttl_secs: Option<u64>,
-    pub requested_by: String,
-    pub source: Source,
-    pub job_id: Option<String>,
 }
 
 pub async fn ensure_consumer(state: &AppState, agent_id: &str) -> anyhow::Result<()> {

@@ -39,6 +39,7 @@ pub mod backup;
 pub mod bus;
 pub mod client;
 pub mod clones;
+pub mod command_spec;
 pub mod commands;
 pub mod config;
 pub mod credentials;

@@ -227,7 +227,7 @@ pub fn check(agent: &str, pin: Option<&rootd_box_key::Model>) -> Result<BoxPubli
 /// when it carries none); the first refusal otherwise.
 pub async fn require(
     state: &AppState,
-    spec: &crate::commands::CommandSpec,
+    spec: &crate::command_spec::CommandSpec,
     agents: &[String],
 ) -> Result<Result<(), SealRefusal>, sea_orm::DbErr> {
     if spec.sealed_paths.is_empty() {
@@ -244,7 +244,7 @@ pub async fn require(
 /// kept in clear, even unsent) and is returned with the refusal, by agent.
 pub async fn seal_all(
     state: &AppState,
-    spec: &crate::commands::CommandSpec,
+    spec: &crate::command_spec::CommandSpec,
     cmds: &mut [Command],
 ) -> Result<HashMap<String, SealRefusal>, sea_orm::DbErr> {
     let mut refused = HashMap::new();

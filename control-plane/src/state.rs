@@ -21,7 +21,7 @@ pub struct Inner {
     pub signer: CommandSigner,
     /// The command-signing key generations in use and which keys hosts
     /// reported (`keys`): commands are signed through it, not `signer`.
-    pub keys: crate::keys::KeyState,
+    pub keys: crate::keys::active::KeyState,
     /// Keys and JWTs of the broker's trust chain.
     pub auth: crate::nats_auth::NatsAuth,
     /// A system-account connection, for account updates.

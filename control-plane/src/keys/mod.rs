@@ -13,81 +13,25 @@
 //! Private key halves live in 0600 files under `<data_dir>/keys/`, never in
 //! the database. Does not own the hosts' side (`bus_schema::signing`).
 
+pub mod active;
 pub mod entity;
 pub mod rotate;
 pub mod view;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use bus_schema::signing::rotation::{KeyKind, KeyRing};
-use bus_schema::{now_ms, Command, CommandSigner, Heartbeat, SignedCommand, VerifyingKey};
+use bus_schema::{now_ms, Command, CommandSigner, Heartbeat, SignedCommand};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::config::Config;
 use crate::state::AppState;
+pub use active::KeyState;
 use entity::{host_key, signing_key};
 
 /// The catalogue action that carries a rotation to the hosts.
 pub const ROTATE_ACTION: &str = "agent.rotate_key";
-
-/// The command-signing keys in use and what hosts reported holding.
-pub struct KeyState {
-    active: RwLock<Active>,
-    /// Fingerprints each host last reported accepting (heartbeats).
-    reported: Mutex<HashMap<String, Vec<String>>>,
-}
-
-struct Active {
-    generation: u32,
-    current: Arc<CommandSigner>,
-    /// The key `current` replaced and until when (ms) hosts accept it.
-    previous: Option<(Arc<CommandSigner>, i64)>,
-}
-
-impl KeyState {
-    /// Generation 0 only: the key `drover init` made.
-    pub fn new(initial: CommandSigner) -> Self {
-        Self {
-            active: RwLock::new(Active {
-                generation: 0,
-                current: Arc::new(initial),
-                previous: None,
-            }),
-            reported: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The current command-signing key's generation and public half.
-    pub fn current(&self) -> (u32, VerifyingKey) {
-        let a = self.active.read().expect("key state lock");
-        (a.generation, a.current.public())
-    }
-
-    /// The signer of the current generation.
-    pub fn current_signer(&self) -> Arc<CommandSigner> {
-        self.active.read().expect("key state lock").current.clone()
-    }
-
-    fn install(&self, generation: u32, new: CommandSigner, overlap_end: i64) {
-        let mut a = self.active.write().expect("key state lock");
-        let old = a.current.clone();
-        a.current = Arc::new(new);
-        a.previous = Some((old, overlap_end));
-        a.generation = generation;
-    }
-
-    /// Whether `agent_id` reported accepting the key `fingerprint`.
-    pub fn holds(&self, agent_id: &str, fingerprint: &str) -> bool {
-        self.reported
-            .lock()
-            .expect("reported lock")
-            .get(agent_id)
-            .is_some_and(|f| f.iter().any(|x| x == fingerprint))
-    }
-}
 
 /// The file holding generation `generation`'s seed of `which`.
 pub fn key_path(cfg: &Config, which: KeyKind, generation: u32) -> PathBuf {
