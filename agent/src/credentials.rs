@@ -269,12 +269,24 @@ pub async fn renew_loop(
     client: async_nats::Client,
 ) {
     let mut failures: u32 = 0;
+    // A JWT without expiry (issued before expiring credentials, or by a
+    // control plane with `agent_jwt_ttl_secs = 0`) is renewed a few times
+    // per run, so a fleet enrolled earlier moves to expiring JWTs; if the
+    // answer has no expiry either, there is nothing more to do.
+    let mut unexpiring_tries: u32 = 0;
     loop {
         let jwt = creds.current();
-        let Some((due, exp)) = renew_at(&jwt) else {
-            // No expiry: nothing to renew until a new JWT says otherwise.
-            creds.wake.notified().await;
-            continue;
+        let (due, exp) = match renew_at(&jwt) {
+            Some(t) => t,
+            None if unexpiring_tries < 3 => {
+                unexpiring_tries += 1;
+                (0, i64::MAX)
+            }
+            None => {
+                // Nothing to renew until a new JWT says otherwise.
+                creds.wake.notified().await;
+                continue;
+            }
         };
         let now = now_secs();
         if now < due {

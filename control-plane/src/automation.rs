@@ -247,6 +247,34 @@ async fn handle(state: &AppState, signed: SignedJob) {
     };
     let idempotency_key = job.idempotency_key;
     let who = Requester::automation(&key.id, &key.name);
+    // Secrets never ride the bus in clear: the job stream is on disk. A
+    // submission carrying one is refused (what is wrong is checked again,
+    // with its own message, by `jobs::submit`); the detail names fields only.
+    if let Ok(spec) = crate::commands::validate(
+        state,
+        &req.action,
+        req.params.clone(),
+        req.timeout_secs,
+        req.ttl_secs,
+        &who.name,
+        Source::User,
+    )
+    .await
+    {
+        if !spec.sealed_paths.is_empty() {
+            return refuse(
+                state,
+                &key.name,
+                RefusalReason::InvalidParams,
+                format!(
+                    "{} carries secrets ({}); secrets cannot be submitted on the bus, where the broker stores them in clear: submit this job through the API (POST /api/v1/jobs), which seals them to each host",
+                    req.action,
+                    spec.sealed_paths.join(", ")
+                ),
+            )
+            .await;
+        }
+    }
     match jobs::submit(state, req, &who, Source::User).await {
         Ok((j, how)) => {
             info!(job = %j.id, key = %key.name, ?how, "job submitted on the bus");

@@ -132,6 +132,12 @@ async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
         submission("sys.ping", "deploy-1"),
         submission("sys.ping", "deploy-1"),
         submission("sys.info", "deploy-1"),
+        // A secret on the bus: refused, never turned into a job.
+        JobSubmission {
+            params: json!({"user": "app", "password": "bus-secret-123456",
+                "database": "shop", "template": "app"}),
+            ..submission("mariadb.user_create", "with-secret")
+        },
         submission("sys.ping", "marker"),
     ] {
         js.publish(
@@ -172,6 +178,30 @@ async fn idempotency_keys_are_scoped_bound_to_their_request_and_expire() {
             .any(|j| j["requested_by"] == "automation:ci" && j["action"] == "sys.info"),
         "{jobs:?}"
     );
+    assert!(
+        !jobs.iter().any(|j| j["idempotency_key"] == "with-secret"),
+        "{jobs:?}"
+    );
+    // The refusal names the field, never the value (read from the table:
+    // the security overview shows counts by reason, not details).
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT detail FROM refusals WHERE detail LIKE '%carries secrets%'".to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the secret-carrying submission is refused once"
+    );
+    let detail: String = rows[0].try_get("", "detail").unwrap();
+    assert!(
+        detail.contains("password") && detail.contains("POST /api/v1/jobs"),
+        "{detail}"
+    );
+    assert!(!detail.contains("bus-secret-123456"), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `app`: install and uninstall apps from manifests. Which inputs are
-//! sensitive depends on the manifest, so masking those is the manifest's job
-//! (see [`crate::manifest`]).
+//! sensitive depends on the manifest, so masking exactly those is the
+//! manifest's job (see [`crate::manifest`]); without the manifest the
+//! catalogue masks every input value (`opaque_maps`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,9 @@ pub fn specs() -> Vec<ActionSpec> {
             "Install an app from its manifest, with the manifest's inputs.",
             RunsIn::Rootd,
             1800,
-        ),
+        )
+        // Without the manifest at hand, every input value may be a secret.
+        .with_opaque_maps(&["inputs"]),
         ActionSpec::new::<UninstallParams>(
             "app.uninstall",
             "Uninstall an app installed from its manifest.",

@@ -50,6 +50,11 @@ pub struct ActionSpec {
     /// Params fields that carry secrets: masked before anything is stored,
     /// logged or shown.
     pub sensitive: &'static [&'static str],
+    /// Params fields that are maps whose entries may each be a secret, and
+    /// which entries are is known only elsewhere (`app.install`'s `inputs`:
+    /// the manifest says). [`ActionSpec::mask`] masks every value in them;
+    /// a caller that has the manifest masks more finely.
+    pub opaque_maps: &'static [&'static str],
     check: fn(&Value) -> Result<(), String>,
     schema: fn() -> Value,
 }
@@ -68,9 +73,17 @@ impl ActionSpec {
             runs_in,
             default_timeout_secs,
             sensitive: &[],
+            opaque_maps: &[],
             check: |v| parse::<P>(v).map(|_| ()),
             schema: || serde_json::to_value(schemars::schema_for!(P)).unwrap_or(Value::Null),
         }
+    }
+
+    /// Marks `fields` as maps whose every value may be a secret (see
+    /// [`ActionSpec::opaque_maps`]).
+    pub fn with_opaque_maps(mut self, fields: &'static [&'static str]) -> Self {
+        self.opaque_maps = fields;
+        self
     }
 
     pub fn with_sensitive(mut self, fields: &'static [&'static str]) -> Self {
@@ -98,6 +111,17 @@ impl ActionSpec {
             for f in self.sensitive {
                 if let Some(v) = map.get_mut(*f) {
                     *v = Value::String(MASK.into());
+                }
+            }
+            for f in self.opaque_maps {
+                match map.get_mut(*f) {
+                    Some(Value::Object(entries)) => {
+                        for v in entries.values_mut() {
+                            *v = Value::String(MASK.into());
+                        }
+                    }
+                    Some(v) => *v = Value::String(MASK.into()),
+                    None => {}
                 }
             }
         }
@@ -206,5 +230,20 @@ mod tests {
         let masked = spec.mask(&serde_json::json!({"user": "u", "password": "hunter22hunter"}));
         assert_eq!(masked["password"], MASK);
         assert_eq!(masked["user"], "u");
+    }
+
+    #[test]
+    fn app_install_inputs_are_all_masked_without_the_manifest() {
+        let spec = lookup("app.install").unwrap();
+        let masked = spec.mask(&serde_json::json!({
+            "app": "wp", "inputs": {"db_password": "s3cret-value", "port": 8080}
+        }));
+        assert_eq!(masked["app"], "wp");
+        assert_eq!(masked["inputs"]["db_password"], MASK);
+        assert_eq!(masked["inputs"]["port"], MASK);
+        assert!(!masked.to_string().contains("s3cret-value"));
+        // A malformed `inputs` is masked whole, not echoed.
+        let odd = spec.mask(&serde_json::json!({"app": "wp", "inputs": "s3cret-value"}));
+        assert_eq!(odd["inputs"], MASK);
     }
 }

@@ -243,5 +243,17 @@ mod tests {
             &json!({"job_id": "j1"}),
         );
         assert!(!d.to_string().contains("hunter2-secret"), "{d}");
+        // app.install sent as a plain command or job: the manifest is not
+        // at hand here, so every input value is masked.
+        let req = json!({"action": "app.install", "selector": {"all": true},
+            "params": {"app": "wp", "inputs": {"db_password": "hunter2-secret"}}});
+        for (template, path) in [
+            ("/api/v1/agents/{id}/commands", "/api/v1/agents/a1/commands"),
+            ("/api/v1/jobs", "/api/v1/jobs"),
+        ] {
+            let (_, _, d) = describe(&Method::POST, template, path, &req, &json!({"id": "x"}));
+            assert!(!d.to_string().contains("hunter2-secret"), "{template}: {d}");
+            assert_eq!(d["params"]["app"], "wp");
+        }
     }
 }
