@@ -1,4 +1,4 @@
-//! Migration m0029: the hardened web surface (issue 16 item 5): session invalidation, rate limits, required two-factor. Owns only the schema; what the columns
+//! Migration m0029: the hardened web surface (issue 16 item 5); its schema needs nothing (sessions, rate limits and two-factor state live in existing tables and memory). Owns only the schema;
 //! mean is written on the entities. Plain `CREATE TABLE`s, `ALTER TABLE … ADD COLUMN`s and
 //! indexes, so it runs on SQLite and PostgreSQL alike.
 

@@ -38,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(super::m0027_credentials::M0027Credentials),
             Box::new(super::m0028_keys::M0028Keys),
             Box::new(super::m0029_web_surface::M0029WebSurface),
+            Box::new(super::m0030_inventory::M0030Inventory),
         ];
         list.into_iter()
             .map(|m| Box::new(Atomic(m)) as Box<dyn MigrationTrait>)

@@ -25,6 +25,7 @@ pub mod m0026_sealed;
 pub mod m0027_credentials;
 pub mod m0028_keys;
 pub mod m0029_web_surface;
+pub mod m0030_inventory;
 pub mod migration;
 
 use std::time::Duration;

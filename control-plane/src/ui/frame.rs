@@ -74,7 +74,9 @@ pub(super) fn page(who: &Principal, active: &str, title: &str, body: Markup) -> 
                 }
                 main { (body) }
             }
-            script src="/ui/app.js" {}
+            @for (name, _) in super::SCRIPTS {
+                script src=(format!("/ui/{name}")) {}
+            }
         }
     };
     Html(document(title, body).into_string())

@@ -45,7 +45,17 @@ mod windows;
 pub use html::message_page;
 
 const CSS: &str = include_str!("app.css");
-const JS: &str = include_str!("app.js");
+/// The page scripts, in the order every page loads them (classic scripts
+/// sharing one global scope: `app.js` first with the helpers the others use,
+/// `init.js` last, which wires the page and starts its own script). A new
+/// page's script goes in its own file in `js/`, listed before `init.js`.
+pub(super) const SCRIPTS: &[(&str, &str)] = &[
+    ("app.js", include_str!("js/app.js")),
+    ("schema_forms.js", include_str!("js/schema_forms.js")),
+    ("jobs.js", include_str!("js/jobs.js")),
+    ("apps.js", include_str!("js/apps.js")),
+    ("init.js", include_str!("js/init.js")),
+];
 
 /// The pages and the embedded assets (the shell adds `/healthz` and the API).
 pub fn routes() -> Router<AppState> {
@@ -77,10 +87,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
-    let (ct, body) = match file.as_str() {
-        "app.css" => ("text/css; charset=utf-8", CSS),
-        "app.js" => ("text/javascript; charset=utf-8", JS),
-        _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    let (ct, body) = if file == "app.css" {
+        ("text/css; charset=utf-8", CSS)
+    } else if let Some((_, js)) = SCRIPTS.iter().find(|(name, _)| *name == file) {
+        ("text/javascript; charset=utf-8", *js)
+    } else {
+        return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
     (
         [
