@@ -357,9 +357,17 @@ async fn an_older_schema_is_migrated_at_start_and_a_newer_one_is_refused() {
     control_plane::db::migration::Migrator::up(&db, Some(1))
         .await
         .unwrap();
-    control_plane::auth::store_token(&db, "admin", "admin", &stack.token)
-        .await
-        .unwrap();
+    // The row as the first schema knew it: today's entity has columns later
+    // migrations added (e.g. `expires_at`), so it cannot write to this table.
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared(&format!(
+        "INSERT INTO api_tokens (id, name, role, token_hash, created_at) \
+         VALUES ('first-admin', 'admin', 'admin', '{}', {})",
+        control_plane::auth::hash_token(&stack.token),
+        bus_schema::now_ms()
+    ))
+    .await
+    .unwrap();
     db.close().await.unwrap();
     let known = control_plane::backup::known_migrations();
     assert_eq!(migrations_applied(&db_file).await, known[..1].to_vec());
