@@ -359,7 +359,6 @@ async fn an_older_schema_is_migrated_at_start_and_a_newer_one_is_refused() {
         .unwrap();
     // The row as the first schema knew it: today's entity has columns later
     // migrations added (e.g. `expires_at`), so it cannot write to this table.
-    use sea_orm::ConnectionTrait;
     db.execute_unprepared(&format!(
         "INSERT INTO api_tokens (id, name, role, token_hash, created_at) \
          VALUES ('first-admin', 'admin', 'admin', '{}', {})",
@@ -386,7 +385,6 @@ async fn an_older_schema_is_migrated_at_start_and_a_newer_one_is_refused() {
     // A database a newer drover migrated: this one refuses to start on it.
     stack.cp.stop();
     let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
-    use sea_orm::ConnectionTrait;
     db.execute_unprepared(
         "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m9999_from_the_future', 0)",
     )
@@ -531,7 +529,6 @@ async fn a_backup_run_as_root_leaves_the_database_files_to_their_owner() {
     // Fold the WAL in and close, as a stopped control plane leaves it.
     let url = format!("sqlite://{}", db.display());
     let conn = sea_orm::Database::connect(url.as_str()).await.unwrap();
-    use sea_orm::ConnectionTrait;
     conn.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
         .await
         .unwrap();
