@@ -66,7 +66,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -138,7 +141,13 @@ pub fn disk(p: &DiskParams) -> Outcome {
         .iter()
         .filter(|m| m.size_bytes > 0)
         .max_by_key(|m| m.used_bytes * 1000 / m.size_bytes)
-        .map(|m| format!("; fullest {} at {}%", m.mount, m.used_bytes * 100 / m.size_bytes))
+        .map(|m| {
+            format!(
+                "; fullest {} at {}%",
+                m.mount,
+                m.used_bytes * 100 / m.size_bytes
+            )
+        })
         .unwrap_or_default();
     Outcome::succeeded(
         format!("{} filesystems{fullest}", mounts.len()),
@@ -209,10 +218,7 @@ pub async fn processes(p: &ProcessesParams) -> Outcome {
                 .collect();
             Proc {
                 pid: pid.as_u32(),
-                user: pr
-                    .user_id()
-                    .map(|u| user_name(**u))
-                    .unwrap_or_default(),
+                user: pr.user_id().map(|u| user_name(**u)).unwrap_or_default(),
                 name: cut(&pr.name().to_string_lossy(), 64),
                 command: cut(&cmd.join(" "), CMDLINE_MAX_BYTES),
                 cpu_percent: pr.cpu_usage(),

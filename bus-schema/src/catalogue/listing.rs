@@ -50,16 +50,32 @@ mod tests {
         let p = check_pattern("pattern", "ngin*").unwrap();
         assert!(p.matches("nginx.service"));
         assert!(!p.matches("apache2.service"));
-        assert!(check_pattern("pattern", "lib[a-c]?").unwrap().matches("libc6"));
+        assert!(check_pattern("pattern", "lib[a-c]?")
+            .unwrap()
+            .matches("libc6"));
         assert!(check_pattern("pattern", "nginx").unwrap().matches("nginx"));
-        assert!(!check_pattern("pattern", "nginx").unwrap().matches("nginx-full"));
+        assert!(!check_pattern("pattern", "nginx")
+            .unwrap()
+            .matches("nginx-full"));
         for bad in [
-            "", "a;b", "$(id)", "`id`", "a b", "a|b", "x\ny", "a/b", "'q'", "a&b",
-            "[unclosed", "a>b",
+            "",
+            "a;b",
+            "$(id)",
+            "`id`",
+            "a b",
+            "a|b",
+            "x\ny",
+            "a/b",
+            "'q'",
+            "a&b",
+            "[unclosed",
+            "a>b",
         ] {
             assert!(check_pattern("pattern", bad).is_err(), "{bad:?} refused");
         }
-        assert!(check_pattern("pattern", &"a".repeat(129)).unwrap_err().contains("128"));
+        assert!(check_pattern("pattern", &"a".repeat(129))
+            .unwrap_err()
+            .contains("128"));
         check_pattern("pattern", &"a".repeat(128)).unwrap();
     }
 

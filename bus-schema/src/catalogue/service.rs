@@ -143,7 +143,10 @@ mod tests {
     #[test]
     fn list_params_are_checked() {
         let p: ServiceListParams = parse(&json!({})).unwrap();
-        assert_eq!((p.unit_type.as_str(), p.limit, p.state), ("service", 500, None));
+        assert_eq!(
+            (p.unit_type.as_str(), p.limit, p.state),
+            ("service", 500, None)
+        );
         let p: ServiceListParams =
             parse(&json!({"pattern": "ngin*", "state": "failed", "type": "all", "limit": 2000}))
                 .unwrap();
