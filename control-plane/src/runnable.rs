@@ -50,4 +50,3 @@ pub fn split(a: &agent::Model) -> Value {
     }
     json!({ "agent_id": a.id, "actions": actions, "hidden": hidden })
 }
-
