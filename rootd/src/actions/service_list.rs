@@ -61,14 +61,14 @@ pub fn parse_list_units(lines: &[String]) -> Vec<UnitRow> {
             load: load.to_string(),
             active: active.to_string(),
             sub: sub.to_string(),
-            description: crate_cut(&description.join(" "), DESCRIPTION_MAX),
+            description: cut(&description.join(" "), DESCRIPTION_MAX),
             allowed: false,
         });
     }
     out
 }
 
-fn crate_cut(s: &str, max: usize) -> String {
+fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
@@ -175,6 +175,6 @@ mod tests {
         );
         assert_eq!(u[2].load, "not-found");
         assert_eq!(u[4].unit_type, "timer");
-        assert!(crate_cut(&"x".repeat(300), DESCRIPTION_MAX).len() <= DESCRIPTION_MAX);
+        assert!(cut(&"x".repeat(300), DESCRIPTION_MAX).len() <= DESCRIPTION_MAX);
     }
 }
