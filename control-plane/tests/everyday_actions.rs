@@ -16,41 +16,13 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use bus_schema::rootd_proto::RootFrame;
-use common::everyday::{dpkg_state, install_conf_pkg, list_units_double, CONF_FILE, CONF_PKG};
-use common::{ask_rootd, signed_command, wait_for, AptRepo, Stack};
+use common::everyday::{
+    dpkg_state, install_conf_pkg, list_units_double, refused, rootd_refuses, CONF_FILE, CONF_PKG,
+};
+use common::{wait_for, AptRepo, Stack};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(120);
-
-/// Asserts the API refuses `params` for `action` as invalid (nothing
-/// signed, nothing run), its error containing `says`.
-async fn refused(stack: &Stack, agent: &str, action: &str, params: Value, says: &str) {
-    let (code, v) = stack
-        .command(agent, &json!({"action": action, "params": params}))
-        .await;
-    assert_eq!(code, 422, "{action} {params}: {v}");
-    let err = v["error"].as_str().unwrap_or_default();
-    assert!(err.contains(says), "{action} {params}: {err}");
-}
-
-/// Asserts rootd refuses a genuinely signed `action` with invalid `params`.
-async fn rootd_refuses(stack: &Stack, socket: &Path, agent: &str, action: &str, params: Value) {
-    match ask_rootd(
-        socket,
-        &signed_command(stack, agent, action, params.clone()),
-    )
-    .await
-    {
-        RootFrame::Refused { label, reason } => {
-            assert!(
-                label.contains("invalid"),
-                "{action} {params}: {label}: {reason}"
-            )
-        }
-        other => panic!("rootd ran {action} {params}: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_and_processes_run_in_the_agent() {

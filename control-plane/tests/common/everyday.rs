@@ -1,11 +1,17 @@
 //! Fixtures of the everyday-actions tests (`everyday_actions.rs`): a
 //! `systemctl` test double that answers `list-units` with a fixed fleet of
 //! units and records its argv, and a small `.deb` with a conffile built with
-//! `dpkg-deb` (installed and purged by the test, a drop guard cleaning up).
+//! `dpkg-deb` (installed and purged by the test, a drop guard cleaning up),
+//! and the two refusal checks (by the API, by rootd past it).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use bus_schema::rootd_proto::RootFrame;
+use serde_json::{json, Value};
+
+use super::{ask_rootd, signed_command, Stack};
 
 /// The units the double lists, as `systemctl list-units --all --plain
 /// --no-legend` prints them (one failed unit with the `●` mark older
@@ -95,4 +101,33 @@ pub fn dpkg_state(pkg: &str) -> Option<String> {
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !s.is_empty() && s != "un").then_some(s)
+}
+
+/// Asserts the API refuses `params` for `action` as invalid (nothing
+/// signed, nothing run), its error containing `says`.
+pub async fn refused(stack: &Stack, agent: &str, action: &str, params: Value, says: &str) {
+    let (code, v) = stack
+        .command(agent, &json!({"action": action, "params": params}))
+        .await;
+    assert_eq!(code, 422, "{action} {params}: {v}");
+    let err = v["error"].as_str().unwrap_or_default();
+    assert!(err.contains(says), "{action} {params}: {err}");
+}
+
+/// Asserts rootd refuses a genuinely signed `action` with invalid `params`.
+pub async fn rootd_refuses(stack: &Stack, socket: &Path, agent: &str, action: &str, params: Value) {
+    match ask_rootd(
+        socket,
+        &signed_command(stack, agent, action, params.clone()),
+    )
+    .await
+    {
+        RootFrame::Refused { label, reason } => {
+            assert!(
+                label.contains("invalid"),
+                "{action} {params}: {label}: {reason}"
+            )
+        }
+        other => panic!("rootd ran {action} {params}: {other:?}"),
+    }
 }
