@@ -368,6 +368,14 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                 match cmd.action.as_str() {
                     "sys.ping" => sys::ping(&agent.id),
                     "sys.info" => sys::info(),
+                    "sys.disk" => match catalogue::parse(&cmd.params) {
+                        Ok(p) => crate::sys_inspect::disk(&p),
+                        Err(e) => Outcome::rejected(format!("invalid params: {e}")),
+                    },
+                    "sys.processes" => match catalogue::parse(&cmd.params) {
+                        Ok(p) => crate::sys_inspect::processes(&p).await,
+                        Err(e) => Outcome::rejected(format!("invalid params: {e}")),
+                    },
                     "agent.watch" => crate::watch::apply(&agent.cfg.state_dir, &agent.watch, cmd),
                     "sys.cancel" => {
                         sys::cancel(agent, cmd.params["command_id"].as_str().unwrap_or_default())

@@ -30,6 +30,7 @@ mod run;
 mod simulate;
 mod state;
 mod sys;
+mod sys_inspect;
 mod update;
 mod version;
 mod watch;

@@ -67,6 +67,7 @@ pub mod releases;
 pub mod result_guard;
 pub mod retention;
 pub mod rollouts;
+pub mod runnable;
 pub mod schedules;
 pub mod sealing;
 pub mod selector;

@@ -14,6 +14,7 @@ use serde_json::Value;
 pub mod agent;
 pub mod app;
 pub mod firewall;
+pub mod listing;
 pub mod mariadb;
 pub mod pkg;
 pub mod service;

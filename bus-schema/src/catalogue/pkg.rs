@@ -3,7 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{check_package, ActionSpec, Params, RunsIn};
+use super::listing::{check_limit, check_pattern};
+use super::{check_package, parse_package, ActionSpec, Params, RunsIn};
 
 /// Params of `pkg.install` and `pkg.upgrade`: named packages only, never
 /// "everything".
@@ -22,6 +23,75 @@ impl Params for PackagesParams {
             return Err("packages: name 1 to 50 packages".into());
         }
         self.packages.iter().try_for_each(|p| check_package(p))
+    }
+}
+
+/// Packages `pkg.remove` always refuses: Drover's own (removing it would cut
+/// the host off). rootd also refuses what dpkg marks `Essential: yes` or
+/// `Protected: yes`.
+pub const PROTECTED_PACKAGES: &[&str] = &["drover-agent"];
+
+/// Params of `pkg.remove`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveParams {
+    /// Packages to remove, 1 to 50, by name (`NAME`, or apt `NAME:ARCH`);
+    /// no version. Never `drover-agent`, nor an essential or protected
+    /// package.
+    pub packages: Vec<String>,
+    /// Also delete the packages' configuration files (apt `purge`). Default
+    /// false.
+    #[serde(default)]
+    pub purge: bool,
+}
+impl Params for RemoveParams {
+    fn check(&self) -> Result<(), String> {
+        if self.packages.is_empty() || self.packages.len() > 50 {
+            return Err("packages: name 1 to 50 packages".into());
+        }
+        for p in &self.packages {
+            let spec = parse_package(p)?;
+            if spec.version.is_some() || spec.dnf_epoch {
+                return Err(format!(
+                    "package {p:?}: pkg.remove takes names (NAME or NAME:ARCH), not versions"
+                ));
+            }
+            let bare = spec.name.as_str();
+            if PROTECTED_PACKAGES.contains(&bare) {
+                return Err(format!(
+                    "package {bare:?} is Drover's own agent; removing it would cut the host                      off from Drover. Remove it on the host itself if you mean to"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most packages `pkg.list` returns.
+pub const LIST_MAX: u32 = 5000;
+
+/// Params of `pkg.list`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only packages whose name matches this glob, e.g. `libssl*` (see
+    /// [`super::listing::PATTERN_FORMS`]).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Most packages returned, 1 to 5000 (default 1000); the result says
+    /// when there were more.
+    #[serde(default = "default_list_limit")]
+    pub limit: u32,
+}
+fn default_list_limit() -> u32 {
+    1000
+}
+impl Params for ListParams {
+    fn check(&self) -> Result<(), String> {
+        if let Some(p) = &self.pattern {
+            check_pattern("pattern", p)?;
+        }
+        check_limit(self.limit, LIST_MAX)
     }
 }
 
@@ -110,5 +180,50 @@ pub fn specs() -> Vec<ActionSpec> {
             RunsIn::Rootd,
             900,
         ),
+        ActionSpec::new::<RemoveParams>(
+            "pkg.remove",
+            "Remove the named packages (non-interactive); `purge` also deletes their configuration files. Refuses drover-agent and essential or protected packages.",
+            RunsIn::Rootd,
+            900,
+        ),
+        ActionSpec::new::<ListParams>(
+            "pkg.list",
+            "List installed packages with version and architecture, filtered by a name glob.",
+            RunsIn::Rootd,
+            120,
+        ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::parse;
+    use serde_json::json;
+
+    #[test]
+    fn remove_params_are_checked() {
+        let p: RemoveParams = parse(&json!({"packages": ["hello", "libc6:i386"]})).unwrap();
+        assert!(!p.purge);
+        let bad = |v| parse::<RemoveParams>(&v).unwrap_err();
+        assert!(bad(json!({"packages": []})).contains("1 to 50"));
+        assert!(bad(json!({"packages": ["drover-agent"]})).contains("Drover's own"));
+        assert!(bad(json!({"packages": ["drover-agent:amd64"]})).contains("Drover's own"));
+        assert!(bad(json!({"packages": ["hello=1.0"]})).contains("not versions"));
+        assert!(bad(json!({"packages": ["hello; rm -rf /"]})).contains("not accepted"));
+        assert!(bad(json!({"packages": ["-y"]})).contains("not accepted"));
+        assert!(bad(json!({"packages": ["x"], "force": true})).contains("unknown field"));
+        assert!(bad(json!({"packages": ["x"], "purge": "yes"})).contains("invalid type"));
+    }
+
+    #[test]
+    fn list_params_are_checked() {
+        let p: ListParams = parse(&json!({})).unwrap();
+        assert_eq!((p.pattern, p.limit), (None, 1000));
+        parse::<ListParams>(&json!({"pattern": "lib*", "limit": 5000})).unwrap();
+        let bad = |v| parse::<ListParams>(&v).unwrap_err();
+        assert!(bad(json!({"limit": 5001})).contains("1 to 5000"));
+        assert!(bad(json!({"pattern": "a|b"})).contains("not allowed"));
+        assert!(bad(json!({"names": []})).contains("unknown field"));
+    }
 }

@@ -1,10 +1,11 @@
 //! `sys`: host-wide actions. The unprivileged agent runs `sys.ping`,
-//! `sys.info` and `sys.cancel` itself; `sys.reboot` and `sys.reboot_cancel`
+//! `sys.info`, `sys.cancel`, `sys.disk` and `sys.processes` itself; `sys.reboot` and `sys.reboot_cancel`
 //! run in rootd (they need root), which runs its `shutdown_program`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::listing::check_limit;
 use super::{ActionSpec, NoParams, Params, RunsIn};
 
 /// Params of `sys.cancel`.
@@ -73,6 +74,54 @@ impl Params for RebootParams {
     }
 }
 
+/// Params of `sys.disk`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskParams {
+    /// Also list pseudo filesystems (proc, sysfs, tmpfs, cgroup, overlay...).
+    /// Default false: only filesystems that hold data.
+    #[serde(default)]
+    pub all: bool,
+}
+impl Params for DiskParams {}
+
+/// What `sys.processes` sorts by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessSort {
+    /// CPU use, in percent of one core, over a short sample.
+    #[default]
+    Cpu,
+    /// Resident memory (RSS).
+    Memory,
+}
+
+/// Most processes `sys.processes` returns.
+pub const PROCESSES_MAX: u32 = 100;
+/// Longest command line `sys.processes` returns per process, in bytes (cut
+/// at a character boundary, marked with `…`).
+pub const CMDLINE_MAX_BYTES: usize = 512;
+
+/// Params of `sys.processes`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessesParams {
+    /// `cpu` (default) or `memory`.
+    #[serde(default)]
+    pub sort: ProcessSort,
+    /// How many processes, 1 to 100 (default 20).
+    #[serde(default = "default_processes")]
+    pub limit: u32,
+}
+fn default_processes() -> u32 {
+    20
+}
+impl Params for ProcessesParams {
+    fn check(&self) -> Result<(), String> {
+        check_limit(self.limit, PROCESSES_MAX)
+    }
+}
+
 pub fn specs() -> Vec<ActionSpec> {
     vec![
         ActionSpec::new::<NoParams>(
@@ -105,6 +154,18 @@ pub fn specs() -> Vec<ActionSpec> {
             RunsIn::Rootd,
             60,
         ),
+        ActionSpec::new::<DiskParams>(
+            "sys.disk",
+            "Mounted filesystems with size, used and available bytes and inodes; `all` adds pseudo filesystems.",
+            RunsIn::Agent,
+            30,
+        ),
+        ActionSpec::new::<ProcessesParams>(
+            "sys.processes",
+            "The top processes by CPU or memory: pid, user, name, command line (cut), CPU %, RSS bytes.",
+            RunsIn::Agent,
+            30,
+        ),
     ]
 }
 
@@ -133,5 +194,25 @@ mod tests {
         assert_eq!(lookup("sys.reboot").unwrap().runs_in, RunsIn::Rootd);
         assert_eq!(lookup("sys.reboot_cancel").unwrap().runs_in, RunsIn::Rootd);
         assert_eq!(lookup("sys.ping").unwrap().runs_in, RunsIn::Agent);
+    }
+
+    #[test]
+    fn disk_and_processes_params_are_checked() {
+        assert!(!parse::<DiskParams>(&json!({})).unwrap().all);
+        assert!(parse::<DiskParams>(&json!({"all": true})).unwrap().all);
+        assert!(parse::<DiskParams>(&json!({"mount": "/"}))
+            .unwrap_err()
+            .contains("unknown field"));
+        let p: ProcessesParams = parse(&json!({})).unwrap();
+        assert_eq!((p.sort, p.limit), (ProcessSort::Cpu, 20));
+        let p: ProcessesParams = parse(&json!({"sort": "memory", "limit": 100})).unwrap();
+        assert_eq!(p.sort, ProcessSort::Memory);
+        let bad = |v| parse::<ProcessesParams>(&v).unwrap_err();
+        assert!(bad(json!({"limit": 101})).contains("1 to 100"));
+        assert!(bad(json!({"limit": 0})).contains("1 to 100"));
+        assert!(bad(json!({"sort": "pid"})).contains("unknown variant"));
+        assert!(bad(json!({"user": "root"})).contains("unknown field"));
+        assert_eq!(lookup("sys.disk").unwrap().runs_in, RunsIn::Agent);
+        assert_eq!(lookup("sys.processes").unwrap().runs_in, RunsIn::Agent);
     }
 }

@@ -25,6 +25,7 @@ mod apps;
 mod body;
 mod box_keys;
 mod history;
+mod host_actions;
 mod install;
 mod jobs;
 mod keys;
@@ -80,6 +81,8 @@ pub fn routes() -> Router<AppState> {
         .route("/commands/{id}", get(get_command))
         .route("/commands/{id}/cancel", post(cancel_command))
         .route("/actions", get(list_actions))
+        // The actions one host can run now, and the hidden ones with why.
+        .route("/agents/{id}/actions", get(host_actions::list))
         .route("/tokens", post(trust::create_token).get(trust::list_tokens))
         .route("/tokens/{id}", axum::routing::delete(trust::revoke_token))
         .route("/agents/{id}/approve", post(trust::approve))

@@ -91,6 +91,7 @@ fn every_route_has_a_decided_role() {
             Access::Least(Admin),
         ),
         ("GET", "/api/v1/agents/{id}/box-key", Access::Least(Viewer)),
+        ("GET", "/api/v1/agents/{id}/actions", Access::Least(Viewer)),
         (
             "POST",
             "/api/v1/agents/{id}/box-key/accept",

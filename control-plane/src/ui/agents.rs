@@ -200,6 +200,7 @@ pub(super) async fn agent_page(
     let m = parse_json(&a.metrics);
     let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
     let modules = parse_json(&a.modules);
+    let service_list = bus_schema::catalogue::lookup("service.list").expect("in the catalogue");
     // Services: the latest service listing this agent answered, if any.
     let services = cmds.iter().find(|c| {
         c.action.starts_with("service.") && c.status == "succeeded" && c.result.is_some()
@@ -265,6 +266,7 @@ pub(super) async fn agent_page(
                     p class="mut" #action-desc {}
                     div #params .fields {}
                     div.row { button.primary #run type="submit" { "Run" } span.form-error {} }
+                    (hidden_actions(&a))
                 }
                 div #run-result .result hidden {}
             }
@@ -289,7 +291,11 @@ pub(super) async fn agent_page(
                     p class="mut" { "From " code { (c.action) } " " (time(c.finished_at.unwrap_or(c.updated_at))) }
                     pre.out { (serde_json::to_string_pretty(&parse_json(c.result.as_deref().unwrap_or("null"))).unwrap_or_default()) }
                 } @else {
-                    p class="mut" { "No service listing yet: run " code { "service.status" } " or " code { "service.list" } " below." }
+                    @if crate::runnable::hidden_reason(&a, service_list).is_none() {
+                        p class="mut" { "No service listing yet: run " code { "service.list" } " (every unit, and which rootd may act on) or " code { "service.status" } " (one unit) below." }
+                    } @else {
+                        p class="mut" { "No service listing: this host cannot run " code { "service.*" } " actions now (see Modules)." }
+                    }
                 }
             }
         }
@@ -311,4 +317,30 @@ pub(super) async fn agent_page(
         body,
     )
     .into_response()
+}
+
+/// Under the run form: the actions this host cannot run now, grouped by
+/// why (the form leaves them out; see `crate::runnable`).
+fn hidden_actions(a: &agent::Model) -> Markup {
+    let mut by_reason: Vec<(String, Vec<&'static str>)> = Vec::new();
+    for spec in bus_schema::catalogue::all() {
+        if spec.name == "sys.cancel" {
+            continue;
+        }
+        if let Some(why) = crate::runnable::hidden_reason(a, spec) {
+            match by_reason.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, names)) => names.push(spec.name),
+                None => by_reason.push((why, vec![spec.name])),
+            }
+        }
+    }
+    html! {
+        @if !by_reason.is_empty() {
+            div #actions-hidden .mut.small {
+                @for (why, names) in &by_reason {
+                    p { "Not offered: " (names.join(", ")) " — " (why) "." }
+                }
+            }
+        }
+    }
 }

@@ -86,3 +86,4 @@ pub use alerts::*;
 mod sealed;
 #[allow(unused_imports)]
 pub use sealed::*;
+pub mod everyday;

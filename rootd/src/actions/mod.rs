@@ -15,10 +15,13 @@ pub mod app;
 pub mod firewall;
 pub mod mariadb;
 pub mod pkg;
+pub mod pkg_list;
 pub mod pkg_parse;
+pub mod pkg_remove;
 pub mod pkg_scan;
 pub mod reboot;
 pub mod service;
+pub mod service_list;
 pub mod service_states;
 
 /// Runs one verified command. The caller has already checked signature,

@@ -154,6 +154,8 @@ pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
             }
             change(mgr, cmd.action == "pkg.install", &specs, ctx).await
         }
+        "pkg.list" => super::pkg_list::run(mgr, cmd, ctx).await,
+        "pkg.remove" => super::pkg_remove::run(mgr, cmd, ctx).await,
         other => Outcome::failed(format!("rootd has no implementation of {other}")),
     }
 }

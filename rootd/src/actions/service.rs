@@ -23,7 +23,7 @@ use crate::toolkit::{params, which, Ctx, Outcome, Runner};
 const PROPERTIES: &str = "LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp";
 
 /// The `systemctl` program rootd uses.
-fn systemctl(cfg: &RootdConfig) -> Option<PathBuf> {
+pub fn systemctl(cfg: &RootdConfig) -> Option<PathBuf> {
     match &cfg.systemctl {
         Some(p) => Some(p.clone()),
         None => which("systemctl"),
@@ -137,6 +137,9 @@ fn verb(action: &str) -> Option<&'static str> {
 }
 
 pub async fn run(cmd: &Command, ctx: &Ctx<'_>) -> Outcome {
+    if cmd.action == "service.list" {
+        return super::service_list::run(cmd, ctx).await;
+    }
     let p: ServiceParams = match params(cmd) {
         Ok(p) => p,
         Err(o) => return o,

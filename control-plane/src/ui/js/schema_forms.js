@@ -96,9 +96,10 @@ async function loadActions() {
   return ACTIONS;
 }
 
-async function actionPicker(form, only) {
+// `list`: the actions to offer (default: the whole catalogue).
+async function actionPicker(form, only, list) {
   const sel = $("#action", form);
-  const acts = (await loadActions()).filter((a) => !only || only.includes(a.module));
+  const acts = (list || await loadActions()).filter((a) => a.name !== "sys.cancel" && (!only || only.includes(a.module)));
   sel.textContent = "";
   for (const a of acts) sel.append(el("option", { value: a.name, text: a.name }));
   const render = () => {
@@ -167,7 +168,9 @@ function watchCommand(id, box) {
 async function initRunner() {
   const form = $("#run-form");
   if (!form) return;
-  await actionPicker(form);
+  // Only what this host can run now; the page says what is left out, and why.
+  const mine = await api("GET", "/api/v1/agents/" + encodeURIComponent(form.dataset.agent) + "/actions");
+  await actionPicker(form, null, mine.ok ? mine.data.actions : null);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     showError(form, "");
