@@ -86,3 +86,6 @@ pub use alerts::*;
 mod sealed;
 #[allow(unused_imports)]
 pub use sealed::*;
+mod operations;
+#[allow(unused_imports)]
+pub use operations::*;
