@@ -59,6 +59,7 @@ pub mod lease;
 pub mod ledger;
 pub mod nats_auth;
 pub mod notify;
+pub mod operations;
 pub mod output;
 pub mod poison;
 pub mod prometheus;

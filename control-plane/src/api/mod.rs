@@ -30,6 +30,7 @@ mod install;
 mod jobs;
 mod keys;
 mod notify;
+mod operations;
 mod rollouts;
 mod schedules;
 mod services;
@@ -110,6 +111,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/preview", post(jobs::preview))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/hosts", get(jobs::hosts))
+        .route("/operations", get(operations::list))
         .merge(apps::routes())
         .merge(install::routes())
         .merge(schedules::routes())

@@ -121,7 +121,7 @@ pub(super) fn commands_table(cmds: &[command::Model], show_agent: bool) -> Marku
                 } }
                 tbody {
                     @for c in cmds {
-                        tr data-command=(c.id) {
+                        tr data-command=(c.id) id=(format!("cmd-{}", c.id)) {
                             td { (time(c.created_at)) }
                             @if show_agent {
                                 td { a href=(format!("/agents/{}", c.agent_id)) { (short(&c.agent_id)) } }

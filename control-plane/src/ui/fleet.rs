@@ -129,6 +129,7 @@ async fn fleet_body(state: &AppState, q: &FleetQuery) -> Result<Markup, sea_orm:
             }
             (super::updates::fleet_counts(state).await)
             (super::services::fleet_count(state).await)
+            (super::operations::fleet_count(state).await)
         }
         form.toolbar method="get" action="/fleet" {
             input type="search" name="q" #q placeholder="Search hostname, id or label" value=(text);

@@ -20,6 +20,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("services", "/services", "Services"),
     ("alerts", "/alerts", "Alerts"),
     ("jobs", "/jobs", "Jobs"),
+    ("operations", "/operations", "Live operations"),
     ("schedules", "/schedules", "Schedules"),
     ("apps", "/apps", "Apps"),
     ("updates", "/updates", "Updates"),

@@ -33,6 +33,7 @@ mod jobs;
 mod keys;
 mod login;
 mod notify;
+mod operations;
 mod releases;
 mod rollouts;
 mod schedules;
@@ -68,6 +69,7 @@ pub fn routes() -> Router<AppState> {
         .route("/agents/{id}", get(agents::agent_page))
         .route("/jobs", get(jobs::jobs_page))
         .route("/jobs/{id}", get(jobs::job_page))
+        .route("/operations", get(operations::operations_page))
         .route("/apps", get(apps::apps_page))
         .route("/schedules", get(schedules::schedules_page))
         .route("/updates", get(updates::updates_page))

@@ -87,3 +87,6 @@ mod sealed;
 #[allow(unused_imports)]
 pub use sealed::*;
 pub mod everyday;
+mod operations;
+#[allow(unused_imports)]
+pub use operations::*;

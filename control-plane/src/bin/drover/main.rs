@@ -20,6 +20,7 @@ mod history;
 mod jobs;
 mod keys;
 mod notify;
+mod ops;
 mod print;
 mod releases;
 mod rollout;
@@ -310,6 +311,17 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<ServicesCmd>,
     },
+    /// Live operations: what the fleet runs now (commands not finished
+    /// yet), counted by action, source and status, newest listed.
+    #[command(
+        after_help = "Examples:\n  drover ops\n  drover ops --source system --action pkg.scan\n  \
+        drover ops --host 'web-*' --status running --json | jq '.counts.total'\n  \
+        drover ops --watch --every 5"
+    )]
+    Ops {
+        #[command(flatten)]
+        args: ops::OpsArgs,
+    },
     /// Notification channels (webhook, email, bus) and their deliveries.
     #[command(
         after_help = "Examples:\n  drover notify channels add ops-hook --kind webhook \
@@ -562,6 +574,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
         Cmd::Services { args, action } => services::services(api, args, action).await,
+        Cmd::Ops { args } => ops::ops(api, args).await,
         Cmd::Notify { action } => notify::notify(api, action).await,
         Cmd::Alerts {
             action: None,

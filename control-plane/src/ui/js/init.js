@@ -14,7 +14,7 @@ const LIVE_ON = {
   fleet: ["agent"], agent: ["agent", "command"], jobs: ["command"], enrolment: ["agent"],
   security: ["agent"], audit: ["command", "agent"], schedules: ["command"],
   windows: ["command", "agent"], history: ["command"], rollouts: ["rollout", "command", "release"],
-  releases: ["release"], services: ["service"], alerts: ["alert"],
+  releases: ["release"], services: ["service"], alerts: ["alert"], operations: ["command"],
 };
 if ($("#agent-head")) {
   const form = $("#run-form");
