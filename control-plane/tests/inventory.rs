@@ -42,8 +42,13 @@ fn cli_json(stack: &Stack, args: &[&str]) -> Value {
     })
 }
 
+/// The selector's JSON form, from its CLI text.
+fn sel(text: &str) -> Value {
+    serde_json::to_value(bus_schema::selector::Selector::parse(text).unwrap()).unwrap()
+}
+
 async fn matches(stack: &Stack, selector: &str) -> u64 {
-    let (code, v) = stack.post("/jobs/preview", &json!(selector)).await;
+    let (code, v) = stack.post("/jobs/preview", &sel(selector)).await;
     assert_eq!(code, 200, "{selector}: {v}");
     v["count"].as_u64().unwrap()
 }
@@ -105,7 +110,7 @@ async fn operators_edit_the_inventory_and_selectors_follow() {
     let (code, job) = stack
         .post(
             "/jobs",
-            &json!({"selector": "label:role=web", "action": "sys.ping"}),
+            &json!({"selector": sel("label:role=web"), "action": "sys.ping"}),
         )
         .await;
     assert_eq!(code, 201, "{job}");

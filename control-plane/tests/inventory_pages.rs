@@ -76,7 +76,7 @@ async fn an_operator_renames_and_labels_a_host_on_its_page() {
         .await
         .is_err());
     b.c()
-        .execute("window.scrollTo(0, 0)", vec![])
+        .execute("window.scrollTo(0, 180)", vec![])
         .await
         .unwrap();
     let png = b.c().screenshot().await.unwrap();
