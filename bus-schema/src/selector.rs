@@ -65,7 +65,7 @@ pub struct Selector {
 pub enum SelectorError {
     #[error("an empty selector would match every agent; say `all` to mean that")]
     Empty,
-    #[error("selector term {0:?} is not understood; use all, id:<id>, label:<k>=<v>, host:<glob>, os:<name> or fact:<k>=<v>")]
+    #[error("selector term {0:?} is not understood; use all, id:<id>, label:<k>=<v>, host:<glob>, os:<name>, kernel:<release> or fact:<k>=<v>")]
     Term(String),
     #[error("hostname pattern {0:?} is not a valid glob")]
     Glob(String),
@@ -89,8 +89,8 @@ impl Selector {
         t.extend(self.labels.iter().map(|(k, v)| format!("label:{k}={v}")));
         t.extend(self.hostname.iter().map(|h| format!("host:{h}")));
         t.extend(self.facts.iter().map(|(k, v)| {
-            if k == "os" {
-                format!("os:{v}")
+            if k == "os" || k == "kernel" {
+                format!("{k}:{v}")
             } else {
                 format!("fact:{k}={v}")
             }
@@ -133,6 +133,10 @@ impl Selector {
                 Some(("host", v)) => s.hostname = Some(v.to_string()),
                 Some(("os", v)) => {
                     s.facts.insert("os".into(), v.to_string());
+                }
+                // Shorthand for `fact:kernel=<v>`.
+                Some(("kernel", v)) => {
+                    s.facts.insert("kernel".into(), v.to_string());
                 }
                 Some(("label", v)) => {
                     let (k, v) = kv(v).ok_or_else(|| SelectorError::Term(term.into()))?;

@@ -87,7 +87,8 @@ pub async fn list(
     f: &Filter,
     page: Option<(u64, u64)>,
 ) -> Result<Listing, DbErr> {
-    let mut cond = Condition::all();
+    // Decommissioned hosts are history, not fleet (`inventory`).
+    let mut cond = Condition::all().add(crate::inventory::store::not_decommissioned());
     if let Some(s) = f.status.as_deref().filter(|s| STATUSES.contains(s)) {
         cond = cond.add(agent::Column::Status.eq(s));
     }
@@ -140,6 +141,7 @@ pub async fn status_counts(db: &DatabaseConnection) -> Result<BTreeMap<String, i
         .select_only()
         .column(agent::Column::Status)
         .column_as(agent::Column::Id.count(), "n")
+        .filter(crate::inventory::store::not_decommissioned())
         .group_by(agent::Column::Status)
         .into_tuple()
         .all(db)

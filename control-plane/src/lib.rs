@@ -53,6 +53,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ingest;
 pub mod install;
+pub mod inventory;
 pub mod jobs;
 pub mod keys;
 pub mod lease;

@@ -27,6 +27,7 @@ mod box_keys;
 mod history;
 mod host_actions;
 mod install;
+mod inventory;
 mod jobs;
 mod keys;
 mod notify;
@@ -72,7 +73,11 @@ impl From<CreateError> for ApiError {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/agents", get(list_agents))
-        .route("/agents/{id}", get(get_agent))
+        .route(
+            "/agents/{id}",
+            get(get_agent).patch(inventory::edit).post(inventory::edit),
+        )
+        .route("/agents/{id}/decommission", post(inventory::decommission))
         // Metric history across retention tiers (raw samples, rollups).
         .route("/agents/{id}/metrics", get(history::metrics))
         .route(
@@ -220,11 +225,15 @@ async fn list_agents(
         .await
         .map_err(ApiError::internal)?;
     let policy = crate::version_policy::Policy::of(&state.cfg);
+    let inv = crate::inventory::store::many(&state.db, &ids)
+        .await
+        .map_err(ApiError::internal)?;
     let views: Vec<Value> = l
         .rows
         .iter()
         .map(|a| {
             let mut v = agent_json(a);
+            crate::inventory::decorate(&mut v, &a.labels, inv.get(&a.id));
             crate::skew::decorate(&mut v, &clocks);
             policy.decorate(&mut v, a);
             v
@@ -307,6 +316,10 @@ async fn get_agent(
         .await
         .map_err(ApiError::internal)?;
     let mut v = agent_json(&a);
+    let inv = crate::inventory::store::get(&state.db, &id)
+        .await
+        .map_err(ApiError::internal)?;
+    crate::inventory::decorate(&mut v, &a.labels, inv.as_ref());
     crate::skew::decorate(&mut v, &clocks);
     crate::version_policy::Policy::of(&state.cfg).decorate(&mut v, &a);
     v["identity_conflict"] = crate::clones::view(&state.db, &id)

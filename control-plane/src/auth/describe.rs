@@ -102,6 +102,21 @@ pub fn describe(
         ("POST", "/api/v1/agents/{id}/approve") => ("agent.approve".into(), id, json!({})),
         ("POST", "/api/v1/agents/{id}/reject") => ("agent.reject".into(), id, json!({})),
         ("POST", "/api/v1/agents/{id}/revoke") => ("agent.revoke".into(), id, json!({})),
+        // Inventory edits: what changed (notes by length only, to keep the
+        // trail short).
+        ("PATCH" | "POST", "/api/v1/agents/{id}") => (
+            "agent.edit".into(),
+            id,
+            json!({
+                "display_name": req["display_name"],
+                "labels": req["labels"],
+                "remove_labels": req["remove_labels"],
+                "notes_chars": req["notes"].as_str().map(|n| n.chars().count()),
+            }),
+        ),
+        ("POST", "/api/v1/agents/{id}/decommission") => {
+            ("agent.decommission".into(), id, json!({}))
+        }
         ("POST", "/api/v1/agents/{id}/box-key/accept") => (
             "agent.box_key_accept".into(),
             id,

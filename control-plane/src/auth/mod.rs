@@ -185,6 +185,8 @@ pub fn required(method: &Method, path: &str) -> Access {
                     "/approve",
                     "/reject",
                     "/revoke",
+                    // Decommissioning revokes too (`inventory`).
+                    "/decommission",
                     "/conflict/resolve",
                     // Trusting a host's new rootd key, which its secrets
                     // are then sealed to.

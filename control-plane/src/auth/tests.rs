@@ -86,6 +86,13 @@ fn every_route_has_a_decided_role() {
         ("POST", "/api/v1/agents/{id}/approve", Access::Least(Admin)),
         ("POST", "/api/v1/agents/{id}/reject", Access::Least(Admin)),
         ("POST", "/api/v1/agents/{id}/revoke", Access::Least(Admin)),
+        ("PATCH", "/api/v1/agents/{id}", Access::Least(Operator)),
+        ("POST", "/api/v1/agents/{id}", Access::Least(Operator)),
+        (
+            "POST",
+            "/api/v1/agents/{id}/decommission",
+            Access::Least(Admin),
+        ),
         (
             "POST",
             "/api/v1/agents/{id}/conflict/resolve",

@@ -478,3 +478,46 @@ pub mod rootd_box_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod agent_inventory {
+    use sea_orm::entity::prelude::*;
+
+    /// What operators set on a host (m0030, `inventory.rs`): one row per
+    /// agent an operator renamed, labelled, annotated or decommissioned.
+    /// The effective values stay on the agent's row (`agents.display_name`,
+    /// `agents.labels`), so selectors and pages read them as before; this
+    /// row keeps the parts they were made of.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agent_inventory")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent_id: String,
+        /// The name an operator gave (`None`: none; the enrolment name or
+        /// the host name is shown).
+        pub operator_name: Option<String>,
+        /// The name the host asked for at enrolment, kept when an operator
+        /// first renamed it, so clearing the operator's name restores it.
+        pub enrolled_name: Option<String>,
+        /// JSON object of the labels operators set (they win over the
+        /// agent's own on the same key).
+        pub operator_labels: String,
+        /// JSON object of the agent's own labels (enrolment claim and
+        /// token), kept when an operator first changed labels; `None`: the
+        /// agent's row still holds only its own.
+        pub agent_labels: Option<String>,
+        /// Free text, at most `inventory::MAX_NOTES` characters.
+        pub notes: String,
+        /// When the host was decommissioned, ms (`None`: in the fleet).
+        pub decommissioned_at: Option<i64>,
+        /// Who decommissioned it.
+        pub decommissioned_by: Option<String>,
+        /// Last change, ms, and by whom.
+        pub updated_at: i64,
+        pub updated_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

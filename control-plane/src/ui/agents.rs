@@ -17,8 +17,7 @@ use crate::retention::history::Range;
 use crate::state::AppState;
 
 use super::frame::{
-    bar, by_html, labels_html, ops_html, outcome_note, page, parse_json, pill, short, time,
-    unavailable,
+    bar, by_html, ops_html, outcome_note, page, parse_json, pill, short, time, unavailable,
 };
 
 /// `?range=1h|24h|7d|30d` on a host's page (default 24h).
@@ -212,6 +211,10 @@ pub(super) async fn agent_page(
     let creds = crate::credentials::view(&state.db, &a.id)
         .await
         .unwrap_or(Value::Null);
+    let Ok(inv) = crate::inventory::store::get(&state.db, &a.id).await else {
+        return unavailable("database");
+    };
+    let inv = inv.as_ref();
     let body = html! {
         div data-live="agent-head" #agent-head {
             section.card.head {
@@ -228,11 +231,11 @@ pub(super) async fn agent_page(
                     div #agent-version { (super::version::version(&crate::version_policy::Policy::of(&state.cfg), &a)) }
                     div #clock { (super::clock::clock(clock.get(&a.id))) }
                     div #credentials { (credentials_line(&creds)) }
-                    div { (labels_html(&parse_json(&a.labels))) }
+                    div { (super::inventory::labels(&a, inv)) }
                     div { (ops_html(&parse_json(&a.operations))) }
                 }
                 div {
-                    @if who.can(Role::Admin) && a.status != "revoked" {
+                    @if who.can(Role::Admin) && a.status != "revoked" && !super::inventory::gone(inv) {
                         button.danger.small data-api=(format!("/api/v1/agents/{}/revoke", a.id)) data-method="POST"
                             data-confirm=(format!("Revoke {}? The broker disconnects it at once.", a.hostname)) { "Revoke agent" }
                     }
@@ -257,6 +260,7 @@ pub(super) async fn agent_page(
                 }
             }
         }
+        (super::inventory::section(&who, &a, inv))
         div data-live="host-services" #host-services-wrap { (watched) }
         @if who.can(Role::Operator) && a.status != "revoked" {
             section.card #run-card {
@@ -309,7 +313,8 @@ pub(super) async fn agent_page(
     let conflict = crate::clones::view(&state.db, &a.id)
         .await
         .unwrap_or(Value::Null);
-    let body = html! { (super::identity::banner([&conflict])) (body) };
+    let body =
+        html! { (super::inventory::banner(inv)) (super::identity::banner([&conflict])) (body) };
     page(
         &who,
         "fleet",

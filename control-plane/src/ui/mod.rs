@@ -29,6 +29,7 @@ mod frame;
 mod history;
 pub mod html;
 mod identity;
+mod inventory;
 mod jobs;
 mod keys;
 mod login;
@@ -55,6 +56,7 @@ pub(super) const SCRIPTS: &[(&str, &str)] = &[
     ("schema_forms.js", include_str!("js/schema_forms.js")),
     ("jobs.js", include_str!("js/jobs.js")),
     ("apps.js", include_str!("js/apps.js")),
+    ("inventory.js", include_str!("js/inventory.js")),
     ("init.js", include_str!("js/init.js")),
 ];
 

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod agents;
+mod agents_edit;
 mod alerts;
 mod apps;
 mod audit;
@@ -169,10 +170,14 @@ enum Cmd {
     /// (for `nats sub --translate 'drover decode'`).
     Decode,
     /// List agents (status, last seen, metrics), or approve, reject, revoke one,
-    /// or show / accept the rootd box key its secrets are sealed to.
+    /// or show / accept the rootd box key its secrets are sealed to; edit the
+    /// inventory (show, rename, label, notes, remove).
+    #[command(
+        after_help = "Examples:\n  drover agents\n  drover agents label UABC... env=prod\n  drover agents --json show UABC..."
+    )]
     Agents {
-        /// Print the raw JSON.
-        #[arg(long)]
+        /// Print the raw JSON (one document).
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: Option<AgentsCmd>,
