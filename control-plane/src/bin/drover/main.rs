@@ -16,6 +16,9 @@ mod audit;
 mod automation;
 mod backup;
 mod box_key;
+mod exit;
+mod follow;
+mod help;
 mod history;
 mod jobs;
 mod keys;
@@ -33,7 +36,7 @@ mod windows;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 use control_plane::{client, config::Config, serve};
 
 use accounts::UsersCmd;
@@ -74,6 +77,11 @@ struct Cli {
     /// API token for the client commands (default: <data_dir>/admin.token).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print one JSON document on stdout instead of text (NDJSON for
+    /// `run --stream` and `logs`); errors become `{"error": "...", "code": N}`
+    /// on stderr.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -192,6 +200,8 @@ enum Cmd {
     /// version or of another wire protocol (they get no command but
     /// agent.update), refused commands, binding conflicts, revoked and
     /// pending agents.
+    #[command(after_help = "Examples:\n  drover security\n  \
+        drover security --json | jq '.outdated_agents'")]
     Security {
         /// Print the raw JSON.
         #[arg(long)]
@@ -200,6 +210,8 @@ enum Cmd {
     /// Signing keys: generations, overlap end, which hosts hold the current
     /// key; `drover keys rotate` rotates one, e.g.
     /// `drover keys rotate --which command --overlap 24h`.
+    #[command(after_help = "Examples:\n  drover keys --json\n  \
+        drover keys rotate --which command --overlap 24h")]
     Keys {
         #[command(subcommand)]
         action: Option<keys::KeysCmd>,
@@ -208,6 +220,9 @@ enum Cmd {
         json: bool,
     },
     /// Send one command to one agent, e.g. `drover send <agent> sys.ping`.
+    #[command(after_help = "Examples:\n  drover send <agent-id> sys.ping\n  \
+        drover send <agent-id> sys.info --wait 60 --json | jq .result\n\
+        Exit 3 when the command ended failed, rejected or expired.")]
     Send {
         agent: String,
         /// `module.action`; `drover actions` lists them.
@@ -227,6 +242,12 @@ enum Cmd {
     ///
     /// Selector terms (comma-separated, all must hold; ids are alternatives):
     /// all, id:<agent>, label:<k>=<v>, host:<glob>, os:<name>, fact:<k>=<v>.
+    #[command(after_help = "Examples:\n  drover run all sys.ping\n  \
+        drover run label:env=prod,host:web-* pkg.scan --stream\n  \
+        drover run os:debian sys.info --json | jq -r '.hosts[] | select(.status == \"succeeded\") | .hostname'\n  \
+        drover run all sys.ping --stream --json   # NDJSON: one line per host, then a summary\n  \
+        drover run all pkg.scan --wait 0 --json | jq -r .id\n\
+        Exit 0 when every host succeeded, 3 when some failed or expired, 6 when --wait ran out.")]
     Run {
         selector: String,
         /// `module.action`; `drover actions` lists them.
@@ -245,16 +266,28 @@ enum Cmd {
         /// Seconds a command may wait for an offline host.
         #[arg(long)]
         ttl: Option<u64>,
+        /// Print each host's result as it arrives, then a summary (with
+        /// --json: one JSON object per line, `"type": "host"` then
+        /// `"type": "summary"`).
+        #[arg(long)]
+        stream: bool,
     },
     /// List recent jobs, or show one with per-host results.
+    #[command(after_help = "Examples:\n  drover jobs\n  \
+        drover jobs <job-id> --json | jq -r '.hosts[] | select(.status != \"succeeded\") | .hostname'")]
     Jobs { id: Option<String> },
     /// Scheduled jobs (for now `pkg.scan`): list, add, remove, enable,
     /// disable, e.g. `drover schedules add nightly-scan all "0 3 * * *" --timezone Europe/Berlin`.
+    #[command(after_help = "Examples:\n  drover schedules list --json\n  \
+        drover schedules add nightly-scan all \"0 3 * * *\" --timezone Europe/Berlin\n  \
+        drover schedules disable nightly-scan")]
     Schedules {
         #[command(subcommand)]
         action: SchedulesCmd,
     },
     /// Show one command and its result.
+    #[command(after_help = "Examples:\n  drover command <command-id>\n  \
+        drover command <command-id> --wait 30 --json | jq .status")]
     Command {
         id: String,
         /// Seconds to wait for a final state.
@@ -267,11 +300,17 @@ enum Cmd {
         action: AutomationCmd,
     },
     /// Cancel a command that still waits in its agent's queue.
+    #[command(after_help = "Example:\n  drover cancel <command-id>")]
     Cancel { id: String },
     /// List the actions agents can run, or show one with its params schema.
+    #[command(after_help = "Examples:\n  drover actions\n  \
+        drover actions pkg.install --json | jq .params_schema")]
     Actions { name: Option<String> },
     /// The output of a command (live from the broker); `--follow` keeps
     /// printing until the command ends.
+    #[command(after_help = "Examples:\n  drover logs <command-id>\n  \
+        drover logs <command-id> --follow\n  \
+        drover logs <command-id> --json   # NDJSON: one {seq, stream, line} object per line")]
     Logs {
         command: String,
         /// Keep printing new lines until the command reaches a final state.
@@ -358,6 +397,15 @@ enum Cmd {
         #[command(subcommand)]
         action: UpdatesCmd,
     },
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = "Examples:\n  \
+        source <(drover completions bash)\n  \
+        drover completions zsh > \"${fpath[1]}/_drover\"\n  \
+        drover completions fish > ~/.config/fish/completions/drover.fish")]
+    Completions {
+        /// The shell: bash, zsh or fish.
+        shell: help::Shell,
+    },
 }
 
 fn init_tracing() {
@@ -370,11 +418,42 @@ fn init_tracing() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = exit::wants_json(&args);
+    let parsed = help::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Ok((help::json_requested(&m), Cli::from_arg_matches(&m)?)));
+    let (json, cli) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) if json && e.use_stderr() => {
+            let doc = serde_json::json!({
+                "error": e.render().to_string().trim(), "code": exit::Exit::Usage.code()
+            });
+            eprintln!("{doc}");
+            return exit::Exit::Usage.code().into();
+        }
+        Err(e) => e.exit(),
+    };
+    let json = json || cli.json;
+    print::set_json(json);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return exit::report(&e.into(), json).code().into(),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => exit::report(&e, json).code().into(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Decode => return server::decode(),
+        Cmd::Completions { shell } => return help::completions(shell),
         Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => init_tracing(),
         _ => {}
     }
@@ -394,13 +473,13 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Users { action } => accounts::users(&cfg, action).await,
         Cmd::Audit { action } => audit::run(&cfg, action).await,
         Cmd::Serve => serve::serve(cfg, serve::signal()).await,
-        Cmd::Backup { out, json } => backup::backup(&cfg, out, json).await,
+        Cmd::Backup { out, json } => backup::backup(&cfg, out, json || print::json_mode()).await,
         Cmd::Restore {
             file,
             data_dir,
             force,
             json,
-        } => backup::restore(cfg, &file, data_dir, force, json),
+        } => backup::restore(cfg, &file, data_dir, force, json || print::json_mode()),
         Cmd::Dev {
             nats_port,
             listen,
@@ -415,7 +494,7 @@ async fn main() -> anyhow::Result<()> {
             };
             server::run_dev(cfg, opts).await
         }
-        Cmd::Decode => unreachable!(),
+        Cmd::Decode | Cmd::Completions { .. } => unreachable!(),
         Cmd::Automation {
             action: AutomationCmd::Keygen,
         } => automation::keygen(),
@@ -443,7 +522,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let url = cli.api.clone().unwrap_or_else(|| cfg.local_api_url());
             let api = api_client(&url, cli.token, cli.ca, &cfg)?;
-            client_command(&api, other).await
+            client_command(&api, other, print::json_mode()).await
         }
     }
 }
@@ -476,9 +555,9 @@ fn api_client(
 }
 
 /// Runs a subcommand that goes through the API.
-async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()> {
+async fn client_command(api: &client::ApiClient, cmd: Cmd, js: bool) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Agents { json, action } => agents::agents(api, json, action).await,
+        Cmd::Agents { json, action } => agents::agents(api, json || js, action).await,
         Cmd::Tokens { action } => trust::tokens(api, action).await,
         Cmd::Releases { action } => match action {
             ReleasesCmd::List { json } => releases::list(api, json).await,
@@ -519,16 +598,16 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             other => unreachable!("{other:?} runs without the API"),
         },
         Cmd::ApiTokens { action } => automation::api_tokens(api, action).await,
-        Cmd::Security { json } => trust::security(api, json).await,
-        Cmd::Keys { action, json } => keys::run(api, action, json).await,
+        Cmd::Security { json } => trust::security(api, json || js).await,
+        Cmd::Keys { action, json } => keys::run(api, action, json || js).await,
         Cmd::Send {
             agent,
             action,
             params,
             wait,
             timeout,
-        } => jobs::send(api, &agent, &action, &params, wait, timeout).await,
-        Cmd::Command { id, wait } => jobs::command(api, &id, wait).await,
+        } => jobs::send(api, &agent, &action, &params, wait, timeout, js).await,
+        Cmd::Command { id, wait } => jobs::command(api, &id, wait, js).await,
         Cmd::Run {
             selector,
             action,
@@ -537,6 +616,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             key,
             timeout,
             ttl,
+            stream,
         } => {
             let run = jobs::Run {
                 selector,
@@ -546,19 +626,21 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                 key,
                 timeout,
                 ttl,
+                stream,
+                json: js,
             };
             jobs::run(api, run).await
         }
-        Cmd::Jobs { id } => jobs::jobs(api, id).await,
+        Cmd::Jobs { id } => jobs::jobs(api, id, js).await,
         Cmd::Schedules { action } => schedules::schedules(api, action).await,
         Cmd::Automation { action } => automation::automation(api, action).await,
-        Cmd::Cancel { id } => jobs::cancel(api, &id).await,
-        Cmd::Actions { name } => jobs::actions(api, name).await,
+        Cmd::Cancel { id } => jobs::cancel(api, &id, js).await,
+        Cmd::Actions { name } => jobs::actions(api, name, js).await,
         Cmd::Logs {
             command,
             follow,
             max_wait,
-        } => jobs::follow_logs(api, &command, follow, max_wait).await,
+        } => jobs::follow_logs(api, &command, follow, max_wait, js).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
         Cmd::Services { args, action } => services::services(api, args, action).await,
@@ -567,7 +649,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             action: None,
             state,
             json,
-        } => alerts::list(api, &state, json).await,
+        } => alerts::list(api, &state, json || js).await,
         Cmd::Alerts {
             action: Some(action),
             ..
