@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+/// Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
     token: String,

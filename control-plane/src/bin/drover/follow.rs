@@ -48,11 +48,14 @@ pub async fn follow_job(api: &client::ApiClient, f: Follow) -> anyhow::Result<()
     };
     // The event stream only says "something changed"; a lost stream costs
     // the live progress, not the result (the long poll still ends it).
+    // Connected in the background, so that a fast job is not held up.
     let (tx, mut events) = tokio::sync::mpsc::channel::<String>(256);
-    let reader = match api.events().await {
-        Ok(resp) => Some(tokio::spawn(command_events(resp, tx))),
-        Err(_) => None,
-    };
+    let sse = api.clone();
+    let reader = tokio::spawn(async move {
+        if let Ok(resp) = sse.events().await {
+            command_events(resp, tx).await;
+        }
+    });
     let deadline = Instant::now() + f.max;
     let long_poll = |deadline: Instant| -> Poll<'_> {
         let secs = deadline
@@ -65,9 +68,11 @@ pub async fn follow_job(api: &client::ApiClient, f: Follow) -> anyhow::Result<()
     let mut printed: HashSet<String> = HashSet::new();
     let mut mine: HashSet<String> = HashSet::new();
     let targets = first["target_count"].as_u64().unwrap_or(0) as usize;
-    emit_hosts(api, &f, &mut printed, &mut mine).await?;
+    if f.stream {
+        emit_hosts(api, &f, &mut printed, &mut mine).await?;
+    }
     let mut poll = long_poll(deadline);
-    let mut live = reader.is_some();
+    let mut live = true;
     let mut last = first;
     // Bounded: each turn is an answer or an event; the deadline ends it.
     for _ in 0..1_000_000 {
@@ -106,11 +111,11 @@ pub async fn follow_job(api: &client::ApiClient, f: Follow) -> anyhow::Result<()
         }
     }
     drop(poll);
-    if let Some(r) = reader {
-        r.abort();
-    }
+    reader.abort();
     bar.finish_and_clear();
-    let last = api.get(&format!("/jobs/{id}")).await?;
+    if !last["done"].as_bool().unwrap_or(false) {
+        last = api.get(&format!("/jobs/{id}")).await?;
+    }
     if f.stream {
         emit_hosts(api, &f, &mut printed, &mut mine).await?;
         summary_line(&last, f.json)?;

@@ -35,8 +35,7 @@ mod windows;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::{FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use control_plane::{client, config::Config, serve};
 
 use accounts::UsersCmd;
@@ -200,8 +199,7 @@ enum Cmd {
     /// version or of another wire protocol (they get no command but
     /// agent.update), refused commands, binding conflicts, revoked and
     /// pending agents.
-    #[command(after_help = "Examples:\n  drover security\n  \
-        drover security --json | jq '.outdated_agents'")]
+    #[command(after_help = help::SECURITY)]
     Security {
         /// Print the raw JSON.
         #[arg(long)]
@@ -210,8 +208,7 @@ enum Cmd {
     /// Signing keys: generations, overlap end, which hosts hold the current
     /// key; `drover keys rotate` rotates one, e.g.
     /// `drover keys rotate --which command --overlap 24h`.
-    #[command(after_help = "Examples:\n  drover keys --json\n  \
-        drover keys rotate --which command --overlap 24h")]
+    #[command(after_help = help::KEYS)]
     Keys {
         #[command(subcommand)]
         action: Option<keys::KeysCmd>,
@@ -220,9 +217,7 @@ enum Cmd {
         json: bool,
     },
     /// Send one command to one agent, e.g. `drover send <agent> sys.ping`.
-    #[command(after_help = "Examples:\n  drover send <agent-id> sys.ping\n  \
-        drover send <agent-id> sys.info --wait 60 --json | jq .result\n\
-        Exit 3 when the command ended failed, rejected or expired.")]
+    #[command(after_help = help::SEND)]
     Send {
         agent: String,
         /// `module.action`; `drover actions` lists them.
@@ -242,12 +237,7 @@ enum Cmd {
     ///
     /// Selector terms (comma-separated, all must hold; ids are alternatives):
     /// all, id:<agent>, label:<k>=<v>, host:<glob>, os:<name>, fact:<k>=<v>.
-    #[command(after_help = "Examples:\n  drover run all sys.ping\n  \
-        drover run label:env=prod,host:web-* pkg.scan --stream\n  \
-        drover run os:debian sys.info --json | jq -r '.hosts[] | select(.status == \"succeeded\") | .hostname'\n  \
-        drover run all sys.ping --stream --json   # NDJSON: one line per host, then a summary\n  \
-        drover run all pkg.scan --wait 0 --json | jq -r .id\n\
-        Exit 0 when every host succeeded, 3 when some failed or expired, 6 when --wait ran out.")]
+    #[command(after_help = help::RUN)]
     Run {
         selector: String,
         /// `module.action`; `drover actions` lists them.
@@ -273,21 +263,17 @@ enum Cmd {
         stream: bool,
     },
     /// List recent jobs, or show one with per-host results.
-    #[command(after_help = "Examples:\n  drover jobs\n  \
-        drover jobs <job-id> --json | jq -r '.hosts[] | select(.status != \"succeeded\") | .hostname'")]
+    #[command(after_help = help::JOBS)]
     Jobs { id: Option<String> },
     /// Scheduled jobs (for now `pkg.scan`): list, add, remove, enable,
     /// disable, e.g. `drover schedules add nightly-scan all "0 3 * * *" --timezone Europe/Berlin`.
-    #[command(after_help = "Examples:\n  drover schedules list --json\n  \
-        drover schedules add nightly-scan all \"0 3 * * *\" --timezone Europe/Berlin\n  \
-        drover schedules disable nightly-scan")]
+    #[command(after_help = help::SCHEDULES)]
     Schedules {
         #[command(subcommand)]
         action: SchedulesCmd,
     },
     /// Show one command and its result.
-    #[command(after_help = "Examples:\n  drover command <command-id>\n  \
-        drover command <command-id> --wait 30 --json | jq .status")]
+    #[command(after_help = help::COMMAND)]
     Command {
         id: String,
         /// Seconds to wait for a final state.
@@ -300,17 +286,14 @@ enum Cmd {
         action: AutomationCmd,
     },
     /// Cancel a command that still waits in its agent's queue.
-    #[command(after_help = "Example:\n  drover cancel <command-id>")]
+    #[command(after_help = help::CANCEL)]
     Cancel { id: String },
     /// List the actions agents can run, or show one with its params schema.
-    #[command(after_help = "Examples:\n  drover actions\n  \
-        drover actions pkg.install --json | jq .params_schema")]
+    #[command(after_help = help::ACTIONS)]
     Actions { name: Option<String> },
     /// The output of a command (live from the broker); `--follow` keeps
     /// printing until the command ends.
-    #[command(after_help = "Examples:\n  drover logs <command-id>\n  \
-        drover logs <command-id> --follow\n  \
-        drover logs <command-id> --json   # NDJSON: one {seq, stream, line} object per line")]
+    #[command(after_help = help::LOGS)]
     Logs {
         command: String,
         /// Keep printing new lines until the command reaches a final state.
@@ -398,44 +381,18 @@ enum Cmd {
         action: UpdatesCmd,
     },
     /// Print a shell completion script for bash, zsh or fish.
-    #[command(after_help = "Examples:\n  \
-        source <(drover completions bash)\n  \
-        drover completions zsh > \"${fpath[1]}/_drover\"\n  \
-        drover completions fish > ~/.config/fish/completions/drover.fish")]
+    #[command(after_help = help::COMPLETIONS)]
     Completions {
         /// The shell: bash, zsh or fish.
         shell: help::Shell,
     },
 }
 
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> std::process::ExitCode {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let json = exit::wants_json(&args);
-    let parsed = help::command()
-        .try_get_matches_from(&args)
-        .and_then(|m| Ok((help::json_requested(&m), Cli::from_arg_matches(&m)?)));
-    let (json, cli) = match parsed {
+    let (json, cli) = match help::parse() {
         Ok(parsed) => parsed,
-        Err(e) if json && e.use_stderr() => {
-            let doc = serde_json::json!({
-                "error": e.render().to_string().trim(), "code": exit::Exit::Usage.code()
-            });
-            eprintln!("{doc}");
-            return exit::Exit::Usage.code().into();
-        }
-        Err(e) => e.exit(),
+        Err(code) => return code,
     };
-    let json = json || cli.json;
     print::set_json(json);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -454,7 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Decode => return server::decode(),
         Cmd::Completions { shell } => return help::completions(shell),
-        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => init_tracing(),
+        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => server::init_tracing(),
         _ => {}
     }
     let cfg = Config::load(cli.config.as_deref())?;
@@ -521,37 +478,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let url = cli.api.clone().unwrap_or_else(|| cfg.local_api_url());
-            let api = api_client(&url, cli.token, cli.ca, &cfg)?;
+            let api = help::api_client(&url, cli.token, cli.ca, &cfg)?;
             client_command(&api, other, print::json_mode()).await
         }
     }
-}
-
-/// The API client of the client commands: `--token` / `DROVER_TOKEN`, else
-/// the admin token file in the data directory; for an https URL it trusts
-/// `--ca` / `DROVER_CA`, else `<data_dir>/tls/ca.pem` when present.
-fn api_client(
-    url: &str,
-    token: Option<String>,
-    ca: Option<PathBuf>,
-    cfg: &Config,
-) -> anyhow::Result<client::ApiClient> {
-    let token = match token {
-        Some(t) => t,
-        None => std::fs::read_to_string(cfg.admin_token_path())
-            .map(|s| s.trim().to_string())
-            .with_context(|| {
-                format!(
-                    "no API token: pass --token, set DROVER_TOKEN, or run where {} exists",
-                    cfg.admin_token_path().display()
-                )
-            })?,
-    };
-    let ca = ca.or_else(|| {
-        let made = cfg.tls_files().ca_pem();
-        (url.to_ascii_lowercase().starts_with("https://") && made.is_file()).then_some(made)
-    });
-    client::ApiClient::with_ca(url, token, ca.as_deref())
 }
 
 /// Runs a subcommand that goes through the API.
