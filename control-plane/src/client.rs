@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+/// Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
     token: String,
@@ -53,11 +55,12 @@ impl ApiClient {
         if status.is_success() {
             return Ok(body);
         }
-        let msg = body
+        let message = body
             .get("error")
             .and_then(Value::as_str)
-            .unwrap_or("no details");
-        bail!("{status}: {msg}")
+            .unwrap_or("no details")
+            .to_string();
+        Err(ClientError::Status { status, message }.into())
     }
 
     /// `GET /api/v1{path}` with the token; the answer unread.
@@ -73,6 +76,20 @@ impl ApiClient {
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self.send_get(path).await?;
         self.check(resp).await
+    }
+
+    /// `GET /api/v1/events`: the server-sent event stream (`event: <kind>`
+    /// and `data: <JSON>` lines), open; read it with `bytes_stream()`.
+    /// Errors as [`Self::get`].
+    pub async fn events(&self) -> anyhow::Result<reqwest::Response> {
+        let resp = self.send_get("/events").await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        match self.check(resp).await {
+            Err(e) => Err(e),
+            Ok(_) => bail!("the event stream answered without success"),
+        }
     }
 
     /// A GET whose answer is text (CSV exports); errors as [`Self::get`].
@@ -161,7 +178,24 @@ fn unreachable(base: &str, e: reqwest::Error) -> anyhow::Error {
              running? Set --api or DROVER_API"
         )
     };
-    anyhow::anyhow!("{hint} ({chain})")
+    ClientError::Unreachable(format!("{hint} ({chain})")).into()
+}
+
+/// Why a request failed, typed so that the CLI can map it to an exit code
+/// (downcast it from the `anyhow::Error` the methods return).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The control plane answered with a non-success status; `message` is
+    /// the `error` field of its JSON body (`no details` without one).
+    #[error("{status}: {message}")]
+    Status {
+        status: reqwest::StatusCode,
+        message: String,
+    },
+    /// No answer: nothing listening, TLS mismatch, or a timeout; the text
+    /// says what to change.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// `key=value` pairs into a JSON object; values that parse as JSON (numbers,

@@ -10,7 +10,8 @@ use clap::Subcommand;
 use control_plane::client;
 use serde_json::Value;
 
-use crate::print::follow_job;
+use crate::follow::{follow_job, Follow};
+use crate::print::{json_mode, print_json};
 
 #[derive(Subcommand, Debug)]
 pub enum AppsCmd {
@@ -22,6 +23,9 @@ pub enum AppsCmd {
     /// `drover apps install nginx host:web-* server_name=example.org`.
     /// Inputs are key=value; `key=@/path` reads the value from a file, so a
     /// password never has to be on the command line.
+    #[command(after_help = "Examples:\n  \
+        drover apps install nginx host:web-* server_name=example.org\n  \
+        drover apps install mariadb id:<agent-id> root_password=@/run/secrets/db --json")]
     Install {
         id: String,
         selector: String,
@@ -40,6 +44,9 @@ pub async fn apps(api: &client::ApiClient, action: AppsCmd) -> anyhow::Result<()
     match action {
         AppsCmd::List => {
             let v = api.get("/apps").await?;
+            if json_mode() {
+                return print_json(&v);
+            }
             for a in v["apps"].as_array().cloned().unwrap_or_default() {
                 println!(
                     "{:<16} {:<8} {:<10} {}",
@@ -56,6 +63,9 @@ pub async fn apps(api: &client::ApiClient, action: AppsCmd) -> anyhow::Result<()
         }
         AppsCmd::Show { id } => {
             let a = api.get(&format!("/apps/{id}")).await?;
+            if json_mode() {
+                return print_json(&a);
+            }
             println!(
                 "{} {} — {}",
                 a["name"].as_str().unwrap_or(""),
@@ -126,7 +136,7 @@ pub async fn apps(api: &client::ApiClient, action: AppsCmd) -> anyhow::Result<()
                 serde_json::json!({"selector": sel, "inputs": inputs, "idempotency_key": key});
             let job = api.post(&format!("/apps/{id}/install"), &body).await?;
             let jid = job["id"].as_str().unwrap_or("").to_string();
-            if job["replayed"] == true {
+            if job["replayed"] == true && !json_mode() {
                 eprintln!("idempotency key already used for this request: job {jid}, made earlier, nothing new was started");
             }
             for i in job["ignored_inputs"].as_array().into_iter().flatten() {
@@ -136,12 +146,23 @@ pub async fn apps(api: &client::ApiClient, action: AppsCmd) -> anyhow::Result<()
                     i["reason"].as_str().unwrap_or("")
                 );
             }
-            eprintln!("job {jid}: install {id} on {} hosts", job["target_count"]);
+            if !json_mode() {
+                eprintln!("job {jid}: install {id} on {} hosts", job["target_count"]);
+            }
             if wait == 0 {
+                if json_mode() {
+                    return print_json(&job);
+                }
                 println!("{jid}");
                 return Ok(());
             }
-            follow_job(api, &jid, std::time::Duration::from_secs(wait)).await
+            let f = Follow {
+                id: jid,
+                max: std::time::Duration::from_secs(wait),
+                stream: false,
+                json: json_mode(),
+            };
+            follow_job(api, f).await
         }
     }
 }

@@ -5,11 +5,12 @@
 //! (with `print.rs`); it signs nothing and checks no parameters itself —
 //! the control plane validates every request.
 
-use anyhow::Context;
 use control_plane::client;
 use serde_json::Value;
 
-use crate::print::{follow_job, print_command, print_job, print_json};
+use crate::exit::HostsFailed;
+use crate::follow::{follow_job, Follow};
+use crate::print::{print_command, print_job, print_json};
 
 /// The arguments of `drover run`, as clap parsed them.
 pub struct Run {
@@ -27,6 +28,26 @@ pub struct Run {
     pub timeout: Option<u32>,
     /// Seconds a command may wait for an offline host.
     pub ttl: Option<u64>,
+    /// Print each host's result as it arrives.
+    pub stream: bool,
+    /// JSON output (NDJSON with `stream`).
+    pub json: bool,
+}
+
+/// Prints one command (`GET /commands/<id>`), as JSON or text, and fails
+/// with [`HostsFailed`] (exit 3) when it ended failed, rejected or expired.
+fn show_command(v: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(v)?;
+    } else {
+        print_command(v);
+    }
+    let status = v["status"].as_str().unwrap_or("");
+    if matches!(status, "failed" | "rejected" | "expired") {
+        let id = v["id"].as_str().unwrap_or("");
+        return Err(HostsFailed(format!("command {id} {status}")).into());
+    }
+    Ok(())
 }
 
 /// `drover send <agent> <action> [key=value…]`: one command to one agent.
@@ -37,6 +58,7 @@ pub async fn send(
     params: &[String],
     wait: u64,
     timeout: Option<u32>,
+    json: bool,
 ) -> anyhow::Result<()> {
     let mut body = serde_json::json!({ "action": action, "params": client::parse_params(params)? });
     if let Some(t) = timeout {
@@ -45,15 +67,18 @@ pub async fn send(
     let v = api
         .post(&format!("/agents/{agent}/commands?wait={wait}"), &body)
         .await?;
-    print_command(&v);
-    Ok(())
+    show_command(&v, json)
 }
 
 /// `drover command <id> [--wait]`.
-pub async fn command(api: &client::ApiClient, id: &str, wait: u64) -> anyhow::Result<()> {
+pub async fn command(
+    api: &client::ApiClient,
+    id: &str,
+    wait: u64,
+    json: bool,
+) -> anyhow::Result<()> {
     let v = api.get(&format!("/commands/{id}?wait={wait}")).await?;
-    print_command(&v);
-    Ok(())
+    show_command(&v, json)
 }
 
 /// `drover run <selector> <action>`: submits a job, then follows it unless
@@ -67,6 +92,8 @@ pub async fn run(api: &client::ApiClient, run: Run) -> anyhow::Result<()> {
         key,
         timeout,
         ttl,
+        stream,
+        json,
     } = run;
     let sel = control_plane::jobs::Selector::parse(&selector)?;
     let body = serde_json::json!({
@@ -75,32 +102,53 @@ pub async fn run(api: &client::ApiClient, run: Run) -> anyhow::Result<()> {
     });
     let job = api.post("/jobs", &body).await?;
     let id = job["id"].as_str().unwrap_or("").to_string();
-    if job["replayed"] == true {
+    // With --json, stderr carries only an error document; the job's JSON
+    // says `replayed` and `target_count`.
+    if job["replayed"] == true && !json {
         eprintln!("idempotency key already used for this request: job {id}, made earlier, nothing new was started");
     }
-    eprintln!(
-        "job {id}: {} on {} hosts",
-        job["action"].as_str().unwrap_or(""),
-        job["target_count"]
-    );
+    if !json {
+        eprintln!(
+            "job {id}: {} on {} hosts",
+            job["action"].as_str().unwrap_or(""),
+            job["target_count"]
+        );
+    }
     if wait == 0 {
-        println!("{id}");
+        if json {
+            print_json(&job)?;
+        } else {
+            println!("{id}");
+        }
         return Ok(());
     }
-    follow_job(api, &id, std::time::Duration::from_secs(wait)).await
+    let f = Follow {
+        id,
+        max: std::time::Duration::from_secs(wait),
+        stream,
+        json,
+    };
+    follow_job(api, f).await
 }
 
 /// `drover jobs [id]`: recent jobs, or one with its per-host results.
-pub async fn jobs(api: &client::ApiClient, id: Option<String>) -> anyhow::Result<()> {
+pub async fn jobs(api: &client::ApiClient, id: Option<String>, json: bool) -> anyhow::Result<()> {
     let Some(id) = id else {
-        return list_jobs(api).await;
+        return list_jobs(api, json).await;
     };
-    let v = api.get(&format!("/jobs/{id}")).await?;
+    let mut v = api.get(&format!("/jobs/{id}")).await?;
+    if json {
+        v["hosts"] = api.get(&format!("/jobs/{id}/hosts")).await?["hosts"].clone();
+        return print_json(&v);
+    }
     print_job(api, &v).await
 }
 
-async fn list_jobs(api: &client::ApiClient) -> anyhow::Result<()> {
+async fn list_jobs(api: &client::ApiClient, json: bool) -> anyhow::Result<()> {
     let v = api.get("/jobs").await?;
+    if json {
+        return print_json(&v);
+    }
     println!(
         "{:<34} {:<14} {:<28} {:>7} {:>9} {:>7}  DONE",
         "ID", "ACTION", "BY", "TARGETS", "SUCCEEDED", "FAILED"
@@ -121,18 +169,28 @@ async fn list_jobs(api: &client::ApiClient) -> anyhow::Result<()> {
 }
 
 /// `drover cancel <id>`: cancels a command still waiting in its queue.
-pub async fn cancel(api: &client::ApiClient, id: &str) -> anyhow::Result<()> {
+pub async fn cancel(api: &client::ApiClient, id: &str, json: bool) -> anyhow::Result<()> {
     let v = api
         .post(&format!("/commands/{id}/cancel"), &serde_json::json!({}))
         .await?;
+    if json {
+        return print_json(&v);
+    }
     print_command(&v);
     Ok(())
 }
 
 /// `drover actions [name]`: the action table, or one action as JSON.
-pub async fn actions(api: &client::ApiClient, name: Option<String>) -> anyhow::Result<()> {
+pub async fn actions(
+    api: &client::ApiClient,
+    name: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
     let v = api.get("/actions").await?;
     let Some(name) = name else {
+        if json {
+            return print_json(&v);
+        }
         for a in v["actions"].as_array().cloned().unwrap_or_default() {
             println!(
                 "{:<22} {:<6} {:>5}s  {}",
@@ -147,7 +205,10 @@ pub async fn actions(api: &client::ApiClient, name: Option<String>) -> anyhow::R
     let a = v["actions"]
         .as_array()
         .and_then(|all| all.iter().find(|a| a["name"] == name.as_str()).cloned())
-        .with_context(|| format!("no action {name}; `drover actions` lists them"))?;
+        .ok_or_else(|| client::ClientError::Status {
+            status: reqwest::StatusCode::NOT_FOUND,
+            message: format!("no action {name}; `drover actions` lists them"),
+        })?;
     print_json(&a)
 }
 
@@ -158,6 +219,7 @@ pub async fn follow_logs(
     id: &str,
     follow: bool,
     max_wait: u64,
+    json: bool,
 ) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(max_wait);
     let mut after = 0u64;
@@ -168,7 +230,9 @@ pub async fn follow_logs(
         for l in v["lines"].as_array().cloned().unwrap_or_default() {
             after = after.max(l["seq"].as_u64().unwrap_or(after));
             let line = l["line"].as_str().unwrap_or("");
-            if l["stream"] == "stderr" {
+            if json {
+                println!("{}", serde_json::to_string(&l)?);
+            } else if l["stream"] == "stderr" {
                 eprintln!("{line}");
             } else {
                 println!("{line}");
@@ -176,7 +240,7 @@ pub async fn follow_logs(
         }
         let done = v["final"].as_bool().unwrap_or(false);
         if done || !follow {
-            if follow {
+            if follow && !json {
                 let c = api.get(&format!("/commands/{id}")).await?;
                 eprintln!(
                     "-- {}: {}",
@@ -187,7 +251,10 @@ pub async fn follow_logs(
             return Ok(());
         }
         if std::time::Instant::now() >= deadline {
-            anyhow::bail!("command {id} still running after {max_wait}s; run `drover logs {id} --follow` again");
+            return Err(crate::exit::TimedOut(format!(
+                "command {id} still running after {max_wait}s; run `drover logs {id} --follow` again"
+            ))
+            .into());
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }

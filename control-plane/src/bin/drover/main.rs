@@ -17,6 +17,9 @@ mod audit;
 mod automation;
 mod backup;
 mod box_key;
+mod exit;
+mod follow;
+mod help;
 mod history;
 mod jobs;
 mod keys;
@@ -34,7 +37,6 @@ mod windows;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control_plane::{client, config::Config, serve};
 
@@ -76,6 +78,11 @@ struct Cli {
     /// API token for the client commands (default: <data_dir>/admin.token).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print one JSON document on stdout instead of text (NDJSON for
+    /// `run --stream` and `logs`); errors become `{"error": "...", "code": N}`
+    /// on stderr.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -198,6 +205,7 @@ enum Cmd {
     /// version or of another wire protocol (they get no command but
     /// agent.update), refused commands, binding conflicts, revoked and
     /// pending agents.
+    #[command(after_help = help::SECURITY)]
     Security {
         /// Print the raw JSON.
         #[arg(long)]
@@ -206,6 +214,7 @@ enum Cmd {
     /// Signing keys: generations, overlap end, which hosts hold the current
     /// key; `drover keys rotate` rotates one, e.g.
     /// `drover keys rotate --which command --overlap 24h`.
+    #[command(after_help = help::KEYS)]
     Keys {
         #[command(subcommand)]
         action: Option<keys::KeysCmd>,
@@ -214,6 +223,7 @@ enum Cmd {
         json: bool,
     },
     /// Send one command to one agent, e.g. `drover send <agent> sys.ping`.
+    #[command(after_help = help::SEND)]
     Send {
         agent: String,
         /// `module.action`; `drover actions` lists them.
@@ -233,6 +243,7 @@ enum Cmd {
     ///
     /// Selector terms (comma-separated, all must hold; ids are alternatives):
     /// all, id:<agent>, label:<k>=<v>, host:<glob>, os:<name>, fact:<k>=<v>.
+    #[command(after_help = help::RUN)]
     Run {
         selector: String,
         /// `module.action`; `drover actions` lists them.
@@ -251,16 +262,24 @@ enum Cmd {
         /// Seconds a command may wait for an offline host.
         #[arg(long)]
         ttl: Option<u64>,
+        /// Print each host's result as it arrives, then a summary (with
+        /// --json: one JSON object per line, `"type": "host"` then
+        /// `"type": "summary"`).
+        #[arg(long)]
+        stream: bool,
     },
     /// List recent jobs, or show one with per-host results.
+    #[command(after_help = help::JOBS)]
     Jobs { id: Option<String> },
     /// Scheduled jobs (for now `pkg.scan`): list, add, remove, enable,
     /// disable, e.g. `drover schedules add nightly-scan all "0 3 * * *" --timezone Europe/Berlin`.
+    #[command(after_help = help::SCHEDULES)]
     Schedules {
         #[command(subcommand)]
         action: SchedulesCmd,
     },
     /// Show one command and its result.
+    #[command(after_help = help::COMMAND)]
     Command {
         id: String,
         /// Seconds to wait for a final state.
@@ -273,11 +292,14 @@ enum Cmd {
         action: AutomationCmd,
     },
     /// Cancel a command that still waits in its agent's queue.
+    #[command(after_help = help::CANCEL)]
     Cancel { id: String },
     /// List the actions agents can run, or show one with its params schema.
+    #[command(after_help = help::ACTIONS)]
     Actions { name: Option<String> },
     /// The output of a command (live from the broker); `--follow` keeps
     /// printing until the command ends.
+    #[command(after_help = help::LOGS)]
     Logs {
         command: String,
         /// Keep printing new lines until the command reaches a final state.
@@ -375,24 +397,38 @@ enum Cmd {
         #[command(subcommand)]
         action: UpdatesCmd,
     },
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions {
+        /// The shell: bash, zsh or fish.
+        shell: help::Shell,
+    },
 }
 
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,async_nats=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> std::process::ExitCode {
+    let (json, cli) = match help::parse() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    print::set_json(json);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return exit::report(&e.into(), json).code().into(),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => exit::report(&e, json).code().into(),
+    }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Decode => return server::decode(),
-        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => init_tracing(),
+        Cmd::Completions { shell } => return help::completions(shell),
+        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => server::init_tracing(),
         _ => {}
     }
     let cfg = Config::load(cli.config.as_deref())?;
@@ -411,13 +447,13 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Users { action } => accounts::users(&cfg, action).await,
         Cmd::Audit { action } => audit::run(&cfg, action).await,
         Cmd::Serve => serve::serve(cfg, serve::signal()).await,
-        Cmd::Backup { out, json } => backup::backup(&cfg, out, json).await,
+        Cmd::Backup { out, json } => backup::backup(&cfg, out, json || print::json_mode()).await,
         Cmd::Restore {
             file,
             data_dir,
             force,
             json,
-        } => backup::restore(cfg, &file, data_dir, force, json),
+        } => backup::restore(cfg, &file, data_dir, force, json || print::json_mode()),
         Cmd::Dev {
             nats_port,
             listen,
@@ -432,7 +468,7 @@ async fn main() -> anyhow::Result<()> {
             };
             server::run_dev(cfg, opts).await
         }
-        Cmd::Decode => unreachable!(),
+        Cmd::Decode | Cmd::Completions { .. } => unreachable!(),
         Cmd::Automation {
             action: AutomationCmd::Keygen,
         } => automation::keygen(),
@@ -459,43 +495,16 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let url = cli.api.clone().unwrap_or_else(|| cfg.local_api_url());
-            let api = api_client(&url, cli.token, cli.ca, &cfg)?;
-            client_command(&api, other).await
+            let api = help::api_client(&url, cli.token, cli.ca, &cfg)?;
+            client_command(&api, other, print::json_mode()).await
         }
     }
 }
 
-/// The API client of the client commands: `--token` / `DROVER_TOKEN`, else
-/// the admin token file in the data directory; for an https URL it trusts
-/// `--ca` / `DROVER_CA`, else `<data_dir>/tls/ca.pem` when present.
-fn api_client(
-    url: &str,
-    token: Option<String>,
-    ca: Option<PathBuf>,
-    cfg: &Config,
-) -> anyhow::Result<client::ApiClient> {
-    let token = match token {
-        Some(t) => t,
-        None => std::fs::read_to_string(cfg.admin_token_path())
-            .map(|s| s.trim().to_string())
-            .with_context(|| {
-                format!(
-                    "no API token: pass --token, set DROVER_TOKEN, or run where {} exists",
-                    cfg.admin_token_path().display()
-                )
-            })?,
-    };
-    let ca = ca.or_else(|| {
-        let made = cfg.tls_files().ca_pem();
-        (url.to_ascii_lowercase().starts_with("https://") && made.is_file()).then_some(made)
-    });
-    client::ApiClient::with_ca(url, token, ca.as_deref())
-}
-
 /// Runs a subcommand that goes through the API.
-async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()> {
+async fn client_command(api: &client::ApiClient, cmd: Cmd, js: bool) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Agents { json, action } => agents::agents(api, json, action).await,
+        Cmd::Agents { json, action } => agents::agents(api, json || js, action).await,
         Cmd::Tokens { action } => trust::tokens(api, action).await,
         Cmd::Releases { action } => match action {
             ReleasesCmd::List { json } => releases::list(api, json).await,
@@ -536,16 +545,16 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             other => unreachable!("{other:?} runs without the API"),
         },
         Cmd::ApiTokens { action } => automation::api_tokens(api, action).await,
-        Cmd::Security { json } => trust::security(api, json).await,
-        Cmd::Keys { action, json } => keys::run(api, action, json).await,
+        Cmd::Security { json } => trust::security(api, json || js).await,
+        Cmd::Keys { action, json } => keys::run(api, action, json || js).await,
         Cmd::Send {
             agent,
             action,
             params,
             wait,
             timeout,
-        } => jobs::send(api, &agent, &action, &params, wait, timeout).await,
-        Cmd::Command { id, wait } => jobs::command(api, &id, wait).await,
+        } => jobs::send(api, &agent, &action, &params, wait, timeout, js).await,
+        Cmd::Command { id, wait } => jobs::command(api, &id, wait, js).await,
         Cmd::Run {
             selector,
             action,
@@ -554,6 +563,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             key,
             timeout,
             ttl,
+            stream,
         } => {
             let run = jobs::Run {
                 selector,
@@ -563,19 +573,21 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
                 key,
                 timeout,
                 ttl,
+                stream,
+                json: js,
             };
             jobs::run(api, run).await
         }
-        Cmd::Jobs { id } => jobs::jobs(api, id).await,
+        Cmd::Jobs { id } => jobs::jobs(api, id, js).await,
         Cmd::Schedules { action } => schedules::schedules(api, action).await,
         Cmd::Automation { action } => automation::automation(api, action).await,
-        Cmd::Cancel { id } => jobs::cancel(api, &id).await,
-        Cmd::Actions { name } => jobs::actions(api, name).await,
+        Cmd::Cancel { id } => jobs::cancel(api, &id, js).await,
+        Cmd::Actions { name } => jobs::actions(api, name, js).await,
         Cmd::Logs {
             command,
             follow,
             max_wait,
-        } => jobs::follow_logs(api, &command, follow, max_wait).await,
+        } => jobs::follow_logs(api, &command, follow, max_wait, js).await,
         Cmd::Apps { action } => apps::apps(api, action.unwrap_or(AppsCmd::List)).await,
         Cmd::Windows { action } => windows::windows(api, action).await,
         Cmd::Services { args, action } => services::services(api, args, action).await,
@@ -585,7 +597,7 @@ async fn client_command(api: &client::ApiClient, cmd: Cmd) -> anyhow::Result<()>
             action: None,
             state,
             json,
-        } => alerts::list(api, &state, json).await,
+        } => alerts::list(api, &state, json || js).await,
         Cmd::Alerts {
             action: Some(action),
             ..

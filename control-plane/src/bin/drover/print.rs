@@ -1,12 +1,24 @@
 //! Printing helpers shared by the subcommands: sizes, one command, one job's
-//! per-host table, the job progress bar and `--json` output.
+//! per-host table and `--json` output (following a job is `follow.rs`).
 //!
 //! Owns how things look on the terminal; it parses no arguments and decides
-//! nothing about which request to send (apart from the job polls the
-//! progress bar needs).
+//! nothing about which request to send.
 
 use control_plane::client;
 use serde_json::Value;
+
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records the global `--json` flag (set once, by `main`).
+pub fn set_json(on: bool) {
+    JSON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the global `--json` flag is set: commands without a `json`
+/// argument of their own print their answer as JSON then.
+pub fn json_mode() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// `b` bytes as GiB with one decimal, e.g. `1.5G`.
 pub fn fmt_bytes(b: f64) -> String {
@@ -17,48 +29,6 @@ pub fn fmt_bytes(b: f64) -> String {
 /// Prints a JSON value pretty (the `--json` flags).
 pub fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
-/// Follows a job with a progress bar until every host answered or `max`.
-pub async fn follow_job(
-    api: &client::ApiClient,
-    id: &str,
-    max: std::time::Duration,
-) -> anyhow::Result<()> {
-    let first = api.get(&format!("/jobs/{id}")).await?;
-    let bar = indicatif::ProgressBar::new(first["target_count"].as_u64().unwrap_or(0));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let deadline = std::time::Instant::now() + max;
-    let last = loop {
-        let v = api.get(&format!("/jobs/{id}")).await?;
-        let c = &v["counts"];
-        bar.set_position(c["finished"].as_u64().unwrap_or(0));
-        bar.set_message(format!(
-            "ok {} failed {} running {} pending {} offline {} expired {}",
-            c["succeeded"], c["failed"], c["running"], c["pending"], c["offline"], c["expired"]
-        ));
-        if v["done"].as_bool().unwrap_or(false) || std::time::Instant::now() >= deadline {
-            break v;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    };
-    bar.finish_and_clear();
-    print_job(api, &last).await?;
-    let c = &last["counts"];
-    let bad = c["failed"].as_i64().unwrap_or(0) + c["expired"].as_i64().unwrap_or(0);
-    if !last["done"].as_bool().unwrap_or(false) {
-        anyhow::bail!("stopped following after {max:?}; `drover jobs {id}` shows it later");
-    }
-    if bad > 0 {
-        anyhow::bail!("{bad} hosts did not succeed");
-    }
     Ok(())
 }
 

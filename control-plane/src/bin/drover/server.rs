@@ -142,3 +142,15 @@ pub fn decode() -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }
+
+/// Logs of the server commands (`init`, `serve`, `dev`) on stderr, filtered
+/// by `RUST_LOG` (default `info`, quieter for the broker and SQL clients).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,async_nats=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
