@@ -29,6 +29,7 @@ mod install;
 mod jobs;
 mod keys;
 mod notify;
+pub mod openapi;
 mod rollouts;
 mod schedules;
 mod services;
@@ -136,6 +137,7 @@ pub fn routes() -> Router<AppState> {
             post(accounts::totp_start).delete(accounts::totp_disable),
         )
         .route("/account/totp/confirm", post(accounts::totp_confirm))
+        .route("/openapi.json", get(openapi::serve))
 }
 
 pub fn agent_json(a: &agent::Model) -> Value {
@@ -330,12 +332,16 @@ async fn agent_commands(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/agents/{id}/commands`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCommand {
+    /// An action of the catalogue (`GET /api/v1/actions`), e.g. `sys.ping`.
     action: String,
+    /// The action's parameters, checked against its schema.
     #[serde(default)]
     params: Value,
+    /// Seconds the host may run it (default: the action's).
     #[serde(default)]
     timeout_secs: Option<u32>,
     /// Seconds the command may wait for an offline agent.
