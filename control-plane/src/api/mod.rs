@@ -388,7 +388,23 @@ async fn create_command(
 }
 
 /// Waits for a command's final state (or the deadline), driven by its events.
+/// An unknown id is a 404 before anything else: an id from the path is not
+/// put into a bus subject unless a command has it (ids a subject cannot hold
+/// were a 500).
 async fn wait_final(state: &AppState, id: &str, max: Duration) -> Result<command::Model, ApiError> {
+    let first = command::Entity::find_by_id(id.to_string())
+        .one(&state.db)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no command {id}")))?;
+    let is_final = |c: &command::Model| {
+        CommandStatus::parse(&c.status)
+            .map(|s| s.is_final())
+            .unwrap_or(false)
+    };
+    if max.is_zero() || is_final(&first) {
+        return Ok(first);
+    }
     let mut sub = state
         .nats
         .subscribe(subjects::command_event(id))
@@ -401,10 +417,7 @@ async fn wait_final(state: &AppState, id: &str, max: Duration) -> Result<command
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("no command {id}")))?;
-        let final_ = CommandStatus::parse(&c.status)
-            .map(|s| s.is_final())
-            .unwrap_or(false);
-        if final_ || tokio::time::Instant::now() >= deadline {
+        if is_final(&c) || tokio::time::Instant::now() >= deadline {
             return Ok(c);
         }
         // Any event for it (or the deadline) triggers a re-read.

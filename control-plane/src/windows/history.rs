@@ -172,6 +172,9 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
     crate::audit::parse_time(s).map_err(|e| format!("since: {e}, or a duration like 7d, 12h, 30m"))
 }
 
+/// The highest page number asked for (any page past the last is empty).
+const MAX_PAGE: u64 = 1_000_000;
+
 /// One page of history, newest first, and the total matching.
 pub async fn list(
     db: &DatabaseConnection,
@@ -198,7 +201,10 @@ pub async fn list(
         .order_by_desc(history::Column::Id)
         .paginate(db, per_page.max(1));
     let total = pages.num_items().await?;
-    let rows = pages.fetch_page(f.page.unwrap_or(1).max(1) - 1).await?;
+    // Past the last page is empty; the cap keeps page × per_page from
+    // overflowing (a huge `page` was a panic).
+    let page = f.page.unwrap_or(1).clamp(1, MAX_PAGE);
+    let rows = pages.fetch_page(page - 1).await?;
     Ok(Ok((rows, total)))
 }
 
