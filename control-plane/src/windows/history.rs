@@ -162,8 +162,11 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
         'm' => Some(60_000),
         _ => None,
     };
+    // The number before a unit letter (slicing by the letter's own length:
+    // a multi-byte last character was a panic).
     if let Some(last) = s.chars().last() {
-        if let (Some(ms), Ok(n)) = (unit(last), s[..s.len() - 1].parse::<i64>()) {
+        let number = &s[..s.len() - last.len_utf8()];
+        if let (Some(ms), Ok(n)) = (unit(last), number.parse::<i64>()) {
             if n >= 0 {
                 return Ok(now_ms - n.saturating_mul(ms));
             }
@@ -296,6 +299,8 @@ mod tests {
         assert_eq!(parse_since("2h", now), Ok(now - 7_200_000));
         assert_eq!(parse_since("1970-01-02", now), Ok(86_400_000));
         assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("7\u{b5}", now).is_err());
+        assert!(parse_since("\u{fb0a6}", now).is_err());
     }
 
     #[test]
