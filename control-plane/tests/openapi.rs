@@ -57,6 +57,24 @@ async fn schemathesis_finds_no_server_errors_or_schema_disagreements() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/agents"]["get"].is_object());
 
+    // The browsable page lists the operations, escaped, with no script of
+    // its own.
+    let page = reqwest::Client::new()
+        .get(format!("{}/api/docs", stack.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/api/v1/agents/{id}/commands"), "{html}");
+    assert!(html.contains("Run an action on one agent"));
+    assert!(
+        html.contains("&quot;action&quot;"),
+        "the body schema is shown escaped"
+    );
+    assert!(!html.contains("<script>"), "no inline script");
+
     let work = stack.tmp.path().join("schemathesis");
     std::fs::create_dir_all(&work).unwrap();
     let mut cmd = tokio::process::Command::new("python3");

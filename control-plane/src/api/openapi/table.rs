@@ -144,9 +144,9 @@ pub fn operations() -> Vec<Op> {
         ok(op("POST", "/api/v1/commands/{id}/cancel", "commands", "Cancel a command (202: signalled to the host)"), &[200, 202]),
         op("GET", "/api/v1/actions", "commands", "The action catalogue with each action's parameter schema"),
         // Jobs.
-        ok(with_body(op("POST", "/api/v1/jobs", "jobs", "Run an action on the hosts a selector matches")), &[200, 201]),
+        ok(typed(op("POST", "/api/v1/jobs", "jobs", "Run an action on the hosts a selector matches"), schema::<crate::jobs::NewJob>), &[200, 201]),
         op("GET", "/api/v1/jobs", "jobs", "Recent jobs"),
-        with_body(op("POST", "/api/v1/jobs/preview", "jobs", "Count the hosts a selector matches")),
+        typed(op("POST", "/api/v1/jobs/preview", "jobs", "Count the hosts a selector matches"), schema::<bus_schema::selector::Selector>),
         query(op("GET", "/api/v1/jobs/{id}", "jobs", "One job with its counts"), WAIT),
         op("GET", "/api/v1/jobs/{id}/hosts", "jobs", "Each host's command in a job"),
         // Enrolment and trust.
@@ -257,16 +257,16 @@ pub fn operations() -> Vec<Op> {
             ("format", "string", "json (default) or csv."),
         ]) },
         op("GET", "/api/v1/users", "accounts", "Users"),
-        created(with_body(op("POST", "/api/v1/users", "accounts", "Add a user"))),
+        created(typed(op("POST", "/api/v1/users", "accounts", "Add a user"), schema::<api::accounts::NewUser>)),
         op("DELETE", "/api/v1/users/{id}", "accounts", "Remove a user"),
-        with_body(op("POST", "/api/v1/users/{id}/role", "accounts", "Change a user's role")),
+        typed(op("POST", "/api/v1/users/{id}/role", "accounts", "Change a user's role"), schema::<api::accounts::SetRole>),
         op("GET", "/api/v1/api-tokens", "accounts", "API tokens (never their secret)"),
-        created(with_body(op("POST", "/api/v1/api-tokens", "accounts", "Make an API token (its secret is shown once)"))),
+        created(typed(op("POST", "/api/v1/api-tokens", "accounts", "Make an API token (its secret is shown once)"), schema::<api::accounts::NewApiToken>)),
         op("DELETE", "/api/v1/api-tokens/{id}", "accounts", "Revoke an API token"),
         with_body(op("POST", "/api/v1/account/password", "accounts", "Change your password")),
         op("POST", "/api/v1/account/totp", "accounts", "Start setting up TOTP"),
-        with_body(op("DELETE", "/api/v1/account/totp", "accounts", "Turn TOTP off")),
-        with_body(op("POST", "/api/v1/account/totp/confirm", "accounts", "Confirm TOTP with a code")),
+        typed(op("DELETE", "/api/v1/account/totp", "accounts", "Turn TOTP off"), schema::<api::accounts::TotpCode>),
+        typed(op("POST", "/api/v1/account/totp/confirm", "accounts", "Confirm TOTP with a code"), schema::<api::accounts::TotpCode>),
         op("GET", "/api/v1/openapi.json", "meta", "This document"),
     ]
 }
