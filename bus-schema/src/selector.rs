@@ -40,7 +40,7 @@ pub trait SelectorTarget {
 
 /// Which agents a job targets. Ids are alternatives; every other condition
 /// must hold.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     /// Every approved agent.

@@ -280,7 +280,15 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         return Err(bad());
     }
     let (y, m, day) = (d[0], d[1], d[2]);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || t[0] > 23 || t[1] > 59 {
+    // Years past 9999 or negative times overflowed the arithmetic below.
+    let sec = t.get(2).copied().unwrap_or(0);
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(0..=23).contains(&t[0])
+        || !(0..=59).contains(&t[1])
+        || !(0..=60).contains(&sec)
+    {
         return Err(bad());
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -394,6 +402,10 @@ mod tests {
         assert_eq!(parse_time("2000-03-01T00:00:00Z").unwrap(), 951_868_800_000);
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2000-13-01").is_err());
+        // Out of range is refused, not an arithmetic overflow.
+        assert!(parse_time("9999999999999999-01-01").is_err());
+        assert!(parse_time("2000-01-01T-5:00").is_err());
+        assert!(parse_time("9999-12-31T23:59:60Z").is_ok());
     }
 
     #[test]

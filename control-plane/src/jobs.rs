@@ -31,7 +31,8 @@ pub async fn targets(
     Ok(all.into_iter().filter(|a| sel.matches(a)).collect())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The body of `POST /api/v1/jobs`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
     pub selector: Selector,

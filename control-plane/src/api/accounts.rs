@@ -50,11 +50,14 @@ pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, Ap
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// The login name.
     name: String,
+    /// `viewer`, `operator` or `admin`.
     role: String,
+    /// The initial password (never stored in clear).
     password: String,
 }
 
@@ -67,9 +70,10 @@ pub async fn add_user(
     Ok((StatusCode::CREATED, Json(user_json(&u))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRole {
+    /// `viewer`, `operator` or `admin`.
     role: String,
 }
 
@@ -94,10 +98,12 @@ pub async fn remove_user(
 
 // ---------------------------------------------------------------- API tokens
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiToken {
+    /// A name to recognise the token by.
     name: String,
+    /// `viewer`, `operator` or `admin`: what the token may do.
     role: String,
     /// Seconds from now until the token stops working (at most
     /// [`MAX_API_TOKEN_LIFE_SECS`]). Give this or `expires_at`, or neither
@@ -292,9 +298,10 @@ pub async fn totp_start(
     Ok(Json(json!({ "secret": secret, "otpauth_url": url })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpCode {
+    /// The 6-digit code from the authenticator app.
     code: String,
 }
 

@@ -32,6 +32,7 @@ mod jobs;
 mod keys;
 mod notify;
 mod operations;
+pub mod openapi;
 mod rollouts;
 mod schedules;
 mod services;
@@ -146,6 +147,7 @@ pub fn routes() -> Router<AppState> {
             post(accounts::totp_start).delete(accounts::totp_disable),
         )
         .route("/account/totp/confirm", post(accounts::totp_confirm))
+        .route("/openapi.json", get(openapi::serve))
 }
 
 pub fn agent_json(a: &agent::Model) -> Value {
@@ -348,12 +350,16 @@ async fn agent_commands(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/agents/{id}/commands`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCommand {
+    /// An action of the catalogue (`GET /api/v1/actions`), e.g. `sys.ping`.
     action: String,
+    /// The action's parameters, checked against its schema.
     #[serde(default)]
     params: Value,
+    /// Seconds the host may run it (default: the action's).
     #[serde(default)]
     timeout_secs: Option<u32>,
     /// Seconds the command may wait for an offline agent.
@@ -400,7 +406,23 @@ async fn create_command(
 }
 
 /// Waits for a command's final state (or the deadline), driven by its events.
+/// An unknown id is a 404 before anything else: an id from the path is not
+/// put into a bus subject unless a command has it (ids a subject cannot hold
+/// were a 500).
 async fn wait_final(state: &AppState, id: &str, max: Duration) -> Result<command::Model, ApiError> {
+    let first = command::Entity::find_by_id(id.to_string())
+        .one(&state.db)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no command {id}")))?;
+    let is_final = |c: &command::Model| {
+        CommandStatus::parse(&c.status)
+            .map(|s| s.is_final())
+            .unwrap_or(false)
+    };
+    if max.is_zero() || is_final(&first) {
+        return Ok(first);
+    }
     let mut sub = state
         .nats
         .subscribe(subjects::command_event(id))
@@ -413,10 +435,7 @@ async fn wait_final(state: &AppState, id: &str, max: Duration) -> Result<command
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("no command {id}")))?;
-        let final_ = CommandStatus::parse(&c.status)
-            .map(|s| s.is_final())
-            .unwrap_or(false);
-        if final_ || tokio::time::Instant::now() >= deadline {
+        if is_final(&c) || tokio::time::Instant::now() >= deadline {
             return Ok(c);
         }
         // Any event for it (or the deadline) triggers a re-read.

@@ -80,6 +80,9 @@ fn every_route_has_a_decided_role() {
             Access::Least(Operator),
         ),
         ("GET", "/api/v1/actions", Access::Least(Viewer)),
+        // The API's contract and its page: any logged-in role.
+        ("GET", "/api/v1/openapi.json", Access::Least(Viewer)),
+        ("GET", "/api/docs", Access::Least(Viewer)),
         ("GET", "/api/v1/tokens", Access::Least(Viewer)),
         ("POST", "/api/v1/tokens", Access::Least(Admin)),
         ("DELETE", "/api/v1/tokens/{id}", Access::Least(Admin)),

@@ -44,3 +44,39 @@ impl IntoResponse for ApiError {
         (self.status, Json(json!({ "error": self.message }))).into_response()
     }
 }
+
+/// The largest non-JSON error body [`json_errors`] carries over (axum's
+/// rejections are one short line).
+const MAX_PLAIN_ERROR: usize = 4096;
+
+/// Middleware on the API: an error answer that is not JSON (axum's own
+/// rejections of a malformed path or query string, a wrong method: text/plain)
+/// becomes the API's error body `{"error": "<its text>"}` with the same
+/// status, so every API answer is JSON as the OpenAPI document says.
+pub async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_PLAIN_ERROR).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string(),
+    };
+    let mut out = ApiError::new(status, text).into_response();
+    // Keep what the refusal said besides its body (Allow, Retry-After, ...).
+    for (k, v) in parts.headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}

@@ -31,7 +31,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::prometheus::handler))
         .merge(install::routes())
-        .nest("/api/v1", crate::api::routes())
+        // Every API refusal is JSON, axum's own rejections too.
+        .nest(
+            "/api/v1",
+            crate::api::routes().layer(middleware::map_response(error::json_errors)),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::guard,

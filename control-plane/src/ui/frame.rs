@@ -57,6 +57,7 @@ pub(super) fn page(who: &Principal, active: &str, title: &str, body: Markup) -> 
                     @if who.can(Role::Admin) {
                         a href="/users" class=(on(active == "users")) { "Users & tokens" }
                     }
+                    a href="/api/docs" class=(on(active == "api-docs")) { "API reference" }
                 }
                 div.me {
                     a href="/account" class=(on(active == "account")) #me { (who.name) }

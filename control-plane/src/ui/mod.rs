@@ -21,6 +21,7 @@ use crate::state::AppState;
 mod accounts;
 mod agents;
 mod alerts;
+mod api_docs;
 mod apps;
 mod audit;
 mod clock;
@@ -88,6 +89,7 @@ pub fn routes() -> Router<AppState> {
         .route("/releases", get(releases::releases_page))
         .route("/account", get(accounts::account))
         .route("/users", get(accounts::users))
+        .route("/api/docs", get(api_docs::api_docs_page))
 }
 
 async fn asset(Path(file): Path<String>) -> Response {

@@ -162,8 +162,11 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
         'm' => Some(60_000),
         _ => None,
     };
+    // The number before a unit letter (slicing by the letter's own length:
+    // a multi-byte last character was a panic).
     if let Some(last) = s.chars().last() {
-        if let (Some(ms), Ok(n)) = (unit(last), s[..s.len() - 1].parse::<i64>()) {
+        let number = &s[..s.len() - last.len_utf8()];
+        if let (Some(ms), Ok(n)) = (unit(last), number.parse::<i64>()) {
             if n >= 0 {
                 return Ok(now_ms - n.saturating_mul(ms));
             }
@@ -171,6 +174,9 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
     }
     crate::audit::parse_time(s).map_err(|e| format!("since: {e}, or a duration like 7d, 12h, 30m"))
 }
+
+/// The highest page number asked for (any page past the last is empty).
+const MAX_PAGE: u64 = 1_000_000;
 
 /// One page of history, newest first, and the total matching.
 pub async fn list(
@@ -198,7 +204,10 @@ pub async fn list(
         .order_by_desc(history::Column::Id)
         .paginate(db, per_page.max(1));
     let total = pages.num_items().await?;
-    let rows = pages.fetch_page(f.page.unwrap_or(1).max(1) - 1).await?;
+    // Past the last page is empty; the cap keeps page × per_page from
+    // overflowing (a huge `page` was a panic).
+    let page = f.page.unwrap_or(1).clamp(1, MAX_PAGE);
+    let rows = pages.fetch_page(page - 1).await?;
     Ok(Ok((rows, total)))
 }
 
@@ -290,6 +299,8 @@ mod tests {
         assert_eq!(parse_since("2h", now), Ok(now - 7_200_000));
         assert_eq!(parse_since("1970-01-02", now), Ok(86_400_000));
         assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("7\u{b5}", now).is_err());
+        assert!(parse_since("\u{fb0a6}", now).is_err());
     }
 
     #[test]
