@@ -45,7 +45,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 
 /// One operator edit of a host (the body of `PATCH /api/v1/agents/{id}`);
 /// absent fields are left as they are.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edit {
     /// A new display name; `null` or `""` clears the operator's name (the

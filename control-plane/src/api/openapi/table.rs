@@ -128,6 +128,17 @@ pub fn operations() -> Vec<Op> {
         query(op("GET", "/api/v1/agents/{id}/metrics", "agents", "Metric history of an agent"), &[
             ("range", "string", "1h, 24h, 7d or 30d (default 24h)."),
         ]),
+        typed(op("PATCH", "/api/v1/agents/{id}", "agents", "Edit an agent's inventory: display name, operator labels, notes"), schema::<crate::inventory::Edit>),
+        typed(op("POST", "/api/v1/agents/{id}", "agents", "Edit an agent's inventory (as PATCH, for clients without it)"), schema::<crate::inventory::Edit>),
+        op("POST", "/api/v1/agents/{id}/decommission", "agents", "Decommission an agent: revoke, remove from the fleet, keep history"),
+        op("GET", "/api/v1/agents/{id}/actions", "commands", "The actions this host can run, and those hidden with why"),
+        query(op("GET", "/api/v1/operations", "commands", "Live operations: commands not yet final, counted by action and source"), &[
+            ("action", "string", "only this action, e.g. pkg.install"),
+            ("source", "string", "user or system"),
+            ("status", "string", "queued, accepted or running"),
+            ("agent", "string", "an agent id, host name or display name, or a glob of them"),
+            ("limit", "integer", "at most this many operations listed (1-500, default 100)"),
+        ]),
         op("GET", "/api/v1/agents/{id}/box-key", "agents", "The agent's pinned rootd box key"),
         op("POST", "/api/v1/agents/{id}/box-key/accept", "agents", "Accept the agent's new rootd box key"),
         op("POST", "/api/v1/agents/{id}/approve", "enrolment", "Approve a pending agent"),
