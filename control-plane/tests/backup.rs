@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
+
 use common::{audit_rows, audit_verify, drover_env, drover_in, json_out, migrations_applied};
 use common::{manifest_of, read_archive, set_manifest, sha256_hex, snapshot, write_archive};
 use common::{pg_program, stderr, wait_for, Postgres, RawEntry, Stack};
