@@ -307,6 +307,9 @@ code=$(cp_curl -sS -o "$tmp/enroll.creds" -w '%{http_code}' -X POST \
 	die "cannot reach $DROVER_URL/api/v1/enroll/bootstrap"
 if [ "$code" != 200 ]; then
 	why=$(head -c 400 "$tmp/enroll.creds" | tr -d '\000-\011\013-\037')
+	# The API answers errors as {"error": "..."}: show the message alone.
+	msg=$(printf '%s' "$why" | sed -n 's/^{"error":"\([^"\\]*\)".*$/\1/p')
+	[ -n "$msg" ] && why=$msg
 	die "the control plane refused the token (HTTP $code): $why; nothing was installed"
 fi
 grep -q 'BEGIN NATS USER JWT' "$tmp/enroll.creds" || die "the control plane's answer holds no enrolment credentials"

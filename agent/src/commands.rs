@@ -369,7 +369,7 @@ async fn execute(agent: &Agent, cmd: &Command, signed: &SignedCommand, delivered
                     "sys.ping" => sys::ping(&agent.id),
                     "sys.info" => sys::info(),
                     "sys.disk" => match catalogue::parse(&cmd.params) {
-                        Ok(p) => crate::sys_inspect::disk(&p),
+                        Ok(p) => crate::sys_inspect::disk(&p).await,
                         Err(e) => Outcome::rejected(format!("invalid params: {e}")),
                     },
                     "sys.processes" => match catalogue::parse(&cmd.params) {

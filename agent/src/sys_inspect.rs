@@ -98,8 +98,34 @@ pub fn parse_mounts(text: &str) -> Vec<(String, String, String, String)> {
     by_point.into_values().collect()
 }
 
-/// `sys.disk`.
-pub fn disk(p: &DiskParams) -> Outcome {
+/// How long one mount's `statvfs` may take: a hung network mount (a hard
+/// NFS mount whose server is gone) blocks it in the kernel, uninterruptibly.
+pub const STATVFS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `statvfs(2)` on a blocking thread, given up after [`STATVFS_TIMEOUT`]
+/// (the thread may stay stuck in the kernel; the agent's runtime does not).
+async fn statvfs_bounded(point: &str) -> Result<nix::sys::statvfs::Statvfs, String> {
+    let path = point.to_string();
+    match tokio::time::timeout(
+        STATVFS_TIMEOUT,
+        tokio::task::spawn_blocking(move || nix::sys::statvfs::statvfs(path.as_str())),
+    )
+    .await
+    {
+        Ok(Ok(Ok(st))) => Ok(st),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("statvfs did not finish: {e}")),
+        Err(_) => Err(format!(
+            "no answer within {} s (a hung network mount?)",
+            STATVFS_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// `sys.disk`. Every `statvfs` runs off the runtime's threads, bounded in
+/// time, so a hung mount is reported `unreadable` instead of stopping the
+/// agent's heartbeats and commands.
+pub async fn disk(p: &DiskParams) -> Outcome {
     let text = match std::fs::read_to_string("/proc/self/mounts") {
         Ok(t) => t,
         Err(e) => return Outcome::failed(format!("cannot read /proc/self/mounts: {e}")),
@@ -112,10 +138,10 @@ pub fn disk(p: &DiskParams) -> Outcome {
             skipped += 1;
             continue;
         }
-        let st = match nix::sys::statvfs::statvfs(point.as_str()) {
+        let st = match statvfs_bounded(&point).await {
             Ok(st) => st,
             Err(e) => {
-                unreadable.push(json!({"mount": point, "error": e.to_string()}));
+                unreadable.push(json!({"mount": point, "error": e}));
                 continue;
             }
         };
@@ -195,8 +221,17 @@ fn user_name(uid: u32) -> String {
 }
 
 /// `sys.processes`: two samples `sysinfo`'s minimum interval apart (CPU use
-/// is a difference), then the top `limit`.
+/// is a difference), then the top `limit`. Sampled on a blocking thread:
+/// reading `/proc` and resolving user names (NSS: LDAP, SSSD) can block, and
+/// must not stop the agent's runtime; the command's timeout still applies.
 pub async fn processes(p: &ProcessesParams) -> Outcome {
+    let p = p.clone();
+    tokio::task::spawn_blocking(move || processes_blocking(&p))
+        .await
+        .unwrap_or_else(|e| Outcome::failed(format!("sampling processes did not finish: {e}")))
+}
+
+fn processes_blocking(p: &ProcessesParams) -> Outcome {
     let kind = ProcessRefreshKind::nothing()
         .with_cpu()
         .with_memory()
@@ -204,7 +239,7 @@ pub async fn processes(p: &ProcessesParams) -> Outcome {
         .with_user(UpdateKind::OnlyIfNotSet);
     let mut sys = System::new();
     sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
-    tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(200))).await;
+    std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(200)));
     sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
     let mut all: Vec<Proc> = sys
         .processes()

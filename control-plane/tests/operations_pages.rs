@@ -46,14 +46,7 @@ async fn the_operations_page_shows_running_commands_live_and_filters() {
     let row = format!("#ops tr[data-command='{}']", f.install);
     b.wait_text(&row, "running").await;
     // Each row links to its host's page at the command.
-    let link = c
-        .find(Locator::Css(&format!("{row} td:last-child a")))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
+    let link = b.attr(&format!("{row} td:last-child a"), "href").await;
     assert_eq!(link, format!("/agents/{}#cmd-{}", f.h.id, f.install));
     c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     let png = c.screenshot().await.unwrap();
@@ -103,9 +96,9 @@ async fn the_operations_page_shows_running_commands_live_and_filters() {
     )
     .await;
     b.wait_text("#ops-total b", "1").await;
-    let rows = c.find_all(Locator::Css("#ops tbody tr")).await.unwrap();
+    let rows = b.texts("#ops tbody tr").await;
     assert_eq!(rows.len(), 1);
-    assert!(rows[0].text().await.unwrap().contains("pkg.scan"));
+    assert!(rows[0].contains("pkg.scan"), "{rows:?}");
     // A bad filter in the URL: a clear error, nothing listed.
     c.goto(&format!("{}/operations?status=done", stack.base))
         .await

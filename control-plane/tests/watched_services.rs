@@ -340,14 +340,7 @@ async fn the_services_page_finds_where_a_unit_is_down() {
         }
     })
     .await;
-    let rows = b
-        .c()
-        .find(fantoccini::Locator::Css("#service-rows tbody"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let rows = b.text("#service-rows tbody").await;
     assert!(rows.contains("failed") && !rows.contains("nginx"), "{rows}");
     let png = b.c().screenshot().await.unwrap();
     std::fs::write(shots_dir().join("services.png"), png).unwrap();

@@ -26,10 +26,19 @@ impl Params for PackagesParams {
     }
 }
 
-/// Packages `pkg.remove` always refuses: Drover's own (removing it would cut
-/// the host off). rootd also refuses what dpkg marks `Essential: yes` or
-/// `Protected: yes`.
-pub const PROTECTED_PACKAGES: &[&str] = &["drover-agent"];
+/// Packages `pkg.remove` always refuses (compared ignoring ASCII case):
+/// Drover's own — the agent (removing it would cut the host off) and the
+/// control plane (`drover`, on a host that also runs an agent). rootd also
+/// refuses what dpkg marks `Essential: yes` or `Protected: yes`, and any
+/// removal that would take packages not named with it.
+pub const PROTECTED_PACKAGES: &[&str] = &["drover-agent", "drover"];
+
+/// Whether `name` is one of [`PROTECTED_PACKAGES`].
+pub fn is_protected_package(name: &str) -> bool {
+    PROTECTED_PACKAGES
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(name))
+}
 
 /// Params of `pkg.remove`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -57,9 +66,10 @@ impl Params for RemoveParams {
                 ));
             }
             let bare = spec.name.as_str();
-            if PROTECTED_PACKAGES.contains(&bare) {
+            if is_protected_package(bare) {
                 return Err(format!(
-                    "package {bare:?} is Drover's own agent; removing it would cut the host                      off from Drover. Remove it on the host itself if you mean to"
+                    "package {bare:?} is Drover's own; removing it would cut the host off \
+                     from Drover. Remove it on the host itself if you mean to"
                 ));
             }
         }
@@ -209,6 +219,9 @@ mod tests {
         assert!(bad(json!({"packages": []})).contains("1 to 50"));
         assert!(bad(json!({"packages": ["drover-agent"]})).contains("Drover's own"));
         assert!(bad(json!({"packages": ["drover-agent:amd64"]})).contains("Drover's own"));
+        // The control plane's package too, and any spelling of either.
+        assert!(bad(json!({"packages": ["drover"]})).contains("Drover's own"));
+        assert!(bad(json!({"packages": ["Drover-Agent"]})).contains("Drover's own"));
         assert!(bad(json!({"packages": ["hello=1.0"]})).contains("not versions"));
         assert!(bad(json!({"packages": ["hello; rm -rf /"]})).contains("not accepted"));
         assert!(bad(json!({"packages": ["-y"]})).contains("not accepted"));

@@ -179,6 +179,12 @@ pub async fn decommission(
     inv.updated_at = now;
     inv.updated_by = by.to_string();
     save(&txn, existed, inv.clone()).await?;
+    // Its last unit states would count in the fleet's "services down" and
+    // the Services page for ever: a decommissioned host reports no more.
+    crate::services::state::service_state::Entity::delete_many()
+        .filter(crate::services::state::service_state::Column::AgentId.eq(id))
+        .exec(&txn)
+        .await?;
     txn.commit().await?;
     warn!(agent_id = %id, by, "agent decommissioned");
     Ok(inv)

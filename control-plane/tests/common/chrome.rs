@@ -105,6 +105,43 @@ impl Chrome {
         .await
     }
 
+    /// The text of the element `css` matches. Live pages re-render, so a
+    /// found element can go stale before it is read: find and read are
+    /// retried together until one read succeeds.
+    pub async fn text(&self, css: &str) -> String {
+        let c = self.c();
+        wait_for(&format!("{css} to be read"), Duration::from_secs(30), || async move {
+            c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+        })
+        .await
+    }
+
+    /// The texts of every element `css` matches, read in one pass that is
+    /// retried whole when an element goes stale mid-way (see [`Chrome::text`]).
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let c = self.c();
+        wait_for(&format!("{css} to be read"), Duration::from_secs(30), || async move {
+            let mut out = Vec::new();
+            for e in c.find_all(Locator::Css(css)).await.ok()? {
+                out.push(e.text().await.ok()?);
+            }
+            Some(out)
+        })
+        .await
+    }
+
+    /// The attribute `name` of the element `css` matches (which must have
+    /// it), found and read again when the element goes stale.
+    pub async fn attr(&self, css: &str, name: &str) -> String {
+        let c = self.c();
+        wait_for(
+            &format!("{css} to be read for {name}"),
+            Duration::from_secs(30),
+            || async move { c.find(Locator::Css(css)).await.ok()?.attr(name).await.ok()? },
+        )
+        .await
+    }
+
     /// Clicks the element `css` matches once it is shown. Live pages
     /// re-render, so a found element can go stale before the click lands:
     /// find and click are retried together until one click succeeds.

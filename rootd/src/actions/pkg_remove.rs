@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use bus_schema::catalogue::parse_package;
-use bus_schema::catalogue::pkg::{RemoveParams, PROTECTED_PACKAGES};
+use bus_schema::catalogue::pkg::{is_protected_package, RemoveParams};
 use bus_schema::Command;
 use serde::Serialize;
 use serde_json::json;
@@ -179,7 +179,7 @@ async fn apt(p: &RemoveParams, names: &[(String, String)], ctx: &Ctx<'_>) -> Out
         if !extra.is_empty() {
             let ours = extra
                 .iter()
-                .any(|n| PROTECTED_PACKAGES.contains(&n.as_str()));
+                .any(|n| is_protected_package(n));
             return Outcome::rejected(format!(
                 "removing {} would also remove {} (they depend on it){}; nothing was changed. \
                  Drover removes only the packages named: name those too if you mean it",
@@ -295,6 +295,23 @@ async fn dnf(p: &RemoveParams, ctx: &Ctx<'_>) -> Outcome {
         .map(String::as_str)
         .collect();
     if !installed.is_empty() {
+        // As the apt path simulates first: `dnf remove` takes every package
+        // that depends on the named ones with it (Drover's own agent among
+        // them, if it needs one). `rpm -e --test` fails naming them instead.
+        let mut argv = vec![t.rpm.as_str(), "-e", "--test", "--"];
+        argv.extend(&installed);
+        let test = match runner.run(&argv, &[], false).await {
+            Ok(r) => r,
+            Err(o) => return o,
+        };
+        if !test.ok() {
+            return Outcome::rejected(format!(
+                "removing {} would also remove packages that depend on it ({}); nothing was \
+                 changed. Drover removes only the packages named: name those too if you mean it",
+                installed.join(", "),
+                test.error_tail()
+            ));
+        }
         // `--noautoremove`: dependencies nobody needs any more stay.
         let mut argv = vec![t.dnf.as_str(), "remove", "-y", "--noautoremove", "--"];
         argv.extend(&installed);

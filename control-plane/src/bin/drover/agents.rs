@@ -146,9 +146,14 @@ pub async fn agents(
         }
         Some(AgentsCmd::Remove { id, yes }) => {
             if !yes {
-                anyhow::bail!(
-                    "removing {id} revokes it and drops it from the fleet; run again with --yes to confirm"
-                );
+                // A usage error (exit 2), like a missing argument.
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    format!(
+                        "removing {id} revokes it and drops it from the fleet; run again with --yes to confirm\n"
+                    ),
+                )
+                .into());
             }
             let v = api
                 .post(

@@ -138,7 +138,10 @@ fn outcome(last: &Value, id: &str, max: Duration) -> anyhow::Result<()> {
         .into());
     }
     let c = &last["counts"];
-    let bad = c["failed"].as_i64().unwrap_or(0) + c["expired"].as_i64().unwrap_or(0);
+    let bad = ["failed", "expired", "cancelled"]
+        .iter()
+        .map(|k| c[*k].as_i64().unwrap_or(0))
+        .sum::<i64>();
     if bad > 0 {
         return Err(HostsFailed(format!(
             "{bad} hosts did not succeed; `drover jobs {id}` lists them"

@@ -8,7 +8,7 @@
 use control_plane::client;
 use serde_json::Value;
 
-use crate::exit::HostsFailed;
+use crate::exit::{HostsFailed, TimedOut};
 use crate::follow::{follow_job, Follow};
 use crate::print::{print_command, print_job, print_json};
 
@@ -35,17 +35,25 @@ pub struct Run {
 }
 
 /// Prints one command (`GET /commands/<id>`), as JSON or text, and fails
-/// with [`HostsFailed`] (exit 3) when it ended failed, rejected or expired.
-fn show_command(v: &Value, json: bool) -> anyhow::Result<()> {
+/// with [`HostsFailed`] (exit 3) when it ended failed, rejected, expired or
+/// cancelled, and with [`TimedOut`] (exit 6) when the caller waited
+/// (`wait` > 0) and it has not ended yet.
+fn show_command(v: &Value, json: bool, wait: u64) -> anyhow::Result<()> {
     if json {
         print_json(v)?;
     } else {
         print_command(v);
     }
     let status = v["status"].as_str().unwrap_or("");
-    if matches!(status, "failed" | "rejected" | "expired") {
-        let id = v["id"].as_str().unwrap_or("");
+    let id = v["id"].as_str().unwrap_or("");
+    if matches!(status, "failed" | "rejected" | "expired" | "cancelled") {
         return Err(HostsFailed(format!("command {id} {status}")).into());
+    }
+    if wait > 0 && status != "succeeded" {
+        return Err(TimedOut(format!(
+            "command {id} is still {status} after waiting {wait} s; `drover command {id} --wait 60` follows it"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -67,7 +75,7 @@ pub async fn send(
     let v = api
         .post(&format!("/agents/{agent}/commands?wait={wait}"), &body)
         .await?;
-    show_command(&v, json)
+    show_command(&v, json, wait)
 }
 
 /// `drover command <id> [--wait]`.
@@ -78,7 +86,7 @@ pub async fn command(
     json: bool,
 ) -> anyhow::Result<()> {
     let v = api.get(&format!("/commands/{id}?wait={wait}")).await?;
-    show_command(&v, json)
+    show_command(&v, json, wait)
 }
 
 /// `drover run <selector> <action>`: submits a job, then follows it unless
