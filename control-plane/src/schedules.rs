@@ -44,7 +44,7 @@ pub fn requester_name(name: &str) -> String {
 }
 
 /// A new schedule (`POST /api/v1/schedules`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
     pub name: String,
@@ -101,7 +101,7 @@ fn yes() -> bool {
 
 /// A change (`PUT /api/v1/schedules/{id}`): the fields given replace the
 /// stored ones.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulePatch {
     pub name: Option<String>,

@@ -61,7 +61,7 @@ pub const SEVERITIES: &[&str] = &["info", "warning", "critical"];
 
 /// A selector as the API takes it: JSON (`{"labels": {"env": "prod"}}`) or
 /// the CLI's text (`label:env=prod`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SelectorInput {
     Json(Selector),
@@ -94,7 +94,7 @@ pub fn selector_of(input: Option<SelectorInput>) -> Result<Selector, RuleError> 
 }
 
 /// The body of `POST /api/v1/alerts/rules` and `PUT /api/v1/alerts/rules/{id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleInput {
     /// 1..=64 printable characters, unique.

@@ -18,7 +18,7 @@ use crate::db::entities::agent;
 use crate::selector::Selector;
 
 /// The body of `POST /api/v1/silences`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceInput {
     /// Only this rule's alerts (id or name); absent: every rule.

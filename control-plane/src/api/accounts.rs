@@ -251,7 +251,7 @@ async fn me(state: &AppState, who: &Principal) -> Result<user::Model, ApiError> 
         .ok_or_else(|| ApiError::unauthorized("your account no longer exists"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     current: String,

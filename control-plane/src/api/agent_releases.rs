@@ -152,9 +152,9 @@ async fn publish(
 }
 
 /// `POST /api/v1/releases/{version}/yank` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct YankBody {
+pub struct YankBody {
     /// Why (required; shown to operators and in refusals).
     reason: String,
     /// Only this platform's release (default: every platform's).

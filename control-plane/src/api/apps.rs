@@ -98,7 +98,7 @@ async fn get_one(
     Ok(Json(view(&m)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallRequest {
     pub selector: Selector,

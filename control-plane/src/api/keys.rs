@@ -24,7 +24,7 @@ impl From<RotateError> for ApiError {
 }
 
 /// `POST /keys/rotate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateBody {
     /// `command` or `release`.

@@ -30,7 +30,7 @@ impl From<TrustError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// How many agents may enrol with it.
@@ -150,7 +150,7 @@ pub async fn revoke(
     Ok(Json(json!({ "id": id, "status": "revoked" })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveConflict {
     /// The machine-id or instance id of the machine to keep.
@@ -180,7 +180,7 @@ pub async fn resolve_conflict(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddKey {
     name: String,

@@ -41,7 +41,7 @@ fn invalid(m: impl Into<String>) -> ChannelError {
 
 /// Quiet hours as given: `"HH:MM"` local times in `timezone` (IANA, default
 /// `UTC`). Start after end spans midnight.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// Both empty: no quiet hours (what an unfilled form sends).
@@ -57,7 +57,7 @@ pub struct QuietHours {
 }
 
 /// The body of `POST /api/v1/notify/channels` and `PUT .../{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelInput {
     pub name: String,

@@ -55,7 +55,7 @@ pub const HOST_STATES: [&str; 8] = [
 ];
 
 /// The body of `POST /api/v1/rollouts`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartInput {
     /// The release's version (`1.4.0`).

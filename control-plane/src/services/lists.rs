@@ -48,7 +48,7 @@ pub mod entity {
 
 /// A selector as the API takes it: the JSON jobs take (`{"all": true}`) or
 /// the text form (`label:env=prod`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SelectorInput {
     Json(Selector),
@@ -56,7 +56,7 @@ pub enum SelectorInput {
 }
 
 /// The body of `POST /api/v1/services/watches` and `PUT .../{id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WatchInput {
     /// 1..=64 printable characters, unique.

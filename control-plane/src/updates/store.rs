@@ -44,7 +44,7 @@ fn invalid(m: impl Into<String>) -> UpdatesError {
 }
 
 /// `POST /api/v1/updates/approvals`'s body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApproval {
     /// `approve` or `decline`.
@@ -66,7 +66,7 @@ pub struct NewApproval {
 }
 
 /// `POST /api/v1/updates/rules`'s body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
     pub name: String,
@@ -85,7 +85,7 @@ fn yes() -> bool {
 }
 
 /// `PUT /api/v1/updates/rules/{id}`'s body: the fields to change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleChange {
     pub name: Option<String>,

@@ -29,7 +29,7 @@ pub const DEFAULT_REBOOT_DEADLINE_MINUTES: i32 = 15;
 
 /// A selector as the API takes it: the JSON jobs take (`{"all": true}`) or
 /// the text form (`label:env=prod`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SelectorInput {
     Json(Selector),
@@ -55,7 +55,7 @@ fn never() -> String {
 }
 
 /// The body of `POST /api/v1/windows` and `PUT /api/v1/windows/{id}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowInput {
     /// 1..=64 printable characters, unique.
