@@ -110,9 +110,11 @@ impl Chrome {
     /// retried together until one read succeeds.
     pub async fn text(&self, css: &str) -> String {
         let c = self.c();
-        wait_for(&format!("{css} to be read"), Duration::from_secs(30), || async move {
-            c.find(Locator::Css(css)).await.ok()?.text().await.ok()
-        })
+        wait_for(
+            &format!("{css} to be read"),
+            Duration::from_secs(30),
+            || async move { c.find(Locator::Css(css)).await.ok()?.text().await.ok() },
+        )
         .await
     }
 
@@ -120,13 +122,17 @@ impl Chrome {
     /// retried whole when an element goes stale mid-way (see [`Chrome::text`]).
     pub async fn texts(&self, css: &str) -> Vec<String> {
         let c = self.c();
-        wait_for(&format!("{css} to be read"), Duration::from_secs(30), || async move {
-            let mut out = Vec::new();
-            for e in c.find_all(Locator::Css(css)).await.ok()? {
-                out.push(e.text().await.ok()?);
-            }
-            Some(out)
-        })
+        wait_for(
+            &format!("{css} to be read"),
+            Duration::from_secs(30),
+            || async move {
+                let mut out = Vec::new();
+                for e in c.find_all(Locator::Css(css)).await.ok()? {
+                    out.push(e.text().await.ok()?);
+                }
+                Some(out)
+            },
+        )
         .await
     }
 
@@ -137,7 +143,14 @@ impl Chrome {
         wait_for(
             &format!("{css} to be read for {name}"),
             Duration::from_secs(30),
-            || async move { c.find(Locator::Css(css)).await.ok()?.attr(name).await.ok()? },
+            || async move {
+                c.find(Locator::Css(css))
+                    .await
+                    .ok()?
+                    .attr(name)
+                    .await
+                    .ok()?
+            },
         )
         .await
     }

@@ -177,9 +177,7 @@ async fn apt(p: &RemoveParams, names: &[(String, String)], ctx: &Ctx<'_>) -> Out
             .filter(|n| !named.contains(n.as_str()))
             .collect();
         if !extra.is_empty() {
-            let ours = extra
-                .iter()
-                .any(|n| is_protected_package(n));
+            let ours = extra.iter().any(|n| is_protected_package(n));
             return Outcome::rejected(format!(
                 "removing {} would also remove {} (they depend on it){}; nothing was changed. \
                  Drover removes only the packages named: name those too if you mean it",
