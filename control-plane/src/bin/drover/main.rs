@@ -3,10 +3,9 @@
 //!
 //! This file owns the clap arguments (global flags and the subcommands) and
 //! the dispatch: each subcommand family runs in its own file (`agents`,
-//! `jobs`, `schedules`, `apps`, `trust`, `accounts`, `automation`, `releases`, `server`,
-//! `backup`), printing
-//! helpers are in `print`. Nothing here talks to the broker or the database
-//! itself.
+//! `jobs`, `ops`, `schedules`, `apps`, `trust`, `accounts`, …); printing is
+//! `print`'s, exit codes `exit`'s, examples and completions `help`'s.
+//! Nothing here talks to the broker or the database itself.
 
 mod accounts;
 mod agents;
@@ -159,20 +158,7 @@ enum Cmd {
     },
     /// Run the whole stack on this machine: nats-server, control plane, one
     /// rootd and one agent. Ctrl-C stops everything.
-    Dev {
-        /// Port of the dev nats-server.
-        #[arg(long, default_value_t = 4222)]
-        nats_port: u16,
-        /// Address of the API and web UI.
-        #[arg(long)]
-        listen: Option<String>,
-        /// Data directory (database, keys, broker storage).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Heartbeat interval of the local agent.
-        #[arg(long, default_value_t = 5)]
-        heartbeat_secs: u32,
-    },
+    Dev(server::Dev),
     /// Read one message body on stdin and print it as JSON
     /// (for `nats sub --translate 'drover decode'`).
     Decode,
@@ -428,7 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Decode => return server::decode(),
         Cmd::Completions { shell } => return help::completions(shell),
-        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev { .. } => server::init_tracing(),
+        Cmd::Init { .. } | Cmd::Serve | Cmd::Dev(_) => server::init_tracing(),
         _ => {}
     }
     let cfg = Config::load(cli.config.as_deref())?;
@@ -454,20 +440,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             json,
         } => backup::restore(cfg, &file, data_dir, force, json || print::json_mode()),
-        Cmd::Dev {
-            nats_port,
-            listen,
-            data_dir,
-            heartbeat_secs,
-        } => {
-            let opts = server::Dev {
-                nats_port,
-                listen,
-                data_dir,
-                heartbeat_secs,
-            };
-            server::run_dev(cfg, opts).await
-        }
+        Cmd::Dev(opts) => server::run_dev(cfg, opts).await,
         Cmd::Decode | Cmd::Completions { .. } => unreachable!(),
         Cmd::Automation {
             action: AutomationCmd::Keygen,

@@ -86,15 +86,21 @@ fn print_tls(cfg: &Config, tls: &serve::InitTls) {
     );
 }
 
-/// The options of `drover dev`, as clap parsed them.
+/// The options of `drover dev`.
+#[derive(clap::Args, Debug)]
 pub struct Dev {
     /// Port of the dev nats-server.
+    #[arg(long, default_value_t = 4222)]
     pub nats_port: u16,
-    /// Address of the API and web UI, if not the configured one.
+    /// Address of the API and web UI (default: the configured one).
+    #[arg(long)]
     pub listen: Option<String>,
-    /// Data directory, if not the configured one.
+    /// Data directory: database, keys, broker storage (default: the
+    /// configured one).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Heartbeat interval of the local agent, in seconds.
+    #[arg(long, default_value_t = 5)]
     pub heartbeat_secs: u32,
 }
 
