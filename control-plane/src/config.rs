@@ -180,6 +180,47 @@ pub struct Config {
     /// issue 16). `DROVER_AGENT_JWT_TTL_SECS`.
     #[serde(default = "default_agent_jwt_ttl")]
     pub agent_jwt_ttl_secs: u64,
+
+    // ---- Database pool (issue 18: PostgreSQL as a first-class backend) ----
+    /// Database: most connections the pool opens (default 8).
+    /// `DROVER_DB_MAX_CONNECTIONS`.
+    #[serde(default = "default_db_max_connections")]
+    pub db_max_connections: u32,
+    /// Database: connections the pool keeps open when idle (default 1).
+    /// `DROVER_DB_MIN_CONNECTIONS`.
+    #[serde(default = "default_db_min_connections")]
+    pub db_min_connections: u32,
+    /// Database: how long a query waits for a free pooled connection, in
+    /// seconds, before it fails (default 10). `DROVER_DB_ACQUIRE_TIMEOUT_SECS`.
+    #[serde(default = "default_db_acquire_timeout")]
+    pub db_acquire_timeout_secs: u64,
+    /// Database: longest a single statement may run, in milliseconds
+    /// (default 30,000; 0: no limit). `DROVER_DB_STATEMENT_TIMEOUT_MS`.
+    #[serde(default = "default_db_statement_timeout")]
+    pub db_statement_timeout_ms: u64,
+
+    // ---- Broker cluster (issue 18: a three-node JetStream cluster) ----
+    /// Broker: replicas of every stream and KV bucket that holds state
+    /// (default 1: a single nats-server; 3 on a three-node cluster).
+    /// `DROVER_STREAM_REPLICAS`.
+    #[serde(default = "default_stream_replicas")]
+    pub stream_replicas: usize,
+}
+
+fn default_db_max_connections() -> u32 {
+    8
+}
+fn default_db_min_connections() -> u32 {
+    1
+}
+fn default_db_acquire_timeout() -> u64 {
+    10
+}
+fn default_db_statement_timeout() -> u64 {
+    30_000
+}
+fn default_stream_replicas() -> usize {
+    1
 }
 
 fn default_http_rate_per_token() -> u32 {
