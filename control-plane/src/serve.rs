@@ -84,7 +84,8 @@ include \"resolver.conf\"\n"
     auth.system_creds(&cfg.sys_creds_path())?;
     auth.enroll_creds(&cfg.enroll_creds_path())?;
     auth.enroll_responder_creds(&cfg.enroll_responder_creds_path())?;
-    let db = crate::db::connect(&cfg.database_url()).await?;
+    let db = crate::db::connect_with(&cfg.database_url(), &crate::db::DbOptions::from_config(cfg))
+        .await?;
     // SQLite makes its file with the umask's mode; it holds password hashes
     // and TOTP secrets (its -wal and -shm files take the same mode).
     let db_file = cfg.data_dir.join("drover.db");
@@ -109,7 +110,8 @@ pub async fn init_admin_user(
     cfg: &Config,
     password: Option<String>,
 ) -> anyhow::Result<Option<String>> {
-    let db = crate::db::connect(&cfg.database_url()).await?;
+    let db = crate::db::connect_with(&cfg.database_url(), &crate::db::DbOptions::from_config(cfg))
+        .await?;
     if !crate::auth::list_users(&db).await?.is_empty() {
         return Ok(None);
     }
@@ -172,7 +174,9 @@ pub async fn serve(
     );
     // Held until serve returns: `drover restore` refuses to write under it.
     let _data_dir_lock = crate::backup::hold_data_dir(&cfg.data_dir)?;
-    let db = crate::db::connect(&cfg.database_url()).await?;
+    let db_opts = crate::db::DbOptions::from_config(&cfg);
+    info!("{}", db_opts.describe(&cfg.database_url()));
+    let db = crate::db::connect_with(&cfg.database_url(), &db_opts).await?;
     let auth = crate::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
     let nats = crate::bus::connect(&cfg, "drover control plane", &cfg.nats_creds_path()).await?;
     let sys =

@@ -1,5 +1,8 @@
-//! Storage: sea-orm entities and migrations. SQLite (WAL) by default,
-//! PostgreSQL by URL; the code path is the same.
+//! Storage: sea-orm entities and migrations, and opening the pool
+//! ([`connect_with`], sized and timed by [`DbOptions`]). SQLite (WAL) by
+//! default, PostgreSQL by URL; the code path is the same. It does not own the
+//! SQL of any feature (each module writes its own queries) nor the
+//! configuration file (`config.rs` holds the `db_*` fields).
 
 pub mod bulk;
 pub mod entities;
@@ -34,17 +37,94 @@ use anyhow::Context;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
 
+/// How the pool is sized and timed; built from the `db_*` fields of
+/// [`crate::config::Config`] ([`DbOptions::from_config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbOptions {
+    /// Most connections the pool opens (at least 1).
+    pub max_connections: u32,
+    /// Connections kept open when idle (capped at `max_connections`).
+    pub min_connections: u32,
+    /// How long a query waits for a free connection before it fails.
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run on PostgreSQL (`statement_timeout`
+    /// on every pooled connection); `None`: no limit. SQLite has no statement
+    /// timeout: it is ignored there (its busy timeout, how long a writer
+    /// waits for the write lock, is fixed at 10 s).
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Default for DbOptions {
+    /// 8 / 1 connections, 10 s acquire timeout, 30 s statement timeout: the
+    /// configuration's defaults.
+    fn default() -> Self {
+        DbOptions {
+            max_connections: 8,
+            min_connections: 1,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl DbOptions {
+    /// The configured pool (`DROVER_DB_MAX_CONNECTIONS`, ...).
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        DbOptions {
+            max_connections: cfg.db_max_connections,
+            min_connections: cfg.db_min_connections,
+            acquire_timeout: Duration::from_secs(cfg.db_acquire_timeout_secs),
+            statement_timeout: (cfg.db_statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(cfg.db_statement_timeout_ms)),
+        }
+    }
+
+    /// One line for the startup log: the backend, the URL without its
+    /// password, and the pool's sizes and timeouts.
+    pub fn describe(&self, url: &str) -> String {
+        let backend = if url.starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let stmt = match (backend, self.statement_timeout) {
+            ("sqlite", _) => "n/a on sqlite".to_string(),
+            (_, Some(t)) => format!("{} ms", t.as_millis()),
+            (_, None) => "none".to_string(),
+        };
+        format!(
+            "database {backend} {} pool max={} min={} acquire_timeout={}s statement_timeout={stmt}",
+            redact(url),
+            self.max_connections,
+            self.min_connections,
+            self.acquire_timeout.as_secs_f64(),
+        )
+    }
+}
+
+/// Opens the database at `url` with the default pool ([`DbOptions::default`])
+/// and runs the migrations. For tests and tools; the server passes the
+/// configured pool to [`connect_with`].
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    connect_with(url, &DbOptions::default()).await
+}
+
+/// Opens the database at `url` (`sqlite://path?mode=rwc` or
+/// `postgres://user:pass@host:port/db`) with the pool `opts` and runs the
+/// migrations up to the latest. Errors: the database cannot be reached
+/// (message carries the URL without its password) or a migration fails.
+pub async fn connect_with(url: &str, opts: &DbOptions) -> anyhow::Result<DatabaseConnection> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let file = path.split('?').next().unwrap_or(path);
         if let Some(dir) = std::path::Path::new(file).parent() {
             std::fs::create_dir_all(dir).ok();
         }
     }
+    let max = opts.max_connections.max(1);
     let mut opt = ConnectOptions::new(url.to_string());
-    opt.max_connections(8)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+    opt.max_connections(max)
+        .min_connections(opts.min_connections.min(max))
+        .acquire_timeout(opts.acquire_timeout)
         .sqlx_logging(false);
     // sqlx does not turn WAL on by itself; readers must not block the writer.
     opt.map_sqlx_sqlite_opts(|o| {
@@ -52,6 +132,11 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
     });
+    // A startup parameter: every connection the pool opens carries it.
+    if let Some(t) = opts.statement_timeout {
+        let ms = t.as_millis().max(1);
+        opt.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms)]));
+    }
     let db = Database::connect(opt)
         .await
         .with_context(|| format!("opening database {}", redact(url)))?;

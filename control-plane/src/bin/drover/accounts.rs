@@ -107,7 +107,11 @@ fn local_actor() -> String {
 /// `cli:<user>`.
 pub async fn users(cfg: &Config, action: UsersCmd) -> anyhow::Result<()> {
     use control_plane::{audit, auth};
-    let db = control_plane::db::connect(&cfg.database_url()).await?;
+    let db = control_plane::db::connect_with(
+        &cfg.database_url(),
+        &control_plane::db::DbOptions::from_config(cfg),
+    )
+    .await?;
     let record = |action: &'static str, target: String, detail: Value| {
         let db = db.clone();
         async move {
