@@ -196,6 +196,9 @@ pub struct Config {
     pub db_acquire_timeout_secs: u64,
     /// Database: longest a single statement may run, in milliseconds
     /// (default 30,000; 0: no limit). `DROVER_DB_STATEMENT_TIMEOUT_MS`.
+    /// PostgreSQL only (`statement_timeout` on every pooled connection);
+    /// SQLite has no statement timeout and ignores it (its busy timeout,
+    /// 10 s, bounds a writer's wait for the lock).
     #[serde(default = "default_db_statement_timeout")]
     pub db_statement_timeout_ms: u64,
 
