@@ -252,7 +252,7 @@ async fn postgres_pool_and_statement_timeout_are_applied() {
         w.await.unwrap();
     }
     assert!(
-        most >= 1 && most <= 3,
+        (1..=3).contains(&most),
         "pool of 3 opened {most} connections"
     );
 }
