@@ -33,6 +33,12 @@ use bus_schema::Outcome;
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// The least interval between progress acks.
 const PROGRESS_AT_LEAST: Duration = Duration::from_millis(200);
+/// How long a running command may go without an `accepted` report: an
+/// action that ends within it reports only its final state (one publish
+/// fewer on the broker); one still running after it, or one that waits for
+/// a slot, reports `accepted` first (issue 18). The ledger moves a queued
+/// command straight to a final state, so nothing depends on `accepted`.
+const ACCEPTED_GRACE: Duration = Duration::from_secs(1);
 /// Output lines published but not yet confirmed by the broker, at most.
 const OUTPUT_ACKS_IN_FLIGHT: usize = 256;
 /// How long a finished action's result waits for its output to be stored.
@@ -260,13 +266,24 @@ async fn handle(
         agent,
         id: cmd.id.clone(),
     };
-    publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
+    // `accepted` only when the command is still in hand after the grace,
+    // or as soon as it has to wait for a slot (see ACCEPTED_GRACE).
+    let accept_by = tokio::time::Instant::now() + ACCEPTED_GRACE;
+    let mut accepted_sent = false;
 
     // Wait for a slot, keeping the delivery alive: an accepted command that
     // waits is not a lost one.
     let needs_slot = catalogue::lookup(&cmd.action).is_some_and(|s| s.runs_in == RunsIn::Rootd);
     let mut _permit = None;
     if needs_slot {
+        if let Ok(p) = slots.clone().try_acquire_owned() {
+            _permit = Some(p);
+        } else {
+            publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
+            accepted_sent = true;
+        }
+    }
+    if needs_slot && _permit.is_none() {
         let acquire = slots.clone().acquire_owned();
         tokio::pin!(acquire);
         loop {
@@ -330,6 +347,10 @@ async fn handle(
                 summary: "cancelled while running".into(),
                 data: serde_json::Value::Null,
             },
+            _ = tokio::time::sleep_until(accept_by), if !accepted_sent => {
+                publish_state(agent, &cmd, delivered, CommandStatus::Accepted).await;
+                accepted_sent = true;
+            }
             _ = tokio::time::sleep(progress_every) => {
                 let _ = msg.ack_with(AckKind::Progress).await;
             }
