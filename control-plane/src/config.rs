@@ -210,16 +210,16 @@ pub struct Config {
     pub stream_replicas: usize,
 }
 
-fn default_db_max_connections() -> u32 {
+pub(crate) fn default_db_max_connections() -> u32 {
     8
 }
-fn default_db_min_connections() -> u32 {
+pub(crate) fn default_db_min_connections() -> u32 {
     1
 }
-fn default_db_acquire_timeout() -> u64 {
+pub(crate) fn default_db_acquire_timeout() -> u64 {
     10
 }
-fn default_db_statement_timeout() -> u64 {
+pub(crate) fn default_db_statement_timeout() -> u64 {
     30_000
 }
 fn default_stream_replicas() -> usize {

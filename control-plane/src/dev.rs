@@ -191,11 +191,7 @@ pub async fn run(mut cfg: Config, opts: DevOptions) -> anyhow::Result<()> {
     let enroll_token = if agent_dir.join("agent.jwt").exists() {
         String::new()
     } else {
-        let db = crate::db::connect_with(
-            &cfg.database_url(),
-            &crate::db::DbOptions::from_config(&cfg),
-        )
-        .await?;
+        let db = crate::db::open(&cfg).await?;
         let (_, secret) = crate::tokens::create(
             &db,
             crate::tokens::NewToken {

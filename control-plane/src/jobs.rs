@@ -208,19 +208,29 @@ pub async fn submit(
     Ok((j, Submitted::Created))
 }
 
+/// A job's commands counted per stored status, in SQL (one `GROUP BY`):
+/// `(status, count)` pairs, only for statuses that occur. The job view's
+/// counts; the same on SQLite and PostgreSQL (`tests/database.rs`).
+pub async fn counts_by_status<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    job_id: &str,
+) -> Result<Vec<(String, i64)>, sea_orm::DbErr> {
+    command::Entity::find()
+        .select_only()
+        .column(command::Column::Status)
+        .column_as(command::Column::Id.count(), "n")
+        .filter(command::Column::JobId.eq(job_id))
+        .group_by(command::Column::Status)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// A job with live counts and the hosts that have not answered.
 pub async fn view(state: &AppState, j: &job::Model) -> Result<Value, sea_orm::DbErr> {
     // Counted in SQL, never loaded row by row: the jobs page and
     // `drover run` ask for this while 10,000 results stream in.
-    let by_status: Vec<(String, i64)> = command::Entity::find()
-        .select_only()
-        .column(command::Column::Status)
-        .column_as(command::Column::Id.count(), "n")
-        .filter(command::Column::JobId.eq(j.id.clone()))
-        .group_by(command::Column::Status)
-        .into_tuple()
-        .all(&state.db)
-        .await?;
+    let by_status = counts_by_status(&state.db, &j.id).await?;
     let mut counts: BTreeMap<&'static str, i64> =
         CommandStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let mut open_count = 0i64;

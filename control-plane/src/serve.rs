@@ -84,8 +84,7 @@ include \"resolver.conf\"\n"
     auth.system_creds(&cfg.sys_creds_path())?;
     auth.enroll_creds(&cfg.enroll_creds_path())?;
     auth.enroll_responder_creds(&cfg.enroll_responder_creds_path())?;
-    let db = crate::db::connect_with(&cfg.database_url(), &crate::db::DbOptions::from_config(cfg))
-        .await?;
+    let db = crate::db::open(cfg).await?;
     // SQLite makes its file with the umask's mode; it holds password hashes
     // and TOTP secrets (its -wal and -shm files take the same mode).
     let db_file = cfg.data_dir.join("drover.db");
@@ -110,8 +109,7 @@ pub async fn init_admin_user(
     cfg: &Config,
     password: Option<String>,
 ) -> anyhow::Result<Option<String>> {
-    let db = crate::db::connect_with(&cfg.database_url(), &crate::db::DbOptions::from_config(cfg))
-        .await?;
+    let db = crate::db::open(cfg).await?;
     if !crate::auth::list_users(&db).await?.is_empty() {
         return Ok(None);
     }

@@ -16,8 +16,7 @@ use control_plane::db::entities::command;
 use control_plane::db::{self, DbOptions};
 use sea_orm::sea_query::Value;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect, Statement,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Statement,
 };
 
 /// A SQLite file in a temporary directory (kept alive with the URL).
@@ -147,7 +146,7 @@ async fn audit_chain(db: &DatabaseConnection) {
     }
 }
 
-/// The job view's query (`jobs::view`): counts per status in SQL.
+/// The job view's counts per status (`jobs::counts_by_status`).
 async fn job_counts(db: &DatabaseConnection) {
     let plan = [
         ("queued", 3),
@@ -169,14 +168,7 @@ async fn job_counts(db: &DatabaseConnection) {
         .insert(db)
         .await
         .unwrap();
-    let mut by_status: Vec<(String, i64)> = command::Entity::find()
-        .select_only()
-        .column(command::Column::Status)
-        .column_as(command::Column::Id.count(), "n")
-        .filter(command::Column::JobId.eq("J1"))
-        .group_by(command::Column::Status)
-        .into_tuple()
-        .all(db)
+    let mut by_status = control_plane::jobs::counts_by_status(db, "J1")
         .await
         .unwrap();
     by_status.sort();

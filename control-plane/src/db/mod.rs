@@ -55,27 +55,38 @@ pub struct DbOptions {
 }
 
 impl Default for DbOptions {
-    /// 8 / 1 connections, 10 s acquire timeout, 30 s statement timeout: the
-    /// configuration's defaults.
+    /// The configuration's defaults (the `default_db_*` functions of
+    /// `config.rs`: 8 / 1 connections, 10 s acquire, 30 s statement).
     fn default() -> Self {
-        DbOptions {
-            max_connections: 8,
-            min_connections: 1,
-            acquire_timeout: Duration::from_secs(10),
-            statement_timeout: Some(Duration::from_secs(30)),
-        }
+        use crate::config as c;
+        DbOptions::from_fields(
+            c::default_db_max_connections(),
+            c::default_db_min_connections(),
+            c::default_db_acquire_timeout(),
+            c::default_db_statement_timeout(),
+        )
     }
 }
 
 impl DbOptions {
     /// The configured pool (`DROVER_DB_MAX_CONNECTIONS`, ...).
     pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Self::from_fields(
+            cfg.db_max_connections,
+            cfg.db_min_connections,
+            cfg.db_acquire_timeout_secs,
+            cfg.db_statement_timeout_ms,
+        )
+    }
+
+    /// From the configuration's units: seconds to acquire, milliseconds per
+    /// statement (0: no limit).
+    fn from_fields(max: u32, min: u32, acquire_secs: u64, statement_ms: u64) -> Self {
         DbOptions {
-            max_connections: cfg.db_max_connections,
-            min_connections: cfg.db_min_connections,
-            acquire_timeout: Duration::from_secs(cfg.db_acquire_timeout_secs),
-            statement_timeout: (cfg.db_statement_timeout_ms > 0)
-                .then(|| Duration::from_millis(cfg.db_statement_timeout_ms)),
+            max_connections: max,
+            min_connections: min,
+            acquire_timeout: Duration::from_secs(acquire_secs),
+            statement_timeout: (statement_ms > 0).then(|| Duration::from_millis(statement_ms)),
         }
     }
 
@@ -100,6 +111,12 @@ impl DbOptions {
             self.acquire_timeout.as_secs_f64(),
         )
     }
+}
+
+/// Opens the configured database (`cfg.database_url()`) with the configured
+/// pool and runs the migrations: what the server and the CLI use.
+pub async fn open(cfg: &crate::config::Config) -> anyhow::Result<DatabaseConnection> {
+    connect_with(&cfg.database_url(), &DbOptions::from_config(cfg)).await
 }
 
 /// Opens the database at `url` with the default pool ([`DbOptions::default`])

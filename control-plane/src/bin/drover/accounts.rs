@@ -107,11 +107,7 @@ fn local_actor() -> String {
 /// `cli:<user>`.
 pub async fn users(cfg: &Config, action: UsersCmd) -> anyhow::Result<()> {
     use control_plane::{audit, auth};
-    let db = control_plane::db::connect_with(
-        &cfg.database_url(),
-        &control_plane::db::DbOptions::from_config(cfg),
-    )
-    .await?;
+    let db = control_plane::db::open(cfg).await?;
     let record = |action: &'static str, target: String, detail: Value| {
         let db = db.clone();
         async move {

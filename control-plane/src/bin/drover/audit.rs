@@ -57,11 +57,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
             json,
             ..
         } => {
-            let db = control_plane::db::connect_with(
-                &cfg.database_url(),
-                &control_plane::db::DbOptions::from_config(cfg),
-            )
-            .await?;
+            let db = control_plane::db::open(cfg).await?;
             report(
                 control_plane::audit::verify(&db).await?,
                 json,
@@ -77,11 +73,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
             let before_ms = control_plane::audit::parse_time(&before)
                 .map_err(|e| anyhow::anyhow!("--before {e}"))?;
             let signer = control_plane::serve::load_signer(cfg)?;
-            let db = control_plane::db::connect_with(
-                &cfg.database_url(),
-                &control_plane::db::DbOptions::from_config(cfg),
-            )
-            .await?;
+            let db = control_plane::db::open(cfg).await?;
             let t =
                 control_plane::retention::archive::archive(&db, &signer, before_ms, &out).await?;
             // The archiving itself is on the record.
@@ -167,10 +159,7 @@ async fn verify_archive(
     let alone = "checked only against itself (its rows, trailer and signature), not against the database's record";
     // The database's record first: it names what differs.
     if !offline {
-        let db = control_plane::db::connect_with(
-                &cfg.database_url(),
-                &control_plane::db::DbOptions::from_config(cfg),
-            )
+        let db = control_plane::db::open(cfg)
             .await
             .map_err(|e| anyhow::anyhow!("{e}: the database holds the archive's record; give --offline to check the file only against itself"))?;
         match check_record(&db, file, &t).await? {

@@ -484,11 +484,7 @@ pub async fn print_onboarding(cfg: &Config) -> anyhow::Result<()> {
     let key = signer.public();
     println!("Command-signing public key (control_plane_key in agent.toml and rootd.toml):");
     println!("{}", key.to_base64());
-    let db = control_plane::db::connect_with(
-        &cfg.database_url(),
-        &control_plane::db::DbOptions::from_config(cfg),
-    )
-    .await?;
+    let db = control_plane::db::open(cfg).await?;
     if !control_plane::tokens::list(&db).await?.is_empty() {
         println!("Registration tokens exist already (`drover tokens list`; `drover tokens create` makes another with its install line).");
         return Ok(());
