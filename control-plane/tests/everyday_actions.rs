@@ -86,6 +86,22 @@ async fn disk_and_processes_run_in_the_agent() {
             .unwrap(),
     );
     let pid = busy.0.id();
+    // sysinfo gives 0 % to a process that had no CPU time at its first
+    // sample (it has nothing to compare with), and a just-spawned `yes` can
+    // be asked about within the same clock tick: wait until the kernel has
+    // charged it some CPU time (utime + stime in /proc/<pid>/stat).
+    wait_for(
+        "the busy process to use CPU",
+        Duration::from_secs(10),
+        || async {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            (ticks > 0).then_some(())
+        },
+    )
+    .await;
     let done = stack
         .run_final(
             &host.id,
