@@ -6,7 +6,8 @@
 //! agent for every delivery and ack, which was two thirds of its CPU during
 //! a fan-out (see docs/performance.md). The price is that a broker restart
 //! forgets them. The commands themselves are in the (file) stream and
-//! survive; this loop notices missing queues and declares them again, and
+//! survive; the `queue_keeper` duty (`crate::duties`, on the replica
+//! holding the lease) notices missing queues and declares them again, and
 //! agents retry their pulls until then.
 
 use std::collections::HashSet;
@@ -20,18 +21,10 @@ use crate::db::entities::agent;
 use crate::state::AppState;
 
 /// How often the consumer count is compared with the approved agents.
-const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// (The `queue_keeper` duty's period, on the replica holding the lease.)
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Consumer declarations in flight at once while repairing.
 const PARALLEL: usize = 32;
-
-pub async fn keeper_loop(state: AppState) {
-    loop {
-        tokio::time::sleep(CHECK_EVERY).await;
-        if let Err(e) = check_once(&state).await {
-            warn!(error = %format!("{e:#}"), "checking the agents' command queues failed; will retry");
-        }
-    }
-}
 
 /// Cheap when all is well: one count per shard and one count in the
 /// database. Only when fewer queues exist than approved agents are the

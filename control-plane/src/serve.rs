@@ -246,15 +246,18 @@ pub async fn serve(
     crate::trust::push_revocations(&state)
         .await
         .context("pushing the account to the broker")?;
+    // Every replica: shared durable consumers (the broker hands each
+    // message to one of them), the enrolment and credential responders
+    // (queue groups), the max-delivery advisories (ended conditionally).
+    // Once, on the replica holding the duties lease: `duties::run` (the
+    // offline sweep, the queue keeper, schedules, alerts, retention...).
     let tasks = vec![
         tokio::spawn(crate::enroll::serve(state.clone(), responder)),
         tokio::spawn(crate::credentials::serve(state.clone())),
         tokio::spawn(crate::ingest::heartbeat_loop(state.clone(), hb_consumer)),
         tokio::spawn(crate::ingest::result_loop(state.clone(), res_consumer)),
-        tokio::spawn(crate::ingest::sweep_loop(state.clone())),
         tokio::spawn(crate::ingest::max_deliveries_loop(state.clone())),
         tokio::spawn(crate::automation::submit_loop(state.clone(), jobs_consumer)),
-        tokio::spawn(crate::queues::keeper_loop(state.clone())),
         tokio::spawn(crate::duties::run(state.clone())),
         tokio::spawn(crate::notify::deliver::run(state.clone(), notify_consumer)),
     ];

@@ -144,7 +144,7 @@ pub enum Access {
 pub fn required(method: &Method, path: &str) -> Access {
     let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     match path {
-        "/healthz" | "/login" => return Access::Public,
+        "/healthz" | "/readyz" | "/login" => return Access::Public,
         // One-line host onboarding: the script, the signed packages and the
         // token check that hands out the enrolment credentials (each
         // rate-limited per address by its handler).

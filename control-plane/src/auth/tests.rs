@@ -12,6 +12,7 @@ fn every_route_has_a_decided_role() {
     use Role::*;
     let expected: &[(&str, &str, Access)] = &[
         ("GET", "/healthz", Access::Public),
+        ("GET", "/readyz", Access::Public),
         // Prometheus scrapes with a (viewer) bearer token.
         ("GET", "/metrics", Access::Least(Viewer)),
         ("GET", "/api/v1/agents/{id}/metrics", Access::Least(Viewer)),

@@ -1,6 +1,6 @@
 //! Periodic duties: work that must run on exactly one control-plane
-//! replica (scheduled scans, the maintenance-window runner, later alert
-//! evaluation). Each duty is a plain `tick(state, now_ms)` doing one round
+//! replica (the offline sweep, the queue keeper, scheduled scans, the
+//! maintenance-window runner, alert evaluation, retention). Each duty is a plain `tick(state, now_ms)` doing one round
 //! of work; [`run`] calls each at its own period while this replica holds
 //! the duties lease (`crate::lease`), stops a running tick at once when
 //! the lease is lost, and records each duty's last run and error on the
@@ -42,6 +42,23 @@ pub struct Duty {
 /// Every duty, in the order they run when due together.
 pub fn registered() -> Vec<Duty> {
     vec![
+        // Agents that stopped sending heartbeats go offline; commands nobody
+        // will report on end through the ledger.
+        Duty {
+            name: "offline_sweep",
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+            tick: |s, _now| Box::pin(async move { crate::ingest::sweep_once(&s).await }),
+        },
+        // Every approved agent keeps its command queue on the broker.
+        Duty {
+            name: "queue_keeper",
+            period: crate::queues::CHECK_EVERY,
+            timeout: Duration::from_secs(120),
+            tick: |s, _now| {
+                Box::pin(async move { crate::queues::check_once(&s).await.map(|_| ()) })
+            },
+        },
         Duty {
             name: "schedules",
             period: Duration::from_secs(1),

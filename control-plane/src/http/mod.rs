@@ -1,4 +1,5 @@
-//! The HTTP shell: the one router the server runs, `/healthz`, and the order
+//! The HTTP shell: the one router the server runs, `/healthz`, `/readyz`
+//! (`ready.rs`), and the order
 //! of the middleware. Arrows run one way: this shell → the gate
 //! ([`crate::auth::guard`]) → pages ([`crate::ui`]) and the API
 //! ([`crate::api`]) → the domain → the database. Nothing below imports it
@@ -16,6 +17,7 @@ pub mod error;
 pub mod headers;
 pub mod install;
 pub mod rate;
+pub mod ready;
 
 /// The whole server: the web UI's pages, `/healthz`, the host-install
 /// downloads (`/install.sh`, `/releases/...`), and the REST API under
@@ -29,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::ui::routes())
         .route("/healthz", get(healthz))
+        .route("/readyz", get(ready::readyz))
         .route("/metrics", get(crate::prometheus::handler))
         .merge(install::routes())
         // Every API refusal is JSON, axum's own rejections too.
@@ -48,20 +51,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /healthz`: `{"ok": bool, "nats": "connected"|"disconnected"}`, 200
-/// when the broker connection is up, 503 otherwise.
+/// `GET /healthz`: the process is alive and answering; always 200 with
+/// `{"ok": true, "nats": "connected"|"disconnected"}` (the broker state is
+/// informational: whether this replica can serve is `/readyz`'s answer,
+/// see [`ready::readyz`]; a liveness probe must not restart a process for
+/// a broker outage).
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let nats = matches!(
         state.nats.connection_state(),
         async_nats::connection::State::Connected
     );
-    let code = if nats {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (
-        code,
-        Json(json!({ "ok": nats, "nats": if nats { "connected" } else { "disconnected" } })),
+        StatusCode::OK,
+        Json(json!({ "ok": true, "nats": if nats { "connected" } else { "disconnected" } })),
     )
 }

@@ -2,7 +2,7 @@
 //! token bucket per API token (keyed by the token's SHA-256, whether or not
 //! the token is valid) and one per client address. A request over either
 //! gets 429 with `Retry-After` (whole seconds) and reaches nothing behind.
-//! `/healthz` and the UI's static files (`/ui/...`) are not counted; a
+//! `/healthz`, `/readyz` and the UI's static files (`/ui/...`) are not counted; a
 //! long-lived request (the event stream, a `?wait=` poll) counts once, when
 //! it starts. It does not authenticate (the gate does) and is separate from
 //! the failed-login limit of [`crate::auth`].
@@ -85,7 +85,7 @@ impl Limits {
 }
 
 fn counted(path: &str) -> bool {
-    !(path == "/healthz" || path.starts_with("/ui/"))
+    !(path == "/healthz" || path == "/readyz" || path.starts_with("/ui/"))
 }
 
 /// Middleware: refuses a request over its token's or its address's rate.

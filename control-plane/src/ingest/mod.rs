@@ -20,7 +20,7 @@ use tracing::warn;
 
 pub use heartbeats::{heartbeat_loop, parse_heartbeat};
 pub use results::{apply_results, parse_report, record_refusal, result_loop, Rejection, Report};
-pub use sweep::{max_deliveries_loop, sweep_loop};
+pub use sweep::{max_deliveries_loop, sweep_once};
 
 /// Most messages taken from the broker in one batch.
 pub(super) const BATCH: usize = 1000;

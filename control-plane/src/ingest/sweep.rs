@@ -3,8 +3,6 @@
 //! on (never fetched before expiry, silent long past it, or given up on by
 //! the broker). Does not read messages from agents.
 
-use std::time::Duration;
-
 use bus_schema::{codec, now_ms, CommandStatus};
 use futures::StreamExt;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -16,20 +14,12 @@ use crate::events;
 use crate::ledger::{self, Ending, Source};
 use crate::state::AppState;
 
-/// Periodic duties: agents that stopped sending heartbeats go offline;
-/// commands nobody fetched before their expiry end `expired`.
-pub async fn sweep_loop(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        if let Err(e) = sweep_once(&state).await {
-            warn!(error = %e, "sweep failed");
-        }
-    }
-}
-
 /// The broker's word that it gave up redelivering a command: end it
-/// `failed`, once.
+/// `failed`, once. Runs on every replica (a core-NATS advisory reaches
+/// only the subscribers of the moment, so a lease-gated listener would
+/// miss those sent during a failover); the ending is conditional on the
+/// command still being open, so one replica's update wins and the others
+/// change nothing.
 pub async fn max_deliveries_loop(state: AppState) {
     // Every command shard; the consumer name says which agent.
     let subject = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*".to_string();
@@ -86,7 +76,12 @@ const NO_RESULT: &str = "no result: the agent took the command and never reporte
 const NOT_FETCHED: &str =
     "expired: no word from the agent before its expiry (inferred: it may still report)";
 
-async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
+/// One round of the offline sweep (the `offline_sweep` duty, run every
+/// second on the replica holding the duties lease): agents that stopped
+/// sending heartbeats go offline; commands nobody fetched before their
+/// expiry end `expired`. Each change is conditional on the row it read,
+/// so a round racing another replica's changes nothing twice.
+pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
     let now = now_ms();
     let missed = std::cmp::max(state.cfg.offline_after_missed, 1) as i64;
     let gone = agent::Entity::find()

@@ -90,3 +90,6 @@ pub mod everyday;
 mod operations;
 #[allow(unused_imports)]
 pub use operations::*;
+mod replicas;
+#[allow(unused_imports)]
+pub use replicas::*;
