@@ -40,6 +40,8 @@ impl Collector {
 /// Total and available bytes of the filesystem mounted at `/`: one
 /// `statvfs("/")` per heartbeat (listing every mount is the fallback, the
 /// largest one when `/` is not listed, as in some containers).
+// `statvfs`'s field types are u64 on 64-bit Linux only: the casts stay.
+#[allow(clippy::unnecessary_cast)]
 fn root_disk() -> (u64, u64) {
     if let Ok(v) = nix::sys::statvfs::statvfs("/") {
         let unit = v.fragment_size() as u64;
