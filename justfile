@@ -102,6 +102,7 @@ bench: deps
     ulimit -n "$(ulimit -Hn)"
     cargo build --release --workspace
     cargo test --release -p control-plane --test bench -- --ignored --nocapture
+    cargo test --release -p control-plane --test bench_real -- --ignored --nocapture
     cargo test --release -p control-plane --test bench_alerts -- --ignored --nocapture
     cargo test --release -p control-plane --test bench_retention -- --ignored --nocapture
 

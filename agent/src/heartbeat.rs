@@ -1,5 +1,9 @@
 //! Heartbeats: every `heartbeat_secs` when idle, every `busy_heartbeat_secs`
-//! while an operation runs, and at once when one starts or ends.
+//! while an operation runs, and soon after the running set changes — but
+//! only when it still differs from what the last heartbeat said
+//! ([`SETTLE`] later), so a command that is over in a moment (`sys.ping`)
+//! costs no heartbeat at all. Owns the loop and the report's contents; the
+//! samples are `metrics`', the running set is `commands`'.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +17,22 @@ use crate::state::Agent;
 /// How long rootd may take to say which modules it can run (a few stat
 /// calls): a hung rootd must not hold the heartbeat.
 const CAPABILITIES_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long after the running set changed the heartbeat loop looks again:
+/// a command that started and ended within it never shows (nothing to show
+/// in the UI's live operations), one that runs longer shows this late.
+pub const SETTLE: Duration = Duration::from_millis(500);
+
+/// Every how many heartbeats rootd is asked again when nothing suggests its
+/// answer changed: 5 min at the default 30 s, 10 s at 1 s.
+const ASK_ROOTD_EVERY: u32 = 10;
+
+/// The command ids in a running set, for comparing with the last one sent.
+fn ids(ops: &[bus_schema::ActiveOperation]) -> Vec<String> {
+    let mut v: Vec<String> = ops.iter().map(|o| o.command_id.clone()).collect();
+    v.sort();
+    v
+}
 
 /// Modules this host can run now: the agent's own, plus what rootd says it
 /// can run (nothing when rootd does not answer).
@@ -67,10 +87,21 @@ pub async fn run_loop(agent: Arc<Agent>) {
     let subject = subjects::heartbeat(&agent.id);
     let mut seq = 0u64;
     let mut tracker = crate::watch::Tracker::default();
+    // rootd's last answer and how many heartbeats ago it was asked.
+    let mut rootd_modules: Result<crate::rootd_client::RootdCapabilities, String> =
+        Err("rootd not asked yet".into());
+    let mut since_asked = u32::MAX;
+    let mut after_change = false;
     loop {
-        // Asked before every heartbeat (it is a few stat calls in rootd): a
-        // module installed since, or a rootd that stopped, shows at once.
-        let rootd_modules = ask_rootd(&agent).await;
+        // Asked when its answer can have changed: while it does not answer
+        // (so its return shows at once), after the running set changed (an
+        // action may have installed a module), and every ASK_ROOTD_EVERY
+        // heartbeats (a rootd that stopped, a module added by hand).
+        if rootd_modules.is_err() || after_change || since_asked >= ASK_ROOTD_EVERY {
+            rootd_modules = ask_rootd(&agent).await;
+            since_asked = 0;
+        }
+        since_asked = since_asked.saturating_add(1);
         let operations = agent.ops.lock().await.clone();
         let interval = if operations.is_empty() {
             agent.cfg.heartbeat_secs
@@ -124,9 +155,26 @@ pub async fn run_loop(agent: Arc<Agent>) {
         {
             tracing::debug!(error = %e, "heartbeat not sent");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(interval as u64)) => {}
-            _ = agent.ops_changed.notified() => {}
+        // Until the interval is up, or the running set differs from the
+        // one just sent (looked at SETTLE after each change). Bounded: each
+        // turn either ends the wait or waits for a change.
+        let sent = ids(&hb.operations);
+        let next = tokio::time::Instant::now() + Duration::from_secs(interval as u64);
+        after_change = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => break,
+                _ = agent.ops_changed.notified() => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => break,
+                _ = tokio::time::sleep(SETTLE) => {}
+            }
+            let watch_changed = agent.watch.lock().expect("watch list").changed;
+            if watch_changed || ids(&agent.ops.lock().await) != sent {
+                after_change = true;
+                break;
+            }
         }
     }
 }

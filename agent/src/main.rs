@@ -80,9 +80,10 @@ fn main() -> anyhow::Result<()> {
             update::exec_current_release(dir);
         }
     }
-    // A small runtime: the agent is mostly idle and should stay light.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the agent is mostly idle and should stay light (each
+    // worker thread is a stack and, with glibc, an allocator arena).
+    // Blocking work (process sampling, statvfs) goes to `spawn_blocking`.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     match cli.cmd.unwrap_or(Cmd::Run) {

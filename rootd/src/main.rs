@@ -28,7 +28,9 @@ struct Cli {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
+// One thread: rootd serves one agent; its actions are child processes and
+// blocking calls go to `spawn_blocking`, so workers would only cost memory.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
