@@ -201,8 +201,9 @@ impl Stack {
         wait_for(
             &format!("agent {} to report rootd's modules {want:?}", host.id),
             // rootd answered above, so the next heartbeat (1 s) should carry
-            // them; an agent that already had an answer asks again only
-            // every 60 s.
+            // them; an agent asks rootd again while it does not answer, after
+            // its running set changed and every `ASK_ROOTD_EVERY`
+            // heartbeats (agent/src/heartbeat.rs).
             Duration::from_secs(90),
             || async {
                 let (code, v) = self.get(&format!("/agents/{}", host.id)).await;
