@@ -166,11 +166,8 @@ async fn the_command_key_rotates_during_a_job_without_refusing_anything_in_fligh
     let new = CommandSigner::load(&new_path).unwrap();
     assert_eq!(v["fingerprint"], new.public().fingerprint().as_str());
     let seed = std::fs::read_to_string(&new_path).unwrap();
-    let db_bytes = std::fs::read(stack.data_dir.join("drover.db")).unwrap();
     assert!(
-        !db_bytes
-            .windows(seed.trim().len())
-            .any(|w| w == seed.trim().as_bytes()),
+        !stack.database_holds(seed.trim().as_bytes()),
         "the seed is not in the database"
     );
 

@@ -224,8 +224,7 @@ async fn registration_tokens_expire_run_out_and_can_be_revoked() {
     // Tokens are never listed with their secret, and not stored in clear.
     let (_, v) = stack.get("/tokens").await;
     assert!(!v.to_string().contains(&once));
-    let db = std::fs::read(stack.data_dir.join("drover.db")).unwrap();
-    assert!(!db.windows(once.len()).any(|w| w == once.as_bytes()));
+    assert!(!stack.database_holds(once.as_bytes()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@ mod process;
 mod rootd;
 mod session;
 mod stack;
+mod stored;
 mod tls;
 mod updates;
 mod wait;
