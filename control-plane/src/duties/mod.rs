@@ -1,11 +1,17 @@
 //! Periodic duties: work that must run on exactly one control-plane
 //! replica (the offline sweep, the queue keeper, scheduled scans, the
-//! maintenance-window runner, alert evaluation, retention). Each duty is a plain `tick(state, now_ms)` doing one round
-//! of work; [`run`] calls each at its own period while this replica holds
-//! the duties lease (`crate::lease`), stops a running tick at once when
-//! the lease is lost, and records each duty's last run and error on the
-//! [`Board`] (`board.rs`) that `GET /api/v1/duties` shows. A failing or panicking tick
-//! is logged and recorded, never fatal.
+//! maintenance-window runner, alert evaluation, retention). Each duty is a
+//! plain `tick(state, now_ms)` doing one round of work; [`run`] calls each
+//! at its own period while this replica holds the duties lease
+//! (`crate::lease`), stops a running tick at once when the lease is lost,
+//! and records each duty's last run and error on the [`Board`]
+//! (`board.rs`) that `GET /api/v1/duties` shows. A failing or panicking
+//! tick is logged and recorded, never fatal.
+//!
+//! One exception to "exactly one": a duty marked [`Duty::without_broker`]
+//! (the offline sweep) also runs on a replica that has lost the broker,
+//! where no replica can show it holds the lease; its writes are conditional
+//! transitions, so a second runner changes nothing.
 //!
 //! Owns the runner and the list of duties; not the lease protocol
 //! (the `lease` module) nor what a duty does (its own module).
@@ -36,6 +42,13 @@ pub struct Duty {
     pub period: Duration,
     /// A tick running longer than this is stopped and recorded as failed.
     pub timeout: Duration,
+    /// Also runs, without the lease, on a replica that has lost the broker.
+    /// No replica can then show that it holds the lease, yet a control
+    /// plane that hears nothing must still infer what it can (agents gone
+    /// offline, commands nobody will report on). Only for a duty whose
+    /// writes are conditional transitions, so that two replicas running it
+    /// at once agree and the second changes nothing.
+    pub without_broker: bool,
     pub tick: Tick,
 }
 
@@ -48,6 +61,9 @@ pub fn registered() -> Vec<Duty> {
             name: "offline_sweep",
             period: Duration::from_secs(1),
             timeout: Duration::from_secs(60),
+            // Its updates are guarded by the row's status and last-seen
+            // time, and the ledger judges every command transition.
+            without_broker: true,
             tick: |s, _now| Box::pin(async move { crate::ingest::sweep_once(&s).await }),
         },
         // Every approved agent keeps its command queue on the broker.
@@ -55,6 +71,7 @@ pub fn registered() -> Vec<Duty> {
             name: "queue_keeper",
             period: crate::queues::CHECK_EVERY,
             timeout: Duration::from_secs(120),
+            without_broker: false,
             tick: |s, _now| {
                 Box::pin(async move { crate::queues::check_once(&s).await.map(|_| ()) })
             },
@@ -63,6 +80,7 @@ pub fn registered() -> Vec<Duty> {
             name: "schedules",
             period: Duration::from_secs(1),
             timeout: Duration::from_secs(60),
+            without_broker: false,
             tick: |s, now| Box::pin(async move { crate::schedules::tick(&s, now).await }),
         },
         // The maintenance-window runner: runs, batches, reboots.
@@ -70,6 +88,7 @@ pub fn registered() -> Vec<Duty> {
             name: "windows",
             period: Duration::from_secs(5),
             timeout: Duration::from_secs(120),
+            without_broker: false,
             tick: |s, now| Box::pin(async move { crate::windows::runner::tick(&s, now).await }),
         },
         // Staged agent rollouts: canary, waves, pauses, halts.
@@ -77,6 +96,7 @@ pub fn registered() -> Vec<Duty> {
             name: "rollouts",
             period: Duration::from_secs(2),
             timeout: Duration::from_secs(120),
+            without_broker: false,
             tick: |s, now| Box::pin(async move { crate::rollouts::engine::tick(&s, now).await }),
         },
         // The self-test that proves an updated agent works.
@@ -84,6 +104,7 @@ pub fn registered() -> Vec<Duty> {
             name: "update_proofs",
             period: Duration::from_secs(1),
             timeout: Duration::from_secs(60),
+            without_broker: false,
             tick: |s, now| {
                 Box::pin(async move { crate::agent_releases::selftest::tick(&s, now).await })
             },
@@ -93,6 +114,7 @@ pub fn registered() -> Vec<Duty> {
             name: "service_watch",
             period: Duration::from_secs(5),
             timeout: Duration::from_secs(60),
+            without_broker: false,
             tick: |s, now| Box::pin(async move { crate::services::watch::tick(&s, now).await }),
         },
         // Alert rules against the current state: pending, firing, resolved.
@@ -100,6 +122,7 @@ pub fn registered() -> Vec<Duty> {
             name: "alerts",
             period: Duration::from_secs(5),
             timeout: Duration::from_secs(60),
+            without_broker: false,
             tick: |s, now| Box::pin(async move { crate::alerts::evaluate::tick(&s, now).await }),
         },
         // Alert transitions from the outbox onto the notification stream.
@@ -107,6 +130,7 @@ pub fn registered() -> Vec<Duty> {
             name: "notifications",
             period: Duration::from_secs(1),
             timeout: Duration::from_secs(60),
+            without_broker: false,
             tick: |s, now| Box::pin(async move { crate::notify::dispatch::tick(&s, now).await }),
         },
         // Pruning and rollups in bounded batches; a round runs at most
@@ -115,6 +139,7 @@ pub fn registered() -> Vec<Duty> {
             name: "retention",
             period: Duration::from_secs(5),
             timeout: Duration::from_secs(120),
+            without_broker: false,
             tick: |s, now| Box::pin(async move { crate::retention::tick(&s, now).await }),
         },
     ]
@@ -128,7 +153,18 @@ pub fn status(state: &AppState) -> Value {
     state.duties.json(&list)
 }
 
-/// Runs the duties while `state.duties`' lease is held; never returns.
+/// Whether `d` may run on this replica now: it holds the lease, or `d`
+/// runs [`Duty::without_broker`] and the broker is out of reach.
+fn may_run(state: &AppState, d: &Duty, lease: &watch::Receiver<LeaseStatus>) -> bool {
+    lease.borrow().is_held() || (d.without_broker && broker_lost(state))
+}
+
+fn broker_lost(state: &AppState) -> bool {
+    state.nats.connection_state() != async_nats::connection::State::Connected
+}
+
+/// Runs the duties while `state.duties`' lease is held (and the
+/// [`Duty::without_broker`] ones while the broker is lost); never returns.
 pub async fn run(state: AppState) {
     let duties = registered();
     let mut lease = state.duties.lease();
@@ -142,23 +178,29 @@ pub async fn run(state: AppState) {
             next.iter_mut().for_each(|n| *n = now);
         }
         was_held = held;
-        if !held {
+        if !held && !broker_lost(&state) {
             // Woken by any lease change, at least every second (a lease
             // whose renewal is overdue changes nothing it sends).
             changed_or(&mut lease, Instant::now() + Duration::from_secs(1)).await;
             continue;
         }
         for (i, d) in duties.iter().enumerate() {
-            if Instant::now() < next[i] {
+            if Instant::now() < next[i] || !may_run(&state, d, &lease) {
                 continue;
-            }
-            if !lease.borrow().is_held() {
-                break;
             }
             next[i] = Instant::now() + d.period;
             run_one(&state, d, &mut lease).await;
         }
-        let soonest = next.iter().min().copied().unwrap_or_else(Instant::now);
+        // The soonest due among the duties allowed to run, at least every
+        // second (the broker's return or loss changes which ones are).
+        let soonest = duties
+            .iter()
+            .zip(&next)
+            .filter(|(d, _)| may_run(&state, d, &lease))
+            .map(|(_, n)| *n)
+            .min()
+            .unwrap_or(Instant::now() + Duration::from_secs(1))
+            .min(Instant::now() + Duration::from_secs(1));
         // Stop waiting at a lease change too (a loss is acted on at once).
         changed_or(&mut lease, soonest).await;
     }
@@ -191,7 +233,7 @@ async fn run_one(state: &AppState, d: &Duty, lease: &mut watch::Receiver<LeaseSt
             },
             _ = changed_or(lease, step) => {}
         }
-        if !lease.borrow().is_held() {
+        if !may_run(state, d, lease) {
             task.abort();
             break Err("stopped: this replica lost the duties lease".into());
         }
