@@ -19,7 +19,9 @@ use common::{pg_program, stderr, wait_for, Postgres, RawEntry, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_while_serving_then_restore_brings_the_control_plane_back() {
-    let mut stack = Stack::start().await;
+    // The SQLite file is in the archive; on PostgreSQL the archive names
+    // the pg_dump command instead (`with_postgresql_...` below).
+    let mut stack = Stack::start_sqlite().await;
     let host = stack.start_host("h1").await;
     let before = stack.ping(&host.id).await;
     assert_eq!(before["status"], "succeeded", "{before}");
@@ -346,7 +348,9 @@ fn hostile_and_damaged_archives_are_refused_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_schema_is_migrated_at_start_and_a_newer_one_is_refused() {
     use sea_orm_migration::MigratorTrait;
-    let mut stack = Stack::start().await;
+    // An old SQLite file, as a restored backup leaves it (the migrations
+    // themselves run on PostgreSQL in `database.rs`).
+    let mut stack = Stack::start_sqlite().await;
     stack.cp.stop();
     // The database as the first release made it: only the first migration,
     // with the admin token, as a restore of an old backup would leave it.

@@ -55,6 +55,14 @@ impl Stack {
         Self::start_full(&repo_manifests(), true).await
     }
 
+    /// Like [`Stack::start`], always on SQLite, even in the PostgreSQL pass
+    /// (`DROVER_TEST_DATABASE=postgres`): for tests whose subject is the
+    /// SQLite file itself (its backup, an old file's migration). Their
+    /// PostgreSQL counterparts are tests of their own.
+    pub async fn start_sqlite() -> Self {
+        Self::start_full(&repo_manifests(), false).await
+    }
+
     async fn start_full(manifests: &Path, postgres: bool) -> Self {
         // DROVER_TEST_KEEP=1 keeps the directory (logs, database) to look at.
         let tmp = tempfile::Builder::new()
