@@ -14,7 +14,7 @@ use sea_orm::EntityTrait;
 use tracing::warn;
 
 pub use crate::command_spec::{CommandSpec, NewCommand};
-use crate::db::entities::{agent, command};
+use crate::db::entities::{agent, command, job};
 use crate::state::AppState;
 
 /// Publishes awaited together: the broker stalls past ~5000 outstanding acks.
@@ -208,7 +208,10 @@ pub async fn create(state: &AppState, req: NewCommand) -> Result<command::Model,
         state,
         &spec,
         std::slice::from_ref(&req.agent_id),
-        req.job_id,
+        match req.job_id {
+            Some(id) => InJob::Existing(id),
+            None => InJob::No,
+        },
     )
     .await?;
     let (model, err) = issued.pop().expect("one agent, one command");
@@ -259,16 +262,53 @@ fn source_str(s: Source) -> &'static str {
     }
 }
 
-/// Issues `spec` to every agent in `agents` (already checked to be active).
-/// Each returned command carries the error that ended it, if publishing
-/// failed (it is then stored `rejected`).
+/// A job's own rows, written by [`issue`] in the transaction that writes
+/// its commands' rows: a job is in the database with all its commands or
+/// not at all, so no reader (the job view, `?wait=`, another replica) ever
+/// sees a job with fewer commands than targets — which it would count as
+/// done.
+pub struct JobRows {
+    /// The job; its id is the commands' `job_id`.
+    pub job: job::ActiveModel,
+    /// The submission's idempotency key, bound to the job (a unique key:
+    /// a second submission with it, racing on another replica, fails the
+    /// whole transaction and nothing of this one is written).
+    pub key: Option<crate::idempotency::entity::ActiveModel>,
+}
+
+/// Which job the commands [`issue`] writes belong to.
+pub enum InJob {
+    /// None: single commands.
+    No,
+    /// A job already in the database (a maintenance window's later batch).
+    Existing(String),
+    /// A job written with them, in the same transaction.
+    New(Box<JobRows>),
+}
+
+/// Issues `spec` to every agent in `agents` (already checked to be active),
+/// as part of `job`. Each returned command carries the error
+/// that ended it, if publishing failed (it is then stored `rejected`).
+/// A database error before publishing writes nothing.
 pub async fn issue(
     state: &AppState,
     spec: &CommandSpec,
     agents: &[String],
-    job_id: Option<String>,
+    job: InJob,
 ) -> Result<Vec<(command::Model, Option<CreateError>)>, CreateError> {
     let now = now_ms();
+    let (job_id, new_job): (Option<String>, Option<Box<JobRows>>) = match job {
+        InJob::No => (None, None),
+        InJob::Existing(id) => (Some(id), None),
+        InJob::New(rows) => match &rows.job.id {
+            sea_orm::ActiveValue::Set(id) | sea_orm::ActiveValue::Unchanged(id) => {
+                (Some(id.clone()), Some(rows))
+            }
+            sea_orm::ActiveValue::NotSet => {
+                return Err(sea_orm::DbErr::Custom("a new job without an id".into()).into())
+            }
+        },
+    };
     // Each host's measured clock skew travels signed in its command, so the
     // agent and rootd can tell a wrong clock from an expired command.
     let clocks = crate::skew::load(&state.db, agents).await?;
@@ -329,6 +369,16 @@ pub async fn issue(
     {
         let _turn = state.writer.lock().await;
         let txn = crate::db::begin_write(&state.db).await?;
+        if let Some(rows) = new_job {
+            let JobRows { job, key } = *rows;
+            job::Entity::insert(job).exec(&txn).await?;
+            if let Some(key) = key {
+                crate::idempotency::sweep(&txn, now).await?;
+                crate::idempotency::entity::Entity::insert(key)
+                    .exec(&txn)
+                    .await?;
+            }
+        }
         for chunk in models.chunks(500) {
             let rows: Vec<command::ActiveModel> = chunk.iter().cloned().map(Into::into).collect();
             command::Entity::insert_many(rows).exec(&txn).await?;

@@ -169,41 +169,40 @@ pub async fn submit(
         }),
         created_at: Set(now),
     };
-    let inserted: Result<job::Model, sea_orm::DbErr> = async {
-        let _turn = state.writer.lock().await;
-        let txn = crate::db::begin_write(&state.db).await?;
-        let j = job::Entity::insert(row).exec_with_returning(&txn).await?;
-        if let Some(k) = &req.idempotency_key {
-            idempotency::sweep(&txn, now).await?;
-            idempotency::entity::Entity::insert(idempotency::entity::ActiveModel {
-                scope: Set(who.scope.clone()),
-                key: Set(k.clone()),
-                job_id: Set(j.id.clone()),
-                fingerprint: Set(fingerprint.clone()),
-                created_at: Set(now),
-                expires_at: Set(now + idempotency::KEY_TTL_MS),
-            })
-            .exec(&txn)
-            .await?;
-        }
-        txn.commit().await?;
-        Ok(j)
-    }
-    .await;
-    let j = match inserted {
-        Ok(j) => j,
+    let key = req
+        .idempotency_key
+        .as_ref()
+        .map(|k| idempotency::entity::ActiveModel {
+            scope: Set(who.scope.clone()),
+            key: Set(k.clone()),
+            job_id: row.id.clone(),
+            fingerprint: Set(fingerprint.clone()),
+            created_at: Set(now),
+            expires_at: Set(now + idempotency::KEY_TTL_MS),
+        });
+    let ids: Vec<String> = targets.into_iter().map(|a| a.id).collect();
+    let rows = commands::JobRows {
+        job: row.clone(),
+        key,
+    };
+    match commands::issue(state, &spec, &ids, commands::InJob::New(Box::new(rows))).await {
+        Ok(_) => {}
         // Two submissions with one key at once (another replica): the other
-        // one won, and its job is the answer.
-        Err(e) => match &req.idempotency_key {
+        // one won, and its job is the answer; nothing of this one was
+        // written.
+        Err(CreateError::Db(e)) => match &req.idempotency_key {
             Some(k) => match idempotency::find(&state.db, &who.scope, k, now_ms()).await? {
                 Some(bound) => return bound_job(state, bound, &fingerprint).await,
-                None => return Err(e.into()),
+                None => return Err(CreateError::Db(e).into()),
             },
-            None => return Err(e.into()),
+            None => return Err(CreateError::Db(e).into()),
         },
-    };
-    let ids: Vec<String> = targets.into_iter().map(|a| a.id).collect();
-    commands::issue(state, &spec, &ids, Some(j.id.clone())).await?;
+        Err(e) => return Err(e.into()),
+    }
+    let j = job::Entity::find_by_id(row.id.clone().unwrap())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the job just written".into()))?;
     tracing::info!(job = %j.id, action = %j.action, targets = j.target_count, by = %who.name, "job submitted");
     Ok((j, Submitted::Created))
 }

@@ -210,7 +210,7 @@ async fn fan_out(
     )
     .await
     .map_err(|e| RotateError::Internal(e.to_string()))?;
-    let issued = crate::commands::issue(state, &spec, &agents, None)
+    let issued = crate::commands::issue(state, &spec, &agents, crate::commands::InJob::No)
         .await
         .map_err(|e| RotateError::Internal(e.to_string()))?;
     let mut failed = vec![];
