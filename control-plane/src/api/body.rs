@@ -15,7 +15,8 @@ use super::ApiError;
 
 /// A JSON request body decoded into `T` within the codec's limits. Refuses
 /// with 415 (not JSON), 413 (too large) or 400 (malformed, too deep, too
-/// long, wrong fields), each as `{"error": ...}`.
+/// long, wrong fields, a NUL in a string: `http::nul`), each as
+/// `{"error": ...}`.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -42,6 +43,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     format!("request body is larger than {limit} bytes"),
                 )
             })?;
+        if crate::http::nul::json_has_nul(&bytes) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                crate::http::nul::REFUSAL,
+            ));
+        }
         codec::decode_json(&bytes).map(JsonBody).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

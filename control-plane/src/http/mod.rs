@@ -16,6 +16,7 @@ use crate::state::AppState;
 pub mod error;
 pub mod headers;
 pub mod install;
+pub mod nul;
 pub mod rate;
 pub mod ready;
 
@@ -23,7 +24,7 @@ pub mod ready;
 /// downloads (`/install.sh`, `/releases/...`), and the REST API under
 /// `/api/v1`, all behind one gate (authentication, the role each route
 /// needs, CSRF for browser sessions, the audit trail). In front of the gate
-/// the rate limits ([`rate`]); outermost the security headers ([`headers`]),
+/// the NUL refusal ([`nul`]) and before it the rate limits ([`rate`]); outermost the security headers ([`headers`]),
 /// so refusals carry them too.
 pub fn router(state: AppState) -> Router {
     let tls = headers::Tls(matches!(state.cfg.http_tls_files(), Ok(Some(_))));
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::auth::guard,
         ))
+        .layer(middleware::from_fn(nul::refuse))
         .layer(middleware::from_fn_with_state(limits, rate::limit))
         .layer(middleware::from_fn_with_state(
             tls,
