@@ -451,14 +451,18 @@ impl Heartbeat {
                 });
             }
         }
-        for (field, v) in [
-            ("agent_version", &self.agent_version),
-            ("agent_channel", &self.agent_channel),
+        for (field, v, max) in [
+            ("agent_version", &self.agent_version, 64),
+            ("agent_channel", &self.agent_channel, 64),
+            // Stored and shown as sent; a NUL would also fail PostgreSQL's
+            // write of the whole heartbeat batch.
+            ("os", &self.os, 256),
+            ("kernel", &self.kernel, 256),
         ] {
-            if v.chars().count() > 64 || v.chars().any(char::is_control) {
+            if v.chars().count() > max || v.chars().any(char::is_control) {
                 return Err(EnvelopeError::Field {
                     field,
-                    why: "must be at most 64 characters, none a control character".into(),
+                    why: format!("must be at most {max} characters, none a control character"),
                 });
             }
         }

@@ -246,8 +246,10 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         agent_id: agent.clone(),
         status: CommandStatus::Succeeded,
         exit_code: Some(0),
-        summary: "first".into(),
-        data: json!({"n": 1}),
+        // A NUL from the host's output (PostgreSQL cannot store one): the
+        // result is stored all the same, the NUL shown as U+FFFD.
+        summary: "first\0line".into(),
+        data: json!({"n": 1, "out": "a\u{0}b"}),
         attempt: 1,
         at: bus_schema::now_ms(),
     };
@@ -287,7 +289,8 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
     )
     .await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    assert_eq!(done["summary"], "first");
+    assert_eq!(done["summary"], "first\u{FFFD}line");
+    assert_eq!(done["result"]["out"], "a\u{0}b", "{done}");
     let log = Stack::wait_log(&stack.cp, "does not match the subject").await;
     assert_eq!(
         log.lines()
@@ -331,7 +334,7 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
     stack.wait_final(&marker, Duration::from_secs(20)).await;
     let (_, after) = stack.get(&format!("/commands/{cmd}")).await;
     assert_eq!(after["status"], "succeeded");
-    assert_eq!(after["summary"], "first");
+    assert_eq!(after["summary"], "first\u{FFFD}line");
 }
 
 fn command(agent: &str, expires_in_ms: i64) -> Command {

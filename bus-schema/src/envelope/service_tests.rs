@@ -1,4 +1,4 @@
-//! Tests of the heartbeat's watched-service fields and host name: bounds,
+//! Tests of the heartbeat's watched-service fields, host name, OS and kernel: bounds,
 //! full unit names reported once, no control characters.
 
 use super::*;
@@ -87,5 +87,21 @@ fn a_hostname_with_control_characters_is_refused() {
     // Odd but printable names are shown escaped, not refused.
     let mut h = hb();
     h.hostname = "<b>web</b> ü".into();
+    assert!(h.validate("A1").is_ok());
+}
+
+#[test]
+fn os_and_kernel_hold_no_control_characters() {
+    for bad in ["Debian\0", "Linux\nforged line", &"x".repeat(257)] {
+        let mut h = hb();
+        h.os = bad.to_string();
+        assert!(h.validate("A1").is_err(), "os {bad:?}");
+        let mut h = hb();
+        h.kernel = bad.to_string();
+        assert!(h.validate("A1").is_err(), "kernel {bad:?}");
+    }
+    let mut h = hb();
+    h.os = "Debian GNU/Linux 12 (bookworm)".into();
+    h.kernel = "6.1.0-28-amd64".into();
     assert!(h.validate("A1").is_ok());
 }
