@@ -262,6 +262,17 @@ fn source_str(s: Source) -> &'static str {
     }
 }
 
+/// More rows [`issue`] writes in its transaction, after the job's: a
+/// function of the transaction (the submission's idempotency key, whose
+/// unique index makes a racing second submission fail the whole
+/// transaction, so nothing of it is written).
+pub type AlsoWrite = Box<
+    dyn for<'t> FnOnce(
+            &'t sea_orm::DatabaseTransaction,
+        ) -> futures::future::BoxFuture<'t, Result<(), sea_orm::DbErr>>
+        + Send,
+>;
+
 /// A job's own rows, written by [`issue`] in the transaction that writes
 /// its commands' rows: a job is in the database with all its commands or
 /// not at all, so no reader (the job view, `?wait=`, another replica) ever
@@ -270,10 +281,8 @@ fn source_str(s: Source) -> &'static str {
 pub struct JobRows {
     /// The job; its id is the commands' `job_id`.
     pub job: job::ActiveModel,
-    /// The submission's idempotency key, bound to the job (a unique key:
-    /// a second submission with it, racing on another replica, fails the
-    /// whole transaction and nothing of this one is written).
-    pub key: Option<crate::idempotency::entity::ActiveModel>,
+    /// Written after the job, before the commands.
+    pub also: Option<AlsoWrite>,
 }
 
 /// Which job the commands [`issue`] writes belong to.
@@ -370,13 +379,10 @@ pub async fn issue(
         let _turn = state.writer.lock().await;
         let txn = crate::db::begin_write(&state.db).await?;
         if let Some(rows) = new_job {
-            let JobRows { job, key } = *rows;
+            let JobRows { job, also } = *rows;
             job::Entity::insert(job).exec(&txn).await?;
-            if let Some(key) = key {
-                crate::idempotency::sweep(&txn, now).await?;
-                crate::idempotency::entity::Entity::insert(key)
-                    .exec(&txn)
-                    .await?;
+            if let Some(also) = also {
+                also(&txn).await?;
             }
         }
         for chunk in models.chunks(500) {
@@ -503,133 +509,4 @@ async fn send(
         .send_publish(subjects::command(&cmd.agent_id), publish)
         .await
         .map_err(|e| CreateError::Broker(e.to_string()))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CancelError {
-    #[error("no command {0}")]
-    Unknown(String),
-    #[error("command {0} is already {1}")]
-    Final(String, String),
-    #[error(transparent)]
-    Create(#[from] CreateError),
-    #[error("broker: {0}")]
-    Broker(String),
-    #[error("database: {0}")]
-    Db(#[from] sea_orm::DbErr),
-}
-
-/// What a cancel did.
-pub enum Cancelled {
-    /// It was still queued: removed from the broker, now `cancelled`.
-    Queued(Box<command::Model>),
-    /// It was running: `sys.cancel` went to the agent, which will report
-    /// the command `cancelled`.
-    Signalled {
-        command: Box<command::Model>,
-        cancel_command: Box<command::Model>,
-    },
-}
-
-/// Cancels a command. Still waiting in its agent's queue: its message is
-/// deleted from the stream, then the row ends `cancelled`. Already taken:
-/// a `sys.cancel` goes to the agent, which stops it (and rootd's process
-/// group) and reports it `cancelled`.
-pub async fn cancel(state: &AppState, id: &str, by: &str) -> Result<Cancelled, CancelError> {
-    let c = command::Entity::find_by_id(id.to_string())
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| CancelError::Unknown(id.into()))?;
-    let status = CommandStatus::parse(&c.status).unwrap_or(CommandStatus::Queued);
-    if status.is_final() {
-        return Err(CancelError::Final(c.id, c.status));
-    }
-    // A `sys.cancel` to the agent: it stops the command if it runs, and
-    // remembers the id so that a copy it already fetched never starts.
-    let signal = || async {
-        create(
-            state,
-            NewCommand {
-                agent_id: c.agent_id.clone(),
-                action: "sys.cancel".into(),
-                params: serde_json::json!({ "command_id": c.id }),
-                timeout_secs: None,
-                ttl_secs: Some(60),
-                requested_by: by.into(),
-                source: Source::User,
-                job_id: None,
-            },
-        )
-        .await
-    };
-    let signalled = |cancel_command: command::Model| {
-        tracing::info!(command = %id, by, "cancel sent to the agent");
-        Ok(Cancelled::Signalled {
-            command: Box::new(c.clone()),
-            cancel_command: Box::new(cancel_command),
-        })
-    };
-    if status != CommandStatus::Queued {
-        return signalled(signal().await?);
-    }
-    // The database may not know yet that the agent took it. A work queue
-    // keeps a fetched message until it is acked, so a successful delete
-    // alone does not prove the agent never got it: its consumer's delivered
-    // sequence does. Delivered before or during the delete means it may run
-    // (or have run): then the agent stops it and reports the truth.
-    let Some(seq) = c.stream_seq.map(|s| s as u64) else {
-        return signalled(signal().await?);
-    };
-    let stream = state
-        .js
-        .get_stream_no_info(subjects::cmd_stream(&c.agent_id))
-        .await
-        .map_err(|e| CancelError::Broker(e.to_string()))?;
-    let consumer = subjects::agent_consumer(&c.agent_id);
-    let delivered = || async {
-        stream
-            .consumer_info(&consumer)
-            .await
-            .map(|i| i.delivered.stream_sequence >= seq)
-            .unwrap_or(true) // unknown: assume the agent may have it
-    };
-    if delivered().await || stream.delete_message(seq).await.is_err() || delivered().await {
-        return signalled(signal().await?);
-    }
-    let t = now_ms();
-    let summary = format!("cancelled by {by}");
-    let _turn = state.writer.lock().await;
-    // Removed from its queue before any delivery: the control plane's own
-    // decision, not a guess (a host's report would still replace it).
-    let ended = crate::ledger::end_one_unreported(
-        &state.db,
-        id,
-        &[CommandStatus::Queued.as_str()],
-        &crate::ledger::Ending {
-            status: CommandStatus::Cancelled,
-            summary: &summary,
-            source: crate::ledger::Source::ControlPlane,
-            attempts: None,
-        },
-        t,
-    )
-    .await?;
-    drop(_turn);
-    let now = command::Entity::find_by_id(id.to_string())
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| CancelError::Unknown(id.into()))?;
-    if ended {
-        crate::events::publish(state, &crate::events::of_command(&now)).await;
-        tracing::info!(command = %id, by, "command cancelled");
-        // The agent may have fetched it just before the delete (a work
-        // queue keeps a message until it is acked): tell it too, so it
-        // never starts it. Best effort: the row is already final.
-        if let Err(e) = signal().await {
-            tracing::debug!(command = %id, error = %e, "no sys.cancel after a queued cancel");
-        }
-        Ok(Cancelled::Queued(Box::new(now)))
-    } else {
-        signalled(signal().await?)
-    }
 }

@@ -169,21 +169,23 @@ pub async fn submit(
         }),
         created_at: Set(now),
     };
-    let key = req
-        .idempotency_key
-        .as_ref()
-        .map(|k| idempotency::entity::ActiveModel {
-            scope: Set(who.scope.clone()),
-            key: Set(k.clone()),
-            job_id: row.id.clone(),
-            fingerprint: Set(fingerprint.clone()),
-            created_at: Set(now),
-            expires_at: Set(now + idempotency::KEY_TTL_MS),
-        });
+    let also = req.idempotency_key.as_ref().map(|k| {
+        bind_key(
+            idempotency::entity::ActiveModel {
+                scope: Set(who.scope.clone()),
+                key: Set(k.clone()),
+                job_id: row.id.clone(),
+                fingerprint: Set(fingerprint.clone()),
+                created_at: Set(now),
+                expires_at: Set(now + idempotency::KEY_TTL_MS),
+            },
+            now,
+        )
+    });
     let ids: Vec<String> = targets.into_iter().map(|a| a.id).collect();
     let rows = commands::JobRows {
         job: row.clone(),
-        key,
+        also,
     };
     match commands::issue(state, &spec, &ids, commands::InJob::New(Box::new(rows))).await {
         Ok(_) => {}
@@ -205,6 +207,18 @@ pub async fn submit(
         .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the job just written".into()))?;
     tracing::info!(job = %j.id, action = %j.action, targets = j.target_count, by = %who.name, "job submitted");
     Ok((j, Submitted::Created))
+}
+
+/// Writes a submission's idempotency key (after sweeping expired ones) in
+/// the transaction that writes its job.
+fn bind_key(key: idempotency::entity::ActiveModel, now: i64) -> commands::AlsoWrite {
+    Box::new(move |txn| {
+        Box::pin(async move {
+            idempotency::sweep(txn, now).await?;
+            idempotency::entity::Entity::insert(key).exec(txn).await?;
+            Ok(())
+        })
+    })
 }
 
 /// A job's commands counted per stored status, in SQL (one `GROUP BY`):

@@ -37,6 +37,7 @@ pub mod auth;
 pub mod automation;
 pub mod backup;
 pub mod bus;
+pub mod cancel;
 pub mod client;
 pub mod clones;
 pub mod command_spec;

@@ -6,7 +6,7 @@
 //! agent for every delivery and ack, which was two thirds of its CPU during
 //! a fan-out (see docs/performance.md). The price is that a broker restart
 //! forgets them. The commands themselves are in the (file) stream and
-//! survive; the `queue_keeper` duty (`crate::duties`, on the replica
+//! survive; the `queue_keeper` duty (the duties module, on the replica
 //! holding the lease) notices missing queues and declares them again, and
 //! agents retry their pulls until then.
 

@@ -412,7 +412,7 @@ async fn cancel_queued_updates(state: &AppState, yanked: &[entity::Model], by: &
         if !hit {
             continue;
         }
-        match crate::commands::cancel(state, &c.id, by).await {
+        match crate::cancel::cancel(state, &c.id, by).await {
             Ok(_) => {
                 tracing::info!(command = %c.id, agent = %c.agent_id, version = %m.version, "yank: cancelled a queued update")
             }

@@ -462,8 +462,8 @@ async fn cancel_command(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    use crate::commands::{CancelError, Cancelled};
-    match commands::cancel(&state, &id, &who.name).await {
+    use crate::cancel::{CancelError, Cancelled};
+    match crate::cancel::cancel(&state, &id, &who.name).await {
         Ok(Cancelled::Queued(c)) => Ok((StatusCode::OK, Json(command_json(&c)))),
         Ok(Cancelled::Signalled {
             command,
