@@ -108,9 +108,7 @@ async fn one_size(n: usize, runs: usize) -> Row {
     })
     .await;
     let bringup_s = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "[{n}] fleet up in {bringup_s:.1}s (enrolled and connected at {enrolled_s:.1}s)"
-    );
+    eprintln!("[{n}] fleet up in {bringup_s:.1}s (enrolled and connected at {enrolled_s:.1}s)");
 
     // Fan-out.
     let mut times = Vec::new();
