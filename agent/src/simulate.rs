@@ -343,9 +343,15 @@ async fn heartbeats(
     stats: Arc<Stats>,
     metrics_file: Option<PathBuf>,
 ) {
-    // Spread the fleet's heartbeats over the interval.
+    // The first heartbeat at once, as a real agent sends it when it starts
+    // (the host is online as soon as it is up); the next ones spread the
+    // fleet's heartbeats over the interval.
     let offset = Duration::from_millis(((n as u64) * 7919) % (every.max(1) as u64 * 1000));
-    tokio::time::sleep(offset).await;
+    let mut next_wait = if offset.is_zero() {
+        Duration::from_secs(every.max(1) as u64)
+    } else {
+        offset
+    };
     let subject = subjects::heartbeat(&a.id);
     let mut seq = 0u64;
     loop {
@@ -396,9 +402,10 @@ async fn heartbeats(
         }
         // A fake install heartbeats its new version at once.
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(every.max(1) as u64)) => {}
+            _ = tokio::time::sleep(next_wait) => {}
             _ = a.update.changed.notified() => {}
         }
+        next_wait = Duration::from_secs(every.max(1) as u64);
     }
 }
 

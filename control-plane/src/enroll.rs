@@ -83,11 +83,22 @@ fn drop_request(reply_to: Option<&str>) {
     }
 }
 
+/// Enrolment requests answered at once by one control plane. Every
+/// decision that must be atomic — the key and machine-id bindings, the
+/// token's uses, the agent's row — is taken in `decide` inside one write
+/// transaction under the single writer's turn (`AppState::writer`), so
+/// concurrent claims are still judged one after another, exactly as before;
+/// what overlaps is the rest of each answer: decoding and the signature
+/// check, the broker's round trips to declare the agent's queue, minting
+/// its JWT and sealing the reply. One at a time, a 10,000-host fleet took
+/// over a minute to enrol (docs/performance.md, "Issue 18").
+const IN_FLIGHT: usize = 64;
+
 /// Answers enrolment requests on `responder`, a connection as the
 /// enrolment responder's user (`nats_auth::NatsAuth::enroll_responder_creds`).
 pub async fn serve(state: AppState, responder: async_nats::Client) {
     loop {
-        let mut sub = match responder
+        let sub = match responder
             .queue_subscribe(subjects::ENROLL, "control-plane".into())
             .await
         {
@@ -98,22 +109,27 @@ pub async fn serve(state: AppState, responder: async_nats::Client) {
                 continue;
             }
         };
-        while let Some(msg) = sub.next().await {
-            let reply_to = match msg.reply {
-                Some(r) if subjects::is_enroll_inbox(&r) => r,
-                other => {
-                    drop_request(other.as_deref());
-                    continue;
+        // Up to IN_FLIGHT requests at once (see there for why that is safe).
+        sub.for_each_concurrent(IN_FLIGHT, |msg| {
+            let (state, responder) = (&state, &responder);
+            async move {
+                let reply_to = match msg.reply {
+                    Some(r) if subjects::is_enroll_inbox(&r) => r,
+                    other => {
+                        drop_request(other.as_deref());
+                        return;
+                    }
+                };
+                let answer = answer(state, &msg.payload).await;
+                if let Err(e) = responder
+                    .publish(reply_to, bus_schema::encode(&answer).into())
+                    .await
+                {
+                    warn!(error = %e, "enrolment reply not sent");
                 }
-            };
-            let answer = answer(&state, &msg.payload).await;
-            if let Err(e) = responder
-                .publish(reply_to, bus_schema::encode(&answer).into())
-                .await
-            {
-                warn!(error = %e, "enrolment reply not sent");
             }
-        }
+        })
+        .await;
     }
 }
 

@@ -1,6 +1,8 @@
 //! Heartbeats: decoding and checking each one against its subject, keeping
 //! the newest per agent (after the cloned-host screen), and storing the
-//! agents' state and sampled metrics. Knows nothing of commands.
+//! agents' state and sampled metrics. Decoding runs ahead of storing (a
+//! reader task and a store task, batches stored and acked in the order
+//! read; waiting batches are stored together). Knows nothing of commands.
 
 use std::collections::HashMap;
 
@@ -42,55 +44,106 @@ pub fn parse_heartbeat(m: &jetstream::Message) -> Result<Heartbeat, String> {
     Ok(hb)
 }
 
+/// Batches read and checked ahead of the one being stored.
+const AHEAD: usize = 4;
+/// Most checked batches stored together in one transaction.
+const MAX_GROUP: usize = 8;
+
+/// One batch from the broker, decoded and checked, waiting to be stored.
+struct Checked {
+    batch: Vec<jetstream::Message>,
+    parsed: Vec<Heartbeat>,
+    /// Indexes in `batch` of the malformed messages.
+    bad: Vec<usize>,
+    drops: Drops,
+}
+
+/// Pulls heartbeats, decodes and checks them, and hands each batch to
+/// [`store_loop`], which stores batches in the order they were read: decoding
+/// the next batches overlaps storing the current one, and when storing falls
+/// behind, the batches waiting are stored together (one transaction, the
+/// newest heartbeat per agent) — same rule, fewer statements per heartbeat.
 pub async fn heartbeat_loop(state: AppState, consumer: PullConsumer) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Checked>(AHEAD);
+    let writer = tokio::spawn(store_loop(state, rx));
     loop {
         let mut stream = pull(&consumer, "heartbeats").await;
         while let Some(batch) = next_batch(&mut stream, BATCH).await {
             let mut parsed: Vec<Heartbeat> = Vec::with_capacity(batch.len());
             let mut drops = Drops::default();
-            let mut bad: Vec<&jetstream::Message> = Vec::new();
-            for m in &batch {
+            let mut bad = Vec::new();
+            for (i, m) in batch.iter().enumerate() {
                 match parse_heartbeat(m) {
                     Ok(hb) => parsed.push(hb),
                     Err(why) => {
                         warn!(subject = %m.subject, bytes = m.payload.len(), reason = %why, "rejected heartbeat");
                         let sender = poison::sender_of(&m.subject);
                         drops.add(poison::MALFORMED, subjects::HB_ALL, sender, &why);
-                        bad.push(m);
+                        bad.push(i);
                     }
                 }
             }
-            // Two machines on one identity: only the served one is applied.
-            let mut latest: HashMap<String, Heartbeat> = HashMap::new();
-            for hb in crate::clones::screen(&state, parsed).await {
-                let newer = latest
-                    .get(&hb.agent_id)
-                    .map(|old| hb.sent_at >= old.sent_at)
-                    .unwrap_or(true);
-                if newer {
-                    latest.insert(hb.agent_id.clone(), hb);
-                }
+            let checked = Checked {
+                batch,
+                parsed,
+                bad,
+                drops,
+            };
+            if tx.send(checked).await.is_err() {
+                error!("the heartbeat store loop ended; heartbeats are no longer stored");
+                writer.abort();
+                return;
             }
-            match apply_heartbeats(&state, latest.into_values().collect()).await {
-                Ok(()) => {
+        }
+    }
+}
+
+/// Stores checked batches in arrival order, each group in one transaction,
+/// and acks each batch only after its group is committed.
+async fn store_loop(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Checked>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        let parsed: Vec<Heartbeat> = group
+            .iter_mut()
+            .flat_map(|c| std::mem::take(&mut c.parsed))
+            .collect();
+        // Two machines on one identity: only the served one is applied.
+        let mut latest: HashMap<String, Heartbeat> = HashMap::new();
+        for hb in crate::clones::screen(&state, parsed).await {
+            let newer = latest
+                .get(&hb.agent_id)
+                .map(|old| hb.sent_at >= old.sent_at)
+                .unwrap_or(true);
+            if newer {
+                latest.insert(hb.agent_id.clone(), hb);
+            }
+        }
+        match apply_heartbeats(&state, latest.into_values().collect()).await {
+            Ok(()) => {
+                for c in group {
                     // Terminated, not acked: never delivered again.
-                    for m in &bad {
-                        poison::terminate(m).await;
+                    for &i in &c.bad {
+                        poison::terminate(&c.batch[i]).await;
                     }
-                    poison::flush(&state, drops).await;
+                    poison::flush(&state, c.drops).await;
                     // AckPolicy::All: the last ack covers the whole batch.
-                    if let Some(last) = batch.last() {
-                        if !bad.iter().any(|b| std::ptr::eq(*b, last)) {
-                            let _ = last.ack().await;
-                        }
+                    let last = c.batch.len() - 1;
+                    if !c.bad.contains(&last) {
+                        let _ = c.batch[last].ack().await;
                     }
                 }
-                // Not acked: redelivered unless a later batch's ack (the
-                // consumer acks all up to it) covers it first. Heartbeats are
-                // snapshots, so each agent's next one replaces what is lost.
-                Err(e) => {
-                    error!(error = %e, "storing heartbeats failed; each agent's next heartbeat replaces this batch")
-                }
+            }
+            // Not acked: redelivered unless a later batch's ack (the
+            // consumer acks all up to it) covers it first. Heartbeats are
+            // snapshots, so each agent's next one replaces what is lost.
+            Err(e) => {
+                error!(error = %e, "storing heartbeats failed; each agent's next heartbeat replaces this batch")
             }
         }
     }
@@ -102,16 +155,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     }
     let now = now_ms();
     let ids: Vec<String> = hbs.iter().map(|h| h.agent_id.clone()).collect();
-    let before: HashMap<String, String> = agent::Entity::find()
-        .select_only()
-        .column(agent::Column::Id)
-        .column(agent::Column::Status)
-        .filter(agent::Column::Id.is_in(ids))
-        .into_tuple::<(String, String)>()
-        .all(&state.db)
-        .await?
-        .into_iter()
-        .collect();
+    let before = statuses(&state.db, &ids).await?;
 
     // Only enrolled, approved agents have a row to update. The broker's
     // permissions already keep others off these subjects; this is the
@@ -264,6 +308,45 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         warn!(error = %e, "storing rootd box keys failed; the next heartbeats report them again");
     }
     Ok(())
+}
+
+/// The status of each of `ids` (distinct agent ids) that has a row. In the
+/// usual case — every sender approved, most already online — one `COUNT`
+/// says so and only the rows not `online` are read (an offline agent's
+/// return is logged), instead of one row per heartbeat through the
+/// database driver's channel. Otherwise every row is read. Either way the
+/// write itself only touches rows still `online` or `offline`.
+async fn statuses(
+    db: &sea_orm::DatabaseConnection,
+    ids: &[String],
+) -> Result<HashMap<String, String>, sea_orm::DbErr> {
+    use sea_orm::PaginatorTrait;
+    let approved = agent::Entity::find()
+        .filter(agent::Column::Id.is_in(ids.to_vec()))
+        .filter(agent::Column::Status.is_in(["online", "offline"]))
+        .count(db)
+        .await? as usize;
+    let all_approved = approved == ids.len();
+    let mut q = agent::Entity::find()
+        .select_only()
+        .column(agent::Column::Id)
+        .column(agent::Column::Status)
+        .filter(agent::Column::Id.is_in(ids.to_vec()));
+    if all_approved {
+        q = q.filter(agent::Column::Status.ne("online"));
+    }
+    let mut out: HashMap<String, String> = q
+        .into_tuple::<(String, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    if all_approved {
+        for id in ids {
+            out.entry(id.clone()).or_insert_with(|| "online".into());
+        }
+    }
+    Ok(out)
 }
 
 /// Metric history (the UI's charts) keeps at most one sample per agent per
