@@ -14,7 +14,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-/// Connects to the broker at `cfg.nats_url` as the user in `creds`, with
+/// Connects to the broker at `cfg.nats_url` (one URL, or a comma-separated
+/// list of a cluster's nodes: the client reconnects to any of them) as the user in `creds`, with
 /// TLS when the configuration asks for it ([`Config::nats_tls`]: `nats_ca`,
 /// `<data_dir>/tls/ca.pem`, or a `tls://` URL). Every connection the control
 /// plane makes goes through here.
@@ -49,9 +50,18 @@ pub async fn connect(
                 other => info!(event = %other, "NATS event"),
             }
         })
-        .connect(url)
+        .connect(server_addrs(url))
         .await
         .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+/// The broker addresses in a comma-separated list (blank entries skipped).
+pub fn server_addrs(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Waits until a client is connected (it connects in the background), so the
@@ -79,6 +89,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             max_age: Duration::from_secs(600),
             max_messages_per_subject: 10,
             storage: StorageType::File,
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         },
         jetstream::stream::Config {
@@ -87,6 +98,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             subjects: vec![subjects::RES_ALL.into(), subjects::SEC_ALL.into()],
             max_age: Duration::from_secs(7 * 24 * 3600),
             storage: StorageType::File,
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         },
         jetstream::stream::Config {
@@ -96,6 +108,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             max_age: Duration::from_secs(3 * 24 * 3600),
             max_bytes: 1 << 30,
             storage: StorageType::File,
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         },
     ];
@@ -119,6 +132,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             // 30 days, `commands::validate`), so this never cuts one short.
             max_age: Duration::from_secs(31 * 86_400),
             storage: StorageType::File,
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         }
     });
@@ -224,6 +238,10 @@ pub async fn ensure_agent_consumer(
                 // broker's CPU in a fan-out). `queues::keeper_loop`
                 // re-declares the queues a broker restart forgets.
                 memory_storage: true,
+                // Replicas: 0 = the stream's (R3 on a cluster), so a
+                // consumer survives the loss of the node that led it.
+                // `docs/cluster.md` weighs this against R1.
+                num_replicas: 0,
                 ..Default::default()
             },
         )
@@ -232,14 +250,26 @@ pub async fn ensure_agent_consumer(
     Ok(())
 }
 
-/// Declares the lease bucket ([`crate::lease::BUCKET`]): one value per key,
-/// entries age out after `ttl` (an abandoned lease frees itself), replicas
-/// as the broker's default. Safe on every start and from every replica.
+/// Declares the lease bucket ([`crate::lease::BUCKET`]) with one replica:
+/// [`ensure_lease_bucket_replicated`] with `replicas` 1.
 pub async fn ensure_lease_bucket(
     js: &jetstream::Context,
     ttl: Duration,
 ) -> anyhow::Result<jetstream::kv::Store> {
+    ensure_lease_bucket_replicated(js, ttl, 1).await
+}
+
+/// Declares the lease bucket ([`crate::lease::BUCKET`]): one value per key,
+/// entries age out after `ttl` (an abandoned lease frees itself), `replicas`
+/// copies ([`Config::stream_replicas`]: 3 on a cluster, so the lease
+/// outlives a broker node). Safe on every start and from every replica.
+pub async fn ensure_lease_bucket_replicated(
+    js: &jetstream::Context,
+    ttl: Duration,
+    replicas: usize,
+) -> anyhow::Result<jetstream::kv::Store> {
     js.create_or_update_key_value(jetstream::kv::Config {
+        num_replicas: replicas,
         bucket: crate::lease::BUCKET.into(),
         description: "control-plane leases (which replica runs the periodic duties)".into(),
         history: 1,
