@@ -137,9 +137,15 @@ pub fn cluster_node_conf(node: &ClusterNode) -> anyhow::Result<String> {
         "store directory {store:?} cannot be written into a NATS config"
     );
     let base = installation_base_conf(&node.listen)?;
-    let mut out = String::new();
+    let mut out = format!(
+        "# Broker cluster node {}, written by `drover broker-config`:\n\
+         # operator mode, JetStream, routes to every node.\n",
+        node.server_name
+    );
     for line in base.lines() {
-        if line.starts_with("server_name:") {
+        if line.starts_with('#') {
+            continue;
+        } else if line.starts_with("server_name:") {
             out.push_str(&format!("server_name: {}\n", node.server_name));
         } else if line.trim_start().starts_with("jetstream {") {
             out.push_str(&format!("{line}\n  store_dir: \"{store}\"\n"));
