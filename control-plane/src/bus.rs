@@ -138,9 +138,21 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
     });
     for s in streams.into_iter().chain(shards) {
         let name = s.name.clone();
-        js.create_or_update_stream(s)
-            .await
-            .with_context(|| format!("declaring stream {name}"))?;
+        // On a cluster a replicated stream's creation waits for its Raft
+        // group; on a loaded machine the first request can time out while
+        // the stream is still being made. Bounded: 6 tries.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match js.create_or_update_stream(s.clone()).await {
+                Ok(_) => break,
+                Err(e) if tries < 6 => {
+                    warn!(stream = %name, error = %e, "declaring a stream failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("declaring stream {name}")),
+            }
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod apt_repo;
 mod automation;
 mod backup;
 mod chrome;
+mod cluster;
 mod deploy;
 mod gated;
 mod host;
@@ -38,6 +39,8 @@ pub use automation::*;
 pub use backup::*;
 #[allow(unused_imports)]
 pub use chrome::*;
+#[allow(unused_imports)]
+pub use cluster::*;
 pub use deploy::*;
 #[allow(unused_imports)]
 pub use gated::*;

@@ -1,0 +1,258 @@
+//! Chaos on a three-node JetStream cluster (issue 18, deliverable 4), real
+//! processes on loopback: three nats-server nodes routed together (configs
+//! from `drover broker-config`), two `drover serve` replicas on one
+//! PostgreSQL database with every stateful stream R3, and 1,000 virtual
+//! agents with on-disk identities and journals that know all three broker
+//! URLs. During a 1,000-command `sys.ping` job: `kill -9` one broker node,
+//! then the replica that holds the duties lease, then the agents (restarted
+//! with the same identities). Every command must end in exactly one final
+//! state, none lost, none run twice (counted effects, as `chaos.rs`), and
+//! the lease must move to the surviving replica; the test prints how long
+//! that took.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{
+    bin, repo_manifests, set_test_database_url, sh, wait_for, Cluster, Postgres, Proc, Replica,
+};
+use serde_json::json;
+
+const AGENTS: usize = 1000;
+/// The duties lease's TTL in this test: the bound on its failover.
+const LEASE_TTL_SECS: u64 = 5;
+
+fn simulate(data_dir: &Path, urls: &str, token: &str, state: &Path, log: &Path) -> Proc {
+    let mut cmd = Command::new(bin("drover-agent"));
+    cmd.args([
+        "simulate",
+        "--count",
+        &AGENTS.to_string(),
+        "--nats-url",
+        urls,
+    ])
+    .args(["--heartbeat-secs", "2"])
+    .arg("--enroll-creds")
+    .arg(data_dir.join("enroll.creds"))
+    .arg("--state-dir")
+    .arg(state)
+    .env("DROVER_SIM_TOKEN", token);
+    Proc::spawn("drover-agent simulate", cmd, log.to_path_buf())
+}
+
+/// The pid the lease bucket names as the duties holder, if any.
+async fn lease_holder_pid(js: &async_nats::jetstream::Context) -> Option<u32> {
+    let store = js.get_key_value(control_plane::lease::BUCKET).await.ok()?;
+    control_plane::lease::current(&store, control_plane::lease::DUTIES_KEY)
+        .await
+        .ok()?
+        .map(|h| h.pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agents() {
+    let tmp = tempfile::Builder::new()
+        .prefix("drover-cluster-")
+        .disable_cleanup(std::env::var_os("DROVER_TEST_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    let data1 = tmp.path().join("cp1");
+    let pg = Postgres::start().await;
+    set_test_database_url(&data1, &pg.url);
+    let init = Command::new(bin("drover"))
+        .args(["init", "--no-tls"])
+        .env("DROVER_DATA_DIR", &data1)
+        .env("DROVER_DATABASE_URL", &pg.url)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "drover init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    std::os::unix::fs::symlink(repo_manifests(), data1.join("manifests")).unwrap();
+    let mut cluster = Cluster::start(&data1, &tmp.path().join("nats")).await;
+    let urls = cluster.urls();
+    // The second replica: a copy of the data directory (keys, credentials),
+    // the same database.
+    let data2 = tmp.path().join("cp2");
+    let cp = sh(&["cp", "-a", data1.to_str().unwrap(), data2.to_str().unwrap()]);
+    assert!(cp.status.success(), "{cp:?}");
+    let ttl = LEASE_TTL_SECS.to_string();
+    let env = [("DROVER_LEASE_TTL_SECS", ttl.as_str())];
+    let mut replicas = vec![
+        Replica::spawn(&data1, &urls, &env),
+        Replica::spawn(&data2, &urls, &env),
+    ];
+    for r in &replicas {
+        r.wait_healthy().await;
+    }
+    let token = std::fs::read_to_string(data1.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // Every stateful stream is replicated on three nodes.
+    let nc = async_nats::ConnectOptions::with_credentials_file(data1.join("control-plane.creds"))
+        .await
+        .unwrap()
+        .connect(urls.split(',').collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(nc);
+    for name in [
+        bus_schema::subjects::RES_STREAM,
+        bus_schema::subjects::HB_STREAM,
+        bus_schema::subjects::JOBS_STREAM,
+    ] {
+        let info = js
+            .get_stream(name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(info.config.num_replicas, 3, "{name}");
+    }
+
+    let (code, reg) = replicas[0]
+        .post(
+            &token,
+            "/tokens",
+            &json!({"uses": AGENTS, "expires": "1h", "auto_approve": true}),
+        )
+        .await;
+    assert_eq!(code, 201, "{reg}");
+    let reg = reg["token"].as_str().unwrap().to_string();
+    let state = tmp.path().join("fleet");
+    let mut fleet = simulate(
+        &data1,
+        &urls,
+        &reg,
+        &state,
+        &tmp.path().join("simulate-1.log"),
+    );
+    wait_for("the virtual fleet", Duration::from_secs(600), || async {
+        fleet.log_text().contains("ready ").then_some(())
+    })
+    .await;
+    wait_for(
+        "every virtual agent online",
+        Duration::from_secs(180),
+        || async {
+            let (_, v) = replicas[0].get(&token, "/agents").await;
+            let n = v["agents"]
+                .as_array()
+                .map(|a| a.iter().filter(|x| x["status"] == "online").count())
+                .unwrap_or(0);
+            (n == AGENTS).then_some(())
+        },
+    )
+    .await;
+
+    let (code, job) = replicas[0]
+        .post(&token, "/jobs", &json!({"selector": {"all": true}, "action": "sys.ping", "ttl_secs": 1800, "idempotency_key": "cluster-chaos"}))
+        .await;
+    assert_eq!(code, 201, "{job}");
+    assert_eq!(job["target_count"], AGENTS);
+    let id = job["id"].as_str().unwrap().to_string();
+
+    // 1. kill -9 a broker node as soon as the first results are in.
+    let first = wait_for("the first results", Duration::from_secs(120), || async {
+        let (_, v) = replicas[0].get(&token, &format!("/jobs/{id}")).await;
+        (v["counts"]["finished"].as_u64().unwrap_or(0) > 0).then_some(v)
+    })
+    .await;
+    cluster.kill9(0);
+    eprintln!(
+        "killed broker node 0 at {} finished",
+        first["counts"]["finished"]
+    );
+
+    // 2. kill -9 the replica that holds the duties lease.
+    let holder = wait_for("a lease holder", Duration::from_secs(60), || async {
+        lease_holder_pid(&js).await
+    })
+    .await;
+    let (dead, alive) = if replicas[0].proc.pid() == holder {
+        (0, 1)
+    } else {
+        assert_eq!(replicas[1].proc.pid(), holder, "the holder is one of ours");
+        (1, 0)
+    };
+    let survivor_pid = replicas[alive].proc.pid();
+    replicas[dead].proc.kill9();
+    let killed_at = Instant::now();
+    wait_for(
+        "the lease to move to the surviving replica",
+        Duration::from_secs(LEASE_TTL_SECS * 6),
+        || async { (lease_holder_pid(&js).await == Some(survivor_pid)).then_some(()) },
+    )
+    .await;
+    let moved = killed_at.elapsed();
+    eprintln!(
+        "lease moved in {:.1} s (ttl {LEASE_TTL_SECS} s)",
+        moved.as_secs_f64()
+    );
+    let live = &replicas[alive];
+
+    // 3. kill -9 the agents, then bring them back with their identities.
+    fleet.kill9();
+    fleet = simulate(
+        &data1,
+        &urls,
+        &reg,
+        &state,
+        &tmp.path().join("simulate-2.log"),
+    );
+    let done = wait_for("the job to finish", Duration::from_secs(600), || async {
+        let (_, v) = live.get(&token, &format!("/jobs/{id}?wait=5")).await;
+        v["done"].as_bool().unwrap_or(false).then_some(v)
+    })
+    .await;
+    drop(fleet);
+
+    // Exactly one final state each, none lost.
+    let (_, hosts) = live.get(&token, &format!("/jobs/{id}/hosts")).await;
+    let hosts = hosts["hosts"].as_array().unwrap().clone();
+    assert_eq!(hosts.len(), AGENTS, "one command per target");
+    assert_eq!(done["counts"]["finished"], AGENTS, "{done}");
+    let mut by_status: HashMap<String, usize> = HashMap::new();
+    for h in &hosts {
+        *by_status
+            .entry(h["status"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    eprintln!("final states: {by_status:?}");
+    for h in &hosts {
+        let s = h["status"].as_str().unwrap();
+        let ok = s == "succeeded"
+            || (s == "failed" && h["summary"].as_str().unwrap().contains("interrupted"));
+        assert!(ok, "only success or an honest 'interrupted': {h}");
+    }
+    // None ran twice: count the effect.
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        if let Ok(text) = std::fs::read_to_string(entry.unwrap().path().join("executions")) {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                *runs.entry(line.to_string()).or_default() += 1;
+            }
+        }
+    }
+    for h in &hosts {
+        let cmd = h["command_id"].as_str().unwrap();
+        let n = runs.get(cmd).copied().unwrap_or(0);
+        assert!(n <= 1, "command {cmd} ran {n} times");
+        if h["status"] == "succeeded" {
+            assert_eq!(n, 1, "a success is one run: {h}");
+        }
+    }
+    drop(replicas);
+    drop(cluster);
+    drop(pg);
+}
