@@ -86,6 +86,9 @@ pub struct ClusterNode {
     pub routes: Vec<String>,
     /// This node's JetStream store directory (its own, never shared).
     pub store_dir: PathBuf,
+    /// The HTTP monitoring endpoint (`/healthz`, `/jsz`), `host:port`; none
+    /// when `None`. Keep it on a private address: it needs no credentials.
+    pub monitor: Option<String>,
 }
 
 fn check_host_port(what: &str, v: &str) -> anyhow::Result<()> {
@@ -124,6 +127,9 @@ pub fn cluster_node_conf(node: &ClusterNode) -> anyhow::Result<String> {
         node.cluster_name
     );
     check_host_port("cluster listen", &node.cluster_listen)?;
+    if let Some(m) = &node.monitor {
+        check_host_port("monitor", m)?;
+    }
     anyhow::ensure!(
         !node.routes.is_empty(),
         "a cluster node needs the routes of the other nodes"
@@ -153,6 +159,11 @@ pub fn cluster_node_conf(node: &ClusterNode) -> anyhow::Result<String> {
             out.push_str(line);
             out.push('\n');
         }
+    }
+    if let Some(m) = &node.monitor {
+        out.push_str(&format!(
+            "\n# Monitoring (/healthz, /jsz): no credentials, keep it private.\nhttp: \"{m}\"\n"
+        ));
     }
     let routes: Vec<String> = node
         .routes
@@ -285,6 +296,36 @@ impl NatsAuth {
             sys_account: load_or_create(&dir.join("sys-account.nk"), KeyPair::new_account)?,
             account: load_or_create(&dir.join("account.nk"), KeyPair::new_account)?,
             agent_signer: load_or_create(&dir.join("agent-signer.nk"), KeyPair::new_account)?,
+            dir,
+        })
+    }
+
+    /// Loads the keys of an initialised installation and never makes one:
+    /// a node's configuration names the installation's operator and
+    /// accounts, so new keys would make a broker nothing else trusts.
+    /// Errors (naming `drover init`) when any of the four seeds is missing
+    /// or is not an nkey seed.
+    pub fn load_existing(data_dir: &Path) -> anyhow::Result<Self> {
+        let dir = data_dir.join("nats-auth");
+        let load = |file: &str| -> anyhow::Result<KeyPair> {
+            let path = dir.join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(seed) => KeyPair::from_seed(seed.trim())
+                    .with_context(|| format!("{} is not an nkey seed", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                    "{} does not exist: {} is not an initialised data directory; \
+                     run `drover init` first (the data directory is `data_dir` in drover.toml or DROVER_DATA_DIR)",
+                    path.display(),
+                    data_dir.display()
+                ),
+                Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        };
+        Ok(Self {
+            operator: load("operator.nk")?,
+            sys_account: load("sys-account.nk")?,
+            account: load("account.nk")?,
+            agent_signer: load("agent-signer.nk")?,
             dir,
         })
     }

@@ -18,7 +18,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    bin, repo_manifests, set_test_database_url, sh, wait_for, Cluster, Postgres, Proc, Replica,
+    bin, repo_manifests, set_test_database_url, sh, wait_for, Cluster, ClusterReplica, Postgres,
+    Proc,
 };
 use serde_json::json;
 
@@ -85,11 +86,11 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
     let ttl = LEASE_TTL_SECS.to_string();
     let env = [("DROVER_LEASE_TTL_SECS", ttl.as_str())];
     let mut replicas = vec![
-        Replica::spawn(&data1, &urls, &env),
-        Replica::spawn(&data2, &urls, &env),
+        ClusterReplica::spawn(&data1, &urls, &env),
+        ClusterReplica::spawn(&data2, &urls, &env),
     ];
     for r in &replicas {
-        r.wait_healthy().await;
+        r.wait_ready().await;
     }
     let token = std::fs::read_to_string(data1.join("admin.token"))
         .unwrap()
@@ -255,4 +256,24 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
     drop(replicas);
     drop(cluster);
     drop(pg);
+}
+
+/// `drover broker-config` on a data directory `drover init` never made
+/// refuses, names `drover init`, and makes no keys.
+#[test]
+fn broker_config_refuses_an_uninitialised_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("empty");
+    let out = Command::new(bin("drover"))
+        .args(["broker-config", "--name", "drover-1", "--route", "127.0.0.1:6222"])
+        .env("DROVER_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(err.contains("drover init"), "names drover init: {err}");
+    assert!(
+        !data.join("nats-auth").join("operator.nk").exists(),
+        "no operator key was made"
+    );
 }

@@ -2,8 +2,11 @@
 //! on it, for `cluster_chaos.rs`. Each node's configuration is made by
 //! `drover broker-config` (so the test runs the operator's path: the same
 //! `nats_auth::cluster_node_conf`), each node has its own store and
-//! resolver directory, free loopback ports, never 4222. Not here: the
-//! single-node stack (`stack.rs`) and PostgreSQL (`deploy/postgres.rs`).
+//! resolver directory, free loopback ports, never 4222, and a monitoring
+//! port the harness reads (`/jsz`, `/healthz`) to know the cluster is
+//! formed before anything declares a stream. Not here: the single-node
+//! stack (`stack.rs`), replicas beside it (`replicas.rs`, whose `readyz` is
+//! reused) and PostgreSQL (`deploy/postgres.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,12 +14,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{api_request, bin, free_port, nats_server_bin, test_database_url, wait_for, Proc};
+use super::{
+    api_request, bin, free_port, nats_server_bin, readyz, test_database_url, wait_for, Proc,
+};
 
-/// One cluster node: its process (None while down), client port, config.
+/// One cluster node: its process (None while down), client and monitoring
+/// ports, config.
 pub struct ClusterNode {
     pub proc: Option<Proc>,
     pub port: u16,
+    pub monitor: u16,
     pub conf: PathBuf,
     pub dir: PathBuf,
 }
@@ -29,11 +36,13 @@ pub struct Cluster {
 impl Cluster {
     /// Writes three node configurations with `drover broker-config` (the
     /// trust chain of the installation in `data_dir`, made by `drover
-    /// init`), starts the nodes under `dir`, and waits (up to 60 s) until
-    /// JetStream answers the control plane's user.
+    /// init`), starts the nodes under `dir`, and waits (up to 60 s each)
+    /// until [`Cluster::wait_formed`] and JetStream answers the control
+    /// plane's user.
     pub async fn start(data_dir: &Path, dir: &Path) -> Self {
         let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let monitor_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
         for i in 0..3 {
             let ndir = dir.join(format!("node-{i}"));
@@ -43,7 +52,8 @@ impl Cluster {
             cmd.arg("broker-config")
                 .args(["--name", &format!("drover-{i}")])
                 .args(["--listen", &format!("127.0.0.1:{}", client_ports[i])])
-                .args(["--cluster-listen", &format!("127.0.0.1:{}", route_ports[i])]);
+                .args(["--cluster-listen", &format!("127.0.0.1:{}", route_ports[i])])
+                .args(["--monitor", &format!("127.0.0.1:{}", monitor_ports[i])]);
             for p in &route_ports {
                 cmd.args(["--route", &format!("127.0.0.1:{p}")]);
             }
@@ -63,6 +73,7 @@ impl Cluster {
             nodes.push(ClusterNode {
                 proc: None,
                 port: client_ports[i],
+                monitor: monitor_ports[i],
                 conf,
                 dir: ndir,
             });
@@ -71,20 +82,7 @@ impl Cluster {
         for i in 0..3 {
             c.start_node(i);
         }
-        for i in 0..3 {
-            let port = c.nodes[i].port;
-            wait_for(
-                "a cluster node to listen",
-                Duration::from_secs(20),
-                || async {
-                    tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .ok()
-                        .map(|_| ())
-                },
-            )
-            .await;
-        }
+        c.wait_formed(&[0, 1, 2]).await;
         let creds = data_dir.join("control-plane.creds");
         let urls = c.urls();
         wait_for("the JetStream cluster", Duration::from_secs(60), || async {
@@ -102,6 +100,55 @@ impl Cluster {
         })
         .await;
         c
+    }
+
+    /// Waits (up to 60 s) until every node in `up` reports, on its
+    /// monitoring port, a JetStream meta leader, a meta group of as many
+    /// peers as `up` holds with every follower current, and `/healthz` 200
+    /// (its streams and consumers current). A replicated stream's creation
+    /// needs its peers in the meta group: declaring one before that times
+    /// out or is refused for want of peers.
+    pub async fn wait_formed(&self, up: &[usize]) {
+        let http = reqwest::Client::new();
+        for &i in up {
+            let base = format!("http://127.0.0.1:{}", self.nodes[i].monitor);
+            let want = up.len();
+            wait_for(
+                &format!("cluster node {i} to see the JetStream meta group formed"),
+                Duration::from_secs(60),
+                || async {
+                    let jsz: Value = http
+                        .get(format!("{base}/jsz"))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    let meta = &jsz["meta_cluster"];
+                    let leader = meta["leader"].as_str().unwrap_or("");
+                    let peers = meta["replicas"].as_array().cloned().unwrap_or_default();
+                    let current = peers
+                        .iter()
+                        .filter(|p| p["current"] == true && p["offline"] != true)
+                        .count();
+                    // `replicas` lists the other peers (the leader's view)
+                    // or the other peers seen by a follower.
+                    if leader.is_empty() || current + 1 < want {
+                        return None;
+                    }
+                    let ok = http
+                        .get(format!("{base}/healthz"))
+                        .send()
+                        .await
+                        .ok()?
+                        .status()
+                        .is_success();
+                    ok.then_some(())
+                },
+            )
+            .await;
+        }
     }
 
     /// Starts node `i` (again) with its configuration and storage.
@@ -134,13 +181,13 @@ impl Cluster {
     }
 }
 
-/// One `drover serve` replica: its process and API address.
-pub struct Replica {
+/// One `drover serve` replica on the cluster: its process and API address.
+pub struct ClusterReplica {
     pub proc: Proc,
     pub base: String,
 }
 
-impl Replica {
+impl ClusterReplica {
     /// `drover serve` on `data_dir` (its own copy: serve locks its data
     /// directory), the cluster's URLs, replicated streams, and `env`.
     pub fn spawn(data_dir: &Path, urls: &str, env: &[(&str, &str)]) -> Self {
@@ -164,17 +211,14 @@ impl Replica {
         }
     }
 
-    /// Waits (up to 60 s) until `GET /healthz` answers 200.
-    pub async fn wait_healthy(&self) {
+    /// Waits (up to 120 s) until `GET /readyz` answers 200 (database,
+    /// broker and its shared consumers: streams declared).
+    pub async fn wait_ready(&self) {
         let http = reqwest::Client::new();
-        let url = format!("{}/healthz", self.base);
         wait_for(
-            "a replica to be healthy",
-            Duration::from_secs(60),
-            || async {
-                let r = http.get(&url).send().await.ok()?;
-                r.status().is_success().then_some(())
-            },
+            &format!("replica {} ready", self.base),
+            Duration::from_secs(120),
+            || async { (readyz(&http, &self.base).await.0 == 200).then_some(()) },
         )
         .await;
     }

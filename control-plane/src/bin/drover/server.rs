@@ -110,6 +110,10 @@ pub struct BrokerConfig {
     /// This node's account resolver directory.
     #[arg(long, default_value = "/var/lib/nats/resolver")]
     pub resolver_dir: PathBuf,
+    /// HTTP monitoring address, host:port (`/healthz`, `/jsz`; no
+    /// credentials: keep it private). None when absent.
+    #[arg(long)]
+    pub monitor: Option<String>,
     /// Include `tls.conf` (written by `drover init`) for client TLS.
     #[arg(long)]
     pub tls: bool,
@@ -119,9 +123,10 @@ pub struct BrokerConfig {
 }
 
 /// `drover broker-config`: one cluster node's configuration, made from this
-/// installation's broker trust chain (`<data_dir>/nats-auth`).
+/// installation's broker trust chain (`<data_dir>/nats-auth`). Refuses an
+/// uninitialised data directory (it never makes keys: run `drover init`).
 pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
-    let auth = control_plane::nats_auth::NatsAuth::load_or_init(&cfg.data_dir)?;
+    let auth = control_plane::nats_auth::NatsAuth::load_existing(&cfg.data_dir)?;
     let node = control_plane::nats_auth::ClusterNode {
         server_name: o.name,
         cluster_name: o.cluster,
@@ -129,6 +134,7 @@ pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
         cluster_listen: o.cluster_listen,
         routes: o.routes,
         store_dir: o.store_dir,
+        monitor: o.monitor,
     };
     let conf = auth.cluster_conf(&node, &o.resolver_dir, o.tls)?;
     match o.out {
