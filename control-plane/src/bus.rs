@@ -132,23 +132,33 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             // 30 days, `commands::validate`), so this never cuts one short.
             max_age: Duration::from_secs(31 * 86_400),
             storage: StorageType::File,
-            num_replicas: cfg.stream_replicas,
+            num_replicas: cfg.command_replicas(),
             ..Default::default()
         }
     });
-    for s in streams.into_iter().chain(shards) {
+    // Each replica starts at a random place in the list, so two replicas
+    // starting together rarely ask for the same stream at the same moment.
+    let mut all: Vec<_> = streams.into_iter().chain(shards).collect();
+    let start = rand::random::<u64>() as usize % all.len();
+    all.rotate_left(start);
+    for s in all {
         let name = s.name.clone();
-        // On a cluster a replicated stream's creation waits for its Raft
-        // group; on a loaded machine the first request can time out while
-        // the stream is still being made. Bounded: 6 tries.
-        let mut tries = 0;
+        // On a cluster, two replicas that start together send the same
+        // stream's creation at the same moment, and nats-server (2.15)
+        // answers neither: both requests time out although the stream is
+        // made (measured: `tests/cluster_chaos.rs`, `docs/cluster.md`). The
+        // next try finds it and updates it. A random pause breaks the
+        // lockstep so the two do not collide again on every stream.
+        // Bounded: 6 tries.
+        let mut tries = 0u64;
         loop {
             tries += 1;
             match js.create_or_update_stream(s.clone()).await {
                 Ok(_) => break,
                 Err(e) if tries < 6 => {
                     warn!(stream = %name, error = %e, "declaring a stream failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                    let jitter = rand::random::<u64>() % 2000;
+                    tokio::time::sleep(Duration::from_millis(250 * tries + jitter)).await;
                 }
                 Err(e) => return Err(e).with_context(|| format!("declaring stream {name}")),
             }
@@ -250,9 +260,9 @@ pub async fn ensure_agent_consumer(
                 // broker's CPU in a fan-out). `queues::keeper_loop`
                 // re-declares the queues a broker restart forgets.
                 memory_storage: true,
-                // Replicas: 0 = the stream's (R3 on a cluster), so a
-                // consumer survives the loss of the node that led it.
-                // `docs/cluster.md` weighs this against R1.
+                // The shard stream's replicas (a work-queue stream's
+                // consumers must have them): `Config::command_replicas`,
+                // weighed in `docs/cluster.md`.
                 num_replicas: 0,
                 ..Default::default()
             },

@@ -3,9 +3,13 @@
 //! from `drover broker-config`), two `drover serve` replicas on one
 //! PostgreSQL database with every stateful stream R3, and 1,000 virtual
 //! agents with on-disk identities and journals that know all three broker
-//! URLs. During a 1,000-command `sys.ping` job: `kill -9` one broker node,
-//! then the replica that holds the duties lease, then the agents (restarted
-//! with the same identities). Every command must end in exactly one final
+//! URLs, each with its command consumer R3 in memory (the default layout
+//! on a cluster, `docs/cluster.md`). The fleet is held (SIGSTOP) while a 1,000-command
+//! `sys.ping` job is submitted, then: `kill -9` one broker node with the
+//! whole job in flight, release the fleet, `kill -9` the replica that holds
+//! the duties lease, `kill -9` the agents once the first commands have run;
+//! when the lease has moved, the node and the agents (same identities)
+//! come back. Every command must end in exactly one final
 //! state, none lost, none run twice (counted effects, as `chaos.rs`), and
 //! the lease must move to the surviving replica; the test prints how long
 //! that took.
@@ -43,6 +47,29 @@ fn simulate(data_dir: &Path, urls: &str, token: &str, state: &Path, log: &Path) 
     .arg(state)
     .env("DROVER_SIM_TOKEN", token);
     Proc::spawn("drover-agent simulate", cmd, log.to_path_buf())
+}
+
+/// Every virtual agent's executions (the effect the simulator records, one
+/// line per run): command id → runs.
+fn executions(state: &Path) -> HashMap<String, usize> {
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(state) else {
+        return runs;
+    };
+    for entry in dir.flatten() {
+        if let Ok(text) = std::fs::read_to_string(entry.path().join("executions")) {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                *runs.entry(line.to_string()).or_default() += 1;
+            }
+        }
+    }
+    runs
+}
+
+/// Sends `SIG<sig>` to `p` (STOP and CONT hold and release the fleet).
+fn signal(p: &Proc, sig: &str) {
+    let out = sh(&["kill", &format!("-{sig}"), &p.pid().to_string()]);
+    assert!(out.status.success(), "kill -{sig}: {out:?}");
 }
 
 /// The pid the lease bucket names as the duties holder, if any.
@@ -85,13 +112,19 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
     assert!(cp.status.success(), "{cp:?}");
     let ttl = LEASE_TTL_SECS.to_string();
     let env = [("DROVER_LEASE_TTL_SECS", ttl.as_str())];
-    let mut replicas = vec![
-        ClusterReplica::spawn(&data1, &urls, &env),
-        ClusterReplica::spawn(&data2, &urls, &env),
-    ];
-    for r in &replicas {
-        r.wait_ready().await;
-    }
+    // One replica, then the other once it is ready (a rolling start; two
+    // replicas creating the same streams at the same moment on a fresh
+    // cluster wait for nats-server's timeouts, see `docs/cluster.md`).
+    let started = Instant::now();
+    let first = ClusterReplica::spawn(&data1, &urls, &env);
+    first.wait_ready().await;
+    let second = ClusterReplica::spawn(&data2, &urls, &env);
+    second.wait_ready().await;
+    eprintln!(
+        "both replicas ready {:.1} s after the first started",
+        started.elapsed().as_secs_f64()
+    );
+    let mut replicas = vec![first, second];
     let token = std::fs::read_to_string(data1.join("admin.token"))
         .unwrap()
         .trim()
@@ -156,26 +189,28 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
     )
     .await;
 
+    // Hold the fleet (SIGSTOP) while the job is submitted, so that every
+    // command is still in flight when the first node dies.
+    signal(&fleet, "STOP");
     let (code, job) = replicas[0]
         .post(&token, "/jobs", &json!({"selector": {"all": true}, "action": "sys.ping", "ttl_secs": 1800, "idempotency_key": "cluster-chaos"}))
         .await;
     assert_eq!(code, 201, "{job}");
     assert_eq!(job["target_count"], AGENTS);
     let id = job["id"].as_str().unwrap().to_string();
+    let finished = |v: &serde_json::Value| v["counts"]["finished"].as_u64().unwrap_or(0);
 
-    // 1. kill -9 a broker node as soon as the first results are in.
-    let first = wait_for("the first results", Duration::from_secs(120), || async {
-        let (_, v) = replicas[0].get(&token, &format!("/jobs/{id}")).await;
-        (v["counts"]["finished"].as_u64().unwrap_or(0) > 0).then_some(v)
-    })
-    .await;
+    // 1. kill -9 a broker node with the whole job queued; never restarted.
+    let (_, before) = replicas[0].get(&token, &format!("/jobs/{id}")).await;
     cluster.kill9(0);
     eprintln!(
-        "killed broker node 0 at {} finished",
-        first["counts"]["finished"]
+        "killed broker node 0 at {} of {AGENTS} finished",
+        finished(&before)
     );
+    signal(&fleet, "CONT");
 
-    // 2. kill -9 the replica that holds the duties lease.
+    // 2. kill -9 the replica that holds the duties lease as the fleet
+    // starts on the job.
     let holder = wait_for("a lease holder", Duration::from_secs(60), || async {
         lease_holder_pid(&js).await
     })
@@ -189,6 +224,23 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
     let survivor_pid = replicas[alive].proc.pid();
     replicas[dead].proc.kill9();
     let killed_at = Instant::now();
+    eprintln!(
+        "killed the lease holder (replica {}) at {} of {AGENTS} run",
+        dead + 1,
+        executions(&state).len()
+    );
+
+    // 3. kill -9 the agents as soon as the first commands have run (their
+    // effect files say so), with the rest running or queued.
+    wait_for("the first executions", Duration::from_secs(120), || async {
+        (!executions(&state).is_empty()).then_some(())
+    })
+    .await;
+    fleet.kill9();
+    eprintln!(
+        "killed the agents at {} of {AGENTS} run",
+        executions(&state).len()
+    );
     wait_for(
         "the lease to move to the surviving replica",
         Duration::from_secs(LEASE_TTL_SECS * 6),
@@ -201,9 +253,10 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
         moved.as_secs_f64()
     );
     let live = &replicas[alive];
-
-    // 3. kill -9 the agents, then bring them back with their identities.
-    fleet.kill9();
+    // The node comes back and rejoins its streams' and consumers' groups.
+    cluster.start_node(0);
+    cluster.wait_formed(&[0, 1, 2]).await;
+    eprintln!("broker node 0 back");
     fleet = simulate(
         &data1,
         &urls,
@@ -237,14 +290,7 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
         assert!(ok, "only success or an honest 'interrupted': {h}");
     }
     // None ran twice: count the effect.
-    let mut runs: HashMap<String, usize> = HashMap::new();
-    for entry in std::fs::read_dir(&state).unwrap() {
-        if let Ok(text) = std::fs::read_to_string(entry.unwrap().path().join("executions")) {
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                *runs.entry(line.to_string()).or_default() += 1;
-            }
-        }
-    }
+    let runs = executions(&state);
     for h in &hosts {
         let cmd = h["command_id"].as_str().unwrap();
         let n = runs.get(cmd).copied().unwrap_or(0);
@@ -265,7 +311,13 @@ fn broker_config_refuses_an_uninitialised_data_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("empty");
     let out = Command::new(bin("drover"))
-        .args(["broker-config", "--name", "drover-1", "--route", "127.0.0.1:6222"])
+        .args([
+            "broker-config",
+            "--name",
+            "drover-1",
+            "--route",
+            "127.0.0.1:6222",
+        ])
         .env("DROVER_DATA_DIR", &data)
         .output()
         .unwrap();

@@ -103,20 +103,23 @@ impl Cluster {
     }
 
     /// Waits (up to 60 s) until every node in `up` reports, on its
-    /// monitoring port, a JetStream meta leader, a meta group of as many
-    /// peers as `up` holds with every follower current, and `/healthz` 200
-    /// (its streams and consumers current). A replicated stream's creation
-    /// needs its peers in the meta group: declaring one before that times
-    /// out or is refused for want of peers.
+    /// monitoring port (`/jsz`), the same JetStream meta leader among `up`,
+    /// the leader sees every other node of `up` current in the meta group,
+    /// and each node's `/healthz` answers 200. A replicated stream's
+    /// creation needs its peers current in the meta group: declaring one
+    /// before that times out (a follower that has not caught up cannot take
+    /// part in the stream's Raft group) or is refused for want of peers.
     pub async fn wait_formed(&self, up: &[usize]) {
         let http = reqwest::Client::new();
-        for &i in up {
-            let base = format!("http://127.0.0.1:{}", self.nodes[i].monitor);
-            let want = up.len();
-            wait_for(
-                &format!("cluster node {i} to see the JetStream meta group formed"),
-                Duration::from_secs(60),
-                || async {
+        let names: Vec<String> = up.iter().map(|i| format!("drover-{i}")).collect();
+        wait_for(
+            "the JetStream meta group formed on every running node",
+            Duration::from_secs(60),
+            || async {
+                let mut leader: Option<String> = None;
+                let mut leader_sees_current = 0;
+                for &i in up {
+                    let base = format!("http://127.0.0.1:{}", self.nodes[i].monitor);
                     let jsz: Value = http
                         .get(format!("{base}/jsz"))
                         .send()
@@ -126,29 +129,39 @@ impl Cluster {
                         .await
                         .ok()?;
                     let meta = &jsz["meta_cluster"];
-                    let leader = meta["leader"].as_str().unwrap_or("");
-                    let peers = meta["replicas"].as_array().cloned().unwrap_or_default();
-                    let current = peers
-                        .iter()
-                        .filter(|p| p["current"] == true && p["offline"] != true)
-                        .count();
-                    // `replicas` lists the other peers (the leader's view)
-                    // or the other peers seen by a follower.
-                    if leader.is_empty() || current + 1 < want {
+                    let l = meta["leader"].as_str().unwrap_or("").to_string();
+                    if !names.contains(&l) || leader.as_ref().is_some_and(|x| *x != l) {
                         return None;
                     }
-                    let ok = http
+                    if l == format!("drover-{i}") {
+                        leader_sees_current = meta["replicas"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter(|p| {
+                                        p["current"] == true
+                                            && names.iter().any(|n| p["name"] == n.as_str())
+                                    })
+                                    .count()
+                            })
+                            .unwrap_or(0);
+                    }
+                    leader = Some(l);
+                    let healthy = http
                         .get(format!("{base}/healthz"))
                         .send()
                         .await
                         .ok()?
                         .status()
                         .is_success();
-                    ok.then_some(())
-                },
-            )
-            .await;
-        }
+                    if !healthy {
+                        return None;
+                    }
+                }
+                (leader_sees_current + 1 == up.len()).then_some(())
+            },
+        )
+        .await;
     }
 
     /// Starts node `i` (again) with its configuration and storage.

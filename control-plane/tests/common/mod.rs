@@ -96,3 +96,6 @@ pub use operations::*;
 mod replicas;
 #[allow(unused_imports)]
 pub use replicas::*;
+mod measure;
+#[allow(unused_imports)]
+pub use measure::*;
