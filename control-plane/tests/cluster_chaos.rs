@@ -6,8 +6,8 @@
 //! URLs, each with its command consumer R3 in memory (the default layout
 //! on a cluster, `docs/cluster.md`). The fleet is held (SIGSTOP) while a 1,000-command
 //! `sys.ping` job is submitted, then: `kill -9` one broker node with the
-//! whole job in flight, release the fleet, `kill -9` the replica that holds
-//! the duties lease, `kill -9` the agents once the first commands have run;
+//! whole job in flight, `kill -9` the replica that holds the duties lease,
+//! release the fleet, `kill -9` the agents once the first commands have run;
 //! when the lease has moved, the node and the agents (same identities)
 //! come back. Every command must end in exactly one final
 //! state, none lost, none run twice (counted effects, as `chaos.rs`), and
@@ -200,17 +200,7 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
     let id = job["id"].as_str().unwrap().to_string();
     let finished = |v: &serde_json::Value| v["counts"]["finished"].as_u64().unwrap_or(0);
 
-    // 1. kill -9 a broker node with the whole job queued; never restarted.
-    let (_, before) = replicas[0].get(&token, &format!("/jobs/{id}")).await;
-    cluster.kill9(0);
-    eprintln!(
-        "killed broker node 0 at {} of {AGENTS} finished",
-        finished(&before)
-    );
-    signal(&fleet, "CONT");
-
-    // 2. kill -9 the replica that holds the duties lease as the fleet
-    // starts on the job.
+    // Which replica holds the duties lease (asked while the cluster is whole).
     let holder = wait_for("a lease holder", Duration::from_secs(60), || async {
         lease_holder_pid(&js).await
     })
@@ -222,6 +212,16 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
         (1, 0)
     };
     let survivor_pid = replicas[alive].proc.pid();
+    // 1. kill -9 a broker node with the whole job queued.
+    let (_, before) = replicas[0].get(&token, &format!("/jobs/{id}")).await;
+    cluster.kill9(0);
+    eprintln!(
+        "killed broker node 0 at {} of {AGENTS} finished",
+        finished(&before)
+    );
+
+    // 2. kill -9 the replica that holds the duties lease, then release the
+    // fleet.
     replicas[dead].proc.kill9();
     let killed_at = Instant::now();
     eprintln!(
@@ -229,6 +229,7 @@ async fn a_thousand_commands_survive_a_broker_node_the_lease_holder_and_the_agen
         dead + 1,
         executions(&state).len()
     );
+    signal(&fleet, "CONT");
 
     // 3. kill -9 the agents as soon as the first commands have run (their
     // effect files say so), with the rest running or queued.
