@@ -53,6 +53,9 @@ test: deps test-deps
     cargo fmt --all -- --check
     cargo build --workspace
     cargo clippy --workspace --all-targets -- -D warnings
+    # Includes cluster_chaos (three nats-server nodes, two `drover serve`
+    # replicas; always on PostgreSQL, from test-deps/postgres.sh, so it is
+    # not in the second pass's list).
     cargo test --workspace
     # Second pass: the database's tests on PostgreSQL (a private server per
     # test, from Debian's packages). The list, and what is left out and why,
@@ -105,6 +108,7 @@ bench: deps
     cargo test --release -p control-plane --test bench_real -- --ignored --nocapture
     cargo test --release -p control-plane --test bench_alerts -- --ignored --nocapture
     cargo test --release -p control-plane --test bench_retention -- --ignored --nocapture
+    cargo test --release -p control-plane --test bench_cluster -- --ignored --nocapture
 
 # From a release build, or with `dev` from the debug binaries already built
 # (lighter compression; what the package tests do). Output:

@@ -143,6 +143,17 @@ impl AgentConfig {
 /// Adds TLS to broker connection options: `ca` (a PEM file) as the only
 /// trusted root and TLS required when given; TLS required (system roots)
 /// when one of the comma-separated `urls` is `tls://`; unchanged otherwise.
+/// The broker addresses in `urls`, a comma-separated list
+/// (`nats://a:4222,nats://b:4222`): every node of a cluster, so the client
+/// reconnects to a surviving one. Blank entries are skipped.
+pub fn server_addrs(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 pub fn with_tls(
     opts: async_nats::ConnectOptions,
     urls: &str,
@@ -157,5 +168,19 @@ pub fn with_tls(
             .require_tls(true),
         None if tls_url => opts.require_tls(true),
         None => opts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_addrs;
+
+    #[test]
+    fn a_comma_separated_list_is_every_node() {
+        assert_eq!(
+            server_addrs(" nats://a:4222, nats://b:4222 ,,tls://c:4222"),
+            ["nats://a:4222", "nats://b:4222", "tls://c:4222"]
+        );
+        assert_eq!(server_addrs("nats://a:4222"), ["nats://a:4222"]);
     }
 }

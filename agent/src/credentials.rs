@@ -120,7 +120,7 @@ pub async fn reauth(cfg: &AgentConfig, id: &Identity) -> Result<String, ReauthEr
         .tls(opts)
         .name("drover-agent re-authentication")
         .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
-        .connect(&cfg.nats_url)
+        .connect(crate::config::server_addrs(&cfg.nats_url))
         .await
         .map_err(|e| fail(&format!("connecting to {}: {e}", cfg.nats_url)))?;
     let inbox = client.new_inbox();

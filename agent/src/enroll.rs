@@ -196,7 +196,7 @@ pub async fn ensure(cfg: &AgentConfig, id: &Identity) -> anyhow::Result<Enrolmen
         .name("drover-agent enrolment")
         .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
         .retry_on_initial_connect()
-        .connect(&cfg.nats_url)
+        .connect(crate::config::server_addrs(&cfg.nats_url))
         .await
         .with_context(|| format!("connecting to NATS at {} for enrolment", cfg.nats_url))?;
 

@@ -91,7 +91,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                 }
             }
         })
-        .connect(&cfg.nats_url)
+        .connect(crate::config::server_addrs(&cfg.nats_url))
         .await
         .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
     let js = jetstream::new(client.clone());

@@ -218,7 +218,7 @@ async fn connect(
         .name(format!("drover-agent simulated {id}"))
         .custom_inbox_prefix(subjects::inbox_prefix(&id))
         .retry_on_initial_connect()
-        .connect(&args.nats_url)
+        .connect(crate::config::server_addrs(&args.nats_url))
         .await
         .context("connecting a virtual agent")
 }
@@ -227,7 +227,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let opts = async_nats::ConnectOptions::with_credentials_file(&args.enroll_creds).await?;
     let enroll = crate::config::with_tls(opts, &args.nats_url, args.nats_ca.as_deref())
         .custom_inbox_prefix(subjects::ENROLL_INBOX_PREFIX)
-        .connect(&args.nats_url)
+        .connect(crate::config::server_addrs(&args.nats_url))
         .await?;
     let started = std::time::Instant::now();
     let gate = Arc::new(Semaphore::new(args.parallel.max(1)));

@@ -94,9 +94,12 @@ pub async fn revoke(state: &AppState, id: &str) -> Result<bool, sea_orm::DbErr> 
     Ok(r.rows_affected == 1)
 }
 
-/// Declares the job stream and its consumer (idempotent).
+/// Declares the job stream (`replicas` copies:
+/// [`crate::config::Config::stream_replicas`]) and its consumer
+/// (idempotent).
 pub async fn consumer(
     js: &jetstream::Context,
+    replicas: usize,
 ) -> anyhow::Result<jetstream::consumer::PullConsumer> {
     let stream = js
         .create_or_update_stream(jetstream::stream::Config {
@@ -106,6 +109,7 @@ pub async fn consumer(
             retention: jetstream::stream::RetentionPolicy::WorkQueue,
             max_age: Duration::from_secs(86_400),
             storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await?;

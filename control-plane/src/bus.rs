@@ -14,7 +14,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-/// Connects to the broker at `cfg.nats_url` as the user in `creds`, with
+/// Connects to the broker at `cfg.nats_url` (one URL, or a comma-separated
+/// list of a cluster's nodes: the client reconnects to any of them) as the user in `creds`, with
 /// TLS when the configuration asks for it ([`Config::nats_tls`]: `nats_ca`,
 /// `<data_dir>/tls/ca.pem`, or a `tls://` URL). Every connection the control
 /// plane makes goes through here.
@@ -49,9 +50,18 @@ pub async fn connect(
                 other => info!(event = %other, "NATS event"),
             }
         })
-        .connect(url)
+        .connect(server_addrs(url))
         .await
         .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+/// The broker addresses in a comma-separated list (blank entries skipped).
+pub fn server_addrs(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Waits until a client is connected (it connects in the background), so the
@@ -79,6 +89,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             max_age: Duration::from_secs(600),
             max_messages_per_subject: 10,
             storage: StorageType::File,
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         },
         jetstream::stream::Config {
@@ -87,6 +98,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             subjects: vec![subjects::RES_ALL.into(), subjects::SEC_ALL.into()],
             max_age: Duration::from_secs(7 * 24 * 3600),
             storage: StorageType::File,
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         },
         jetstream::stream::Config {
@@ -96,6 +108,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             max_age: Duration::from_secs(3 * 24 * 3600),
             max_bytes: 1 << 30,
             storage: StorageType::File,
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         },
     ];
@@ -119,14 +132,37 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
             // 30 days, `commands::validate`), so this never cuts one short.
             max_age: Duration::from_secs(31 * 86_400),
             storage: StorageType::File,
+            num_replicas: cfg.command_replicas(),
             ..Default::default()
         }
     });
-    for s in streams.into_iter().chain(shards) {
+    // Each replica starts at a random place in the list, so two replicas
+    // starting together rarely ask for the same stream at the same moment.
+    let mut all: Vec<_> = streams.into_iter().chain(shards).collect();
+    let start = rand::random::<u64>() as usize % all.len();
+    all.rotate_left(start);
+    for s in all {
         let name = s.name.clone();
-        js.create_or_update_stream(s)
-            .await
-            .with_context(|| format!("declaring stream {name}"))?;
+        // On a cluster, two replicas that start together send the same
+        // stream's creation at the same moment, and nats-server (2.15)
+        // answers neither: both requests time out although the stream is
+        // made (measured: `tests/cluster_chaos.rs`, `docs/cluster.md`). The
+        // next try finds it and updates it. A random pause breaks the
+        // lockstep so the two do not collide again on every stream.
+        // Bounded: 6 tries.
+        let mut tries = 0u64;
+        loop {
+            tries += 1;
+            match js.create_or_update_stream(s.clone()).await {
+                Ok(_) => break,
+                Err(e) if tries < 6 => {
+                    warn!(stream = %name, error = %e, "declaring a stream failed; trying again");
+                    let jitter = rand::random::<u64>() % 2000;
+                    tokio::time::sleep(Duration::from_millis(250 * tries + jitter)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("declaring stream {name}")),
+            }
+        }
     }
     Ok(())
 }
@@ -224,6 +260,10 @@ pub async fn ensure_agent_consumer(
                 // broker's CPU in a fan-out). `queues::keeper_loop`
                 // re-declares the queues a broker restart forgets.
                 memory_storage: true,
+                // The shard stream's replicas (a work-queue stream's
+                // consumers must have them): `Config::command_replicas`,
+                // weighed in `docs/cluster.md`.
+                num_replicas: 0,
                 ..Default::default()
             },
         )
@@ -232,14 +272,26 @@ pub async fn ensure_agent_consumer(
     Ok(())
 }
 
-/// Declares the lease bucket ([`crate::lease::BUCKET`]): one value per key,
-/// entries age out after `ttl` (an abandoned lease frees itself), replicas
-/// as the broker's default. Safe on every start and from every replica.
+/// Declares the lease bucket ([`crate::lease::BUCKET`]) with one replica:
+/// [`ensure_lease_bucket_replicated`] with `replicas` 1.
 pub async fn ensure_lease_bucket(
     js: &jetstream::Context,
     ttl: Duration,
 ) -> anyhow::Result<jetstream::kv::Store> {
+    ensure_lease_bucket_replicated(js, ttl, 1).await
+}
+
+/// Declares the lease bucket ([`crate::lease::BUCKET`]): one value per key,
+/// entries age out after `ttl` (an abandoned lease frees itself), `replicas`
+/// copies ([`Config::stream_replicas`]: 3 on a cluster, so the lease
+/// outlives a broker node). Safe on every start and from every replica.
+pub async fn ensure_lease_bucket_replicated(
+    js: &jetstream::Context,
+    ttl: Duration,
+    replicas: usize,
+) -> anyhow::Result<jetstream::kv::Store> {
     js.create_or_update_key_value(jetstream::kv::Config {
+        num_replicas: replicas,
         bucket: crate::lease::BUCKET.into(),
         description: "control-plane leases (which replica runs the periodic duties)".into(),
         history: 1,

@@ -208,6 +208,17 @@ pub struct Config {
     /// `DROVER_STREAM_REPLICAS`.
     #[serde(default = "default_stream_replicas")]
     pub stream_replicas: usize,
+    /// Broker: replicas of the command shard streams and so of each
+    /// agent's command consumer on them (state in memory): nats-server
+    /// requires a work-queue stream's consumers to have the stream's
+    /// replicas (error 10134), so the two go together. 0 (default) means
+    /// [`Config::stream_replicas`]: R3 on a cluster, commands and queues
+    /// survive a node's loss. 1 spreads the shards unreplicated over the
+    /// nodes: cheaper per agent, but a node's loss stops its shards' agents
+    /// until it is back and a lost disk loses their queued commands
+    /// (`docs/cluster.md` has the numbers). `DROVER_AGENT_CONSUMER_REPLICAS`.
+    #[serde(default)]
+    pub agent_consumer_replicas: usize,
 }
 
 pub(crate) fn default_db_max_connections() -> u32 {
@@ -349,6 +360,16 @@ impl Config {
                 self.data_dir.join("drover.db").display()
             )
         })
+    }
+
+    /// The command shard streams' replicas:
+    /// [`Config::agent_consumer_replicas`], or [`Config::stream_replicas`]
+    /// when that is 0.
+    pub fn command_replicas(&self) -> usize {
+        match self.agent_consumer_replicas {
+            0 => self.stream_replicas,
+            n => n,
+        }
     }
 
     /// [`Config::command_ack_wait_secs`], at least 1 s.

@@ -192,14 +192,25 @@ pub fn parse_name(name: &str) -> Result<ParsedName, ReleaseError> {
     Err(bad())
 }
 
-/// The bucket, created when missing.
+/// The bucket, created (one replica) when missing.
 pub async fn bucket(js: &jetstream::Context) -> Result<object_store::ObjectStore, ReleaseError> {
+    bucket_replicated(js, 1).await
+}
+
+/// The bucket, created with `replicas` copies when missing
+/// ([`crate::config::Config::stream_replicas`]; `drover serve` declares it
+/// at start, so later [`bucket`] calls find it).
+pub async fn bucket_replicated(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<object_store::ObjectStore, ReleaseError> {
     match js.get_object_store(BUCKET).await {
         Ok(s) => Ok(s),
         Err(_) => js
             .create_object_store(object_store::Config {
                 bucket: BUCKET.into(),
                 description: Some("Drover: signed agent packages for install.sh".into()),
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await

@@ -198,13 +198,16 @@ pub async fn serve(
     let js = jetstream::new(nats.clone());
     crate::bus::ensure_streams(&js, &cfg).await?;
     let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
-    let notify_consumer = crate::notify::ensure_stream(&js).await?;
-    let jobs_consumer = crate::automation::consumer(&js)
+    let notify_consumer = crate::notify::ensure_stream(&js, cfg.stream_replicas).await?;
+    let jobs_consumer = crate::automation::consumer(&js, cfg.stream_replicas)
         .await
         .context("declaring the job stream")?;
     info!(fingerprint = %signer.public().fingerprint(), "command-signing key");
     // Packages shipped beside the control plane, signed into the release
     // bucket (those already there with the same sha256 are left alone).
+    crate::releases::bucket_replicated(&js, cfg.stream_replicas)
+        .await
+        .context("declaring the release bucket")?;
     let published = crate::releases::publish_dir(&js, &signer, &cfg.releases_dir).await;
     if published > 0 {
         info!(published, dir = %cfg.releases_dir.display(), "release artifacts published");
@@ -217,7 +220,8 @@ pub async fn serve(
         .collect();
     // Which replica runs the periodic duties.
     let lease_ttl = std::time::Duration::from_secs(cfg.lease_ttl_secs);
-    let lease_store = crate::bus::ensure_lease_bucket(&js, lease_ttl).await?;
+    let lease_store =
+        crate::bus::ensure_lease_bucket_replicated(&js, lease_ttl, cfg.stream_replicas).await?;
     let lease = crate::lease::Lease::start(lease_store, crate::lease::DUTIES_KEY, lease_ttl)
         .await
         .context("starting the duties lease")?;

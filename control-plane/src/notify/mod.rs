@@ -40,10 +40,12 @@ use async_nats::jetstream::{
 // dropped first).
 pub use bus_schema::subjects::{ALERTS_STREAM, NOTIFY_CONSUMER, NOTIFY_STREAM};
 
-/// Declares both streams and the deliverer's consumer (idempotent; every
-/// start, every replica).
+/// Declares both streams (`replicas` copies each:
+/// [`crate::config::Config::stream_replicas`]) and the deliverer's consumer
+/// (idempotent; every start, every replica).
 pub async fn ensure_stream(
     js: &jetstream::Context,
+    replicas: usize,
 ) -> anyhow::Result<jetstream::consumer::PullConsumer> {
     js.create_or_update_stream(jetstream::stream::Config {
         name: NOTIFY_STREAM.into(),
@@ -55,6 +57,7 @@ pub async fn ensure_stream(
         discard: DiscardPolicy::New,
         duplicate_window: Duration::from_secs(600),
         storage: StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -67,6 +70,7 @@ pub async fn ensure_stream(
         max_bytes: 256 << 20,
         duplicate_window: Duration::from_secs(600),
         storage: StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await

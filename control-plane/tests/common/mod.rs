@@ -11,6 +11,7 @@ pub mod apt_repo;
 mod automation;
 mod backup;
 mod chrome;
+mod cluster;
 mod deploy;
 mod gated;
 mod host;
@@ -39,6 +40,8 @@ pub use automation::*;
 pub use backup::*;
 #[allow(unused_imports)]
 pub use chrome::*;
+#[allow(unused_imports)]
+pub use cluster::*;
 pub use deploy::*;
 #[allow(unused_imports)]
 pub use gated::*;
@@ -94,3 +97,6 @@ pub use operations::*;
 mod replicas;
 #[allow(unused_imports)]
 pub use replicas::*;
+mod measure;
+#[allow(unused_imports)]
+pub use measure::*;

@@ -159,6 +159,8 @@ enum Cmd {
     /// Run the whole stack on this machine: nats-server, control plane, one
     /// rootd and one agent. Ctrl-C stops everything.
     Dev(server::Dev),
+    /// Print one broker cluster node's nats-server configuration.
+    BrokerConfig(server::BrokerConfig),
     /// Read one message body on stdin and print it as JSON
     /// (for `nats sub --translate 'drover decode'`).
     Decode,
@@ -441,6 +443,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => backup::restore(cfg, &file, data_dir, force, json || print::json_mode()),
         Cmd::Dev(opts) => server::run_dev(cfg, opts).await,
+        Cmd::BrokerConfig(opts) => server::broker_config(&cfg, opts),
         Cmd::Decode | Cmd::Completions { .. } => unreachable!(),
         Cmd::Automation {
             action: AutomationCmd::Keygen,

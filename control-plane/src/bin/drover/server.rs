@@ -1,5 +1,5 @@
 //! The commands that run on the control-plane host without the API:
-//! `drover init`, `drover dev` and `drover decode` (`drover serve` is one
+//! `drover init`, `drover dev`, `drover broker-config` and `drover decode` (`drover serve` is one
 //! call into the library, made from `main.rs`).
 //!
 //! Owns their output; creating keys, tokens and the first admin, and
@@ -84,6 +84,66 @@ fn print_tls(cfg: &Config, tls: &serve::InitTls) {
         "  The API now listens with HTTPS only: use --api https://<host>:<port> (the CLI trusts {} by default).",
         files.ca_pem().display()
     );
+}
+
+/// The options of `drover broker-config` (`docs/cluster.md`).
+#[derive(clap::Args, Debug)]
+pub struct BrokerConfig {
+    /// This node's unique server name (`drover-1`).
+    #[arg(long)]
+    pub name: String,
+    /// The cluster's name, the same on every node.
+    #[arg(long, default_value = "drover")]
+    pub cluster: String,
+    /// Client address, host:port.
+    #[arg(long, default_value = "0.0.0.0:4222")]
+    pub listen: String,
+    /// Route address the other nodes connect to, host:port.
+    #[arg(long, default_value = "0.0.0.0:6222")]
+    pub cluster_listen: String,
+    /// A node's route address, host:port; repeat for every node.
+    #[arg(long = "route", required = true)]
+    pub routes: Vec<String>,
+    /// This node's JetStream store directory.
+    #[arg(long, default_value = "/var/lib/nats/jetstream")]
+    pub store_dir: PathBuf,
+    /// This node's account resolver directory.
+    #[arg(long, default_value = "/var/lib/nats/resolver")]
+    pub resolver_dir: PathBuf,
+    /// HTTP monitoring address, host:port (`/healthz`, `/jsz`; no
+    /// credentials: keep it private). None when absent.
+    #[arg(long)]
+    pub monitor: Option<String>,
+    /// Include `tls.conf` (written by `drover init`) for client TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `drover broker-config`: one cluster node's configuration, made from this
+/// installation's broker trust chain (`<data_dir>/nats-auth`). Refuses an
+/// uninitialised data directory (it never makes keys: run `drover init`).
+pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
+    let auth = control_plane::nats_auth::NatsAuth::load_existing(&cfg.data_dir)?;
+    let node = control_plane::nats_auth::ClusterNode {
+        server_name: o.name,
+        cluster_name: o.cluster,
+        listen: o.listen,
+        cluster_listen: o.cluster_listen,
+        routes: o.routes,
+        store_dir: o.store_dir,
+        monitor: o.monitor,
+    };
+    let conf = auth.cluster_conf(&node, &o.resolver_dir, o.tls)?;
+    match o.out {
+        Some(p) => std::fs::write(&p, conf).with_context(|| format!("writing {}", p.display())),
+        None => {
+            print!("{conf}");
+            Ok(())
+        }
+    }
 }
 
 /// The options of `drover dev`.
