@@ -23,6 +23,7 @@ pub mod selector;
 pub mod shape;
 pub mod signing;
 pub mod subjects;
+pub mod text;
 
 pub use codec::{decode, encode, CodecError, CONTENT_TYPE_JSON, MAX_MESSAGE_BYTES};
 pub use envelope::*;

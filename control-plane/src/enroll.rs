@@ -234,6 +234,12 @@ pub async fn answer(state: &AppState, payload: &[u8]) -> EnrollAnswer {
 
 /// Decodes the signed claim, checks its signature under the key it names and
 /// its reply key. Nothing is stored before this holds.
+/// A string fact of an enrolment claim (`os`, `kernel`, ...) as stored:
+/// empty when absent, control characters as spaces, at most `max` chars.
+fn fact(claim: &EnrollClaim, name: &str, max: usize) -> String {
+    bus_schema::text::storable(claim.facts[name].as_str().unwrap_or(""), max)
+}
+
 fn read_claim(payload: &[u8]) -> Result<EnrollClaim, String> {
     let signed: AgentSigned =
         codec::decode(payload, None).map_err(|e| format!("malformed enrolment request: {e}"))?;
@@ -439,9 +445,10 @@ async fn decide(state: &AppState, claim: &EnrollClaim) -> anyhow::Result<EnrollR
         last_seen: Set(now),
         last_seq: Set(0),
         heartbeat_secs: Set(30),
-        os: Set(claim.facts["os"].as_str().unwrap_or("").into()),
-        kernel: Set(claim.facts["kernel"].as_str().unwrap_or("").into()),
-        agent_version: Set(claim.facts["agent_version"].as_str().unwrap_or("").into()),
+        // The host's own words until its first heartbeat: storable text.
+        os: Set(fact(claim, "os", 256)),
+        kernel: Set(fact(claim, "kernel", 256)),
+        agent_version: Set(fact(claim, "agent_version", 64)),
         metrics: Set("{}".into()),
         modules: Set("[]".into()),
         operations: Set("[]".into()),

@@ -15,6 +15,12 @@ pub async fn publish(state: &AppState, ev: &Event) {
         Event::Alert { rule_id, .. } => subjects::alert_event(rule_id),
         Event::Service { agent_id, .. } => subjects::service_event(agent_id),
     };
+    // Live events reach browsers through the broker: while it is gone they
+    // reach nobody, and a publish would wait for the client's buffer.
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        tracing::debug!("event not published: the broker is not connected");
+        return;
+    }
     if let Err(e) = state
         .nats
         .publish(subject, bus_schema::encode(ev).into())

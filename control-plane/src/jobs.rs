@@ -189,17 +189,29 @@ pub async fn submit(
     };
     match commands::issue(state, &spec, &ids, commands::InJob::New(Box::new(rows))).await {
         Ok(_) => {}
-        // Two submissions with one key at once (another replica): the other
-        // one won, and its job is the answer; nothing of this one was
-        // written.
-        Err(CreateError::Db(e)) => match &req.idempotency_key {
-            Some(k) => match idempotency::find(&state.db, &who.scope, k, now_ms()).await? {
-                Some(bound) => return bound_job(state, bound, &fingerprint).await,
-                None => return Err(CreateError::Db(e).into()),
-            },
-            None => return Err(CreateError::Db(e).into()),
-        },
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            let written = job::Entity::find_by_id(row.id.clone().unwrap())
+                .one(&state.db)
+                .await?
+                .is_some();
+            if written {
+                // The job and its commands were written and published; a
+                // later write (stream sequences, rejections) failed. The job
+                // exists and runs, so it is the answer: a client told
+                // otherwise would submit it again.
+                tracing::error!(job = ?row.id, error = %e, "job issued; recording its publish outcome failed");
+            } else if let (CreateError::Db(_), Some(k)) = (&e, &req.idempotency_key) {
+                // Two submissions with one key at once (another replica):
+                // the other one won, and its job is the answer; nothing of
+                // this one was written.
+                return match idempotency::find(&state.db, &who.scope, k, now_ms()).await? {
+                    Some(bound) => bound_job(state, bound, &fingerprint).await,
+                    None => Err(e.into()),
+                };
+            } else {
+                return Err(e.into());
+            }
+        }
     }
     let j = job::Entity::find_by_id(row.id.clone().unwrap())
         .one(&state.db)

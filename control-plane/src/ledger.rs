@@ -187,7 +187,7 @@ pub fn apply_reported(c: &mut command::Model, r: &CommandResult, now: i64) -> bo
         // A NUL from the host's output is kept as U+FFFD: PostgreSQL cannot
         // store one, and the result must be stored all the same (the data
         // travels as JSON text, where serde_json escapes it).
-        c.summary = r.summary.replace('\0', "\u{FFFD}");
+        c.summary = bus_schema::text::without_nul(&r.summary, usize::MAX);
         c.result = Some(serde_json::to_string(&r.data).unwrap_or_default());
         // The control plane's clock, not the host's (`r.at`): a host's
         // clock may be off (see "Clock skew" in docs/invariants.md).

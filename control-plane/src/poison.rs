@@ -87,7 +87,7 @@ impl Drops {
     pub fn add(&mut self, kind: &'static str, subject: &str, sender: &str, detail: &str) {
         let sender: String = match sender {
             "" => "-".into(),
-            s => s.chars().take(MAX_SENDER_CHARS).collect(),
+            s => bus_schema::text::storable(s, MAX_SENDER_CHARS),
         };
         let e = self
             .counts

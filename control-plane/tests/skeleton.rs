@@ -178,6 +178,10 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
     let wrong_types =
         serde_json::to_vec(&json!({"agent_id": 7, "hostname": ["x"], "seq": "one"})).unwrap();
     let big = vec![0x91u8; 300 * 1024];
+    // The good heartbeat's rootd error carries a NUL and an escape: stored
+    // (on PostgreSQL too) with spaces for them, the heartbeat not lost.
+    let mut good_hb = heartbeat(&agent);
+    good_hb.rootd_error = Some("rootd\0down\x1b[2J".into());
     let mut other = heartbeat("SOMEONE_ELSE");
     other.seq = 2;
 
@@ -201,7 +205,7 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
     nc.publish_with_headers(
         hb_subject.clone(),
         json_headers.clone(),
-        serde_json::to_vec(&heartbeat(&agent)).unwrap().into(),
+        serde_json::to_vec(&good_hb).unwrap().into(),
     )
     .await
     .unwrap();
@@ -212,10 +216,12 @@ async fn malformed_messages_are_rejected_and_the_next_good_one_is_processed() {
         Duration::from_secs(20),
         || async {
             let (_, a) = stack.get(&format!("/agents/{agent}")).await;
-            (a["hostname"] == "fake-host").then_some(())
+            (a["hostname"] == "fake-host").then_some(a)
         },
     )
     .await;
+    let (_, a) = stack.get(&format!("/agents/{agent}")).await;
+    assert_eq!(a["rootd_error"], "rootd down [2J", "{a}");
     let log = Stack::wait_log(&stack.cp, "arrived on the subject").await;
     let rejected: Vec<&str> = log
         .lines()

@@ -165,9 +165,10 @@ impl RefusalReason {
     }
 }
 
-/// `detail` cut to [`MAX_REFUSAL_DETAIL_CHARS`] characters.
+/// `detail` cut to [`MAX_REFUSAL_DETAIL_CHARS`] characters, control
+/// characters as spaces (it may quote outside bytes: [`crate::text`]).
 pub fn bounded_detail(detail: &str) -> String {
-    detail.chars().take(MAX_REFUSAL_DETAIL_CHARS).collect()
+    crate::text::storable(detail, MAX_REFUSAL_DETAIL_CHARS)
 }
 
 /// The major version of the wire protocol this build speaks. Every signed

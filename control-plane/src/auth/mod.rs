@@ -423,7 +423,11 @@ fn form_field(headers: &HeaderMap, body: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// Minimal `application/x-www-form-urlencoded` parsing.
+/// Minimal `application/x-www-form-urlencoded` parsing. A NUL (`%00` or a
+/// raw byte) decodes as U+FFFD: no stored name or secret can hold one
+/// (`http::nul` refuses them in URLs and JSON), and PostgreSQL cannot
+/// compare one, so the sign-in form's `name=a%00` is an unknown name like
+/// any other (a counted failed attempt), not a database error.
 pub fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
     let dec = |s: &str| -> String {
         let s = s.replace('+', " ");
@@ -444,7 +448,7 @@ pub fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
             out.push(b[i]);
             i += 1;
         }
-        String::from_utf8_lossy(&out).into_owned()
+        String::from_utf8_lossy(&out).replace('\0', "\u{FFFD}")
     };
     String::from_utf8_lossy(body)
         .split('&')

@@ -351,3 +351,14 @@ fn roles_order_and_csrf_compare() {
         ]
     );
 }
+
+#[test]
+fn a_nul_in_a_form_decodes_as_a_replacement_character() {
+    assert_eq!(
+        form_urlencoded_pairs(b"name=a%00b&password=c\0d"),
+        vec![
+            ("name".into(), "a\u{FFFD}b".into()),
+            ("password".into(), "c\u{FFFD}d".into())
+        ]
+    );
+}

@@ -203,9 +203,9 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             rootd_error: Set(h
                 .rootd_error
                 .as_ref()
-                .map(|e| e.chars().take(500).collect())),
+                .map(|e| bus_schema::text::storable(e, 500))),
             // What `version_policy` judges the agent by.
-            agent_channel: Set(h.agent_channel.chars().take(32).collect()),
+            agent_channel: Set(bus_schema::text::storable(&h.agent_channel, 32)),
             protocol_version: Set(h.protocol_version as i32),
         })
         .collect();

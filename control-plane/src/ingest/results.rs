@@ -108,7 +108,7 @@ pub async fn record_refusal(
     }
     let row = refusal::ActiveModel {
         at: Set(now_ms()),
-        agent_id: Set(agent.chars().take(128).collect()),
+        agent_id: Set(bus_schema::text::storable(agent, 128)),
         source: Set(source.to_string()),
         reason: Set(reason.as_str().to_string()),
         detail: Set(bounded_detail(detail)),

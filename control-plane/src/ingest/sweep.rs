@@ -103,6 +103,10 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
             .filter(agent::Column::LastSeen.eq(a.last_seen))
             .exec(&state.db)
             .await?;
+        // Not held while publishing: with the broker gone (when this sweep
+        // runs without the lease) a publish can wait, and the writer's
+        // turn must not wait with it.
+        drop(_turn);
         if res.rows_affected == 1 {
             info!(agent_id = %a.id, missed, "agent offline: heartbeats missed");
             let mut off = a.clone();
@@ -132,9 +136,11 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
             source: Source::Inferred,
             attempts: None,
         };
-        if ledger::end_one_unreported(&state.db, &c.id, &["accepted", "running"], &ending, now)
-            .await?
-        {
+        let ended =
+            ledger::end_one_unreported(&state.db, &c.id, &["accepted", "running"], &ending, now)
+                .await?;
+        drop(_turn);
+        if ended {
             warn!(command = %c.id, agent_id = %c.agent_id, "command failed (inferred): no result after expiry and timeout");
             let mut f = c.clone();
             ending.mark(&mut f, now);
@@ -156,7 +162,9 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
             attempts: None,
         };
         let queued = [CommandStatus::Queued.as_str()];
-        if ledger::end_one_unreported(&state.db, &c.id, &queued, &ending, now).await? {
+        let ended = ledger::end_one_unreported(&state.db, &c.id, &queued, &ending, now).await?;
+        drop(_turn);
+        if ended {
             let mut e = c.clone();
             ending.mark(&mut e, now);
             events::publish(state, &events::of_command(&e)).await;

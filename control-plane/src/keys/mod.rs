@@ -109,7 +109,9 @@ pub async fn record_heartbeats(state: &AppState, hbs: &[Heartbeat]) -> Result<()
             .filter_map(|h| {
                 let mut f = h.key_fingerprints.clone()?;
                 f.truncate(MAX_REPORTED);
-                f.iter_mut().for_each(|x| x.truncate(64));
+                // By characters: a byte cut inside one would panic.
+                f.iter_mut()
+                    .for_each(|x| *x = bus_schema::text::storable(x, 64));
                 if map.get(&h.agent_id) == Some(&f) {
                     return None;
                 }

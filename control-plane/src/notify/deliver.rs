@@ -233,7 +233,8 @@ async fn handle(
         }
         Err(e) => {
             let why = format!("{e:#}");
-            row.last_error = Set(Some(why.chars().take(500).collect()));
+            // The receiver's words (an HTTP body, an SMTP reply).
+            row.last_error = Set(Some(bus_schema::text::storable(&why, 500)));
             if attempts >= state.cfg.notify_max_attempts {
                 row.state = Set("failed".into());
                 row.update(&state.db).await?;

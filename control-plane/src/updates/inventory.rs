@@ -216,7 +216,7 @@ async fn write_failed<C: ConnectionTrait>(
     now: i64,
     why: String,
 ) -> Result<(), DbErr> {
-    let why: String = why.chars().take(1000).collect();
+    let why = bus_schema::text::storable(&why, 1000);
     let row = match prev {
         Some(p) => host_state::Model {
             last_scan_at: Some(at),
@@ -258,8 +258,10 @@ fn usable(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_FIELD && !name.chars().any(char::is_control)
 }
 
+/// A field of a host's package report as stored: control characters as
+/// spaces, at most `MAX_FIELD` characters.
 fn cut(s: &str) -> String {
-    s.chars().take(MAX_FIELD).collect()
+    bus_schema::text::storable(s, MAX_FIELD)
 }
 
 async fn replace<C: ConnectionTrait>(
@@ -297,7 +299,7 @@ async fn replace<C: ConnectionTrait>(
             arch: Set(cut(&p.arch)),
             current_version: Set(cut(&p.current)),
             candidate_version: Set(candidate),
-            origin: Set(p.origin.chars().take(1000).collect()),
+            origin: Set(bus_schema::text::storable(&p.origin, 1000)),
             security: Set(p.security),
             severity: Set(p.severity.as_deref().map(cut)),
             advisories: Set(serde_json::to_string(
