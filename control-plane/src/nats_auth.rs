@@ -102,14 +102,25 @@ fn check_host_port(what: &str, v: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The user name of cluster routes (see [`cluster_node_conf`]).
+pub const ROUTE_USER: &str = "drover-route";
+
 /// One cluster node's configuration: [`installation_base_conf`] with the
 /// node's `server_name`, its JetStream `store_dir`, and a `cluster {}` block
-/// (name, listen, routes). Operator mode and TLS are the same includes
+/// (name, listen, routes). Routes authenticate: the block requires
+/// [`ROUTE_USER`] with `route_password` (hex), and every route URL carries
+/// them, so a process that can reach the cluster port but lacks the
+/// password cannot join as a route (a route sees and may publish
+/// everything, below accounts and permissions). Operator mode and TLS are the same includes
 /// `drover init` writes beside it (`resolver.conf`, `tls.conf`): the caller
 /// appends them (`drover broker-config` does). The one function the CLI
 /// and the test harness use. Errors: a name, address or path a NATS config
 /// could read as syntax.
-pub fn cluster_node_conf(node: &ClusterNode) -> anyhow::Result<String> {
+pub fn cluster_node_conf(node: &ClusterNode, route_password: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        route_password.len() >= 32 && route_password.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the route password must be at least 32 hex digits"
+    );
     let name_ok = |n: &str| {
         !n.is_empty()
             && n.len() <= 64
@@ -168,11 +179,14 @@ pub fn cluster_node_conf(node: &ClusterNode) -> anyhow::Result<String> {
     let routes: Vec<String> = node
         .routes
         .iter()
-        .map(|r| format!("    \"nats-route://{r}\""))
+        .map(|r| format!("    \"nats-route://{ROUTE_USER}:{route_password}@{r}\""))
         .collect();
     out.push_str(&format!(
-        "\n# Cluster (drover broker-config): routes to every node.\n\
-         cluster {{\n  name: {}\n  listen: \"{}\"\n  routes: [\n{}\n  ]\n}}\n",
+        "\n# Cluster (drover broker-config): routes to every node, each\n\
+         # authenticated (the password is secret: keep this file 0600).\n\
+         cluster {{\n  name: {}\n  listen: \"{}\"\n  \
+         authorization {{\n    user: \"{ROUTE_USER}\"\n    password: \"{route_password}\"\n    timeout: 2\n  }}\n  \
+         routes: [\n{}\n  ]\n}}\n",
         node.cluster_name,
         node.cluster_listen,
         routes.join("\n")
@@ -531,6 +545,19 @@ impl NatsAuth {
         ))
     }
 
+    /// The cluster routes' password: 64 hex digits derived from the
+    /// operator's seed (SHA-256 of a label and the seed), so every node's
+    /// configuration made from this installation agrees without another
+    /// secret to keep, and it reveals nothing of the seed.
+    pub fn route_password(&self) -> anyhow::Result<String> {
+        use sha2::Digest;
+        let seed = self.operator.seed()?;
+        let mut h = sha2::Sha256::new();
+        h.update(b"drover cluster route password v1\0");
+        h.update(seed.as_bytes());
+        Ok(hex::encode(h.finalize()))
+    }
+
     /// A cluster node's whole configuration: [`cluster_node_conf`], then
     /// this installation's operator-mode resolver inline (with the node's
     /// own `resolver_dir`: each node keeps its own copy, the full resolvers
@@ -544,7 +571,7 @@ impl NatsAuth {
         resolver_dir: &Path,
         tls: bool,
     ) -> anyhow::Result<String> {
-        let mut out = cluster_node_conf(node)?;
+        let mut out = cluster_node_conf(node, &self.route_password()?)?;
         out.push_str("\n# Operator mode (drover broker-config):\n");
         out.push_str(&self.resolver_conf(resolver_dir)?);
         if tls {

@@ -22,8 +22,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    bin, repo_manifests, set_test_database_url, sh, wait_for, Cluster, ClusterReplica, Postgres,
-    Proc,
+    bin, free_port, nats_server_bin, repo_manifests, set_test_database_url, sh, wait_for, Cluster,
+    ClusterReplica, Postgres, Proc,
 };
 use serde_json::json;
 
@@ -329,4 +329,97 @@ fn broker_config_refuses_an_uninitialised_data_dir() {
         !data.join("nats-auth").join("operator.nk").exists(),
         "no operator key was made"
     );
+}
+
+/// Cluster routes authenticate: the configurations `drover broker-config`
+/// writes are owner-only and require the installation's route password, and
+/// a nats-server that can reach a node's cluster port without it is refused
+/// (the three nodes that have it formed the cluster: `Cluster::start`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_without_the_password_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cp");
+    let init = Command::new(bin("drover"))
+        .args(["init", "--no-tls"])
+        .env("DROVER_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let cluster = Cluster::start(&data, &tmp.path().join("nodes")).await;
+    let conf = std::fs::read_to_string(&cluster.nodes[0].conf).unwrap();
+    let mode = std::fs::metadata(&cluster.nodes[0].conf)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the node's config holds a secret");
+    assert!(conf.contains("authorization {"), "{conf}");
+    let route = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"nats-route://drover-route:"))
+        .and_then(|rest| rest.split_once('@'))
+        .map(|(_, hostport)| hostport.trim_end_matches('"').to_string())
+        .expect("route URLs carry the route user and password");
+
+    // A stranger's node pointing its route at node 0, without credentials.
+    let rogue_dir = tmp.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    let rogue_conf = rogue_dir.join("rogue.conf");
+    std::fs::write(
+        &rogue_conf,
+        format!(
+            "server_name: rogue\nlisten: \"127.0.0.1:{}\"\n\
+             cluster {{\n  name: drover\n  listen: \"127.0.0.1:{}\"\n  routes: [\"nats-route://{route}\"]\n}}\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let log = rogue_dir.join("rogue.log");
+    let mut rogue = Command::new(nats_server_bin())
+        .arg("-c")
+        .arg(&rogue_conf)
+        .arg("-l")
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let said = wait_for(
+        "the rogue route to be refused",
+        Duration::from_secs(30),
+        || async {
+            let t = std::fs::read_to_string(&log).unwrap_or_default();
+            (t.contains("Authorization Violation") || t.contains("Authentication")).then_some(t)
+        },
+    )
+    .await;
+    eprintln!(
+        "rogue: {}",
+        said.lines()
+            .filter(|l| l.contains("uthori") || l.contains("uthenti"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+    // Node 0 still routes to its two peers only.
+    let routez: serde_json::Value = reqwest::get(format!(
+        "http://127.0.0.1:{}/routez",
+        cluster.nodes[0].monitor
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let names: Vec<String> = routez["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["remote_name"].as_str().map(str::to_string))
+        .collect();
+    assert!(!names.iter().any(|n| n == "rogue"), "{names:?}\n{said}");
 }

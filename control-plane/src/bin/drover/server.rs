@@ -138,7 +138,22 @@ pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
     };
     let conf = auth.cluster_conf(&node, &o.resolver_dir, o.tls)?;
     match o.out {
-        Some(p) => std::fs::write(&p, conf).with_context(|| format!("writing {}", p.display())),
+        // It holds the routes' password: owner-only, like the key files
+        // (an existing file is replaced, and made owner-only too).
+        Some(p) => {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&p)?;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                std::io::Write::write_all(&mut f, conf.as_bytes())
+            };
+            write().with_context(|| format!("writing {}", p.display()))
+        }
         None => {
             print!("{conf}");
             Ok(())
