@@ -36,6 +36,7 @@ pub mod audit;
 pub mod auth;
 pub mod automation;
 pub mod backup;
+pub mod broker_cluster;
 pub mod bus;
 pub mod cancel;
 pub mod client;

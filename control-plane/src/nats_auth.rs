@@ -69,131 +69,6 @@ pub fn installation_base_conf(listen: &str) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// One node of a broker cluster, as [`cluster_node_conf`] writes it.
-#[derive(Debug, Clone)]
-pub struct ClusterNode {
-    /// `server_name`, unique in the cluster (`drover-1`): letters, digits,
-    /// `-` and `_`.
-    pub server_name: String,
-    /// The cluster's name, the same on every node (`drover`).
-    pub cluster_name: String,
-    /// Where clients connect, `host:port` (`0.0.0.0:4222`).
-    pub listen: String,
-    /// Where the other nodes' routes connect, `host:port` (`0.0.0.0:6222`).
-    pub cluster_listen: String,
-    /// Every node's route address, `host:port` (this node's own may be
-    /// among them; nats-server skips it). At least one other node.
-    pub routes: Vec<String>,
-    /// This node's JetStream store directory (its own, never shared).
-    pub store_dir: PathBuf,
-    /// The HTTP monitoring endpoint (`/healthz`, `/jsz`), `host:port`; none
-    /// when `None`. Keep it on a private address: it needs no credentials.
-    pub monitor: Option<String>,
-}
-
-fn check_host_port(what: &str, v: &str) -> anyhow::Result<()> {
-    let ok = !v.is_empty()
-        && v.len() <= 200
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
-        && v.rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-    anyhow::ensure!(ok, "{what} {v:?} is not host:port");
-    Ok(())
-}
-
-/// The user name of cluster routes (see [`cluster_node_conf`]).
-pub const ROUTE_USER: &str = "drover-route";
-
-/// One cluster node's configuration: [`installation_base_conf`] with the
-/// node's `server_name`, its JetStream `store_dir`, and a `cluster {}` block
-/// (name, listen, routes). Routes authenticate: the block requires
-/// [`ROUTE_USER`] with `route_password` (hex), and every route URL carries
-/// them, so a process that can reach the cluster port but lacks the
-/// password cannot join as a route (a route sees and may publish
-/// everything, below accounts and permissions). Operator mode and TLS are the same includes
-/// `drover init` writes beside it (`resolver.conf`, `tls.conf`): the caller
-/// appends them (`drover broker-config` does). The one function the CLI
-/// and the test harness use. Errors: a name, address or path a NATS config
-/// could read as syntax.
-pub fn cluster_node_conf(node: &ClusterNode, route_password: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        route_password.len() >= 32 && route_password.bytes().all(|b| b.is_ascii_hexdigit()),
-        "the route password must be at least 32 hex digits"
-    );
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && n.len() <= 64
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-    };
-    anyhow::ensure!(
-        name_ok(&node.server_name),
-        "server name {:?}: letters, digits, - and _ only",
-        node.server_name
-    );
-    anyhow::ensure!(
-        name_ok(&node.cluster_name),
-        "cluster name {:?}: letters, digits, - and _ only",
-        node.cluster_name
-    );
-    check_host_port("cluster listen", &node.cluster_listen)?;
-    if let Some(m) = &node.monitor {
-        check_host_port("monitor", m)?;
-    }
-    anyhow::ensure!(
-        !node.routes.is_empty(),
-        "a cluster node needs the routes of the other nodes"
-    );
-    for r in &node.routes {
-        check_host_port("route", r)?;
-    }
-    let store = node.store_dir.display().to_string();
-    anyhow::ensure!(
-        !store.is_empty() && !store.contains(['"', '\\', '\n']),
-        "store directory {store:?} cannot be written into a NATS config"
-    );
-    let base = installation_base_conf(&node.listen)?;
-    let mut out = format!(
-        "# Broker cluster node {}, written by `drover broker-config`:\n\
-         # operator mode, JetStream, routes to every node.\n",
-        node.server_name
-    );
-    for line in base.lines() {
-        if line.starts_with('#') {
-            continue;
-        } else if line.starts_with("server_name:") {
-            out.push_str(&format!("server_name: {}\n", node.server_name));
-        } else if line.trim_start().starts_with("jetstream {") {
-            out.push_str(&format!("{line}\n  store_dir: \"{store}\"\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if let Some(m) = &node.monitor {
-        out.push_str(&format!(
-            "\n# Monitoring (/healthz, /jsz): no credentials, keep it private.\nhttp: \"{m}\"\n"
-        ));
-    }
-    let routes: Vec<String> = node
-        .routes
-        .iter()
-        .map(|r| format!("    \"nats-route://{ROUTE_USER}:{route_password}@{r}\""))
-        .collect();
-    out.push_str(&format!(
-        "\n# Cluster (drover broker-config): routes to every node, each\n\
-         # authenticated (the password is secret: keep this file 0600).\n\
-         cluster {{\n  name: {}\n  listen: \"{}\"\n  \
-         authorization {{\n    user: \"{ROUTE_USER}\"\n    password: \"{route_password}\"\n    timeout: 2\n  }}\n  \
-         routes: [\n{}\n  ]\n}}\n",
-        node.cluster_name,
-        node.cluster_listen,
-        routes.join("\n")
-    ));
-    Ok(out)
-}
-
 /// The broker's base configuration (listeners, JetStream, limits), from
 /// `nats-config/dev.conf`. `drover init` appends the operator-mode resolver
 /// to it and, unless `--no-tls`, an include of the `tls {}` block
@@ -558,7 +433,8 @@ impl NatsAuth {
         Ok(hex::encode(h.finalize()))
     }
 
-    /// A cluster node's whole configuration: [`cluster_node_conf`], then
+    /// A cluster node's whole configuration:
+    /// [`crate::broker_cluster::cluster_node_conf`], then
     /// this installation's operator-mode resolver inline (with the node's
     /// own `resolver_dir`: each node keeps its own copy, the full resolvers
     /// sync among themselves), then, with `tls`, an include of the
@@ -567,11 +443,13 @@ impl NatsAuth {
     /// broker-config` prints and the cluster test harness runs.
     pub fn cluster_conf(
         &self,
-        node: &ClusterNode,
+        node: &crate::broker_cluster::ClusterNode,
         resolver_dir: &Path,
         tls: bool,
     ) -> anyhow::Result<String> {
-        let mut out = cluster_node_conf(node, &self.route_password()?)?;
+        let base = installation_base_conf(&node.listen)?;
+        let mut out =
+            crate::broker_cluster::cluster_node_conf(node, &base, &self.route_password()?)?;
         out.push_str("\n# Operator mode (drover broker-config):\n");
         out.push_str(&self.resolver_conf(resolver_dir)?);
         if tls {

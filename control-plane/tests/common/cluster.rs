@@ -1,7 +1,7 @@
 //! A three-node JetStream cluster on loopback, and `drover serve` replicas
 //! on it, for `cluster_chaos.rs`. Each node's configuration is made by
 //! `drover broker-config` (so the test runs the operator's path: the same
-//! `nats_auth::cluster_node_conf`), each node has its own store and
+//! `broker_cluster::cluster_node_conf`), each node has its own store and
 //! resolver directory, free loopback ports, never 4222, and a monitoring
 //! port the harness reads (`/jsz`, `/healthz`) to know the cluster is
 //! formed before anything declares a stream. Not here: the single-node

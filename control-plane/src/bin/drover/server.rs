@@ -127,7 +127,7 @@ pub struct BrokerConfig {
 /// uninitialised data directory (it never makes keys: run `drover init`).
 pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
     let auth = control_plane::nats_auth::NatsAuth::load_existing(&cfg.data_dir)?;
-    let node = control_plane::nats_auth::ClusterNode {
+    let node = control_plane::broker_cluster::ClusterNode {
         server_name: o.name,
         cluster_name: o.cluster,
         listen: o.listen,
