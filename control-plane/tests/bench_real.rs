@@ -24,21 +24,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bin, wait_for, wait_id_file, HostSpec, Proc, Stack};
+use common::{bin, cpu_secs, wait_for, wait_id_file, HostSpec, Proc, Stack};
 use serde_json::json;
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) / ticks)
-        })
-        .unwrap_or(0.0)
-}
 
 /// (RSS, PSS) of a process in KiB, from `/proc/<pid>/smaps_rollup`.
 fn rss_pss_kib(pid: u32) -> (u64, u64) {
