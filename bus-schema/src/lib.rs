@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod jobs;
 pub mod manifest;
 pub mod outcome;
+pub mod resident;
 pub mod result_budget;
 pub mod rootd_proto;
 pub mod sealed;

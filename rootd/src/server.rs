@@ -56,6 +56,12 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
         box_key = %box_key.public_key().to_base64(),
         "rootd listening"
     );
+    // Start-up's code leaves the resident set once rootd is serving.
+    tokio::spawn(async {
+        tokio::time::sleep(bus_schema::resident::SETTLE_AFTER).await;
+        let settled = bus_schema::resident::settle();
+        tracing::debug!(?settled, "start-up pages released");
+    });
     let shared = Arc::new(Shared {
         cfg,
         keys,
