@@ -25,41 +25,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Stack};
+use common::{cpu_secs, percentile as pct, rss_kib, wait_for, Stack};
 use serde_json::json;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces).
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) / ticks)
-        })
-        .unwrap_or(0.0)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 /// How many agents the API counts online (`total` of a one-row page).
 async fn online_total(stack: &Stack) -> usize {
@@ -208,6 +175,14 @@ async fn one_size(n: usize, runs: usize) -> Row {
         .await
         .unwrap();
     let burst = 50_000usize;
+    // Where the ingest's time goes: CPU seconds per process (the publisher
+    // is this test process).
+    let ingest_procs = [
+        ("nats-server", stack.nats.proc.pid()),
+        ("control plane", stack.cp.pid()),
+        ("publisher", std::process::id()),
+    ];
+    let ingest_cpu0: Vec<f64> = ingest_procs.iter().map(|(_, p)| cpu_secs(*p)).collect();
     let start = Instant::now();
     let mut acks = Vec::with_capacity(1000);
     for i in 0..burst {
@@ -262,6 +237,16 @@ async fn one_size(n: usize, runs: usize) -> Row {
     })
     .await;
     let ingest = burst as f64 / start.elapsed().as_secs_f64();
+    let ingest_cpu: Vec<String> = ingest_procs
+        .iter()
+        .zip(&ingest_cpu0)
+        .map(|((name, pid), before)| format!("{name} {:.2}s", cpu_secs(*pid) - before))
+        .collect();
+    eprintln!(
+        "[{n}] heartbeat ingest of {burst}: {:.2}s, CPU {}",
+        start.elapsed().as_secs_f64(),
+        ingest_cpu.join(", ")
+    );
 
     // Let the agent settle, then memory.
     let row = Row {

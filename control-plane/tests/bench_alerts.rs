@@ -13,21 +13,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_rule, wait_alert_rounds, wait_for, Stack};
+use common::{add_rule, cpu_secs, wait_alert_rounds, wait_for, Stack};
 use serde_json::{json, Value};
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) / ticks)
-        })
-        .unwrap_or(0.0)
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
