@@ -78,6 +78,59 @@ pub async fn wait_connected(client: &async_nats::Client, max: Duration) -> anyho
     Ok(())
 }
 
+/// Tries of one declaration ([`declare`]) before start-up gives up.
+pub const DECLARE_TRIES: u32 = 6;
+
+/// Runs one declaration on the broker (a stream, a consumer, a bucket),
+/// trying again up to [`DECLARE_TRIES`] times after a pause of 250 ms per
+/// try so far plus up to 2 s of jitter. Every declaration at start-up goes
+/// through here, because on a cluster two replicas that start together send
+/// the same creation at the same moment, and nats-server (2.15) answers
+/// neither: both requests time out although the stream is made (measured:
+/// `tests/cluster_chaos.rs`, `docs/cluster.md`). The next try finds it. The
+/// random pause breaks the lockstep so the two do not collide again.
+/// Errors: the last try's error, with `what` in its context.
+pub async fn declare<T, F, Fut>(what: &str, attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    declare_paced(
+        what,
+        Duration::from_millis(250),
+        Duration::from_secs(2),
+        attempt,
+    )
+    .await
+}
+
+/// [`declare`] with its pauses given: `step` per try so far, plus up to
+/// `jitter`.
+async fn declare_paced<T, F, Fut>(
+    what: &str,
+    step: Duration,
+    jitter: Duration,
+    mut attempt: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < DECLARE_TRIES => {
+                warn!(what, try_ = tries, error = %format!("{e:#}"), "declaring on the broker failed; trying again");
+                let jitter_ms = rand::random::<u64>() % (jitter.as_millis() as u64 + 1);
+                tokio::time::sleep(step * tries + Duration::from_millis(jitter_ms)).await;
+            }
+            Err(e) => return Err(e.context(format!("declaring {what} ({DECLARE_TRIES} tries)"))),
+        }
+    }
+}
+
 /// Declares every stream Drover uses. Safe to run on every start and from
 /// every replica: an existing stream is updated to this configuration.
 pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Result<()> {
@@ -143,26 +196,11 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &Config) -> anyhow::Re
     all.rotate_left(start);
     for s in all {
         let name = s.name.clone();
-        // On a cluster, two replicas that start together send the same
-        // stream's creation at the same moment, and nats-server (2.15)
-        // answers neither: both requests time out although the stream is
-        // made (measured: `tests/cluster_chaos.rs`, `docs/cluster.md`). The
-        // next try finds it and updates it. A random pause breaks the
-        // lockstep so the two do not collide again on every stream.
-        // Bounded: 6 tries.
-        let mut tries = 0u64;
-        loop {
-            tries += 1;
-            match js.create_or_update_stream(s.clone()).await {
-                Ok(_) => break,
-                Err(e) if tries < 6 => {
-                    warn!(stream = %name, error = %e, "declaring a stream failed; trying again");
-                    let jitter = rand::random::<u64>() % 2000;
-                    tokio::time::sleep(Duration::from_millis(250 * tries + jitter)).await;
-                }
-                Err(e) => return Err(e).with_context(|| format!("declaring stream {name}")),
-            }
-        }
+        declare(&format!("stream {name}"), || async {
+            js.create_or_update_stream(s.clone()).await?;
+            Ok(())
+        })
+        .await?;
     }
     Ok(())
 }
@@ -301,4 +339,42 @@ pub async fn ensure_lease_bucket_replicated(
     })
     .await
     .with_context(|| format!("declaring the KV bucket {}", crate::lease::BUCKET))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const STEP: Duration = Duration::from_millis(1);
+
+    #[tokio::test]
+    async fn a_declaration_left_unanswered_is_tried_again() {
+        let calls = AtomicU32::new(0);
+        let got = declare_paced("stream X", STEP, STEP, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => anyhow::bail!("timed out"),
+                n => Ok(n),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_declaration_that_keeps_failing_gives_up_and_says_what() {
+        let calls = AtomicU32::new(0);
+        let err = declare_paced("the lease bucket", STEP, STEP, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            anyhow::bail!("no responders") as anyhow::Result<()>
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), DECLARE_TRIES);
+        let text = format!("{err:#}");
+        assert!(text.contains("declaring the lease bucket"), "{text}");
+        assert!(text.contains("no responders"), "{text}");
+    }
 }

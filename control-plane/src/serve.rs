@@ -196,18 +196,30 @@ pub async fn serve(
     crate::bus::wait_connected(&sys, std::time::Duration::from_secs(30)).await?;
     crate::bus::wait_connected(&responder, std::time::Duration::from_secs(30)).await?;
     let js = jetstream::new(nats.clone());
+    // Every declaration through `bus::declare`: tried again when a cluster
+    // leaves a request unanswered (see there).
+    use crate::bus::declare;
+    let replicas = cfg.stream_replicas;
     crate::bus::ensure_streams(&js, &cfg).await?;
-    let (hb_consumer, res_consumer) = crate::bus::control_plane_consumers(&js).await?;
-    let notify_consumer = crate::notify::ensure_stream(&js, cfg.stream_replicas).await?;
-    let jobs_consumer = crate::automation::consumer(&js, cfg.stream_replicas)
-        .await
-        .context("declaring the job stream")?;
+    let (hb_consumer, res_consumer) = declare("the control plane's consumers", || {
+        crate::bus::control_plane_consumers(&js)
+    })
+    .await?;
+    let notify_consumer = declare("the notification streams", || {
+        crate::notify::ensure_stream(&js, replicas)
+    })
+    .await?;
+    let jobs_consumer = declare("the job stream", || {
+        crate::automation::consumer(&js, replicas)
+    })
+    .await?;
     info!(fingerprint = %signer.public().fingerprint(), "command-signing key");
     // Packages shipped beside the control plane, signed into the release
     // bucket (those already there with the same sha256 are left alone).
-    crate::releases::bucket_replicated(&js, cfg.stream_replicas)
-        .await
-        .context("declaring the release bucket")?;
+    declare("the release bucket", || async {
+        Ok(crate::releases::bucket_replicated(&js, replicas).await?)
+    })
+    .await?;
     let published = crate::releases::publish_dir(&js, &signer, &cfg.releases_dir).await;
     if published > 0 {
         info!(published, dir = %cfg.releases_dir.display(), "release artifacts published");
@@ -220,8 +232,10 @@ pub async fn serve(
         .collect();
     // Which replica runs the periodic duties.
     let lease_ttl = std::time::Duration::from_secs(cfg.lease_ttl_secs);
-    let lease_store =
-        crate::bus::ensure_lease_bucket_replicated(&js, lease_ttl, cfg.stream_replicas).await?;
+    let lease_store = declare("the lease bucket", || {
+        crate::bus::ensure_lease_bucket_replicated(&js, lease_ttl, replicas)
+    })
+    .await?;
     let lease = crate::lease::Lease::start(lease_store, crate::lease::DUTIES_KEY, lease_ttl)
         .await
         .context("starting the duties lease")?;
