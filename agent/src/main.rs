@@ -58,6 +58,9 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any other thread: which libraries the program started with
+    // (`settle` may later drop their code pages).
+    bus_schema::resident::note_start();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -149,7 +149,11 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     tokio::spawn(async {
         tokio::time::sleep(bus_schema::resident::SETTLE_AFTER).await;
         let settled = bus_schema::resident::settle();
-        tracing::debug!(?settled, "start-up pages released");
+        tracing::info!(
+            advised = settled.advised,
+            dropped = settled.dropped,
+            "start-up pages released"
+        );
     });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -6,6 +6,11 @@
 //! between agent and rootd ([`rootd_proto`]), how an action ended
 //! ([`outcome`]) and the catalogue of actions
 //! ([`catalogue`]). Nothing outside this crate spells a subject string.
+//!
+//! It also holds the little that the agent and rootd share beyond the wire,
+//! because neither depends on the other: the clock checks ([`clock`]),
+//! storable host text ([`text`]) and the daemons' resident memory
+//! ([`resident`]).
 
 pub mod catalogue;
 pub mod clock;

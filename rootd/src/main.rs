@@ -32,6 +32,9 @@ struct Cli {
 // blocking calls go to `spawn_blocking`, so workers would only cost memory.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    // Before any other thread: which libraries the program started with
+    // (`settle` may later drop their code pages).
+    bus_schema::resident::note_start();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

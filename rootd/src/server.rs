@@ -60,7 +60,11 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
     tokio::spawn(async {
         tokio::time::sleep(bus_schema::resident::SETTLE_AFTER).await;
         let settled = bus_schema::resident::settle();
-        tracing::debug!(?settled, "start-up pages released");
+        tracing::info!(
+            advised = settled.advised,
+            dropped = settled.dropped,
+            "start-up pages released"
+        );
     });
     let shared = Arc::new(Shared {
         cfg,
