@@ -81,9 +81,11 @@ pub async fn wait_connected(client: &async_nats::Client, max: Duration) -> anyho
 /// Tries of one declaration ([`declare`]) before start-up gives up.
 pub const DECLARE_TRIES: u32 = 6;
 
-/// Runs one declaration on the broker (a stream, a consumer, a bucket),
-/// trying again up to [`DECLARE_TRIES`] times after a pause of 250 ms per
-/// try so far plus up to 2 s of jitter. Every declaration at start-up goes
+/// Runs one declaration on the broker (a stream, a consumer, a bucket), in
+/// at most [`DECLARE_TRIES`] tries, pausing 250 ms per try so far plus up to
+/// 2 s of jitter between them. A permanent error (a configuration the
+/// broker refuses, too few nodes for the replicas) is tried again too: it
+/// fails start-up about 15 s later than a first refusal would. Every declaration at start-up goes
 /// through here, because on a cluster two replicas that start together send
 /// the same creation at the same moment, and nats-server (2.15) answers
 /// neither: both requests time out although the stream is made (measured:
