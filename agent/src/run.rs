@@ -146,15 +146,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let hb = tokio::spawn(crate::heartbeat::run_loop(agent.clone()));
     let cmds = tokio::spawn(crate::commands::run_loop(agent.clone()));
     // Start-up's code leaves the resident set once the loops run.
-    tokio::spawn(async {
-        tokio::time::sleep(bus_schema::resident::SETTLE_AFTER).await;
-        let settled = bus_schema::resident::settle();
-        tracing::info!(
-            advised = settled.advised,
-            dropped = settled.dropped,
-            "start-up pages released"
-        );
-    });
+    bus_schema::resident::settle_after_start();
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut refused = None;

@@ -3,8 +3,9 @@
 //! read in (the configuration parser, argument parsing, the TLS handshake,
 //! and whatever the kernel mapped around each page that was run) are let
 //! go, and from then on only the pages a daemon actually runs are mapped,
-//! one at a time. Owns that one step; not when a daemon calls it (each
-//! daemon's `run`).
+//! one at a time. Owns that one step and its delayed call
+//! ([`settle_after_start`]); not when a daemon starts it (each daemon's
+//! `run`).
 //!
 //! Linux maps a file page in by faulting, and on each fault it also maps the
 //! pages already cached around it ("fault-around", 64 KiB) and reads ahead.
@@ -47,6 +48,22 @@ use nix::sys::mman::{madvise, MmapAdvise};
 /// How long after start-up a daemon calls [`settle`]: start-up (connecting,
 /// enrolment, the first heartbeat) is over by then on a healthy host.
 pub const SETTLE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Spawns, on the running tokio runtime, the daemon's one call to
+/// [`settle`], [`SETTLE_AFTER`] from now, which logs what it did as
+/// "start-up pages released" (`bench_real` waits for that line). What
+/// `drover-agent` and `drover-rootd` call once start-up is done.
+pub fn settle_after_start() {
+    tokio::spawn(async {
+        tokio::time::sleep(SETTLE_AFTER).await;
+        let settled = settle();
+        tracing::info!(
+            advised = settled.advised,
+            dropped = settled.dropped,
+            "start-up pages released"
+        );
+    });
+}
 
 /// What [`settle`] did: mappings advised and mappings dropped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

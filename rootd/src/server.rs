@@ -57,15 +57,7 @@ pub async fn run(cfg: RootdConfig) -> anyhow::Result<()> {
         "rootd listening"
     );
     // Start-up's code leaves the resident set once rootd is serving.
-    tokio::spawn(async {
-        tokio::time::sleep(bus_schema::resident::SETTLE_AFTER).await;
-        let settled = bus_schema::resident::settle();
-        tracing::info!(
-            advised = settled.advised,
-            dropped = settled.dropped,
-            "start-up pages released"
-        );
-    });
+    bus_schema::resident::settle_after_start();
     let shared = Arc::new(Shared {
         cfg,
         keys,
