@@ -46,6 +46,46 @@ pub fn observe(agent_id: &str, sent_at: i64, received_at: i64) -> i64 {
     window.iter().copied().max().unwrap_or(sample)
 }
 
+/// A stored estimate is written again when it moved by at least this
+/// much (ms): far below the warning threshold, above transit jitter.
+const REWRITE_MOVE_MS: i64 = 100;
+/// ... or when this process last stored it this long ago (ms), so
+/// `measured_at` stays recent while heartbeats flow.
+const REWRITE_EVERY_MS: i64 = 60_000;
+
+/// What this process last stored per agent: (skew ms, at ms).
+static STORED: Mutex<Option<HashMap<String, (i64, i64)>>> = Mutex::new(None);
+
+/// Of `estimates` (agent id → skew ms) at `now`, those worth writing: not
+/// stored by this process yet, moved by [`REWRITE_MOVE_MS`] or more, or
+/// stored [`REWRITE_EVERY_MS`] ago or longer. Writing every heartbeat's
+/// estimate was a sixth of heartbeat ingest at 10,000 agents. Call
+/// [`stored`] once the rows are committed.
+pub fn due(estimates: Vec<(String, i64)>, now: i64) -> Vec<(String, i64)> {
+    let guard = STORED.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(map) = guard.as_ref() else {
+        return estimates;
+    };
+    estimates
+        .into_iter()
+        .filter(|(id, skew)| match map.get(id) {
+            Some((was, at)) => {
+                (skew - was).abs() >= REWRITE_MOVE_MS || now - at >= REWRITE_EVERY_MS || now < *at
+            }
+            None => true,
+        })
+        .collect()
+}
+
+/// Records `estimates` as committed at `now` (see [`due`]).
+pub fn stored(estimates: &[(String, i64)], now: i64) {
+    let mut guard = STORED.lock().unwrap_or_else(|p| p.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    for (id, skew) in estimates {
+        map.insert(id.clone(), (*skew, now));
+    }
+}
+
 /// The rows to write for `estimates` (agent id → skew ms) measured at `now`.
 pub fn rows(estimates: &[(String, i64)], now: i64) -> Vec<agent_clock::ActiveModel> {
     estimates
@@ -174,5 +214,22 @@ mod tests {
         let w = warning(-600_000).unwrap();
         assert!(w.contains("behind") && w.contains("refused"), "{w}");
         assert!(w.contains(CLOCK_SKEW_ADVICE));
+    }
+
+    #[test]
+    fn an_estimate_is_written_again_when_it_moves_or_ages() {
+        let id = |s: &str| format!("due-test-{s}");
+        let est = |s: &str, skew: i64| vec![(id(s), skew)];
+        // Never stored by this process: due.
+        assert_eq!(due(est("a", 40), 1_000).len(), 1);
+        stored(&est("a", 40), 1_000);
+        stored(&est("b", 40), 1_000);
+        // Moved by less than REWRITE_MOVE_MS, not old: not due.
+        assert!(due(est("a", 40 + REWRITE_MOVE_MS - 1), 2_000).is_empty());
+        // Moved enough (either way): due.
+        assert_eq!(due(est("a", 40 - REWRITE_MOVE_MS), 2_000).len(), 1);
+        // Old enough, or the control plane's clock went back: due.
+        assert_eq!(due(est("b", 40), 1_000 + REWRITE_EVERY_MS).len(), 1);
+        assert_eq!(due(est("b", 40), 999).len(), 1);
     }
 }

@@ -7,7 +7,7 @@
 //! rows instead of one per row keeps the single writer's turn short when
 //! 10,000 results of a fan-out land at once.
 
-use sea_orm::sea_query::{Alias, Expr, IntoIden, Query, TableRef, Value, ValueTuple};
+use sea_orm::sea_query::{Alias, Condition, Expr, IntoIden, Query, TableRef, Value, ValueTuple};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, ExprTrait};
 
 /// Rows per statement: ~9 values a row stays far below SQLite's 32,766 and
@@ -23,6 +23,23 @@ pub async fn update_by_key<E, C>(
     key: E::Column,
     cols: &[E::Column],
     rows: Vec<Vec<Value>>,
+) -> Result<u64, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    update_by_key_if::<E, C>(conn, key, cols, rows, None).await
+}
+
+/// [`update_by_key`], changing only the rows that also meet `only` (a
+/// condition on the table's own columns, e.g. a status still allowed to
+/// change). Returns the number of rows that matched a key and `only`.
+pub async fn update_by_key_if<E, C>(
+    conn: &C,
+    key: E::Column,
+    cols: &[E::Column],
+    rows: Vec<Vec<Value>>,
+    only: Option<Condition>,
 ) -> Result<u64, DbErr>
 where
     E: EntityTrait,
@@ -50,6 +67,9 @@ where
         }
         q.from(TableRef::ValuesList(chunk, v.clone()))
             .and_where(Expr::col((E::default(), key)).equals((v.clone(), Alias::new("column1"))));
+        if let Some(only) = &only {
+            q.cond_where(only.clone());
+        }
         changed += conn.execute(&q).await?.rows_affected();
     }
     Ok(changed)

@@ -4,16 +4,16 @@
 //! reader task and a store task, batches stored and acked in the order
 //! read; waiting batches are stored together). Knows nothing of commands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bus_schema::{codec, now_ms, subjects, Event, Heartbeat};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ActiveValue::Set, EntityTrait};
 use tracing::{error, info, warn};
 
+use super::agent_rows;
 use super::{content_type, next_batch, pull, BATCH};
-use crate::db::entities::{agent, metric_sample};
+use crate::db::entities::metric_sample;
 use crate::events;
 use crate::poison::{self, Drops};
 use crate::state::AppState;
@@ -154,61 +154,20 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         return Ok(());
     }
     let now = now_ms();
-    let ids: Vec<String> = hbs.iter().map(|h| h.agent_id.clone()).collect();
-    let before = statuses(&state.db, &ids).await?;
-
-    // Only enrolled, approved agents have a row to update. The broker's
-    // permissions already keep others off these subjects; this is the
-    // second line.
-    let (hbs, strangers): (Vec<Heartbeat>, Vec<Heartbeat>) = hbs.into_iter().partition(|h| {
-        matches!(
-            before.get(&h.agent_id).map(String::as_str),
-            Some("online" | "offline")
-        )
-    });
-    for h in &strangers {
-        warn!(agent_id = %h.agent_id, status = ?before.get(&h.agent_id), "rejected heartbeat: agent is not enrolled and approved");
+    let _turn = state.writer.lock().await;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let stored = agent_rows::store(&txn, &hbs, now).await?;
+    for (id, status) in &stored.refused {
+        warn!(agent_id = %id, status = ?status, "rejected heartbeat: agent is not enrolled and approved");
     }
+    let hbs: Vec<Heartbeat> = hbs
+        .into_iter()
+        .filter(|h| !stored.refused.contains_key(&h.agent_id))
+        .collect();
     if hbs.is_empty() {
+        txn.commit().await?;
         return Ok(());
     }
-    let rows: Vec<agent::ActiveModel> = hbs
-        .iter()
-        .map(|h| agent::ActiveModel {
-            id: Set(h.agent_id.clone()),
-            hostname: Set(h.hostname.clone()),
-            status: Set("online".into()),
-            machine_id: Set(String::new()),
-            facts: Set("{}".into()),
-            token_id: sea_orm::ActiveValue::NotSet,
-            approved_by: sea_orm::ActiveValue::NotSet,
-            revoked_at: sea_orm::ActiveValue::NotSet,
-            first_seen: Set(now),
-            last_seen: Set(now),
-            last_seq: Set(h.seq as i64),
-            heartbeat_secs: Set(h.interval_secs as i32),
-            os: Set(h.os.clone()),
-            kernel: Set(h.kernel.clone()),
-            agent_version: Set(h.agent_version.clone()),
-            metrics: Set(serde_json::to_string(&h.metrics).unwrap_or_default()),
-            modules: Set(serde_json::to_string(&h.modules).unwrap_or_default()),
-            operations: Set(serde_json::to_string(&h.operations).unwrap_or_default()),
-            labels: Set("{}".into()),
-            display_name: sea_orm::ActiveValue::NotSet,
-            // A reboot's return shows as another boot id (windows::reboots).
-            boot_id: Set(Some(h.boot_id.clone()).filter(|b| !b.is_empty())),
-            booted_at: Set(Some(
-                now - (h.metrics.uptime_secs as i64).saturating_mul(1000),
-            )),
-            rootd_error: Set(h
-                .rootd_error
-                .as_ref()
-                .map(|e| bus_schema::text::storable(e, 500))),
-            // What `version_policy` judges the agent by.
-            agent_channel: Set(bus_schema::text::storable(&h.agent_channel, 32)),
-            protocol_version: Set(h.protocol_version as i32),
-        })
-        .collect();
     // Samples are stored on the control plane's clock: a host's clock may
     // be off (its skew is measured here, from `sent_at`).
     let clocks: Vec<(String, i64)> = hbs
@@ -218,6 +177,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             (h.agent_id.clone(), skew)
         })
         .collect();
+    let clocks = crate::skew::due(clocks, now);
     let samples: Vec<metric_sample::ActiveModel> = hbs
         .iter()
         .filter(|h| sample_due(&h.agent_id, now))
@@ -233,39 +193,7 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
             ..Default::default()
         })
         .collect();
-
-    let _turn = state.writer.lock().await;
-    let txn = crate::db::begin_write(&state.db).await?;
     // SQLite allows a limited number of bound variables per statement.
-    for chunk in rows.chunks(500) {
-        agent::Entity::insert_many(chunk.to_vec())
-            .on_conflict(
-                OnConflict::column(agent::Column::Id)
-                    .update_columns([
-                        agent::Column::Hostname,
-                        agent::Column::Status,
-                        agent::Column::LastSeen,
-                        agent::Column::LastSeq,
-                        agent::Column::HeartbeatSecs,
-                        agent::Column::Os,
-                        agent::Column::Kernel,
-                        agent::Column::AgentVersion,
-                        agent::Column::AgentChannel,
-                        agent::Column::ProtocolVersion,
-                        agent::Column::Metrics,
-                        agent::Column::Modules,
-                        agent::Column::Operations,
-                        agent::Column::RootdError,
-                        agent::Column::BootId,
-                        agent::Column::BootedAt,
-                    ])
-                    // Never bring a revoked (or pending) agent back to life.
-                    .action_and_where(agent::Column::Status.is_in(["online", "offline"]))
-                    .to_owned(),
-            )
-            .exec(&txn)
-            .await?;
-    }
     for chunk in samples.chunks(500) {
         metric_sample::Entity::insert_many(chunk.to_vec())
             .exec(&txn)
@@ -274,14 +202,16 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     crate::skew::store(&txn, crate::skew::rows(&clocks, now)).await?;
     let service_changes = crate::services::ingest::store(&txn, &hbs, now).await?;
     txn.commit().await?;
+    crate::skew::stored(&clocks, now);
     crate::services::ingest::publish(state, service_changes).await;
     if let Err(e) = crate::keys::record_heartbeats(state, &hbs).await {
         warn!(error = %e, "could not store the hosts' reported signing keys");
     }
     crate::prometheus::HEARTBEATS.inc_by(hbs.len() as u64);
 
+    let back: HashSet<&str> = stored.back_online.iter().map(String::as_str).collect();
     for h in &hbs {
-        if before.get(&h.agent_id).map(String::as_str) == Some("offline") {
+        if back.contains(h.agent_id.as_str()) {
             info!(agent_id = %h.agent_id, hostname = %h.hostname, "agent online");
         }
         events::publish(
@@ -308,45 +238,6 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         warn!(error = %e, "storing rootd box keys failed; the next heartbeats report them again");
     }
     Ok(())
-}
-
-/// The status of each of `ids` (distinct agent ids) that has a row. In the
-/// usual case — every sender approved, most already online — one `COUNT`
-/// says so and only the rows not `online` are read (an offline agent's
-/// return is logged), instead of one row per heartbeat through the
-/// database driver's channel. Otherwise every row is read. Either way the
-/// write itself only touches rows still `online` or `offline`.
-async fn statuses(
-    db: &sea_orm::DatabaseConnection,
-    ids: &[String],
-) -> Result<HashMap<String, String>, sea_orm::DbErr> {
-    use sea_orm::PaginatorTrait;
-    let approved = agent::Entity::find()
-        .filter(agent::Column::Id.is_in(ids.to_vec()))
-        .filter(agent::Column::Status.is_in(["online", "offline"]))
-        .count(db)
-        .await? as usize;
-    let all_approved = approved == ids.len();
-    let mut q = agent::Entity::find()
-        .select_only()
-        .column(agent::Column::Id)
-        .column(agent::Column::Status)
-        .filter(agent::Column::Id.is_in(ids.to_vec()));
-    if all_approved {
-        q = q.filter(agent::Column::Status.ne("online"));
-    }
-    let mut out: HashMap<String, String> = q
-        .into_tuple::<(String, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    if all_approved {
-        for id in ids {
-            out.entry(id.clone()).or_insert_with(|| "online".into());
-        }
-    }
-    Ok(out)
 }
 
 /// Metric history (the UI's charts) keeps at most one sample per agent per

@@ -7,6 +7,7 @@
 //! counted (see the poison module); the next one is processed as usual.
 //! Owns no rule about command states: those are the ledger's.
 
+mod agent_rows;
 mod heartbeats;
 mod results;
 mod sweep;

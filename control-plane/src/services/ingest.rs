@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use bus_schema::{Event, Heartbeat};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::reports::entity as report;
@@ -33,17 +33,11 @@ pub async fn store<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(changes);
     }
-    // Revisions: written only when they changed.
-    let known: HashMap<String, String> = report::Entity::find()
-        .filter(report::Column::AgentId.is_in(ids.clone()))
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|r| (r.agent_id, r.revision))
-        .collect();
+    // Revisions: written only when they changed — decided by the upsert's
+    // condition, not by reading every row back first (at 10,000 agents that
+    // read was one row per heartbeat through the driver's channel).
     let revs: Vec<report::ActiveModel> = hbs
         .iter()
-        .filter(|h| known.get(&h.agent_id) != Some(&h.watch_revision))
         .map(|h| report::ActiveModel {
             agent_id: Set(h.agent_id.clone()),
             revision: Set(h.watch_revision.clone()),
@@ -55,9 +49,12 @@ pub async fn store<C: ConnectionTrait>(
             .on_conflict(
                 OnConflict::column(report::Column::AgentId)
                     .update_columns([report::Column::Revision, report::Column::ReportedAt])
+                    .action_and_where(Expr::col((report::Entity, report::Column::Revision)).ne(
+                        Expr::col((Alias::new("excluded"), report::Column::Revision)),
+                    ))
                     .to_owned(),
             )
-            .exec(txn)
+            .exec_without_returning(txn)
             .await?;
     }
 
