@@ -67,7 +67,11 @@ pub async fn store<C: ConnectionTrait>(
             .await?;
         out.back_online.extend(back);
     }
-    let rows: Vec<Vec<Value>> = hbs.iter().map(|h| row(h, now)).collect();
+    // In key order: two replicas writing overlapping agents on PostgreSQL
+    // then take the rows' locks in the same order.
+    let mut in_order: Vec<&Heartbeat> = hbs.iter().collect();
+    in_order.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+    let rows: Vec<Vec<Value>> = in_order.into_iter().map(|h| row(h, now)).collect();
     let only = Condition::all().add(agent::Column::Status.is_in(APPROVED));
     let matched = crate::db::bulk::update_by_key_if::<agent::Entity, _>(
         txn,
@@ -80,17 +84,20 @@ pub async fn store<C: ConnectionTrait>(
     // After the write, for every id (not only those read as offline above):
     // on PostgreSQL another replica's sweep may have marked one offline
     // since that read; the rows written above are locked now, so no sweep
-    // gets in between this and the commit.
+    // gets in between this and the commit. Only rows this write stamped
+    // (`last_seen = now`): an agent another replica approved a moment ago
+    // (pending → offline) was not written, and stays as it is.
     for chunk in ids.chunks(500) {
         agent::Entity::update_many()
             .col_expr(agent::Column::Status, Expr::value("online"))
             .filter(agent::Column::Id.is_in(chunk.to_vec()))
             .filter(agent::Column::Status.eq("offline"))
+            .filter(agent::Column::LastSeen.eq(now))
             .exec(txn)
             .await?;
     }
     if matched as usize != ids.len() {
-        out.refused = refused(txn, &ids).await?;
+        out.refused = refused(txn, &ids, now).await?;
     }
     Ok(out)
 }
@@ -145,29 +152,33 @@ fn row(h: &Heartbeat, now: i64) -> Vec<Value> {
     ]
 }
 
-/// Of `ids`, those without an approved row: their status, or `None` when
-/// there is no row at all.
+/// Of `ids`, those this write did not land on: the row's status, or `None`
+/// when there is no row at all. A row counts as written when it is approved
+/// and carries this write's `last_seen` (`now`, ms): one approved by
+/// another replica after the write is still refused.
 async fn refused<C: ConnectionTrait>(
     txn: &C,
     ids: &[String],
+    now: i64,
 ) -> Result<HashMap<String, Option<String>>, sea_orm::DbErr> {
-    let mut known: HashMap<String, String> = HashMap::new();
+    let mut known: HashMap<String, (String, i64)> = HashMap::new();
     for chunk in ids.chunks(500) {
-        let rows: Vec<(String, String)> = agent::Entity::find()
+        let rows: Vec<(String, String, i64)> = agent::Entity::find()
             .select_only()
             .column(agent::Column::Id)
             .column(agent::Column::Status)
+            .column(agent::Column::LastSeen)
             .filter(agent::Column::Id.is_in(chunk.to_vec()))
             .into_tuple()
             .all(txn)
             .await?;
-        known.extend(rows);
+        known.extend(rows.into_iter().map(|(id, s, at)| (id, (s, at))));
     }
     Ok(ids
         .iter()
         .filter_map(|id| match known.get(id) {
-            Some(s) if APPROVED.contains(&s.as_str()) => None,
-            other => Some((id.clone(), other.cloned())),
+            Some((s, at)) if APPROVED.contains(&s.as_str()) && *at == now => None,
+            other => Some((id.clone(), other.map(|(s, _)| s.clone()))),
         })
         .collect())
 }
@@ -311,5 +322,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((a.status.as_str(), a.last_seen), ("online", 9));
+    }
+
+    #[tokio::test]
+    async fn a_row_approved_after_the_write_is_still_refused() {
+        // What `refused` sees when another replica approved the agent
+        // (pending → offline) between the write and this read: an approved
+        // row that does not carry this write's `last_seen`.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = crate::db::connect(&url).await.unwrap();
+        for (id, status, seen) in [("late", "offline", 1), ("written", "online", 50)] {
+            let mut a = agent_row(id, status);
+            a.last_seen = seen;
+            a.into_active_model().insert(&db).await.unwrap();
+        }
+        let ids = ["late".to_string(), "written".to_string()];
+        let r = refused(&db, &ids, 50).await.unwrap();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r["late"].as_deref(), Some("offline"));
     }
 }
