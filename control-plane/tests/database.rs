@@ -1,7 +1,8 @@
 //! The database layer on both backends: the same assertions against a real
 //! SQLite file and a real private PostgreSQL server (Debian's binaries, a
 //! free loopback port, a temporary directory): migrations from empty to
-//! latest and again (idempotent), `db::bulk::update_by_key` across batches
+//! latest and again (idempotent), three processes' worth of pools migrating
+//! one new PostgreSQL database at once, `db::bulk::update_by_key` across batches
 //! with quotes and unicode, the audit chain (append, verify, tamper), the
 //! job view's counts per status, and the configured pool (size, statement
 //! timeout on PostgreSQL). It does not start a broker, agents or the HTTP
@@ -187,6 +188,34 @@ async fn sqlite_behaves() {
 async fn postgres_behaves() {
     let pg = Postgres::start().await;
     same_behaviour(&pg.url).await;
+}
+
+/// Replicas that start together on a new PostgreSQL database both run the
+/// migrations: they take turns (an advisory lock), so both start and the
+/// schema is there once.
+#[tokio::test]
+async fn postgres_replicas_migrating_at_once_both_start() {
+    let pg = Postgres::start().await;
+    let (a, b, c) = tokio::join!(
+        db::connect(&pg.url),
+        db::connect(&pg.url),
+        db::connect(&pg.url)
+    );
+    let a = a.expect("first replica");
+    b.expect("second replica");
+    c.expect("third replica");
+    let applied = a
+        .query_one_raw(Statement::from_string(
+            a.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let n: i64 = applied.try_get("", "n").unwrap();
+    use sea_orm_migration::MigratorTrait;
+    let all = control_plane::db::migration::Migrator::migrations().len();
+    assert_eq!(n as usize, all, "each migration recorded once");
 }
 
 #[tokio::test]

@@ -211,10 +211,60 @@ pub async fn connect_with(url: &str, opts: &DbOptions) -> anyhow::Result<Databas
     let db = Database::connect(opt)
         .await
         .with_context(|| format!("opening database {}", redact(url)))?;
-    migration::Migrator::up(&db, None)
+    // Replicas starting together on one PostgreSQL database take turns:
+    // sea-orm's migrator checks what is applied, then applies the rest,
+    // and two at once both apply the first missing migration.
+    let turn = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        Some(MigrationTurn::take(url).await?)
+    } else {
+        None
+    };
+    let migrated = migration::Migrator::up(&db, None)
         .await
-        .context("running database migrations")?;
+        .context("running database migrations");
+    if let Some(turn) = turn {
+        turn.release().await;
+    }
+    migrated?;
     Ok(db)
+}
+
+/// The PostgreSQL advisory lock that serialises migrations between
+/// processes (`pg_advisory_lock`, session-level, on a connection of its
+/// own: if the process dies, the server ends the session and the lock with
+/// it). The key is Drover's own constant; nothing else takes it.
+struct MigrationTurn(DatabaseConnection);
+
+impl MigrationTurn {
+    /// "DROVER" and 1, as a 64-bit lock key.
+    const KEY: i64 = 0x4452_4f56_4552_0001;
+
+    /// Waits (without a timeout: another replica is migrating) for the
+    /// turn. Errors: the server cannot be reached.
+    async fn take(url: &str) -> anyhow::Result<Self> {
+        use sea_orm::ConnectionTrait;
+        let mut opt = ConnectOptions::new(url.to_string());
+        opt.max_connections(1)
+            .min_connections(1)
+            .sqlx_logging(false);
+        let conn = Database::connect(opt)
+            .await
+            .with_context(|| format!("opening database {} for the migration lock", redact(url)))?;
+        conn.execute_unprepared(&format!("SELECT pg_advisory_lock({})", Self::KEY))
+            .await
+            .context("waiting for the migration lock (another replica migrating)")?;
+        Ok(Self(conn))
+    }
+
+    /// Gives the turn back; closing the session would too.
+    async fn release(self) {
+        use sea_orm::ConnectionTrait;
+        let _ = self
+            .0
+            .execute_unprepared(&format!("SELECT pg_advisory_unlock({})", Self::KEY))
+            .await;
+        let _ = self.0.close().await;
+    }
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock
