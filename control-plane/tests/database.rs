@@ -218,6 +218,53 @@ async fn postgres_replicas_migrating_at_once_both_start() {
     assert_eq!(n as usize, all, "each migration recorded once");
 }
 
+/// While another process holds the migration turn, `connect` waits and
+/// creates nothing; once it is given back, `connect` migrates.
+#[tokio::test]
+async fn postgres_migrations_wait_for_the_turn() {
+    use sea_orm::ConnectOptions;
+    let pg = Postgres::start().await;
+    let mut opt = ConnectOptions::new(pg.url.clone());
+    opt.max_connections(1).min_connections(1);
+    let holder = sea_orm::Database::connect(opt).await.unwrap();
+    let key = db::MIGRATION_LOCK_KEY;
+    holder
+        .execute_unprepared(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .unwrap();
+    let url = pg.url.clone();
+    let mut migrating = tokio::spawn(async move { db::connect(&url).await.map(|_| ()) });
+    // A negative check, bounded: not finished, and not even started (the
+    // migrator's bookkeeping table is the first thing it creates).
+    let early = tokio::time::timeout(Duration::from_millis(700), &mut migrating).await;
+    assert!(
+        early.is_err(),
+        "connect finished while the turn was held elsewhere"
+    );
+    let tables = holder
+        .query_one_raw(Statement::from_string(
+            holder.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name = 'seaql_migrations'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tables.try_get::<i64>("", "n").unwrap(),
+        0,
+        "migrated without the turn"
+    );
+    holder
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({key})"))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), migrating)
+        .await
+        .expect("connect did not finish within 60 s of the turn given back")
+        .unwrap()
+        .expect("migrated once the turn was free");
+}
+
 #[tokio::test]
 async fn postgres_pool_and_statement_timeout_are_applied() {
     let pg = Postgres::start().await;

@@ -126,8 +126,13 @@ const SQLITE_MMAP_BYTES: u64 = 1 << 30;
 /// paid for a checkpoint that copied pages the next commits wrote again;
 /// 16,000 pages (64 MiB at 4 KiB pages) lets one checkpoint copy each page
 /// once for many commits. [`checkpoint_loop`] copies in the background long
-/// before that, so a commit only pays when it falls behind.
+/// before that, so a commit copies only when the loop falls behind.
 const SQLITE_CHECKPOINT_PAGES: u32 = 16_000;
+
+/// The size (bytes) the write-ahead log file is cut back to after a
+/// checkpoint reset it (`PRAGMA journal_size_limit`): without it the file
+/// keeps the largest size it ever reached.
+const SQLITE_WAL_FILE_LIMIT: u64 = 64 << 20;
 
 /// How often [`checkpoint_loop`] copies the log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -136,11 +141,13 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// [`CHECKPOINT_EVERY`] (`PRAGMA wal_checkpoint(PASSIVE)`, on a pooled
 /// connection's own thread: it waits for no reader or writer, and copies
 /// what no reader still needs). Without it the commit that crosses
-/// [`SQLITE_CHECKPOINT_PAGES`] copies up to 64 MiB while every writer waits
-/// (a 40 ms spike in single-command latency at 10,000 agents). Nothing on
-/// PostgreSQL. Runs until the process ends; a failed checkpoint is logged
-/// at debug and tried again at the next tick (the commit-time checkpoint
-/// still bounds the log).
+/// [`SQLITE_CHECKPOINT_PAGES`] copies up to 64 MiB before it returns (one
+/// run at 10,000 agents showed a 41 ms single-command p99 then; runs vary
+/// that much too). Nothing on PostgreSQL. Runs until the process ends. A
+/// checkpoint that a reader holds back simply copies less (the log grows
+/// while a reader keeps an old snapshot, as it always did); an error (no
+/// pooled connection, I/O) is logged at debug and the next tick tries
+/// again.
 pub async fn checkpoint_loop(db: DatabaseConnection) {
     use sea_orm::ConnectionTrait;
     if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
@@ -202,6 +209,7 @@ pub async fn connect_with(url: &str, opts: &DbOptions) -> anyhow::Result<Databas
             // Address space only; the pages are the kernel's page cache.
             .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
             .pragma("wal_autocheckpoint", SQLITE_CHECKPOINT_PAGES.to_string())
+            .pragma("journal_size_limit", SQLITE_WAL_FILE_LIMIT.to_string())
     });
     // A startup parameter: every connection the pool opens carries it.
     if let Some(t) = opts.statement_timeout {
@@ -235,34 +243,56 @@ pub async fn connect_with(url: &str, opts: &DbOptions) -> anyhow::Result<Databas
 /// it). The key is Drover's own constant; nothing else takes it.
 struct MigrationTurn(DatabaseConnection);
 
+/// The advisory lock key migrations take on PostgreSQL: "DROVER" and 1 as
+/// a 64-bit integer. Public for the test that holds it.
+pub const MIGRATION_LOCK_KEY: i64 = 0x4452_4f56_4552_0001;
+
 impl MigrationTurn {
-    /// "DROVER" and 1, as a 64-bit lock key.
-    const KEY: i64 = 0x4452_4f56_4552_0001;
+    const KEY: i64 = MIGRATION_LOCK_KEY;
 
     /// Waits (without a timeout: another replica is migrating) for the
     /// turn. Errors: the server cannot be reached.
     async fn take(url: &str) -> anyhow::Result<Self> {
         use sea_orm::ConnectionTrait;
         let mut opt = ConnectOptions::new(url.to_string());
+        // The lock lives in the session: the pool must never close or
+        // replace its one connection (sqlx's defaults would after 10 min
+        // idle or 30 min in all).
         opt.max_connections(1)
             .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .sqlx_logging(false);
         let conn = Database::connect(opt)
             .await
             .with_context(|| format!("opening database {} for the migration lock", redact(url)))?;
-        conn.execute_unprepared(&format!("SELECT pg_advisory_lock({})", Self::KEY))
-            .await
-            .context("waiting for the migration lock (another replica migrating)")?;
+        // Waiting is expected (another replica migrating): no timeout set on
+        // the role, the database or the URL may end it.
+        conn.execute_unprepared(&format!(
+            "SET statement_timeout = 0; SET lock_timeout = 0; SELECT pg_advisory_lock({})",
+            Self::KEY
+        ))
+        .await
+        .context("waiting for the migration lock (another replica migrating)")?;
         Ok(Self(conn))
     }
 
-    /// Gives the turn back; closing the session would too.
+    /// Gives the turn back; closing the session would too. A lock found
+    /// not held (the session was lost meanwhile) is logged: another
+    /// process may have migrated beside this one.
     async fn release(self) {
-        use sea_orm::ConnectionTrait;
-        let _ = self
+        use sea_orm::{ConnectionTrait, Statement};
+        let sql = format!("SELECT pg_advisory_unlock({}) AS released", Self::KEY);
+        let released = self
             .0
-            .execute_unprepared(&format!("SELECT pg_advisory_unlock({})", Self::KEY))
-            .await;
+            .query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.try_get::<bool>("", "released").ok());
+        if released != Some(true) {
+            tracing::warn!("the migration lock was not held when released; another replica may have migrated at the same time (check its log)");
+        }
         let _ = self.0.close().await;
     }
 }
