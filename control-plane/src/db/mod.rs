@@ -248,8 +248,6 @@ struct MigrationTurn(DatabaseConnection);
 pub const MIGRATION_LOCK_KEY: i64 = 0x4452_4f56_4552_0001;
 
 impl MigrationTurn {
-    const KEY: i64 = MIGRATION_LOCK_KEY;
-
     /// Waits (without a timeout: another replica is migrating) for the
     /// turn. Errors: the server cannot be reached.
     async fn take(url: &str) -> anyhow::Result<Self> {
@@ -270,7 +268,7 @@ impl MigrationTurn {
         // the role, the database or the URL may end it.
         conn.execute_unprepared(&format!(
             "SET statement_timeout = 0; SET lock_timeout = 0; SELECT pg_advisory_lock({})",
-            Self::KEY
+            MIGRATION_LOCK_KEY
         ))
         .await
         .context("waiting for the migration lock (another replica migrating)")?;
@@ -282,7 +280,7 @@ impl MigrationTurn {
     /// process may have migrated beside this one.
     async fn release(self) {
         use sea_orm::{ConnectionTrait, Statement};
-        let sql = format!("SELECT pg_advisory_unlock({}) AS released", Self::KEY);
+        let sql = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY}) AS released");
         let released = self
             .0
             .query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql))

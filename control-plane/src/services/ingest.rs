@@ -29,8 +29,7 @@ pub async fn store<C: ConnectionTrait>(
     now: i64,
 ) -> Result<Changes, sea_orm::DbErr> {
     let mut changes = Changes::default();
-    let ids: Vec<String> = hbs.iter().map(|h| h.agent_id.clone()).collect();
-    if ids.is_empty() {
+    if hbs.is_empty() {
         return Ok(changes);
     }
     // Revisions: written only when they changed — decided by the upsert's
