@@ -11,8 +11,10 @@ pub const HB_STREAM: &str = "DROVER_HB";
 pub const HB_ALL: &str = "drover.hb.*";
 /// Commands: `drover.cmd.<shard>.<agent>`, in one of [`CMD_SHARDS`] streams
 /// `DROVER_CMD_<shard>`. Sharding keeps the number of consumers per stream
-/// (one per agent) low: a publish costs the broker work per consumer of its
-/// stream (see docs/performance.md, "The command path at scale").
+/// (one per agent) low: each ack on a work-queue stream costs the broker a
+/// check of every consumer of that stream (docs/performance.md, "Where the
+/// broker's time goes at 10,000"). Changing the count moves every enrolled
+/// agent's queue to another stream; no migration for that exists yet.
 pub const CMD_SHARDS: u32 = 64;
 /// Prefix of the command streams' names.
 pub const CMD_STREAM_PREFIX: &str = "DROVER_CMD_";
