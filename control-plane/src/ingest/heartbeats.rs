@@ -208,6 +208,11 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         warn!(error = %e, "could not store the hosts' reported signing keys");
     }
     crate::prometheus::HEARTBEATS.inc_by(hbs.len() as u64);
+    // The UI's events and the rootd box keys (`sealing`, which takes the
+    // write turn itself) after the turn is given back: a command or result
+    // waiting for it should not also wait for one event per heartbeat. The
+    // store loop is one task, so events still leave in commit order.
+    drop(_turn);
 
     let back: HashSet<&str> = stored.back_online.iter().map(String::as_str).collect();
     for h in &hbs {
@@ -227,9 +232,6 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
         )
         .await;
     }
-    // rootd box keys: pinned or refused (`sealing`), which takes the write
-    // turn itself.
-    drop(_turn);
     let box_keys: Vec<(String, String)> = hbs
         .iter()
         .filter_map(|h| Some((h.agent_id.clone(), h.rootd_box_key.clone()?)))
