@@ -83,9 +83,12 @@ pub const DECLARE_TRIES: u32 = 6;
 
 /// Runs one declaration on the broker (a stream, a consumer, a bucket), in
 /// at most [`DECLARE_TRIES`] tries, pausing 250 ms per try so far plus up to
-/// 2 s of jitter between them. A permanent error (a configuration the
-/// broker refuses, too few nodes for the replicas) is tried again too: it
-/// fails start-up about 15 s later than a first refusal would. Every declaration at start-up goes
+/// 2 s of jitter between them. A refusal the broker gives for good (see
+/// [`refused_for_good`]: a configuration it will not take, subjects another
+/// stream holds, JetStream off for the account) ends the tries at once;
+/// one that may pass (no leader yet, too few peers so far, a name another
+/// replica is creating this moment) and an unanswered request are tried
+/// again. Every declaration at start-up goes
 /// through here, because on a cluster two replicas that start together send
 /// the same creation at the same moment, and nats-server (2.15) answers
 /// neither: both requests time out although the stream is made (measured:
@@ -123,14 +126,62 @@ where
         tries += 1;
         match attempt().await {
             Ok(v) => return Ok(v),
-            Err(e) if tries < DECLARE_TRIES => {
+            Err(e) if tries < DECLARE_TRIES && !refused_for_good(&e) => {
                 warn!(what, try_ = tries, error = %format!("{e:#}"), "declaring on the broker failed; trying again");
                 let jitter_ms = rand::random::<u64>() % (jitter.as_millis() as u64 + 1);
                 tokio::time::sleep(step * tries + Duration::from_millis(jitter_ms)).await;
             }
+            Err(e) if tries < DECLARE_TRIES => {
+                return Err(e.context(format!(
+                    "declaring {what}: the broker refused it (not tried again; \
+                     change the configuration or the broker's, then start again)"
+                )))
+            }
             Err(e) => return Err(e.context(format!("declaring {what} ({DECLARE_TRIES} tries)"))),
         }
     }
+}
+
+/// JetStream API error codes a later try may not get: the cluster has no
+/// meta leader or stream leader yet (10008, 10009), answered with part of
+/// its nodes (10004), has too few peers so far for the replicas (10005:
+/// nodes may still be joining), or another replica is creating the same
+/// stream at this moment (10058, "name already in use"). Source: the codes
+/// of `async_nats::jetstream::ErrorCode`, from nats-server's errors.json.
+const MAY_PASS: [u64; 5] = [10004, 10005, 10008, 10009, 10058];
+
+/// Whether `e` is the broker's answer with a JetStream API error that no
+/// later try changes: any API error code but those in [`MAY_PASS`].
+/// Timeouts, lost connections, "no responders" and errors without a code
+/// are not (they may pass).
+pub fn refused_for_good(e: &anyhow::Error) -> bool {
+    api_error_code(e).is_some_and(|code| !MAY_PASS.contains(&code))
+}
+
+/// The JetStream API error code in `e` or any of its causes, when the
+/// broker answered with one (`err_code`, not the HTTP-like `code`).
+fn api_error_code(e: &anyhow::Error) -> Option<u64> {
+    use jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
+    use jetstream::stream::ConsumerErrorKind;
+    let code = |j: &jetstream::Error| Some(j.error_code().0).filter(|c| *c != 0);
+    e.chain().find_map(|cause| {
+        if let Some(x) = cause.downcast_ref::<jetstream::context::CreateStreamError>() {
+            if let CreateStreamErrorKind::JetStream(j) = x.kind() {
+                return code(&j);
+            }
+        }
+        if let Some(x) = cause.downcast_ref::<jetstream::context::GetStreamError>() {
+            if let GetStreamErrorKind::JetStream(j) = x.kind() {
+                return code(&j);
+            }
+        }
+        if let Some(x) = cause.downcast_ref::<jetstream::stream::ConsumerError>() {
+            if let ConsumerErrorKind::JetStream(j) = x.kind() {
+                return code(&j);
+            }
+        }
+        cause.downcast_ref::<jetstream::Error>().and_then(code)
+    })
 }
 
 /// Declares every stream Drover uses. Safe to run on every start and from
@@ -378,5 +429,65 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("declaring the lease bucket"), "{text}");
         assert!(text.contains("no responders"), "{text}");
+    }
+
+    /// The broker's answer with `err_code`, as async-nats decodes it.
+    fn api(err_code: u64, description: &str) -> jetstream::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": 400, "err_code": err_code, "description": description
+        }))
+        .unwrap()
+    }
+
+    fn create_stream_error(err_code: u64) -> anyhow::Error {
+        use jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+        CreateStreamError::new(CreateStreamErrorKind::JetStream(api(err_code, "refused"))).into()
+    }
+
+    #[test]
+    fn refusals_for_good_are_told_from_those_that_may_pass() {
+        // Subjects another stream holds, an invalid configuration: for good,
+        // also under a context and inside another error (a KV bucket's).
+        assert!(refused_for_good(&create_stream_error(10065)));
+        assert!(refused_for_good(
+            &create_stream_error(10052).context("declaring stream DROVER_HB")
+        ));
+        let kv = jetstream::context::CreateKeyValueError::with_source(
+            jetstream::context::CreateKeyValueErrorKind::BucketCreate,
+            jetstream::context::CreateStreamError::new(
+                jetstream::context::CreateStreamErrorKind::JetStream(api(10052, "bad")),
+            ),
+        );
+        assert!(refused_for_good(&anyhow::Error::from(kv)));
+        let consumer = jetstream::stream::ConsumerError::new(
+            jetstream::stream::ConsumerErrorKind::JetStream(api(10013, "bad consumer")),
+        );
+        assert!(refused_for_good(&anyhow::Error::from(consumer)));
+        // No leader yet, too few peers so far, a name another replica is
+        // creating now, a code of 0, a timeout, no responders: may pass.
+        for code in [10004, 10005, 10008, 10009, 10058, 0] {
+            assert!(!refused_for_good(&create_stream_error(code)), "{code}");
+        }
+        let timed_out = jetstream::context::CreateStreamError::new(
+            jetstream::context::CreateStreamErrorKind::TimedOut,
+        );
+        assert!(!refused_for_good(&anyhow::Error::from(timed_out)));
+        assert!(!refused_for_good(&anyhow::anyhow!("no responders")));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_for_good_is_not_tried_again_and_says_what_to_do() {
+        let calls = AtomicU32::new(0);
+        let err = declare_paced("stream DROVER_HB", STEP, STEP, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(create_stream_error(10065)) as anyhow::Result<()>
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let text = format!("{err:#}");
+        assert!(text.contains("declaring stream DROVER_HB"), "{text}");
+        assert!(text.contains("not tried again"), "{text}");
+        assert!(text.contains("error code 10065"), "{text}");
     }
 }
