@@ -8,6 +8,7 @@ use async_nats::jetstream::{
     self,
     consumer::{pull, AckPolicy, DeliverPolicy},
     stream::{DiscardPolicy, RetentionPolicy, StorageType},
+    ErrorCode,
 };
 use bus_schema::subjects;
 use tracing::{info, warn};
@@ -85,8 +86,8 @@ pub const DECLARE_TRIES: u32 = 6;
 /// at most [`DECLARE_TRIES`] tries, pausing 250 ms per try so far plus up to
 /// 2 s of jitter between them. A refusal the broker gives for good (see
 /// [`refused_for_good`]: a configuration it will not take, subjects another
-/// stream holds, JetStream off for the account) ends the tries at once;
-/// one that may pass (no leader yet, too few peers so far, a name another
+/// stream holds, JetStream off, a limit reached) ends the tries at once;
+/// any other refusal (no leader yet, too few peers so far, a name another
 /// replica is creating this moment) and an unanswered request are tried
 /// again. Every declaration at start-up goes
 /// through here, because on a cluster two replicas that start together send
@@ -142,28 +143,39 @@ where
     }
 }
 
-/// JetStream API error codes a later try may not get: the cluster has no
-/// meta leader or stream leader yet (10008, 10009), answered with part of
-/// its nodes (10004), has too few peers so far for the replicas (10005:
-/// nodes may still be joining), or another replica is creating the same
-/// stream at this moment (10058, "name already in use"). Source: the codes
-/// of `async_nats::jetstream::ErrorCode`, from nats-server's errors.json.
-const MAY_PASS: [u64; 5] = [10004, 10005, 10008, 10009, 10058];
+/// JetStream API errors no later try changes: the configuration itself is
+/// refused (invalid, subjects another stream holds, replicas on a single
+/// server), JetStream is off, or an account or server limit is reached.
+/// Only these stop start-up at once; every other code is tried again, because
+/// some pass (no leader yet, too few peers so far, a name or a stream another
+/// replica is creating this moment, a catch-all creation error). Source:
+/// `async_nats::jetstream::ErrorCode`, from nats-server's errors.json.
+const REFUSED_FOR_GOOD: [ErrorCode; 10] = [
+    ErrorCode::STREAM_INVALID_CONFIG,
+    ErrorCode::STREAM_SUBJECT_OVERLAP,
+    ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED,
+    ErrorCode::JETSTREAM_NOT_ENABLED,
+    ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT,
+    ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
+    ErrorCode::MAXIMUM_CONSUMERS_LIMIT,
+    ErrorCode::MAXIMUM_STREAMS_LIMIT,
+    ErrorCode::MEMORY_RESOURCES_EXCEEDED,
+    ErrorCode::STORAGE_RESOURCES_EXCEEDED,
+];
 
-/// Whether `e` is the broker's answer with a JetStream API error that no
-/// later try changes: any API error code but those in [`MAY_PASS`].
-/// Timeouts, lost connections, "no responders" and errors without a code
-/// are not (they may pass).
+/// Whether `e` is the broker's answer with one of [`REFUSED_FOR_GOOD`].
+/// Other codes, timeouts, lost connections, "no responders" and errors
+/// without a code are not (they may pass).
 pub fn refused_for_good(e: &anyhow::Error) -> bool {
-    api_error_code(e).is_some_and(|code| !MAY_PASS.contains(&code))
+    api_error_code(e).is_some_and(|code| REFUSED_FOR_GOOD.contains(&code))
 }
 
 /// The JetStream API error code in `e` or any of its causes, when the
 /// broker answered with one (`err_code`, not the HTTP-like `code`).
-fn api_error_code(e: &anyhow::Error) -> Option<u64> {
+fn api_error_code(e: &anyhow::Error) -> Option<ErrorCode> {
     use jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     use jetstream::stream::ConsumerErrorKind;
-    let code = |j: &jetstream::Error| Some(j.error_code().0).filter(|c| *c != 0);
+    let code = |j: &jetstream::Error| Some(j.error_code());
     e.chain().find_map(|cause| {
         if let Some(x) = cause.downcast_ref::<jetstream::context::CreateStreamError>() {
             if let CreateStreamErrorKind::JetStream(j) = x.kind() {
@@ -460,14 +472,21 @@ mod tests {
         );
         assert!(refused_for_good(&anyhow::Error::from(kv)));
         let consumer = jetstream::stream::ConsumerError::new(
-            jetstream::stream::ConsumerErrorKind::JetStream(api(10013, "bad consumer")),
+            jetstream::stream::ConsumerErrorKind::JetStream(api(10026, "too many consumers")),
         );
         assert!(refused_for_good(&anyhow::Error::from(consumer)));
         // No leader yet, too few peers so far, a name another replica is
-        // creating now, a code of 0, a timeout, no responders: may pass.
-        for code in [10004, 10005, 10008, 10009, 10058, 0] {
+        // creating now, a catch-all creation error, a code of 0, a
+        // timeout, no responders: may pass.
+        for code in [10004, 10005, 10008, 10009, 10058, 10049, 0] {
             assert!(!refused_for_good(&create_stream_error(code)), "{code}");
         }
+        // A stream another replica made a moment ago, not yet found by the
+        // next call (nats-server has answered so while a creation settles).
+        let not_found = jetstream::context::GetStreamError::new(
+            jetstream::context::GetStreamErrorKind::JetStream(api(10059, "stream not found")),
+        );
+        assert!(!refused_for_good(&anyhow::Error::from(not_found)));
         let timed_out = jetstream::context::CreateStreamError::new(
             jetstream::context::CreateStreamErrorKind::TimedOut,
         );

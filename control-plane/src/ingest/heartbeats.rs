@@ -203,7 +203,6 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     let service_changes = crate::services::ingest::store(&txn, &hbs, now).await?;
     txn.commit().await?;
     crate::skew::stored(&clocks, now);
-    crate::services::ingest::publish(state, service_changes).await;
     if let Err(e) = crate::keys::record_heartbeats(state, &hbs).await {
         warn!(error = %e, "could not store the hosts' reported signing keys");
     }
@@ -211,8 +210,11 @@ async fn apply_heartbeats(state: &AppState, hbs: Vec<Heartbeat>) -> anyhow::Resu
     // The UI's events and the rootd box keys (`sealing`, which takes the
     // write turn itself) after the turn is given back: a command or result
     // waiting for it should not also wait for one event per heartbeat. The
-    // store loop is one task, so events still leave in commit order.
+    // store loop is one task, so heartbeat events leave in the order their
+    // groups were committed (other writers' events, the sweep's among them,
+    // were never ordered with these).
     drop(_turn);
+    crate::services::ingest::publish(state, service_changes).await;
 
     let back: HashSet<&str> = stored.back_online.iter().map(String::as_str).collect();
     for h in &hbs {
