@@ -127,16 +127,16 @@ where
         tries += 1;
         match attempt().await {
             Ok(v) => return Ok(v),
-            Err(e) if tries < DECLARE_TRIES && !refused_for_good(&e) => {
-                warn!(what, try_ = tries, error = %format!("{e:#}"), "declaring on the broker failed; trying again");
-                let jitter_ms = rand::random::<u64>() % (jitter.as_millis() as u64 + 1);
-                tokio::time::sleep(step * tries + Duration::from_millis(jitter_ms)).await;
-            }
-            Err(e) if tries < DECLARE_TRIES => {
+            Err(e) if refused_for_good(&e) => {
                 return Err(e.context(format!(
                     "declaring {what}: the broker refused it (not tried again; \
                      change the configuration or the broker's, then start again)"
                 )))
+            }
+            Err(e) if tries < DECLARE_TRIES => {
+                warn!(what, try_ = tries, error = %format!("{e:#}"), "declaring on the broker failed; trying again");
+                let jitter_ms = rand::random::<u64>() % (jitter.as_millis() as u64 + 1);
+                tokio::time::sleep(step * tries + Duration::from_millis(jitter_ms)).await;
             }
             Err(e) => return Err(e.context(format!("declaring {what} ({DECLARE_TRIES} tries)"))),
         }
@@ -173,26 +173,31 @@ pub fn refused_for_good(e: &anyhow::Error) -> bool {
 /// The JetStream API error code in `e` or any of its causes, when the
 /// broker answered with one (`err_code`, not the HTTP-like `code`).
 fn api_error_code(e: &anyhow::Error) -> Option<ErrorCode> {
-    use jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
-    use jetstream::stream::ConsumerErrorKind;
-    let code = |j: &jetstream::Error| Some(j.error_code());
+    use jetstream::context::{CreateStreamError, CreateStreamErrorKind as S};
+    use jetstream::context::{GetStreamError, GetStreamErrorKind as G};
+    use jetstream::stream::{ConsumerError, ConsumerErrorKind as C};
+    // async-nats keeps the broker's answer in the error's kind, never as a
+    // cause of its own; other errors (a KV bucket's) hold these as causes.
     e.chain().find_map(|cause| {
-        if let Some(x) = cause.downcast_ref::<jetstream::context::CreateStreamError>() {
-            if let CreateStreamErrorKind::JetStream(j) = x.kind() {
-                return code(&j);
+        let answer = if let Some(x) = cause.downcast_ref::<CreateStreamError>() {
+            match x.kind() {
+                S::JetStream(j) => Some(j),
+                _ => None,
             }
-        }
-        if let Some(x) = cause.downcast_ref::<jetstream::context::GetStreamError>() {
-            if let GetStreamErrorKind::JetStream(j) = x.kind() {
-                return code(&j);
+        } else if let Some(x) = cause.downcast_ref::<GetStreamError>() {
+            match x.kind() {
+                G::JetStream(j) => Some(j),
+                _ => None,
             }
-        }
-        if let Some(x) = cause.downcast_ref::<jetstream::stream::ConsumerError>() {
-            if let ConsumerErrorKind::JetStream(j) = x.kind() {
-                return code(&j);
+        } else if let Some(x) = cause.downcast_ref::<ConsumerError>() {
+            match x.kind() {
+                C::JetStream(j) => Some(j),
+                _ => None,
             }
-        }
-        cause.downcast_ref::<jetstream::Error>().and_then(code)
+        } else {
+            None
+        };
+        answer.map(|j| j.error_code())
     })
 }
 
