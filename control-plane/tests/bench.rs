@@ -25,8 +25,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cpu_secs, percentile as pct, rss_kib, wait_for, Stack};
+use common::{cpu_secs, open_files_limit, percentile as pct, rss_kib, wait_for, Stack};
 use serde_json::json;
+
+/// Open files nats-server needs beside one per agent connection (stream
+/// and consumer files, the control plane's and the real agent's
+/// connections, listeners), rounded up.
+const OPEN_FILES_MARGIN: u64 = 1_000;
 
 /// How many agents the API counts online (`total` of a one-row page).
 async fn online_total(stack: &Stack) -> usize {
@@ -301,7 +306,18 @@ async fn fleet_benchmark() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let mut rows = Vec::new();
+    let limit = open_files_limit();
     for n in sizes {
+        // One nats-server holds every virtual agent's connection, beside
+        // its own files: a fleet past the limit would fail half-way in.
+        if let Some(limit) = limit.filter(|l| (n as u64) + OPEN_FILES_MARGIN > *l) {
+            println!(
+                "{n} agents: skipped, one nats-server would need more than the {limit} open \
+                 files this process may hand its children (`ulimit -n`, at most `ulimit -Hn`); \
+                 bench_cluster spreads larger fleets over three brokers"
+            );
+            continue;
+        }
         rows.push(one_size(n, runs).await);
     }
     println!();

@@ -1,5 +1,6 @@
 //! What a benchmark reads about a process from `/proc`: resident memory and
-//! CPU time used so far, and percentiles of a sorted sample. Owns reading
+//! CPU time used so far, the open-files limit, and percentiles of a sorted
+//! sample. Owns reading
 //! and summarising numbers; not what is measured nor the verdict (each
 //! bench prints its own "met"/"NOT met").
 
@@ -37,4 +38,18 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+/// This process's soft limit of open files (`Max open files` in
+/// `/proc/self/limits`), which the processes a test starts inherit; `None`
+/// when unreadable or unlimited.
+pub fn open_files_limit() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }
