@@ -365,8 +365,9 @@ pub async fn ensure_agent_consumer(
                 max_ack_pending: 8,
                 // State in the broker's memory: a file per consumer cost a
                 // state-file rewrite per delivery and ack (two thirds of the
-                // broker's CPU in a fan-out). `queues::keeper_loop`
-                // re-declares the queues a broker restart forgets.
+                // broker's CPU in a fan-out). The queue keeper duty
+                // (`queues::repair`) re-declares the queues a broker
+                // restart forgets.
                 memory_storage: true,
                 // The shard stream's replicas (a work-queue stream's
                 // consumers must have them): `Config::command_replicas`,

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use common::{cpu_secs, open_files_limit, percentile as pct, rss_kib, wait_for, Stack};
 use serde_json::json;
 
-/// Open files nats-server needs beside one per agent connection (stream
-/// and consumer files, the control plane's and the real agent's
+/// Open files the simulator and nats-server need beside one per agent
+/// connection (stream files, the control plane's and the real agent's
 /// connections, listeners), rounded up.
 const OPEN_FILES_MARGIN: u64 = 1_000;
 
@@ -308,13 +308,14 @@ async fn fleet_benchmark() {
     let mut rows = Vec::new();
     let limit = open_files_limit();
     for n in sizes {
-        // One nats-server holds every virtual agent's connection, beside
-        // its own files: a fleet past the limit would fail half-way in.
+        // The simulator holds a socket per virtual agent and inherits this
+        // process's limit; nats-server (which raises its own soft limit to
+        // the hard one) holds as many. A fleet past it fails half-way in.
         if let Some(limit) = limit.filter(|l| (n as u64) + OPEN_FILES_MARGIN > *l) {
             println!(
-                "{n} agents: skipped, one nats-server would need more than the {limit} open \
-                 files this process may hand its children (`ulimit -n`, at most `ulimit -Hn`); \
-                 bench_cluster spreads larger fleets over three brokers"
+                "{n} agents: skipped, the simulator and nats-server would each need more than \
+                 the {limit} open files this process may hand its children (`ulimit -n`, at \
+                 most `ulimit -Hn`); bench_cluster spreads larger fleets over three brokers"
             );
             continue;
         }

@@ -1,7 +1,9 @@
 //! `just bench`: the command path on a three-node JetStream cluster (issue
 //! 18, deliverable 2), to decide the per-agent consumers' layout with
 //! numbers. Ignored by `just test`; run with
-//! `cargo test --release -p control-plane --test bench_cluster -- --ignored --nocapture`.
+//! `cargo test --release -p control-plane --test bench_cluster -- --ignored --nocapture`
+//! after `ulimit -n "$(ulimit -Hn)"` (as `just bench` does: each virtual
+//! agent is a connection).
 //! `DROVER_BENCH_CLUSTER_SIZES` picks the fleet sizes (default
 //! 1000,10000,20000), `DROVER_BENCH_CLUSTER_LAYOUTS` the agent consumers'
 //! replicas (default 1,3), `DROVER_BENCH_RUNS` the fan-out repetitions
@@ -13,8 +15,8 @@
 //! For each layout and size: three nats-server nodes from `drover
 //! broker-config`, one `drover serve` with every stateful stream R3 and
 //! `agent_consumer_replicas` set to the layout, N virtual agents given all
-//! three URLs (`drover-agent simulate`, one process per 10,000 agents:
-//! above that one process would pass this machine's open-files limit), then:
+//! three URLs (`drover-agent simulate`, one process per 10,000 agents or
+//! fewer: a process may hold only so many open files), then:
 //! - bring-up: simulator start to every agent online;
 //! - fan-out: a `sys.ping` job to every agent, submit to all results
 //!   stored (median and worst of the runs);
@@ -34,7 +36,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    bin, cpu_secs, percentile, repo_manifests, rss_kib, wait_for, Cluster, ClusterReplica, Proc,
+    bin, cpu_secs, open_files_limit, percentile, repo_manifests, rss_kib, wait_for, Cluster,
+    ClusterReplica, Proc,
 };
 use serde_json::json;
 
@@ -58,18 +61,17 @@ fn env_list(name: &str, default: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Most virtual agents one simulator process runs: each is a connection, and
-/// this machine's hard limit is 20,000 open files per process, so larger
-/// fleets are split over several processes (each its own host-name prefix).
-const AGENTS_PER_SIMULATOR: usize = 10_000;
+/// Most virtual agents one simulator process runs: each is a connection,
+/// and one process may hold at most `ulimit -n` open files (20,000 at most
+/// on this machine), so larger fleets are split over several processes,
+/// each with its own host-name prefix. Fewer when this process's limit is
+/// lower (a simulator inherits it); 1,000 files are left for the rest.
+fn agents_per_simulator() -> usize {
+    let by_limit = open_files_limit().map_or(usize::MAX, |l| l.saturating_sub(1_000) as usize);
+    by_limit.clamp(100, 10_000)
+}
 
-fn simulate(
-    data_dir: &Path,
-    urls: &str,
-    token: &str,
-    (n, prefix): (usize, &str),
-    log: &Path,
-) -> Proc {
+fn simulate(data_dir: &Path, urls: &str, token: &str, n: usize, prefix: &str, log: &Path) -> Proc {
     let mut cmd = Command::new(bin("drover-agent"));
     cmd.args(["simulate", "--count", &n.to_string(), "--nats-url", urls])
         .args(["--prefix", prefix])
@@ -122,12 +124,12 @@ async fn one(replicas: usize, n: usize, runs: usize) -> Row {
     let reg = reg["token"].as_str().unwrap().to_string();
 
     let t0 = Instant::now();
-    let parts = n.div_ceil(AGENTS_PER_SIMULATOR);
+    let parts = n.div_ceil(agents_per_simulator());
     let sims: Vec<Proc> = (0..parts)
         .map(|j| {
             let count = n / parts + usize::from(j < n % parts);
             let log = tmp.path().join(format!("simulate-{j}.log"));
-            simulate(&data, &urls, &reg, (count, &format!("sim{j}")), &log)
+            simulate(&data, &urls, &reg, count, &format!("sim{j}"), &log)
         })
         .collect();
     let budget = Duration::from_secs(180 + n as u64 / 10);
@@ -250,7 +252,8 @@ async fn cluster_benchmark() {
     for what in &skipped {
         println!(
             "{what} agents: skipped, past the ~2,000 replicated assets per server the R3 \
-             layout is for (docs/cluster.md; DROVER_BENCH_CLUSTER_R3_MAX={r3_max} raises it)"
+             layout is for (docs/cluster.md); raise DROVER_BENCH_CLUSTER_R3_MAX \
+             (now {r3_max}) to run it"
         );
     }
     println!();

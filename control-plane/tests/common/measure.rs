@@ -1,8 +1,7 @@
 //! What a benchmark reads about a process from `/proc`: resident memory and
 //! CPU time used so far, the open-files limit, and percentiles of a sorted
-//! sample. Owns reading
-//! and summarising numbers; not what is measured nor the verdict (each
-//! bench prints its own "met"/"NOT met").
+//! sample. Owns reading and summarising numbers; not what is measured nor
+//! the verdict (each bench prints its own "met"/"NOT met").
 
 /// Resident set size of `pid` in KiB (`VmRSS`); 0 when unreadable.
 pub fn rss_kib(pid: u32) -> u64 {
