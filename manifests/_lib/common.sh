@@ -35,7 +35,7 @@ pkg_install() {
         [[ ${#missing[@]} -eq 0 ]] && { log "already installed: $*"; return 0; }
         log "installing ${missing[*]}"
         apt-get update -qq || fail "apt-get update failed" 2
-        apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 -- "${missing[@]}" \
+        apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 -o Dpkg::Use-Pty=0 -- "${missing[@]}" \
             || fail "apt-get install ${missing[*]} failed" 2
         ;;
     dnf)

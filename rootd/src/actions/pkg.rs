@@ -183,6 +183,15 @@ pub fn would_remove(stdout: &[String]) -> Vec<String> {
     out
 }
 
+/// Options for every `apt-get` run that calls dpkg: no pseudo-terminal
+/// between apt and dpkg. With one (apt's default, `Dpkg::Use-Pty`), apt
+/// copies dpkg's output to its own stdout 1 KiB at a time and stops
+/// reading once dpkg has exited, so the last output of a maintainer script
+/// can be lost, cut mid-line (apt-pkg/deb/dpkgpm.cc, `pkgDPkgPM::Go`: the
+/// wait loop ends at dpkg's exit without draining the pty). Without it,
+/// dpkg writes straight into the pipe rootd reads to its end.
+pub const APT_NO_PTY: [&str; 2] = ["-o", "Dpkg::Use-Pty=0"];
+
 /// apt-get's environment: non-interactive, and `APT_CONFIG` when rootd's
 /// `apt_config` names a file.
 pub fn apt_env(cfg: &RootdConfig) -> Vec<(&'static str, String)> {
@@ -296,6 +305,7 @@ async fn change(
             "-o",
             "Dpkg::Options::=--force-confold",
         ]);
+        argv.extend(APT_NO_PTY);
     }
     argv.push("--");
     argv.extend(specs.iter().map(|(raw, _)| raw.as_str()));

@@ -13,7 +13,7 @@ use bus_schema::Command;
 use serde::Serialize;
 use serde_json::json;
 
-use super::pkg::{apt_env, check_form, env_refs, Manager, Tools, RPM_FORMAT};
+use super::pkg::{apt_env, check_form, env_refs, Manager, Tools, APT_NO_PTY, RPM_FORMAT};
 use super::pkg_parse::{apt_lock_held, parse_rpm_q};
 use crate::toolkit::{params, Ctx, Outcome, Runner};
 
@@ -190,7 +190,9 @@ async fn apt(p: &RemoveParams, names: &[(String, String)], ctx: &Ctx<'_>) -> Out
                 }
             ));
         }
-        let mut argv = vec![t.apt_get.as_str(), verb, "-y", "-o", &lock, "--"];
+        let mut argv = vec![t.apt_get.as_str(), verb, "-y", "-o", &lock];
+        argv.extend(APT_NO_PTY);
+        argv.push("--");
         argv.extend(&todo);
         let ran = match runner.run(&argv, &env_refs(&env), true).await {
             Ok(r) => r,
