@@ -25,13 +25,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cpu_secs, open_files_limit, percentile as pct, rss_kib, wait_for, Stack};
+use common::{
+    cpu_secs, open_files_limit, percentile as pct, rss_kib, wait_for, Stack, OPEN_FILES_MARGIN,
+};
 use serde_json::json;
-
-/// Open files the simulator and nats-server need beside one per agent
-/// connection (stream files, the control plane's and the real agent's
-/// connections, listeners), rounded up.
-const OPEN_FILES_MARGIN: u64 = 1_000;
 
 /// How many agents the API counts online (`total` of a one-row page).
 async fn online_total(stack: &Stack) -> usize {

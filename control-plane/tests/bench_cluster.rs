@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     bin, cpu_secs, open_files_limit, percentile, repo_manifests, rss_kib, wait_for, Cluster,
-    ClusterReplica, Proc,
+    ClusterReplica, Proc, OPEN_FILES_MARGIN,
 };
 use serde_json::json;
 
@@ -61,13 +61,22 @@ fn env_list(name: &str, default: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The first number of `name`'s list, or `default`.
+fn env_one(name: &str, default: usize) -> usize {
+    env_list(name, &default.to_string())
+        .first()
+        .copied()
+        .unwrap_or(default)
+}
+
 /// Most virtual agents one simulator process runs: each is a connection,
 /// and one process may hold at most `ulimit -n` open files (20,000 at most
 /// on this machine), so larger fleets are split over several processes,
 /// each with its own host-name prefix. Fewer when this process's limit is
-/// lower (a simulator inherits it); 1,000 files are left for the rest.
+/// lower (a simulator inherits it), leaving [`OPEN_FILES_MARGIN`] for the rest.
 fn agents_per_simulator() -> usize {
-    let by_limit = open_files_limit().map_or(usize::MAX, |l| l.saturating_sub(1_000) as usize);
+    let by_limit =
+        open_files_limit().map_or(usize::MAX, |l| l.saturating_sub(OPEN_FILES_MARGIN) as usize);
     by_limit.clamp(100, 10_000)
 }
 
@@ -206,15 +215,8 @@ async fn one(replicas: usize, n: usize, runs: usize) -> Row {
 async fn cluster_benchmark() {
     let sizes = env_list("DROVER_BENCH_CLUSTER_SIZES", "1000,10000,20000");
     let layouts = env_list("DROVER_BENCH_CLUSTER_LAYOUTS", "1,3");
-    let r3_max = env_list("DROVER_BENCH_CLUSTER_R3_MAX", "2000")
-        .first()
-        .copied()
-        .unwrap_or(2000);
-    let runs = env_list("DROVER_BENCH_RUNS", "3")
-        .first()
-        .copied()
-        .unwrap_or(3)
-        .max(1);
+    let r3_max = env_one("DROVER_BENCH_CLUSTER_R3_MAX", 2000);
+    let runs = env_one("DROVER_BENCH_RUNS", 3).max(1);
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     for &n in &sizes {

@@ -39,6 +39,11 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Open files a simulator or nats-server needs beside one per agent
+/// connection (stream files, the control plane's and a real agent's
+/// connections, listeners), rounded up.
+pub const OPEN_FILES_MARGIN: u64 = 1_000;
+
 /// This process's soft limit of open files (`Max open files` in
 /// `/proc/self/limits`), which the processes a test starts inherit; `None`
 /// when unreadable or unlimited.
