@@ -52,15 +52,19 @@ pub const ROUTE_USER: &str = "drover-route";
 /// [`ROUTE_USER`] with `route_password` (hex), and every route URL carries
 /// them, so a process that can reach the cluster port but lacks the
 /// password cannot join as a route (a route sees and may publish
-/// everything, below accounts and permissions). Operator mode and TLS are the same includes
-/// `drover init` writes beside it (`resolver.conf`, `tls.conf`): the caller
-/// appends them (`drover broker-config` does). The one function the CLI
-/// and the test harness use. Errors: a name, address or path a NATS config
-/// could read as syntax.
+/// everything, below accounts and permissions). `route_tls`, when given, is
+/// the cluster's own `tls {}` block (`tls::route_tls_block`): routes then
+/// speak TLS both ways and each end checks the other's certificate, so the
+/// route password and every replicated message cross the network
+/// encrypted. Operator mode and the clients' TLS are what the caller
+/// appends (`drover broker-config` does: the resolver, `include
+/// "tls.conf"`). The one function the CLI and the test harness use.
+/// Errors: a name, address or path a NATS config could read as syntax.
 pub fn cluster_node_conf(
     node: &ClusterNode,
     base: &str,
     route_password: &str,
+    route_tls: Option<&str>,
 ) -> anyhow::Result<String> {
     anyhow::ensure!(
         route_password.len() >= 32 && route_password.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -126,12 +130,20 @@ pub fn cluster_node_conf(
         .iter()
         .map(|r| format!("    \"nats-route://{ROUTE_USER}:{route_password}@{r}\""))
         .collect();
+    let (how, tls) = match route_tls {
+        Some(block) => (
+            "over TLS, both ends checked against the installation's CA",
+            block,
+        ),
+        None => ("unencrypted: firewall the cluster port to the nodes", ""),
+    };
     out.push_str(&format!(
         "\n# Cluster (drover broker-config): routes to every node, each\n\
-         # authenticated (the password is secret: keep this file 0600).\n\
+         # authenticated (the password is secret: keep this file 0600),\n\
+         # {how}.\n\
          cluster {{\n  name: {}\n  listen: \"{}\"\n  \
-         authorization {{\n    user: \"{ROUTE_USER}\"\n    password: \"{route_password}\"\n    timeout: 2\n  }}\n  \
-         routes: [\n{}\n  ]\n}}\n",
+         authorization {{\n    user: \"{ROUTE_USER}\"\n    password: \"{route_password}\"\n    timeout: 2\n  }}\n\
+         {tls}  routes: [\n{}\n  ]\n}}\n",
         node.cluster_name,
         node.cluster_listen,
         routes.join("\n")

@@ -437,22 +437,36 @@ impl NatsAuth {
     /// [`crate::broker_cluster::cluster_node_conf`], then
     /// this installation's operator-mode resolver inline (with the node's
     /// own `resolver_dir`: each node keeps its own copy, the full resolvers
-    /// sync among themselves), then, with `tls`, an include of the
-    /// `tls.conf` `drover init` wrote (copy it and the certificate beside the
-    /// file; the certificate must name every node). What `drover
-    /// broker-config` prints and the cluster test harness runs.
+    /// sync among themselves). With `tls` (the installation's TLS files,
+    /// checked by [`crate::tls::check_route_cert`] first): routes speak TLS
+    /// with the broker certificate ([`crate::tls::route_tls_block`]) and
+    /// the file includes the `tls.conf` `drover init` wrote for clients
+    /// (copy it and the certificates to the same paths on every node; the
+    /// certificate must name every node). What `drover broker-config`
+    /// prints and the cluster test harness runs.
     pub fn cluster_conf(
         &self,
         node: &crate::broker_cluster::ClusterNode,
         resolver_dir: &Path,
-        tls: bool,
+        tls: Option<&crate::tls::TlsFiles>,
     ) -> anyhow::Result<String> {
         let base = installation_base_conf(&node.listen)?;
-        let mut out =
-            crate::broker_cluster::cluster_node_conf(node, &base, &self.route_password()?)?;
+        let route_tls = match tls {
+            Some(files) => {
+                crate::tls::check_route_cert(files)?;
+                Some(crate::tls::route_tls_block(files))
+            }
+            None => None,
+        };
+        let mut out = crate::broker_cluster::cluster_node_conf(
+            node,
+            &base,
+            &self.route_password()?,
+            route_tls.as_deref(),
+        )?;
         out.push_str("\n# Operator mode (drover broker-config):\n");
         out.push_str(&self.resolver_conf(resolver_dir)?);
-        if tls {
+        if tls.is_some() {
             out.push_str(
                 "# TLS for every client (drover init's tls.conf):\ninclude \"tls.conf\"\n",
             );

@@ -15,7 +15,7 @@
 //! | file | what |
 //! |---|---|
 //! | `ca.pem` / `ca.key` | the CA (ECDSA P-256, 10 years); hosts need `ca.pem` |
-//! | `nats.pem` / `nats.key` | nats-server's certificate (2 years) |
+//! | `nats.pem` / `nats.key` | nats-server's certificate (2 years); also its identity on cluster routes, so it allows client authentication too |
 //! | `http.pem` / `http.key` | the API's and web UI's certificate (2 years) |
 
 use std::net::IpAddr;
@@ -179,7 +179,11 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
     Ok(p)
 }
 
-fn leaf_params(cn: &str, names: &[String]) -> Result<CertificateParams, TlsError> {
+fn leaf_params(
+    cn: &str,
+    names: &[String],
+    usages: &[ExtendedKeyUsagePurpose],
+) -> Result<CertificateParams, TlsError> {
     let mut p = CertificateParams::new(names.to_vec())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Drover");
@@ -187,7 +191,7 @@ fn leaf_params(cn: &str, names: &[String]) -> Result<CertificateParams, TlsError
     p.distinguished_name = dn;
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.extended_key_usages = usages.to_vec();
     p.use_authority_key_identifier_extension = true;
     validity(&mut p, LEAF_DAYS);
     Ok(p)
@@ -204,19 +208,34 @@ pub fn ensure_certs(files: &TlsFiles, names: &[String]) -> Result<Made, TlsError
     }
     std::fs::create_dir_all(&files.dir).map_err(io(&files.dir))?;
     let mut made = Made::default();
+    // The broker's certificate is also each node's identity on cluster
+    // routes, where nats-server always checks both ends: it needs client
+    // authentication beside server authentication.
     let leaves = [
-        ("Drover NATS", files.nats_pem(), files.nats_key()),
-        ("Drover API", files.http_pem(), files.http_key()),
+        (
+            "Drover NATS",
+            files.nats_pem(),
+            files.nats_key(),
+            NATS_USAGES,
+        ),
+        (
+            "Drover API",
+            files.http_pem(),
+            files.http_key(),
+            HTTP_USAGES,
+        ),
     ];
     // With init's CA key at hand, a certificate that does not cover every
-    // name asked for now is issued again (hosts trust the CA, not the
-    // leaf, so they notice nothing); an operator's own certificates (no
-    // ca.key) are never replaced.
+    // name asked for now, or lacks a usage it needs (a broker certificate
+    // of an earlier `drover init`, made for clients only), is issued again
+    // (hosts trust the CA, not the leaf, so they notice nothing); an
+    // operator's own certificates (no ca.key) are never replaced.
     let can_issue = files.ca_key().exists();
     let missing: Vec<_> = leaves
         .iter()
-        .filter(|(_, pem, key)| {
-            !(pem.exists() && key.exists()) || (can_issue && !covers(pem, names))
+        .filter(|(_, pem, key, usages)| {
+            !(pem.exists() && key.exists())
+                || (can_issue && !(covers(pem, names) && allows(pem, usages)))
         })
         .collect();
     if missing.is_empty() {
@@ -243,9 +262,9 @@ pub fn ensure_certs(files: &TlsFiles, names: &[String]) -> Result<Made, TlsError
         made.written.extend([ca_pem.clone(), ca_key.clone()]);
         Issuer::new(params, key)
     };
-    for (cn, pem, key_path) in missing {
+    for (cn, pem, key_path, usages) in missing {
         let key = KeyPair::generate()?;
-        let cert = leaf_params(cn, names)?.signed_by(&key, &issuer)?;
+        let cert = leaf_params(cn, names, usages)?.signed_by(&key, &issuer)?;
         // A key left without its certificate is replaced with the pair.
         match std::fs::remove_file(key_path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(key_path)(e)),
@@ -256,6 +275,81 @@ pub fn ensure_certs(files: &TlsFiles, names: &[String]) -> Result<Made, TlsError
         made.written.extend([pem.clone(), key_path.clone()]);
     }
     Ok(made)
+}
+
+/// The broker certificate's extended key usages: server (clients and
+/// routes dialling in) and client (this node dialling its routes).
+const NATS_USAGES: &[ExtendedKeyUsagePurpose] = &[
+    ExtendedKeyUsagePurpose::ServerAuth,
+    ExtendedKeyUsagePurpose::ClientAuth,
+];
+/// The API's certificate's extended key usages.
+const HTTP_USAGES: &[ExtendedKeyUsagePurpose] = &[ExtendedKeyUsagePurpose::ServerAuth];
+
+/// Whether the leaf certificate in `pem` may be used for every one of
+/// `usages` (server and client authentication only are asked here): an
+/// extended key usage extension that lists them or `any`, or none at all
+/// (then nothing is restricted). An unreadable certificate allows nothing.
+fn allows(pem: &Path, usages: &[ExtendedKeyUsagePurpose]) -> bool {
+    let Ok(certs) = load_certs(pem) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(certs[0].as_ref()) else {
+        return false;
+    };
+    let eku = match cert.extended_key_usage() {
+        Ok(None) => return true,
+        Ok(Some(e)) => e.value,
+        Err(_) => return false,
+    };
+    eku.any
+        || usages.iter().all(|u| match u {
+            ExtendedKeyUsagePurpose::ServerAuth => eku.server_auth,
+            ExtendedKeyUsagePurpose::ClientAuth => eku.client_auth,
+            _ => false,
+        })
+}
+
+/// Checks that the broker certificate in `files` can be a node's identity
+/// on cluster routes (client and server authentication), for `drover
+/// broker-config --tls`; the error says what to do.
+pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
+    let pem = files.nats_pem();
+    if !pem.exists() || !files.nats_key().exists() {
+        return Err(TlsError::Pem {
+            path: pem,
+            what: "is missing: run `drover init` (without --no-tls) first".into(),
+        });
+    }
+    if allows(&pem, NATS_USAGES) {
+        return Ok(());
+    }
+    Err(TlsError::Pem {
+        path: pem,
+        what: "allows server authentication only, and cluster routes check both ends: run \
+               `drover init` again (with init's ca.key it issues the broker certificate anew, \
+               hosts notice nothing), or put a certificate from your CA with both serverAuth \
+               and clientAuth there"
+            .into(),
+    })
+}
+
+/// The `tls {}` block of a cluster node's `cluster {}`: routes in both
+/// directions speak TLS with the broker certificate and check the other
+/// node's against the installation's CA (nats-server always verifies both
+/// ends of a route; the certificate must name every node's route host).
+/// Indented for its place inside `cluster {}`.
+pub fn route_tls_block(files: &TlsFiles) -> String {
+    let abs = |p: &Path| {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        serde_json::json!(p.display().to_string())
+    };
+    format!(
+        "  tls {{\n    cert_file: {}\n    key_file: {}\n    ca_file: {}\n    timeout: 2\n  }}\n",
+        abs(&files.nats_pem()),
+        abs(&files.nats_key()),
+        abs(&files.ca_pem()),
+    )
 }
 
 /// Whether the leaf certificate in `pem` names every one of `names` in its
@@ -451,6 +545,32 @@ mod tests {
         let other = vec!["other.example.com".to_string()];
         assert!(ensure_certs(&files, &other).unwrap().written.is_empty());
         assert_eq!(std::fs::read(files.http_pem()).unwrap(), before);
+    }
+
+    #[test]
+    fn the_broker_certificate_serves_routes_and_the_apis_only_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path());
+        let names = vec!["localhost".to_string()];
+        ensure_certs(&files, &names).unwrap();
+        assert!(allows(&files.nats_pem(), NATS_USAGES));
+        assert!(allows(&files.http_pem(), HTTP_USAGES));
+        assert!(!allows(&files.http_pem(), NATS_USAGES));
+        check_route_cert(&files).unwrap();
+        let block = route_tls_block(&files);
+        assert!(block.contains("ca_file:") && block.contains("nats.pem"), "{block}");
+        // An operator's own broker certificate for clients only (no
+        // ca.key: never replaced) is refused for routes, saying what to do.
+        std::fs::copy(files.http_pem(), files.nats_pem()).unwrap();
+        std::fs::copy(files.http_key(), files.nats_key()).unwrap();
+        std::fs::remove_file(files.ca_key()).unwrap();
+        assert!(ensure_certs(&files, &names).unwrap().written.is_empty());
+        let e = check_route_cert(&files).unwrap_err().to_string();
+        assert!(e.contains("clientAuth") && e.contains("drover init"), "{e}");
+        // Missing altogether: run drover init.
+        std::fs::remove_file(files.nats_pem()).unwrap();
+        let e = check_route_cert(&files).unwrap_err().to_string();
+        assert!(e.contains("drover init"), "{e}");
     }
 
     #[test]

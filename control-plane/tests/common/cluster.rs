@@ -4,7 +4,8 @@
 //! `broker_cluster::cluster_node_conf`), each node has its own store and
 //! resolver directory, free loopback ports, never 4222, and a monitoring
 //! port the harness reads (`/jsz`, `/healthz`) to know the cluster is
-//! formed before anything declares a stream. Not here: the single-node
+//! formed before anything declares a stream; with [`Cluster::start_tls`],
+//! clients and routes speak TLS (`cluster_tls.rs`). Not here: the single-node
 //! stack (`stack.rs`), replicas beside it (`replicas.rs`, whose `readyz` is
 //! reused) and PostgreSQL (`deploy/postgres.rs`).
 
@@ -40,6 +41,18 @@ impl Cluster {
     /// until [`Cluster::wait_formed`] and JetStream answers the control
     /// plane's user.
     pub async fn start(data_dir: &Path, dir: &Path) -> Self {
+        Self::start_with(data_dir, dir, false).await
+    }
+
+    /// [`Cluster::start`] with `drover broker-config --tls`: clients and
+    /// routes speak TLS (the installation in `data_dir` made by `drover
+    /// init` with TLS; its `tls.conf` is copied beside each node's
+    /// configuration, as `docs/cluster.md` tells the operator to).
+    pub async fn start_tls(data_dir: &Path, dir: &Path) -> Self {
+        Self::start_with(data_dir, dir, true).await
+    }
+
+    async fn start_with(data_dir: &Path, dir: &Path, tls: bool) -> Self {
         let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let monitor_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -64,6 +77,14 @@ impl Cluster {
                 .arg("--out")
                 .arg(&conf)
                 .env("DROVER_DATA_DIR", data_dir);
+            if tls {
+                cmd.arg("--tls");
+                std::fs::copy(
+                    data_dir.join("nats-config").join("tls.conf"),
+                    ndir.join("tls.conf"),
+                )
+                .unwrap();
+            }
             let out = cmd.output().unwrap();
             assert!(
                 out.status.success(),
@@ -84,11 +105,16 @@ impl Cluster {
         }
         c.wait_formed(&[0, 1, 2]).await;
         let creds = data_dir.join("control-plane.creds");
+        let ca = data_dir.join("tls").join("ca.pem");
         let urls = c.urls();
         wait_for("the JetStream cluster", Duration::from_secs(60), || async {
-            let client = async_nats::ConnectOptions::with_credentials_file(&creds)
+            let mut opts = async_nats::ConnectOptions::with_credentials_file(&creds)
                 .await
-                .ok()?
+                .ok()?;
+            if tls {
+                opts = opts.require_tls(true).add_root_certificates(ca.clone());
+            }
+            let client = opts
                 .connect(urls.split(',').collect::<Vec<_>>())
                 .await
                 .ok()?;

@@ -114,7 +114,12 @@ pub struct BrokerConfig {
     /// credentials: keep it private). None when absent.
     #[arg(long)]
     pub monitor: Option<String>,
-    /// Include `tls.conf` (written by `drover init`) for client TLS.
+    /// TLS on client connections (includes the `tls.conf` `drover init`
+    /// wrote) and on the routes between nodes (each node's broker
+    /// certificate, checked against the installation's CA both ways; it
+    /// must name every node and allow client authentication, which a
+    /// certificate of an earlier `drover init` lacks: run `drover init`
+    /// again first).
     #[arg(long)]
     pub tls: bool,
     /// Write here instead of standard output.
@@ -136,7 +141,8 @@ pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
         store_dir: o.store_dir,
         monitor: o.monitor,
     };
-    let conf = auth.cluster_conf(&node, &o.resolver_dir, o.tls)?;
+    let tls = o.tls.then(|| cfg.tls_files());
+    let conf = auth.cluster_conf(&node, &o.resolver_dir, tls.as_ref())?;
     match o.out {
         // It holds the routes' password: owner-only, like the key files
         // (an existing file is replaced, and made owner-only too).
