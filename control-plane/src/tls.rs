@@ -558,7 +558,10 @@ mod tests {
         assert!(!allows(&files.http_pem(), NATS_USAGES));
         check_route_cert(&files).unwrap();
         let block = route_tls_block(&files);
-        assert!(block.contains("ca_file:") && block.contains("nats.pem"), "{block}");
+        assert!(
+            block.contains("ca_file:") && block.contains("nats.pem"),
+            "{block}"
+        );
         // An operator's own broker certificate for clients only (no
         // ca.key: never replaced) is refused for routes, saying what to do.
         std::fs::copy(files.http_pem(), files.nats_pem()).unwrap();
