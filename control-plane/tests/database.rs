@@ -331,7 +331,18 @@ fn options_come_from_the_configuration() {
     let file = dir.path().join("drover.toml");
     std::fs::write(&file, "").unwrap();
     let mut cfg = control_plane::config::Config::load(Some(&file)).unwrap();
-    cfg.db_max_connections = 20;
+    // Unset: the backend's default, one connection on SQLite (the default
+    // database), eight on PostgreSQL.
+    let sqlite = cfg.database_url().starts_with("sqlite:");
+    assert_eq!(
+        DbOptions::from_config(&cfg).max_connections,
+        if sqlite { 1 } else { 8 }
+    );
+    assert_eq!(
+        DbOptions::defaults_for("postgres://drover@127.0.0.1:5432/drover").max_connections,
+        8
+    );
+    cfg.db_max_connections = Some(20);
     cfg.db_min_connections = 2;
     cfg.db_acquire_timeout_secs = 5;
     cfg.db_statement_timeout_ms = 0;

@@ -55,25 +55,26 @@ pub struct DbOptions {
     pub statement_timeout: Option<Duration>,
 }
 
-impl Default for DbOptions {
-    /// The configuration's defaults (the `default_db_*` functions of
-    /// `config.rs`: 8 / 1 connections, 10 s acquire, 30 s statement).
-    fn default() -> Self {
+impl DbOptions {
+    /// The configuration's defaults for the database at `url` (the
+    /// `default_db_*` functions of `config.rs`: 1 connection on SQLite and
+    /// 8 on PostgreSQL, 1 kept idle, 10 s acquire, 30 s statement).
+    pub fn defaults_for(url: &str) -> Self {
         use crate::config as c;
         DbOptions::from_fields(
-            c::default_db_max_connections(),
+            c::default_db_max_connections(url),
             c::default_db_min_connections(),
             c::default_db_acquire_timeout(),
             c::default_db_statement_timeout(),
         )
     }
-}
 
-impl DbOptions {
-    /// The configured pool (`DROVER_DB_MAX_CONNECTIONS`, ...).
+    /// The configured pool (`DROVER_DB_MAX_CONNECTIONS`, ...; an unset
+    /// maximum is the backend's default).
     pub fn from_config(cfg: &crate::config::Config) -> Self {
         Self::from_fields(
-            cfg.db_max_connections,
+            cfg.db_max_connections
+                .unwrap_or_else(|| crate::config::default_db_max_connections(&cfg.database_url())),
             cfg.db_min_connections,
             cfg.db_acquire_timeout_secs,
             cfg.db_statement_timeout_ms,
@@ -172,11 +173,11 @@ pub async fn open(cfg: &crate::config::Config) -> anyhow::Result<DatabaseConnect
     connect_with(&cfg.database_url(), &DbOptions::from_config(cfg)).await
 }
 
-/// Opens the database at `url` with the default pool ([`DbOptions::default`])
-/// and runs the migrations. For tests and tools; the server passes the
-/// configured pool to [`connect_with`].
+/// Opens the database at `url` with the default pool
+/// ([`DbOptions::defaults_for`]) and runs the migrations. For tests and
+/// tools; the server passes the configured pool to [`connect_with`].
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    connect_with(url, &DbOptions::default()).await
+    connect_with(url, &DbOptions::defaults_for(url)).await
 }
 
 /// Opens the database at `url` (`sqlite://path?mode=rwc` or
