@@ -278,7 +278,7 @@ pub async fn serve(
         tokio::spawn(crate::automation::submit_loop(state.clone(), jobs_consumer)),
         tokio::spawn(crate::duties::run(state.clone())),
         tokio::spawn(crate::notify::deliver::run(state.clone(), notify_consumer)),
-        tokio::spawn(crate::db::checkpoint_loop(state.db.clone())),
+        tokio::spawn(crate::db::checkpoint_loop(cfg.database_url())),
     ];
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

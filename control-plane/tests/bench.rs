@@ -67,7 +67,6 @@ async fn one_size(n: usize, runs: usize) -> Row {
     let mut times = Vec::new();
     let mut broker_ms: Vec<f64> = Vec::new();
     let mut split_ms: [Vec<f64>; 3] = Default::default();
-    let mut total_ms: Vec<f64> = Vec::new();
     for r in 0..runs {
         let procs = [
             ("nats-server", stack.nats.proc.pid()),
@@ -109,7 +108,6 @@ async fn one_size(n: usize, runs: usize) -> Row {
             per_cmd.iter().sum::<f64>()
         );
         broker_ms.push(per_cmd[0]);
-        total_ms.push(per_cmd.iter().sum());
         for (all, one) in split_ms.iter_mut().zip(&per_cmd) {
             all.push(*one);
         }
@@ -280,7 +278,6 @@ async fn one_size(n: usize, runs: usize) -> Row {
         rss_rootd: rss_kib(host.rootd.pid()),
         bringup_s,
         broker_cpu_ms_per_cmd: median(broker_ms),
-        total_cpu_ms_per_cmd: median(total_ms),
         cpu_ms_per_cmd_split: split_ms.map(median),
     };
     drop(sim);

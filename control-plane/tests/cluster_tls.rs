@@ -114,6 +114,9 @@ async fn routes_speak_tls_with_the_broker_certificate_and_refuse_plaintext() {
         ),
     )
     .unwrap();
+    let node_log = cluster.nodes[0].dir.join("nats-server.log");
+    // Only what node 0 logs from here on counts.
+    let before = std::fs::read_to_string(&node_log).unwrap_or_default().len();
     let mut plain = Command::new(nats_server_bin())
         .arg("-c")
         .arg(&plain_conf)
@@ -121,26 +124,31 @@ async fn routes_speak_tls_with_the_broker_certificate_and_refuse_plaintext() {
         .arg(plain_dir.join("plain.log"))
         .spawn()
         .unwrap();
-    let node_log = cluster.nodes[0].dir.join("nats-server.log");
     let said = wait_for(
         "node 0 to refuse the plaintext route",
         Duration::from_secs(30),
         || async {
             let t = std::fs::read_to_string(&node_log).unwrap_or_default();
-            t.lines()
+            t.get(before..)?
+                .lines()
                 .find(|l| l.contains("TLS route handshake error"))
                 .map(str::to_string)
         },
     )
     .await;
     eprintln!("node 0: {said}");
-    let _ = plain.kill();
-    let _ = plain.wait();
+    // Still running and still dialling: it is not among node 0's routes.
+    assert!(
+        plain.try_wait().unwrap().is_none(),
+        "the plaintext node runs"
+    );
     assert_eq!(
         routed_to(&cluster, 0).await,
         ["drover-1", "drover-2"],
         "the plaintext node never joined"
     );
+    let _ = plain.kill();
+    let _ = plain.wait();
 }
 
 #[test]

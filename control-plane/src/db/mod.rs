@@ -139,21 +139,37 @@ const SQLITE_WAL_FILE_LIMIT: u64 = 64 << 20;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// On SQLite, copies the write-ahead log into the database file every
-/// [`CHECKPOINT_EVERY`] (`PRAGMA wal_checkpoint(PASSIVE)`, on a pooled
-/// connection's own thread: it waits for no reader or writer, and copies
-/// what no reader still needs). Without it the commit that crosses
-/// [`SQLITE_CHECKPOINT_PAGES`] copies up to 64 MiB before it returns (one
-/// run at 10,000 agents showed a 41 ms single-command p99 then; runs vary
-/// that much too). Nothing on PostgreSQL. Runs until the process ends. A
-/// checkpoint that a reader holds back simply copies less (the log grows
-/// while a reader keeps an old snapshot, as it always did); an error (no
-/// pooled connection, I/O) is logged at debug and the next tick tries
-/// again.
-pub async fn checkpoint_loop(db: DatabaseConnection) {
+/// [`CHECKPOINT_EVERY`] (`PRAGMA wal_checkpoint(PASSIVE)`), on a connection
+/// of its own opened to `url`, not one of the pool's: the server's pool is
+/// one connection on SQLite (`config::default_db_max_connections`), and a
+/// checkpoint there would hold every query back while it copies. PASSIVE
+/// waits for no reader or writer and copies what no reader still needs.
+/// Without it the commit that crosses [`SQLITE_CHECKPOINT_PAGES`] copies up
+/// to 64 MiB before it returns (one run at 10,000 agents showed a 41 ms
+/// single-command p99 then; runs vary that much too). Nothing on
+/// PostgreSQL. Runs until the process ends. A checkpoint that a reader
+/// holds back simply copies less (the log grows while a reader keeps an old
+/// snapshot, as it always did); an error (the connection, I/O) is logged at
+/// debug and the next tick tries again.
+pub async fn checkpoint_loop(url: String) {
     use sea_orm::ConnectionTrait;
-    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+    if !url.starts_with("sqlite:") {
         return;
     }
+    let mut opt = ConnectOptions::new(url.clone());
+    opt.max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    opt.map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(10)));
+    let db = loop {
+        match Database::connect(opt.clone()).await {
+            Ok(db) => break db,
+            Err(e) => {
+                tracing::debug!(error = %e, url = %redact(&url), "no connection for background checkpoints yet; retrying");
+                tokio::time::sleep(CHECKPOINT_EVERY).await;
+            }
+        }
+    };
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -197,7 +213,8 @@ pub async fn connect_with(url: &str, opts: &DbOptions) -> anyhow::Result<Databas
         .min_connections(opts.min_connections.min(max))
         .acquire_timeout(opts.acquire_timeout)
         .sqlx_logging(false);
-    // sqlx does not turn WAL on by itself; readers must not block the writer.
+    // sqlx does not turn WAL on by itself; readers in other processes
+    // (`drover` CLI commands, backups) must not block the writer.
     opt.map_sqlx_sqlite_opts(|o| {
         o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)

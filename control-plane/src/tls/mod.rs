@@ -1,7 +1,9 @@
 //! TLS material of the control plane: the CA and the broker's and HTTP
 //! server's certificates `drover init` makes in `<data_dir>/tls/` (with
-//! `rcgen`), the broker's `tls {}` block, and loading PEM files into the
-//! rustls configurations `drover serve` listens with.
+//! `rcgen`), the broker's `tls {}` block for clients, and loading PEM files
+//! into the rustls configurations `drover serve` listens with. The cluster
+//! routes' `tls {}` block and the check that the broker certificate can
+//! serve routes are `route.rs`'s.
 //!
 //! Owns making and reading certificate files and the process-wide rustls
 //! crypto provider (ring). It does not decide *when* TLS is on (that is
@@ -17,6 +19,10 @@
 //! | `ca.pem` / `ca.key` | the CA (ECDSA P-256, 10 years); hosts need `ca.pem` |
 //! | `nats.pem` / `nats.key` | nats-server's certificate (2 years); also its identity on cluster routes, so it allows client authentication too |
 //! | `http.pem` / `http.key` | the API's and web UI's certificate (2 years) |
+
+mod route;
+
+pub use route::{check_route_cert, route_tls_block};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -199,9 +205,12 @@ fn leaf_params(
 
 /// Makes whatever of the CA, the broker's and the HTTP certificate is
 /// missing in `files.dir`, for `names` (checked with [`check_name`] first;
-/// nothing is written when one is bad). Existing files are kept: a leaf
-/// whose `.pem` and `.key` both exist is not touched, and a missing leaf is
-/// issued by the existing CA (which then needs `ca.key`).
+/// nothing is written when one is bad). Existing files are kept, with one
+/// exception: while init's own `ca.key` is there, a leaf that does not name
+/// every one of `names` or lacks a usage it needs (the broker's: client
+/// authentication too, for cluster routes) is issued again, key and all.
+/// A missing leaf is issued by the existing CA (which then needs `ca.key`);
+/// an operator's own leaves (no `ca.key`) are never replaced.
 pub fn ensure_certs(files: &TlsFiles, names: &[String]) -> Result<Made, TlsError> {
     for n in names {
         check_name(n)?;
@@ -279,18 +288,18 @@ pub fn ensure_certs(files: &TlsFiles, names: &[String]) -> Result<Made, TlsError
 
 /// The broker certificate's extended key usages: server (clients and
 /// routes dialling in) and client (this node dialling its routes).
-const NATS_USAGES: &[ExtendedKeyUsagePurpose] = &[
+pub(crate) const NATS_USAGES: &[ExtendedKeyUsagePurpose] = &[
     ExtendedKeyUsagePurpose::ServerAuth,
     ExtendedKeyUsagePurpose::ClientAuth,
 ];
 /// The API's certificate's extended key usages.
-const HTTP_USAGES: &[ExtendedKeyUsagePurpose] = &[ExtendedKeyUsagePurpose::ServerAuth];
+pub(crate) const HTTP_USAGES: &[ExtendedKeyUsagePurpose] = &[ExtendedKeyUsagePurpose::ServerAuth];
 
 /// Whether the leaf certificate in `pem` may be used for every one of
 /// `usages` (server and client authentication only are asked here): an
 /// extended key usage extension that lists them or `any`, or none at all
 /// (then nothing is restricted). An unreadable certificate allows nothing.
-fn allows(pem: &Path, usages: &[ExtendedKeyUsagePurpose]) -> bool {
+pub(crate) fn allows(pem: &Path, usages: &[ExtendedKeyUsagePurpose]) -> bool {
     let Ok(certs) = load_certs(pem) else {
         return false;
     };
@@ -308,48 +317,6 @@ fn allows(pem: &Path, usages: &[ExtendedKeyUsagePurpose]) -> bool {
             ExtendedKeyUsagePurpose::ClientAuth => eku.client_auth,
             _ => false,
         })
-}
-
-/// Checks that the broker certificate in `files` can be a node's identity
-/// on cluster routes (client and server authentication), for `drover
-/// broker-config --tls`; the error says what to do.
-pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
-    let pem = files.nats_pem();
-    if !pem.exists() || !files.nats_key().exists() {
-        return Err(TlsError::Pem {
-            path: pem,
-            what: "is missing: run `drover init` (without --no-tls) first".into(),
-        });
-    }
-    if allows(&pem, NATS_USAGES) {
-        return Ok(());
-    }
-    Err(TlsError::Pem {
-        path: pem,
-        what: "allows server authentication only, and cluster routes check both ends: run \
-               `drover init` again (with init's ca.key it issues the broker certificate anew, \
-               hosts notice nothing), or put a certificate from your CA with both serverAuth \
-               and clientAuth there"
-            .into(),
-    })
-}
-
-/// The `tls {}` block of a cluster node's `cluster {}`: routes in both
-/// directions speak TLS with the broker certificate and check the other
-/// node's against the installation's CA (nats-server always verifies both
-/// ends of a route; the certificate must name every node's route host).
-/// Indented for its place inside `cluster {}`.
-pub fn route_tls_block(files: &TlsFiles) -> String {
-    let abs = |p: &Path| {
-        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        serde_json::json!(p.display().to_string())
-    };
-    format!(
-        "  tls {{\n    cert_file: {}\n    key_file: {}\n    ca_file: {}\n    timeout: 2\n  }}\n",
-        abs(&files.nats_pem()),
-        abs(&files.nats_key()),
-        abs(&files.ca_pem()),
-    )
 }
 
 /// Whether the leaf certificate in `pem` names every one of `names` in its
@@ -545,35 +512,6 @@ mod tests {
         let other = vec!["other.example.com".to_string()];
         assert!(ensure_certs(&files, &other).unwrap().written.is_empty());
         assert_eq!(std::fs::read(files.http_pem()).unwrap(), before);
-    }
-
-    #[test]
-    fn the_broker_certificate_serves_routes_and_the_apis_only_clients() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = TlsFiles::new(dir.path());
-        let names = vec!["localhost".to_string()];
-        ensure_certs(&files, &names).unwrap();
-        assert!(allows(&files.nats_pem(), NATS_USAGES));
-        assert!(allows(&files.http_pem(), HTTP_USAGES));
-        assert!(!allows(&files.http_pem(), NATS_USAGES));
-        check_route_cert(&files).unwrap();
-        let block = route_tls_block(&files);
-        assert!(
-            block.contains("ca_file:") && block.contains("nats.pem"),
-            "{block}"
-        );
-        // An operator's own broker certificate for clients only (no
-        // ca.key: never replaced) is refused for routes, saying what to do.
-        std::fs::copy(files.http_pem(), files.nats_pem()).unwrap();
-        std::fs::copy(files.http_key(), files.nats_key()).unwrap();
-        std::fs::remove_file(files.ca_key()).unwrap();
-        assert!(ensure_certs(&files, &names).unwrap().written.is_empty());
-        let e = check_route_cert(&files).unwrap_err().to_string();
-        assert!(e.contains("clientAuth") && e.contains("drover init"), "{e}");
-        // Missing altogether: run drover init.
-        std::fs::remove_file(files.nats_pem()).unwrap();
-        let e = check_route_cert(&files).unwrap_err().to_string();
-        assert!(e.contains("drover init"), "{e}");
     }
 
     #[test]
