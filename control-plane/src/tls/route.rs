@@ -18,12 +18,29 @@ use super::{allows, load_certs, TlsError, TlsFiles, NATS_USAGES};
 /// (a broker certificate of an `init` before 2026-12-02 has the first only).
 pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
     let (pem, ca) = (files.nats_pem(), files.ca_pem());
-    for f in [&pem, &files.nats_key(), &ca] {
+    if !ca.exists() {
+        // init makes a CA only where there is none: with its key left
+        // behind it refuses, and a new CA would be one no host trusts.
+        let what = if files.ca_key().exists() {
+            "is missing while ca.key is there: restore ca.pem from a backup of the data \
+             directory (`drover backup` keeps tls/); `drover init` does not remake it, and a new \
+             CA would be one no host or node trusts"
+        } else {
+            "is missing: run `drover init` (without --no-tls) first, or put your CA's \
+             certificate there"
+        };
+        return Err(TlsError::Pem {
+            path: ca,
+            what: what.into(),
+        });
+    }
+    for f in [&pem, &files.nats_key()] {
         if !f.exists() {
             return Err(TlsError::Pem {
                 path: f.clone(),
-                what: "is missing: run `drover init` (without --no-tls) first, or put your \
-                       CA's certificate (ca.pem) and the broker's (nats.pem, nats.key) there"
+                what: "is missing: run `drover init` (without --no-tls; with init's ca.key it \
+                       issues the broker's certificate and key again), or put the ones your CA \
+                       issued there"
                     .into(),
             });
         }
@@ -98,9 +115,15 @@ mod tests {
         std::fs::write(files.nats_pem(), "not a certificate").unwrap();
         let e = check_route_cert(&files).unwrap_err().to_string();
         assert!(!e.contains("clientAuth"), "{e}");
-        // The CA's certificate missing: routes could check nothing.
+        // The CA's certificate missing: routes could check nothing. With
+        // no ca.key (an operator's own CA): put it there, or run init.
         std::fs::remove_file(files.ca_pem()).unwrap();
         let e = check_route_cert(&files).unwrap_err().to_string();
         assert!(e.contains("ca.pem") && e.contains("drover init"), "{e}");
+        // With init's ca.key left behind, init cannot remake it (it
+        // refuses to overwrite the key): restore it, init is no way out.
+        std::fs::write(files.ca_key(), "key").unwrap();
+        let e = check_route_cert(&files).unwrap_err().to_string();
+        assert!(e.contains("restore ca.pem") && e.contains("backup"), "{e}");
     }
 }
