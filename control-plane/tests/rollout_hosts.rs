@@ -85,10 +85,20 @@ async fn follow(stack: &Stack, id: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text(&out))
 }
 
+/// The rollout's view. The API's per-token rate limit answers 429 when
+/// this poll and `drover rollout status --follow` (same token) meet in one
+/// second: waited out as its Retry-After says (1 s), at most 10 times.
 async fn rollout(stack: &Stack, id: &str) -> Value {
-    let (code, v) = stack.get(&format!("/rollouts/{id}")).await;
-    assert_eq!(code, 200, "{v}");
-    v
+    for _ in 0..10 {
+        let (code, v) = stack.get(&format!("/rollouts/{id}")).await;
+        if code == 429 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        assert_eq!(code, 200, "{v}");
+        return v;
+    }
+    panic!("GET /rollouts/{id} rate-limited 10 times in a row");
 }
 
 fn host_row<'a>(v: &'a Value, agent: &str) -> &'a Value {
