@@ -155,15 +155,24 @@ impl Stack {
     }
 
     /// Submits a command to one agent; returns its id.
+    /// A 429 (the per-token rate limit, shared with the test's polls) is
+    /// waited out as its Retry-After says (1 s), at most 10 times.
     pub async fn submit(&self, agent: &str, action: &str, params: Value) -> String {
-        let (code, c) = self
-            .post(
-                &format!("/agents/{agent}/commands"),
-                &json!({"action": action, "params": params}),
-            )
-            .await;
-        assert_eq!(code, 201, "submitting {action}: {c}");
-        c["id"].as_str().unwrap().to_string()
+        for _ in 0..10 {
+            let (code, c) = self
+                .post(
+                    &format!("/agents/{agent}/commands"),
+                    &json!({"action": action, "params": params}),
+                )
+                .await;
+            if code == 429 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            assert_eq!(code, 201, "submitting {action}: {c}");
+            return c["id"].as_str().unwrap().to_string();
+        }
+        panic!("submitting {action}: rate-limited 10 times in a row");
     }
 }
 
