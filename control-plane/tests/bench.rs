@@ -65,7 +65,6 @@ async fn one_size(n: usize, runs: usize) -> Row {
 
     // Fan-out.
     let mut times = Vec::new();
-    let mut broker_ms: Vec<f64> = Vec::new();
     let mut split_ms: [Vec<f64>; 3] = Default::default();
     for r in 0..runs {
         let procs = [
@@ -107,7 +106,6 @@ async fn one_size(n: usize, runs: usize) -> Row {
             per_cmd[0],
             per_cmd.iter().sum::<f64>()
         );
-        broker_ms.push(per_cmd[0]);
         for (all, one) in split_ms.iter_mut().zip(&per_cmd) {
             all.push(*one);
         }
@@ -277,7 +275,6 @@ async fn one_size(n: usize, runs: usize) -> Row {
         },
         rss_rootd: rss_kib(host.rootd.pid()),
         bringup_s,
-        broker_cpu_ms_per_cmd: median(broker_ms),
         cpu_ms_per_cmd_split: split_ms.map(median),
     };
     drop(sim);
