@@ -19,6 +19,7 @@ mod hostile;
 mod install;
 mod mariadb;
 pub mod packages;
+mod ports;
 mod process;
 mod rootd;
 mod session;
@@ -53,6 +54,8 @@ pub use hostile::*;
 pub use install::*;
 #[allow(unused_imports)]
 pub use mariadb::*;
+#[allow(unused_imports)]
+pub use ports::*;
 #[allow(unused_imports)]
 pub use process::*;
 #[allow(unused_imports)]

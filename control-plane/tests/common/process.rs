@@ -39,14 +39,6 @@ pub fn random_machine_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child process whose output goes to a log file; killed on drop.
 pub struct Proc {
     pub name: String,
