@@ -1,6 +1,8 @@
 //! The CLI's view of the API: a small HTTP client with the token attached and
 //! errors turned into sentences; over HTTPS it trusts the CA it is given
-//! (`--ca`), not the public roots.
+//! (`--ca`), not the public roots. A request the server's rate limit
+//! refused (429 with `Retry-After`) is sent again after the wait it names. It does not own
+//! the rate limit itself (`http/rate.rs`).
 
 use std::path::Path;
 
@@ -63,14 +65,50 @@ impl ApiClient {
         Err(ClientError::Status { status, message }.into())
     }
 
+    /// Sends the request `build` makes for `{base}/api/v1{path}` with the
+    /// token, and sends it again while the server's rate limit refuses it
+    /// (429 with `Retry-After`, [`rate_wait_secs`]): after the wait it names,
+    /// at most [`RATE_RETRIES`] times, saying so on stderr. Such a request
+    /// reached nothing behind the limit (`http/rate.rs`), so sending it again
+    /// is safe for any method. A 429 without `Retry-After` (a host's command
+    /// queue is full) is a refusal of the request itself and is returned as
+    /// is. The answer is returned unread; the last 429 when the retries run
+    /// out.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut retries = 0;
+        loop {
+            let req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.token);
+            let resp = build(req)
+                .send()
+                .await
+                .map_err(|e| unreachable(&self.base, e))?;
+            let Some(secs) = rate_wait_secs(&resp) else {
+                return Ok(resp);
+            };
+            if retries >= RATE_RETRIES {
+                return Ok(resp);
+            }
+            retries += 1;
+            eprintln!(
+                "the control plane is rate-limiting these requests (429): sending again in {secs} s \
+                 ({retries} of {RATE_RETRIES})"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        }
+    }
+
     /// `GET /api/v1{path}` with the token; the answer unread.
     async fn send_get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        self.http
-            .get(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, e))
+        self.send(reqwest::Method::GET, path, |r| r).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -102,19 +140,14 @@ impl ApiClient {
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .delete(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, e))?;
+        let resp = self.send(reqwest::Method::DELETE, path, |r| r).await?;
         self.check(resp).await
     }
 
     /// `POST /api/v1{path}` with a raw body (`application/octet-stream`)
     /// and extra headers (`drover releases publish` sends an agent binary
-    /// this way); errors as [`Self::get`].
+    /// this way); errors as [`Self::get`]. Sent once: a streamed body cannot
+    /// be sent again, so a 429 is an error here.
     pub async fn post_raw(
         &self,
         path: &str,
@@ -139,15 +172,37 @@ impl ApiClient {
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self
-            .http
-            .post(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.base, e))?;
+            .send(reqwest::Method::POST, path, |r| r.json(body))
+            .await?;
         self.check(resp).await
     }
+}
+
+/// How many times a request the server answered 429 is sent again.
+pub const RATE_RETRIES: u32 = 5;
+
+/// The longest wait before sending a 429'd request again, seconds (a
+/// larger `Retry-After` is cut to it).
+pub const RATE_WAIT_MAX_SECS: u64 = 30;
+
+/// The wait a rate-limited answer asks for: `Some(seconds)` for a 429 with
+/// a `Retry-After` header (whole seconds, RFC 9110 §10.2.3, within
+/// 1..=[`RATE_WAIT_MAX_SECS`]; an HTTP date counts as 1 s), `None` for any
+/// other answer. The server's rate limit (`http/rate.rs`) always sends the
+/// header; its other 429 (a host's full command queue) never does.
+fn rate_wait_secs(resp: &reqwest::Response) -> Option<u64> {
+    if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    Some(
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(1)
+            .clamp(1, RATE_WAIT_MAX_SECS),
+    )
 }
 
 /// Why a request did not get an answer, said so that the operator knows
@@ -219,6 +274,33 @@ pub fn parse_params(pairs: &[String]) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An answer with `status` and, when given, a `Retry-After` header.
+    fn answer(status: u16, retry_after: Option<&'static str>) -> reqwest::Response {
+        let mut b = axum::http::Response::builder().status(status);
+        if let Some(v) = retry_after {
+            b = b.header("retry-after", v);
+        }
+        reqwest::Response::from(b.body("").unwrap())
+    }
+
+    #[test]
+    fn only_a_429_with_retry_after_is_waited_out_in_whole_seconds_within_bounds() {
+        assert_eq!(rate_wait_secs(&answer(429, Some("3"))), Some(3));
+        assert_eq!(rate_wait_secs(&answer(429, Some("0"))), Some(1));
+        assert_eq!(
+            rate_wait_secs(&answer(429, Some("86400"))),
+            Some(RATE_WAIT_MAX_SECS)
+        );
+        assert_eq!(
+            rate_wait_secs(&answer(429, Some("Wed, 21 Oct 2026 07:28:00 GMT"))),
+            Some(1)
+        );
+        // A full command queue: 429 without Retry-After, not sent again.
+        assert_eq!(rate_wait_secs(&answer(429, None)), None);
+        assert_eq!(rate_wait_secs(&answer(503, Some("3"))), None);
+        assert_eq!(rate_wait_secs(&answer(200, None)), None);
+    }
 
     #[test]
     fn params() {

@@ -325,6 +325,94 @@ async fn scripts_get_json_and_exit_codes_from_a_live_stack() {
     expect(&stack, &["run", "all", "no.such.action", "--json"], 2);
 }
 
+/// A CLI command the API's per-token rate limit refuses (429) waits the
+/// `Retry-After` and sends its request again, instead of failing a script:
+/// the test spends the admin token's bucket from beside the CLI until the
+/// CLI says it is waiting, then stops, and the command ends well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_cli_command_waits_and_sends_again() {
+    use std::io::BufRead;
+    let mut stack = Stack::start().await;
+    stack
+        .restart_cp_with(&[
+            ("DROVER_HTTP_RATE_PER_TOKEN", "1"),
+            ("DROVER_HTTP_RATE_PER_ADDRESS", "0"),
+            ("DROVER_HTTP_RATE_BURST", "1"),
+        ])
+        .await;
+    // The bucket holds one request: spend it before the CLI starts.
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/agents", stack.base);
+    let first = http
+        .get(&url)
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let mut child = Command::new(bin("drover"))
+        .args(["agents", "--json"])
+        .env("DROVER_DATA_DIR", &stack.data_dir)
+        .env("DROVER_API", &stack.base)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // stderr line by line, so the test sees the wait as it is said.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut said = Vec::new();
+    let mut waited = false;
+    let mut spent = 1;
+    while !waited {
+        assert!(
+            Instant::now() < deadline,
+            "the CLI never said it waits out a 429 within 60 s (the test took {spent} \
+             tokens); its stderr so far: {said:?}"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            // It got through between the test's requests: nothing shown.
+            panic!("the CLI ended ({status}) before being rate-limited; stderr: {said:?}");
+        }
+        let r = http
+            .get(&url)
+            .bearer_auth(&stack.token)
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            spent += 1;
+        }
+        while let Ok(line) = rx.try_recv() {
+            waited |= line.contains("rate-limiting");
+            said.push(line);
+        }
+    }
+    // The test stops spending: the bucket refills within a second, and the
+    // CLI's next try gets through.
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    reader.join().unwrap();
+    said.extend(rx.try_iter());
+    assert!(status.success(), "the CLI failed after waiting: {said:?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("429") && l.contains("1 of 5")),
+        "{said:?}"
+    );
+}
+
 /// How long `drover run <one host> sys.ping` takes end to end (a
 /// simulated agent, and a real agent with its rootd), for the report;
 /// compares with another build when DROVER_OLD_BIN names one. Run with
