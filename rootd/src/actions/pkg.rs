@@ -202,6 +202,13 @@ pub fn apt_env(cfg: &RootdConfig) -> Vec<(&'static str, String)> {
     env
 }
 
+/// apt's option (for `-o`) that makes it wait for the dpkg lock up to
+/// rootd's `apt_lock_timeout_secs` instead of failing at once while another
+/// apt or unattended-upgrades holds it: `DPkg::Lock::Timeout=<seconds>`.
+pub fn apt_lock_option(cfg: &RootdConfig) -> String {
+    format!("DPkg::Lock::Timeout={}", cfg.apt_lock_timeout_secs)
+}
+
 /// The borrowed form [`Runner::run`] takes.
 pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
@@ -284,7 +291,7 @@ async fn change(
             };
         }
     }
-    let lock_timeout = format!("DPkg::Lock::Timeout={}", ctx.cfg.apt_lock_timeout_secs);
+    let lock_timeout = apt_lock_option(ctx.cfg);
     let mut argv: Vec<&str> = match (mgr, install) {
         (Manager::Apt, true) => vec![&t.apt_get, "install", "-y", "--no-install-recommends"],
         (Manager::Apt, false) => vec![&t.apt_get, "install", "--only-upgrade", "-y"],

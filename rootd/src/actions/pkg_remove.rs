@@ -13,7 +13,9 @@ use bus_schema::Command;
 use serde::Serialize;
 use serde_json::json;
 
-use super::pkg::{apt_env, check_form, env_refs, Manager, Tools, APT_NO_PTY, RPM_FORMAT};
+use super::pkg::{
+    apt_env, apt_lock_option, check_form, env_refs, Manager, Tools, APT_NO_PTY, RPM_FORMAT,
+};
 use super::pkg_parse::{apt_lock_held, parse_rpm_q};
 use crate::toolkit::{params, Ctx, Outcome, Runner};
 
@@ -155,7 +157,7 @@ async fn apt(p: &RemoveParams, names: &[(String, String)], ctx: &Ctx<'_>) -> Out
     let verb = if p.purge { "purge" } else { "remove" };
     if !todo.is_empty() {
         let env = apt_env(ctx.cfg);
-        let lock = format!("DPkg::Lock::Timeout={}", ctx.cfg.apt_lock_timeout_secs);
+        let lock = apt_lock_option(ctx.cfg);
         let mut sim = vec![t.apt_get.as_str(), "-s", verb, "-o", &lock, "--"];
         sim.extend(&todo);
         let ran = match runner.run(&sim, &env_refs(&env), false).await {

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::json;
 
-use super::pkg::{apt_env, env_refs, unhold_hint, Manager, Tools, DPKG_FORMAT, RPM_FORMAT};
+use super::pkg::{
+    apt_env, apt_lock_option, env_refs, unhold_hint, Manager, Tools, DPKG_FORMAT, RPM_FORMAT,
+};
 use super::pkg_parse::{
     parse_apt_simulation, parse_dnf_check_update, parse_dpkg_query, parse_needs_restarting,
     parse_rpm_q, parse_updateinfo, Upgradable,
@@ -45,7 +47,7 @@ pub struct Reboot {
 pub async fn refresh(mgr: Manager, ctx: &Ctx<'_>) -> Result<(), Outcome> {
     let runner = Runner::new(ctx);
     let t = Tools::of(ctx.cfg);
-    let lock_timeout = format!("DPkg::Lock::Timeout={}", ctx.cfg.apt_lock_timeout_secs);
+    let lock_timeout = apt_lock_option(ctx.cfg);
     let (argv, env): (Vec<&str>, Vec<(&'static str, String)>) = match mgr {
         Manager::Apt => (
             vec![&t.apt_get, "-q", "-o", &lock_timeout, "update"],
