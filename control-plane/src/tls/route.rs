@@ -8,14 +8,24 @@
 //! `broker_cluster.rs`'s.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 
 use super::{allows, load_certs, TlsError, TlsFiles, NATS_USAGES};
 
 /// Checks that the broker certificate in `files` can be a node's identity
-/// on cluster routes, for `drover broker-config --tls`. Errors (each says
-/// what to do): the certificate, its key or the CA's certificate missing;
-/// the certificate unreadable; or it lacks server or client authentication
-/// (a broker certificate of an `init` before 2026-12-02 has the first only).
+/// on cluster routes, for `drover broker-config --tls`, before nats-server
+/// would refuse to start or the other nodes would refuse its routes.
+/// Errors (each says what to do): the certificate, its key or the CA's
+/// certificate missing or unreadable; the certificate lacks server or
+/// client authentication (a broker certificate of an `init` before
+/// 2026-12-02 has the first only); the key is not the certificate's; or
+/// the certificate does not chain to the CA (another CA's, expired, or a
+/// CA's own certificate).
 pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
     let (pem, ca) = (files.nats_pem(), files.ca_pem());
     if !ca.exists() {
@@ -52,17 +62,92 @@ pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
             what: format!("not an X.509 certificate: {e}"),
         });
     }
-    if allows(&pem, NATS_USAGES) {
-        return Ok(());
+    if !allows(&pem, NATS_USAGES) {
+        return Err(TlsError::Pem {
+            path: pem,
+            what: "does not allow both server and client authentication, and cluster routes \
+                   check both ends: run `drover init` again (with init's ca.key it issues the \
+                   broker certificate anew, hosts notice nothing), or put a certificate from \
+                   your CA with both serverAuth and clientAuth there"
+                .into(),
+        });
     }
-    Err(TlsError::Pem {
-        path: pem,
-        what: "does not allow both server and client authentication, and cluster routes check \
-               both ends: run `drover init` again (with init's ca.key it issues the broker \
-               certificate anew, hosts notice nothing), or put a certificate from your CA with \
-               both serverAuth and clientAuth there"
-            .into(),
-    })
+    check_key_matches(&files.nats_key(), &pem, certs.clone())?;
+    check_issued_by_ca(&pem, &ca, &certs)
+}
+
+/// The private key in `key` is the one of the leaf certificate `certs[0]`
+/// (from `pem`), as nats-server needs to start. Errors: not a PEM private
+/// key, or the key of another certificate.
+fn check_key_matches(
+    key: &Path,
+    pem: &Path,
+    certs: Vec<CertificateDer<'static>>,
+) -> Result<(), TlsError> {
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+        path: key.to_path_buf(),
+        what: format!(
+            "not a PEM private key ({e}): put the key of {} there",
+            pem.display()
+        ),
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    match CertifiedKey::from_der(certs, der, &provider) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(TlsError::Pem {
+            path: key.to_path_buf(),
+            what: format!(
+                "is not the key of {} ({e}): put the certificate and its own key there \
+                 together, or, with init's ca.key, move both away and run `drover init` to \
+                 issue them anew",
+                pem.display()
+            ),
+        }),
+    }
+}
+
+/// The leaf `certs[0]` (from `pem`, with any intermediates after it) chains
+/// to a certificate in `ca`, is valid now, is no CA itself and allows
+/// client authentication: the checks the other nodes' nats-server makes
+/// of it on a route (rustls's WebPKI verifier, which nats-server's Go
+/// verifier matches on these points). Errors say which file to fix.
+fn check_issued_by_ca(
+    pem: &Path,
+    ca: &Path,
+    certs: &[CertificateDer<'static>],
+) -> Result<(), TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| TlsError::Pem {
+            path: ca.to_path_buf(),
+            what: format!(
+                "holds a certificate that cannot be a CA ({e}): put the CA that issued {} \
+                 there",
+                pem.display()
+            ),
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsError::Pem {
+            path: ca.to_path_buf(),
+            what: format!("cannot check certificates against it: {e}"),
+        })?;
+    verifier
+        .verify_client_cert(&certs[0], &certs[1..], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| TlsError::Pem {
+            path: pem.to_path_buf(),
+            what: format!(
+                "does not check out against {} ({e}), so the other nodes would refuse its \
+                 routes: put there a certificate (not a CA's) that this CA issued, valid now, \
+                 followed by any intermediate certificates, and its key; or, with init's \
+                 ca.key, move nats.pem and nats.key away and run `drover init` to issue them \
+                 anew",
+                ca.display()
+            ),
+        })
 }
 
 /// The `tls {}` block of a cluster node's `cluster {}`: routes in both
@@ -125,5 +210,59 @@ mod tests {
         std::fs::write(files.ca_key(), "key").unwrap();
         let e = check_route_cert(&files).unwrap_err().to_string();
         assert!(e.contains("restore ca.pem") && e.contains("backup"), "{e}");
+    }
+
+    /// What nats-server or the other nodes would refuse later is refused by
+    /// `broker-config --tls` now, naming the file to fix: a key that is not
+    /// the certificate's, a CA file that is none, a certificate another CA
+    /// issued, and the CA's own certificate put there as the broker's.
+    #[test]
+    fn a_wrong_key_a_bad_ca_file_or_a_foreign_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path());
+        let names = vec!["localhost".to_string()];
+        ensure_certs(&files, &names).unwrap();
+        let (pem, key, ca) = (files.nats_pem(), files.nats_key(), files.ca_pem());
+        let keep = |p: &Path| std::fs::read(p).unwrap();
+        let (good_pem, good_key, good_ca) = (keep(&pem), keep(&key), keep(&ca));
+        let restore = || {
+            std::fs::write(&pem, &good_pem).unwrap();
+            std::fs::write(&key, &good_key).unwrap();
+            std::fs::write(&ca, &good_ca).unwrap();
+            check_route_cert(&files).unwrap();
+        };
+        let refused = |needle: &str, file: &str| {
+            let e = check_route_cert(&files).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains(file), "{e}");
+        };
+        // Another certificate's key (the API's).
+        std::fs::copy(files.http_key(), &key).unwrap();
+        refused("is not the key of", "nats.key");
+        restore();
+        // Not a key at all.
+        std::fs::write(&key, "not a key").unwrap();
+        refused("not a PEM private key", "nats.key");
+        restore();
+        // A CA file that holds no certificate.
+        std::fs::write(&ca, "not a certificate").unwrap();
+        refused("ca.pem", "ca.pem");
+        restore();
+        // A certificate and key that another installation's CA issued.
+        let other = tempfile::tempdir().unwrap();
+        let theirs = TlsFiles::new(other.path());
+        ensure_certs(&theirs, &names).unwrap();
+        std::fs::copy(theirs.nats_pem(), &pem).unwrap();
+        std::fs::copy(theirs.nats_key(), &key).unwrap();
+        refused("does not check out against", "nats.pem");
+        // What the message says to do: moved away, init issues them anew.
+        std::fs::remove_file(&pem).unwrap();
+        std::fs::remove_file(&key).unwrap();
+        ensure_certs(&files, &names).unwrap();
+        check_route_cert(&files).unwrap();
+        // The CA's own certificate and key as the broker's.
+        std::fs::copy(&ca, &pem).unwrap();
+        std::fs::copy(files.ca_key(), &key).unwrap();
+        refused("does not check out against", "nats.pem");
+        restore();
     }
 }

@@ -91,6 +91,13 @@ impl Cluster {
                 "drover broker-config: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            // With --out: nothing on stdout, what it wrote on stderr.
+            assert!(out.stdout.is_empty());
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains(&format!("wrote {}", conf.display())),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             nodes.push(ClusterNode {
                 proc: None,
                 port: client_ports[i],

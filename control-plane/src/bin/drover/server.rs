@@ -119,10 +119,12 @@ pub struct BrokerConfig {
     /// certificate, checked against the installation's CA both ways; it
     /// must name every node and allow client authentication, which a
     /// certificate of an earlier `drover init` lacks: run `drover init`
-    /// again first).
+    /// again first). The certificate, its key and the CA are checked
+    /// before anything is written.
     #[arg(long)]
     pub tls: bool,
-    /// Write here instead of standard output.
+    /// Write here (owner-only, replacing the file) instead of standard
+    /// output; says on stderr what it wrote.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -158,7 +160,16 @@ pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
                 f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
                 std::io::Write::write_all(&mut f, conf.as_bytes())
             };
-            write().with_context(|| format!("writing {}", p.display()))
+            write().with_context(|| format!("writing {}", p.display()))?;
+            // Standard output stays empty: scripts may redirect it.
+            eprintln!(
+                "wrote {} (node {}, owner-only: it holds the routes' password); start the node \
+                 with: nats-server -c {}",
+                p.display(),
+                node.server_name,
+                p.display()
+            );
+            Ok(())
         }
         None => {
             print!("{conf}");
