@@ -406,20 +406,6 @@ async fn a_route_without_the_password_is_refused() {
     let _ = rogue.kill();
     let _ = rogue.wait();
     // Node 0 still routes to its two peers only.
-    let routez: serde_json::Value = reqwest::get(format!(
-        "http://127.0.0.1:{}/routez",
-        cluster.nodes[0].monitor
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let names: Vec<String> = routez["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["remote_name"].as_str().map(str::to_string))
-        .collect();
+    let names = cluster.routed_to(0).await;
     assert!(!names.iter().any(|n| n == "rogue"), "{names:?}\n{said}");
 }

@@ -44,28 +44,6 @@ fn broker_config_tls(data: &Path, dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// The node names the routes of node `i` lead to (`/routez`).
-async fn routed_to(cluster: &Cluster, i: usize) -> Vec<String> {
-    let routez: serde_json::Value = reqwest::get(format!(
-        "http://127.0.0.1:{}/routez",
-        cluster.nodes[i].monitor
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let mut names: Vec<String> = routez["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["remote_name"].as_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_speak_tls_with_the_broker_certificate_and_refuse_plaintext() {
     let tmp = tempfile::tempdir().unwrap();
@@ -87,7 +65,7 @@ async fn routes_speak_tls_with_the_broker_certificate_and_refuse_plaintext() {
     assert!(block.contains("ca_file:"), "routes check the CA: {block}");
     assert!(conf.contains("include \"tls.conf\""), "clients too: {conf}");
     for i in 0..3 {
-        let peers = routed_to(&cluster, i).await;
+        let peers = cluster.routed_to(i).await;
         let expected: Vec<String> = (0..3)
             .filter(|j| *j != i)
             .map(|j| format!("drover-{j}"))
@@ -143,7 +121,7 @@ async fn routes_speak_tls_with_the_broker_certificate_and_refuse_plaintext() {
         "the plaintext node runs"
     );
     assert_eq!(
-        routed_to(&cluster, 0).await,
+        cluster.routed_to(0).await,
         ["drover-1", "drover-2"],
         "the plaintext node never joined"
     );

@@ -198,6 +198,27 @@ impl Cluster {
     }
 
     /// Starts node `i` (again) with its configuration and storage.
+    /// The node names the routes of node `i` lead to (its `/routez`),
+    /// sorted, each once.
+    pub async fn routed_to(&self, i: usize) -> Vec<String> {
+        let routez: Value =
+            reqwest::get(format!("http://127.0.0.1:{}/routez", self.nodes[i].monitor))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let mut names: Vec<String> = routez["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["remote_name"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn start_node(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         let mut cmd = Command::new(nats_server_bin());
