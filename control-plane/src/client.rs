@@ -15,6 +15,9 @@ pub struct ApiClient {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// Whether waiting out a rate limit is said on stderr (not with
+    /// `--json`, whose stderr carries only the error document).
+    notices: bool,
 }
 
 impl ApiClient {
@@ -23,7 +26,15 @@ impl ApiClient {
             base: base.trim_end_matches('/').to_string(),
             token,
             http: reqwest::Client::new(),
+            notices: true,
         }
+    }
+
+    /// The same client, saying nothing on stderr while it waits out a rate
+    /// limit (for `--json`: stderr then carries only the error document).
+    pub fn quiet(mut self) -> Self {
+        self.notices = false;
+        self
     }
 
     /// Like [`ApiClient::new`], trusting only the CA in the PEM file `ca`
@@ -48,6 +59,7 @@ impl ApiClient {
             base: base.trim_end_matches('/').to_string(),
             token,
             http: http.build().context("building the HTTPS client")?,
+            notices: true,
         })
     }
 
@@ -68,7 +80,8 @@ impl ApiClient {
     /// Sends the request `build` makes for `{base}/api/v1{path}` with the
     /// token, and sends it again while the server's rate limit refuses it
     /// (429 with `Retry-After`, [`rate_wait_secs`]): after the wait it names,
-    /// at most [`RATE_RETRIES`] times, saying so on stderr. Such a request
+    /// at most [`RATE_RETRIES`] times, saying so on stderr unless
+    /// [`Self::quiet`]. Such a request
     /// reached nothing behind the limit (`http/rate.rs`), so sending it again
     /// is safe for any method. A 429 without `Retry-After` (a host's command
     /// queue is full) is a refusal of the request itself and is returned as
@@ -98,10 +111,12 @@ impl ApiClient {
                 return Ok(resp);
             }
             retries += 1;
-            eprintln!(
-                "the control plane is rate-limiting these requests (429): sending again in {secs} s \
-                 ({retries} of {RATE_RETRIES})"
-            );
+            if self.notices {
+                eprintln!(
+                    "the control plane is rate-limiting these requests (429): sending again in \
+                     {secs} s ({retries} of {RATE_RETRIES})"
+                );
+            }
             tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
         }
     }

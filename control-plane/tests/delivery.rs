@@ -148,8 +148,22 @@ async fn a_full_queue_refuses_more_work_with_a_clear_error() {
         let (code, v) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
         assert_eq!(code, 201, "command {i}: {v}");
     }
-    let (code, v) = stack.command(&h.id, &json!({"action": "sys.ping"})).await;
-    assert_eq!(code, 429, "{v}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/agents/{}/commands", stack.base, h.id))
+        .bearer_auth(&stack.token)
+        .json(&json!({"action": "sys.ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    // No Retry-After: the CLI sends a 429 with one again by itself, and
+    // this refusal is recorded, so a resend would record it twice.
+    assert!(
+        r.headers().get("retry-after").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    let v: serde_json::Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("is full"), "{v}");
     // The refused one is recorded in its one final state.
     let (_, cmds) = stack.get(&format!("/agents/{}/commands", h.id)).await;

@@ -56,6 +56,9 @@ impl From<CreateError> for ApiError {
             CreateError::UnknownAction(_)
             | CreateError::InvalidParams { .. }
             | CreateError::BadTimeout => StatusCode::UNPROCESSABLE_ENTITY,
+            // No Retry-After here, ever: the refusal is recorded (a
+            // rejected command), and the CLI sends a 429 with Retry-After
+            // again by itself (`client.rs`), which would record it twice.
             CreateError::QueueFull(..) => StatusCode::TOO_MANY_REQUESTS,
             CreateError::Sealing(_) => StatusCode::BAD_REQUEST,
             CreateError::AgentNotActive(..)

@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
+use rustls::InconsistentKeys;
 
 use super::{allows, load_certs, TlsError, TlsFiles, NATS_USAGES};
 
@@ -77,14 +78,20 @@ pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
 }
 
 /// The private key in `key` is the one of the leaf certificate `certs[0]`
-/// (from `pem`), as nats-server needs to start. Errors: not a PEM private
-/// key, or the key of another certificate.
+/// (from `pem`), as nats-server needs to start. Errors: `key` unreadable,
+/// not a PEM private key, or the key of another certificate. A key of a
+/// type ring cannot load (P-521, RSA-PSS; nats-server may take it) is not
+/// checked: a warning says so.
 fn check_key_matches(
     key: &Path,
     pem: &Path,
     certs: Vec<CertificateDer<'static>>,
 ) -> Result<(), TlsError> {
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+    let bytes = std::fs::read(key).map_err(|source| TlsError::Io {
+        path: key.to_path_buf(),
+        source,
+    })?;
+    let der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
         path: key.to_path_buf(),
         what: format!(
             "not a PEM private key ({e}): put the key of {} there",
@@ -94,38 +101,51 @@ fn check_key_matches(
     let provider = rustls::crypto::ring::default_provider();
     match CertifiedKey::from_der(certs, der, &provider) {
         Ok(_) => Ok(()),
-        Err(e) => Err(TlsError::Pem {
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(TlsError::Pem {
             path: key.to_path_buf(),
             what: format!(
-                "is not the key of {} ({e}): put the certificate and its own key there \
-                 together, or, with init's ca.key, move both away and run `drover init` to \
-                 issue them anew",
+                "is not the key of {}: put the certificate and its own key there together, \
+                     or, with init's ca.key, move both away and run `drover init` to issue them \
+                     anew",
                 pem.display()
             ),
         }),
+        Err(e) => {
+            tracing::warn!(key = %key.display(), error = %e, "the broker key is of a kind this check cannot read; not checked against its certificate (nats-server checks it when it starts)");
+            Ok(())
+        }
     }
 }
 
 /// The leaf `certs[0]` (from `pem`, with any intermediates after it) chains
-/// to a certificate in `ca`, is valid now, is no CA itself and allows
-/// client authentication: the checks the other nodes' nats-server makes
-/// of it on a route (rustls's WebPKI verifier, which nats-server's Go
-/// verifier matches on these points). Errors say which file to fix.
+/// to a certificate in `ca`, is valid now and is no CA itself: what the
+/// other nodes check of it on a route, as rustls's WebPKI verifier checks
+/// it for client authentication (stricter than nats-server's Go verifier
+/// on one point: a CA's own certificate as a leaf is refused here).
+/// Certificates in `ca` that do not parse are skipped, as Go skips them.
+/// Not refused, with a warning: a signature algorithm WebPKI does not
+/// support (P-521), and a purpose it reads more narrowly than Go (an
+/// `anyExtendedKeyUsage`; [`allows`] has checked the usages already).
+/// Errors say which file to fix.
+// rustls 0.23 still reports some unsupported algorithms with the deprecated
+// unit variant (webpki/mod.rs), so it is matched too.
+#[allow(deprecated)]
 fn check_issued_by_ca(
     pem: &Path,
     ca: &Path,
     certs: &[CertificateDer<'static>],
 ) -> Result<(), TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots.add(c).map_err(|e| TlsError::Pem {
+    let (added, _skipped) = roots.add_parsable_certificates(load_certs(ca)?);
+    if added == 0 {
+        return Err(TlsError::Pem {
             path: ca.to_path_buf(),
             what: format!(
-                "holds a certificate that cannot be a CA ({e}): put the CA that issued {} \
-                 there",
+                "holds no X.509 certificate that parses: put the certificate of the CA that \
+                 issued {} there",
                 pem.display()
             ),
-        })?;
+        });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -134,20 +154,31 @@ fn check_issued_by_ca(
             path: ca.to_path_buf(),
             what: format!("cannot check certificates against it: {e}"),
         })?;
-    verifier
-        .verify_client_cert(&certs[0], &certs[1..], UnixTime::now())
-        .map(|_| ())
-        .map_err(|e| TlsError::Pem {
-            path: pem.to_path_buf(),
-            what: format!(
-                "does not check out against {} ({e}), so the other nodes would refuse its \
-                 routes: put there a certificate (not a CA's) that this CA issued, valid now, \
-                 followed by any intermediate certificates, and its key; or, with init's \
-                 ca.key, move nats.pem and nats.key away and run `drover init` to issue them \
-                 anew",
-                ca.display()
-            ),
-        })
+    let Err(e) = verifier.verify_client_cert(&certs[0], &certs[1..], UnixTime::now()) else {
+        return Ok(());
+    };
+    use rustls::CertificateError as C;
+    if let rustls::Error::InvalidCertificate(
+        C::UnsupportedSignatureAlgorithm
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+        | C::InvalidPurpose
+        | C::InvalidPurposeContext { .. },
+    ) = &e
+    {
+        tracing::warn!(cert = %pem.display(), error = %e, "the broker certificate's chain was not checked against the CA (a signature algorithm or purpose this check does not read); the other nodes check it on every route");
+        return Ok(());
+    }
+    Err(TlsError::Pem {
+        path: pem.to_path_buf(),
+        what: format!(
+            "does not check out against {} ({e}), so the other nodes would refuse its routes: \
+             put there a certificate (not a CA's) that this CA issued, valid now, followed by \
+             any intermediate certificates, and its key; or, with init's ca.key, move nats.pem \
+             and nats.key away and run `drover init` to issue them anew",
+            ca.display()
+        ),
+    })
 }
 
 /// The `tls {}` block of a cluster node's `cluster {}`: routes in both
@@ -245,7 +276,7 @@ mod tests {
         restore();
         // A CA file that holds no certificate.
         std::fs::write(&ca, "not a certificate").unwrap();
-        refused("ca.pem", "ca.pem");
+        refused("holds no certificate", "ca.pem");
         restore();
         // A certificate and key that another installation's CA issued.
         let other = tempfile::tempdir().unwrap();

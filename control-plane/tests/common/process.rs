@@ -44,6 +44,9 @@ pub struct Proc {
     pub name: String,
     child: Option<Child>,
     pub log: PathBuf,
+    /// The log's length when this process started (the file is appended
+    /// to: a restarted process shares it with its predecessor).
+    log_start: u64,
 }
 
 impl Proc {
@@ -53,6 +56,7 @@ impl Proc {
             .append(true)
             .open(&log)
             .unwrap();
+        let log_start = f.metadata().map(|m| m.len()).unwrap_or(0);
         cmd.stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
@@ -74,6 +78,7 @@ impl Proc {
             name: name.into(),
             child: Some(child),
             log,
+            log_start,
         }
     }
 
@@ -87,6 +92,13 @@ impl Proc {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    /// What this process wrote to its log (not a predecessor's lines).
+    pub fn own_log_text(&self) -> String {
+        let text = self.log_text();
+        let start = usize::try_from(self.log_start).unwrap_or(0);
+        text.get(start..).unwrap_or(&text).to_string()
     }
 
     /// SIGTERM, then SIGKILL if it does not exit within 10 s.

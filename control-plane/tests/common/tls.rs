@@ -106,8 +106,12 @@ impl TlsStack {
         let url = format!("{}/healthz", self.base);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // Healthy, and its own log says it listens: a server that
+            // lost its port to another test's would leave that one to
+            // answer.
             if let Ok(r) = self.http.get(&url).send().await {
-                if r.status().is_success() {
+                if r.status().is_success() && self.cp.own_log_text().contains("control plane ready")
+                {
                     return;
                 }
             }

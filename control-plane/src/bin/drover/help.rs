@@ -196,7 +196,8 @@ fn invocation(cmd: &clap::Command, path: &str) -> String {
 
 /// The API client of the client commands: `--token` / `DROVER_TOKEN`, else
 /// the admin token file in the data directory; for an https URL it trusts
-/// `--ca` / `DROVER_CA`, else `<data_dir>/tls/ca.pem` when present.
+/// `--ca` / `DROVER_CA`, else `<data_dir>/tls/ca.pem` when present. With
+/// `--json` it waits out a rate limit without saying so on stderr.
 pub fn api_client(
     url: &str,
     token: Option<String>,
@@ -218,5 +219,10 @@ pub fn api_client(
         let made = cfg.tls_files().ca_pem();
         (url.to_ascii_lowercase().starts_with("https://") && made.is_file()).then_some(made)
     });
-    client::ApiClient::with_ca(url, token, ca.as_deref())
+    let api = client::ApiClient::with_ca(url, token, ca.as_deref())?;
+    Ok(if crate::print::json_mode() {
+        api.quiet()
+    } else {
+        api
+    })
 }

@@ -417,6 +417,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Decode => return server::decode(),
         Cmd::Completions { shell } => return help::completions(shell),
         Cmd::Init { .. } | Cmd::Serve | Cmd::Dev(_) => server::init_tracing(),
+        // What `--tls` could not check is a warning on stderr.
+        Cmd::BrokerConfig(_) => server::init_warnings(),
         _ => {}
     }
     let cfg = Config::load(cli.config.as_deref())?;

@@ -252,3 +252,14 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .init();
 }
+
+/// Warnings (and errors) only, on stderr, without timestamps: for local
+/// commands whose output is a file or standard output (`broker-config`).
+pub fn init_warnings() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
