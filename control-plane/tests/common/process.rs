@@ -159,6 +159,8 @@ impl Nats {
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.join("js"));
         let proc = Proc::spawn("nats-server", cmd, dir.join("nats-server.log"));
+        // Accepting, and its own log says it is ready: a server that lost
+        // its port would leave another test's to answer.
         wait_for(
             "nats-server to accept connections",
             Duration::from_secs(20),
@@ -166,6 +168,7 @@ impl Nats {
                 tokio::net::TcpStream::connect(("127.0.0.1", port))
                     .await
                     .ok()
+                    .filter(|_| proc.own_log_text().contains("Server is ready"))
                     .map(|_| ())
             },
         )
