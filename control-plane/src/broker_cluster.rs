@@ -42,6 +42,26 @@ fn check_host_port(what: &str, v: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The hosts of route addresses (`host:port`, an IPv6 host in brackets):
+/// the names a node checks the certificate of the node it dials against.
+/// An address without a port is taken whole.
+pub fn route_hosts(routes: &[String]) -> Vec<String> {
+    routes
+        .iter()
+        .map(|r| {
+            let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .collect()
+}
+
+/// How a node's configuration from [`cluster_node_conf`] begins (its first
+/// line goes on with the node's name): `drover broker-config --out`
+/// replaces only a file that begins so.
+pub const CONF_HEADER: &str = "# Broker cluster node ";
+
 /// The user name of cluster routes (see [`cluster_node_conf`]).
 pub const ROUTE_USER: &str = "drover-route";
 
@@ -104,7 +124,7 @@ pub fn cluster_node_conf(
     );
     check_host_port("listen", &node.listen)?;
     let mut out = format!(
-        "# Broker cluster node {}, written by `drover broker-config`:\n\
+        "{CONF_HEADER}{}, written by `drover broker-config`:\n\
          # operator mode, JetStream, routes to every node.\n",
         node.server_name
     );
@@ -149,4 +169,18 @@ pub fn cluster_node_conf(
         routes.join("\n")
     ));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_hosts_are_the_addresses_without_port_or_brackets() {
+        let routes = ["nats1.example:6222", "10.0.0.2:6222", "[fd00::3]:6222"].map(String::from);
+        assert_eq!(
+            route_hosts(&routes),
+            ["nats1.example", "10.0.0.2", "fd00::3"]
+        );
+    }
 }

@@ -453,7 +453,8 @@ impl NatsAuth {
         let base = installation_base_conf(&node.listen)?;
         let route_tls = match tls {
             Some(files) => {
-                crate::tls::check_route_cert(files)?;
+                let hosts = crate::broker_cluster::route_hosts(&node.routes);
+                crate::tls::check_route_cert(files, &hosts)?;
                 Some(crate::tls::route_tls_block(files))
             }
             None => None,

@@ -395,6 +395,41 @@ async fn a_rate_limited_cli_command_waits_and_sends_again() {
     one_doc(&out);
 }
 
+/// A job the CLI submitted is not reported as a plain failure when the
+/// following breaks off (here: the control plane goes away while the CLI
+/// waits on a host that is offline): the error names the job and how to
+/// see it, so that a script does not submit it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_that_breaks_off_names_the_submitted_job() {
+    let mut stack = Stack::start().await;
+    let mut host = stack.start_host("h").await;
+    host.agent.stop();
+    let selector = format!("id:{}", host.id);
+    let mut cli = LineChild::spawn(
+        &stack,
+        &["run", &selector, "sys.ping", "--wait", "120", "--json"],
+    );
+    let job = common::wait_for("the CLI's job", Duration::from_secs(30), || async {
+        let (_, v) = stack.get("/jobs").await;
+        v["jobs"].as_array()?.first()?["id"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    stack.cp.stop();
+    let status = cli.wait(Duration::from_secs(60)).await;
+    assert!(!status.success());
+    let err: Value = serde_json::from_str(cli.lines.last().expect("an error document"))
+        .unwrap_or_else(|e| panic!("{e}: {:?}", cli.lines));
+    let msg = err["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("job {job} was submitted"))
+            && msg.contains(&format!("drover jobs {job}")),
+        "{msg}"
+    );
+    assert_eq!(err["code"], 6, "unreachable: {err}");
+}
+
 /// A `drover` command whose stderr the test reads line by line while it
 /// runs (to see a wait as it is said) and whose stdout it keeps.
 struct LineChild {

@@ -7,7 +7,8 @@
 //! refused even with the route password. Also: a broker certificate made
 //! for clients only (an earlier `drover init`'s) is refused by
 //! `broker-config --tls` with what to do, and `drover init` run again
-//! issues one that routes accept.
+//! issues one that routes accept. And the harness's ports: never handed
+//! out twice.
 
 mod common;
 
@@ -168,5 +169,89 @@ fn a_broker_certificate_for_clients_only_is_refused_until_init_issues_a_new_one(
         std::fs::read_to_string(tls.join("nats.pem")).unwrap(),
         cert.pem(),
         "the clients-only certificate was replaced"
+    );
+}
+
+/// What an operator trial found: a route host the broker certificate does
+/// not name is refused (the routes would fail their handshake later), with
+/// the `drover init --tls-name` that fixes it; and `--out` never replaces
+/// a file that is not a node configuration (a mistyped path onto the
+/// broker's key).
+#[test]
+fn broker_config_refuses_unnamed_route_hosts_and_an_out_onto_another_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cp");
+    init(&data);
+    let dir = tmp.path().join("node");
+    let run = |routes: &[&str], out: &Path| {
+        let mut cmd = Command::new(bin("drover"));
+        cmd.args(["broker-config", "--name", "drover-1", "--tls"]);
+        for r in routes {
+            cmd.args(["--route", r]);
+        }
+        cmd.arg("--store-dir")
+            .arg(dir.join("js"))
+            .arg("--resolver-dir")
+            .arg(dir.join("resolver"))
+            .arg("--out")
+            .arg(out)
+            .env("DROVER_DATA_DIR", &data)
+            .output()
+            .unwrap()
+    };
+    let conf = tmp.path().join("nats-1.conf");
+    let out = run(&["127.0.0.1:16222", "nats9.example:6222"], &conf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("nats9.example")
+            && err.contains("drover init --tls-name 127.0.0.1 --tls-name nats9.example"),
+        "{err}"
+    );
+    assert!(!conf.exists(), "nothing written");
+
+    // A key as --out: refused, the key unchanged.
+    let key = data.join("tls").join("nats.key");
+    let before = std::fs::read(&key).unwrap();
+    let out = run(&["127.0.0.1:16222", "127.0.0.1:16223"], &key);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("refusing to replace"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+
+    // An earlier configuration is replaced.
+    for _ in 0..2 {
+        let out = run(&["127.0.0.1:16222", "127.0.0.1:16223"], &conf);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The harness these clusters stand on (nine ports each): parallel tests
+/// never get the same loopback port
+/// (a shared port once made a test talk to another test's control plane).
+#[test]
+fn free_ports_are_never_handed_out_twice_even_from_parallel_threads() {
+    let threads: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(|| (0..100).map(|_| free_port()).collect::<Vec<_>>()))
+        .collect();
+    let ports: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    let taken: Vec<u16> = ports
+        .into_iter()
+        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err())
+        .collect();
+    assert!(
+        taken.is_empty(),
+        "handed out but something listens: {taken:?}"
     );
 }

@@ -580,24 +580,3 @@ fn real_id(s: &SignedCommand) -> String {
         .map(|c| c.id)
         .unwrap_or_default()
 }
-
-/// The harness itself: parallel tests never get the same loopback port
-/// (a shared port once made a test talk to another test's control plane).
-#[test]
-fn free_ports_are_never_handed_out_twice_even_from_parallel_threads() {
-    let threads: Vec<_> = (0..4)
-        .map(|_| std::thread::spawn(|| (0..100).map(|_| common::free_port()).collect::<Vec<u16>>()))
-        .collect();
-    let ports: Vec<u16> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
-    assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
-    for p in ports {
-        assert!(
-            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok(),
-            "port {p} was handed out but something listens on it"
-        );
-    }
-}

@@ -320,28 +320,42 @@ pub(crate) fn allows(pem: &Path, usages: &[ExtendedKeyUsagePurpose]) -> bool {
 }
 
 /// Whether the leaf certificate in `pem` names every one of `names` in its
-/// subject alternative names (DNS names case-insensitively, IP addresses
-/// by value). An unreadable certificate covers nothing.
+/// subject alternative names ([`uncovered_names`] finds none missing). An
+/// unreadable certificate covers nothing.
 fn covers(pem: &Path, names: &[String]) -> bool {
+    uncovered_names(pem, names).is_some_and(|missing| missing.is_empty())
+}
+
+/// Those of `names` the leaf certificate in `pem` does not name in its
+/// subject alternative names, as a TLS client checks a server's name: DNS
+/// names case-insensitively, a `*.` wildcard standing for exactly one
+/// left-most label (RFC 6125 §6.4.3), IP addresses by value. `None` when
+/// the certificate cannot be read (or names nothing).
+pub(crate) fn uncovered_names(pem: &Path, names: &[String]) -> Option<Vec<String>> {
     use x509_parser::extensions::GeneralName;
-    let Ok(certs) = load_certs(pem) else {
-        return false;
+    let certs = load_certs(pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref()).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let dns_matches = |pattern: &str, name: &str| {
+        if pattern.eq_ignore_ascii_case(name) {
+            return true;
+        }
+        let Some(suffix) = pattern.strip_prefix("*.") else {
+            return false;
+        };
+        name.split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix))
     };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(certs[0].as_ref()) else {
-        return false;
-    };
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return false;
-    };
-    names.iter().all(|n| {
+    let named = |n: &String| {
         let ip: Option<std::net::IpAddr> = n.parse().ok();
         san.value.general_names.iter().any(|g| match (g, ip) {
-            (GeneralName::DNSName(d), None) => d.eq_ignore_ascii_case(n),
+            (GeneralName::DNSName(d), None) => dns_matches(d, n),
             (GeneralName::IPAddress(b), Some(std::net::IpAddr::V4(v4))) => *b == v4.octets(),
             (GeneralName::IPAddress(b), Some(std::net::IpAddr::V6(v6))) => *b == v6.octets(),
             _ => false,
         })
-    })
+    };
+    Some(names.iter().filter(|n| !named(n)).cloned().collect())
 }
 
 /// The broker's `tls {}` block for its certificate and key: with it

@@ -16,7 +16,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::InconsistentKeys;
 
-use super::{allows, load_certs, TlsError, TlsFiles, NATS_USAGES};
+use super::{allows, load_certs, uncovered_names, TlsError, TlsFiles, NATS_USAGES};
 
 /// Checks that the broker certificate in `files` can be a node's identity
 /// on cluster routes, for `drover broker-config --tls`, before nats-server
@@ -26,9 +26,13 @@ use super::{allows, load_certs, TlsError, TlsFiles, NATS_USAGES};
 /// client authentication (a broker certificate of an `init` before
 /// 2026-12-02 has the first only); the key is not the certificate's; or
 /// the certificate does not chain to the CA (another CA's, expired, or a
-/// CA's own certificate).
-pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
+/// CA's own certificate); or it does not name every one of `route_hosts`
+/// (the hosts of the nodes' route addresses: the node that dials checks
+/// the name). Where the advice is `drover init`, it carries a `--tls-name`
+/// for each route host, so that the certificate it issues names them.
+pub fn check_route_cert(files: &TlsFiles, route_hosts: &[String]) -> Result<(), TlsError> {
     let (pem, ca) = (files.nats_pem(), files.ca_pem());
+    let init = init_command(route_hosts);
     if !ca.exists() {
         // init makes a CA only where there is none: with its key left
         // behind it refuses, and a new CA would be one no host trusts.
@@ -49,10 +53,10 @@ pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
         if !f.exists() {
             return Err(TlsError::Pem {
                 path: f.clone(),
-                what: "is missing: run `drover init` (without --no-tls; with init's ca.key it \
-                       issues the broker's certificate and key again), or put the ones your CA \
-                       issued there"
-                    .into(),
+                what: format!(
+                    "is missing: run `{init}` (with init's ca.key it issues the broker's \
+                     certificate and key again), or put the ones your CA issued there"
+                ),
             });
         }
     }
@@ -66,15 +70,43 @@ pub fn check_route_cert(files: &TlsFiles) -> Result<(), TlsError> {
     if !allows(&pem, NATS_USAGES) {
         return Err(TlsError::Pem {
             path: pem,
-            what: "does not allow both server and client authentication, and cluster routes \
-                   check both ends: run `drover init` again (with init's ca.key it issues the \
-                   broker certificate anew, hosts notice nothing), or put a certificate from \
-                   your CA with both serverAuth and clientAuth there"
-                .into(),
+            what: format!(
+                "does not allow both server and client authentication, and cluster routes \
+                 check both ends: run `{init}` (with init's ca.key it issues the broker \
+                 certificate anew, hosts notice nothing), or put a certificate from your CA \
+                 with both serverAuth and clientAuth there"
+            ),
         });
     }
-    check_key_matches(&files.nats_key(), &pem, certs.clone())?;
-    check_issued_by_ca(&pem, &ca, &certs)
+    check_key_matches(&files.nats_key(), &pem, certs.clone(), &init)?;
+    check_issued_by_ca(&pem, &ca, &certs, &init)?;
+    let missing = uncovered_names(&pem, route_hosts).unwrap_or_else(|| route_hosts.to_vec());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(TlsError::Pem {
+        path: pem,
+        what: format!(
+            "does not name the route host(s) {}, and the node that dials a route checks the \
+             name, so routes to them would fail: run `{init}` and add a --tls-name for every \
+             other name the certificate must keep (or list them all in tls_names in \
+             drover.toml; with init's ca.key it issues the broker certificate anew), or put a \
+             certificate from your CA that names them there",
+            missing.join(", ")
+        ),
+    })
+}
+
+/// `drover init` with a `--tls-name` for each of `hosts` (each once, in
+/// order).
+fn init_command(hosts: &[String]) -> String {
+    let mut cmd = "drover init".to_string();
+    let mut seen = std::collections::HashSet::new();
+    for h in hosts.iter().filter(|h| seen.insert(h.as_str())) {
+        cmd.push_str(" --tls-name ");
+        cmd.push_str(h);
+    }
+    cmd
 }
 
 /// The private key in `key` is the one of the leaf certificate `certs[0]`
@@ -86,6 +118,7 @@ fn check_key_matches(
     key: &Path,
     pem: &Path,
     certs: Vec<CertificateDer<'static>>,
+    init: &str,
 ) -> Result<(), TlsError> {
     let bytes = std::fs::read(key).map_err(|source| TlsError::Io {
         path: key.to_path_buf(),
@@ -105,8 +138,7 @@ fn check_key_matches(
             path: key.to_path_buf(),
             what: format!(
                 "is not the key of {}: put the certificate and its own key there together, \
-                     or, with init's ca.key, move both away and run `drover init` to issue them \
-                     anew",
+                     or, with init's ca.key, move both away and run `{init}` to issue them anew",
                 pem.display()
             ),
         }),
@@ -122,7 +154,8 @@ fn check_key_matches(
 /// other nodes check of it on a route, as rustls's WebPKI verifier checks
 /// it for client authentication (stricter than nats-server's Go verifier
 /// on one point: a CA's own certificate as a leaf is refused here).
-/// Certificates in `ca` that do not parse are skipped, as Go skips them.
+/// A certificate in `ca` that does not parse is refused: nats-server would
+/// skip it, but hosts and the CLI (rustls) refuse the whole file.
 /// Not refused, with a warning: a signature algorithm WebPKI does not
 /// support (P-521), and a purpose it reads more narrowly than Go (an
 /// `anyExtendedKeyUsage`; [`allows`] has checked the usages already).
@@ -134,18 +167,20 @@ fn check_issued_by_ca(
     pem: &Path,
     ca: &Path,
     certs: &[CertificateDer<'static>],
+    init: &str,
 ) -> Result<(), TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    let (added, _skipped) = roots.add_parsable_certificates(load_certs(ca)?);
-    if added == 0 {
-        return Err(TlsError::Pem {
+    for (i, c) in load_certs(ca)?.into_iter().enumerate() {
+        roots.add(c).map_err(|e| TlsError::Pem {
             path: ca.to_path_buf(),
             what: format!(
-                "holds no X.509 certificate that parses: put the certificate of the CA that \
-                 issued {} there",
+                "its certificate number {} does not parse ({e}); hosts and the CLI refuse the \
+                 whole file then (nats-server would skip it): keep only the certificates of \
+                 the CA that issued {} there",
+                i + 1,
                 pem.display()
             ),
-        });
+        })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -175,7 +210,7 @@ fn check_issued_by_ca(
             "does not check out against {} ({e}), so the other nodes would refuse its routes: \
              put there a certificate (not a CA's) that this CA issued, valid now, followed by \
              any intermediate certificates, and its key; or, with init's ca.key, move nats.pem \
-             and nats.key away and run `drover init` to issue them anew",
+             and nats.key away and run `{init}` to issue them anew",
             ca.display()
         ),
     })
@@ -213,7 +248,7 @@ mod tests {
         assert!(allows(&files.nats_pem(), NATS_USAGES));
         assert!(allows(&files.http_pem(), HTTP_USAGES));
         assert!(!allows(&files.http_pem(), NATS_USAGES));
-        check_route_cert(&files).unwrap();
+        check_route_cert(&files, &names).unwrap();
         let block = route_tls_block(&files);
         assert!(
             block.contains("ca_file:") && block.contains("nats.pem"),
@@ -225,21 +260,21 @@ mod tests {
         std::fs::copy(files.http_key(), files.nats_key()).unwrap();
         std::fs::remove_file(files.ca_key()).unwrap();
         assert!(ensure_certs(&files, &names).unwrap().written.is_empty());
-        let e = check_route_cert(&files).unwrap_err().to_string();
+        let e = check_route_cert(&files, &names).unwrap_err().to_string();
         assert!(e.contains("clientAuth") && e.contains("drover init"), "{e}");
         // Not a certificate: said so, not blamed on its usages.
         std::fs::write(files.nats_pem(), "not a certificate").unwrap();
-        let e = check_route_cert(&files).unwrap_err().to_string();
+        let e = check_route_cert(&files, &names).unwrap_err().to_string();
         assert!(!e.contains("clientAuth"), "{e}");
         // The CA's certificate missing: routes could check nothing. With
         // no ca.key (an operator's own CA): put it there, or run init.
         std::fs::remove_file(files.ca_pem()).unwrap();
-        let e = check_route_cert(&files).unwrap_err().to_string();
+        let e = check_route_cert(&files, &names).unwrap_err().to_string();
         assert!(e.contains("ca.pem") && e.contains("drover init"), "{e}");
         // With init's ca.key left behind, init cannot remake it (it
         // refuses to overwrite the key): restore it, init is no way out.
         std::fs::write(files.ca_key(), "key").unwrap();
-        let e = check_route_cert(&files).unwrap_err().to_string();
+        let e = check_route_cert(&files, &names).unwrap_err().to_string();
         assert!(e.contains("restore ca.pem") && e.contains("backup"), "{e}");
     }
 
@@ -260,10 +295,10 @@ mod tests {
             std::fs::write(&pem, &good_pem).unwrap();
             std::fs::write(&key, &good_key).unwrap();
             std::fs::write(&ca, &good_ca).unwrap();
-            check_route_cert(&files).unwrap();
+            check_route_cert(&files, &names).unwrap();
         };
         let refused = |needle: &str, file: &str| {
-            let e = check_route_cert(&files).unwrap_err().to_string();
+            let e = check_route_cert(&files, &names).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains(file), "{e}");
         };
         // Another certificate's key (the API's).
@@ -289,11 +324,74 @@ mod tests {
         std::fs::remove_file(&pem).unwrap();
         std::fs::remove_file(&key).unwrap();
         ensure_certs(&files, &names).unwrap();
-        check_route_cert(&files).unwrap();
+        check_route_cert(&files, &names).unwrap();
         // The CA's own certificate and key as the broker's.
         std::fs::copy(&ca, &pem).unwrap();
         std::fs::copy(files.ca_key(), &key).unwrap();
         refused("does not check out against", "nats.pem");
         restore();
+    }
+
+    /// The node that dials a route checks the other's name: a certificate
+    /// that does not name every route host is refused, the advice carries
+    /// a --tls-name per route host, and following it (init with its
+    /// ca.key reissues) gives a certificate that passes.
+    #[test]
+    fn a_certificate_that_does_not_name_every_route_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path());
+        let names = vec!["localhost".to_string(), "nats1.example".to_string()];
+        ensure_certs(&files, &names).unwrap();
+        let hosts: Vec<String> = ["nats1.example", "nats2.example", "10.9.9.9"]
+            .map(String::from)
+            .to_vec();
+        let e = check_route_cert(&files, &hosts).unwrap_err().to_string();
+        assert!(
+            e.contains("nats2.example, 10.9.9.9")
+                && !e.contains("host(s) nats1")
+                && e.contains(
+                    "drover init --tls-name nats1.example --tls-name nats2.example \
+                     --tls-name 10.9.9.9"
+                ),
+            "{e}"
+        );
+        let mut all = names.clone();
+        all.extend(hosts.iter().cloned());
+        assert!(!ensure_certs(&files, &all).unwrap().written.is_empty());
+        check_route_cert(&files, &hosts).unwrap();
+    }
+
+    #[test]
+    fn a_wildcard_names_one_label_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path());
+        ensure_certs(&files, &["*.example.com".to_string()]).unwrap();
+        let missing = |n: &[&str]| {
+            let n: Vec<String> = n.iter().map(|s| s.to_string()).collect();
+            uncovered_names(&files.nats_pem(), &n).unwrap()
+        };
+        assert!(missing(&["nats1.example.com", "NATS2.Example.COM"]).is_empty());
+        assert_eq!(
+            missing(&["a.b.example.com", "example.com", ".example.com"]),
+            ["a.b.example.com", "example.com", ".example.com"]
+        );
+    }
+
+    /// A certificate block in ca.pem that does not parse: nats-server would
+    /// skip it, hosts and the CLI refuse the whole file.
+    #[test]
+    fn a_ca_file_with_a_broken_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path());
+        let names = vec!["localhost".to_string()];
+        ensure_certs(&files, &names).unwrap();
+        let mut ca = std::fs::read_to_string(files.ca_pem()).unwrap();
+        ca.push_str("-----BEGIN CERTIFICATE-----\nZm9vYmFy\n-----END CERTIFICATE-----\n");
+        std::fs::write(files.ca_pem(), ca).unwrap();
+        let e = check_route_cert(&files, &names).unwrap_err().to_string();
+        assert!(
+            e.contains("certificate number 2") && e.contains("ca.pem"),
+            "{e}"
+        );
     }
 }

@@ -36,9 +36,27 @@ pub struct Follow {
 type Poll<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Value>> + Send + 'a>>;
 
 /// Follows the job until every host answered or `max` passed, then prints
-/// the summary. Errors: API errors; [`HostsFailed`] when some host did not
-/// succeed; [`TimedOut`] when `max` passed first.
+/// the summary. Errors: API errors (saying that the job was submitted and
+/// how to see it: a script must not submit it again); [`HostsFailed`] when
+/// some host did not succeed; [`TimedOut`] when `max` passed first.
 pub async fn follow_job(api: &client::ApiClient, f: Follow) -> anyhow::Result<()> {
+    let id = f.id.clone();
+    follow(api, f).await.map_err(|e| {
+        let outcome = e
+            .chain()
+            .any(|c| c.is::<HostsFailed>() || c.is::<TimedOut>());
+        if outcome {
+            e
+        } else {
+            e.context(format!(
+                "job {id} was submitted and runs on without this command; see it with \
+                 `drover jobs {id}`"
+            ))
+        }
+    })
+}
+
+async fn follow(api: &client::ApiClient, f: Follow) -> anyhow::Result<()> {
     let id = f.id.as_str();
     let first = api.get(&format!("/jobs/{id}")).await?;
     let bar = if !f.json && !f.stream && std::io::stderr().is_terminal() {

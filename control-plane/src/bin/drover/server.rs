@@ -123,8 +123,9 @@ pub struct BrokerConfig {
     /// before anything is written.
     #[arg(long)]
     pub tls: bool,
-    /// Write here (owner-only, replacing the file) instead of standard
-    /// output; says on stderr what it wrote.
+    /// Write here (owner-only) instead of standard output; says on stderr
+    /// what it wrote. An existing file is replaced only if it is a node
+    /// configuration written before.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -150,6 +151,17 @@ pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
         // (an existing file is replaced, and made owner-only too).
         Some(p) => {
             use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            // Only an earlier node configuration is replaced: a mistyped
+            // --out must not overwrite a key or anything else.
+            if let Ok(old) = std::fs::read(&p) {
+                let header = control_plane::broker_cluster::CONF_HEADER.as_bytes();
+                anyhow::ensure!(
+                    old.is_empty() || old.starts_with(header),
+                    "refusing to replace {}: it is not a node configuration `drover broker-config` \
+                     wrote; choose another --out, or remove the file first if it is one",
+                    p.display()
+                );
+            }
             let write = || -> std::io::Result<()> {
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
@@ -162,9 +174,15 @@ pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
             };
             write().with_context(|| format!("writing {}", p.display()))?;
             // Standard output stays empty: scripts may redirect it.
+            let beside = if tls.is_some() {
+                " (with the tls.conf drover init wrote beside it, and the certificates at the \
+                 paths it names)"
+            } else {
+                ""
+            };
             eprintln!(
                 "wrote {} (node {}, owner-only: it holds the routes' password); start the node \
-                 with: nats-server -c {}",
+                 with: nats-server -c {}{beside}",
                 p.display(),
                 node.server_name,
                 p.display()
