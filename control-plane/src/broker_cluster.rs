@@ -42,17 +42,18 @@ fn check_host_port(what: &str, v: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The hosts of route addresses (`host:port`, an IPv6 host in brackets):
-/// the names a node checks the certificate of the node it dials against.
-/// An address without a port is taken whole.
+/// The hosts of route addresses (`host:port`, an IPv6 host in brackets; a
+/// trailing dot dropped): the names a node checks the certificate of the
+/// node it dials against. An address without a port is taken whole.
 pub fn route_hosts(routes: &[String]) -> Vec<String> {
     routes
         .iter()
         .map(|r| {
             let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string()
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            // A fully qualified name's trailing dot is not part of the
+            // name a certificate is checked against (as Go strips it).
+            host.strip_suffix('.').unwrap_or(host).to_string()
         })
         .collect()
 }
@@ -177,10 +178,16 @@ mod tests {
 
     #[test]
     fn route_hosts_are_the_addresses_without_port_or_brackets() {
-        let routes = ["nats1.example:6222", "10.0.0.2:6222", "[fd00::3]:6222"].map(String::from);
+        let routes = [
+            "nats1.example:6222",
+            "nats2.example.:6222",
+            "10.0.0.2:6222",
+            "[fd00::3]:6222",
+        ]
+        .map(String::from);
         assert_eq!(
             route_hosts(&routes),
-            ["nats1.example", "10.0.0.2", "fd00::3"]
+            ["nats1.example", "nats2.example", "10.0.0.2", "fd00::3"]
         );
     }
 }

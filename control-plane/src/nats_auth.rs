@@ -451,20 +451,19 @@ impl NatsAuth {
         tls: Option<&crate::tls::TlsFiles>,
     ) -> anyhow::Result<String> {
         let base = installation_base_conf(&node.listen)?;
-        let route_tls = match tls {
-            Some(files) => {
-                let hosts = crate::broker_cluster::route_hosts(&node.routes);
-                crate::tls::check_route_cert(files, &hosts)?;
-                Some(crate::tls::route_tls_block(files))
-            }
-            None => None,
-        };
+        let route_tls = tls.map(crate::tls::route_tls_block);
+        // The node's names and addresses are checked first (a route
+        // without a port is that, not a certificate's fault).
         let mut out = crate::broker_cluster::cluster_node_conf(
             node,
             &base,
             &self.route_password()?,
             route_tls.as_deref(),
         )?;
+        if let Some(files) = tls {
+            let hosts = crate::broker_cluster::route_hosts(&node.routes);
+            crate::tls::check_route_cert(files, &hosts)?;
+        }
         out.push_str("\n# Operator mode (drover broker-config):\n");
         out.push_str(&self.resolver_conf(resolver_dir)?);
         if tls.is_some() {

@@ -347,15 +347,48 @@ pub(crate) fn uncovered_names(pem: &Path, names: &[String]) -> Option<Vec<String
             .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix))
     };
     let named = |n: &String| {
-        let ip: Option<std::net::IpAddr> = n.parse().ok();
+        let ip: Option<IpAddr> = n.parse().ok();
         san.value.general_names.iter().any(|g| match (g, ip) {
             (GeneralName::DNSName(d), None) => dns_matches(d, n),
-            (GeneralName::IPAddress(b), Some(std::net::IpAddr::V4(v4))) => *b == v4.octets(),
-            (GeneralName::IPAddress(b), Some(std::net::IpAddr::V6(v6))) => *b == v6.octets(),
+            // As Go's net.IP.Equal: an IPv4 address and its IPv4-mapped
+            // IPv6 form are the same.
+            (GeneralName::IPAddress(b), Some(ip)) => {
+                san_ip(b).is_some_and(|s| s.to_canonical() == ip.to_canonical())
+            }
             _ => false,
         })
     };
     Some(names.iter().filter(|n| !named(n)).cloned().collect())
+}
+
+/// An IP address SAN's bytes (4 or 16) as an address.
+fn san_ip(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// The DNS names and IP addresses the leaf certificate in `pem` names in
+/// its subject alternative names, as text, in its order. `None` when it
+/// cannot be read.
+pub(crate) fn san_names(pem: &Path) -> Option<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let certs = load_certs(pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref()).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    Some(
+        san.value
+            .general_names
+            .iter()
+            .filter_map(|g| match g {
+                GeneralName::DNSName(d) => Some(d.to_string()),
+                GeneralName::IPAddress(b) => san_ip(b).map(|ip| ip.to_string()),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// The broker's `tls {}` block for its certificate and key: with it

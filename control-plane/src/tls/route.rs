@@ -28,11 +28,10 @@ use super::{allows, load_certs, uncovered_names, TlsError, TlsFiles, NATS_USAGES
 /// the certificate does not chain to the CA (another CA's, expired, or a
 /// CA's own certificate); or it does not name every one of `route_hosts`
 /// (the hosts of the nodes' route addresses: the node that dials checks
-/// the name). Where the advice is `drover init`, it carries a `--tls-name`
-/// for each route host, so that the certificate it issues names them.
+/// the name). The advice to reissue is [`reissue_hint`]'s.
 pub fn check_route_cert(files: &TlsFiles, route_hosts: &[String]) -> Result<(), TlsError> {
     let (pem, ca) = (files.nats_pem(), files.ca_pem());
-    let init = init_command(route_hosts);
+    let hint = reissue_hint(files, route_hosts);
     if !ca.exists() {
         // init makes a CA only where there is none: with its key left
         // behind it refuses, and a new CA would be one no host trusts.
@@ -53,10 +52,7 @@ pub fn check_route_cert(files: &TlsFiles, route_hosts: &[String]) -> Result<(), 
         if !f.exists() {
             return Err(TlsError::Pem {
                 path: f.clone(),
-                what: format!(
-                    "is missing: run `{init}` (with init's ca.key it issues the broker's \
-                     certificate and key again), or put the ones your CA issued there"
-                ),
+                what: format!("is missing: {hint}"),
             });
         }
     }
@@ -72,14 +68,13 @@ pub fn check_route_cert(files: &TlsFiles, route_hosts: &[String]) -> Result<(), 
             path: pem,
             what: format!(
                 "does not allow both server and client authentication, and cluster routes \
-                 check both ends: run `{init}` (with init's ca.key it issues the broker \
-                 certificate anew, hosts notice nothing), or put a certificate from your CA \
-                 with both serverAuth and clientAuth there"
+                 check both ends (a certificate from your CA needs serverAuth and clientAuth): \
+                 {hint}"
             ),
         });
     }
-    check_key_matches(&files.nats_key(), &pem, certs.clone(), &init)?;
-    check_issued_by_ca(&pem, &ca, &certs, &init)?;
+    check_key_matches(&files.nats_key(), &pem, certs.clone(), &hint)?;
+    check_issued_by_ca(&pem, &ca, &certs, &hint)?;
     let missing = uncovered_names(&pem, route_hosts).unwrap_or_else(|| route_hosts.to_vec());
     if missing.is_empty() {
         return Ok(());
@@ -88,25 +83,46 @@ pub fn check_route_cert(files: &TlsFiles, route_hosts: &[String]) -> Result<(), 
         path: pem,
         what: format!(
             "does not name the route host(s) {}, and the node that dials a route checks the \
-             name, so routes to them would fail: run `{init}` and add a --tls-name for every \
-             other name the certificate must keep (or list them all in tls_names in \
-             drover.toml; with init's ca.key it issues the broker certificate anew), or put a \
-             certificate from your CA that names them there",
+             name, so routes to them would fail: {hint}",
             missing.join(", ")
         ),
     })
 }
 
-/// `drover init` with a `--tls-name` for each of `hosts` (each once, in
-/// order).
-fn init_command(hosts: &[String]) -> String {
-    let mut cmd = "drover init".to_string();
-    let mut seen = std::collections::HashSet::new();
-    for h in hosts.iter().filter(|h| seen.insert(h.as_str())) {
-        cmd.push_str(" --tls-name ");
-        cmd.push_str(h);
+/// What to do to get a broker certificate that serves these routes. With
+/// init's `ca.key`: move `nats.pem` and `nats.key` away and run `drover
+/// init` with a `--tls-name` for every name the certificate has now
+/// (beyond init's defaults, so that clients keep reaching the broker by
+/// them; init keeps no record of an earlier `--tls-name`) and for every
+/// route host; it reissues the API's certificate with the same names. The
+/// new files then go to every node again. Without `ca.key` init can issue
+/// nothing: the certificate must come from the operator's CA.
+fn reissue_hint(files: &TlsFiles, route_hosts: &[String]) -> String {
+    if !files.ca_key().exists() {
+        return "put there a certificate and key from your CA that name every route host and \
+                allow serverAuth and clientAuth (there is no init ca.key here to issue them)"
+            .into();
     }
-    cmd
+    let defaults = super::default_names();
+    let mut names: Vec<String> = Vec::new();
+    let current = super::san_names(&files.nats_pem()).unwrap_or_default();
+    for n in current.into_iter().chain(route_hosts.iter().cloned()) {
+        if !defaults.contains(&n) && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let mut cmd = "drover init".to_string();
+    for n in &names {
+        cmd.push_str(" --tls-name ");
+        cmd.push_str(n);
+    }
+    format!(
+        "move nats.pem and nats.key out of {} and run `{cmd}` (with init's ca.key it issues \
+         them anew for these names and its defaults, the API's certificate too; hosts trust the \
+         CA and notice nothing), then copy them to every node again; or put there a \
+         certificate and key from this CA that do",
+        files.dir.display()
+    )
 }
 
 /// The private key in `key` is the one of the leaf certificate `certs[0]`
@@ -118,7 +134,7 @@ fn check_key_matches(
     key: &Path,
     pem: &Path,
     certs: Vec<CertificateDer<'static>>,
-    init: &str,
+    hint: &str,
 ) -> Result<(), TlsError> {
     let bytes = std::fs::read(key).map_err(|source| TlsError::Io {
         path: key.to_path_buf(),
@@ -138,7 +154,7 @@ fn check_key_matches(
             path: key.to_path_buf(),
             what: format!(
                 "is not the key of {}: put the certificate and its own key there together, \
-                     or, with init's ca.key, move both away and run `{init}` to issue them anew",
+                     or {hint}",
                 pem.display()
             ),
         }),
@@ -157,8 +173,8 @@ fn check_key_matches(
 /// A certificate in `ca` that does not parse is refused: nats-server would
 /// skip it, but hosts and the CLI (rustls) refuse the whole file.
 /// Not refused, with a warning: a signature algorithm WebPKI does not
-/// support (P-521), and a purpose it reads more narrowly than Go (an
-/// `anyExtendedKeyUsage`; [`allows`] has checked the usages already).
+/// support (P-521), and the leaf's `anyExtendedKeyUsage`, which WebPKI
+/// reads more narrowly than Go.
 /// Errors say which file to fix.
 // rustls 0.23 still reports some unsupported algorithms with the deprecated
 // unit variant (webpki/mod.rs), so it is matched too.
@@ -167,7 +183,7 @@ fn check_issued_by_ca(
     pem: &Path,
     ca: &Path,
     certs: &[CertificateDer<'static>],
-    init: &str,
+    hint: &str,
 ) -> Result<(), TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for (i, c) in load_certs(ca)?.into_iter().enumerate() {
@@ -193,27 +209,42 @@ fn check_issued_by_ca(
         return Ok(());
     };
     use rustls::CertificateError as C;
-    if let rustls::Error::InvalidCertificate(
-        C::UnsupportedSignatureAlgorithm
-        | C::UnsupportedSignatureAlgorithmContext { .. }
-        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
-        | C::InvalidPurpose
-        | C::InvalidPurposeContext { .. },
-    ) = &e
-    {
+    let unreadable = matches!(
+        &e,
+        rustls::Error::InvalidCertificate(
+            C::UnsupportedSignatureAlgorithm
+                | C::UnsupportedSignatureAlgorithmContext { .. }
+                | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+        )
+    );
+    // WebPKI wants clientAuth itself where Go takes the leaf's "any"
+    // purpose; an intermediate without clientAuth Go refuses too.
+    let any_purpose = matches!(
+        &e,
+        rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. })
+    ) && leaf_allows_any_purpose(&certs[0]);
+    if unreadable || any_purpose {
         tracing::warn!(cert = %pem.display(), error = %e, "the broker certificate's chain was not checked against the CA (a signature algorithm or purpose this check does not read); the other nodes check it on every route");
         return Ok(());
     }
     Err(TlsError::Pem {
         path: pem.to_path_buf(),
         what: format!(
-            "does not check out against {} ({e}), so the other nodes would refuse its routes: \
-             put there a certificate (not a CA's) that this CA issued, valid now, followed by \
-             any intermediate certificates, and its key; or, with init's ca.key, move nats.pem \
-             and nats.key away and run `{init}` to issue them anew",
+            "does not check out against {} ({e}), so the other nodes would refuse its routes \
+             (it must be a certificate, not a CA's, that this CA issued, valid now, followed by \
+             any intermediate certificates): {hint}",
             ca.display()
         ),
     })
+}
+
+/// Whether the certificate's extended key usages include
+/// `anyExtendedKeyUsage`.
+fn leaf_allows_any_purpose(cert: &CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .and_then(|(_, c)| c.extended_key_usage().ok().flatten().map(|e| e.value.any))
+        .unwrap_or(false)
 }
 
 /// The `tls {}` block of a cluster node's `cluster {}`: routes in both
@@ -261,7 +292,10 @@ mod tests {
         std::fs::remove_file(files.ca_key()).unwrap();
         assert!(ensure_certs(&files, &names).unwrap().written.is_empty());
         let e = check_route_cert(&files, &names).unwrap_err().to_string();
-        assert!(e.contains("clientAuth") && e.contains("drover init"), "{e}");
+        assert!(
+            e.contains("clientAuth") && e.contains("no init ca.key"),
+            "{e}"
+        );
         // Not a certificate: said so, not blamed on its usages.
         std::fs::write(files.nats_pem(), "not a certificate").unwrap();
         let e = check_route_cert(&files, &names).unwrap_err().to_string();
@@ -392,6 +426,20 @@ mod tests {
         assert!(
             e.contains("certificate number 2") && e.contains("ca.pem"),
             "{e}"
+        );
+    }
+
+    /// As Go compares addresses: an IPv4 address and its IPv4-mapped IPv6
+    /// form are the same name.
+    #[test]
+    fn an_ipv4_route_host_matches_its_mapped_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path());
+        ensure_certs(&files, &["10.0.0.2".to_string()]).unwrap();
+        let hosts = ["::ffff:10.0.0.2", "10.0.0.2", "10.0.0.3"].map(String::from);
+        assert_eq!(
+            uncovered_names(&files.nats_pem(), &hosts).unwrap(),
+            ["10.0.0.3"]
         );
     }
 }

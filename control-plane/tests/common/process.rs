@@ -60,9 +60,15 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
+            // The control plane's "ready" line is what the harness waits
+            // for (`wait_healthy`): kept at any DROVER_TEST_LOG.
             .env(
                 "RUST_LOG",
-                std::env::var("DROVER_TEST_LOG").unwrap_or_else(|_| "info,async_nats=warn".into()),
+                format!(
+                    "{},control_plane::serve=info",
+                    std::env::var("DROVER_TEST_LOG")
+                        .unwrap_or_else(|_| "info,async_nats=warn".into())
+                ),
             )
             .env("NO_COLOR", "1");
         // Keep the developer's own settings out of the processes under test.
@@ -87,18 +93,21 @@ impl Proc {
     }
 
     pub fn log_text(&self) -> String {
-        let mut s = String::new();
+        let mut b = Vec::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
+            let _ = f.read_to_end(&mut b);
         }
-        s
+        String::from_utf8_lossy(&b).into_owned()
     }
 
     /// What this process wrote to its log (not a predecessor's lines).
     pub fn own_log_text(&self) -> String {
-        let text = self.log_text();
-        let start = usize::try_from(self.log_start).unwrap_or(0);
-        text.get(start..).unwrap_or(&text).to_string()
+        let mut b = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_end(&mut b);
+        }
+        let start = usize::try_from(self.log_start).unwrap_or(usize::MAX);
+        String::from_utf8_lossy(b.get(start..).unwrap_or_default()).into_owned()
     }
 
     /// SIGTERM, then SIGKILL if it does not exit within 10 s.

@@ -49,8 +49,7 @@ pub async fn follow_job(api: &client::ApiClient, f: Follow) -> anyhow::Result<()
             e
         } else {
             e.context(format!(
-                "job {id} was submitted and runs on without this command; see it with \
-                 `drover jobs {id}`"
+                "job {id} was submitted (do not submit it again); see it with `drover jobs {id}`"
             ))
         }
     })

@@ -124,8 +124,8 @@ pub struct BrokerConfig {
     #[arg(long)]
     pub tls: bool,
     /// Write here (owner-only) instead of standard output; says on stderr
-    /// what it wrote. An existing file is replaced only if it is a node
-    /// configuration written before.
+    /// what it wrote. An existing file is replaced only if it is a regular
+    /// file holding a node configuration written before.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -153,14 +153,25 @@ pub fn broker_config(cfg: &Config, o: BrokerConfig) -> anyhow::Result<()> {
             use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
             // Only an earlier node configuration is replaced: a mistyped
             // --out must not overwrite a key or anything else.
-            if let Ok(old) = std::fs::read(&p) {
-                let header = control_plane::broker_cluster::CONF_HEADER.as_bytes();
-                anyhow::ensure!(
-                    old.is_empty() || old.starts_with(header),
-                    "refusing to replace {}: it is not a node configuration `drover broker-config` \
-                     wrote; choose another --out, or remove the file first if it is one",
-                    p.display()
-                );
+            match std::fs::symlink_metadata(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("looking at {}", p.display())),
+                Ok(meta) => {
+                    let header = control_plane::broker_cluster::CONF_HEADER.as_bytes();
+                    let mut start = vec![0u8; header.len()];
+                    let ours = meta.is_file()
+                        && std::fs::File::open(&p)
+                            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut start))
+                            .is_ok()
+                        && start == header;
+                    anyhow::ensure!(
+                        ours,
+                        "refusing to replace {}: it is not a node configuration `drover \
+                         broker-config` wrote; choose another --out, or remove the file first \
+                         if it is one",
+                        p.display()
+                    );
+                }
             }
             let write = || -> std::io::Result<()> {
                 let mut f = std::fs::OpenOptions::new()
